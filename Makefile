@@ -1,0 +1,38 @@
+# Thin front door over CMake and scripts/. The two commands the README promises:
+#   make demo   - installs what is missing, builds everything, runs the main job
+#   make test   - the same set-up, then the whole test suite
+# Guest artifacts are cached in $(KILN_CACHE) (default /var/cache/kiln), keyed by their inputs.
+
+JOBS ?= 2
+BUILD ?= build/release
+export KILN_JOBS := $(JOBS)
+
+.PHONY: all deps build kernel images setup demo test unit-test asan-test fuzz-test vm-test bench clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	@scripts/cmake-build.sh $(BUILD) Release
+
+kernel: deps
+	@scripts/build-kernel.sh >/dev/null
+
+images: build
+	@scripts/build-image-tiny.sh $(BUILD)/src/agent/kiln-agent >/dev/null
+
+setup: build kernel images
+
+demo: setup
+	@scripts/demo.sh $(BUILD)
+
+test: setup
+	@scripts/test.sh $(BUILD)
+
+bench: setup
+	@scripts/bench.sh $(BUILD)
+
+clean:
+	rm -rf build

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Kiln needs to build, run and test; a no-op when all are present.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake g++ clang libclang-rt-14-dev pkg-config git make
+  # libraries
+  nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev libssl-dev libseccomp-dev
+  libarchive-dev libyaml-cpp-dev libpq-dev libspdlog-dev libfmt-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  # the VMM
+  qemu-system-x86
+  # guest kernel and images
+  linux-source-6.1 flex bison bc libelf-dev cpio lz4 xz-utils busybox-static e2fsprogs
+  xfsprogs debootstrap
+  # tests, benchmarks, networking
+  python3 python3-pytest iproute2 nftables iperf3 sqlite3 postgresql
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "[kiln] installing ${#missing[@]} Debian packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+# An update only when the package lists are missing or older than a day.
+if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -mtime -1 2>/dev/null | head -1)" ]; then
+  $SUDO apt-get update -q
+fi
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,41 @@
+// FileWriter: an atomic file write in progress: a temp file beside the target, renamed onto it at the end.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "proto/messages.h"
+
+namespace kiln::agent {
+
+class FileWriter {
+public:
+    // Creates the parent folders (if asked) and the temp file `.<basename>.kiln-tmp-XXXXXX`.
+    static Result<std::unique_ptr<FileWriter>> create(const proto::WriteRequest& request);
+    FileWriter(const FileWriter&) = delete;
+    FileWriter& operator=(const FileWriter&) = delete;
+    // Unlinks the temp file unless commit() succeeded.
+    ~FileWriter();
+
+    Status append(std::string_view data);
+    // Sets the mode and renames the temp file onto the path; returns the size written.
+    Result<uint64_t> commit();
+
+    const std::string& temp_path() const { return m_temp_path; }
+
+private:
+    FileWriter(UniqueFd fd, std::string temp_path, std::string path, uint32_t mode)
+        : m_fd(std::move(fd)), m_temp_path(std::move(temp_path)), m_path(std::move(path)), m_mode(mode) {}
+
+    UniqueFd m_fd;
+    std::string m_temp_path;  // empty once renamed
+    std::string m_path;
+    uint32_t m_mode;
+    uint64_t m_size = 0;
+};
+
+}  // namespace kiln::agent

@@ -1,0 +1,252 @@
+// fork/exec with an error pipe, PR_SET_PDEATHSIG and fd hygiene; pidfd-based waiting and signalling.
+#include "base/child_process.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/errno_error.h"
+
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+
+namespace kiln {
+namespace {
+
+int sys_pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
+int sys_pidfd_send_signal(int pidfd, int sig) {
+    return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+ExitStatus decode_wait_status(int status) {
+    ExitStatus s;
+    if (WIFEXITED(status)) s.exit_code = WEXITSTATUS(status);
+    else if (WIFSIGNALED(status)) s.signal = WTERMSIG(status);
+    return s;
+}
+
+// What the child reports through the error pipe when it cannot exec.
+struct ChildFailure {
+    int stage;  // 0: dup2, 1: chdir, 2: exec, 3: setup
+    int err;
+};
+
+[[noreturn]] void child_fail(int pipe_fd, int stage) {
+    ChildFailure f{stage, errno};
+    ssize_t ignored = ::write(pipe_fd, &f, sizeof f);
+    (void)ignored;
+    ::_exit(127);
+}
+
+// Runs in the child between fork and exec: only async-signal-safe calls from here on.
+[[noreturn]] void child_main(const SpawnOptions& options, char* const* argv, int dev_null, int pipe_fd,
+                             pid_t parent) {
+    if (options.die_with_parent) {
+        if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(pipe_fd, 3);
+        if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
+    }
+    if (options.new_session) ::setsid();
+
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+
+    // Move every source fd above 2 first, so that dup2 into 0/1/2 cannot clobber a later source.
+    int sources[3] = {options.stdin_fd, options.stdout_fd, options.stderr_fd};
+    int moved[3];
+    for (int i = 0; i < 3; ++i) {
+        int src = sources[i] == SpawnOptions::kDevNull ? dev_null : sources[i];
+        if (src == SpawnOptions::kInherit) {
+            moved[i] = -1;
+            continue;
+        }
+        moved[i] = ::fcntl(src, F_DUPFD_CLOEXEC, 3);
+        if (moved[i] < 0) child_fail(pipe_fd, 0);
+    }
+    for (int i = 0; i < 3; ++i) {
+        if (moved[i] >= 0) {
+            if (::dup2(moved[i], i) < 0) child_fail(pipe_fd, 0);
+        } else {
+            ::fcntl(i, F_SETFD, 0);  // an inherited 0/1/2 must survive exec
+        }
+    }
+    // Every other fd, including the error pipe, goes away at exec.
+    if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = 3; fd < 65536; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) child_fail(pipe_fd, 1);
+    ::execvp(argv[0], argv);
+    child_fail(pipe_fd, 2);
+}
+
+}  // namespace
+
+std::string ExitStatus::describe() const {
+    if (signal) return "was killed by signal " + std::to_string(signal) + " (" + ::strsignal(signal) + ")";
+    return "exited with status " + std::to_string(exit_code);
+}
+
+Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& options) {
+    if (options.argv.empty() || options.argv[0].empty())
+        return make_error("invalid_argument", "spawn: empty argv");
+    const std::string& name = options.argv[0];
+
+    // Everything the child needs is prepared here: after fork it may not allocate.
+    std::vector<char*> argv;
+    argv.reserve(options.argv.size() + 1);
+    for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+
+    UniqueFd dev_null;
+    if (options.stdin_fd == SpawnOptions::kDevNull || options.stdout_fd == SpawnOptions::kDevNull ||
+        options.stderr_fd == SpawnOptions::kDevNull) {
+        dev_null.reset(::open("/dev/null", O_RDWR | O_CLOEXEC));
+        if (!dev_null) return errno_error("open /dev/null");
+    }
+    int pipe_fds[2];
+    if (::pipe2(pipe_fds, O_CLOEXEC) != 0) return errno_error("pipe2");
+    UniqueFd err_read(pipe_fds[0]), err_write(pipe_fds[1]);
+
+    pid_t parent = ::getpid();
+    pid_t pid = ::fork();
+    if (pid < 0) return errno_error("fork for " + name);
+    if (pid == 0) child_main(options, argv.data(), dev_null.get(), err_write.get(), parent);
+
+    err_write.reset();
+    ChildFailure failure{};
+    ssize_t n;
+    do {
+        n = ::read(err_read.get(), &failure, sizeof failure);
+    } while (n < 0 && errno == EINTR);
+    if (n > 0) {
+        int status;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        static const char* stages[] = {"set up its stdio", "chdir", "exec", "set up"};
+        std::string what = failure.stage == 1 ? "chdir to " + options.cwd : stages[failure.stage & 3];
+        int code_err = failure.err;
+        Error e = errno_error("spawn " + name + ": cannot " + what, code_err);
+        if (failure.stage == 2 && code_err == ENOENT) e.code = "not_found";
+        return e;
+    }
+
+    UniqueFd pidfd(sys_pidfd_open(pid));
+    if (!pidfd) {
+        Error e = errno_error("pidfd_open");
+        ::kill(pid, SIGKILL);
+        int status;
+        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+        }
+        return e;
+    }
+    return std::unique_ptr<ChildProcess>(new ChildProcess(pid, std::move(pidfd), name));
+}
+
+ChildProcess::~ChildProcess() {
+    if (!exit_status()) kill_and_reap();
+}
+
+Status ChildProcess::kill(int sig) {
+    std::lock_guard lock(m_mutex);
+    if (m_status) return ok_status();
+    if (sys_pidfd_send_signal(m_pidfd.get(), sig) != 0 && errno != ESRCH)
+        return errno_error("signal " + std::to_string(sig) + " to " + m_name);
+    return ok_status();
+}
+
+std::optional<ExitStatus> ChildProcess::try_reap_locked() {
+    if (m_status) return m_status;
+    int status;
+    pid_t r;
+    do {
+        r = ::waitpid(m_pid, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == m_pid) m_status = decode_wait_status(status);
+    else if (r < 0 && errno == ECHILD) m_status = ExitStatus{};  // reaped elsewhere; status unknown
+    return m_status;
+}
+
+std::optional<ExitStatus> ChildProcess::wait_for(Millis timeout) {
+    auto deadline = Clock::now() + timeout;
+    for (;;) {
+        {
+            std::lock_guard lock(m_mutex);
+            if (auto s = try_reap_locked()) return s;
+        }
+        int left = remaining_ms(deadline);
+        if (left == 0) return std::nullopt;
+        struct pollfd p{m_pidfd.get(), POLLIN, 0};
+        int r = ::poll(&p, 1, left);
+        if (r < 0 && errno != EINTR) return std::nullopt;
+    }
+}
+
+std::optional<ExitStatus> ChildProcess::exit_status() const {
+    std::lock_guard lock(m_mutex);
+    return m_status;
+}
+
+ExitStatus ChildProcess::kill_and_reap() {
+    (void)kill(SIGKILL);
+    for (;;) {
+        if (auto s = wait_for(Millis(1000))) return *s;
+        (void)kill(SIGKILL);
+    }
+}
+
+Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout, size_t max_output) {
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
+    UniqueFd read_end(fds[0]), write_end(fds[1]);
+    SpawnOptions options;
+    options.argv = argv;
+    options.stdout_fd = write_end.get();
+    options.stderr_fd = write_end.get();
+    auto child = TRY(ChildProcess::spawn(options));
+    write_end.reset();
+
+    CapturedRun run;
+    auto deadline = Clock::now() + timeout;
+    char buf[16 * 1024];
+    for (;;) {
+        int left = remaining_ms(deadline);
+        if (left == 0) {
+            child->kill_and_reap();
+            return make_error("timeout", argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms");
+        }
+        struct pollfd p{read_end.get(), POLLIN, 0};
+        int r = ::poll(&p, 1, left);
+        if (r < 0 && errno != EINTR) return errno_error("poll");
+        if (r <= 0) continue;
+        ssize_t n = ::read(read_end.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return errno_error("read output of " + argv[0]);
+        }
+        if (n == 0) break;
+        size_t room = max_output - std::min(max_output, run.output.size());
+        run.output.append(buf, std::min(room, static_cast<size_t>(n)));
+    }
+    auto status = child->wait_for(Millis(remaining_ms(deadline)));
+    if (!status) {
+        child->kill_and_reap();
+        return make_error("timeout", argv[0] + " did not exit within " + std::to_string(timeout.count()) + " ms");
+    }
+    run.status = *status;
+    return run;
+}
+
+}  // namespace kiln

@@ -1,0 +1,93 @@
+// ChildProcess: one spawned process, owned: waited on through a pidfd, SIGKILLed and reaped on destruction.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace kiln {
+
+// How a process ended.
+struct ExitStatus {
+    int exit_code = -1;  // valid when signal == 0
+    int signal = 0;      // the signal that killed it, or 0
+
+    bool success() const { return signal == 0 && exit_code == 0; }
+    // The shell convention: the exit code, or 128 + signal.
+    int shell_status() const { return signal ? 128 + signal : exit_code; }
+    // "exited with status 1" or "was killed by signal 9 (Killed)".
+    std::string describe() const;
+};
+
+struct SpawnOptions {
+    static constexpr int kInherit = -2;  // keep the parent's fd 0/1/2
+    static constexpr int kDevNull = -1;  // /dev/null
+
+    std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
+    std::string cwd;                // empty: the parent's
+    int stdin_fd = kDevNull;        // or an fd the child gets as its 0/1/2 (the caller keeps its own)
+    int stdout_fd = kInherit;
+    int stderr_fd = kInherit;
+    // PR_SET_PDEATHSIG(SIGKILL): the child dies when the *thread* that spawned it exits, so spawn
+    // from a thread that lives as long as the child should (main, or a long-lived worker).
+    bool die_with_parent = true;
+    // setsid(): no controlling terminal and its own process group, so a terminal's Ctrl-C reaches
+    // only us and we decide how the child stops.
+    bool new_session = false;
+};
+
+// Every fd other than the chosen 0/1/2 is closed in the child. SIGCHLD must not be SIG_IGN in the
+// parent (that would reap children behind our back). Thread-safe.
+class ChildProcess {
+public:
+    static Result<std::unique_ptr<ChildProcess>> spawn(const SpawnOptions& options);
+    ~ChildProcess();
+
+    ChildProcess(const ChildProcess&) = delete;
+    ChildProcess& operator=(const ChildProcess&) = delete;
+
+    pid_t pid() const { return m_pid; }
+    // Becomes readable (POLLIN) when the process exits; usable in the caller's own poll loop.
+    int pidfd() const { return m_pidfd.get(); }
+    const std::string& name() const { return m_name; }
+
+    // Sends `sig` through the pidfd (never to a recycled pid). Succeeds if the process is already gone.
+    Status kill(int sig);
+    // Waits up to `timeout` for the process to exit and reaps it; nothing on timeout.
+    // A zero timeout only checks.
+    std::optional<ExitStatus> wait_for(Millis timeout);
+    // The exit status once reaped.
+    std::optional<ExitStatus> exit_status() const;
+    // SIGKILL, then wait and reap.
+    ExitStatus kill_and_reap();
+
+private:
+    ChildProcess(pid_t pid, UniqueFd pidfd, std::string name)
+        : m_pid(pid), m_pidfd(std::move(pidfd)), m_name(std::move(name)) {}
+    std::optional<ExitStatus> try_reap_locked();
+
+    const pid_t m_pid;
+    const UniqueFd m_pidfd;
+    const std::string m_name;
+    mutable std::mutex m_mutex;
+    std::optional<ExitStatus> m_status;  // guarded by m_mutex
+};
+
+struct CapturedRun {
+    ExitStatus status;
+    std::string output;  // stdout and stderr interleaved, at most max_output bytes
+};
+
+// Runs argv to completion with stdin from /dev/null, capturing its output; kills it on timeout.
+Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout,
+                                    size_t max_output = 256 * 1024);
+
+}  // namespace kiln

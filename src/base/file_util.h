@@ -1,0 +1,27 @@
+// Whole-file reads and writes, recursive mkdir and removal: the small file chores every module needs.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+#include "base/result.h"
+
+namespace kiln {
+
+// Reads a whole file; fails with "too_large" when it holds more than `max_size` bytes.
+Result<std::string> read_file(const std::string& path, size_t max_size = 64 * 1024 * 1024);
+// Reads at most the last `max_bytes` of a file (for log tails in error messages).
+Result<std::string> read_file_tail(const std::string& path, size_t max_bytes);
+// Writes `content` to `path` (created with `mode`, truncated if it exists).
+Status write_file(const std::string& path, const std::string& content, unsigned mode = 0644);
+// Writes through a temporary file in the same folder and rename(2)s it over `path`.
+Status write_file_atomic(const std::string& path, const std::string& content, unsigned mode = 0644);
+// mkdir -p.
+Status make_dirs(const std::string& path, unsigned mode = 0755);
+// rm -rf that never follows symlinks; a missing path is not an error.
+Status remove_tree(const std::string& path);
+bool path_exists(const std::string& path);
+// The last `max_lines` lines of `text`.
+std::string last_lines(const std::string& text, size_t max_lines);
+
+}  // namespace kiln

@@ -1,0 +1,156 @@
+// The JSON bodies of agent Request and Result frames: one struct per operation, with the only
+// code that turns them into JSON and back. Both sides include this file; parse_* validate hostile
+// input and never throw.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+
+namespace kiln::proto {
+
+using nlohmann::json;
+
+// Operation names ("op" in a Request).
+namespace op {
+inline constexpr const char* kPing = "ping";         // -> PingResult; always allowed
+inline constexpr const char* kInit = "init";         // InitRequest -> {}; renews identity, enables exec/files
+inline constexpr const char* kFreeze = "freeze";     // -> {}; syncs disks and disables exec/files until the next init
+inline constexpr const char* kExec = "exec";         // ExecRequest -> Started, Stdout/Stderr..., ExecResult
+inline constexpr const char* kRead = "read";         // PathRequest -> Data..., {"size"}
+inline constexpr const char* kWrite = "write";       // WriteRequest, then Data..., Eof -> {"size"}
+inline constexpr const char* kStat = "stat";         // PathRequest -> FileInfo
+inline constexpr const char* kList = "list";         // PathRequest -> {"entries": [FileInfo...]}
+inline constexpr const char* kMkdir = "mkdir";       // MkdirRequest -> {}
+inline constexpr const char* kRemove = "remove";     // RemoveRequest -> {}
+inline constexpr const char* kShutdown = "shutdown"; // -> {}; then sync, remount / read-only, reboot
+}  // namespace op
+
+// Error codes in agent Error frames.
+namespace errc {
+inline constexpr const char* kMalformedFrame = "malformed_frame";
+inline constexpr const char* kInvalidArgument = "invalid_argument";
+inline constexpr const char* kUnknownOp = "unknown_op";
+inline constexpr const char* kNotReady = "not_ready";  // exec/files before init (e.g. right after a restore)
+inline constexpr const char* kNotFound = "not_found";
+inline constexpr const char* kPermissionDenied = "permission_denied";
+inline constexpr const char* kExists = "exists";
+inline constexpr const char* kIoError = "io_error";
+inline constexpr const char* kStreamInUse = "stream_in_use";
+inline constexpr const char* kTooMany = "too_many_streams";
+}  // namespace errc
+
+inline constexpr size_t kMaxPathLength = 4096;
+inline constexpr size_t kMaxArgs = 4096;
+inline constexpr uint64_t kDefaultOutputLimit = 1ull << 30;  // bytes of stdout+stderr per exec
+inline constexpr size_t kEntropyBytes = 64;
+inline constexpr size_t kMaxStreams = 256;
+
+struct PingResult {
+    uint32_t wire_version = 1;
+    std::string agent_version;
+    bool ready = false;  // init has been received since boot or the last freeze
+    uint64_t uptime_ms = 0;
+};
+
+struct InitRequest {
+    std::string sandbox_id;
+    std::string hostname;
+    int64_t time_unix_ns = 0;  // host wall clock at send time
+    std::string entropy_hex;   // kEntropyBytes random bytes from the host, hex-encoded
+    bool flush_arp = true;
+};
+
+struct ExecRequest {
+    std::vector<std::string> argv;  // either argv ...
+    std::string shell;              // ... or a string run by /bin/sh -c
+    std::map<std::string, std::string> env;
+    std::string cwd = "/";
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    uint64_t timeout_ms = 0;  // 0: none; on expiry the whole process group gets SIGKILL
+    bool stdin = false;       // the host will send Stdin frames and an Eof; otherwise /dev/null
+    uint64_t output_limit = kDefaultOutputLimit;
+};
+
+struct ExecResult {
+    int exit_code = -1;  // valid when signal == 0
+    int signal = 0;      // the signal that killed the process, or 0
+    bool timed_out = false;
+    bool output_truncated = false;
+    uint64_t duration_ms = 0;
+
+    // The shell convention: the exit code, or 128 + signal.
+    int shell_status() const { return signal ? 128 + signal : exit_code; }
+};
+
+struct PathRequest {
+    std::string path;
+};
+
+struct WriteRequest {
+    std::string path;
+    uint32_t mode = 0644;
+    bool parents = true;  // create missing parent folders (mode 0755)
+};
+
+struct MkdirRequest {
+    std::string path;
+    uint32_t mode = 0755;
+    bool parents = true;
+};
+
+struct RemoveRequest {
+    std::string path;
+    bool recursive = false;
+};
+
+struct FileInfo {
+    std::string name;  // base name (list) or the path asked for (stat)
+    std::string type;  // "file", "dir", "symlink", "other"
+    uint64_t size = 0;
+    uint32_t mode = 0;  // permission bits
+    uint32_t uid = 0;
+    uint32_t gid = 0;
+    int64_t mtime_unix_ns = 0;
+};
+
+json to_json(const PingResult&);
+json to_json(const InitRequest&);
+json to_json(const ExecRequest&);
+json to_json(const ExecResult&);
+json to_json(const PathRequest&);
+json to_json(const WriteRequest&);
+json to_json(const MkdirRequest&);
+json to_json(const RemoveRequest&);
+json to_json(const FileInfo&);
+
+// Parsers validate types, sizes and paths (absolute, no NUL, bounded length).
+Result<json> parse_json_object(const std::string& payload);
+Result<PingResult> parse_ping_result(const json&);
+Result<InitRequest> parse_init_request(const json&);
+Result<ExecRequest> parse_exec_request(const json&);
+Result<ExecResult> parse_exec_result(const json&);
+Result<PathRequest> parse_path_request(const json&);
+Result<WriteRequest> parse_write_request(const json&);
+Result<MkdirRequest> parse_mkdir_request(const json&);
+Result<RemoveRequest> parse_remove_request(const json&);
+Result<FileInfo> parse_file_info(const json&);
+
+// A request body: the op plus the operation's fields.
+json make_request(const char* op_name, json fields = json::object());
+
+// An Error frame body.
+json make_error_body(const std::string& code, const std::string& message);
+Error parse_error_body(const std::string& payload);
+
+// Paths from the host are hostile: absolute, no NUL, no empty components beyond '/', bounded.
+Status validate_path(const std::string& path);
+
+}  // namespace kiln::proto

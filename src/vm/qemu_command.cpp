@@ -1,0 +1,124 @@
+// Builds QEMU's argv for a microvm guest: devices, sockets, accelerator, memory backing, sandbox.
+#include "vm/qemu_command.h"
+
+namespace kiln::vm {
+namespace {
+
+const char* kSandboxSettings = "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny";
+
+std::string sandbox_option(bool allow_spawn) {
+    return std::string(kSandboxSettings) + (allow_spawn ? ",spawn=allow" : ",spawn=deny");
+}
+
+Status invalid(const std::string& message) { return make_error("invalid_argument", message); }
+
+// A kernel argument is one token of printable ASCII with no quotes: it reaches the guest verbatim.
+bool is_safe_kernel_arg(const std::string& arg) {
+    if (arg.empty() || arg.size() > 256) return false;
+    for (char c : arg)
+        if (c <= ' ' || c >= 0x7f || c == '"' || c == '\'') return false;
+    return true;
+}
+
+Status validate(const VmConfig& c) {
+    if (c.qemu_binary.empty()) return invalid("no QEMU binary");
+    if (c.kernel_path.empty()) return invalid("no kernel path");
+    if (c.rootfs_path.empty()) return invalid("no root file system image");
+    if (c.run_dir.empty() || c.run_dir[0] != '/') return invalid("the run dir must be an absolute path");
+    if (c.vcpus < 1 || c.vcpus > kMaxVcpus)
+        return invalid("vcpus must be between 1 and " + std::to_string(kMaxVcpus));
+    if (c.memory_mib < kMinMemoryMib || c.memory_mib > kMaxMemoryMib)
+        return invalid("memory must be between " + std::to_string(kMinMemoryMib) + " and " +
+                       std::to_string(kMaxMemoryMib) + " MiB");
+    for (const auto& arg : c.extra_kernel_args)
+        if (!is_safe_kernel_arg(arg)) return invalid("kernel argument '" + arg + "' is not a single plain token");
+    if (c.memory_file && c.memory_file->path.empty()) return invalid("memory file without a path");
+    for (char ch : c.name)
+        if (!(isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
+            return invalid("VM name may hold only letters, digits, '-', '_' and '.'");
+    return ok_status();
+}
+
+}  // namespace
+
+RunPaths RunPaths::in(const std::string& run_dir) {
+    RunPaths p;
+    p.dir = run_dir;
+    p.qmp_socket = run_dir + "/qmp.sock";
+    p.console_socket = run_dir + "/console.sock";
+    p.agent_socket = run_dir + "/agent.sock";
+    p.qemu_log = run_dir + "/qemu.log";
+    p.console_log = run_dir + "/console.log";
+    p.disk = run_dir + "/rootfs.ext4";
+    return p;
+}
+
+std::string qemu_opt_escape(const std::string& value) {
+    std::string out;
+    out.reserve(value.size());
+    for (char c : value) {
+        out.push_back(c);
+        if (c == ',') out.push_back(',');
+    }
+    return out;
+}
+
+std::string kernel_cmdline(const VmConfig& c) {
+    // reboot=t + panic=-1 + QEMU's -no-reboot: a guest reboot or panic ends the QEMU process
+    // (without ACPI, poweroff only halts).
+    std::string line = "console=ttyS0 root=/dev/vda rw rootfstype=ext4 reboot=t panic=-1 quiet mitigations=off";
+    if (c.tsc_khz > 0) line += " tsc_early_khz=" + std::to_string(c.tsc_khz);
+    for (const auto& arg : c.extra_kernel_args) line += " " + arg;
+    return line;
+}
+
+Result<std::vector<std::string>> build_qemu_argv(const VmConfig& c) {
+    TRY(validate(c));
+    RunPaths paths = RunPaths::in(c.run_dir);
+    std::string mem = std::to_string(c.memory_mib) + "M";
+    std::vector<std::string> a = {c.qemu_binary};
+    auto add = [&a](std::initializer_list<std::string> items) { a.insert(a.end(), items); };
+
+    if (!c.name.empty()) add({"-name", c.name + ",debug-threads=on"});
+    std::string machine = "microvm,acpi=off";
+    if (c.memory_file) machine += ",memory-backend=mem";
+    add({"-M", machine});
+    add({"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-display", "none", "-msg", "timestamp=on"});
+    if (c.accel == Accel::Kvm) add({"-accel", "kvm", "-cpu", "host"});
+    else add({"-accel", "tcg,thread=multi"});
+    add({"-m", mem, "-smp", std::to_string(c.vcpus)});
+    if (c.memory_file)
+        add({"-object", "memory-backend-file,id=mem,size=" + mem + ",mem-path=" + qemu_opt_escape(c.memory_file->path) +
+                            ",share=" + (c.memory_file->share ? "on" : "off")});
+    add({"-kernel", c.kernel_path, "-append", kernel_cmdline(c)});
+
+    // Serial console and QMP: unix sockets QEMU listens on; wait=off so QEMU never blocks on us.
+    add({"-chardev", "socket,id=console,path=" + qemu_opt_escape(paths.console_socket) + ",server=on,wait=off",
+         "-serial", "chardev:console"});
+    add({"-chardev", "socket,id=qmp,path=" + qemu_opt_escape(paths.qmp_socket) + ",server=on,wait=off", "-mon",
+         "chardev=qmp,mode=control"});
+
+    add({"-drive", "id=root,file=" + qemu_opt_escape(c.rootfs_path) + ",format=raw,if=none,cache=" +
+                       (c.disk_cache == DiskCache::Unsafe ? "unsafe" : "writeback"),
+         "-device", "virtio-blk-device,drive=root"});
+
+    // The agent channel: a virtio-serial port the guest finds by name.
+    add({"-device", "virtio-serial-device", "-chardev",
+         "socket,id=agent,path=" + qemu_opt_escape(paths.agent_socket) + ",server=on,wait=off", "-device",
+         "virtserialport,chardev=agent,name=kiln.agent"});
+
+    // Without virtio-rng the guest's first /dev/urandom read can stall for a long time under TCG.
+    add({"-object", "rng-random,id=rng,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng"});
+
+    if (c.start_paused) add({"-S"});
+    if (c.incoming_defer) add({"-incoming", "defer"});
+    if (c.sandbox) add({"-sandbox", sandbox_option(c.sandbox_allow_spawn)});
+    return a;
+}
+
+std::vector<std::string> qemu_version_argv(const std::string& binary, bool with_sandbox) {
+    if (with_sandbox) return {binary, "-sandbox", sandbox_option(false), "-version"};
+    return {binary, "--version"};
+}
+
+}  // namespace kiln::vm

@@ -1,0 +1,78 @@
+// VmConfig -> the qemu-system-x86_64 command line. The only file that knows QEMU's option names.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "vm/accel.h"
+
+namespace kiln::vm {
+
+// The files QEMU and Kiln share inside one VM's run directory.
+struct RunPaths {
+    std::string dir;
+    std::string qmp_socket;      // QMP monitor (server: QEMU)
+    std::string console_socket;  // serial console ttyS0 (server: QEMU)
+    std::string agent_socket;    // virtio-serial port kiln.agent (server: QEMU)
+    std::string qemu_log;        // QEMU's own stderr
+    std::string console_log;     // the serial console, bounded (ConsoleLog)
+    std::string disk;            // this VM's clone of the root file system image
+
+    static RunPaths in(const std::string& run_dir);
+};
+
+// RAM backed by a file instead of anonymous memory, for snapshots: share=true lets a migration
+// with x-ignore-shared skip RAM (the file is the RAM); share=false maps it copy-on-write (restore).
+struct MemoryFile {
+    std::string path;
+    bool share = false;
+};
+
+// How QEMU caches the root disk.
+//  - Writeback (the default): guest flushes reach the host disk. Use for any disk that must
+//    survive a host crash.
+//  - Unsafe: guest flushes are ignored on the host. Right for a per-VM clone that is deleted with
+//    the VM (a host crash loses the VM anyway); it spares CI jobs full of fsync (dpkg, git) a
+//    host fdatasync each. Writes still land in the host page cache, so a snapshot that reads or
+//    reflinks the file sees them; whoever keeps such a file beyond the VM must fsync it.
+enum class DiskCache { Writeback, Unsafe };
+
+struct VmConfig {
+    std::string qemu_binary = "qemu-system-x86_64";
+    std::string name;  // -name; shows in ps and thread names
+    std::string kernel_path;
+    std::string rootfs_path;  // raw ext4 image, read-write
+    DiskCache disk_cache = DiskCache::Writeback;
+    uint32_t vcpus = 1;
+    uint32_t memory_mib = 256;
+    Accel accel = Accel::Tcg;
+    std::string run_dir;
+    uint64_t tsc_khz = 0;  // tsc_early_khz= for the guest; 0 leaves it out
+    std::vector<std::string> extra_kernel_args;
+    std::optional<MemoryFile> memory_file;  // nothing: anonymous RAM
+    bool incoming_defer = false;  // wait for migrate-incoming (restores)
+    bool start_paused = false;    // -S: the guest starts at QMP "cont" (no console output is lost)
+    bool sandbox = true;          // -sandbox (seccomp), when this QEMU supports it
+    bool sandbox_allow_spawn = false;  // let QEMU fork/exec (needed only for "exec:" migration URIs)
+};
+
+inline constexpr uint32_t kMaxVcpus = 64;
+inline constexpr uint32_t kMinMemoryMib = 64;
+inline constexpr uint32_t kMaxMemoryMib = 256 * 1024;
+
+// The guest kernel command line for `config`.
+std::string kernel_cmdline(const VmConfig& config);
+
+// Validates `config` and builds argv (argv[0] is the QEMU binary).
+Result<std::vector<std::string>> build_qemu_argv(const VmConfig& config);
+
+// `qemu -version`, optionally preceded by the -sandbox settings we use, to probe support for them.
+std::vector<std::string> qemu_version_argv(const std::string& binary, bool with_sandbox);
+
+// Escapes a value for QEMU's key=value option syntax (',' becomes ',,').
+std::string qemu_opt_escape(const std::string& value);
+
+}  // namespace kiln::vm

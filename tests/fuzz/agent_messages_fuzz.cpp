@@ -1,0 +1,25 @@
+// libFuzzer target: every agent request parser must reject or accept any payload without crashing.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "proto/messages.h"
+
+using namespace kiln::proto;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    std::string payload(reinterpret_cast<const char*>(data), size);
+    (void)parse_error_body(payload);
+    auto j = parse_json_object(payload);
+    if (!j.ok()) return 0;
+    (void)parse_ping_result(*j);
+    (void)parse_init_request(*j);
+    (void)parse_exec_request(*j);
+    (void)parse_exec_result(*j);
+    (void)parse_path_request(*j);
+    (void)parse_write_request(*j);
+    (void)parse_mkdir_request(*j);
+    (void)parse_remove_request(*j);
+    (void)parse_file_info(*j);
+    return 0;
+}
