@@ -49,9 +49,8 @@ bool install_fd(int fd, int target) {
 
 }  // namespace
 
-ExecPlan ExecPlan::from_request(const proto::ExecRequest& request) {
-    // Built in place (the class is not movable), via a default-constructed object the caller keeps.
-    ExecPlan plan;
+ExecPlan::ExecPlan(const proto::ExecRequest& request) {
+    ExecPlan& plan = *this;
     if (!request.argv.empty()) {
         plan.m_argv_storage = request.argv;
     } else {
@@ -80,7 +79,6 @@ ExecPlan ExecPlan::from_request(const proto::ExecRequest& request) {
     plan.m_gid = request.gid;
     plan.m_drop_groups = geteuid() == 0;
     plan.finalise();
-    return plan;
 }
 
 void ExecPlan::finalise() {

@@ -17,8 +17,9 @@ inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr
 class ExecPlan {
 public:
     // Builds argv (argv, or /bin/sh -c shell), the environment, and the execvp search list.
-    static ExecPlan from_request(const proto::ExecRequest& request);
-    ExecPlan(ExecPlan&&) = delete;  // the char* arrays point into this object's strings
+    explicit ExecPlan(const proto::ExecRequest& request);
+    ExecPlan(const ExecPlan&) = delete;  // the char* arrays point into this object's strings
+    ExecPlan& operator=(const ExecPlan&) = delete;
 
     // The child's standard streams and, when >= 0, an open cgroup.procs to join before exec.
     int stdin_fd = -1;
@@ -33,7 +34,6 @@ public:
     const std::string& program() const { return m_argv_storage.front(); }
 
 private:
-    ExecPlan() = default;
     void finalise();
 
     std::vector<std::string> m_argv_storage;

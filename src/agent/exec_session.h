@@ -1,0 +1,93 @@
+// ExecSession: one running exec: its process tree, pipes, stdin backlog, timeout and output accounting.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "agent/frame_outbox.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "proto/messages.h"
+
+namespace kiln::agent {
+
+using Clock = std::chrono::steady_clock;
+
+class ExecSession {
+public:
+    // Forks and execs the request. `cgroup_dir`, when non-empty, is an existing empty cgroup v2 leaf
+    // the child joins before exec; the session never removes it (the server does, once it is empty).
+    static Result<std::unique_ptr<ExecSession>> start(const proto::ExecRequest& request, const std::string& cgroup_dir);
+    ExecSession(const ExecSession&) = delete;
+    ExecSession& operator=(const ExecSession&) = delete;
+    // An abandoned session (still running) has its whole tree killed.
+    ~ExecSession();
+
+    pid_t pid() const { return m_pid; }
+    int pidfd() const { return m_pidfd.get(); }  // -1 when the kernel has no pidfd_open
+    UniqueFd release_pidfd() { return std::move(m_pidfd); }
+    const std::string& cgroup_dir() const { return m_cgroup_dir; }
+
+    // Output pipes, -1 once closed.
+    int stdout_fd() const { return m_stdout.get(); }
+    int stderr_fd() const { return m_stderr.get(); }
+    // Reads one chunk (<= scratch_size) from the pipe `fd` and forwards it as a Stdout/Stderr frame.
+    void read_output(int fd, FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size);
+
+    // Stdin from the host: buffered, written when the pipe takes it, closed after Eof once drained.
+    int stdin_fd_to_poll() const { return m_stdin_backlog.empty() ? -1 : m_stdin.get(); }
+    size_t stdin_backlog() const { return m_stdin_backlog.size(); }
+    void add_stdin(std::string_view data);
+    void close_stdin_after_backlog();
+    void write_stdin();
+
+    // Signals every process of the exec: the cgroup leaf's members, else the process group.
+    void signal_tree(int sig);
+    // SIGKILL for the whole tree (cgroup.kill when there is a leaf).
+    void kill_tree();
+
+    std::optional<Clock::time_point> deadline() const { return m_deadline; }
+    // On expiry: kill the tree and remember it timed out.
+    void expire();
+
+    // Reaps the main process if it has exited (waitpid(pid, WNOHANG)).
+    void try_reap();
+    // The main process's status, from whoever reaped it.
+    void set_exited(int wait_status);
+    bool exited() const { return m_exited; }
+
+    // After the main process exited: forwards what the pipes hold right now (not waiting for EOF
+    // that background processes may hold open), closes them, and returns the result.
+    proto::ExecResult finish(FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size);
+
+private:
+    ExecSession() = default;
+    void forward(proto::FrameType type, FrameOutbox& out, uint32_t stream, const char* data, size_t size);
+
+    pid_t m_pid = -1;
+    UniqueFd m_pidfd;
+    UniqueFd m_stdin;
+    UniqueFd m_stdout;
+    UniqueFd m_stderr;
+    std::string m_stdin_backlog;
+    bool m_stdin_wanted = false;
+    bool m_stdin_closing = false;
+    std::string m_cgroup_dir;
+    Clock::time_point m_started;
+    Clock::time_point m_ended;
+    std::optional<Clock::time_point> m_deadline;
+    uint64_t m_output_limit = 0;
+    uint64_t m_output_bytes = 0;
+    bool m_truncated = false;
+    bool m_timed_out = false;
+    bool m_exited = false;
+    int m_wait_status = 0;
+};
+
+}  // namespace kiln::agent
