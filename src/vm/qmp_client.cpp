@@ -1,0 +1,212 @@
+// QMP: greeting, qmp_capabilities, id-routed commands and an event store, over one reader thread.
+#include "vm/qmp_client.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/errno_error.h"
+#include "base/unix_socket.h"
+
+namespace kiln::vm {
+namespace {
+
+constexpr size_t kMaxLine = 16 * 1024 * 1024;
+
+Error gone(const std::string& why) { return make_error("vm_gone", "QMP connection closed: " + why); }
+
+// Reads one '\n'-terminated line synchronously (used before the reader thread starts).
+Result<std::string> read_line(int fd, std::string& buffer, Clock::time_point deadline) {
+    for (;;) {
+        size_t nl = buffer.find('\n');
+        if (nl != std::string::npos) {
+            std::string line = buffer.substr(0, nl);
+            buffer.erase(0, nl + 1);
+            return line;
+        }
+        if (buffer.size() > kMaxLine) return make_error("protocol_error", "QMP line too long");
+        int left = remaining_ms(deadline);
+        if (left == 0) return make_error("timeout", "QEMU did not answer on QMP in time");
+        struct pollfd p{fd, POLLIN, 0};
+        int r = ::poll(&p, 1, left);
+        if (r < 0 && errno != EINTR) return errno_error("poll QMP");
+        if (r <= 0) continue;
+        char buf[4096];
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            return errno_error("read QMP");
+        }
+        if (n == 0) return gone("QEMU closed the socket during the handshake");
+        buffer.append(buf, static_cast<size_t>(n));
+    }
+}
+
+Result<json> read_message(int fd, std::string& buffer, Clock::time_point deadline) {
+    for (;;) {
+        std::string line = TRY(read_line(fd, buffer, deadline));
+        if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
+        json j = json::parse(line, nullptr, false);
+        if (j.is_discarded() || !j.is_object()) return make_error("protocol_error", "QMP sent invalid JSON");
+        return j;
+    }
+}
+
+}  // namespace
+
+Result<std::unique_ptr<QmpClient>> QmpClient::connect(const std::string& socket_path, Millis timeout,
+                                                      const std::function<std::optional<Error>()>& should_stop) {
+    auto deadline = Clock::now() + timeout;
+    UniqueFd fd = TRY(connect_unix_retry(socket_path, timeout, should_stop));
+    TRY(set_nonblocking(fd.get()));
+    std::string buffer;
+    json greeting = TRY(read_message(fd.get(), buffer, deadline));
+    if (!greeting.contains("QMP")) return make_error("protocol_error", "QMP greeting missing");
+    TRY(send_all(fd.get(), "{\"execute\":\"qmp_capabilities\"}\n", deadline));
+    for (;;) {
+        json reply = TRY(read_message(fd.get(), buffer, deadline));
+        if (reply.contains("event")) continue;
+        if (reply.contains("error"))
+            return make_error("qmp_error", "qmp_capabilities: " + reply["error"].value("desc", std::string("?")));
+        break;
+    }
+    std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd), std::move(greeting)));
+    client->m_reader = std::thread([c = client.get(), rest = std::move(buffer)]() mutable {
+        c->reader_loop(std::move(rest));
+    });
+    return client;
+}
+
+QmpClient::~QmpClient() {
+    ::shutdown(m_fd.get(), SHUT_RDWR);  // wakes the reader's poll
+    if (m_reader.joinable()) m_reader.join();
+}
+
+void QmpClient::reader_loop(std::string buffer) {
+    std::string why = "QEMU closed the socket";
+    for (;;) {
+        size_t nl;
+        while ((nl = buffer.find('\n')) != std::string::npos) {
+            handle_line(buffer.substr(0, nl));
+            buffer.erase(0, nl + 1);
+        }
+        if (buffer.size() > kMaxLine) {
+            why = "QMP line too long";
+            break;
+        }
+        struct pollfd p{m_fd.get(), POLLIN, 0};
+        int r = ::poll(&p, 1, -1);
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            why = "poll failed";
+            break;
+        }
+        char buf[16384];
+        ssize_t n = ::read(m_fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            why = errno == ECONNRESET ? "QEMU closed the socket" : "read failed";
+            break;
+        }
+        if (n == 0) break;
+        buffer.append(buf, static_cast<size_t>(n));
+    }
+    std::lock_guard lock(m_mutex);
+    m_closed = true;
+    for (auto& [id, pending] : m_pending) {
+        pending->done = true;
+        pending->result = gone(why);
+    }
+    m_pending.clear();
+    m_cv.notify_all();
+}
+
+void QmpClient::handle_line(const std::string& line) {
+    if (line.find_first_not_of(" \r\t") == std::string::npos) return;
+    json j = json::parse(line, nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return;  // nothing sane to route it to
+    std::lock_guard lock(m_mutex);
+    if (j.contains("event")) {
+        m_events.push_back(std::move(j));
+        if (m_events.size() > kMaxEvents) m_events.pop_front();
+        m_cv.notify_all();
+        return;
+    }
+    auto id_it = j.find("id");
+    if (id_it == j.end() || !id_it->is_number_unsigned()) return;
+    auto it = m_pending.find(id_it->get<uint64_t>());
+    if (it == m_pending.end()) return;  // the caller gave up (timeout)
+    auto pending = it->second;
+    m_pending.erase(it);
+    pending->done = true;
+    if (auto err = j.find("error"); err != j.end() && err->is_object()) {
+        pending->result = make_error("qmp_error", err->value("desc", std::string("unknown QMP error")));
+    } else {
+        pending->result = j.value("return", json::object());
+    }
+    m_cv.notify_all();
+}
+
+Result<json> QmpClient::execute(const std::string& command, const json& arguments, Millis timeout) {
+    auto deadline = Clock::now() + timeout;
+    auto pending = std::make_shared<Pending>();
+    uint64_t id;
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_closed) return gone("executing " + command);
+        id = m_next_id++;
+        m_pending[id] = pending;
+    }
+    json request{{"execute", command}, {"id", id}};
+    if (!arguments.is_null() && !arguments.empty()) request["arguments"] = arguments;
+    Status sent = [&] {
+        std::lock_guard lock(m_send_mutex);
+        return send_all(m_fd.get(), request.dump() + "\n", deadline);
+    }();
+    std::unique_lock lock(m_mutex);
+    if (!sent.ok() && !pending->done) {
+        m_pending.erase(id);
+        return m_closed ? gone("executing " + command) : sent.error();
+    }
+    if (!m_cv.wait_until(lock, deadline, [&] { return pending->done; })) {
+        m_pending.erase(id);
+        return make_error("timeout", "QMP " + command + " got no reply within " + std::to_string(timeout.count()) + " ms");
+    }
+    return pending->result;
+}
+
+Result<json> QmpClient::wait_event(const std::string& name, Millis timeout) {
+    auto deadline = Clock::now() + timeout;
+    std::unique_lock lock(m_mutex);
+    for (;;) {
+        for (auto it = m_events.begin(); it != m_events.end(); ++it) {
+            if (it->value("event", std::string()) == name) {
+                json event = std::move(*it);
+                m_events.erase(it);
+                return event;
+            }
+        }
+        if (m_closed) return gone("waiting for event " + name);
+        if (m_cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline)
+            return make_error("timeout", "no QMP event " + name + " within " + std::to_string(timeout.count()) + " ms");
+    }
+}
+
+std::deque<json> QmpClient::events() const {
+    std::lock_guard lock(m_mutex);
+    return m_events;
+}
+
+void QmpClient::clear_events() {
+    std::lock_guard lock(m_mutex);
+    m_events.clear();
+}
+
+bool QmpClient::connected() const {
+    std::lock_guard lock(m_mutex);
+    return !m_closed;
+}
+
+}  // namespace kiln::vm
