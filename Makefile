@@ -7,7 +7,7 @@ JOBS ?= 2
 BUILD ?= build/release
 export KILN_JOBS := $(JOBS)
 
-.PHONY: all deps build kernel images setup demo test unit-test asan-test fuzz-test vm-test bench clean
+.PHONY: all deps build kernel images data-dir setup demo test unit-test asan-test fuzz-test vm-test bench clean
 
 all: build
 
@@ -23,7 +23,10 @@ kernel: deps
 images: build
 	@scripts/build-image-tiny.sh $(BUILD)/src/agent/kiln-agent >/dev/null
 
-setup: build kernel images
+data-dir: deps
+	@scripts/setup-data-dir.sh
+
+setup: build kernel images data-dir
 
 demo: setup
 	@scripts/demo.sh $(BUILD)
