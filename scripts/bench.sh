@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# bench.sh BUILD_DIR: runs every benchmark; each prints medians and p99s with the accelerator.
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+build=${1:-build/release}
+cd "$KILN_ROOT"
+for b in "$build"/bench/*_bench; do
+  log "bench: $(basename "$b")"
+  "$b"
+done
