@@ -156,7 +156,8 @@ Status make_parent_directories(const std::string& dir, mode_t mode) {
         size_t next = dir.find('/', pos);
         if (next == std::string::npos) next = dir.size();
         if (next > pos) {
-            prefix += "/" + dir.substr(pos, next - pos);
+            prefix.push_back('/');
+            prefix.append(dir, pos, next - pos);
             if (mkdir(prefix.c_str(), mode) != 0) {
                 int err = errno;
                 struct stat st;

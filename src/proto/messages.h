@@ -30,6 +30,10 @@ inline constexpr const char* kList = "list";         // PathRequest -> {"entries
 inline constexpr const char* kMkdir = "mkdir";       // MkdirRequest -> {}
 inline constexpr const char* kRemove = "remove";     // RemoveRequest -> {}
 inline constexpr const char* kShutdown = "shutdown"; // -> {}; then sync, remount / read-only, reboot
+// -> {"abandoned": N}; always allowed. Ends every active stream without a Result (exec trees are
+// killed, partial writes discarded). The host sends it first on every new connection: virtio-serial
+// shows the guest only whether a host is connected now, so a quick reconnect can go unnoticed.
+inline constexpr const char* kReset = "reset";
 }  // namespace op
 
 // Error codes in agent Error frames.

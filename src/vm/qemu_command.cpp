@@ -121,4 +121,12 @@ std::vector<std::string> qemu_version_argv(const std::string& binary, bool with_
     return {binary, "--version"};
 }
 
+std::vector<std::string> qemu_smoke_argv(const std::string& binary, const std::string& qmp_socket, bool with_sandbox) {
+    std::vector<std::string> a = {binary, "-machine", "none", "-nodefaults", "-no-user-config", "-display", "none",
+                                  "-chardev", "socket,id=qmp,path=" + qemu_opt_escape(qmp_socket) + ",server=on,wait=off",
+                                  "-mon", "chardev=qmp,mode=control"};
+    if (with_sandbox) a.insert(a.end(), {"-sandbox", sandbox_option(false)});
+    return a;
+}
+
 }  // namespace kiln::vm

@@ -72,6 +72,10 @@ Result<std::vector<std::string>> build_qemu_argv(const VmConfig& config);
 // `qemu -version`, optionally preceded by the -sandbox settings we use, to probe support for them.
 std::vector<std::string> qemu_version_argv(const std::string& binary, bool with_sandbox);
 
+// A QEMU with no machine and only a QMP monitor on `qmp_socket`: proves QEMU starts (with its
+// sandbox) and measures the start-to-QMP floor.
+std::vector<std::string> qemu_smoke_argv(const std::string& binary, const std::string& qmp_socket, bool with_sandbox);
+
 // Escapes a value for QEMU's key=value option syntax (',' becomes ',,').
 std::string qemu_opt_escape(const std::string& value);
 

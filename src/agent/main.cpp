@@ -1,0 +1,53 @@
+// kiln-agent: PID 1 of every Kiln guest. Sets up the system, then serves the host over virtio-serial forever.
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/log.h"
+#include "agent/pid1.h"
+#include "agent/port.h"
+#include "agent/server.h"
+#include "agent/shutdown.h"
+
+using namespace kiln::agent;
+
+namespace {
+
+void pause_ms(long ms) {
+    struct timespec t {0, ms * 1000 * 1000};
+    nanosleep(&t, nullptr);
+}
+
+}  // namespace
+
+int main() {
+    const bool pid1 = getpid() == 1;
+    ServerConfig config;
+    config.pid1 = pid1;
+    if (pid1) config.cgroup_root = setup_pid1();
+
+    std::unique_ptr<Server> server;
+    for (;;) {
+        auto created = Server::create(config);
+        if (created.ok()) {
+            server = std::move(created).value();
+            break;
+        }
+        log_line("cannot start: " + created.error().message);
+        if (!pid1) return 1;
+        pause_ms(1000);  // PID 1 must not exit: the kernel would panic
+    }
+    log_line(std::string("ready for the host (") + (config.cgroup_root.empty() ? "no cgroup2" : "cgroup2") + ")");
+
+    // While no host end is connected the port reads EOF and polls POLLHUP: every run() then ends
+    // at once as Disconnected, and we reopen after a short pause until a host is there.
+    for (;;) {
+        kiln::UniqueFd port = wait_for_agent_port();
+        RunEnd end = server->run(port.get());
+        if (end == RunEnd::Shutdown) {
+            if (pid1) power_off();
+            return 0;
+        }
+        port.reset();
+        pause_ms(20);
+    }
+}

@@ -1,0 +1,593 @@
+// The agent's poll loop: decodes host frames, dispatches requests by op, and pumps exec and file streams.
+#include "agent/server.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+
+#include "agent/errno_codes.h"
+#include "agent/file_ops.h"
+#include "agent/identity.h"
+#include "agent/log.h"
+#include "base/errno_error.h"
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "dev"
+#endif
+
+namespace kiln::agent {
+namespace {
+
+using proto::FrameType;
+using nlohmann::json;
+
+constexpr size_t kChunk = 64 * 1024;                 // largest Stdout/Stderr/Data frame the agent sends
+constexpr size_t kPortReadPerTurn = 256 * 1024;      // host bytes decoded per loop turn, for fairness
+constexpr size_t kPausePortAtOutbox = 8u << 20;      // stop reading requests while this much is unsent
+constexpr size_t kPausePortAtStdinBacklog = 2u << 20;  // ... or while a child is this far behind on stdin
+constexpr int kOrphanPollMs = 50;                    // fallback reaping when pidfd_open is unavailable
+
+Error invalid(const std::string& message) { return make_error(proto::errc::kInvalidArgument, message); }
+
+uint64_t uptime_ms() {
+    struct timespec ts;
+    clock_gettime(CLOCK_BOOTTIME, &ts);
+    return uint64_t(ts.tv_sec) * 1000 + uint64_t(ts.tv_nsec) / 1000000;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
+    std::unique_ptr<Server> server(new Server(std::move(config)));
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGCHLD);
+    server->m_signal_fd.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
+    if (!server->m_signal_fd) return errno_error("create a signalfd for SIGCHLD");
+    server->m_scratch.resize(kChunk);
+    return server;
+}
+
+Server::~Server() {
+    abandon_all_streams();
+    // Killed above; wait for them so that a host test leaves no zombies behind.
+    for (auto& orphan : m_orphans) waitpid(orphan.pid, nullptr, 0);
+}
+
+// ---- the loop ---------------------------------------------------------------------------------
+
+RunEnd Server::run(int fd) {
+    sigset_t block, previous;
+    sigemptyset(&block);
+    sigaddset(&block, SIGCHLD);  // read through the signalfd
+    sigaddset(&block, SIGPIPE);  // writes to a closed pipe or socket fail with EPIPE instead
+    pthread_sigmask(SIG_BLOCK, &block, &previous);
+
+    m_fd = fd;
+    int flags = fcntl(fd, F_GETFL);
+    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+    m_disconnected = false;
+    m_shutdown_requested = false;
+    m_decoder = proto::FrameDecoder();
+    m_outbox.clear();
+    reap_children();  // orphans that exited between connections
+
+    RunEnd end;
+    std::vector<pollfd> fds;
+    std::vector<PollTag> tags;
+    for (;;) {
+        fds.clear();
+        tags.clear();
+        auto add = [&](int poll_fd, short events, PollKind kind, uint32_t stream) {
+            fds.push_back(pollfd{poll_fd, events, 0});
+            tags.push_back(PollTag{kind, stream});
+        };
+        short port_events = 0;
+        if (!port_input_paused()) port_events |= POLLIN;
+        if (!m_outbox.empty()) port_events |= POLLOUT;
+        add(m_fd, port_events, PollKind::Port, 0);
+        add(m_signal_fd.get(), POLLIN, PollKind::Signals, 0);
+        bool need_reap_poll = false;
+        for (auto& [stream, exec] : m_execs) {
+            if (exec->pidfd() >= 0) add(exec->pidfd(), POLLIN, PollKind::ChildExit, stream);
+            else if (!exec->exited()) need_reap_poll = true;
+            // Back-pressure: output waits in the pipes (and the children block) while the host is behind.
+            if (!m_outbox.congested()) {
+                if (exec->stdout_fd() >= 0) add(exec->stdout_fd(), POLLIN, PollKind::Stdout, stream);
+                if (exec->stderr_fd() >= 0) add(exec->stderr_fd(), POLLIN, PollKind::Stdout, stream);
+            }
+            if (exec->stdin_fd_to_poll() >= 0) add(exec->stdin_fd_to_poll(), POLLOUT, PollKind::Stdin, stream);
+        }
+        for (auto& orphan : m_orphans) {
+            if (orphan.pidfd) add(orphan.pidfd.get(), POLLIN, PollKind::ChildExit, 0);
+            else need_reap_poll = true;
+        }
+        int timeout = poll_timeout_ms();
+        if (need_reap_poll && (timeout < 0 || timeout > kOrphanPollMs)) timeout = kOrphanPollMs;
+
+        int n = poll(fds.data(), fds.size(), timeout);
+        if (n < 0 && errno != EINTR) {
+            log_line(std::string("poll failed: ") + std::strerror(errno));
+            usleep(10000);
+        }
+        bool child_event = need_reap_poll;
+        for (size_t i = 0; n > 0 && i < fds.size(); ++i) {
+            short revents = fds[i].revents;
+            if (revents == 0) continue;
+            const PollTag& tag = tags[i];
+            switch (tag.kind) {
+            case PollKind::Port:
+                if (revents & POLLIN) read_port();
+                else if (revents & (POLLHUP | POLLERR | POLLNVAL)) m_disconnected = true;
+                break;
+            case PollKind::Signals: {
+                struct signalfd_siginfo info;
+                while (::read(m_signal_fd.get(), &info, sizeof info) == sizeof info) {
+                }
+                child_event = true;
+                break;
+            }
+            case PollKind::ChildExit: child_event = true; break;
+            case PollKind::Stdout: {
+                auto it = m_execs.find(tag.stream);
+                if (it != m_execs.end() && !m_outbox.congested())
+                    it->second->read_output(fds[i].fd, m_outbox, tag.stream, m_scratch.data(), m_scratch.size());
+                break;
+            }
+            case PollKind::Stdin: {
+                auto it = m_execs.find(tag.stream);
+                if (it != m_execs.end() && it->second->stdin_fd_to_poll() == fds[i].fd) it->second->write_stdin();
+                break;
+            }
+            }
+        }
+        if (child_event) reap_children();
+        expire_deadlines();
+        pump_file_reads();
+        finish_exited_execs();
+        if (!m_disconnected && !m_outbox.empty() && m_outbox.flush(m_fd) == FrameOutbox::FlushResult::Broken)
+            m_disconnected = true;
+
+        if (m_shutdown_requested && !m_disconnected) {
+            flush_with_deadline(1000);
+            end = RunEnd::Shutdown;
+            break;
+        }
+        if (m_disconnected) {
+            end = RunEnd::Disconnected;
+            break;
+        }
+    }
+    abandon_all_streams();
+    m_outbox.clear();
+    m_fd = -1;
+    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
+    return end;
+}
+
+bool Server::port_input_paused() const {
+    if (m_outbox.pending() >= kPausePortAtOutbox) return true;
+    for (const auto& [stream, exec] : m_execs)
+        if (exec->stdin_backlog() >= kPausePortAtStdinBacklog) return true;
+    return false;
+}
+
+int Server::poll_timeout_ms() const {
+    if (!m_readers.empty() && !m_outbox.congested()) return 0;
+    int timeout = -1;
+    auto now = Clock::now();
+    for (const auto& [stream, exec] : m_execs) {
+        auto deadline = exec->deadline();
+        if (!deadline) continue;
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count();
+        int t = static_cast<int>(std::clamp<int64_t>(ms, 0, 60 * 60 * 1000));
+        if (timeout < 0 || t < timeout) timeout = t;
+    }
+    return timeout;
+}
+
+bool Server::flush_with_deadline(int timeout_ms) {
+    auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+    for (;;) {
+        auto result = m_outbox.flush(m_fd);
+        if (result == FrameOutbox::FlushResult::Drained) return true;
+        if (result == FrameOutbox::FlushResult::Broken) return false;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) return false;
+        pollfd p{m_fd, POLLOUT, 0};
+        poll(&p, 1, static_cast<int>(left));
+    }
+}
+
+void Server::read_port() {
+    size_t total = 0;
+    while (total < kPortReadPerTurn && !m_shutdown_requested) {
+        ssize_t n = ::read(m_fd, m_scratch.data(), m_scratch.size());
+        if (n == 0) {
+            m_disconnected = true;  // the host end closed (or, on virtio-serial, is not connected)
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) m_disconnected = true;
+            break;
+        }
+        total += static_cast<size_t>(n);
+        m_decoder.feed(m_scratch.data(), static_cast<size_t>(n));
+        for (;;) {
+            auto frame = m_decoder.next();
+            while (auto error = m_decoder.next_error()) handle_decode_error(*error);
+            if (!frame) break;
+            if (m_shutdown_requested) continue;  // nothing more is served once shutdown is answered
+            handle_frame(*frame);
+        }
+    }
+}
+
+// ---- frames -----------------------------------------------------------------------------------
+
+void Server::handle_decode_error(const proto::DecodeError& error) {
+    // An Error frame ends its stream, so a stream hit by a malformed frame is abandoned.
+    if (error.stream != 0 && is_active(error.stream)) abandon_stream(error.stream);
+    m_outbox.push_error(error.stream, proto::errc::kMalformedFrame, error.message);
+}
+
+void Server::handle_frame(proto::Frame& frame) {
+    uint32_t stream = frame.stream;
+    switch (frame.type) {
+    case FrameType::Request:
+        try {
+            handle_request(stream, frame.payload);
+        } catch (const std::exception& e) {
+            // Nothing the host sends may take PID 1 down; this is the one catch for stray exceptions.
+            end_stream_with_error(stream, make_error(proto::errc::kIoError, std::string("internal error: ") + e.what()));
+        }
+        return;
+    case FrameType::Stdin:
+    case FrameType::Eof:
+    case FrameType::Signal:
+    case FrameType::Data:
+        if (auto it = m_execs.find(stream); it != m_execs.end()) {
+            handle_exec_frame(stream, *it->second, frame);
+        } else if (auto wit = m_writers.find(stream); wit != m_writers.end()) {
+            handle_write_frame(stream, *wit->second, frame);
+        } else if (m_readers.count(stream)) {
+            end_stream_with_error(stream, invalid(std::string("unexpected ") + proto::frame_type_name(frame.type) +
+                                                  " frame on a read stream"));
+        }
+        // Otherwise the stream has ended already and this frame crossed our Result: drop it.
+        return;
+    default:
+        end_stream_with_error(stream, invalid(std::string("the host sent a ") + proto::frame_type_name(frame.type) +
+                                              " frame, which only the agent sends"));
+        return;
+    }
+}
+
+void Server::handle_exec_frame(uint32_t stream, ExecSession& exec, proto::Frame& frame) {
+    switch (frame.type) {
+    case FrameType::Stdin: exec.add_stdin(frame.payload); return;
+    case FrameType::Eof: exec.close_stdin_after_backlog(); return;
+    case FrameType::Signal: {
+        auto body = proto::parse_json_object(frame.payload);
+        int sig = 0;
+        if (body.ok()) {
+            auto it = body->find("signal");
+            if (it != body->end() && it->is_number_integer()) {
+                int64_t v = it->get<int64_t>();
+                if (v >= 1 && v < NSIG) sig = static_cast<int>(v);
+            }
+        }
+        if (sig == 0) {
+            end_stream_with_error(stream, invalid("a signal frame must be {\"signal\": N} with 1 <= N < " +
+                                                  std::to_string(NSIG)));
+            return;
+        }
+        exec.signal_tree(sig);
+        return;
+    }
+    default: end_stream_with_error(stream, invalid("unexpected data frame on an exec stream")); return;
+    }
+}
+
+void Server::handle_write_frame(uint32_t stream, FileWriter& writer, proto::Frame& frame) {
+    switch (frame.type) {
+    case FrameType::Data: {
+        auto status = writer.append(frame.payload);
+        if (!status.ok()) end_stream_with_error(stream, status.error());
+        return;
+    }
+    case FrameType::Eof: {
+        auto size = writer.commit();
+        m_writers.erase(stream);
+        if (!size.ok()) m_outbox.push_error(stream, size.error().code, size.error().message);
+        else m_outbox.push_json(FrameType::Result, stream, json{{"size", *size}});
+        return;
+    }
+    default:
+        end_stream_with_error(stream, invalid(std::string("unexpected ") + proto::frame_type_name(frame.type) +
+                                              " frame on a write stream"));
+        return;
+    }
+}
+
+void Server::handle_request(uint32_t stream, const std::string& payload) {
+    if (stream == 0) {
+        m_outbox.push_error(0, proto::errc::kInvalidArgument, "stream 0 is the connection itself and cannot carry a request");
+        return;
+    }
+    if (is_active(stream)) {
+        m_outbox.push_error(stream, proto::errc::kStreamInUse, "stream " + std::to_string(stream) + " is already in use");
+        return;
+    }
+    auto body = proto::parse_json_object(payload);
+    if (!body.ok()) {
+        m_outbox.push_error(stream, body.error().code, "bad request: " + body.error().message);
+        return;
+    }
+    auto op_it = body->find("op");
+    if (op_it == body->end() || !op_it->is_string()) {
+        m_outbox.push_error(stream, proto::errc::kInvalidArgument, "bad request: field 'op' must be a string");
+        return;
+    }
+    const std::string op = op_it->get<std::string>();
+
+    auto reply = [&](Result<json> result) {
+        if (result.ok()) m_outbox.push_json(FrameType::Result, stream, *result);
+        else m_outbox.push_error(stream, result.error().code, result.error().message);
+    };
+    auto started = [&](Status status) {
+        if (!status.ok()) m_outbox.push_error(stream, status.error().code, status.error().message);
+    };
+
+    if (op == proto::op::kPing) return reply(op_ping());
+    if (op == proto::op::kInit) return reply(op_init(*body));
+    if (op == proto::op::kFreeze) return reply(op_freeze());
+    if (op == proto::op::kReset) {
+        size_t abandoned = active_streams();
+        abandon_all_streams();
+        return reply(json{{"abandoned", abandoned}});
+    }
+    if (op == proto::op::kShutdown) {
+        m_outbox.push_json(FrameType::Result, stream, json::object());
+        m_shutdown_requested = true;
+        return;
+    }
+    const bool needs_ready = op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite ||
+                             op == proto::op::kStat || op == proto::op::kList || op == proto::op::kMkdir ||
+                             op == proto::op::kRemove;
+    if (!needs_ready) {
+        m_outbox.push_error(stream, proto::errc::kUnknownOp, "unknown op '" + op + "'");
+        return;
+    }
+    if (!m_ready) {
+        m_outbox.push_error(stream, proto::errc::kNotReady,
+                            "'" + op + "' is refused until init renews this VM's identity (after boot, restore or freeze)");
+        return;
+    }
+    const bool opens_stream = op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite;
+    if (opens_stream && active_streams() >= proto::kMaxStreams) {
+        m_outbox.push_error(stream, proto::errc::kTooMany,
+                            "more than " + std::to_string(proto::kMaxStreams) + " streams at once");
+        return;
+    }
+    if (op == proto::op::kExec) return started(op_exec(stream, *body));
+    if (op == proto::op::kRead) return started(op_read(stream, *body));
+    if (op == proto::op::kWrite) return started(op_write(stream, *body));
+    if (op == proto::op::kStat) {
+        auto request = proto::parse_path_request(*body);
+        if (!request.ok()) return reply(request.error());
+        auto info = stat_path(request->path);
+        if (!info.ok()) return reply(info.error());
+        return reply(proto::to_json(*info));
+    }
+    if (op == proto::op::kList) {
+        auto request = proto::parse_path_request(*body);
+        if (!request.ok()) return reply(request.error());
+        return reply(list_directory(request->path));
+    }
+    if (op == proto::op::kMkdir) {
+        auto request = proto::parse_mkdir_request(*body);
+        if (!request.ok()) return reply(request.error());
+        auto status = make_directory(*request);
+        if (!status.ok()) return reply(status.error());
+        return reply(json::object());
+    }
+    if (op == proto::op::kRemove) {
+        auto request = proto::parse_remove_request(*body);
+        if (!request.ok()) return reply(request.error());
+        auto status = remove_path(*request);
+        if (!status.ok()) return reply(status.error());
+        return reply(json::object());
+    }
+}
+
+// ---- operations -------------------------------------------------------------------------------
+
+Result<json> Server::op_ping() {
+    proto::PingResult result;
+    result.wire_version = proto::kWireVersion;
+    result.agent_version = KILN_VERSION;
+    result.ready = m_ready;
+    result.uptime_ms = uptime_ms();
+    return proto::to_json(result);
+}
+
+Result<json> Server::op_init(const json& body) {
+    auto request = TRY(proto::parse_init_request(body));
+    // Identity before readiness: no exec may run with a clone's shared RNG state or stale clock.
+    if (m_config.pid1) {
+        auto status = renew_identity(request);
+        if (!status.ok()) {
+            log_line("init failed: " + status.error().message);
+            return make_error(proto::errc::kIoError, "init: " + status.error().message);
+        }
+    }
+    m_sandbox_id = request.sandbox_id;
+    m_ready = true;
+    return json::object();
+}
+
+Result<json> Server::op_freeze() {
+    // Before a snapshot: everything on disk, and every clone must be init'ed before it serves again.
+    if (m_config.pid1) sync();
+    m_ready = false;
+    return json::object();
+}
+
+Status Server::op_exec(uint32_t stream, const json& body) {
+    auto request = TRY(proto::parse_exec_request(body));
+    struct stat st;
+    if (stat(request.cwd.c_str(), &st) != 0) return path_error("use as the working directory", request.cwd, errno);
+    if (!S_ISDIR(st.st_mode)) return invalid("the working directory '" + request.cwd + "' is not a directory");
+
+    std::string leaf;
+    ++m_exec_counter;
+    if (!m_config.cgroup_root.empty()) {
+        leaf = m_config.cgroup_root + "/exec-" + std::to_string(m_exec_counter);
+        if (mkdir(leaf.c_str(), 0755) != 0) {
+            log_line("cannot create cgroup " + leaf + ": " + std::strerror(errno) + "; using the process group only");
+            leaf.clear();
+        }
+    }
+    auto session = ExecSession::start(request, leaf);
+    if (!session.ok()) {
+        if (!leaf.empty()) rmdir(leaf.c_str());
+        return std::move(session).error();
+    }
+    if (!leaf.empty() && (*session)->cgroup_dir().empty()) rmdir(leaf.c_str());  // the child could not join it
+    m_outbox.push_json(FrameType::Started, stream, json{{"pid", (*session)->pid()}});
+    m_execs.emplace(stream, std::move(*session));
+    return ok_status();
+}
+
+Status Server::op_read(uint32_t stream, const json& body) {
+    auto request = TRY(proto::parse_path_request(body));
+    FileReader reader = TRY(FileReader::open(request.path));
+    m_readers.emplace(stream, std::move(reader));
+    return ok_status();
+}
+
+Status Server::op_write(uint32_t stream, const json& body) {
+    auto request = TRY(proto::parse_write_request(body));
+    auto writer = TRY(FileWriter::create(request));
+    m_writers.emplace(stream, std::move(writer));
+    return ok_status();
+}
+
+// ---- streams ----------------------------------------------------------------------------------
+
+bool Server::is_active(uint32_t stream) const {
+    return m_execs.count(stream) || m_readers.count(stream) || m_writers.count(stream);
+}
+
+void Server::end_stream_with_error(uint32_t stream, const Error& error) {
+    abandon_stream(stream);
+    m_outbox.push_error(stream, error.code, error.message);
+}
+
+void Server::abandon_stream(uint32_t stream) {
+    if (auto it = m_execs.find(stream); it != m_execs.end()) {
+        std::unique_ptr<ExecSession> exec = std::move(it->second);
+        m_execs.erase(it);
+        if (!exec->exited()) {
+            exec->kill_tree();
+            m_orphans.push_back(Orphan{exec->pid(), exec->release_pidfd()});
+        }
+        forget_cgroup(exec->cgroup_dir());
+        return;  // the session's destructor closes the pipes
+    }
+    m_readers.erase(stream);
+    m_writers.erase(stream);  // the writer's destructor unlinks its temp file
+}
+
+void Server::abandon_all_streams() {
+    std::vector<uint32_t> streams;
+    for (auto& [s, e] : m_execs) streams.push_back(s);
+    for (auto& [s, r] : m_readers) streams.push_back(s);
+    for (auto& [s, w] : m_writers) streams.push_back(s);
+    for (uint32_t s : streams) abandon_stream(s);
+}
+
+void Server::pump_file_reads() {
+    // One chunk per reader per turn, in stream order, while the host keeps up.
+    for (auto it = m_readers.begin(); it != m_readers.end() && !m_outbox.congested();) {
+        uint32_t stream = it->first;
+        auto n = it->second.read_chunk(m_scratch.data(), m_scratch.size());
+        if (!n.ok()) {
+            m_outbox.push_error(stream, n.error().code, n.error().message);
+            it = m_readers.erase(it);
+        } else if (*n == 0) {
+            m_outbox.push_json(FrameType::Result, stream, json{{"size", it->second.bytes_read()}});
+            it = m_readers.erase(it);
+        } else {
+            m_outbox.push(FrameType::Data, stream, std::string_view(m_scratch.data(), *n));
+            ++it;
+        }
+    }
+}
+
+void Server::reap_children() {
+    if (m_config.pid1) {
+        // PID 1 inherits every orphan in the guest: reap them all, routing our execs' statuses.
+        int status = 0;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            bool known = false;
+            for (auto& [stream, exec] : m_execs) {
+                if (exec->pid() == pid) {
+                    exec->set_exited(status);
+                    known = true;
+                    break;
+                }
+            }
+            if (!known)
+                std::erase_if(m_orphans, [pid](const Orphan& o) { return o.pid == pid; });
+        }
+    }
+    for (auto& [stream, exec] : m_execs) exec->try_reap();
+    std::erase_if(m_orphans, [](const Orphan& o) {
+        int status;
+        pid_t r = waitpid(o.pid, &status, WNOHANG);
+        return r == o.pid || (r < 0 && errno == ECHILD);
+    });
+    std::erase_if(m_stale_cgroups, [](const std::string& dir) { return rmdir(dir.c_str()) == 0 || errno == ENOENT; });
+}
+
+void Server::expire_deadlines() {
+    auto now = Clock::now();
+    for (auto& [stream, exec] : m_execs) {
+        auto deadline = exec->deadline();
+        if (deadline && *deadline <= now) exec->expire();
+    }
+}
+
+void Server::finish_exited_execs() {
+    for (auto it = m_execs.begin(); it != m_execs.end();) {
+        if (!it->second->exited()) {
+            ++it;
+            continue;
+        }
+        auto result = it->second->finish(m_outbox, it->first, m_scratch.data(), m_scratch.size());
+        m_outbox.push_json(FrameType::Result, it->first, proto::to_json(result));
+        forget_cgroup(it->second->cgroup_dir());
+        it = m_execs.erase(it);
+    }
+}
+
+void Server::forget_cgroup(const std::string& dir) {
+    // A leaf still holding background processes stays until they are gone; retried on every reap.
+    if (!dir.empty() && rmdir(dir.c_str()) != 0 && errno != ENOENT) m_stale_cgroups.push_back(dir);
+}
+
+}  // namespace kiln::agent

@@ -1,0 +1,118 @@
+// Server: the agent's single-threaded poll loop serving one host connection: frames in, streams out.
+//
+// Host tests drive it over one end of a socketpair in a thread with pid1 = false; in the guest,
+// main() runs it on the virtio-serial port as PID 1 and reopens the port after every disconnect.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "agent/exec_session.h"
+#include "agent/file_reader.h"
+#include "agent/file_writer.h"
+#include "agent/frame_outbox.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "proto/messages.h"
+#include "proto/wire.h"
+
+namespace kiln::agent {
+
+struct ServerConfig {
+    // PID 1 in the guest: init renews the kernel's identity (entropy, clock, hostname, ARP), every
+    // child is reaped (waitpid(-1)), freeze syncs the disks. Off in host tests: init only sets ready.
+    bool pid1 = false;
+    // An existing cgroup v2 folder (e.g. /sys/fs/cgroup/kiln) for per-exec leaves; empty: process groups only.
+    std::string cgroup_root;
+};
+
+// Why run() returned.
+enum class RunEnd {
+    Disconnected,  // EOF, POLLHUP or a write error on the connection: every stream was abandoned
+    Shutdown,      // a shutdown request was answered and flushed; the caller powers off (PID 1) or exits
+};
+
+class Server {
+public:
+    static Result<std::unique_ptr<Server>> create(ServerConfig config);
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+    ~Server();
+
+    // Serves the connection `fd` (made non-blocking; not closed) until it ends. Blocks SIGCHLD and
+    // SIGPIPE in the calling thread. State that outlives a connection: ready, the exec counter.
+    RunEnd run(int fd);
+
+    bool ready() const { return m_ready; }
+
+private:
+    explicit Server(ServerConfig config) : m_config(std::move(config)) {}
+
+    struct Orphan {  // an abandoned exec's main process, still to be reaped
+        pid_t pid;
+        UniqueFd pidfd;
+    };
+    enum class PollKind { Port, Signals, ChildExit, Stdout, Stdin };
+    struct PollTag {
+        PollKind kind;
+        uint32_t stream;
+    };
+
+    // Frames from the host.
+    void read_port();
+    void handle_decode_error(const proto::DecodeError& error);
+    void handle_frame(proto::Frame& frame);
+    void handle_request(uint32_t stream, const std::string& payload);
+    void handle_exec_frame(uint32_t stream, ExecSession& exec, proto::Frame& frame);
+    void handle_write_frame(uint32_t stream, FileWriter& writer, proto::Frame& frame);
+
+    // Operations.
+    Result<nlohmann::json> op_ping();
+    Result<nlohmann::json> op_init(const nlohmann::json& body);
+    Result<nlohmann::json> op_freeze();
+    Status op_exec(uint32_t stream, const nlohmann::json& body);
+    Status op_read(uint32_t stream, const nlohmann::json& body);
+    Status op_write(uint32_t stream, const nlohmann::json& body);
+
+    // Streams.
+    size_t active_streams() const { return m_execs.size() + m_readers.size() + m_writers.size(); }
+    bool is_active(uint32_t stream) const;
+    void abandon_stream(uint32_t stream);
+    void abandon_all_streams();
+    void end_stream_with_error(uint32_t stream, const Error& error);
+    void pump_file_reads();
+    void reap_children();
+    void finish_exited_execs();
+    void expire_deadlines();
+    void forget_cgroup(const std::string& dir);
+    int poll_timeout_ms() const;
+    bool port_input_paused() const;
+    bool flush_with_deadline(int timeout_ms);
+
+    ServerConfig m_config;
+    UniqueFd m_signal_fd;
+    bool m_ready = false;
+    std::string m_sandbox_id;
+    uint64_t m_exec_counter = 0;
+
+    // Per connection.
+    int m_fd = -1;
+    bool m_disconnected = false;
+    bool m_shutdown_requested = false;
+    proto::FrameDecoder m_decoder;
+    FrameOutbox m_outbox;
+
+    std::map<uint32_t, std::unique_ptr<ExecSession>> m_execs;
+    std::map<uint32_t, FileReader> m_readers;
+    std::map<uint32_t, std::unique_ptr<FileWriter>> m_writers;
+    std::vector<Orphan> m_orphans;
+    std::vector<std::string> m_stale_cgroups;
+    std::vector<char> m_scratch;
+};
+
+}  // namespace kiln::agent

@@ -1,0 +1,144 @@
+// AgentClient: the host end of the kiln-agent protocol (src/proto) over the VM's agent unix socket.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "base/clock.h"
+#include "base/result.h"
+#include "base/unique_fd.h"
+#include "proto/messages.h"
+#include "proto/wire.h"
+
+namespace kiln::vm {
+
+// Produces the next bytes into buf (at most cap); returns 0 at the end.
+using ByteSource = std::function<Result<size_t>(char* buf, size_t cap)>;
+// Consumes bytes; an error stops the transfer.
+using ByteSink = std::function<Status(std::string_view)>;
+
+ByteSource source_from_string(std::string data);
+
+// Where an exec's streams go. Callbacks run on the thread that called exec(), in arrival order.
+struct ExecIo {
+    std::function<void(std::string_view)> on_stdout;
+    std::function<void(std::string_view)> on_stderr;
+    std::function<void(uint32_t stream, int pid)> on_started;  // the stream id is for send_signal()
+    // Stdin, at most one of these (any of them sets ExecRequest::stdin):
+    std::optional<std::string> stdin_data;  // sent, then Eof
+    int stdin_fd = -1;       // read until EOF (not owned); abandoned as soon as the command ends
+    ByteSource stdin_source; // pulled on a helper thread; exec() returns only after it returns 0 or fails
+    // How long the host waits in all. Zero: the request's timeout_ms plus a grace period, or
+    // forever when timeout_ms is 0 (the call still ends if the VM goes away).
+    Millis host_timeout{0};
+};
+
+// An exec's result with its output collected.
+struct ExecOutput {
+    proto::ExecResult result;
+    std::string stdout_data;
+    std::string stderr_data;
+};
+
+// Thread-safe: any number of calls may run at once from any threads (each gets its own stream).
+// A reader thread decodes frames and routes them by stream id to the waiting call; a call's
+// queue holds at most kMaxQueuedBytes, beyond which the reader stops reading the socket
+// (backpressure to the guest). When the connection drops, every pending and later call returns
+// Error{"vm_gone", ...} at once; set_gone_reason() lets the owner explain why (panic, QEMU exit).
+class AgentClient {
+public:
+    static constexpr size_t kMaxQueuedBytes = 4 * 1024 * 1024;
+    static constexpr size_t kChunk = 64 * 1024;  // Data/Stdin frame payloads
+
+    // Connects to the agent socket (retrying while QEMU creates it).
+    static Result<std::unique_ptr<AgentClient>> connect(const std::string& socket_path, Millis timeout,
+                                                        const std::function<std::optional<Error>()>& should_stop = {});
+    // Wraps an already connected stream socket (tests use a socketpair).
+    static std::unique_ptr<AgentClient> adopt(UniqueFd fd);
+    ~AgentClient();  // Closes the connection; call it only when no call is in flight.
+
+    AgentClient(const AgentClient&) = delete;
+    AgentClient& operator=(const AgentClient&) = delete;
+
+    Result<proto::PingResult> ping(Millis timeout = Millis(5000));
+    Status init(const proto::InitRequest& request, Millis timeout = Millis(10000));
+    Status freeze(Millis timeout = Millis(30000));
+    Result<proto::ExecResult> exec(proto::ExecRequest request, const ExecIo& io = {});
+    // exec() with stdout and stderr collected, each up to max_output bytes (the rest is dropped).
+    Result<ExecOutput> exec_collect(proto::ExecRequest request, std::optional<std::string> stdin_data = std::nullopt,
+                                    size_t max_output = 64 * 1024 * 1024);
+    // Streams the guest file to `sink`; returns its size.
+    Result<uint64_t> read_file(const std::string& path, const ByteSink& sink, Millis timeout = Millis(600000));
+    // Writes the guest file from `source` in chunks of at most kChunk bytes; returns the size written.
+    Result<uint64_t> write_file(const std::string& path, const ByteSource& source, uint32_t mode = 0644,
+                                Millis timeout = Millis(600000));
+    Result<proto::FileInfo> stat(const std::string& path, Millis timeout = Millis(10000));
+    Result<std::vector<proto::FileInfo>> list(const std::string& path, Millis timeout = Millis(10000));
+    Status mkdir(const proto::MkdirRequest& request, Millis timeout = Millis(10000));
+    Status remove(const proto::RemoveRequest& request, Millis timeout = Millis(60000));
+    // Asks the agent to sync, remount / read-only and reboot (which ends QEMU with -no-reboot).
+    Status shutdown(Millis timeout = Millis(10000));
+
+    // Sends a Signal frame to a running exec (its stream id comes from ExecIo::on_started).
+    Status send_signal(uint32_t stream, int signal);
+    // Writes bytes as they are, for malformed-frame tests.
+    Status send_raw(std::string_view bytes);
+    // The next connection-level error: an Error frame on stream 0 or on a stream no call waits
+    // for, or bytes from the agent this client could not decode. Nothing on timeout.
+    std::optional<Error> wait_connection_error(Millis timeout);
+
+    // Called once, on the reader thread, when the connection drops: its Error is what every
+    // pending and later call returns. It may block briefly (e.g. to wait for QEMU's exit status).
+    void set_gone_reason(std::function<Error()> reason);
+    // Ends the connection now: every pending and later call returns `error`.
+    void fail_all(Error error);
+    bool alive() const;
+    std::optional<Error> gone_error() const;
+
+private:
+    struct Call;
+    explicit AgentClient(UniqueFd fd);
+
+    Result<std::shared_ptr<Call>> open_stream(const proto::json& request, Clock::time_point deadline);
+    void close_stream(const std::shared_ptr<Call>& call);
+    // The next frame for `call`, or an error when the connection is gone or the deadline passed.
+    Result<proto::Frame> next_frame(const std::shared_ptr<Call>& call, Clock::time_point deadline,
+                                    const std::string& what);
+    // A request whose answer is one Result frame.
+    Result<proto::json> simple_call(const char* op, proto::json fields, Millis timeout);
+    Status send_frame(proto::FrameType type, uint32_t stream, std::string_view payload, Clock::time_point deadline,
+                      const std::atomic<bool>* cancel = nullptr);
+    Status send_bytes(std::string_view bytes, Clock::time_point deadline, const std::atomic<bool>* cancel);
+    Error send_failure(const Error& error);
+
+    void reader_loop();
+    void dispatch(proto::Frame frame);
+    void push_connection_error(Error error);
+    void mark_gone(Error error);
+
+    UniqueFd m_fd;
+    std::thread m_reader;
+    std::atomic<bool> m_stopping{false};
+    std::timed_mutex m_send_mutex;  // frames are written whole, one at a time
+
+    mutable std::mutex m_mutex;  // guards everything below
+    std::condition_variable m_cv;  // connection errors
+    std::map<uint32_t, std::shared_ptr<Call>> m_calls;
+    uint32_t m_next_stream = 1;  // odd ids, allocated by the host
+    std::optional<Error> m_gone;
+    std::function<Error()> m_gone_reason;
+    std::deque<Error> m_connection_errors;
+};
+
+}  // namespace kiln::vm

@@ -1,0 +1,20 @@
+// Clones a disk image cheaply: a FICLONE reflink where the file system can, else a sparse copy.
+#pragma once
+
+#include <string>
+
+#include "base/result.h"
+
+namespace kiln::vm {
+
+enum class CloneMethod { Reflink, SparseCopy };
+
+const char* clone_method_name(CloneMethod method);  // "reflink" / "sparse copy"
+
+// Creates `dst` (which must not exist) with the content of `src`. On failure `dst` is removed.
+Result<CloneMethod> clone_file(const std::string& src, const std::string& dst);
+
+// Whether files in `dir` can be reflinked (probes with two small temporary files).
+Result<bool> can_reflink(const std::string& dir);
+
+}  // namespace kiln::vm

@@ -1,0 +1,303 @@
+// Vm: boot (artifacts, run dir, disk clone, QEMU, QMP, console, agent, init), shutdown and teardown.
+#include "vm/vm.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "base/errno_error.h"
+#include "base/file_util.h"
+#include "base/random.h"
+#include "vm/guest_artifacts.h"
+#include "vm/qemu_version.h"
+
+namespace kiln::vm {
+namespace {
+
+int64_t since_ms(Clock::time_point start) {
+    return std::chrono::duration_cast<Millis>(Clock::now() - start).count();
+}
+
+std::string indent_lines(const std::string& text) {
+    std::string out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        size_t end = text.find('\n', pos);
+        if (end == std::string::npos) end = text.size();
+        out += "\n  " + text.substr(pos, end - pos);
+        pos = end + 1;
+    }
+    return out;
+}
+
+std::string joined_lines(const std::vector<std::string>& lines, size_t max) {
+    std::string out;
+    size_t start = lines.size() > max ? lines.size() - max : 0;
+    for (size_t i = start; i < lines.size(); ++i) out += "\n  " + lines[i];
+    return out;
+}
+
+}  // namespace
+
+const char* shutdown_method_name(ShutdownMethod method) {
+    switch (method) {
+    case ShutdownMethod::Agent: return "agent";
+    case ShutdownMethod::QmpQuit: return "qmp quit";
+    case ShutdownMethod::Kill: return "SIGKILL";
+    }
+    return "?";
+}
+
+Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
+    auto start = Clock::now();
+    auto progress = [&](const std::string& line) {
+        if (options.on_progress) options.on_progress(line);
+    };
+
+    // 1. Artifacts and accelerator: everything that can be wrong before anything is created.
+    VmConfig config;
+    config.vcpus = options.vcpus;
+    config.memory_mib = options.memory_mib;
+    config.extra_kernel_args = options.extra_kernel_args;
+    if (options.kernel_path.empty()) {
+        config.kernel_path = TRY(find_kernel()).path;
+    } else {
+        if (!path_exists(options.kernel_path))
+            return make_error("kernel_missing", "no guest kernel at " + options.kernel_path +
+                                                    "; build it with `make images` (or scripts/build-kernel.sh)");
+        TRY(check_kernel_file(options.kernel_path));
+        config.kernel_path = options.kernel_path;
+    }
+    std::string image_path;
+    if (options.rootfs_path.empty()) {
+        image_path = TRY(find_image(options.image)).rootfs;
+    } else {
+        if (!path_exists(options.rootfs_path))
+            return make_error("image_missing", "no root file system image at " + options.rootfs_path);
+        TRY(check_ext4_image(options.rootfs_path));
+        image_path = options.rootfs_path;
+    }
+    auto accel = TRY(choose_accel(options.accel));
+    config.accel = accel.accel;
+    if (auto khz = host_tsc_khz(); khz.ok()) config.tsc_khz = *khz;
+    auto qemu = TRY(qemu_info());
+    config.qemu_binary = qemu.binary;
+    config.sandbox = qemu.sandbox;
+    config.start_paused = true;  // connect the console before the guest prints anything
+    config.disk_cache = DiskCache::Unsafe;  // a per-VM clone deleted with the VM; see DiskCache
+    progress(std::string("accelerator: ") + accel_name(accel.accel) + " (" + accel.reason + ")");
+
+    if (options.cancel && *options.cancel) return make_error("cancelled", "the boot was cancelled");
+
+    // 2. Run dir and disk.
+    std::string id = options.id.empty() ? TRY(random_hex(6)) : options.id;
+    config.run_dir = TRY(run_dir_for(id));
+    config.name = "kiln-" + id;
+    TRY(make_dirs(vms_dir(), 0711));
+    if (::mkdir(config.run_dir.c_str(), 0700) != 0) return errno_error("create run dir " + config.run_dir);
+    RunPaths paths = RunPaths::in(config.run_dir);
+    auto cloned = clone_file(image_path, paths.disk);
+    if (!cloned.ok()) {
+        if (!options.keep_run_dir) (void)remove_tree(config.run_dir);
+        return std::move(cloned).error();
+    }
+    config.rootfs_path = paths.disk;
+    int64_t prepared_ms = since_ms(start);
+    progress("disk: " + std::string(clone_method_name(*cloned)) + " of " + image_path + " (" +
+             std::to_string(prepared_ms) + " ms)");
+
+    // 3-4. QEMU, QMP, console, agent. From here on the Vm owns the run dir.
+    auto vm = TRY(launch(config, id, options.keep_run_dir));
+    vm->m_timings.prepared_ms = prepared_ms;
+    vm->m_timings.spawned_ms += prepared_ms;
+    vm->m_timings.qmp_ready_ms += prepared_ms;
+    vm->m_timings.clone_method = *cloned;
+    vm->m_timings.accel = accel.accel;
+    vm->m_timings.accel_reason = accel.reason;
+    progress("qemu: pid " + std::to_string(vm->pid()) + ", QMP ready at " + std::to_string(vm->m_timings.qmp_ready_ms) +
+             " ms");
+
+    // 5. Run the guest.
+    auto deadline = Clock::now() + options.boot_timeout;
+    if (auto r = vm->m_qmp->execute("cont"); !r.ok())
+        return make_error("boot_failed", "QMP cont: " + vm->gone_error().message);
+
+    // 6. The agent answers once the guest is up.
+    TRY(vm->wait_for_agent(deadline, options.cancel));
+    vm->m_timings.agent_ready_ms = since_ms(start);
+    progress("agent: ready at " + std::to_string(vm->m_timings.agent_ready_ms) + " ms");
+
+    // 7. Identity, entropy and clock before the first exec.
+    TRY(vm->send_init(options.hostname.empty() ? "kiln-" + id : options.hostname));
+    vm->m_timings.ready_ms = since_ms(start);
+    return vm;
+}
+
+Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string& id, bool keep_run_dir) {
+    auto start = Clock::now();
+    auto argv = build_qemu_argv(config);
+    if (!argv.ok()) {
+        if (!keep_run_dir) (void)remove_tree(config.run_dir);
+        return std::move(argv).error();
+    }
+    std::unique_ptr<Vm> vm(new Vm(config, id, keep_run_dir));  // removes the run dir on failure from here
+
+    UniqueFd log(::open(vm->m_paths.qemu_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!log) return errno_error("create " + vm->m_paths.qemu_log);
+    SpawnOptions spawn;
+    spawn.argv = *argv;
+    spawn.cwd = config.run_dir;
+    spawn.stdout_fd = log.get();
+    spawn.stderr_fd = log.get();
+    spawn.new_session = true;  // a terminal's Ctrl-C reaches kiln, which stops QEMU in order
+    spawn.die_with_parent = true;
+    vm->m_qemu = TRY(ChildProcess::spawn(spawn));
+    vm->m_timings.spawned_ms = since_ms(start);
+
+    auto exited = [raw = vm.get()]() { return raw->qemu_exit_error(); };
+    auto qmp = QmpClient::connect(vm->m_paths.qmp_socket, Millis(15000), exited);
+    if (!qmp.ok()) {
+        if (auto e = vm->qemu_exit_error()) return *e;
+        return std::move(qmp).error();
+    }
+    vm->m_qmp = std::move(*qmp);
+    // Chardevs exist before the monitor serves, so these connect at once.
+    auto console = ConsoleLog::start(
+        vm->m_paths.console_socket, vm->m_paths.console_log, Millis(5000),
+        [raw = vm.get()](const PanicReport& report) { raw->on_guest_panic(report); }, exited);
+    if (!console.ok()) return std::move(console).error();
+    vm->m_console = std::move(*console);
+    auto agent = AgentClient::connect(vm->m_paths.agent_socket, Millis(5000), exited);
+    if (!agent.ok()) return std::move(agent).error();
+    vm->m_agent = std::move(*agent);
+    vm->m_agent->set_gone_reason([raw = vm.get()] { return raw->gone_error(); });
+    {
+        std::lock_guard lock(vm->m_callback_mutex);
+        vm->m_panic_target = vm->m_agent.get();
+    }
+    if (auto p = vm->m_console->panic()) vm->on_guest_panic(*p);  // a panic before the agent existed
+    vm->m_timings.qmp_ready_ms = since_ms(start);
+    vm->m_timings.accel = config.accel;
+    return vm;
+}
+
+Status Vm::wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel) {
+    // Frames sent before the guest opens its port wait in the socket, so one ping would do; a
+    // fresh one every second also covers an agent that drops what came before it started.
+    for (;;) {
+        if (cancel && *cancel) return make_error("cancelled", "the boot was cancelled");
+        int left = remaining_ms(deadline);
+        if (left == 0) {
+            std::string msg = "the guest agent did not answer within the boot timeout";
+            if (m_console) msg += "; last console lines:" + joined_lines(m_console->last_lines(), 15);
+            return make_error("boot_timeout", msg);
+        }
+        auto ping = m_agent->ping(Millis(std::min(left, cancel ? 250 : 1000)));
+        if (ping.ok()) return ok_status();
+        if (ping.error().code == "timeout") continue;
+        Error e = ping.error();
+        if (e.code == "vm_gone") return make_error("boot_failed", "the VM died during boot: " + e.message);
+        return make_error("boot_failed", "agent ping: " + e.to_string());
+    }
+}
+
+Status Vm::send_init(const std::string& hostname) {
+    proto::InitRequest init;
+    init.sandbox_id = m_id;
+    init.hostname = hostname;
+    init.time_unix_ns = wall_clock_ns();
+    init.entropy_hex = TRY(random_hex(proto::kEntropyBytes));
+    Status st = m_agent->init(init);
+    if (!st.ok()) return make_error(st.error().code == "vm_gone" ? "boot_failed" : st.error().code,
+                                    "agent init: " + st.error().message);
+    return ok_status();
+}
+
+std::optional<Error> Vm::qemu_exit_error() {
+    if (!m_qemu) return std::nullopt;
+    auto status = m_qemu->wait_for(Millis(0));
+    if (!status) return std::nullopt;
+    std::string msg = "QEMU " + status->describe();
+    auto tail = read_file_tail(m_paths.qemu_log, 4096);
+    if (tail.ok() && !last_lines(*tail, 10).empty()) msg += "; qemu.log:" + indent_lines(last_lines(*tail, 10));
+    return make_error("qemu_failed", msg);
+}
+
+void Vm::on_guest_panic(const PanicReport& report) {
+    std::lock_guard lock(m_callback_mutex);
+    if (m_panic_target) m_panic_target->fail_all(make_error("vm_gone", "the guest kernel panicked: " + report.to_string()));
+}
+
+std::optional<PanicReport> Vm::panic() const {
+    if (!m_console) return std::nullopt;
+    return m_console->panic();
+}
+
+Error Vm::gone_error() {
+    if (m_stopping) return make_error("vm_gone", "the VM was stopped");
+    // Give QEMU and the console a moment to finish: the reason shows up just after the socket closes.
+    auto status = m_qemu ? m_qemu->wait_for(Millis(2000)) : std::nullopt;
+    if (m_console) m_console->wait_closed(status ? Millis(1000) : Millis(0));
+    if (auto p = panic()) return make_error("vm_gone", "the guest kernel panicked: " + p->to_string());
+    if (status) {
+        std::string msg;
+        if (status->success()) msg = "the guest rebooted or powered off (QEMU exited with status 0)";
+        else msg = "QEMU " + status->describe();
+        auto tail = read_file_tail(m_paths.qemu_log, 4096);
+        if (tail.ok() && !last_lines(*tail, 10).empty()) msg += "; qemu.log:" + indent_lines(last_lines(*tail, 10));
+        if (m_console) {
+            auto lines = m_console->last_lines();
+            if (!lines.empty()) msg += "; last console lines:" + joined_lines(lines, 10);
+        }
+        return make_error("vm_gone", msg);
+    }
+    return make_error("vm_gone", "the agent connection closed while QEMU (pid " + std::to_string(pid()) +
+                                     ") is still running");
+}
+
+std::optional<ExitStatus> Vm::wait_exit(Millis timeout) {
+    if (!m_qemu) return std::nullopt;
+    return m_qemu->wait_for(timeout);
+}
+
+ShutdownMethod Vm::shutdown(Millis timeout) {
+    if (!m_qemu || m_qemu->exit_status()) return ShutdownMethod::Agent;
+    m_stopping = true;
+    auto deadline = Clock::now() + timeout;
+    // The guest may reboot before its reply leaves: only QEMU's exit tells.
+    if (m_agent) (void)m_agent->shutdown(Millis(std::max(1, remaining_ms(deadline) * 2 / 3)));
+    if (m_qemu->wait_for(Millis(remaining_ms(deadline) * 2 / 3))) return ShutdownMethod::Agent;
+    if (m_qmp) (void)m_qmp->execute("quit", proto::json::object(), Millis(std::max(1, remaining_ms(deadline))));
+    if (m_qemu->wait_for(Millis(remaining_ms(deadline)))) return ShutdownMethod::QmpQuit;
+    m_qemu->kill_and_reap();
+    return ShutdownMethod::Kill;
+}
+
+void Vm::destroy() {
+    if (m_destroyed) return;
+    m_destroyed = true;
+    m_stopping = true;
+    {
+        std::lock_guard lock(m_callback_mutex);
+        m_panic_target = nullptr;
+    }
+    if (m_qemu) m_qemu->kill_and_reap();
+    // Order: the agent's reader may be asking gone_error(), which reads the console and QEMU.
+    m_agent.reset();
+    m_console.reset();
+    m_qmp.reset();
+    m_qemu.reset();
+    if (!m_keep_run_dir) (void)remove_tree(m_paths.dir);
+}
+
+void Vm::kill() {
+    m_stopping = true;
+    if (m_qemu) (void)m_qemu->kill(SIGKILL);
+}
+
+Vm::~Vm() { destroy(); }
+
+}  // namespace kiln::vm

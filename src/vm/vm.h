@@ -1,0 +1,126 @@
+// Vm: one running QEMU microVM with its run directory, QMP, serial console and agent connection.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/child_process.h"
+#include "base/clock.h"
+#include "base/result.h"
+#include "vm/accel.h"
+#include "vm/agent_client.h"
+#include "vm/console_log.h"
+#include "vm/disk_clone.h"
+#include "vm/qemu_command.h"
+#include "vm/qmp_client.h"
+
+namespace kiln::vm {
+
+struct BootOptions {
+    std::string image = "tiny";   // $KILN_CACHE/images/<image>/rootfs.ext4, unless rootfs_path is set
+    std::string rootfs_path;      // an explicit ext4 image (cloned, never written)
+    std::string kernel_path;      // empty: find_kernel()
+    uint32_t vcpus = 1;
+    uint32_t memory_mib = 256;
+    AccelMode accel = AccelMode::Auto;
+    Millis boot_timeout{60000};   // QEMU start to the agent's first answer
+    std::string id;               // empty: 12 random hex digits
+    std::string hostname;         // empty: kiln-<id>
+    std::vector<std::string> extra_kernel_args;
+    bool keep_run_dir = false;    // leave $DATA/vms/<id> behind after destroy (debugging)
+    std::function<void(std::string_view)> on_progress;  // one line per boot step, for humans
+    const std::atomic<bool>* cancel = nullptr;  // set from another thread to abandon the boot ("cancelled")
+};
+
+// Milliseconds, each from the start of boot().
+struct BootTimings {
+    int64_t prepared_ms = 0;     // artifacts found, disk cloned
+    int64_t spawned_ms = 0;      // QEMU's fork+exec returned
+    int64_t qmp_ready_ms = 0;    // QMP negotiated, console and agent sockets connected
+    int64_t agent_ready_ms = 0;  // the agent answered a ping
+    int64_t ready_ms = 0;        // init done: exec works
+    CloneMethod clone_method = CloneMethod::SparseCopy;
+    Accel accel = Accel::Tcg;
+    std::string accel_reason;
+};
+
+enum class ShutdownMethod { Agent, QmpQuit, Kill };
+const char* shutdown_method_name(ShutdownMethod method);
+
+// Owner-thread API: boot, wait_exit, shutdown, destroy and the destructor belong to the thread that
+// owns the Vm; agent() may be used from any number of threads while the Vm lives. If QEMU exits or
+// the guest panics, every pending and later agent call fails promptly with Error{"vm_gone"} whose
+// message says why (the panic line, or QEMU's exit status and the tail of qemu.log).
+class Vm {
+public:
+    // 1. resolve the kernel, image and accelerator; 2. make the run dir and clone the image into
+    // it; 3. start QEMU paused; 4. connect QMP, console and agent; 5. cont; 6. ping until the agent
+    // answers (failing fast on QEMU exit or a panic); 7. init with fresh entropy, clock and identity.
+    static Result<std::unique_ptr<Vm>> boot(const BootOptions& options);
+
+    // Steps 3-4 only, for a VmConfig built elsewhere (restores): the caller drives QMP and the agent.
+    // The run dir must exist; it is removed at destroy unless keep_run_dir.
+    static Result<std::unique_ptr<Vm>> launch(const VmConfig& config, const std::string& id, bool keep_run_dir = false);
+
+    ~Vm();  // destroy()
+    Vm(const Vm&) = delete;
+    Vm& operator=(const Vm&) = delete;
+
+    AgentClient& agent() { return *m_agent; }
+    QmpClient& qmp() { return *m_qmp; }
+    pid_t pid() const { return m_qemu ? m_qemu->pid() : -1; }
+    const std::string& id() const { return m_id; }
+    const std::string& run_dir() const { return m_paths.dir; }
+    const RunPaths& paths() const { return m_paths; }
+    const BootTimings& timings() const { return m_timings; }
+    const VmConfig& config() const { return m_config; }
+
+    // Waits for QEMU to exit on its own.
+    std::optional<ExitStatus> wait_exit(Millis timeout);
+    // Agent shutdown (the guest syncs, remounts / read-only and reboots; -no-reboot ends QEMU),
+    // else QMP quit, else SIGKILL. QEMU is gone when this returns.
+    ShutdownMethod shutdown(Millis timeout);
+    // SIGKILL QEMU, reap it, close every connection, remove the run dir. Idempotent.
+    void destroy();
+    // SIGKILL QEMU and nothing else; safe from any thread (e.g. a signal handler thread). Pending
+    // agent calls then fail with vm_gone; the owner still calls destroy().
+    void kill();
+
+    std::optional<PanicReport> panic() const;
+    // Why the VM is gone (or going): used for every vm_gone error.
+    Error gone_error();
+
+private:
+    Vm(VmConfig config, std::string id, bool keep_run_dir)
+        : m_config(std::move(config)), m_id(std::move(id)), m_paths(RunPaths::in(m_config.run_dir)),
+          m_keep_run_dir(keep_run_dir) {}
+    Status wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel);
+    Status send_init(const std::string& hostname);
+    std::optional<Error> qemu_exit_error();
+    void on_guest_panic(const PanicReport& report);
+
+    VmConfig m_config;
+    std::string m_id;
+    RunPaths m_paths;
+    bool m_keep_run_dir;
+    BootTimings m_timings;
+    bool m_destroyed = false;
+    std::atomic<bool> m_stopping{false};  // shutdown/destroy in progress: a vm_gone is expected
+
+    std::unique_ptr<ChildProcess> m_qemu;
+    std::unique_ptr<QmpClient> m_qmp;
+    std::unique_ptr<ConsoleLog> m_console;
+    std::unique_ptr<AgentClient> m_agent;
+
+    std::mutex m_callback_mutex;          // console panic callback vs. destroy
+    AgentClient* m_panic_target = nullptr;  // guarded by m_callback_mutex
+};
+
+}  // namespace kiln::vm
