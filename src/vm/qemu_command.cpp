@@ -80,8 +80,9 @@ Result<std::vector<std::string>> build_qemu_argv(const VmConfig& c) {
     auto add = [&a](std::initializer_list<std::string> items) { a.insert(a.end(), items); };
 
     if (!c.name.empty()) add({"-name", c.name + ",debug-threads=on"});
-    std::string machine = "microvm,acpi=off";
-    if (c.memory_file) machine += ",memory-backend=mem";
+    // RAM is always the backend object "mem", so the migration stream names the same RAM block
+    // whether it comes from a booted VM (anonymous or a shared file) or a restored one (private file).
+    std::string machine = "microvm,acpi=off,memory-backend=mem";
     add({"-M", machine});
     add({"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-display", "none", "-msg", "timestamp=on"});
     if (c.accel == Accel::Kvm) add({"-accel", "kvm", "-cpu", "host"});
@@ -90,6 +91,8 @@ Result<std::vector<std::string>> build_qemu_argv(const VmConfig& c) {
     if (c.memory_file)
         add({"-object", "memory-backend-file,id=mem,size=" + mem + ",mem-path=" + qemu_opt_escape(c.memory_file->path) +
                             ",share=" + (c.memory_file->share ? "on" : "off")});
+    else
+        add({"-object", "memory-backend-ram,id=mem,size=" + mem});
     add({"-kernel", c.kernel_path, "-append", kernel_cmdline(c)});
 
     // Serial console and QMP: unix sockets QEMU listens on; wait=off so QEMU never blocks on us.

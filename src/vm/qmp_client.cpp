@@ -5,7 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <sys/uio.h>
+
 #include <cerrno>
+#include <cstring>
 
 #include "base/errno_error.h"
 #include "base/unix_socket.h"
@@ -150,6 +153,37 @@ void QmpClient::handle_line(const std::string& line) {
 }
 
 Result<json> QmpClient::execute(const std::string& command, const json& arguments, Millis timeout) {
+    return execute_with_fd(command, arguments, -1, timeout);
+}
+
+namespace {
+
+// Sends one command line with `fd` attached as SCM_RIGHTS (QMP's getfd/add-fd take fds this way).
+Status send_line_with_fd(int sock, const std::string& line, int fd) {
+    struct iovec iov {const_cast<char*>(line.data()), line.size()};
+    alignas(struct cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+    struct msghdr msg {};
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    struct cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
+    cmsg->cmsg_level = SOL_SOCKET;
+    cmsg->cmsg_type = SCM_RIGHTS;
+    cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+    ssize_t n;
+    do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) return errno_error("send a file descriptor over QMP");
+    if (static_cast<size_t>(n) < line.size())  // the fd went with the first byte; the rest is plain
+        return send_all(sock, std::string_view(line).substr(static_cast<size_t>(n)), Clock::now() + Millis(5000));
+    return ok_status();
+}
+
+}  // namespace
+
+Result<json> QmpClient::execute_with_fd(const std::string& command, const json& arguments, int fd, Millis timeout) {
     auto deadline = Clock::now() + timeout;
     auto pending = std::make_shared<Pending>();
     uint64_t id;
@@ -163,11 +197,15 @@ Result<json> QmpClient::execute(const std::string& command, const json& argument
     if (!arguments.is_null() && !arguments.empty()) request["arguments"] = arguments;
     Status sent = [&] {
         std::lock_guard lock(m_send_mutex);
+        if (fd >= 0) return send_line_with_fd(m_fd.get(), request.dump() + "\n", fd);
         return send_all(m_fd.get(), request.dump() + "\n", deadline);
     }();
     std::unique_lock lock(m_mutex);
     if (!sent.ok() && !pending->done) {
         m_pending.erase(id);
+        // A failed write usually means QEMU went away; the reader is about to see the EOF.
+        if (sent.error().code != "timeout")
+            m_cv.wait_until(lock, std::min(deadline, Clock::now() + Millis(2000)), [this] { return m_closed; });
         return m_closed ? gone("executing " + command) : sent.error();
     }
     if (!m_cv.wait_until(lock, deadline, [&] { return pending->done; })) {

@@ -41,6 +41,10 @@ public:
     Result<json> execute(const std::string& command, const json& arguments = json::object(),
                          Millis timeout = Millis(10000));
 
+    // The same, with `fd` passed to QEMU as SCM_RIGHTS ancillary data (for getfd / add-fd).
+    Result<json> execute_with_fd(const std::string& command, const json& arguments, int fd,
+                                 Millis timeout = Millis(10000));
+
     // Waits for the first stored event named `name` (including ones that arrived before the call),
     // removes it from the store and returns it ({"event","data","timestamp"}).
     Result<json> wait_event(const std::string& name, Millis timeout);

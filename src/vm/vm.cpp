@@ -62,8 +62,11 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     config.vcpus = options.vcpus;
     config.memory_mib = options.memory_mib;
     config.extra_kernel_args = options.extra_kernel_args;
+    GuestInfo guest;
     if (options.kernel_path.empty()) {
-        config.kernel_path = TRY(find_kernel()).path;
+        auto kernel = TRY(find_kernel());
+        config.kernel_path = kernel.path;
+        guest.kernel_release = kernel.release;
     } else {
         if (!path_exists(options.kernel_path))
             return make_error("kernel_missing", "no guest kernel at " + options.kernel_path +
@@ -73,7 +76,13 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     }
     std::string image_path;
     if (options.rootfs_path.empty()) {
-        image_path = TRY(find_image(options.image)).rootfs;
+        auto image = TRY(find_image(options.image));
+        image_path = image.rootfs;
+        guest.image_name = image.name;
+        if (auto m = read_file(image.manifest, 64 * 1024); m.ok()) {
+            auto j = proto::json::parse(*m, nullptr, false);
+            if (j.is_object()) guest.image_key = j.value("key", "");
+        }
     } else {
         if (!path_exists(options.rootfs_path))
             return make_error("image_missing", "no root file system image at " + options.rootfs_path);
@@ -105,12 +114,16 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
         return std::move(cloned).error();
     }
     config.rootfs_path = paths.disk;
+    // Snapshottable RAM is a shared file: a snapshot then writes device state only (x-ignore-shared).
+    if (options.snapshottable) config.memory_file = MemoryFile{config.run_dir + "/memory", /*share=*/true};
+    guest.hostname = options.hostname.empty() ? "kiln-" + id : options.hostname;
     int64_t prepared_ms = since_ms(start);
     progress("disk: " + std::string(clone_method_name(*cloned)) + " of " + image_path + " (" +
              std::to_string(prepared_ms) + " ms)");
 
     // 3-4. QEMU, QMP, console, agent. From here on the Vm owns the run dir.
-    auto vm = TRY(launch(config, id, options.keep_run_dir));
+    auto vm = TRY(launch(config, id, options.keep_run_dir, options.die_with_owner_thread));
+    vm->set_guest(guest);
     vm->m_timings.prepared_ms = prepared_ms;
     vm->m_timings.spawned_ms += prepared_ms;
     vm->m_timings.qmp_ready_ms += prepared_ms;
@@ -131,12 +144,13 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     progress("agent: ready at " + std::to_string(vm->m_timings.agent_ready_ms) + " ms");
 
     // 7. Identity, entropy and clock before the first exec.
-    TRY(vm->send_init(options.hostname.empty() ? "kiln-" + id : options.hostname));
+    TRY(vm->renew_identity());
     vm->m_timings.ready_ms = since_ms(start);
     return vm;
 }
 
-Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string& id, bool keep_run_dir) {
+Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string& id, bool keep_run_dir,
+                                       bool die_with_owner_thread) {
     auto start = Clock::now();
     auto argv = build_qemu_argv(config);
     if (!argv.ok()) {
@@ -153,7 +167,10 @@ Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string
     spawn.stdout_fd = log.get();
     spawn.stderr_fd = log.get();
     spawn.new_session = true;  // a terminal's Ctrl-C reaches kiln, which stops QEMU in order
-    spawn.die_with_parent = true;
+    // PR_SET_PDEATHSIG only on request: it fires when the spawning *thread* exits, and restores run
+    // on worker threads that end long before their VMs. Owners destroy their VMs; kilnd reconciles
+    // orphans; the CLI asks for it so a killed `kiln vm run` leaves no QEMU behind.
+    spawn.die_with_parent = die_with_owner_thread;
     vm->m_qemu = TRY(ChildProcess::spawn(spawn));
     vm->m_timings.spawned_ms = since_ms(start);
 
@@ -204,16 +221,25 @@ Status Vm::wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* c
     }
 }
 
-Status Vm::send_init(const std::string& hostname) {
-    proto::InitRequest init;
-    init.sandbox_id = m_id;
-    init.hostname = hostname;
-    init.time_unix_ns = wall_clock_ns();
-    init.entropy_hex = TRY(random_hex(proto::kEntropyBytes));
-    Status st = m_agent->init(init);
-    if (!st.ok()) return make_error(st.error().code == "vm_gone" ? "boot_failed" : st.error().code,
-                                    "agent init: " + st.error().message);
-    return ok_status();
+Status Vm::renew_identity() {
+    // The clock the agent sets is the host's at send time. Right after a restore the guest can
+    // take long to take the request (its pages fault in; on a loaded host its vCPU waits), so a
+    // slow round trip is repeated: the second one finds the guest running and lands within ms.
+    constexpr Millis kClockSlack{50};
+    constexpr int kMaxAttempts = 4;
+    for (int attempt = 1;; ++attempt) {
+        proto::InitRequest init;
+        init.sandbox_id = m_id;
+        init.hostname = m_guest.hostname.empty() ? "kiln-" + m_id : m_guest.hostname;
+        init.time_unix_ns = wall_clock_ns();
+        init.entropy_hex = TRY(random_hex(proto::kEntropyBytes));
+        auto sent = Clock::now();
+        Status st = m_agent->init(init);
+        if (!st.ok())
+            return make_error(st.error().code == "vm_gone" ? "boot_failed" : st.error().code,
+                              "agent init: " + st.error().message);
+        if (Clock::now() - sent <= kClockSlack || attempt == kMaxAttempts) return ok_status();
+    }
 }
 
 std::optional<Error> Vm::qemu_exit_error() {

@@ -34,7 +34,12 @@ struct BootOptions {
     std::string id;               // empty: 12 random hex digits
     std::string hostname;         // empty: kiln-<id>
     std::vector<std::string> extra_kernel_args;
+    bool snapshottable = false;   // RAM in a shared file in the run dir, so take_snapshot() works
     bool keep_run_dir = false;    // leave $DATA/vms/<id> behind after destroy (debugging)
+    // QEMU gets SIGKILL when the thread that booted it exits (PR_SET_PDEATHSIG): right for a CLI
+    // whose main thread owns the VM (a killed `kiln vm run` leaves no QEMU behind), wrong for
+    // worker threads that end before their VMs.
+    bool die_with_owner_thread = false;
     std::function<void(std::string_view)> on_progress;  // one line per boot step, for humans
     const std::atomic<bool>* cancel = nullptr;  // set from another thread to abandon the boot ("cancelled")
 };
@@ -49,6 +54,15 @@ struct BootTimings {
     CloneMethod clone_method = CloneMethod::SparseCopy;
     Accel accel = Accel::Tcg;
     std::string accel_reason;
+};
+
+// What runs inside the VM, recorded for snapshots and for humans.
+struct GuestInfo {
+    std::string kernel_release;
+    std::string image_name;
+    std::string image_key;
+    std::string snapshot_id;  // the snapshot this VM was restored from, if any
+    std::string hostname;
 };
 
 enum class ShutdownMethod { Agent, QmpQuit, Kill };
@@ -67,7 +81,8 @@ public:
 
     // Steps 3-4 only, for a VmConfig built elsewhere (restores): the caller drives QMP and the agent.
     // The run dir must exist; it is removed at destroy unless keep_run_dir.
-    static Result<std::unique_ptr<Vm>> launch(const VmConfig& config, const std::string& id, bool keep_run_dir = false);
+    static Result<std::unique_ptr<Vm>> launch(const VmConfig& config, const std::string& id, bool keep_run_dir = false,
+                                              bool die_with_owner_thread = false);
 
     ~Vm();  // destroy()
     Vm(const Vm&) = delete;
@@ -81,6 +96,12 @@ public:
     const RunPaths& paths() const { return m_paths; }
     const BootTimings& timings() const { return m_timings; }
     const VmConfig& config() const { return m_config; }
+    const GuestInfo& guest() const { return m_guest; }
+    void set_guest(GuestInfo guest) { m_guest = std::move(guest); }
+
+    // Sends the agent fresh host entropy, the wall clock, the VM id and hostname. Exec and files
+    // work only after this, after every boot, restore and fork.
+    Status renew_identity();
 
     // Waits for QEMU to exit on its own.
     std::optional<ExitStatus> wait_exit(Millis timeout);
@@ -102,7 +123,6 @@ private:
         : m_config(std::move(config)), m_id(std::move(id)), m_paths(RunPaths::in(m_config.run_dir)),
           m_keep_run_dir(keep_run_dir) {}
     Status wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel);
-    Status send_init(const std::string& hostname);
     std::optional<Error> qemu_exit_error();
     void on_guest_panic(const PanicReport& report);
 
@@ -111,6 +131,7 @@ private:
     RunPaths m_paths;
     bool m_keep_run_dir;
     BootTimings m_timings;
+    GuestInfo m_guest;
     bool m_destroyed = false;
     std::atomic<bool> m_stopping{false};  // shutdown/destroy in progress: a vm_gone is expected
 

@@ -48,7 +48,8 @@ TEST(QemuCommand, TcgMicrovmWithAllDevices) {
     ASSERT_TRUE(argv.ok()) << argv.error().message;
     const auto& a = *argv;
     EXPECT_EQ(a[0], "qemu-system-x86_64");
-    EXPECT_EQ(value_of(a, "-M"), "microvm,acpi=off");
+    EXPECT_EQ(value_of(a, "-M"), "microvm,acpi=off,memory-backend=mem");
+    EXPECT_EQ(values_of(a, "-object")[0], "memory-backend-ram,id=mem,size=512M");
     for (const char* flag : {"-nodefaults", "-no-user-config", "-no-reboot"}) EXPECT_TRUE(has(a, flag)) << flag;
     EXPECT_EQ(value_of(a, "-display"), "none");
     EXPECT_EQ(value_of(a, "-accel"), "tcg,thread=multi");
@@ -68,7 +69,7 @@ TEST(QemuCommand, TcgMicrovmWithAllDevices) {
     EXPECT_EQ(devices, (std::vector<std::string>{"virtio-blk-device,drive=root", "virtio-serial-device",
                                                  "virtserialport,chardev=agent,name=kiln.agent",
                                                  "virtio-rng-device,rng=rng"}));
-    EXPECT_EQ(value_of(a, "-object"), "rng-random,id=rng,filename=/dev/urandom");
+    EXPECT_EQ(values_of(a, "-object").at(1), "rng-random,id=rng,filename=/dev/urandom");
     EXPECT_EQ(value_of(a, "-sandbox"), "on,obsolete=deny,elevateprivileges=deny,resourcecontrol=deny,spawn=deny");
     EXPECT_FALSE(has(a, "-S"));
     EXPECT_FALSE(has(a, "-incoming"));

@@ -1,0 +1,72 @@
+// Snapshot, restore and fork of running VMs. Restores map the snapshot's memory file
+// copy-on-write (MAP_PRIVATE) and load only device state; disks are reflink clones.
+// See docs/snapshots.md for the measured trade-offs and docs/snapshot-format.md for the files.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "vm/snapshot_manifest.h"
+#include "vm/vm.h"
+
+namespace kiln::vm {
+
+struct SnapshotTimings {
+    int64_t freeze_ms = 0;   // agent synced the guest and refused new work
+    int64_t paused_ms = 0;   // the VM's vCPUs were stopped for this long
+    int64_t state_ms = 0;    // device state written
+    int64_t clone_ms = 0;    // memory and disk cloned
+    int64_t total_ms = 0;
+};
+
+struct SnapshotRequest {
+    std::string dir;       // created; must not exist
+    std::string id;        // empty: snap-<random>
+    bool resume = true;    // the VM runs on afterwards (identity renewed); false leaves it paused
+    bool checksums = true; // record SHA-256 of memory and disk (costs a read of both)
+};
+
+// Snapshots a VM booted with BootOptions::snapshottable (its RAM is a shared file in its run dir).
+// Ordering, enforced here: 1. agent freeze (guest sync, exec refused) 2. vCPUs stopped
+// 3. device state written with x-ignore-shared (RAM is the file) 4. memory and disk cloned while
+// stopped 5. manifest written, directory renamed into place 6. resume + identity renewal.
+Result<SnapshotManifest> take_snapshot(Vm& vm, const SnapshotRequest& request, SnapshotTimings* timings = nullptr);
+
+struct RestoreTimings {
+    int64_t verify_ms = 0;      // manifest, compatibility and file checks
+    int64_t prepared_ms = 0;    // run dir made, disk cloned
+    int64_t launched_ms = 0;    // QEMU up, QMP/console/agent connected
+    int64_t loaded_ms = 0;      // device state loaded, vCPUs running
+    int64_t ready_ms = 0;       // identity renewed: exec works
+};
+
+struct RestoreRequest {
+    std::string snapshot_dir;
+    std::string id;        // empty: random
+    std::string hostname;  // empty: kiln-<id>
+    VerifyLevel verify = VerifyLevel::Sizes;
+    Millis timeout{30000};
+};
+
+// 1. manifest verified and checked against this host (nothing starts if it fails) 2. disk cloned
+// 3. QEMU started with the memory file mapped share=off and -incoming defer 4. device state loaded
+// 5. identity renewed (entropy, clock, id, hostname, ARP) before anything else reaches the agent.
+Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, RestoreTimings* timings = nullptr);
+
+struct ForkTimings {
+    int64_t parent_paused_ms = 0;
+    int64_t child_ready_ms = 0;  // from the start of the fork to the child's identity renewal
+};
+
+struct ForkRequest {
+    std::string id;
+    std::string hostname;
+    Millis timeout{30000};
+};
+
+// Forks a running VM: the parent pauses while its device state and RAM are written and its disk
+// is cloned, then runs on; the child starts from that state with its own identity.
+Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings = nullptr);
+
+}  // namespace kiln::vm
