@@ -82,10 +82,12 @@ int vm_run(const VmRunOptions& o) {
     SignalWatcher signals;
     std::atomic<bool> cancel{false};
     std::atomic<int> signals_seen{0};
+    std::atomic<int> last_signal{0};
     std::atomic<uint32_t> exec_stream{0};
     std::atomic<vm::Vm*> running{nullptr};
     signals.set_handler([&](int sig) {
         int seen = ++signals_seen;
+        last_signal = sig;
         cancel = true;
         vm::Vm* v = running.load();
         if (!v) return;
@@ -103,13 +105,14 @@ int vm_run(const VmRunOptions& o) {
     boot.accel = *accel;
     boot.boot_timeout = Millis(static_cast<int64_t>(o.boot_timeout_s * 1000));
     boot.keep_run_dir = o.keep;
+    boot.die_with_owner_thread = true;  // a SIGKILLed kiln takes its QEMU with it
     boot.cancel = &cancel;
     boot.on_progress = [&](std::string_view line) { progress.line(line); };
     progress.line("booting image " + (o.rootfs.empty() ? o.image : o.rootfs));
     auto booted = vm::Vm::boot(boot);
     if (!booted.ok()) {
         print_error(booted.error());
-        return kExitKilnError;
+        return booted.error().code == "cancelled" ? 128 + last_signal.load() : kExitKilnError;
     }
     std::unique_ptr<vm::Vm> machine = std::move(*booted);
     progress.line("VM " + machine->id() + " ready in " + std::to_string(machine->timings().ready_ms) + " ms (" +
@@ -138,6 +141,10 @@ int vm_run(const VmRunOptions& o) {
     signals.set_handler({});
     machine->destroy();
     if (!result.ok()) {
+        if (signals_seen > 0 && result.error().code == "vm_gone") {
+            print_error("interrupted by signal " + std::to_string(last_signal.load()) + "; the VM was destroyed");
+            return 128 + last_signal.load();
+        }
         print_error(result.error());
         return kExitKilnError;
     }
@@ -180,7 +187,8 @@ void add_vm_commands(CLI::App& app, CliContext& ctx) {
     run->footer(
         "The command is an argv, run without a shell: `kiln vm run -- sh -c 'echo $HOME | wc -c'` for shell syntax.\n"
         "Its stdout and stderr stream to ours; stdin is forwarded when it is not a terminal.\n"
-        "Exit status: the command's (128+N when killed by signal N); 124 on --timeout; 125 when kiln fails.");
+        "Signals: the first SIGINT/SIGTERM/SIGHUP goes to the command, a second one destroys the VM (status 128+N).\n"
+        "Exit status: the command's (128+N when killed by signal N); 124 on --timeout; 125 when kiln fails.\n");
     run->callback([opts, run, &ctx] {
         opts->command = ctx.had_separator ? ctx.trailing_args : run->remaining();
         if (ctx.had_separator && !run->remaining().empty()) {

@@ -200,8 +200,22 @@ Status AgentClient::send_frame(FrameType type, uint32_t stream, std::string_view
 }
 
 Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadline, const std::atomic<bool>* cancel) {
-    std::unique_lock lock(m_send_mutex, std::defer_lock);
-    if (!lock.try_lock_until(deadline)) return make_error("timeout", "the agent connection is busy");
+    {
+        std::unique_lock lock(m_send_mutex);
+        auto free = [this] { return !m_sending; };
+        if (deadline == Clock::time_point::max()) m_send_cv.wait(lock, free);
+        else if (!m_send_cv.wait_until(lock, deadline, free))
+            return make_error("timeout", "the agent connection is busy");
+        m_sending = true;
+    }
+    struct Release {
+        AgentClient* self;
+        ~Release() {
+            std::lock_guard lock(self->m_send_mutex);
+            self->m_sending = false;
+            self->m_send_cv.notify_one();
+        }
+    } release{this};
     // Once the first byte is out, the frame is finished whatever the deadline says: a partial
     // frame would corrupt the connection for every stream. Only the connection ending stops it.
     size_t done = 0;

@@ -130,7 +130,11 @@ private:
     UniqueFd m_fd;
     std::thread m_reader;
     std::atomic<bool> m_stopping{false};
-    std::timed_mutex m_send_mutex;  // frames are written whole, one at a time
+    // Frames are written whole, one at a time: a sender holds the slot for one frame. (A slot with
+    // a condition variable rather than std::timed_mutex: a deadline, and ThreadSanitizer-clean.)
+    std::mutex m_send_mutex;
+    std::condition_variable m_send_cv;
+    bool m_sending = false;  // guarded by m_send_mutex
 
     mutable std::mutex m_mutex;  // guards everything below
     std::condition_variable m_cv;  // connection errors

@@ -273,6 +273,18 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     return vm;
 }
 
+Result<std::unique_ptr<Vm>> start_from_full_state(const VmConfig& shape, const std::string& stream,
+                                                  const std::string& id, const GuestInfo& guest, Millis timeout) {
+    std::string run_dir = TRY(run_dir_for(id));
+    VmConfig config = child_config(shape, run_dir);
+    config.name = "kiln-" + id;
+    auto vm = TRY(Vm::launch(config, id));
+    TRY(migrate_from_file(*vm, stream, /*ignore_shared=*/false, timeout));
+    vm->set_guest(guest);
+    TRY(vm->renew_identity());
+    return vm;
+}
+
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings) {
     auto start = Clock::now();
     std::string id = request.id.empty() ? TRY(random_hex(6)) : request.id;
@@ -287,12 +299,6 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         return make_error("fork_failed", "agent freeze: " + st.error().message);
     }
     auto paused_at = Clock::now();
-    auto resume_parent = [&]() -> Status {
-        auto r = parent.qmp().execute("cont");
-        if (timings) timings->parent_paused_ms = since_ms(paused_at);
-        if (!r.ok()) return std::move(r).error();
-        return parent.renew_identity();
-    };
     Status saved = ok_status();
     if (auto r = parent.qmp().execute("stop"); !r.ok()) saved = std::move(r).error();
     if (saved.ok()) saved = migrate_to_file(parent.qmp(), stream, /*ignore_shared=*/false, request.timeout);
@@ -300,7 +306,10 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         auto c = clone_file(parent.config().rootfs_path, paths.disk);
         if (!c.ok()) saved = std::move(c).error();
     }
-    Status resumed = resume_parent();
+    Status resumed = ok_status();
+    if (auto r = parent.qmp().execute("cont"); !r.ok()) resumed = std::move(r).error();
+    if (timings) timings->parent_paused_ms = since_ms(paused_at);
+    if (resumed.ok()) resumed = parent.renew_identity();
     if (!saved.ok()) {
         cleanup();
         return make_error("fork_failed", "saving the parent: " + saved.error().message);
@@ -311,19 +320,23 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     }
 
     // The child: the parent's shape, anonymous RAM filled from the stream.
-    VmConfig config = child_config(parent.config(), run_dir);
-    config.name = "kiln-" + id;
-    auto vm = Vm::launch(config, id);
-    if (!vm.ok()) return std::move(vm).error();
-    TRY(migrate_from_file(**vm, stream, /*ignore_shared=*/false, request.timeout));
-    (void)::unlink(stream.c_str());  // the child's RAM holds it now
     GuestInfo guest = parent.guest();
     guest.snapshot_id.clear();
     guest.hostname = request.hostname.empty() ? "kiln-" + id : request.hostname;
-    (*vm)->set_guest(guest);
-    TRY((*vm)->renew_identity());
+    auto child = start_from_full_state(parent.config(), stream, id, guest, request.timeout);
+    (void)::unlink(stream.c_str());  // the child's RAM holds it now (or the child failed)
+    if (!child.ok()) {
+        cleanup();
+        return std::move(child).error();
+    }
     if (timings) timings->child_ready_ms = since_ms(start);
-    return std::move(*vm);
+    return child;
+}
+
+Status write_full_state(Vm& vm, const std::string& path, Millis timeout) {
+    TRY(vm.agent().freeze());
+    if (auto r = vm.qmp().execute("stop"); !r.ok()) return std::move(r).error();
+    return migrate_to_file(vm.qmp(), path, /*ignore_shared=*/false, timeout);
 }
 
 }  // namespace kiln::vm

@@ -69,4 +69,12 @@ struct ForkRequest {
 // is cloned, then runs on; the child starts from that state with its own identity.
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings = nullptr);
 
+// QEMU's plain path, kept as the baseline the benchmarks compare against and used by fork: the
+// whole RAM in the migration stream. write_full_state leaves the VM stopped.
+Status write_full_state(Vm& vm, const std::string& path, Millis timeout = Millis(60000));
+// Starts a VM shaped like `shape` (vcpus, memory, kernel, disk in the new run dir) from such a
+// stream; the run dir $DATA/vms/<id> must exist and hold the disk.
+Result<std::unique_ptr<Vm>> start_from_full_state(const VmConfig& shape, const std::string& stream, const std::string& id,
+                                                  const GuestInfo& guest, Millis timeout = Millis(30000));
+
 }  // namespace kiln::vm

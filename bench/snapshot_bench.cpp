@@ -1,0 +1,197 @@
+// Snapshot benchmark: restore to exec-ready and fork, beside same-run baselines (cold boot of the
+// same guest, QEMU's plain restore that loads all RAM), with ratios; then the PSS of 20 idle
+// clones of a 512 MiB guest against 20 cold-booted guests. Run by `make bench`.
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <thread>
+
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "base/random.h"
+#include "stats.h"
+#include "vm/guest_artifacts.h"
+#include "vm/snapshot.h"
+
+using namespace kiln;
+using namespace kiln::vm;
+
+namespace {
+
+double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
+
+int env_int(const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    return v ? std::atoi(v) : fallback;
+}
+
+template <typename T>
+T must(Result<T> r, const char* what) {
+    if (!r.ok()) {
+        std::fprintf(stderr, "snapshot_bench: %s: %s\n", what, r.error().to_string().c_str());
+        std::exit(1);
+    }
+    return std::move(r).value();
+}
+
+void exec_true(Vm& vm) {
+    proto::ExecRequest req;
+    req.argv = {"true"};
+    must(vm.agent().exec(req), "exec true");
+}
+
+// Proportional set size of one process, in KiB, from /proc/PID/smaps_rollup.
+double pss_kib(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    std::string key;
+    double value = 0;
+    while (in >> key) {
+        if (key == "Pss:") {
+            in >> value;
+            return value;
+        }
+        in.ignore(1 << 20, '\n');
+    }
+    return 0;
+}
+
+std::string make_snapshot(const std::string& root, uint32_t memory_mib) {
+    BootOptions options;
+    options.snapshottable = true;
+    options.memory_mib = memory_mib;
+    auto vm = must(Vm::boot(options), "boot template");
+    std::string dir = root + "/snap-" + must(random_hex(4), "id");
+    SnapshotRequest req;
+    req.dir = dir;
+    req.resume = false;
+    must(take_snapshot(*vm, req), "take snapshot");
+    return dir;
+}
+
+}  // namespace
+
+int main() {
+    const int restores = env_int("KILN_BENCH_RESTORES", 50);
+    const int forks = env_int("KILN_BENCH_FORKS", 20);
+    const int boots = env_int("KILN_BENCH_BOOTS", 10);
+    const int clones = env_int("KILN_BENCH_CLONES", 20);
+    std::string root = vms_dir() + "/../bench-snapshots";
+    must(Result<Ok>(make_dirs(root)), "mkdir");
+    std::string accel = accel_name(must(choose_accel(AccelMode::Auto), "accel").accel);
+
+    std::printf("# kiln snapshot_bench: 256 MiB guest, 1 vCPU, image tiny, accel=%s\n", accel.c_str());
+    std::string snap = make_snapshot(root, 256);
+
+    // Our restore: MAP_PRIVATE memory file, device state only, identity renewed (= exec-ready).
+    std::vector<double> restore_ms, restore_load_ms, first_exec_ms;
+    for (int i = 0; i < restores + 2; ++i) {
+        RestoreRequest req;
+        req.snapshot_dir = snap;
+        RestoreTimings t;
+        auto start = Clock::now();
+        auto vm = must(restore_snapshot(req, &t), "restore");
+        double ready = ms_since(start);
+        auto exec_start = Clock::now();
+        exec_true(*vm);
+        if (i >= 2) {  // the first restores warm the page cache
+            restore_ms.push_back(ready);
+            restore_load_ms.push_back(static_cast<double>(t.loaded_ms));
+            first_exec_ms.push_back(ms_since(exec_start));
+        }
+    }
+
+    // Baseline: QEMU's plain restore, the whole RAM from a migration stream.
+    std::string full_stream = root + "/full-" + must(random_hex(4), "id");
+    VmConfig shape;
+    GuestInfo guest;
+    {
+        RestoreRequest req;
+        req.snapshot_dir = snap;
+        auto vm = must(restore_snapshot(req), "restore for the full stream");
+        shape = vm->config();
+        guest = vm->guest();
+        must(Result<Ok>(write_full_state(*vm, full_stream)), "write full state");
+    }
+    std::vector<double> full_ms;
+    for (int i = 0; i < restores / 2 + 2; ++i) {
+        std::string id = must(random_hex(6), "id");
+        std::string run_dir = must(run_dir_for(id), "run dir");
+        must(Result<Ok>(make_dirs(run_dir, 0700)), "mkdir");
+        auto start = Clock::now();
+        must(clone_file(snap + "/" + kDiskFileName, RunPaths::in(run_dir).disk), "clone disk");
+        auto vm = must(start_from_full_state(shape, full_stream, id, guest), "full restore");
+        if (i >= 2) full_ms.push_back(ms_since(start));
+    }
+    ::unlink(full_stream.c_str());
+
+    // Baseline: cold boot of the same guest to exec-ready.
+    std::vector<double> boot_ms;
+    for (int i = 0; i < boots; ++i) {
+        auto start = Clock::now();
+        auto vm = must(Vm::boot(BootOptions{}), "cold boot");
+        boot_ms.push_back(ms_since(start));
+    }
+
+    // Fork of a running (restored) VM.
+    std::vector<double> fork_ms, paused_ms;
+    {
+        RestoreRequest req;
+        req.snapshot_dir = snap;
+        auto parent = must(restore_snapshot(req), "restore parent");
+        for (int i = 0; i < forks; ++i) {
+            ForkTimings t;
+            auto child = must(fork_vm(*parent, ForkRequest{}, &t), "fork");
+            fork_ms.push_back(static_cast<double>(t.child_ready_ms));
+            paused_ms.push_back(static_cast<double>(t.parent_paused_ms));
+        }
+    }
+
+    auto restore = bench::summarize(restore_ms);
+    auto full = bench::summarize(full_ms);
+    auto boot = bench::summarize(boot_ms);
+    auto fork = bench::summarize(fork_ms);
+    bench::print_row("restore to exec-ready (CoW memory file)", restore, "ms", accel, "target <= 60 ms p50");
+    bench::print_row("  of which device state loaded", bench::summarize(restore_load_ms), "ms", accel);
+    bench::print_row("  first exec `true` after restore", bench::summarize(first_exec_ms), "ms", accel);
+    bench::print_row("baseline: QEMU restore loading all RAM", full, "ms", accel);
+    bench::print_row("baseline: cold boot to exec-ready", boot, "ms", accel);
+    bench::print_row("fork to child exec-ready", fork, "ms", accel, "target <= 150 ms p50");
+    bench::print_row("  parent paused during fork", bench::summarize(paused_ms), "ms", accel);
+    std::printf("ratio: full-RAM restore / our restore (p50)   %6.2fx  (target >= 1.5x)\n", full.p50 / restore.p50);
+    std::printf("ratio: cold boot / our restore (p50)          %6.2fx  (target >= 20x)\n", boot.p50 / restore.p50);
+    std::fflush(stdout);
+
+    // Density: 20 idle clones of a 512 MiB guest against 20 cold-booted 512 MiB guests.
+    std::string big = make_snapshot(root, 512);
+    auto measure_pss = [&](bool from_snapshot) {
+        std::vector<std::unique_ptr<Vm>> vms;
+        for (int i = 0; i < clones; ++i) {
+            if (from_snapshot) {
+                RestoreRequest req;
+                req.snapshot_dir = big;
+                vms.push_back(must(restore_snapshot(req), "restore clone"));
+            } else {
+                BootOptions options;
+                options.memory_mib = 512;
+                vms.push_back(must(Vm::boot(options), "boot clone"));
+            }
+        }
+        std::this_thread::sleep_for(std::chrono::seconds(2));  // idle
+        double total = 0;
+        for (auto& vm : vms) total += pss_kib(vm->pid());
+        return total / 1024.0;
+    };
+    double clone_total = measure_pss(true);
+    double boot_total = measure_pss(false);
+    std::printf("PSS of %d idle restored clones (512 MiB guest): %8.1f MiB total, %6.1f MiB per clone (target <= 25), accel=%s\n",
+                clones, clone_total, clone_total / clones, accel.c_str());
+    std::printf("PSS of %d idle cold-booted guests (512 MiB):    %8.1f MiB total, %6.1f MiB per guest, accel=%s\n", clones,
+                boot_total, boot_total / clones, accel.c_str());
+    std::printf("ratio: cold-booted / restored PSS              %6.2fx\n", boot_total / clone_total);
+    (void)remove_tree(snap);
+    (void)remove_tree(big);
+    return 0;
+}
