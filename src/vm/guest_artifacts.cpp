@@ -132,6 +132,10 @@ std::vector<std::string> list_images() {
     while (struct dirent* e = ::readdir(d)) {
         std::string n = e->d_name;
         if (n.empty() || n[0] == '.' || !validate_image_name(n).ok()) continue;
+        // The keyed build dirs behind the names (tiny -> tiny-<16 hex key>) are not image names.
+        if (n.size() > 17 && n[n.size() - 17] == '-' &&
+            n.find_first_not_of("0123456789abcdef", n.size() - 16) == std::string::npos)
+            continue;
         struct stat st;
         if (::stat((dir + "/" + n).c_str(), &st) == 0 && S_ISDIR(st.st_mode)) names.push_back(n);
     }
