@@ -10,7 +10,7 @@ PACKAGES=(
   libarchive-dev libyaml-cpp-dev libpq-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   # the VMM
-  qemu-system-x86
+  qemu-system-x86 qemu-utils
   # guest kernel and images
   linux-source-6.1 flex bison bc libelf-dev cpio lz4 xz-utils busybox-static e2fsprogs
   xfsprogs debootstrap
