@@ -19,12 +19,23 @@ step "unit tests under ASan/UBSan" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS
   build/asan/tests/kiln_unit_tests --gtest_brief=1
 
 CXX=clang++ CC=clang scripts/cmake-build.sh build/fuzz Debug -DKILN_FUZZ=ON
-for target in frame_decoder agent_messages; do
+fuzz() {  # fuzz TARGET: a bounded libFuzzer run from the checked-in corpus; its log is shown only on failure
+  local target=$1 corpus log
   corpus=$(mktemp -d)
-  cp tests/fuzz/corpus/$target/* "$corpus"/
-  step "fuzz $target (${KILN_FUZZ_SECONDS:-30} s)" build/fuzz/tests/fuzz/${target}_fuzz -max_total_time="${KILN_FUZZ_SECONDS:-30}" \
-    -print_final_stats=0 "$corpus" -close_fd_mask=3
-  rm -rf "$corpus"
+  log=$(mktemp)
+  cp tests/fuzz/corpus/"$target"/* "$corpus"/
+  if build/fuzz/tests/fuzz/"${target}"_fuzz -max_total_time="${KILN_FUZZ_SECONDS:-30}" -print_final_stats=1 \
+      -close_fd_mask=3 "$corpus" >"$log" 2>&1; then
+    grep -E '^stat::number_of_executed_units' "$log" | sed "s/^/[kiln] fuzz $target: /" >&2 || true
+    rm -rf "$corpus" "$log"
+  else
+    tail -40 "$log" >&2
+    rm -rf "$corpus"
+    return 1
+  fi
+}
+for target in frame_decoder agent_messages; do
+  step "fuzz $target (${KILN_FUZZ_SECONDS:-30} s)" fuzz "$target"
 done
 
 step "functional tests (real VMs, TCG here)" "$build/tests/kiln_vm_tests" --gtest_brief=1
