@@ -1,18 +1,29 @@
-// ExecPlan: everything a forked exec child needs, prepared before fork() so that the child only makes syscalls.
+// ExecPlan: everything an exec child needs, prepared beforehand, and its vfork-style spawn.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "base/unique_fd.h"
 #include "proto/messages.h"
 
 namespace kiln::agent {
 
 // The PATH (and HOME, TERM) every exec starts from; the request's env overrides them.
 inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+// The signals whose disposition is not SIG_DFL in this process right now (ignored or caught): an
+// exec child resets exactly these. Taken once by the server, not per exec (one syscall per signal).
+sigset_t signals_not_at_default();
+
+struct Spawned {
+    pid_t pid = -1;
+    UniqueFd pidfd;  // invalid when the kernel has neither CLONE_PIDFD nor pidfd_open
+};
 
 class ExecPlan {
 public:
@@ -26,26 +37,35 @@ public:
     int stdout_fd = -1;
     int stderr_fd = -1;
     int cgroup_procs_fd = -1;
+    // Signals the child sets back to SIG_DFL (see signals_not_at_default()).
+    sigset_t reset_signals{};
 
-    // Runs in the child after fork(): new session, cgroup, stdio, credentials, cwd, signals, exec.
-    // Never returns; on failure writes "kiln-agent: ..." to the child's stderr and exits 127.
-    [[noreturn]] void run_in_child();
+    // Starts the child with vfork semantics (clone with CLONE_VM | CLONE_VFORK): no page tables are
+    // copied, and this thread is suspended until the child has exec'd or exited. Blocks every
+    // signal in this thread meanwhile, so no handler of ours ever runs on the child's stack.
+    // Fails only when clone() does; a failed exec is the child's exit status 127 and a message
+    // on its stderr.
+    Result<Spawned> spawn();
 
     const std::string& program() const { return m_argv_storage.front(); }
 
 private:
+    void skip_missing_candidates();
     void finalise();
 
     std::vector<std::string> m_argv_storage;
     std::vector<std::string> m_env_storage;
     std::vector<std::string> m_candidates;  // the files execve tries, in execvp's order
+    std::vector<const char*> m_candidate_ptrs;
     std::vector<char*> m_argv;
     std::vector<char*> m_envp;
     std::vector<char*> m_sh_argv;  // {"/bin/sh", <candidate>, argv[1..]} for scripts without #! (ENOEXEC)
     std::string m_cwd;
     uid_t m_uid = 0;
     gid_t m_gid = 0;
-    bool m_drop_groups = false;
+    bool m_drop_groups = false;  // root with supplementary groups: setgroups(0) in the child
+    bool m_set_gid = true;
+    bool m_set_uid = true;
 };
 
 }  // namespace kiln::agent

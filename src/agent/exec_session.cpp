@@ -32,10 +32,8 @@ Result<Pipe> make_pipe() {
     return Pipe{UniqueFd(fds[0]), UniqueFd(fds[1])};
 }
 
-void set_nonblocking(int fd) {
-    int flags = fcntl(fd, F_GETFL);
-    if (flags >= 0) fcntl(fd, F_SETFL, flags | O_NONBLOCK);
-}
+// Our ends of the pipes only (the child's stay blocking); F_SETFL leaves the access mode alone.
+void set_nonblocking(int fd) { fcntl(fd, F_SETFL, O_NONBLOCK); }
 
 bool write_file(const std::string& path, const char* text) {
     UniqueFd fd(open(path.c_str(), O_WRONLY | O_CLOEXEC));
@@ -66,39 +64,36 @@ std::vector<pid_t> read_cgroup_pids(const std::string& dir) {
 }  // namespace
 
 Result<std::unique_ptr<ExecSession>> ExecSession::start(const proto::ExecRequest& request,
-                                                        const std::string& cgroup_dir) {
+                                                        std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults) {
     std::unique_ptr<ExecSession> session(new ExecSession());
     ExecPlan plan(request);
 
     Pipe out = TRY(make_pipe());
     Pipe err = TRY(make_pipe());
-    UniqueFd child_stdin;
+    UniqueFd own_stdin;
+    int child_stdin = defaults.dev_null;
     if (request.stdin) {
         Pipe in = TRY(make_pipe());
-        child_stdin = std::move(in.read_end);
+        own_stdin = std::move(in.read_end);
         session->m_stdin = std::move(in.write_end);
         session->m_stdin_wanted = true;
-    } else {
-        child_stdin.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
-        if (!child_stdin) return errno_error("open /dev/null");
+        child_stdin = own_stdin.get();
+    } else if (child_stdin < 0) {
+        own_stdin.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!own_stdin) return errno_error("open /dev/null");
+        child_stdin = own_stdin.get();
     }
-    UniqueFd cgroup_procs;
-    if (!cgroup_dir.empty()) {
-        cgroup_procs.reset(open((cgroup_dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
-        if (cgroup_procs) session->m_cgroup_dir = cgroup_dir;
-    }
-    plan.stdin_fd = child_stdin.get();
+    plan.stdin_fd = child_stdin;
     plan.stdout_fd = out.write_end.get();
     plan.stderr_fd = err.write_end.get();
-    plan.cgroup_procs_fd = cgroup_procs.get();
+    plan.cgroup_procs_fd = cgroup ? cgroup->procs.get() : -1;
+    plan.reset_signals = defaults.reset_signals;
 
     session->m_started = Clock::now();
-    pid_t pid = fork();
-    if (pid < 0) return errno_error("fork");
-    if (pid == 0) plan.run_in_child();
-
-    session->m_pid = pid;
-    session->m_pidfd.reset(static_cast<int>(syscall(SYS_pidfd_open, pid, 0)));
+    Spawned child = TRY(plan.spawn());
+    session->m_cgroup = std::exchange(cgroup, std::nullopt);
+    session->m_pid = child.pid;
+    session->m_pidfd = std::move(child.pidfd);
     session->m_stdout = std::move(out.read_end);
     session->m_stderr = std::move(err.read_end);
     set_nonblocking(session->m_stdout.get());
@@ -168,16 +163,17 @@ void ExecSession::write_stdin() {
 }
 
 void ExecSession::signal_tree(int sig) {
-    if (!m_cgroup_dir.empty()) {
-        for (pid_t p : read_cgroup_pids(m_cgroup_dir)) kill(p, sig);
-        return;
+    if (m_cgroup) {
+        auto pids = read_cgroup_pids(m_cgroup->dir);
+        for (pid_t p : pids) kill(p, sig);
+        if (!pids.empty() || m_exited) return;  // else the child could not join: its process group
     }
     if (kill(-m_pid, sig) != 0 && !m_exited) kill(m_pid, sig);
 }
 
 void ExecSession::kill_tree() {
     // cgroup.kill reaches descendants that left the process group (setsid, daemons).
-    if (!m_cgroup_dir.empty() && !write_file(m_cgroup_dir + "/cgroup.kill", "1")) signal_tree(SIGKILL);
+    if (m_cgroup && !write_file(m_cgroup->dir + "/cgroup.kill", "1")) signal_tree(SIGKILL);
     kill(-m_pid, SIGKILL);
     if (!m_exited) kill(m_pid, SIGKILL);
 }

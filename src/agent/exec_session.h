@@ -1,6 +1,7 @@
 // ExecSession: one running exec: its process tree, pipes, stdin backlog, timeout and output accounting.
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -9,7 +10,9 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
+#include "agent/cgroup_leaves.h"
 #include "agent/frame_outbox.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -19,11 +22,19 @@ namespace kiln::agent {
 
 using Clock = std::chrono::steady_clock;
 
+// What every exec starts from besides its request, prepared once by the server.
+struct ExecDefaults {
+    sigset_t reset_signals{};  // signals_not_at_default() when the server was created
+    int dev_null = -1;         // stdin of an exec without "stdin" (-1: opened per exec)
+};
+
 class ExecSession {
 public:
-    // Forks and execs the request. `cgroup_dir`, when non-empty, is an existing empty cgroup v2 leaf
-    // the child joins before exec; the session never removes it (the server does, once it is empty).
-    static Result<std::unique_ptr<ExecSession>> start(const proto::ExecRequest& request, const std::string& cgroup_dir);
+    // Spawns the request (vfork-style, see ExecPlan::spawn). `cgroup`, when set, is an empty cgroup
+    // v2 leaf the child joins before exec: on success the session holds it until take_cgroup(); on
+    // failure it stays with the caller.
+    static Result<std::unique_ptr<ExecSession>> start(const proto::ExecRequest& request,
+                                                      std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults);
     ExecSession(const ExecSession&) = delete;
     ExecSession& operator=(const ExecSession&) = delete;
     // An abandoned session (still running) has its whole tree killed.
@@ -32,7 +43,8 @@ public:
     pid_t pid() const { return m_pid; }
     int pidfd() const { return m_pidfd.get(); }  // -1 when the kernel has no pidfd_open
     UniqueFd release_pidfd() { return std::move(m_pidfd); }
-    const std::string& cgroup_dir() const { return m_cgroup_dir; }
+    // The leaf, for the server to reuse or remove once the exec has ended or been abandoned.
+    std::optional<CgroupLeaf> take_cgroup() { return std::exchange(m_cgroup, std::nullopt); }
 
     // Output pipes, -1 once closed.
     int stdout_fd() const { return m_stdout.get(); }
@@ -78,7 +90,7 @@ private:
     std::string m_stdin_backlog;
     bool m_stdin_wanted = false;
     bool m_stdin_closing = false;
-    std::string m_cgroup_dir;
+    std::optional<CgroupLeaf> m_cgroup;
     Clock::time_point m_started;
     Clock::time_point m_ended;
     std::optional<Clock::time_point> m_deadline;

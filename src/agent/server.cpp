@@ -16,6 +16,7 @@
 #include <exception>
 
 #include "agent/errno_codes.h"
+#include "agent/exec_child.h"
 #include "agent/file_ops.h"
 #include "agent/identity.h"
 #include "agent/log.h"
@@ -55,6 +56,10 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
     server->m_signal_fd.reset(signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC));
     if (!server->m_signal_fd) return errno_error("create a signalfd for SIGCHLD");
     server->m_scratch.resize(kChunk);
+    // Dispositions are set before the server starts (PID 1 ignores a few) and not changed after.
+    server->m_exec_defaults.reset_signals = signals_not_at_default();
+    server->m_dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
+    server->m_exec_defaults.dev_null = server->m_dev_null.get();
     return server;
 }
 
@@ -171,6 +176,17 @@ RunEnd Server::run(int fd) {
     abandon_all_streams();
     m_outbox.clear();
     m_fd = -1;
+    // A write to the closed host end or to a child's closed stdin left a SIGPIPE pending on this
+    // thread. Unblocking it would deliver it, and its default action kills the process (in host
+    // tests, where SIGPIPE is not ignored as in PID 1); take it off the queue first.
+    if (!sigismember(&previous, SIGPIPE)) {
+        sigset_t pipe_only;
+        sigemptyset(&pipe_only);
+        sigaddset(&pipe_only, SIGPIPE);
+        struct timespec zero {0, 0};
+        while (sigtimedwait(&pipe_only, nullptr, &zero) == SIGPIPE) {
+        }
+    }
     pthread_sigmask(SIG_SETMASK, &previous, nullptr);
     return end;
 }
@@ -451,21 +467,12 @@ Status Server::op_exec(uint32_t stream, const json& body) {
     if (stat(request.cwd.c_str(), &st) != 0) return path_error("use as the working directory", request.cwd, errno);
     if (!S_ISDIR(st.st_mode)) return invalid("the working directory '" + request.cwd + "' is not a directory");
 
-    std::string leaf;
-    ++m_exec_counter;
-    if (!m_config.cgroup_root.empty()) {
-        leaf = m_config.cgroup_root + "/exec-" + std::to_string(m_exec_counter);
-        if (mkdir(leaf.c_str(), 0755) != 0) {
-            log_line("cannot create cgroup " + leaf + ": " + std::strerror(errno) + "; using the process group only");
-            leaf.clear();
-        }
-    }
-    auto session = ExecSession::start(request, leaf);
+    std::optional<CgroupLeaf> leaf = m_leaves.acquire();
+    auto session = ExecSession::start(request, leaf, m_exec_defaults);
     if (!session.ok()) {
-        if (!leaf.empty()) rmdir(leaf.c_str());
+        if (leaf) m_leaves.release(std::move(*leaf));
         return std::move(session).error();
     }
-    if (!leaf.empty() && (*session)->cgroup_dir().empty()) rmdir(leaf.c_str());  // the child could not join it
     m_outbox.push_json(FrameType::Started, stream, json{{"pid", (*session)->pid()}});
     m_execs.emplace(stream, std::move(*session));
     return ok_status();
@@ -504,7 +511,7 @@ void Server::abandon_stream(uint32_t stream) {
             exec->kill_tree();
             m_orphans.push_back(Orphan{exec->pid(), exec->release_pidfd()});
         }
-        forget_cgroup(exec->cgroup_dir());
+        release_cgroup(*exec);
         return;  // the session's destructor closes the pipes
     }
     m_readers.erase(stream);
@@ -561,7 +568,7 @@ void Server::reap_children() {
         pid_t r = waitpid(o.pid, &status, WNOHANG);
         return r == o.pid || (r < 0 && errno == ECHILD);
     });
-    std::erase_if(m_stale_cgroups, [](const std::string& dir) { return rmdir(dir.c_str()) == 0 || errno == ENOENT; });
+    m_leaves.remove_emptied();
 }
 
 void Server::expire_deadlines() {
@@ -580,14 +587,14 @@ void Server::finish_exited_execs() {
         }
         auto result = it->second->finish(m_outbox, it->first, m_scratch.data(), m_scratch.size());
         m_outbox.push_json(FrameType::Result, it->first, proto::to_json(result));
-        forget_cgroup(it->second->cgroup_dir());
+        release_cgroup(*it->second);
         it = m_execs.erase(it);
     }
 }
 
-void Server::forget_cgroup(const std::string& dir) {
-    // A leaf still holding background processes stays until they are gone; retried on every reap.
-    if (!dir.empty() && rmdir(dir.c_str()) != 0 && errno != ENOENT) m_stale_cgroups.push_back(dir);
+void Server::release_cgroup(ExecSession& exec) {
+    // A leaf still holding background processes is removed once they are gone (retried on every reap).
+    if (auto leaf = exec.take_cgroup()) m_leaves.release(std::move(*leaf));
 }
 
 }  // namespace kiln::agent

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "agent/cgroup_leaves.h"
 #include "agent/exec_session.h"
 #include "agent/file_reader.h"
 #include "agent/file_writer.h"
@@ -45,13 +46,13 @@ public:
     ~Server();
 
     // Serves the connection `fd` (made non-blocking; not closed) until it ends. Blocks SIGCHLD and
-    // SIGPIPE in the calling thread. State that outlives a connection: ready, the exec counter.
+    // SIGPIPE in the calling thread. State that outlives a connection: ready, the cgroup leaves.
     RunEnd run(int fd);
 
     bool ready() const { return m_ready; }
 
 private:
-    explicit Server(ServerConfig config) : m_config(std::move(config)) {}
+    explicit Server(ServerConfig config) : m_config(std::move(config)), m_leaves(m_config.cgroup_root) {}
 
     struct Orphan {  // an abandoned exec's main process, still to be reaped
         pid_t pid;
@@ -89,16 +90,18 @@ private:
     void reap_children();
     void finish_exited_execs();
     void expire_deadlines();
-    void forget_cgroup(const std::string& dir);
+    void release_cgroup(ExecSession& exec);
     int poll_timeout_ms() const;
     bool port_input_paused() const;
     bool flush_with_deadline(int timeout_ms);
 
     ServerConfig m_config;
+    CgroupLeaves m_leaves;
     UniqueFd m_signal_fd;
+    UniqueFd m_dev_null;
+    ExecDefaults m_exec_defaults;
     bool m_ready = false;
     std::string m_sandbox_id;
-    uint64_t m_exec_counter = 0;
 
     // Per connection.
     int m_fd = -1;
@@ -111,7 +114,6 @@ private:
     std::map<uint32_t, FileReader> m_readers;
     std::map<uint32_t, std::unique_ptr<FileWriter>> m_writers;
     std::vector<Orphan> m_orphans;
-    std::vector<std::string> m_stale_cgroups;
     std::vector<char> m_scratch;
 };
 

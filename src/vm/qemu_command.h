@@ -43,7 +43,7 @@ enum class DiskCache { Writeback, Unsafe };
 struct VmConfig {
     std::string qemu_binary = "qemu-system-x86_64";
     std::string name;  // -name; shows in ps and thread names
-    std::string kernel_path;
+    std::string kernel_path;  // booted unless incoming_defer (recorded in snapshots either way)
     std::string rootfs_path;  // raw ext4 image, read-write
     DiskCache disk_cache = DiskCache::Writeback;
     uint32_t vcpus = 1;
@@ -53,7 +53,7 @@ struct VmConfig {
     uint64_t tsc_khz = 0;  // tsc_early_khz= for the guest; 0 leaves it out
     std::vector<std::string> extra_kernel_args;
     std::optional<MemoryFile> memory_file;  // nothing: anonymous RAM
-    bool incoming_defer = false;  // wait for migrate-incoming (restores)
+    bool incoming_defer = false;  // wait for migrate-incoming (restores); no -kernel then
     bool start_paused = false;    // -S: the guest starts at QMP "cont" (no console output is lost)
     bool sandbox = true;          // -sandbox (seccomp), when this QEMU supports it
     bool sandbox_allow_spawn = false;  // let QEMU fork/exec (needed only for "exec:" migration URIs)

@@ -3,8 +3,11 @@
 // See docs/snapshots.md for the measured trade-offs and docs/snapshot-format.md for the files.
 #pragma once
 
+#include <sys/types.h>
+
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "vm/snapshot_manifest.h"
@@ -39,6 +42,7 @@ struct RestoreTimings {
     int64_t launched_ms = 0;    // QEMU up, QMP/console/agent connected
     int64_t loaded_ms = 0;      // device state loaded, vCPUs running
     int64_t ready_ms = 0;       // identity renewed: exec works
+    bool spare = false;         // a QEMU started ahead for this snapshot was used (steps 2-3 done)
 };
 
 struct RestoreRequest {
@@ -47,16 +51,36 @@ struct RestoreRequest {
     std::string hostname;  // empty: kiln-<id>
     VerifyLevel verify = VerifyLevel::Sizes;
     Millis timeout{30000};
+    // Use the spare QEMU started ahead for this snapshot, if there is one (only with an empty id:
+    // a spare comes with its own), and start the next one in the background once this VM is
+    // ready. See prepare_spare().
+    bool keep_spare = false;
 };
 
 // 1. manifest verified and checked against this host (nothing starts if it fails) 2. disk cloned
-// 3. QEMU started with the memory file mapped share=off and -incoming defer 4. device state loaded
+// 3. QEMU started with the memory file mapped share=off and -incoming defer (2-3: or a spare
+// taken, with keep_spare) 4. device state loaded
 // 5. identity renewed (entropy, clock, id, hostname, ARP) before anything else reaches the agent.
 Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, RestoreTimings* timings = nullptr);
 
+// A spare is a QEMU started ahead for one snapshot: its run dir, its reflink of the disk, the
+// memory file mapped copy-on-write, QMP/console/agent connected, the state file's fd passed and
+// -incoming defer. It holds no guest state (no vCPU ran, no guest page was touched); it costs one
+// idle QEMU process (about 10 MiB private beside the shared binary: count it in density figures,
+// see spare_pids()). A restore with keep_spare takes it and skips QEMU's start-up (~40 ms under
+// TCG); the restore still verifies the snapshot, and a spare whose snapshot files changed is
+// dropped. At most one spare per snapshot directory, started by one background thread.
+void prepare_spare(const std::string& snapshot_dir);
+// Stops the spares of `snapshot_dir` (all spares if empty). Done for all at process exit.
+void discard_spares(const std::string& snapshot_dir = {});
+// The QEMU pids of the spares waiting now.
+std::vector<pid_t> spare_pids();
+
 struct ForkTimings {
     int64_t parent_paused_ms = 0;
-    int64_t child_ready_ms = 0;  // from the start of the fork to the child's identity renewal
+    int64_t child_started_ms = 0;  // the child's QEMU up (it starts while the parent still runs)
+    int64_t child_loaded_ms = 0;   // the child's RAM and device state loaded, vCPUs running
+    int64_t child_ready_ms = 0;    // from the start of the fork to the child's identity renewal
 };
 
 struct ForkRequest {
@@ -65,8 +89,11 @@ struct ForkRequest {
     Millis timeout{30000};
 };
 
-// Forks a running VM: the parent pauses while its device state and RAM are written and its disk
-// is cloned, then runs on; the child starts from that state with its own identity.
+// Forks a running VM: the parent pauses while its device state and RAM are streamed out and its
+// disk is cloned, then runs on; the child starts from that state with its own identity. The child's
+// QEMU starts while the parent still runs, and loads the stream (through a relay in this process,
+// no file) as the parent writes it. A restored parent's child maps the same snapshot memory file
+// copy-on-write.
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings = nullptr);
 
 // QEMU's plain path, kept as the baseline the benchmarks compare against and used by fork: the

@@ -1,6 +1,7 @@
 // Snapshots with real VMs: continuity across restore, 20 concurrent clones with renewed identity,
 // fork, and refusal of damaged or incompatible snapshots.
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +171,59 @@ TEST_F(SnapshotTest, ForkedChildDivergesAndOutlivesItsParent) {
     EXPECT_NE(sh(**parent, "head -c 32 /dev/urandom | od -An -tx1"), sh(**child, "head -c 32 /dev/urandom | od -An -tx1"));
     parent->reset();
     EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt; echo ok >> /tmp/f.txt; tail -1 /tmp/f.txt")), "child\nok");
+}
+
+// keep_spare: the next restore of the snapshot takes a QEMU started ahead, under its own id; a
+// spare whose snapshot files changed since it started is not used; discard stops them all.
+TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
+    auto wait_for_spare = [] {
+        auto deadline = Clock::now() + std::chrono::seconds(30);
+        while (spare_pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        return spare_pids().size();
+    };
+    RestoreRequest req;
+    req.snapshot_dir = dir();
+    req.keep_spare = true;
+    RestoreTimings first_t;
+    auto first = restore_snapshot(req, &first_t);
+    ASSERT_TRUE(first.ok()) << first.error().to_string();
+    EXPECT_FALSE(first_t.spare);
+    ASSERT_EQ(wait_for_spare(), 1u);
+
+    // A restore that names its id does not take the spare (the spare has its own id).
+    req.id = "named-" + random_hex(4).value();
+    RestoreTimings named_t;
+    auto named = restore_snapshot(req, &named_t);
+    ASSERT_TRUE(named.ok()) << named.error().to_string();
+    EXPECT_FALSE(named_t.spare);
+    EXPECT_EQ((*named)->id(), req.id);
+    named->reset();
+    EXPECT_EQ(spare_pids().size(), 1u);
+
+    req.id.clear();
+    RestoreTimings second_t;
+    auto second = restore_snapshot(req, &second_t);
+    ASSERT_TRUE(second.ok()) << second.error().to_string();
+    EXPECT_TRUE(second_t.spare);
+    EXPECT_EQ((*second)->run_dir(), run_dir_for((*second)->id()).value());
+    EXPECT_EQ(trim(sh(**second, "cat /tmp/t.txt")), "tmpfs-content");
+    EXPECT_EQ(trim(sh(**second, "hostname")), "kiln-" + (*second)->id());
+    EXPECT_NE(sh(**first, "head -c 32 /dev/urandom | od -An -tx1"), sh(**second, "head -c 32 /dev/urandom | od -An -tx1"));
+    sh(**second, "echo spare > /root/d.txt; sync");
+    EXPECT_EQ(trim(sh(**first, "cat /root/d.txt")), "disk-content");
+
+    // A spare started before a snapshot file changed is dropped, and the restore starts its own QEMU.
+    ASSERT_EQ(wait_for_spare(), 1u);
+    std::string state = dir() + "/" + kStateFileName;
+    ASSERT_EQ(::utimensat(AT_FDCWD, state.c_str(), nullptr, 0), 0);
+    RestoreTimings third_t;
+    auto third = restore_snapshot(req, &third_t);
+    ASSERT_TRUE(third.ok()) << third.error().to_string();
+    EXPECT_FALSE(third_t.spare);
+    EXPECT_EQ(trim(sh(**third, "cat /tmp/t.txt")), "tmpfs-content");
+
+    discard_spares(dir());
+    EXPECT_TRUE(spare_pids().empty());
 }
 
 TEST_F(SnapshotTest, DamagedOrIncompatibleSnapshotsAreRefusedAndNothingStarts) {

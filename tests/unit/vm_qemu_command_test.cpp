@@ -120,6 +120,8 @@ TEST(QemuCommand, RestoreAndPausedStartAndOptions) {
     auto argv = build_qemu_argv(c);
     ASSERT_TRUE(argv.ok());
     EXPECT_EQ(value_of(*argv, "-incoming"), "defer");
+    EXPECT_FALSE(has(*argv, "-kernel")) << "an incoming VM's RAM comes from the snapshot; it never boots";
+    EXPECT_FALSE(has(*argv, "-append"));
     EXPECT_TRUE(has(*argv, "-S"));
     EXPECT_NE(value_of(*argv, "-drive").find("cache=unsafe"), std::string::npos);
     EXPECT_NE(value_of(*argv, "-sandbox").find("spawn=allow"), std::string::npos);
