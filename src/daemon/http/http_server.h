@@ -1,0 +1,38 @@
+// HttpServer: kilnd's REST API (api/openapi.yaml) over cpp-httplib, in front of SandboxService.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "base/result.h"
+#include "daemon/auth/authenticator.h"
+#include "daemon/metrics.h"
+#include "daemon/sandboxes/sandbox_service.h"
+
+namespace kiln::daemon {
+
+struct HttpConfig {
+    std::string listen = "127.0.0.1:7070";   // host:port (port 0: any free port, see port())
+    size_t max_json_body = 1 << 20;          // JSON request bodies
+    size_t max_upload_body = 64ull << 20;    // file and tar uploads
+    int client_timeout_seconds = 30;         // a client that sends nothing this long is dropped
+    int worker_threads = 32;
+    std::string version;                     // for /healthz
+    std::string accel;                       // "kvm" | "tcg", for /healthz and /metrics
+};
+
+class HttpServer {
+public:
+    static Result<std::unique_ptr<HttpServer>> create(HttpConfig config, SandboxService& service,
+                                                      Authenticator& auth, Metrics& metrics);
+    virtual ~HttpServer() = default;
+    // Binds (fails with a clear error if the address is taken), then serves until stop().
+    virtual Status bind() = 0;
+    virtual int port() const = 0;
+    virtual Status serve() = 0;  // blocks
+    // Stops accepting; requests in flight finish. Safe from any thread.
+    virtual void stop() = 0;
+};
+
+}  // namespace kiln::daemon

@@ -1,0 +1,41 @@
+// Metrics: kilnd's counters and histograms, rendered in Prometheus text format for /metrics.
+// Thread-safe; recorded by SandboxService (creates, restore failures) and the HTTP layer (execs).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace kiln::daemon {
+
+class Metrics {
+public:
+    explicit Metrics(std::string accel);
+    void observe_create_ms(double ms);      // kiln_sandbox_create_seconds histogram
+    void count_create_failure();            // kiln_sandbox_create_failures_total
+    void count_restore_failure();           // kiln_restore_failures_total
+    void observe_exec_ms(double ms);        // kiln_exec_total + kiln_exec_seconds histogram
+    void count_http_request(int status);    // kiln_http_requests_total{code}
+    // Everything, plus kiln_sandboxes{state} from the given counts and kiln_accel_info{accel}.
+    std::string render(const std::map<std::string, int64_t>& sandboxes_by_state) const;
+
+private:
+    struct Histogram {
+        std::vector<double> bounds_seconds;
+        std::vector<uint64_t> buckets;  // cumulative is computed at render
+        uint64_t count = 0;
+        double sum_seconds = 0;
+        void observe(double seconds);
+    };
+    std::string m_accel;
+    mutable std::mutex m_mutex;  // guards everything below
+    Histogram m_create;
+    Histogram m_exec;
+    uint64_t m_create_failures = 0;
+    uint64_t m_restore_failures = 0;
+    std::map<int, uint64_t> m_http_by_status;
+};
+
+}  // namespace kiln::daemon

@@ -1,0 +1,162 @@
+// SandboxService: the one owner of kilnd's sandboxes (their VMs and records), snapshots and
+// templates. The HTTP layer (src/daemon/http) calls only this; nothing else touches a Vm.
+// Thread-safe: every method may be called from any HTTP worker thread at once.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/result.h"
+
+namespace kiln::vm {
+class Vm;
+class AgentClient;
+}  // namespace kiln::vm
+
+namespace kiln::daemon {
+
+// Error codes (Error::code) every method returns, mapped 1:1 to HTTP by the HTTP layer:
+//   unauthorized 401, not_found 404, template_not_found 404, invalid_argument 422 (400 for a
+//   malformed body, 413 for an oversized one: decided by the HTTP layer), sandbox_not_running 409,
+//   conflict 409, quota_exceeded 429, unavailable 503, internal 500.
+namespace codes {
+inline constexpr const char* kUnauthorized = "unauthorized";
+inline constexpr const char* kNotFound = "not_found";
+inline constexpr const char* kInvalidArgument = "invalid_argument";
+inline constexpr const char* kTemplateNotFound = "template_not_found";
+inline constexpr const char* kSandboxNotRunning = "sandbox_not_running";
+inline constexpr const char* kQuotaExceeded = "quota_exceeded";
+inline constexpr const char* kConflict = "conflict";
+inline constexpr const char* kInternal = "internal";
+inline constexpr const char* kUnavailable = "unavailable";
+}  // namespace codes
+
+// Who is calling: the token that authenticated the request. Sandboxes and snapshots belong to
+// the token that created them; any other token gets not_found.
+struct Caller {
+    int64_t token_id = 0;
+    std::string token_name;
+};
+
+// creating -> running -> deleting -> deleted; running -> expired (TTL); creating|running -> lost
+// (VM died, or kilnd restarted without it) ; creating -> failed. Transitions are checked.
+enum class SandboxState { Creating, Running, Deleting, Deleted, Expired, Lost, Failed };
+const char* state_name(SandboxState state);
+std::optional<SandboxState> parse_state(std::string_view name);
+bool is_live(SandboxState state);  // creating, running
+
+using Labels = std::map<std::string, std::string>;
+
+// The record of one sandbox, as the API shows it (see Sandbox in api/openapi.yaml).
+struct SandboxInfo {
+    std::string id;  // sb-<12 hex>
+    int64_t owner_token_id = 0;
+    SandboxState state = SandboxState::Creating;
+    std::string template_id;
+    int64_t created_at_ms = 0;  // unix ms
+    int64_t expires_at_ms = 0;
+    int64_t ended_at_ms = 0;    // 0 while live
+    Labels metadata;
+    Labels env;
+    uint32_t vcpus = 1;
+    uint32_t memory_mib = 256;
+    std::string parent_id;
+    std::string error;          // why lost or failed
+    double create_ms = 0;
+    pid_t qemu_pid = 0;
+};
+
+struct SnapshotInfo {
+    std::string id;  // snap-<12 hex>; also a template id
+    std::string name;
+    int64_t owner_token_id = 0;
+    std::string sandbox_id;
+    std::string template_id;
+    int64_t created_at_ms = 0;
+    uint64_t size_bytes = 0;
+    uint32_t vcpus = 1;
+    uint32_t memory_mib = 256;
+};
+
+struct TemplateInfo {
+    std::string id;
+    std::string kind;  // "builtin" | "snapshot"
+    std::string name;
+    bool ready = false;
+    std::string image;
+    uint32_t vcpus = 1;
+    uint32_t memory_mib = 256;
+    int64_t created_at_ms = 0;
+};
+
+struct CreateRequest {
+    std::string template_id = "tiny";
+    std::optional<int64_t> ttl_seconds;
+    Labels metadata;
+    Labels env;
+    std::optional<uint32_t> vcpus;
+    std::optional<uint32_t> memory_mib;
+};
+
+struct ForkRequest {
+    std::optional<int64_t> ttl_seconds;
+    Labels metadata;  // empty: the parent's
+};
+
+struct ListFilter {
+    bool all_states = false;                 // otherwise only live ones unless `state` is set
+    std::optional<SandboxState> state;
+    Labels metadata;                         // every pair must match
+};
+
+// A running sandbox held for one operation (exec, files). While a lease lives the VM object
+// stays valid; a delete or the TTL still kills the VM at once, and agent calls then fail with
+// vm_gone, which the HTTP layer reports as sandbox_not_running.
+class SandboxLease {
+public:
+    virtual ~SandboxLease() = default;
+    virtual const SandboxInfo& info() const = 0;
+    virtual vm::AgentClient& agent() = 0;
+};
+
+class SandboxService {
+public:
+    virtual ~SandboxService() = default;
+
+    // Validates, checks limits (quota_exceeded), restores the template's snapshot and renews the
+    // VM's identity; returns once exec works. The record exists (state creating) before QEMU
+    // starts, so a crash mid-create is found by the reconcile.
+    virtual Result<SandboxInfo> create(const Caller& caller, const CreateRequest& request) = 0;
+    virtual Result<SandboxInfo> get(const Caller& caller, const std::string& id) = 0;
+    virtual Result<std::vector<SandboxInfo>> list(const Caller& caller, const ListFilter& filter) = 0;
+    // Sets expires_at = now + ttl_seconds (running sandboxes only: else sandbox_not_running).
+    virtual Result<SandboxInfo> set_ttl(const Caller& caller, const std::string& id, int64_t ttl_seconds) = 0;
+    // Kills the VM, removes its files, marks it deleted. A finished sandbox: no-op.
+    virtual Status remove(const Caller& caller, const std::string& id) = 0;
+    // A running sandbox for exec and files (not_found, sandbox_not_running).
+    virtual Result<std::shared_ptr<SandboxLease>> lease(const Caller& caller, const std::string& id) = 0;
+
+    virtual Result<SnapshotInfo> snapshot(const Caller& caller, const std::string& id, const std::string& name) = 0;
+    virtual Result<SandboxInfo> fork(const Caller& caller, const std::string& id, const ForkRequest& request) = 0;
+
+    virtual Result<std::vector<SnapshotInfo>> list_snapshots(const Caller& caller) = 0;
+    virtual Result<SnapshotInfo> get_snapshot(const Caller& caller, const std::string& id) = 0;
+    virtual Status remove_snapshot(const Caller& caller, const std::string& id) = 0;
+
+    // Built-in templates (visible to all) and the caller's snapshots.
+    virtual Result<std::vector<TemplateInfo>> list_templates(const Caller& caller) = 0;
+    virtual Result<TemplateInfo> get_template(const Caller& caller, const std::string& id) = 0;
+    virtual Status remove_template(const Caller& caller, const std::string& id) = 0;
+
+    // All sandboxes by state name (every state present, zero included), for /metrics.
+    virtual std::map<std::string, int64_t> count_by_state() = 0;
+};
+
+}  // namespace kiln::daemon
