@@ -1,0 +1,215 @@
+// API benchmark: kilnd's create (POST /v1/sandboxes until 201, exec-ready) beside the library-level
+// restore of the same guest in the same run, and create+exec+delete cycles per second at
+// concurrency 1, 4 and 8. Starts its own kilnd on a free port with a fresh data dir. `make bench`.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/child_process.h"
+#include "base/clock.h"
+#include "base/random.h"
+#include "stats.h"
+#include "vm/accel.h"
+#include "vm/guest_artifacts.h"
+#include "vm/snapshot.h"
+
+using namespace kiln;
+using json = nlohmann::json;
+
+namespace {
+
+double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
+
+int env_int(const char* name, int fallback) {
+    const char* v = std::getenv(name);
+    return v ? std::atoi(v) : fallback;
+}
+
+[[noreturn]] void fail(const std::string& what) {
+    std::fprintf(stderr, "api_bench: %s\n", what.c_str());
+    std::exit(1);
+}
+
+template <typename T>
+T must(Result<T> r, const char* what) {
+    if (!r.ok()) fail(std::string(what) + ": " + r.error().to_string());
+    return std::move(r).value();
+}
+
+// kilnd as a child process on its own data dir and port, with one token.
+class Daemon {
+public:
+    Daemon(const std::string& kilnd, const std::string& data_dir) : m_kilnd(kilnd), m_data_dir(data_dir) {
+        std::filesystem::create_directories(data_dir);
+        ::setenv("KILN_DATA_DIR", data_dir.c_str(), 1);
+        m_port = 17000 + static_cast<int>(getpid() % 2000);
+        std::string listen = "127.0.0.1:" + std::to_string(m_port);
+        ::setenv("KILN_LISTEN", listen.c_str(), 1);
+        ::setenv("KILN_MAX_SANDBOXES", "64", 1);
+        m_log = data_dir + "/kilnd.log";
+        std::string cmd = "'" + kilnd + "' token create --name bench";
+        FILE* p = ::popen(cmd.c_str(), "r");
+        if (!p) fail("cannot run kilnd token create");
+        char buf[256] = {};
+        if (!std::fgets(buf, sizeof buf, p)) fail("kilnd token create printed nothing");
+        ::pclose(p);
+        m_token = buf;
+        while (!m_token.empty() && (m_token.back() == '\n' || m_token.back() == '\r')) m_token.pop_back();
+
+        UniqueFd log_fd(::open(m_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+        SpawnOptions options;
+        options.argv = {kilnd, "serve"};
+        options.stderr_fd = log_fd.get();
+        options.stdout_fd = log_fd.get();
+        m_process = must(ChildProcess::spawn(options), "start kilnd");
+        for (int i = 0; i < 600; ++i) {
+            if (auto r = client().Get("/healthz"); r && r->status == 200) return;
+            if (m_process->wait_for(Millis(0))) fail("kilnd exited at start; see " + m_log);
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        fail("kilnd did not answer /healthz in 60 s; see " + m_log);
+    }
+    ~Daemon() {
+        if (m_process) {
+            (void)m_process->kill(SIGTERM);
+            if (!m_process->wait_for(Millis(30000))) m_process->kill_and_reap();
+        }
+        std::error_code ec;
+        std::filesystem::remove_all(m_data_dir, ec);
+    }
+
+    httplib::Client client() const {
+        httplib::Client c("127.0.0.1", m_port);
+        c.set_bearer_token_auth(m_token.c_str());
+        c.set_read_timeout(120, 0);
+        c.set_keep_alive(true);
+        return c;
+    }
+
+private:
+    std::string m_kilnd, m_data_dir, m_log, m_token;
+    int m_port = 0;
+    std::unique_ptr<ChildProcess> m_process;
+};
+
+std::string create(httplib::Client& c) {
+    auto r = c.Post("/v1/sandboxes", R"({"template":"tiny","ttl_seconds":600})", "application/json");
+    if (!r) fail("POST /v1/sandboxes: " + httplib::to_string(r.error()));
+    if (r->status != 201) fail("POST /v1/sandboxes: " + std::to_string(r->status) + " " + r->body);
+    return json::parse(r->body).at("id").get<std::string>();
+}
+
+void remove(httplib::Client& c, const std::string& id) {
+    auto r = c.Delete("/v1/sandboxes/" + id);
+    if (!r || r->status != 204) fail("DELETE " + id + ": " + (r ? r->body : httplib::to_string(r.error())));
+}
+
+void exec_true(httplib::Client& c, const std::string& id) {
+    auto r = c.Post("/v1/sandboxes/" + id + "/exec", R"({"argv":["true"]})", "application/json");
+    if (!r || r->status != 200) fail("exec in " + id + ": " + (r ? r->body : httplib::to_string(r.error())));
+}
+
+std::string make_snapshot(const std::string& root) {
+    vm::BootOptions options;
+    options.snapshottable = true;
+    auto v = must(vm::Vm::boot(options), "boot the tiny image");
+    std::string dir = root + "/snap-" + must(random_hex(4), "id");
+    vm::SnapshotRequest req;
+    req.dir = dir;
+    req.resume = false;
+    must(vm::take_snapshot(*v, req), "take a snapshot");
+    return dir;
+}
+
+// `total` cycles of create, exec true, delete spread over `concurrency` threads: cycles per second.
+double cycles_per_second(const Daemon& daemon, int concurrency, int total, int* errors) {
+    std::atomic<int> next{0};
+    std::atomic<int> failed{0};
+    auto start = Clock::now();
+    std::vector<std::thread> threads;
+    for (int t = 0; t < concurrency; ++t) {
+        threads.emplace_back([&] {
+            auto c = daemon.client();
+            while (next.fetch_add(1) < total) {
+                auto r = c.Post("/v1/sandboxes", R"({"template":"tiny","ttl_seconds":600})", "application/json");
+                if (!r || r->status != 201) {
+                    ++failed;
+                    continue;
+                }
+                std::string id = json::parse(r->body).at("id").get<std::string>();
+                auto e = c.Post("/v1/sandboxes/" + id + "/exec", R"({"argv":["true"]})", "application/json");
+                if (!e || e->status != 200) ++failed;
+                auto d = c.Delete("/v1/sandboxes/" + id);
+                if (!d || d->status != 204) ++failed;
+            }
+        });
+    }
+    for (auto& t : threads) t.join();
+    *errors = failed.load();
+    return total / (ms_since(start) / 1000.0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const int creates = env_int("KILN_BENCH_CREATES", 50);
+    const int cycles = env_int("KILN_BENCH_CYCLES", 100);
+    // This binary is BUILD/bench/api_bench; kilnd is BUILD/src/daemon/kilnd (or argv[1]).
+    std::string kilnd = argc > 1 ? argv[1]
+                                 : (std::filesystem::path(argv[0]).parent_path().parent_path() / "src/daemon/kilnd").string();
+    if (access(kilnd.c_str(), X_OK) != 0) fail(kilnd + " not found: build first (make build)");
+    std::string accel = vm::accel_name(must(vm::choose_accel(vm::AccelMode::Auto), "accelerator").accel);
+
+    std::string root = vm::data_dir() + "/bench-api-" + must(random_hex(4), "id");
+    std::filesystem::create_directories(root);
+    std::string snapshot = make_snapshot(root);
+    Daemon daemon(kilnd, root + "/kilnd");
+    auto c = daemon.client();
+    remove(c, create(c));  // bakes the template once; not counted
+
+    // Interleaved, so both see the same machine load.
+    std::vector<double> api, library;
+    for (int i = 0; i < creates; ++i) {
+        auto start = Clock::now();
+        std::string id = create(c);
+        api.push_back(ms_since(start));
+        remove(c, id);
+
+        vm::RestoreRequest req;
+        req.snapshot_dir = snapshot;
+        start = Clock::now();
+        auto v = must(vm::restore_snapshot(req), "library restore");
+        library.push_back(ms_since(start));
+        v->destroy();
+    }
+    auto a = bench::summarize(api);
+    auto l = bench::summarize(library);
+    bench::print_row("API create (POST until 201, exec-ready)", a, "ms", accel);
+    bench::print_row("library restore_snapshot (baseline)", l, "ms", accel);
+    std::printf("%-44s p50 %+9.2f ms   (target <= +10 ms; API p50 target <= 70 ms)\n", "API overhead over the library restore",
+                a.p50 - l.p50);
+
+    for (int concurrency : {1, 4, 8}) {
+        int errors = 0;
+        double rate = cycles_per_second(daemon, concurrency, cycles, &errors);
+        std::printf("%-44s %9.2f cycles/s  (%d cycles, %d errors, accel=%s)\n",
+                    ("create+exec+delete, concurrency " + std::to_string(concurrency)).c_str(), rate, cycles, errors,
+                    accel.c_str());
+        std::fflush(stdout);
+        if (errors) return 1;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(root, ec);
+    return 0;
+}

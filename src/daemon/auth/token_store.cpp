@@ -1,0 +1,84 @@
+// TokenStore: creation, revocation and constant-time checking of bearer tokens (see token_store.h).
+#include "daemon/auth/token_store.h"
+
+#include <openssl/crypto.h>
+
+#include <chrono>
+
+#include "base/random.h"
+#include "base/sha256.h"
+
+namespace kiln::daemon {
+namespace {
+
+bool valid_token_name(const std::string& name) {
+    if (name.empty() || name.size() > 64) return false;
+    for (char c : name) {
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+        if (!ok) return false;
+    }
+    return true;
+}
+
+Error unauthorized() { return make_error(codes::kUnauthorized, "missing, unknown or revoked bearer token"); }
+
+}  // namespace
+
+std::string base64url(const std::string& bytes) {
+    static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string out;
+    size_t i = 0;
+    auto at = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[k])); };
+    for (; i + 3 <= bytes.size(); i += 3) {
+        uint32_t v = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
+        for (int shift : {18, 12, 6, 0}) out += alphabet[(v >> shift) & 63];
+    }
+    size_t rest = bytes.size() - i;
+    if (rest == 1) {
+        uint32_t v = at(i) << 16;
+        out += alphabet[(v >> 18) & 63];
+        out += alphabet[(v >> 12) & 63];
+    } else if (rest == 2) {
+        uint32_t v = at(i) << 16 | at(i + 1) << 8;
+        out += alphabet[(v >> 18) & 63];
+        out += alphabet[(v >> 12) & 63];
+        out += alphabet[(v >> 6) & 63];
+    }
+    return out;
+}
+
+Result<NewToken> TokenStore::create(const std::string& name) {
+    if (!valid_token_name(name))
+        return make_error(codes::kInvalidArgument, "token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    std::string token = kTokenPrefix + base64url(TRY(random_bytes(32)));
+    int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch()).count();
+    int64_t id = TRY(m_store.insert_token(name, sha256_hex(token), now));
+    return NewToken{id, name, token};
+}
+
+Status TokenStore::revoke(const std::string& id_or_name) {
+    int n = TRY(m_store.revoke_token(id_or_name));
+    if (n == 0) return make_error(codes::kNotFound, "no live token with id or name '" + id_or_name + "'");
+    return ok_status();
+}
+
+Result<Caller> TokenStore::authenticate(std::string_view bearer_token) {
+    // Cheap shape checks first: anything that cannot be one of our tokens is not looked up.
+    if (bearer_token.size() < 8 || bearer_token.size() > 256 || bearer_token.substr(0, 5) != kTokenPrefix)
+        return unauthorized();
+    std::string hash = sha256_hex(std::string(bearer_token));
+    auto found = m_store.find_token_by_hash(hash);
+    if (!found.ok()) return make_error(codes::kInternal, "token store: " + found.error().message);
+    if (!*found) return unauthorized();
+    const TokenRecord& record = **found;
+    // The lookup matched on the hash; compare the full hashes again in constant time so that no
+    // index or collation behaviour can leak how close a guess came.
+    if (record.sha256_hex.size() != hash.size() ||
+        CRYPTO_memcmp(record.sha256_hex.data(), hash.data(), hash.size()) != 0)
+        return unauthorized();
+    if (record.revoked) return unauthorized();
+    return Caller{record.id, record.name};
+}
+
+}  // namespace kiln::daemon

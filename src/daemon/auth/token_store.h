@@ -1,0 +1,42 @@
+// TokenStore: bearer tokens kept as SHA-256 in the Store; the Authenticator kilnd's HTTP layer uses.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "daemon/auth/authenticator.h"
+#include "daemon/store/store.h"
+
+namespace kiln::daemon {
+
+inline constexpr const char* kTokenPrefix = "kiln_";
+
+struct NewToken {
+    int64_t id = 0;
+    std::string name;
+    std::string token;  // shown once, never stored or logged
+};
+
+class TokenStore final : public Authenticator {
+public:
+    explicit TokenStore(Store& store) : m_store(store) {}
+
+    // kiln_ + 43 base64url characters (32 random bytes). Names: 1-64 of [A-Za-z0-9._-].
+    Result<NewToken> create(const std::string& name);
+    Result<std::vector<TokenRecord>> list() { return m_store.list_tokens(); }
+    // By id or by name (every token of that name); not_found when nothing was revoked.
+    Status revoke(const std::string& id_or_name);
+
+    // Hashes the presented token, looks the hash up, and compares it again in constant time
+    // (CRYPTO_memcmp) so a timing difference never tells how much of a token matched.
+    Result<Caller> authenticate(std::string_view bearer_token) override;
+
+private:
+    Store& m_store;
+};
+
+// Base64url without padding.
+std::string base64url(const std::string& bytes);
+
+}  // namespace kiln::daemon

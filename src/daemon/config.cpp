@@ -1,0 +1,192 @@
+// kilnd's configuration sources and their precedence (see config.h).
+#include "daemon/config.h"
+
+#include <cctype>
+#include <charconv>
+#include <cstring>
+
+#include <nlohmann/json.hpp>
+
+#include "base/file_util.h"
+
+namespace kiln::daemon {
+namespace {
+
+Error bad(const std::string& key, const std::string& why) {
+    return make_error("invalid_argument", "config " + key + ": " + why);
+}
+
+Result<int64_t> parse_int(const std::string& key, const std::string& text, int64_t min, int64_t max) {
+    int64_t v = 0;
+    auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+        return bad(key, "'" + text + "' is not an integer");
+    if (v < min || v > max)
+        return bad(key, std::to_string(v) + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    return v;
+}
+
+Result<bool> parse_bool(const std::string& key, const std::string& text) {
+    if (text == "true" || text == "1" || text == "yes" || text == "on") return true;
+    if (text == "false" || text == "0" || text == "no" || text == "off") return false;
+    return bad(key, "'" + text + "' is not a boolean");
+}
+
+std::string trim(const std::string& s) {
+    size_t b = 0, e = s.size();
+    while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+    while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
+    return s.substr(b, e - b);
+}
+
+// "host:port" with a numeric port 0..65535.
+Status check_listen(const std::string& text) {
+    auto colon = text.rfind(':');
+    if (colon == std::string::npos || colon == 0) return bad("listen", "'" + text + "' is not host:port");
+    auto port = parse_int("listen", text.substr(colon + 1), 0, 65535);
+    if (!port.ok()) return bad("listen", "'" + text + "' has no valid port");
+    return ok_status();
+}
+
+}  // namespace
+
+const std::map<std::string, std::string>& config_keys() {
+    static const std::map<std::string, std::string> keys = {
+        {"data_dir", "where kilnd keeps kilnd.db, vms/, templates/ and snapshots/"},
+        {"listen", "host:port of the REST API"},
+        {"max_sandboxes", "live sandboxes at most (429 beyond)"},
+        {"max_memory_mib", "committed guest memory of live sandboxes at most, MiB (429 beyond)"},
+        {"max_ttl_seconds", "the largest ttl_seconds a create or PATCH accepts"},
+        {"default_ttl_seconds", "ttl_seconds when a create gives none"},
+        {"on_shutdown", "destroy | keep: what SIGTERM does to live sandboxes"},
+        {"accel", "auto | kvm | tcg"},
+        {"keep_spare", "start a QEMU ahead for each template (faster creates, one idle QEMU each)"},
+        {"log_level", "debug | info | warn | error"},
+        {"max_json_body", "bytes of a JSON request body at most"},
+        {"max_upload_body", "bytes of a file or tar upload at most"},
+        {"client_timeout_seconds", "a client silent this long is disconnected"},
+        {"worker_threads", "HTTP worker threads"},
+    };
+    return keys;
+}
+
+Status apply_config_value(DaemonConfig& c, const std::string& key, const std::string& value) {
+    if (key == "data_dir") {
+        if (value.empty() || value[0] != '/') return bad(key, "must be an absolute path");
+        c.data_dir = value;
+    } else if (key == "listen") {
+        TRY(check_listen(value));
+        c.listen = value;
+    } else if (key == "max_sandboxes") {
+        c.max_sandboxes = TRY(parse_int(key, value, 0, 100000));
+    } else if (key == "max_memory_mib") {
+        c.max_memory_mib = TRY(parse_int(key, value, 0, int64_t(1) << 40));
+    } else if (key == "max_ttl_seconds") {
+        c.max_ttl_seconds = TRY(parse_int(key, value, 1, int64_t(10) * 365 * 86400));
+    } else if (key == "default_ttl_seconds") {
+        c.default_ttl_seconds = TRY(parse_int(key, value, 1, int64_t(10) * 365 * 86400));
+    } else if (key == "on_shutdown") {
+        if (value == "destroy") c.on_shutdown = OnShutdown::Destroy;
+        else if (value == "keep") c.on_shutdown = OnShutdown::Keep;
+        else return bad(key, "'" + value + "' is not destroy or keep");
+    } else if (key == "accel") {
+        if (value != "auto" && value != "kvm" && value != "tcg") return bad(key, "'" + value + "' is not auto, kvm or tcg");
+        c.accel = value;
+    } else if (key == "keep_spare") {
+        c.keep_spare = TRY(parse_bool(key, value));
+    } else if (key == "log_level") {
+        if (value != "debug" && value != "info" && value != "warn" && value != "error")
+            return bad(key, "'" + value + "' is not debug, info, warn or error");
+        c.log_level = value;
+    } else if (key == "max_json_body") {
+        c.max_json_body = static_cast<size_t>(TRY(parse_int(key, value, 1024, int64_t(1) << 30)));
+    } else if (key == "max_upload_body") {
+        c.max_upload_body = static_cast<size_t>(TRY(parse_int(key, value, 1024, int64_t(1) << 40)));
+    } else if (key == "client_timeout_seconds") {
+        c.client_timeout_seconds = static_cast<int>(TRY(parse_int(key, value, 1, 3600)));
+    } else if (key == "worker_threads") {
+        c.worker_threads = static_cast<int>(TRY(parse_int(key, value, 1, 1024)));
+    } else {
+        return make_error("invalid_argument", "unknown config key '" + key + "'");
+    }
+    return ok_status();
+}
+
+Result<std::map<std::string, std::string>> parse_config_text(const std::string& text) {
+    std::map<std::string, std::string> out;
+    std::string t = trim(text);
+    if (!t.empty() && t[0] == '{') {
+        auto j = nlohmann::json::parse(t, nullptr, /*allow_exceptions=*/false);
+        if (j.is_discarded() || !j.is_object()) return make_error("invalid_argument", "config file: not a JSON object");
+        for (auto it = j.begin(); it != j.end(); ++it) {
+            const auto& v = it.value();
+            if (v.is_string()) out[it.key()] = v.get<std::string>();
+            else if (v.is_number_integer() || v.is_boolean()) out[it.key()] = v.dump();
+            else return bad(it.key(), "must be a string, an integer or a boolean");
+        }
+    } else {
+        size_t line_no = 0, pos = 0;
+        while (pos <= text.size()) {
+            size_t nl = text.find('\n', pos);
+            std::string line = text.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
+            pos = nl == std::string::npos ? text.size() + 1 : nl + 1;
+            ++line_no;
+            line = trim(line);
+            if (line.empty() || line[0] == '#') continue;
+            auto eq = line.find('=');
+            if (eq == std::string::npos)
+                return make_error("invalid_argument", "config file line " + std::to_string(line_no) + ": expected key=value");
+            out[trim(line.substr(0, eq))] = trim(line.substr(eq + 1));
+        }
+    }
+    for (const auto& [key, value] : out) {
+        if (!config_keys().count(key)) return make_error("invalid_argument", "config file: unknown key '" + key + "'");
+    }
+    return out;
+}
+
+std::map<std::string, std::string> config_from_env(char** envp) {
+    std::map<std::string, std::string> out;
+    if (!envp) return out;
+    for (const auto& [key, description] : config_keys()) {
+        std::string name = "KILN_";
+        for (char ch : key) name += static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        for (char** e = envp; *e; ++e) {
+            if (std::strncmp(*e, name.c_str(), name.size()) == 0 && (*e)[name.size()] == '=') {
+                out[key] = std::string(*e + name.size() + 1);
+            }
+        }
+    }
+    return out;
+}
+
+Status validate_config(const DaemonConfig& c) {
+    if (c.default_ttl_seconds > c.max_ttl_seconds)
+        return make_error("invalid_argument", "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
+                                                  ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");
+    return ok_status();
+}
+
+Result<DaemonConfig> load_config(const std::string& file_path, char** envp,
+                                 const std::map<std::string, std::string>& flags) {
+    DaemonConfig config;
+    if (!file_path.empty()) {
+        auto text = read_file(file_path, 1 << 20);
+        if (!text.ok()) return make_error("invalid_argument", "config file " + file_path + ": " + text.error().message);
+        auto pairs = parse_config_text(*text);
+        if (!pairs.ok()) return make_error("invalid_argument", file_path + ": " + pairs.error().message);
+        for (const auto& [k, v] : *pairs) TRY(apply_config_value(config, k, v));
+    }
+    for (const auto& [k, v] : config_from_env(envp)) {
+        if (auto st = apply_config_value(config, k, v); !st.ok())
+            return make_error("invalid_argument", "environment: " + st.error().message);
+    }
+    for (const auto& [k, v] : flags) {
+        if (auto st = apply_config_value(config, k, v); !st.ok())
+            return make_error("invalid_argument", "flag: " + st.error().message);
+    }
+    TRY(validate_config(config));
+    return config;
+}
+
+}  // namespace kiln::daemon

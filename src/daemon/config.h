@@ -1,0 +1,54 @@
+// kilnd's configuration: defaults < config file (JSON or key=value) < environment < flags.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "base/result.h"
+
+namespace kiln::daemon {
+
+enum class OnShutdown { Destroy, Keep };
+
+struct DaemonConfig {
+    std::string data_dir = "/var/lib/kiln";   // data_dir, KILN_DATA_DIR, --data-dir
+    std::string listen = "127.0.0.1:7070";    // listen, KILN_LISTEN, --listen
+    int64_t max_sandboxes = 64;               // live sandboxes (creating + running)
+    int64_t max_memory_mib = 16384;           // sum of the live sandboxes' memory_mib
+    int64_t max_ttl_seconds = 86400;
+    int64_t default_ttl_seconds = 600;
+    OnShutdown on_shutdown = OnShutdown::Destroy;
+    std::string accel = "auto";               // auto | kvm | tcg
+    bool keep_spare = true;                   // a QEMU started ahead per template (faster creates)
+    std::string log_level = "info";
+    size_t max_json_body = 1 << 20;
+    size_t max_upload_body = 64ull << 20;
+    int client_timeout_seconds = 30;
+    int worker_threads = 32;
+};
+
+// Every key the file, env and flags accept, as written in a file (flags: --key-with-dashes,
+// env: KILN_KEY_IN_CAPS).
+const std::map<std::string, std::string>& config_keys();  // key -> description
+
+// Sets one key from text; invalid_argument naming the key when the value does not parse or is out
+// of range, or when the key is unknown.
+Status apply_config_value(DaemonConfig& config, const std::string& key, const std::string& value);
+
+// Key/value pairs from a config file: a JSON object (numbers, strings, booleans) or lines of
+// key=value ('#' comments, blank lines). Unknown keys are an error (a typo must not pass silently).
+Result<std::map<std::string, std::string>> parse_config_text(const std::string& text);
+
+// The KILN_* variables that name config keys, from `environ`-style entries.
+std::map<std::string, std::string> config_from_env(char** envp);
+
+// Checks the combination (default_ttl <= max_ttl, and so on).
+Status validate_config(const DaemonConfig& config);
+
+// defaults, then `file_path` (if not empty), then env, then flags.
+Result<DaemonConfig> load_config(const std::string& file_path, char** envp,
+                                 const std::map<std::string, std::string>& flags);
+
+}  // namespace kiln::daemon

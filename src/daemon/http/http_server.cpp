@@ -1,0 +1,201 @@
+// HttpServer over cpp-httplib: auth, error mapping, limits, logging, and the route groups.
+#include "daemon/http/http_server.h"
+
+#include <chrono>
+#include <regex>
+
+#include "daemon/http/route_context.h"
+#include "daemon/json_log.h"
+#include "proto/messages.h"
+
+namespace kiln::daemon {
+
+namespace http {
+
+int status_for(const std::string& code) {
+    if (code == codes::kUnauthorized) return 401;
+    if (code == codes::kNotFound || code == codes::kTemplateNotFound) return 404;
+    if (code == codes::kInvalidArgument) return 422;
+    if (code == "malformed_body") return 400;
+    if (code == "body_too_large") return 413;
+    if (code == codes::kSandboxNotRunning || code == codes::kConflict) return 409;
+    if (code == codes::kQuotaExceeded) return 429;
+    if (code == codes::kUnavailable) return 503;
+    return 500;
+}
+
+Error api_error(const Error& e) {
+    const std::string& c = e.code;
+    if (c == "malformed_body" || c == "body_too_large") return make_error(codes::kInvalidArgument, e.message);
+    if (c == "vm_gone" || c == proto::errc::kNotReady) return make_error(codes::kSandboxNotRunning, e.message);
+    if (c == proto::errc::kExists || c == proto::errc::kPermissionDenied || c == "too_large")
+        return make_error(codes::kInvalidArgument, e.message);
+    for (const char* known : {codes::kUnauthorized, codes::kNotFound, codes::kInvalidArgument, codes::kTemplateNotFound,
+                              codes::kSandboxNotRunning, codes::kQuotaExceeded, codes::kConflict, codes::kInternal,
+                              codes::kUnavailable})
+        if (c == known) return e;
+    return make_error(codes::kInternal, e.to_string());
+}
+
+void send_json(httplib::Response& res, int status, const json& body) {
+    res.status = status;
+    res.set_content(dump(body) + "\n", "application/json");
+}
+
+void send_error(httplib::Response& res, const Error& error) {
+    int status = status_for(error.code);
+    if (status == 500) {
+        // A status the service did not choose explicitly: see whether the translated code has one.
+        status = status_for(api_error(error).code);
+        if (error.code == "body_too_large") status = 413;
+        if (error.code == "malformed_body") status = 400;
+    }
+    send_json(res, status, render_error(api_error(error)));
+}
+
+Status check_body_size(const httplib::Request& req, size_t limit) {
+    if (req.body.size() > limit)
+        return make_error("body_too_large", "the request body is " + std::to_string(req.body.size()) +
+                                                " bytes; the limit for this route is " + std::to_string(limit));
+    return ok_status();
+}
+
+httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler) {
+    return [&ctx, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
+        std::string header = req.get_header_value("Authorization");
+        static constexpr std::string_view kBearer = "Bearer ";
+        if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+            send_error(res, make_error(codes::kUnauthorized, "an Authorization: Bearer <token> header is required"));
+            return;
+        }
+        auto caller = ctx.auth.authenticate(std::string_view(header).substr(kBearer.size()));
+        if (!caller.ok()) {
+            send_error(res, caller.error());
+            return;
+        }
+        handler(*caller, req, res);
+    };
+}
+
+}  // namespace http
+
+namespace {
+
+using namespace http;
+
+class HttpServerImpl final : public HttpServer {
+public:
+    HttpServerImpl(HttpConfig config, SandboxService& service, Authenticator& auth, Metrics& metrics)
+        : m_ctx{std::move(config), service, auth, metrics} {}
+
+    Status setup() {
+        auto colon = m_ctx.config.listen.rfind(':');
+        if (colon == std::string::npos) return make_error(codes::kInvalidArgument, "listen address must be host:port");
+        m_host = m_ctx.config.listen.substr(0, colon);
+        try {
+            int port = std::stoi(m_ctx.config.listen.substr(colon + 1));
+            if (port < 0 || port > 65535) throw std::out_of_range("port");
+            m_port = port;
+        } catch (const std::exception&) {
+            return make_error(codes::kInvalidArgument, "listen address '" + m_ctx.config.listen + "' has no valid port");
+        }
+        if (m_host.size() > 2 && m_host.front() == '[' && m_host.back() == ']') m_host = m_host.substr(1, m_host.size() - 2);
+
+        const int workers = m_ctx.config.worker_threads > 0 ? m_ctx.config.worker_threads : 32;
+        m_server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
+        m_server.set_payload_max_length(std::max(m_ctx.config.max_upload_body, m_ctx.config.max_json_body));
+        m_server.set_read_timeout(m_ctx.config.client_timeout_seconds, 0);
+        m_server.set_write_timeout(m_ctx.config.client_timeout_seconds, 0);
+        m_server.set_keep_alive_timeout(std::min(m_ctx.config.client_timeout_seconds, 10));
+        m_server.set_tcp_nodelay(true);
+
+        m_server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+            std::string what = "unexpected failure";
+            try {
+                if (ep) std::rethrow_exception(ep);
+            } catch (const std::exception& e) {
+                what = e.what();
+            } catch (...) {
+            }
+            log::error("request failed", {{"error", what}});
+            send_json(res, 500, render_error(make_error(codes::kInternal, what)));
+        });
+        // Statuses httplib sets itself (404 for no route, 413 over the payload limit, 400 for a
+        // bad request line) get the API's JSON error body too.
+        m_server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+            if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+            Error e = res.status == 404   ? make_error(codes::kNotFound, "no route " + req.method + " " + req.path)
+                      : res.status == 413 ? make_error(codes::kInvalidArgument, "the request body is too large")
+                                          : make_error(codes::kInvalidArgument, "bad request");
+            res.set_content(dump(render_error(e)) + "\n", "application/json");
+            return httplib::Server::HandlerResponse::Handled;
+        }));
+        m_server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
+            m_ctx.metrics.count_http_request(res.status);
+            // The path only: query strings may carry file paths of a user's job, and headers the token.
+            log::debug("request", {{"method", req.method}, {"path", req.path}, {"status", res.status}});
+        });
+
+        m_server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+            send_json(res, 200, json{{"status", "ok"}, {"version", m_ctx.config.version}, {"accel", m_ctx.config.accel}});
+        });
+        m_server.Get("/metrics", authed(m_ctx, [this](const Caller&, const httplib::Request&, httplib::Response& res) {
+                         res.status = 200;
+                         res.set_content(m_ctx.metrics.render(m_ctx.service.count_by_state()),
+                                         "text/plain; version=0.0.4");
+                     }));
+        add_sandbox_routes(m_server, m_ctx);
+        add_exec_routes(m_server, m_ctx);
+        add_file_routes(m_server, m_ctx);
+        add_template_routes(m_server, m_ctx);
+        return ok_status();
+    }
+
+    Status bind() override {
+        if (m_port == 0) {
+            int port = m_server.bind_to_any_port(m_host.c_str());
+            if (port < 0) return make_error(codes::kInternal, "cannot listen on " + m_host + " (any port)");
+            m_bound_port = port;
+        } else {
+            if (!m_server.bind_to_port(m_host.c_str(), m_port))
+                return make_error(codes::kInternal, "cannot listen on " + m_ctx.config.listen +
+                                                        " (in use by another process, or not an address of this host)");
+            m_bound_port = m_port;
+        }
+        return ok_status();
+    }
+
+    int port() const override { return m_bound_port; }
+
+    Status serve() override {
+        if (!m_server.listen_after_bind()) {
+            if (m_stopped) return ok_status();
+            return make_error(codes::kInternal, "the HTTP server stopped unexpectedly");
+        }
+        return ok_status();
+    }
+
+    void stop() override {
+        m_stopped = true;
+        m_server.stop();
+    }
+
+private:
+    RouteContext m_ctx;
+    httplib::Server m_server;
+    std::string m_host;
+    int m_port = 0;
+    int m_bound_port = 0;
+    std::atomic<bool> m_stopped{false};
+};
+
+}  // namespace
+
+Result<std::unique_ptr<HttpServer>> HttpServer::create(HttpConfig config, SandboxService& service, Authenticator& auth,
+                                                       Metrics& metrics) {
+    auto server = std::make_unique<HttpServerImpl>(std::move(config), service, auth, metrics);
+    TRY(server->setup());
+    return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+}  // namespace kiln::daemon

@@ -1,0 +1,41 @@
+// kilnd's API objects as JSON, exactly as api/openapi.yaml shapes them.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "base/result.h"
+#include "daemon/sandboxes/sandbox_service.h"
+#include "proto/messages.h"
+
+namespace kiln::daemon::http {
+
+using json = nlohmann::json;
+
+// RFC 3339 UTC with milliseconds: 2026-11-28T15:21:06.123Z.
+std::string rfc3339_ms(int64_t unix_ms);
+
+json render(const SandboxInfo& sandbox);
+json render(const SnapshotInfo& snapshot);
+json render(const TemplateInfo& info);
+// A guest FileInfo; `path` is the path asked about (stat) or the folder + name (list).
+json render(const proto::FileInfo& info, const std::string& path);
+json render_exec_result(const proto::ExecResult& result, std::string_view out, std::string_view err);
+json render_error(const Error& error);
+
+// JSON text, with bytes that are not valid UTF-8 replaced by U+FFFD (guest output is arbitrary).
+std::string dump(const json& value);
+
+// Splits `bytes` into the longest prefix that does not end inside a UTF-8 sequence and keeps the
+// rest for the next chunk, so streamed output is not mangled at chunk boundaries.
+class Utf8Carry {
+public:
+    std::string take(std::string_view bytes);
+    std::string flush();
+
+private:
+    std::string m_pending;
+};
+
+}  // namespace kiln::daemon::http

@@ -1,0 +1,56 @@
+// What every route handler of kilnd's HTTP layer shares: the service, auth, metrics, limits and
+// the helpers that turn Results into responses. Internal to src/daemon/http.
+#pragma once
+
+#include <httplib.h>
+
+#include <functional>
+#include <string>
+
+#include "base/result.h"
+#include "daemon/auth/authenticator.h"
+#include "daemon/http/http_server.h"
+#include "daemon/http/json_render.h"
+#include "daemon/metrics.h"
+#include "daemon/sandboxes/sandbox_service.h"
+
+namespace kiln::daemon::http {
+
+// The HTTP status for an error code (the service's, the agent's, or the HTTP layer's own).
+int status_for(const std::string& code);
+// The error as the API shows it: agent and VM codes become the API's stable codes.
+Error api_error(const Error& error);
+
+void send_json(httplib::Response& res, int status, const json& body);
+void send_error(httplib::Response& res, const Error& error);
+
+struct RouteContext {
+    HttpConfig config;
+    SandboxService& service;
+    Authenticator& auth;
+    Metrics& metrics;
+};
+
+using AuthedHandler = std::function<void(const Caller&, const httplib::Request&, httplib::Response&)>;
+
+// The route groups, each in its own file.
+void add_sandbox_routes(httplib::Server& server, RouteContext& ctx);
+void add_exec_routes(httplib::Server& server, RouteContext& ctx);
+void add_file_routes(httplib::Server& server, RouteContext& ctx);
+void add_template_routes(httplib::Server& server, RouteContext& ctx);
+
+// Wraps a handler with bearer-token auth (401 JSON without a valid token).
+httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler);
+// The body, or an error (413) when it is larger than `limit`.
+Status check_body_size(const httplib::Request& req, size_t limit);
+// Regex fragment for a path id captured as matches[1].
+inline constexpr const char* kId = "([^/]+)";
+
+}  // namespace kiln::daemon::http
+
+namespace kiln::daemon::http {
+// Ids the API can have issued (sb-/snap- + 12 hex digits); others are not_found without a lookup.
+bool plausible_sandbox_id(const std::string& id);
+bool plausible_snapshot_id(const std::string& id);
+Error sandbox_not_found(const std::string& id);
+}  // namespace kiln::daemon::http

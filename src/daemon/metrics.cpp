@@ -1,0 +1,100 @@
+// Prometheus text exposition (format 0.0.4) of kilnd's metrics.
+#include "daemon/metrics.h"
+
+#include <cstdio>
+
+namespace kiln::daemon {
+
+namespace {
+// Seconds: restores are tens of ms here, cold bakes seconds; execs from ms to minutes.
+const std::vector<double> kCreateBounds = {0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+const std::vector<double> kExecBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300};
+
+std::string number(double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.9g", v);
+    return buf;
+}
+
+void render_histogram(std::string& out, const char* name, const char* help, const std::vector<double>& bounds,
+                      const std::vector<uint64_t>& buckets, uint64_t count, double sum) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " histogram\n";
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < bounds.size(); ++i) {
+        cumulative += buckets[i];
+        out += std::string(name) + "_bucket{le=\"" + number(bounds[i]) + "\"} " + std::to_string(cumulative) + "\n";
+    }
+    out += std::string(name) + "_bucket{le=\"+Inf\"} " + std::to_string(count) + "\n";
+    out += std::string(name) + "_sum " + number(sum) + "\n";
+    out += std::string(name) + "_count " + std::to_string(count) + "\n";
+}
+
+void render_counter(std::string& out, const char* name, const char* help, uint64_t value) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
+           std::to_string(value) + "\n";
+}
+}  // namespace
+
+void Metrics::Histogram::observe(double seconds) {
+    size_t i = 0;
+    while (i < bounds_seconds.size() && seconds > bounds_seconds[i]) ++i;
+    if (i < buckets.size()) ++buckets[i];
+    ++count;
+    sum_seconds += seconds;
+}
+
+Metrics::Metrics(std::string accel) : m_accel(std::move(accel)) {
+    m_create.bounds_seconds = kCreateBounds;
+    m_create.buckets.assign(kCreateBounds.size(), 0);
+    m_exec.bounds_seconds = kExecBounds;
+    m_exec.buckets.assign(kExecBounds.size(), 0);
+}
+
+void Metrics::observe_create_ms(double ms) {
+    std::lock_guard lock(m_mutex);
+    m_create.observe(ms / 1000.0);
+}
+
+void Metrics::count_create_failure() {
+    std::lock_guard lock(m_mutex);
+    ++m_create_failures;
+}
+
+void Metrics::count_restore_failure() {
+    std::lock_guard lock(m_mutex);
+    ++m_restore_failures;
+}
+
+void Metrics::observe_exec_ms(double ms) {
+    std::lock_guard lock(m_mutex);
+    m_exec.observe(ms / 1000.0);
+}
+
+void Metrics::count_http_request(int status) {
+    std::lock_guard lock(m_mutex);
+    ++m_http_by_status[status];
+}
+
+std::string Metrics::render(const std::map<std::string, int64_t>& sandboxes_by_state) const {
+    std::lock_guard lock(m_mutex);
+    std::string out;
+    out += "# HELP kiln_accel_info The accelerator guests run with (kvm or tcg).\n# TYPE kiln_accel_info gauge\n";
+    out += "kiln_accel_info{accel=\"" + m_accel + "\"} 1\n";
+    out += "# HELP kiln_sandboxes Sandboxes by state.\n# TYPE kiln_sandboxes gauge\n";
+    for (const auto& [state, n] : sandboxes_by_state)
+        out += "kiln_sandboxes{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+    render_histogram(out, "kiln_sandbox_create_seconds", "Time from a create request to an exec-ready sandbox.",
+                     m_create.bounds_seconds, m_create.buckets, m_create.count, m_create.sum_seconds);
+    render_counter(out, "kiln_sandbox_create_failures_total", "Creates and forks that failed.", m_create_failures);
+    render_counter(out, "kiln_restore_failures_total", "Snapshot restores the VM layer refused or failed.",
+                   m_restore_failures);
+    render_counter(out, "kiln_exec_total", "Commands run in sandboxes.", m_exec.count);
+    render_histogram(out, "kiln_exec_seconds", "Exec duration, request to exit.", m_exec.bounds_seconds, m_exec.buckets,
+                     m_exec.count, m_exec.sum_seconds);
+    out += "# HELP kiln_http_requests_total HTTP responses by status code.\n# TYPE kiln_http_requests_total counter\n";
+    for (const auto& [status, n] : m_http_by_status)
+        out += "kiln_http_requests_total{code=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
+    return out;
+}
+
+}  // namespace kiln::daemon

@@ -1,0 +1,135 @@
+// Generates the nftables rulesets; the isolation guarantees of docs/network.md are enforced here.
+#include "daemon/net/nft_rules.h"
+
+#include <algorithm>
+
+#include "daemon/net/guest_addressing.h"
+
+namespace kiln::daemon::net {
+namespace {
+
+uint32_t mask(uint8_t prefix) { return prefix == 0 ? 0 : ~uint32_t(0) << (32 - prefix); }
+bool contains(const AllowRule& net, uint32_t address) { return (address & mask(net.prefix)) == net.network; }
+std::string cidr(const AllowRule& net) { return format_ipv4(net.network) + "/" + std::to_string(net.prefix); }
+
+// Destinations no sandbox reaches whatever its policy: loopback, "this network", link-local
+// (cloud metadata services live there), multicast and broadcast. The pool and the host's own
+// addresses are added per ruleset.
+const AllowRule kAlwaysDropped[] = {
+    {0x00000000, 8, 0},   // 0.0.0.0/8
+    {0x7f000000, 8, 0},   // 127.0.0.0/8
+    {0xa9fe0000, 16, 0},  // 169.254.0.0/16
+    {0xe0000000, 3, 0},   // 224.0.0.0/3: multicast, reserved, broadcast
+};
+
+}  // namespace
+
+std::string sandbox_ruleset(const SandboxRulesInput& in) {
+    const std::string tap = std::string("\"") + kTapName + "\"";
+    const std::string veth = std::string("\"") + kNetnsVethName + "\"";
+    const std::string guest = kGuestAddress;
+    const std::string gateway = kGatewayAddress;
+
+    // One interval set; nft refuses overlapping intervals, so host addresses already covered by a
+    // dropped range are left out.
+    std::vector<AllowRule> dropped(std::begin(kAlwaysDropped), std::end(kAlwaysDropped));
+    dropped.push_back(in.pool);
+    std::vector<uint32_t> hosts = in.host_addresses;
+    std::sort(hosts.begin(), hosts.end());
+    hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
+    std::string drop_set;
+    for (const auto& net : dropped) drop_set += (drop_set.empty() ? "" : ", ") + cidr(net);
+    for (uint32_t h : hosts) {
+        bool covered = std::any_of(dropped.begin(), dropped.end(), [&](const AllowRule& n) { return contains(n, h); });
+        if (!covered) drop_set += ", " + format_ipv4(h);
+    }
+
+    // Loaded once into a fresh namespace: nothing to replace, so no add-then-delete prelude
+    // (which would make nft fetch the namespace's ruleset first).
+    std::string r;
+    r += "table inet kiln {\n";
+    // Before conntrack: a spoofed or IPv6 packet from the guest never creates state.
+    r += "  chain guard {\n";
+    r += "    type filter hook prerouting priority raw; policy accept;\n";
+    r += "    iifname " + tap + " meta nfproto ipv6 drop\n";
+    r += "    iifname " + tap + " ip saddr != " + guest + " drop\n";
+    r += "  }\n";
+    // DNS: the guest asks the gateway; forwarded to the resolver, which the forward chain then
+    // checks against the policy like any other destination.
+    r += "  chain dns {\n";
+    r += "    type nat hook prerouting priority dstnat; policy accept;\n";
+    if (in.dns_resolver) {
+        std::string to = format_ipv4(in.dns_resolver) + ":53";
+        r += "    iifname " + tap + " ip daddr " + gateway + " udp dport 53 dnat ip to " + to + "\n";
+        r += "    iifname " + tap + " ip daddr " + gateway + " tcp dport 53 dnat ip to " + to + "\n";
+    }
+    r += "  }\n";
+    // Nothing in the namespace itself listens for the guest.
+    r += "  chain input {\n";
+    r += "    type filter hook input priority filter; policy drop;\n";
+    r += "    iifname \"lo\" accept\n";
+    r += "    ct state established,related accept\n";
+    r += "  }\n";
+    r += "  chain forward {\n";
+    r += "    type filter hook forward priority filter; policy drop;\n";
+    r += "    ct state established,related accept\n";
+    r += "    iifname != " + tap + " drop\n";
+    r += "    oifname != " + veth + " drop\n";
+    r += "    ip daddr { " + drop_set + " } drop\n";
+    switch (in.policy.mode) {
+        case NetworkMode::None: break;
+        case NetworkMode::Open: r += "    accept\n"; break;
+        case NetworkMode::Allowlist:
+            for (const AllowRule& rule : in.policy.allow) {
+                std::string dst = "ip daddr " + (rule.prefix == 32 ? format_ipv4(rule.network) : cidr(rule));
+                if (rule.port == 0) {
+                    r += "    " + dst + " accept\n";
+                } else {
+                    r += "    " + dst + " tcp dport " + std::to_string(rule.port) + " accept\n";
+                    r += "    " + dst + " udp dport " + std::to_string(rule.port) + " accept\n";
+                }
+            }
+            break;
+    }
+    r += "  }\n";
+    r += "  chain egress {\n";
+    r += "    type nat hook postrouting priority srcnat; policy accept;\n";
+    r += "    oifname " + veth + " masquerade\n";
+    r += "  }\n";
+    r += "}\n";
+    return r;
+}
+
+std::string host_ruleset(const AllowRule& pool, const std::string& table) {
+    const std::string veths = std::string("\"") + kHostVethPrefix + "*\"";
+    const std::string p = cidr(pool);
+    std::string r;
+    r += "table ip " + table + "\n";
+    r += "delete table ip " + table + "\n";
+    r += "table ip " + table + " {\n";
+    // A sandbox reaches no host service: not kilnd's port, not loopback-bound ones (those are
+    // unroutable from a veth anyway), not any service on any host address.
+    r += "  chain input {\n";
+    r += "    type filter hook input priority filter - 10; policy accept;\n";
+    r += "    iifname " + veths + " drop\n";
+    r += "  }\n";
+    r += "  chain forward {\n";
+    r += "    type filter hook forward priority filter - 10; policy accept;\n";
+    r += "    iifname " + veths + " oifname " + veths + " drop\n";
+    r += "    iifname " + veths + " ip daddr " + p + " drop\n";
+    r += "    oifname " + veths + " ct state established,related accept\n";
+    r += "    oifname " + veths + " drop\n";
+    r += "  }\n";
+    r += "  chain egress {\n";
+    r += "    type nat hook postrouting priority srcnat; policy accept;\n";
+    r += "    ip saddr " + p + " oifname != " + veths + " masquerade\n";
+    r += "  }\n";
+    r += "}\n";
+    return r;
+}
+
+std::string host_ruleset_delete(const std::string& table) {
+    return "table ip " + table + "\ndelete table ip " + table + "\n";
+}
+
+}  // namespace kiln::daemon::net

@@ -1,0 +1,589 @@
+// LocalSandboxService: creates, leases, TTLs and removal of sandboxes on this host (see
+// local_sandbox_service.h). Locking: m_mutex guards the live set and each entry's record; it is
+// never held across a VM operation (restore, snapshot, fork, destroy), only across store writes
+// so that a sandbox's records reach the store in the order they changed.
+#include "daemon/sandboxes/local_sandbox_service.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "daemon/json_log.h"
+#include "daemon/sandboxes/ids.h"
+#include "daemon/sandboxes/sandbox_state.h"
+#include "daemon/sandboxes/vm_snapshot.h"
+#include "vm/snapshot.h"
+#include "vm/vm.h"
+
+namespace kiln::daemon {
+
+// Owns a VM; the last holder (the live set or a lease) destroys it.
+struct LocalSandboxService::VmBox {
+    std::unique_ptr<vm::Vm> vm;
+    std::atomic<bool> keep{false};  // shutdown with on_shutdown=keep: leave QEMU running
+    ~VmBox() {
+        if (keep) (void)vm.release();  // deliberately not destroyed: QEMU outlives kilnd
+        else if (vm) vm->destroy();
+    }
+};
+
+struct LocalSandboxService::Entry {
+    SandboxRecord record;           // guarded by the service's m_mutex
+    std::shared_ptr<VmBox> box;     // null while creating; guarded by m_mutex
+    bool cancelled = false;         // removed while creating; guarded by m_mutex
+    std::mutex op_mutex;            // one snapshot or fork at a time per sandbox
+};
+
+class LocalSandboxService::Lease final : public SandboxLease {
+public:
+    Lease(SandboxInfo info, std::shared_ptr<VmBox> box) : m_info(std::move(info)), m_box(std::move(box)) {}
+    const SandboxInfo& info() const override { return m_info; }
+    vm::AgentClient& agent() override { return m_box->vm->agent(); }
+
+private:
+    SandboxInfo m_info;
+    std::shared_ptr<VmBox> m_box;
+};
+
+namespace {
+
+Error not_found(const std::string& what, const std::string& id) {
+    return make_error(codes::kNotFound, "no " + what + " '" + id + "'");
+}
+
+// Bytes allocated under `dir` (holes not counted).
+uint64_t allocated_bytes(const std::string& dir) {
+    uint64_t total = 0;
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec)) {
+        struct stat st {};
+        if (::lstat(entry.path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
+    }
+    return total;
+}
+
+// A VM-layer error as an API error: the VM going away is the sandbox not running.
+Error vm_error(const std::string& what, const Error& e) {
+    if (e.code == "vm_gone") return make_error(codes::kSandboxNotRunning, what + ": the sandbox's VM is gone: " + e.message);
+    if (e.code == "not_snapshottable") return make_error(codes::kConflict, what + ": " + e.message);
+    return make_error(codes::kInternal, what + ": " + e.to_string());
+}
+
+bool labels_match(const Labels& have, const Labels& want) {
+    for (const auto& [k, v] : want) {
+        auto it = have.find(k);
+        if (it == have.end() || it->second != v) return false;
+    }
+    return true;
+}
+
+}  // namespace
+
+LocalSandboxService::LocalSandboxService(ServiceConfig config, Store& store, TemplateBaker& baker, ServiceHooks hooks)
+    : m_config(std::move(config)), m_store(store), m_baker(baker), m_hooks(std::move(hooks)) {
+    m_reaper = std::thread([this] { reaper_loop(); });
+}
+
+LocalSandboxService::~LocalSandboxService() { shutdown(true); }
+
+Status LocalSandboxService::save(const SandboxRecord& record) {
+    auto st = m_store.update_sandbox(record);
+    if (!st.ok()) log::error("store update failed", {{"sandbox", record.info.id}, {"error", st.error().to_string()}});
+    return st;
+}
+
+Result<int64_t> LocalSandboxService::checked_ttl(std::optional<int64_t> ttl_seconds) const {
+    int64_t ttl = ttl_seconds.value_or(m_config.default_ttl_seconds);
+    if (ttl < 1 || ttl > m_config.max_ttl_seconds)
+        return make_error(codes::kInvalidArgument, "ttl_seconds must be between 1 and " +
+                                                       std::to_string(m_config.max_ttl_seconds) + ", got " + std::to_string(ttl));
+    return ttl;
+}
+
+Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const Caller& caller, const std::string& id) {
+    if (const BuiltinTemplate* b = m_baker.find(id)) return Source{b->name, "", true, b->vcpus, b->memory_mib};
+    if (is_snapshot_id(id)) {
+        auto rec = m_store.get_snapshot(id);
+        if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
+        if (*rec && (*rec)->info.owner_token_id == caller.token_id)
+            return Source{id, (*rec)->dir, false, (*rec)->info.vcpus, (*rec)->info.memory_mib};
+    }
+    return make_error(codes::kTemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
+}
+
+Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(SandboxRecord record) {
+    auto entry = std::make_shared<Entry>();
+    std::lock_guard lock(m_mutex);
+    if (m_stopping) return make_error(codes::kUnavailable, "kilnd is shutting down");
+    int64_t memory = 0;
+    for (const auto& [id, e] : m_live) memory += e->record.info.memory_mib;
+    if (static_cast<int64_t>(m_live.size()) >= m_config.max_sandboxes)
+        return make_error(codes::kQuotaExceeded, "at most " + std::to_string(m_config.max_sandboxes) +
+                                                     " live sandboxes; delete one first");
+    if (memory + record.info.memory_mib > m_config.max_memory_mib)
+        return make_error(codes::kQuotaExceeded, "committed memory would be " + std::to_string(memory + record.info.memory_mib) +
+                                                     " MiB, over the limit of " + std::to_string(m_config.max_memory_mib) + " MiB");
+    // 1. The record exists (creating) before any QEMU starts: a crash from here on is reconciled.
+    if (auto st = m_store.insert_sandbox(record); !st.ok())
+        return make_error(codes::kInternal, "store: " + st.error().message);
+    entry->record = std::move(record);
+    m_live[entry->record.info.id] = entry;
+    return entry;
+}
+
+Error LocalSandboxService::fail_create(const std::shared_ptr<Entry>& entry, const Error& error, bool restore_failure) {
+    if (m_hooks.create_failed) m_hooks.create_failed(restore_failure);
+    std::lock_guard lock(m_mutex);
+    SandboxInfo& info = entry->record.info;
+    info.state = entry->cancelled ? SandboxState::Deleted : SandboxState::Failed;
+    info.error = entry->cancelled ? "" : error.to_string();
+    info.ended_at_ms = now_unix_ms();
+    (void)save(entry->record);
+    m_live.erase(info.id);
+    m_changed.notify_all();
+    log::warn("sandbox create failed", {{"sandbox", info.id}, {"error", error.to_string()}});
+    if (error.code == codes::kTemplateNotFound || error.code == codes::kUnavailable) return error;
+    return make_error(codes::kInternal, "creating " + info.id + ": " + error.message);
+}
+
+Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm,
+                                                        double create_ms, const nlohmann::json& log_fields) {
+    auto box = std::make_shared<VmBox>();
+    box->vm = std::move(vm);
+    std::unique_lock lock(m_mutex);
+    SandboxInfo& info = entry->record.info;
+    if (entry->cancelled || m_stopping) {
+        // Deleted (or kilnd stopping) while it was being created: the VM never becomes visible.
+        info.state = SandboxState::Deleted;
+        info.ended_at_ms = now_unix_ms();
+        (void)save(entry->record);
+        m_live.erase(info.id);
+        m_changed.notify_all();
+        lock.unlock();
+        box.reset();
+        return make_error(entry->cancelled ? codes::kNotFound : codes::kUnavailable,
+                          entry->cancelled ? "sandbox " + info.id + " was deleted while it was being created"
+                                           : "kilnd is shutting down");
+    }
+    info.state = SandboxState::Running;
+    info.qemu_pid = box->vm->pid();
+    info.create_ms = create_ms;
+    entry->record.run_dir = box->vm->run_dir();
+    entry->box = box;
+    (void)save(entry->record);
+    m_changed.notify_all();  // the reaper learns of a new deadline
+    SandboxInfo out = info;
+    lock.unlock();
+    if (m_hooks.created) m_hooks.created(create_ms);
+    nlohmann::json fields = {{"sandbox", out.id}, {"template", out.template_id}, {"create_ms", create_ms},
+                             {"qemu_pid", out.qemu_pid}, {"parent", out.parent_id}};
+    fields.update(log_fields);
+    log::info("sandbox created", fields);
+    return out;
+}
+
+Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const CreateRequest& request) {
+    auto start = Clock::now();
+    TRY(validate_metadata(request.metadata));
+    TRY(validate_env(request.env));
+    Source source = TRY(resolve_template(caller, request.template_id));
+    if (request.vcpus && *request.vcpus != source.vcpus)
+        return make_error(codes::kInvalidArgument, "vcpus must be " + std::to_string(source.vcpus) + " for template " +
+                                                       source.template_id + " (a snapshot fixes it)");
+    if (request.memory_mib && *request.memory_mib != source.memory_mib)
+        return make_error(codes::kInvalidArgument, "memory_mib must be " + std::to_string(source.memory_mib) +
+                                                       " for template " + source.template_id + " (a snapshot fixes it)");
+    int64_t ttl = TRY(checked_ttl(request.ttl_seconds));
+
+    SandboxRecord record;
+    SandboxInfo& info = record.info;
+    info.id = TRY(new_sandbox_id());
+    info.owner_token_id = caller.token_id;
+    info.state = SandboxState::Creating;
+    info.template_id = source.template_id;
+    info.created_at_ms = now_unix_ms();
+    info.expires_at_ms = info.created_at_ms + ttl * 1000;
+    info.metadata = request.metadata;
+    info.env = request.env;
+    info.vcpus = source.vcpus;
+    info.memory_mib = source.memory_mib;
+    auto entry = TRY(admit(std::move(record)));
+
+    // 2. The template's snapshot: a built-in one is baked on first use (concurrent creates wait
+    //    for one bake). 3. Restore: QEMU starts only now.
+    if (source.builtin) {
+        auto dir = m_baker.ensure(source.template_id);
+        if (!dir.ok()) return fail_create(entry, dir.error(), false);
+        source.snapshot_dir = *dir;
+    }
+    vm::RestoreRequest restore;
+    restore.snapshot_dir = source.snapshot_dir;
+    restore.hostname = entry->record.info.id;  // what `hostname` says inside is the API's id
+    // Spares only for built-ins: one idle QEMU per user snapshot would cost more than it saves.
+    restore.keep_spare = m_config.keep_spare && source.builtin;
+    vm::RestoreTimings timings;
+    auto vm = vm::restore_snapshot(restore, &timings);
+    if (!vm.ok()) return fail_create(entry, vm.error(), true);
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    return become_running(entry, std::move(*vm), ms,
+                          {{"spare", timings.spare}, {"restore_ready_ms", timings.ready_ms}, {"loaded_ms", timings.loaded_ms}});
+}
+
+Result<SandboxRecord> LocalSandboxService::owned_record(const Caller& caller, const std::string& id) {
+    if (!is_sandbox_id(id)) return not_found("sandbox", id);
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_live.find(id); it != m_live.end()) {
+            if (it->second->record.info.owner_token_id != caller.token_id) return not_found("sandbox", id);
+            return it->second->record;
+        }
+    }
+    auto rec = m_store.get_sandbox(id);
+    if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
+    if (!*rec || (*rec)->info.owner_token_id != caller.token_id) return not_found("sandbox", id);
+    return std::move(**rec);
+}
+
+Result<SandboxInfo> LocalSandboxService::get(const Caller& caller, const std::string& id) {
+    return TRY(owned_record(caller, id)).info;
+}
+
+Result<std::vector<SandboxInfo>> LocalSandboxService::list(const Caller& caller, const ListFilter& filter) {
+    TRY(validate_metadata(filter.metadata));
+    bool live_only = !filter.all_states && !filter.state;
+    auto records = m_store.list_sandboxes(caller.token_id, live_only);
+    if (!records.ok()) return make_error(codes::kInternal, "store: " + records.error().message);
+    std::vector<SandboxInfo> out;
+    for (auto& r : *records) {
+        if (filter.state && r.info.state != *filter.state) continue;
+        if (!labels_match(r.info.metadata, filter.metadata)) continue;
+        out.push_back(std::move(r.info));
+    }
+    return out;
+}
+
+Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std::string& id, int64_t ttl_seconds) {
+    if (ttl_seconds < 1 || ttl_seconds > m_config.max_ttl_seconds)
+        return make_error(codes::kInvalidArgument, "ttl_seconds must be between 1 and " + std::to_string(m_config.max_ttl_seconds));
+    auto rec = TRY(owned_record(caller, id));
+    std::lock_guard lock(m_mutex);
+    auto it = m_live.find(id);
+    if (it == m_live.end() || it->second->record.info.state != SandboxState::Running)
+        return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+    SandboxRecord& r = it->second->record;
+    r.info.expires_at_ms = now_unix_ms() + ttl_seconds * 1000;
+    if (auto st = save(r); !st.ok()) return make_error(codes::kInternal, "store: " + st.error().message);
+    m_changed.notify_all();
+    return r.info;
+}
+
+void LocalSandboxService::finish(const std::shared_ptr<Entry>& entry, SandboxState final_state, const std::string& error) {
+    std::shared_ptr<VmBox> box;
+    {
+        std::lock_guard lock(m_mutex);
+        SandboxInfo& info = entry->record.info;
+        if (!can_transition(info.state, final_state == SandboxState::Deleted ? SandboxState::Deleting : final_state)) return;
+        if (final_state == SandboxState::Deleted) {
+            info.state = SandboxState::Deleting;  // visible while the VM goes away
+            (void)save(entry->record);
+        }
+        box = std::move(entry->box);
+        m_live.erase(info.id);
+    }
+    // Kill first, so an exec in flight on a lease fails now; the VM object (and its run dir) goes
+    // when the last holder drops it, which is here unless a lease is still in flight.
+    auto destroy_start = Clock::now();
+    if (box) {
+        box->vm->kill();
+        box.reset();
+    }
+    double destroy_ms = std::chrono::duration<double, std::milli>(Clock::now() - destroy_start).count();
+    std::lock_guard lock(m_mutex);
+    SandboxInfo& info = entry->record.info;
+    info.state = final_state;
+    info.error = error;
+    info.ended_at_ms = now_unix_ms();
+    info.qemu_pid = 0;
+    (void)save(entry->record);
+    m_changed.notify_all();
+    log::info("sandbox ended", {{"sandbox", info.id}, {"state", state_name(final_state)}, {"error", error}, {"destroy_ms", destroy_ms}});
+}
+
+Status LocalSandboxService::remove(const Caller& caller, const std::string& id) {
+    TRY(owned_record(caller, id));
+    std::shared_ptr<Entry> entry;
+    {
+        std::lock_guard lock(m_mutex);
+        auto it = m_live.find(id);
+        if (it == m_live.end()) return ok_status();  // finished already: a no-op
+        entry = it->second;
+        if (entry->record.info.state == SandboxState::Creating) {
+            entry->cancelled = true;  // the create sees this and destroys its VM
+            return ok_status();
+        }
+    }
+    finish(entry, SandboxState::Deleted, "");
+    return ok_status();
+}
+
+Result<std::shared_ptr<SandboxLease>> LocalSandboxService::lease(const Caller& caller, const std::string& id) {
+    auto rec = TRY(owned_record(caller, id));
+    std::lock_guard lock(m_mutex);
+    auto it = m_live.find(id);
+    if (it == m_live.end() || !it->second->box || it->second->record.info.state != SandboxState::Running)
+        return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+    return std::shared_ptr<SandboxLease>(std::make_shared<Lease>(it->second->record.info, it->second->box));
+}
+
+Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const std::string& id, const std::string& name) {
+    if (!name.empty()) TRY(validate_name(name));
+    auto rec = TRY(owned_record(caller, id));
+    std::shared_ptr<Entry> entry;
+    std::shared_ptr<VmBox> box;
+    {
+        std::lock_guard lock(m_mutex);
+        if (m_stopping) return make_error(codes::kUnavailable, "kilnd is shutting down");
+        auto it = m_live.find(id);
+        if (it == m_live.end() || !it->second->box)
+            return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+        entry = it->second;
+        box = entry->box;
+    }
+    std::lock_guard op(entry->op_mutex);
+    SnapshotRecord snap;
+    snap.info.id = TRY(new_snapshot_id());
+    snap.info.name = name;
+    snap.info.owner_token_id = caller.token_id;
+    snap.info.sandbox_id = id;
+    snap.info.template_id = rec.info.template_id;
+    snap.info.vcpus = rec.info.vcpus;
+    snap.info.memory_mib = rec.info.memory_mib;
+    snap.dir = m_config.data_dir + "/snapshots/" + snap.info.id;
+    TRY(make_dirs(m_config.data_dir + "/snapshots", 0700));
+    vm::SnapshotRequest request;
+    request.dir = snap.dir;  // written as <dir>.partial, renamed when whole: a crash leaves no half snapshot
+    request.id = snap.info.id;
+    request.resume = true;
+    request.checksums = false;
+    auto manifest = snapshot_vm(*box->vm, request);
+    if (!manifest.ok()) return vm_error("snapshot of " + id, manifest.error());
+    snap.info.created_at_ms = manifest->created_unix_ms;
+    snap.info.size_bytes = allocated_bytes(snap.dir);
+    if (auto st = m_store.insert_snapshot(snap); !st.ok()) {
+        (void)remove_tree(snap.dir);
+        return make_error(codes::kInternal, "store: " + st.error().message);
+    }
+    log::info("snapshot taken", {{"sandbox", id}, {"snapshot", snap.info.id}, {"bytes", snap.info.size_bytes}});
+    return snap.info;
+}
+
+Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::string& id, const ForkRequest& request) {
+    auto start = Clock::now();
+    TRY(validate_metadata(request.metadata));
+    int64_t ttl = TRY(checked_ttl(request.ttl_seconds));
+    auto parent_rec = TRY(owned_record(caller, id));
+    std::shared_ptr<Entry> parent;
+    std::shared_ptr<VmBox> box;
+    {
+        std::lock_guard lock(m_mutex);
+        auto it = m_live.find(id);
+        if (it == m_live.end() || !it->second->box)
+            return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(parent_rec.info.state) + ", not running");
+        parent = it->second;
+        box = parent->box;
+        parent_rec = parent->record;
+    }
+    SandboxRecord record;
+    SandboxInfo& info = record.info;
+    info.id = TRY(new_sandbox_id());
+    info.owner_token_id = caller.token_id;
+    info.template_id = parent_rec.info.template_id;
+    info.created_at_ms = now_unix_ms();
+    info.expires_at_ms = info.created_at_ms + ttl * 1000;
+    info.metadata = request.metadata.empty() ? parent_rec.info.metadata : request.metadata;
+    info.env = parent_rec.info.env;
+    info.vcpus = parent_rec.info.vcpus;
+    info.memory_mib = parent_rec.info.memory_mib;
+    info.parent_id = id;
+    auto entry = TRY(admit(std::move(record)));
+    std::lock_guard op(parent->op_mutex);
+    vm::ForkRequest child_request;
+    child_request.hostname = entry->record.info.id;
+    auto child = vm::fork_vm(*box->vm, child_request);
+    if (!child.ok()) {
+        Error e = vm_error("fork of " + id, child.error());
+        (void)fail_create(entry, e, false);
+        return e;
+    }
+    double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    return become_running(entry, std::move(*child), ms, nlohmann::json::object());
+}
+
+Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Caller& caller) {
+    auto records = m_store.list_snapshots(caller.token_id);
+    if (!records.ok()) return make_error(codes::kInternal, "store: " + records.error().message);
+    std::vector<SnapshotInfo> out;
+    for (auto& r : *records) out.push_back(std::move(r.info));
+    return out;
+}
+
+Result<SnapshotInfo> LocalSandboxService::get_snapshot(const Caller& caller, const std::string& id) {
+    if (!is_snapshot_id(id)) return not_found("snapshot", id);
+    auto rec = m_store.get_snapshot(id);
+    if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
+    if (!*rec || (*rec)->info.owner_token_id != caller.token_id) return not_found("snapshot", id);
+    return (*rec)->info;
+}
+
+Status LocalSandboxService::remove_snapshot(const Caller& caller, const std::string& id) {
+    TRY(get_snapshot(caller, id));
+    auto rec = m_store.get_snapshot(id);
+    if (!rec.ok() || !*rec) return not_found("snapshot", id);
+    // The record goes first: a crash between the two leaves a directory the reconcile removes.
+    if (auto st = m_store.delete_snapshot(id); !st.ok()) return make_error(codes::kInternal, "store: " + st.error().message);
+    vm::discard_spares((*rec)->dir);
+    (void)remove_tree((*rec)->dir);
+    log::info("snapshot deleted", {{"snapshot", id}});
+    return ok_status();
+}
+
+Result<std::vector<TemplateInfo>> LocalSandboxService::list_templates(const Caller& caller) {
+    std::vector<TemplateInfo> out;
+    for (const auto& b : m_baker.builtins()) out.push_back(TRY(get_template(caller, b.name)));
+    for (const auto& s : TRY(list_snapshots(caller))) {
+        TemplateInfo t;
+        t.id = s.id;
+        t.kind = "snapshot";
+        t.name = s.name;
+        t.ready = true;
+        t.vcpus = s.vcpus;
+        t.memory_mib = s.memory_mib;
+        t.created_at_ms = s.created_at_ms;
+        out.push_back(std::move(t));
+    }
+    return out;
+}
+
+Result<TemplateInfo> LocalSandboxService::get_template(const Caller& caller, const std::string& id) {
+    if (const BuiltinTemplate* b = m_baker.find(id)) {
+        TemplateInfo t;
+        t.id = b->name;
+        t.kind = "builtin";
+        t.name = b->name;
+        t.image = b->image;
+        t.vcpus = b->vcpus;
+        t.memory_mib = b->memory_mib;
+        t.ready = m_baker.baked_dir(b->name).has_value();
+        t.created_at_ms = t.ready ? m_baker.baked_at_ms(b->name) : 0;
+        return t;
+    }
+    auto s = get_snapshot(caller, id);
+    if (!s.ok()) return make_error(codes::kNotFound, "no template '" + id + "'");
+    TemplateInfo t;
+    t.id = s->id;
+    t.kind = "snapshot";
+    t.name = s->name;
+    t.ready = true;
+    t.vcpus = s->vcpus;
+    t.memory_mib = s->memory_mib;
+    t.created_at_ms = s->created_at_ms;
+    return t;
+}
+
+Status LocalSandboxService::remove_template(const Caller& caller, const std::string& id) {
+    if (m_baker.find(id)) {
+        auto st = m_baker.drop(id);
+        if (!st.ok()) return make_error(codes::kInternal, "dropping template " + id + ": " + st.error().message);
+        return ok_status();
+    }
+    if (is_snapshot_id(id)) return remove_snapshot(caller, id);
+    return make_error(codes::kNotFound, "no template '" + id + "'");
+}
+
+std::map<std::string, int64_t> LocalSandboxService::count_by_state() {
+    auto counts = m_store.count_sandboxes_by_state();
+    if (counts.ok()) return *counts;
+    std::map<std::string, int64_t> zero;
+    for (auto s : {SandboxState::Creating, SandboxState::Running, SandboxState::Deleting, SandboxState::Deleted,
+                   SandboxState::Expired, SandboxState::Lost, SandboxState::Failed})
+        zero[state_name(s)] = 0;
+    return zero;
+}
+
+void LocalSandboxService::reap_once() {
+    std::vector<std::pair<std::shared_ptr<Entry>, SandboxState>> due;
+    {
+        std::lock_guard lock(m_mutex);
+        int64_t now = now_unix_ms();
+        for (const auto& [id, e] : m_live) {
+            if (e->record.info.state != SandboxState::Running || !e->box) continue;
+            if (e->record.info.expires_at_ms <= now) due.emplace_back(e, SandboxState::Expired);
+            else if (!e->box->vm->agent().alive()) due.emplace_back(e, SandboxState::Lost);
+        }
+    }
+    for (auto& [entry, state] : due) {
+        // The TTL is a kill from the host (SIGKILL to QEMU): nothing in the guest can delay it.
+        finish(entry, state, state == SandboxState::Lost ? "the VM stopped (QEMU exited or the agent connection dropped)" : "");
+    }
+}
+
+void LocalSandboxService::reaper_loop() {
+    std::unique_lock lock(m_mutex);
+    while (!m_stopping) {
+        // Wake at the next deadline, and at least every 250 ms to notice VMs that died.
+        int64_t wait_ms = 250;
+        int64_t now = now_unix_ms();
+        for (const auto& [id, e] : m_live) {
+            if (e->record.info.state == SandboxState::Running)
+                wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, e->record.info.expires_at_ms - now));
+        }
+        if (wait_ms > 0) m_changed.wait_for(lock, std::chrono::milliseconds(wait_ms));
+        if (m_stopping) break;
+        lock.unlock();
+        reap_once();
+        lock.lock();
+    }
+}
+
+void LocalSandboxService::shutdown(bool destroy_sandboxes) {
+    {
+        std::unique_lock lock(m_mutex);
+        if (m_shut_down) return;
+        m_shut_down = true;
+        m_stopping = true;
+        m_changed.notify_all();
+        // Creates in flight end on their own (become_running refuses now); wait for them briefly.
+        m_changed.wait_for(lock, std::chrono::seconds(30), [&] {
+            for (const auto& [id, e] : m_live)
+                if (e->record.info.state == SandboxState::Creating) return false;
+            return true;
+        });
+    }
+    if (m_reaper.joinable()) m_reaper.join();
+    std::vector<std::shared_ptr<Entry>> live;
+    {
+        std::lock_guard lock(m_mutex);
+        for (const auto& [id, e] : m_live) live.push_back(e);
+    }
+    int n = 0;
+    for (auto& e : live) {
+        if (destroy_sandboxes) {
+            finish(e, SandboxState::Deleted, "");
+        } else {
+            std::lock_guard lock(m_mutex);
+            if (e->box) e->box->keep = true;
+            e->box.reset();
+        }
+        ++n;
+    }
+    if (!destroy_sandboxes) {
+        std::lock_guard lock(m_mutex);
+        m_live.clear();
+    }
+    vm::discard_spares();
+    log::info("sandboxes on shutdown", {{"count", n}, {"action", destroy_sandboxes ? "destroyed" : "kept"}});
+}
+
+}  // namespace kiln::daemon

@@ -1,0 +1,111 @@
+// LocalSandboxService: the SandboxService of one host: VMs from src/vm, records in a Store,
+// limits, the TTL reaper, snapshots, forks and templates.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include <functional>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon/sandboxes/sandbox_service.h"
+#include "daemon/store/store.h"
+#include "daemon/templates/template_baker.h"
+
+namespace kiln::daemon {
+
+struct ServiceConfig {
+    std::string data_dir;             // absolute; VMs in data_dir/vms, snapshots in data_dir/snapshots
+    int64_t max_sandboxes = 64;       // live (creating + running)
+    int64_t max_memory_mib = 16384;   // committed by live sandboxes
+    int64_t max_ttl_seconds = 86400;
+    int64_t default_ttl_seconds = 600;
+    bool keep_spare = true;           // restores of built-in templates use and refill a spare QEMU
+};
+
+// What the service reports as it works; kilnd wires these to Metrics (metrics.h). Any may be empty.
+struct ServiceHooks {
+    std::function<void(double ms)> created;                  // a create or fork became running
+    std::function<void(bool restore_failed)> create_failed;  // restore_failed: the VM layer refused
+};
+
+class LocalSandboxService final : public SandboxService {
+public:
+    // Starts the TTL reaper.
+    LocalSandboxService(ServiceConfig config, Store& store, TemplateBaker& baker, ServiceHooks hooks = {});
+    ~LocalSandboxService() override;  // shutdown(true) unless done
+
+    Result<SandboxInfo> create(const Caller& caller, const CreateRequest& request) override;
+    Result<SandboxInfo> get(const Caller& caller, const std::string& id) override;
+    Result<std::vector<SandboxInfo>> list(const Caller& caller, const ListFilter& filter) override;
+    Result<SandboxInfo> set_ttl(const Caller& caller, const std::string& id, int64_t ttl_seconds) override;
+    Status remove(const Caller& caller, const std::string& id) override;
+    Result<std::shared_ptr<SandboxLease>> lease(const Caller& caller, const std::string& id) override;
+
+    Result<SnapshotInfo> snapshot(const Caller& caller, const std::string& id, const std::string& name) override;
+    Result<SandboxInfo> fork(const Caller& caller, const std::string& id, const ForkRequest& request) override;
+
+    Result<std::vector<SnapshotInfo>> list_snapshots(const Caller& caller) override;
+    Result<SnapshotInfo> get_snapshot(const Caller& caller, const std::string& id) override;
+    Status remove_snapshot(const Caller& caller, const std::string& id) override;
+
+    Result<std::vector<TemplateInfo>> list_templates(const Caller& caller) override;
+    Result<TemplateInfo> get_template(const Caller& caller, const std::string& id) override;
+    Status remove_template(const Caller& caller, const std::string& id) override;
+
+    std::map<std::string, int64_t> count_by_state() override;
+
+    // Refuses new work (unavailable), waits for creates in flight, stops the reaper, then either
+    // destroys every live sandbox (marked deleted) or leaves their QEMUs running (keep: the next
+    // kilnd's reconcile finds them). Idempotent.
+    void shutdown(bool destroy_sandboxes);
+
+    // The reaper's pass, public for tests: expires sandboxes past expires_at and marks dead VMs lost.
+    void reap_once();
+
+private:
+    struct VmBox;
+    struct Entry;
+    class Lease;
+
+    // What a create or fork is made from.
+    struct Source {
+        std::string template_id;
+        std::string snapshot_dir;  // empty for a builtin not baked yet
+        bool builtin = false;
+        uint32_t vcpus = 1;
+        uint32_t memory_mib = 256;
+    };
+    Result<Source> resolve_template(const Caller& caller, const std::string& template_id);
+    Result<int64_t> checked_ttl(std::optional<int64_t> ttl_seconds) const;
+    // Reserves a live slot (limits checked) and writes the record in state creating.
+    Result<std::shared_ptr<Entry>> admit(SandboxRecord record);
+    // Ends a live sandbox: kills its VM, drops it from the live set, records the final state.
+    void finish(const std::shared_ptr<Entry>& entry, SandboxState final_state, const std::string& error);
+    // A creating entry whose VM start failed (or was cancelled): record it, free the slot.
+    Error fail_create(const std::shared_ptr<Entry>& entry, const Error& error, bool restore_failure);
+    Result<SandboxInfo> become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm, double create_ms,
+                                       const nlohmann::json& log_fields);
+    Status save(const SandboxRecord& record);  // logs failures; the in-memory state stays the truth
+    Result<SandboxRecord> owned_record(const Caller& caller, const std::string& id);
+    void reaper_loop();
+
+    const ServiceConfig m_config;
+    Store& m_store;
+    TemplateBaker& m_baker;
+    const ServiceHooks m_hooks;
+
+    std::mutex m_mutex;  // guards everything below, and the records inside m_live's entries
+    std::condition_variable m_changed;
+    std::map<std::string, std::shared_ptr<Entry>> m_live;  // creating and running sandboxes
+    bool m_stopping = false;
+    bool m_shut_down = false;
+    std::thread m_reaper;
+};
+
+}  // namespace kiln::daemon

@@ -1,0 +1,120 @@
+// Reconcile at start (see reconcile.h).
+#include "daemon/sandboxes/reconcile.h"
+
+#include <dirent.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <set>
+
+#include "base/file_util.h"
+#include "base/unique_fd.h"
+#include "daemon/json_log.h"
+#include "daemon/sandboxes/ids.h"
+
+namespace kiln::daemon {
+
+std::string read_cmdline(pid_t pid) {
+    auto text = read_file("/proc/" + std::to_string(pid) + "/cmdline", 1 << 20);
+    return text.ok() ? *text : std::string();
+}
+
+std::vector<pid_t> find_qemu_processes(const std::string& needle) {
+    std::vector<pid_t> out;
+    DIR* dir = ::opendir("/proc");
+    if (!dir) return out;
+    while (struct dirent* e = ::readdir(dir)) {
+        char* end = nullptr;
+        long pid = std::strtol(e->d_name, &end, 10);
+        if (*end != '\0' || pid <= 0) continue;
+        std::string cmd = read_cmdline(static_cast<pid_t>(pid));
+        std::string argv0 = cmd.substr(0, cmd.find('\0'));
+        if (argv0.find("qemu-system") == std::string::npos) continue;
+        if (cmd.find(needle) != std::string::npos) out.push_back(static_cast<pid_t>(pid));
+    }
+    ::closedir(dir);
+    return out;
+}
+
+bool kill_if_cmdline_contains(pid_t pid, const std::string& needle) {
+    if (pid <= 0 || needle.empty()) return false;
+    UniqueFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+    if (!pidfd) return false;  // gone
+    // Checked after the pidfd is held: from here on the pidfd names this very process.
+    if (read_cmdline(pid).find(needle) == std::string::npos) return false;
+    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0) != 0) return false;
+    struct pollfd p {pidfd.get(), POLLIN, 0};
+    (void)::poll(&p, 1, 5000);  // readable once it has exited
+    return true;
+}
+
+Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
+    ReconcileReport report;
+    const std::string vms = data_dir + "/vms";
+    int64_t now = now_unix_ms();
+
+    // 1. Live records: this kilnd has no VM yet, so each is lost (or, if it was being deleted, deleted).
+    auto records = TRY(store.list_sandboxes(0, /*live_only=*/false));
+    for (auto& r : records) {
+        SandboxInfo& i = r.info;
+        if (!is_live(i.state) && i.state != SandboxState::Deleting) continue;
+        if (i.qemu_pid > 0 && !r.run_dir.empty() && kill_if_cmdline_contains(i.qemu_pid, r.run_dir + "/"))
+            report.qemu_killed++;
+        if (i.state == SandboxState::Deleting) {
+            i.state = SandboxState::Deleted;
+            report.marked_deleted++;
+        } else {
+            i.state = SandboxState::Lost;
+            i.error = "kilnd restarted and did not reattach the VM";
+            report.marked_lost++;
+        }
+        i.ended_at_ms = now;
+        i.qemu_pid = 0;
+        TRY(store.update_sandbox(r));
+    }
+
+    // 2. Any QEMU still running from our vms/ folder has no owner now: a create cut short after
+    //    QEMU started but before its pid was recorded, or a spare.
+    for (pid_t pid : find_qemu_processes(vms + "/")) {
+        if (kill_if_cmdline_contains(pid, vms + "/")) report.orphan_qemu_killed++;
+    }
+
+    // 3. No sandbox is live, so no run dir belongs to one.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(vms, ec)) {
+        if (remove_tree(entry.path().string()).ok()) report.run_dirs_removed++;
+    }
+
+    // 4. Snapshot directories: half-written ones, and those whose record was never written.
+    std::set<std::string> known;
+    for (const auto& s : TRY(store.list_snapshots(0))) known.insert(s.dir);
+    for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/snapshots", ec)) {
+        std::string path = entry.path().string();
+        if (path.size() > 8 && path.compare(path.size() - 8, 8, ".partial") == 0) {
+            if (remove_tree(path).ok()) report.partial_dirs_removed++;
+        } else if (!known.count(path)) {
+            if (remove_tree(path).ok()) report.snapshot_dirs_removed++;
+        }
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/templates", ec)) {
+        std::string path = entry.path().string();
+        if (path.size() > 8 && path.compare(path.size() - 8, 8, ".partial") == 0) {
+            if (remove_tree(path).ok()) report.partial_dirs_removed++;
+        }
+    }
+
+    log::info("reconciled", {{"marked_lost", report.marked_lost},
+                             {"marked_deleted", report.marked_deleted},
+                             {"qemu_killed", report.qemu_killed},
+                             {"orphan_qemu_killed", report.orphan_qemu_killed},
+                             {"run_dirs_removed", report.run_dirs_removed},
+                             {"partial_dirs_removed", report.partial_dirs_removed},
+                             {"snapshot_dirs_removed", report.snapshot_dirs_removed}});
+    return report;
+}
+
+}  // namespace kiln::daemon

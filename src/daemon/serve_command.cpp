@@ -1,0 +1,178 @@
+// `kilnd serve`: builds the daemon in one visible order and runs it until SIGTERM/SIGINT.
+#include "daemon/serve_command.h"
+
+#include <signal.h>
+#include <pthread.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "daemon/auth/token_store.h"
+#include "daemon/config.h"
+#include "daemon/data_dir.h"
+#include "daemon/http/http_server.h"
+#include "daemon/json_log.h"
+#include "daemon/metrics.h"
+#include "daemon/sandboxes/local_sandbox_service.h"
+#include "daemon/sandboxes/reconcile.h"
+#include "daemon/store/sqlite_store.h"
+#include "daemon/templates/template_baker.h"
+#include "vm/accel.h"
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "dev"
+#endif
+
+namespace kiln::daemon {
+namespace {
+
+int fail(const std::string& what, const Error& e) {
+    log::error(what, {{"error", e.to_string()}});
+    return 1;
+}
+
+// Config, log level and data dir: what every command needs first.
+Result<DaemonConfig> load(const CommandContext& ctx) {
+    auto config = TRY(load_config(ctx.config_file, ctx.envp, ctx.flags));
+    log::Level level;
+    if (log::parse_level(config.log_level, &level)) log::set_level(level);
+    config.data_dir = TRY(prepare_data_dir(config.data_dir));
+    return config;
+}
+
+}  // namespace
+
+int run_serve(const CommandContext& ctx) {
+    // Signals go to one thread (below), never to the threads started from here on.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    // 1. config  2. data dir
+    auto config = load(ctx);
+    if (!config.ok()) return fail("config", config.error());
+    auto accel_mode = vm::parse_accel_mode(config->accel);
+    if (!accel_mode.ok()) return fail("config", accel_mode.error());
+    auto accel = vm::choose_accel(*accel_mode);
+    if (!accel.ok()) return fail("accelerator", accel.error());
+    log::info("starting", {{"version", KILN_VERSION}, {"data_dir", config->data_dir}, {"accel", vm::accel_name(accel->accel)},
+                           {"accel_reason", accel->reason}, {"max_sandboxes", config->max_sandboxes},
+                           {"max_memory_mib", config->max_memory_mib}, {"max_ttl_seconds", config->max_ttl_seconds}});
+
+    // 3. store  4. reconcile (before anything of ours starts a QEMU)
+    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
+    if (!store.ok()) return fail("store", store.error());
+    if (auto r = reconcile(**store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
+
+    // 5. metrics  6. service  7. template bake (background)
+    Metrics metrics(vm::accel_name(accel->accel));
+    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, config->keep_spare);
+    ServiceConfig service_config{config->data_dir, config->max_sandboxes, config->max_memory_mib,
+                                 config->max_ttl_seconds, config->default_ttl_seconds, config->keep_spare};
+    ServiceHooks hooks;
+    hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };
+    hooks.create_failed = [&metrics](bool restore_failed) {
+        metrics.count_create_failure();
+        if (restore_failed) metrics.count_restore_failure();
+    };
+    LocalSandboxService service(service_config, **store, baker, hooks);
+    TokenStore tokens(**store);
+    for (const auto& t : baker.builtins()) baker.bake_in_background(t.name);
+
+    // 8. HTTP
+    HttpConfig http;
+    http.listen = config->listen;
+    http.max_json_body = config->max_json_body;
+    http.max_upload_body = config->max_upload_body;
+    http.client_timeout_seconds = config->client_timeout_seconds;
+    http.worker_threads = config->worker_threads;
+    http.version = KILN_VERSION;
+    http.accel = vm::accel_name(accel->accel);
+    auto server = HttpServer::create(http, service, tokens, metrics);
+    if (!server.ok()) return fail("http", server.error());
+    if (auto st = (*server)->bind(); !st.ok()) {
+        service.shutdown(true);
+        return fail("http bind", st.error());
+    }
+    std::string host = config->listen.substr(0, config->listen.rfind(':'));
+    log::info("listening", {{"host", host}, {"port", (*server)->port()}});
+
+    HttpServer* srv = server->get();
+    std::thread signal_thread([&signals, srv] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "other"}});
+        srv->stop();
+    });
+    auto served = (*server)->serve();
+    if (!served.ok()) {
+        log::error("http serve", {{"error", served.error().to_string()}});
+        ::kill(::getpid(), SIGTERM);  // lets the signal thread end
+    }
+    signal_thread.join();
+
+    // Stop accepting (done), then a bake in progress (creates waiting for it fail at once), then
+    // the sandboxes as configured, then the store.
+    server->reset();
+    baker.stop();
+    service.shutdown(config->on_shutdown == OnShutdown::Destroy);
+    (*store)->close();
+    log::info("stopped", {});
+    return served.ok() ? 0 : 1;
+}
+
+int run_token_create(const CommandContext& ctx, const std::string& name, bool json) {
+    auto config = load(ctx);
+    if (!config.ok()) return fail("config", config.error());
+    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
+    if (!store.ok()) return fail("store", store.error());
+    TokenStore tokens(**store);
+    auto token = tokens.create(name);
+    if (!token.ok()) return fail("token create", token.error());
+    // The token goes to stdout once and nowhere else (never to the log).
+    if (json) {
+        nlohmann::json j = {{"id", token->id}, {"name", token->name}, {"token", token->token}};
+        std::printf("%s\n", j.dump().c_str());
+    } else {
+        std::printf("%s\n", token->token.c_str());
+    }
+    std::fflush(stdout);
+    log::info("token created", {{"token_id", token->id}, {"name", token->name}});
+    (*store)->close();
+    return 0;
+}
+
+int run_token_list(const CommandContext& ctx, bool json) {
+    auto config = load(ctx);
+    if (!config.ok()) return fail("config", config.error());
+    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
+    if (!store.ok()) return fail("store", store.error());
+    auto list = (*store)->list_tokens();
+    if (!list.ok()) return fail("token list", list.error());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& t : *list) {
+        if (json) out.push_back({{"id", t.id}, {"name", t.name}, {"created_at", log::rfc3339_ms(t.created_at_ms)}, {"revoked", t.revoked}});
+        else std::printf("%-6lld %-24s %s%s\n", static_cast<long long>(t.id), t.name.c_str(),
+                         log::rfc3339_ms(t.created_at_ms).c_str(), t.revoked ? "  revoked" : "");
+    }
+    if (json) std::printf("%s\n", out.dump().c_str());
+    return 0;
+}
+
+int run_token_revoke(const CommandContext& ctx, const std::string& id_or_name) {
+    auto config = load(ctx);
+    if (!config.ok()) return fail("config", config.error());
+    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
+    if (!store.ok()) return fail("store", store.error());
+    TokenStore tokens(**store);
+    if (auto st = tokens.revoke(id_or_name); !st.ok()) return fail("token revoke", st.error());
+    // Never echo something shaped like a token into the log, even one pasted here by mistake.
+    bool looks_like_token = id_or_name.rfind(kTokenPrefix, 0) == 0;
+    log::info("token revoked", {{"id_or_name", looks_like_token ? std::string("(redacted)") : id_or_name}});
+    return 0;
+}
+
+}  // namespace kiln::daemon

@@ -1,0 +1,20 @@
+// kilnd's commands: serve (the daemon) and token create|list|revoke (local administration).
+#pragma once
+
+#include <map>
+#include <string>
+
+namespace kiln::daemon {
+
+struct CommandContext {
+    std::string config_file;                   // --config
+    std::map<std::string, std::string> flags;  // config keys given as flags
+    char** envp = nullptr;
+};
+
+int run_serve(const CommandContext& ctx);
+int run_token_create(const CommandContext& ctx, const std::string& name, bool json);
+int run_token_list(const CommandContext& ctx, bool json);
+int run_token_revoke(const CommandContext& ctx, const std::string& id_or_name);
+
+}  // namespace kiln::daemon

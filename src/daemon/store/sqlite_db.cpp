@@ -1,0 +1,103 @@
+// SqliteDb: the sqlite3 C API behind Result (see sqlite_db.h).
+#include "daemon/store/sqlite_db.h"
+
+#include <sqlite3.h>
+
+namespace kiln::daemon {
+
+SqliteStatement::~SqliteStatement() {
+    if (m_stmt) sqlite3_finalize(m_stmt);
+}
+
+SqliteStatement& SqliteStatement::bind(int index, int64_t value) {
+    sqlite3_bind_int64(m_stmt, index, value);
+    return *this;
+}
+
+SqliteStatement& SqliteStatement::bind(int index, std::string_view value) {
+    sqlite3_bind_text(m_stmt, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    return *this;
+}
+
+SqliteStatement& SqliteStatement::bind(int index, double value) {
+    sqlite3_bind_double(m_stmt, index, value);
+    return *this;
+}
+
+Result<bool> SqliteStatement::step() {
+    int rc = sqlite3_step(m_stmt);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    return make_error("store_failed", std::string("sqlite: ") + sqlite3_errmsg(m_db));
+}
+
+Status SqliteStatement::run() {
+    for (;;) {
+        bool row = TRY(step());
+        if (!row) return ok_status();
+    }
+}
+
+int64_t SqliteStatement::column_int(int index) const { return sqlite3_column_int64(m_stmt, index); }
+double SqliteStatement::column_double(int index) const { return sqlite3_column_double(m_stmt, index); }
+std::string SqliteStatement::column_text(int index) const {
+    const unsigned char* text = sqlite3_column_text(m_stmt, index);
+    int n = sqlite3_column_bytes(m_stmt, index);
+    return text ? std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(n)) : std::string();
+}
+
+Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+        std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+        if (raw) sqlite3_close(raw);
+        return make_error("store_failed", "open " + path + ": " + msg);
+    }
+    std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
+    sqlite3_busy_timeout(raw, 5000);
+    TRY(db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
+    // journal_mode answers with the mode it got: a file system without shared memory refuses WAL.
+    auto check = TRY(db->prepare("PRAGMA journal_mode"));
+    if (TRY(check.step()) && check.column_text(0) != "wal")
+        return make_error("store_failed", path + ": SQLite could not enable WAL (journal_mode is " + check.column_text(0) + ")");
+    return db;
+}
+
+SqliteDb::~SqliteDb() { close(); }
+
+void SqliteDb::close() {
+    if (!m_db) return;
+    sqlite3_wal_checkpoint_v2(m_db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
+    sqlite3_close_v2(m_db);
+    m_db = nullptr;
+}
+
+Error SqliteDb::error(const std::string& what) const {
+    return make_error("store_failed", what + ": " + (m_db ? sqlite3_errmsg(m_db) : "the store is closed"));
+}
+
+Status SqliteDb::exec(const std::string& sql) {
+    if (!m_db) return error("exec");
+    char* msg = nullptr;
+    int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &msg);
+    if (rc != SQLITE_OK) {
+        std::string text = msg ? msg : sqlite3_errstr(rc);
+        sqlite3_free(msg);
+        return make_error("store_failed", "sqlite: " + text);
+    }
+    return ok_status();
+}
+
+Result<SqliteStatement> SqliteDb::prepare(const std::string& sql) {
+    if (!m_db) return error("prepare");
+    sqlite3_stmt* stmt = nullptr;
+    if (sqlite3_prepare_v2(m_db, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
+        return error("prepare");
+    return SqliteStatement(m_db, stmt);
+}
+
+int64_t SqliteDb::last_insert_rowid() const { return m_db ? sqlite3_last_insert_rowid(m_db) : 0; }
+int SqliteDb::changes() const { return m_db ? sqlite3_changes(m_db) : 0; }
+
+}  // namespace kiln::daemon

@@ -1,0 +1,203 @@
+// TemplateBaker: baking, caching and dropping the built-in templates (see template_baker.h).
+#include "daemon/templates/template_baker.h"
+
+#include <sys/stat.h>
+
+#include <filesystem>
+
+#include <nlohmann/json.hpp>
+
+#include "base/clock.h"
+#include "base/file_util.h"
+#include "base/sha256.h"
+#include "daemon/json_log.h"
+#include "daemon/sandboxes/sandbox_service.h"
+#include "vm/guest_artifacts.h"
+#include "vm/qemu_version.h"
+#include "vm/snapshot.h"
+#include "vm/snapshot_manifest.h"
+#include "vm/vm.h"
+
+namespace kiln::daemon {
+
+TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare)
+    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_keep_spare(keep_spare) {
+    m_builtins.push_back(BuiltinTemplate{"tiny", "tiny", 1, 256});
+}
+
+TemplateBaker::~TemplateBaker() { stop(); }
+
+const BuiltinTemplate* TemplateBaker::find(const std::string& name) const {
+    for (const auto& t : m_builtins)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+Result<std::string> TemplateBaker::key(const BuiltinTemplate& tmpl) {
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_key_cache.find(tmpl.name); it != m_key_cache.end()) return it->second;
+    }
+    auto image = TRY(vm::find_image(tmpl.image));
+    std::string image_key;
+    if (auto m = read_file(image.manifest, 64 * 1024); m.ok()) {
+        auto j = nlohmann::json::parse(*m, nullptr, false);
+        if (j.is_object() && j.contains("key") && j["key"].is_string()) image_key = j["key"].get<std::string>();
+    }
+    if (image_key.empty()) {  // an image without a manifest: its size and mtime stand in
+        struct stat st {};
+        if (::stat(image.rootfs.c_str(), &st) == 0)
+            image_key = std::to_string(st.st_size) + "@" + std::to_string(st.st_mtim.tv_sec);
+    }
+    auto kernel = TRY(vm::find_kernel());
+    auto qemu = TRY(vm::qemu_info());
+    auto accel = TRY(vm::choose_accel(m_accel));
+    std::string text = image_key + "|" + kernel.release + "|" + qemu.version.to_string() + "|" + vm::accel_name(accel.accel) +
+                       "|" + std::to_string(tmpl.vcpus) + "x" + std::to_string(tmpl.memory_mib);
+    std::string k = sha256_hex(text).substr(0, 16);
+    std::lock_guard lock(m_mutex);
+    m_key_cache[tmpl.name] = k;
+    return k;
+}
+
+std::string TemplateBaker::dir_for(const BuiltinTemplate& tmpl, const std::string& key) const {
+    return m_templates_dir + "/" + tmpl.name + "-" + key;
+}
+
+std::optional<std::string> TemplateBaker::baked_dir(const std::string& name) {
+    const BuiltinTemplate* tmpl = find(name);
+    if (!tmpl) return std::nullopt;
+    auto k = key(*tmpl);
+    if (!k.ok()) return std::nullopt;
+    std::string dir = dir_for(*tmpl, *k);
+    if (!path_exists(dir + "/" + vm::kManifestFileName)) return std::nullopt;
+    return dir;
+}
+
+int64_t TemplateBaker::baked_at_ms(const std::string& name) {
+    auto dir = baked_dir(name);
+    if (!dir) return 0;
+    auto text = read_file(*dir + "/" + vm::kManifestFileName, vm::kMaxManifestBytes);
+    if (!text.ok()) return 0;
+    auto m = vm::parse_manifest(*text);
+    return m.ok() ? m->created_unix_ms : 0;
+}
+
+Result<std::string> TemplateBaker::ensure(const std::string& name) {
+    const BuiltinTemplate* tmpl = find(name);
+    if (!tmpl) return make_error(codes::kTemplateNotFound, "no template '" + name + "'");
+    std::string k = TRY(key(*tmpl));
+    std::string dir = dir_for(*tmpl, k);
+    std::unique_lock lock(m_mutex);
+    BakeState& state = m_state[name];
+    uint64_t seen = state.generation;
+    for (;;) {
+        if (path_exists(dir + "/" + vm::kManifestFileName)) return dir;
+        if (m_cancel) return make_error(codes::kUnavailable, "kilnd is shutting down");
+        if (!state.baking) {
+            // A bake we waited for failed: report its error rather than start another at once.
+            if (state.generation != seen && !state.last_error.empty())
+                return make_error(codes::kInternal, "baking template " + name + ": " + state.last_error);
+            break;
+        }
+        m_changed.wait(lock);
+    }
+    state.baking = true;
+    lock.unlock();
+    auto baked = bake(*tmpl, dir);
+    lock.lock();
+    state.baking = false;
+    state.generation++;
+    state.last_error = baked.ok() ? "" : baked.error().to_string();
+    m_changed.notify_all();
+    if (!baked.ok()) return make_error(codes::kInternal, "baking template " + name + ": " + baked.error().to_string());
+    return dir;
+}
+
+Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, const std::string& dir) {
+    auto start = Clock::now();
+    log::info("template bake started", {{"template", tmpl.name}, {"dir", dir}});
+    TRY(make_dirs(m_templates_dir, 0700));
+    // Older bakes of this template (another image, kernel or QEMU) are of no use any more.
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(m_templates_dir, ec)) {
+        std::string file = entry.path().filename().string();
+        if (file.rfind(tmpl.name + "-", 0) == 0 && entry.path().string() != dir) {
+            vm::discard_spares(entry.path().string());
+            (void)remove_tree(entry.path().string());
+        }
+    }
+    vm::BootOptions options;
+    options.image = tmpl.image;
+    options.vcpus = tmpl.vcpus;
+    options.memory_mib = tmpl.memory_mib;
+    options.accel = m_accel;
+    options.snapshottable = true;
+    options.cancel = &m_cancel;
+    auto booted = vm::Vm::boot(options);
+    if (!booted.ok()) {
+        log::error("template bake failed", {{"template", tmpl.name}, {"step", "boot"}, {"error", booted.error().to_string()}});
+        return std::move(booted).error();
+    }
+    vm::SnapshotRequest request;
+    request.dir = dir;
+    request.id = tmpl.name + "-" + dir.substr(dir.rfind('-') + 1);
+    request.resume = false;
+    request.checksums = false;  // restores check sizes; hashing 256 MiB would add seconds to every bake
+    auto manifest = vm::take_snapshot(**booted, request);
+    (*booted)->destroy();
+    if (!manifest.ok()) {
+        log::error("template bake failed", {{"template", tmpl.name}, {"step", "snapshot"}, {"error", manifest.error().to_string()}});
+        return std::move(manifest).error();
+    }
+    auto ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
+    log::info("template baked", {{"template", tmpl.name}, {"dir", dir}, {"ms", ms}});
+    if (m_keep_spare) vm::prepare_spare(dir);
+    return dir;
+}
+
+void TemplateBaker::bake_in_background(const std::string& name) {
+    std::lock_guard lock(m_mutex);
+    if (m_cancel) return;
+    m_threads.emplace_back([this, name] {
+        auto dir = ensure(name);
+        if (!dir.ok()) {
+            if (dir.error().code != codes::kUnavailable)
+                log::error("background bake failed", {{"template", name}, {"error", dir.error().to_string()}});
+        } else if (m_keep_spare) {
+            vm::prepare_spare(*dir);  // a bake from an earlier run: start its spare now
+        }
+    });
+}
+
+Status TemplateBaker::drop(const std::string& name) {
+    const BuiltinTemplate* tmpl = find(name);
+    if (!tmpl) return make_error(codes::kNotFound, "no template '" + name + "'");
+    std::unique_lock lock(m_mutex);
+    BakeState& state = m_state[name];
+    m_changed.wait(lock, [&] { return !state.baking; });
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator(m_templates_dir, ec)) {
+        std::string file = entry.path().filename().string();
+        if (file.rfind(tmpl->name + "-", 0) == 0) {
+            vm::discard_spares(entry.path().string());
+            TRY(remove_tree(entry.path().string()));
+        }
+    }
+    log::info("template dropped", {{"template", name}});
+    return ok_status();
+}
+
+void TemplateBaker::stop() {
+    std::vector<std::thread> threads;
+    {
+        std::lock_guard lock(m_mutex);
+        m_cancel = true;
+        m_changed.notify_all();
+        threads.swap(m_threads);
+    }
+    for (auto& t : threads)
+        if (t.joinable()) t.join();
+}
+
+}  // namespace kiln::daemon
