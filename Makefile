@@ -7,7 +7,7 @@ JOBS ?= 2
 BUILD ?= build/release
 export KILN_JOBS := $(JOBS)
 
-.PHONY: all deps build kernel images data-dir setup demo test unit-test asan-test fuzz-test vm-test bench clean
+.PHONY: all deps build kernel images image-tiny image-base data-dir setup demo test unit-test asan-test fuzz-test vm-test bench clean
 
 all: build
 
@@ -20,13 +20,19 @@ build: deps
 kernel: deps
 	@scripts/build-kernel.sh >/dev/null
 
-images: build
+images: image-tiny image-base
+
+image-tiny: build
 	@scripts/build-image-tiny.sh $(BUILD)/src/agent/kiln-agent >/dev/null
+
+# The Debian CI image: a few minutes on a cold cache, so only `make images` (and what needs it) builds it.
+image-base: build
+	@scripts/build-image-base.sh $(BUILD)/src/agent/kiln-agent >/dev/null
 
 data-dir: deps
 	@scripts/setup-data-dir.sh
 
-setup: build kernel images data-dir
+setup: build kernel image-tiny data-dir
 
 demo: setup
 	@scripts/demo.sh $(BUILD)

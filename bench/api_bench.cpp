@@ -115,11 +115,6 @@ void remove(httplib::Client& c, const std::string& id) {
     if (!r || r->status != 204) fail("DELETE " + id + ": " + (r ? r->body : httplib::to_string(r.error())));
 }
 
-void exec_true(httplib::Client& c, const std::string& id) {
-    auto r = c.Post("/v1/sandboxes/" + id + "/exec", R"({"argv":["true"]})", "application/json");
-    if (!r || r->status != 200) fail("exec in " + id + ": " + (r ? r->body : httplib::to_string(r.error())));
-}
-
 std::string make_snapshot(const std::string& root) {
     vm::BootOptions options;
     options.snapshottable = true;

@@ -1,6 +1,7 @@
 // Snapshot benchmark: restore to exec-ready and fork, beside same-run baselines (cold boot of the
-// same guest, QEMU's plain restore that loads all RAM), with ratios; then the PSS of 20 idle
-// clones of a 512 MiB guest against 20 cold-booted guests. Run by `make bench`.
+// same guest, QEMU's plain restore that loads all RAM), taken interleaved round by round with the
+// restores they are compared with, and ratios; then the PSS of 20 idle clones of a 512 MiB guest
+// against 20 cold-booted guests. Run by `make bench`.
 #include <unistd.h>
 
 #include <cstdio>
@@ -85,43 +86,43 @@ int main() {
     std::printf("# kiln snapshot_bench: 256 MiB guest, 1 vCPU, image tiny, accel=%s\n", accel.c_str());
     std::string snap = make_snapshot(root, 256);
 
-    // Our restore: MAP_PRIVATE memory file, device state only, identity renewed (= exec-ready). First
-    // with a QEMU started per restore, then with a spare QEMU started ahead (keep_spare).
+    // Our restore (MAP_PRIVATE memory file, device state only, identity renewed = exec-ready), with
+    // a QEMU started per restore and with a spare QEMU started ahead (keep_spare), and the two
+    // baselines, interleaved round by round: the host is shared, and a baseline measured minutes
+    // apart from what it is compared with measures the neighbours' load as much as Kiln.
     struct RestoreRun {
         std::vector<double> ready, launched, loaded, first_exec, second_exec;
         int spares_used = 0;
     };
-    auto run_restores = [&](bool keep_spare) {
-        RestoreRun run;
-        for (int i = 0; i < restores + 2; ++i) {
-            RestoreRequest req;
-            req.snapshot_dir = snap;
-            req.keep_spare = keep_spare;
-            RestoreTimings t;
-            auto start = Clock::now();
-            auto vm = must(restore_snapshot(req, &t), "restore");
-            double ready = ms_since(start);
-            auto exec_start = Clock::now();
-            exec_true(*vm);
-            double first = ms_since(exec_start);
-            exec_start = Clock::now();
-            exec_true(*vm);
-            double second = ms_since(exec_start);
-            if (i >= 2) {  // the first restores warm the page cache (and make the first spare)
-                run.ready.push_back(ready);
-                run.launched.push_back(static_cast<double>(t.launched_ms));
-                run.loaded.push_back(static_cast<double>(t.loaded_ms));
-                run.first_exec.push_back(first);
-                run.second_exec.push_back(second);
-                run.spares_used += t.spare;
-            }
-        }
-        discard_spares(snap);
-        return run;
+    RestoreRun cold, warm;
+    auto restore_once = [&](bool keep_spare, bool record, RestoreRun& run) {
+        RestoreRequest req;
+        req.snapshot_dir = snap;
+        req.keep_spare = keep_spare;
+        RestoreTimings t;
+        auto start = Clock::now();
+        auto vm = must(restore_snapshot(req, &t), "restore");
+        double ready = ms_since(start);
+        auto exec_start = Clock::now();
+        exec_true(*vm);
+        double first = ms_since(exec_start);
+        exec_start = Clock::now();
+        exec_true(*vm);
+        double second = ms_since(exec_start);
+        if (!record) return;
+        run.ready.push_back(ready);
+        run.launched.push_back(static_cast<double>(t.launched_ms));
+        run.loaded.push_back(static_cast<double>(t.loaded_ms));
+        run.first_exec.push_back(first);
+        run.second_exec.push_back(second);
+        run.spares_used += t.spare;
     };
-    RestoreRun cold = run_restores(false);
-    RestoreRun warm = run_restores(true);
-    std::vector<double>& restore_ms = cold.ready;
+    // The next spare starts in the background after a keep_spare restore: let it finish before the
+    // next figure is taken, so that its start-up is not counted against whatever runs beside it.
+    auto wait_for_spare = [] {
+        auto deadline = Clock::now() + std::chrono::seconds(10);
+        while (spare_pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    };
 
     // Baseline: QEMU's plain restore, the whole RAM from a migration stream.
     std::string full_stream = root + "/full-" + must(random_hex(4), "id");
@@ -135,25 +136,43 @@ int main() {
         guest = vm->guest();
         must(Result<Ok>(write_full_state(*vm, full_stream)), "write full state");
     }
-    std::vector<double> full_ms;
-    for (int i = 0; i < restores / 2 + 2; ++i) {
+    auto full_once = [&]() {
         std::string id = must(random_hex(6), "id");
         std::string run_dir = must(run_dir_for(id), "run dir");
         must(Result<Ok>(make_dirs(run_dir, 0700)), "mkdir");
         auto start = Clock::now();
         must(clone_file(snap + "/" + kDiskFileName, RunPaths::in(run_dir).disk), "clone disk");
         auto vm = must(start_from_full_state(shape, full_stream, id, guest), "full restore");
-        if (i >= 2) full_ms.push_back(ms_since(start));
-    }
-    ::unlink(full_stream.c_str());
+        return ms_since(start);
+    };
 
-    // Baseline: cold boot of the same guest to exec-ready.
-    std::vector<double> boot_ms;
-    for (int i = 0; i < boots; ++i) {
+    std::vector<double> full_ms, boot_ms;
+    const int rounds = restores + 2;  // the first two warm the page cache (and make the first spare)
+    const int full_runs = restores / 2;
+    for (int i = 0; i < rounds; ++i) {
+        const bool record = i >= 2;
+        restore_once(false, record, cold);
+        restore_once(true, record, warm);
+        wait_for_spare();
+        if (i < full_runs + 2) {
+            double ms = full_once();
+            if (record) full_ms.push_back(ms);
+        }
+        // Cold boots of the same guest, spread over the rounds.
+        if (record && static_cast<int>(boot_ms.size()) < boots && (i - 2) % std::max(1, restores / std::max(1, boots)) == 0) {
+            auto start = Clock::now();
+            auto vm = must(Vm::boot(BootOptions{}), "cold boot");
+            boot_ms.push_back(ms_since(start));
+        }
+    }
+    while (static_cast<int>(boot_ms.size()) < boots) {
         auto start = Clock::now();
         auto vm = must(Vm::boot(BootOptions{}), "cold boot");
         boot_ms.push_back(ms_since(start));
     }
+    discard_spares(snap);
+    ::unlink(full_stream.c_str());
+    std::vector<double>& restore_ms = cold.ready;
 
     // Fork of a running (restored) VM.
     std::vector<double> fork_ms, paused_ms;

@@ -1,12 +1,50 @@
 #!/usr/bin/env bash
-# demo.sh BUILD_DIR: Kiln's main job at this stage: boot a fresh microVM from the cached kernel
-# and `tiny` image, run a command in it through kiln-agent, stream its output, destroy the VM.
+# demo.sh BUILD_DIR: Kiln's main job on the embedded default: start kilnd (SQLite in the local data
+# dir), get a token, create a sandbox from the built-in `tiny` template (restored from its baked
+# snapshot), run a command in it, delete it, and stop kilnd.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build=${1:-build/release}
 kiln="$KILN_ROOT/$build/src/cli/kiln"
+kilnd="$KILN_ROOT/$build/src/daemon/kilnd"
+export KILN_DATA_DIR=${KILN_DATA_DIR:-/var/lib/kiln}
+listen=${KILN_LISTEN:-127.0.0.1:7070}
+export KILN_URL="http://$listen"
+
 "$kiln" doctor
-log "demo: booting a fresh VM and running a command in it"
+
+logfile=$(mktemp /tmp/kilnd-demo.XXXXXX.log)
+log "demo: starting kilnd on $listen (data dir $KILN_DATA_DIR, log $logfile)"
+KILN_LISTEN=$listen "$kilnd" serve 2>"$logfile" &
+kilnd_pid=$!
+stop_kilnd() {
+  if kill -0 "$kilnd_pid" 2>/dev/null; then
+    kill -TERM "$kilnd_pid"
+    wait "$kilnd_pid" || true
+  fi
+}
+trap stop_kilnd EXIT
+
+for _ in $(seq 1 300); do
+  curl -sf "$KILN_URL/healthz" >/dev/null 2>&1 && break
+  if ! kill -0 "$kilnd_pid" 2>/dev/null; then
+    tail -20 "$logfile" >&2
+    die "kilnd exited during start-up (log above)"
+  fi
+  sleep 0.1
+done
+curl -sf "$KILN_URL/healthz" >/dev/null || die "kilnd did not answer /healthz within 30 s (log: $logfile)"
+
+KILN_TOKEN=$("$kilnd" token create --name "demo-$(date +%s)")
+export KILN_TOKEN
+
+log "demo: creating a sandbox from the tiny template (the first run bakes the template: boot + snapshot)"
 start=$(date +%s%N)
-"$kiln" vm run --image tiny -- sh -c 'echo "hello from $(hostname), kernel $(uname -r)"; cat /proc/cpuinfo | grep -m1 "model name"; df -h / | tail -1'
-log "demo: VM booted, ran the command and was destroyed in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+id=$("$kiln" sandbox create --template tiny --ttl 300 --meta kind=demo)
+log "demo: sandbox $id ready in $(( ($(date +%s%N) - start) / 1000000 )) ms"
+"$kiln" sandbox exec "$id" -- sh -c 'echo "hello from $(hostname), kernel $(uname -r)"; df -h / | tail -1'
+"$kiln" sandbox rm "$id"
+log "demo: sandbox $id deleted; stopping kilnd"
+trap - EXIT
+stop_kilnd
+log "demo: done"

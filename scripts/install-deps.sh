@@ -7,7 +7,8 @@ PACKAGES=(
   build-essential cmake g++ clang libclang-rt-14-dev pkg-config git make
   # libraries
   nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev libssl-dev libseccomp-dev
-  libarchive-dev libyaml-cpp-dev libpq-dev libspdlog-dev libfmt-dev libcli11-dev
+  libarchive-dev libyaml-cpp-dev libexpat1-dev libpq-dev libspdlog-dev libfmt-dev libcli11-dev
+  libnftables-dev  # sandbox nftables tables loaded in-process (src/daemon/net)
   libgtest-dev libgmock-dev libbenchmark-dev
   # the VMM
   qemu-system-x86 qemu-utils
@@ -15,7 +16,7 @@ PACKAGES=(
   linux-source-6.1 flex bison bc libelf-dev cpio lz4 xz-utils busybox-static e2fsprogs
   xfsprogs debootstrap
   # tests, benchmarks, networking
-  python3 python3-pytest iproute2 nftables iperf3 sqlite3 postgresql
+  python3 python3-pytest python3-yaml python3-venv iproute2 nftables iperf3 sqlite3 postgresql curl
 )
 
 missing=()

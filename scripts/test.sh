@@ -34,11 +34,16 @@ fuzz() {  # fuzz TARGET: a bounded libFuzzer run from the checked-in corpus; its
     return 1
   fi
 }
-for target in frame_decoder agent_messages; do
+for target in frame_decoder agent_messages pipeline junit network_policy; do
   step "fuzz $target (${KILN_FUZZ_SECONDS:-30} s)" fuzz "$target"
 done
 
 step "functional tests (real VMs, TCG here)" "$build/tests/kiln_vm_tests" --gtest_brief=1
+
+# Debian's python3 (with python3-pytest and python3-yaml), not whatever python3 is first on PATH.
+py=/usr/bin/python3
+step "API tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/api
+step "Python SDK tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q sdk/python/tests
 
 if ((${#failed[@]})); then
   log "FAILED: ${failed[*]}"

@@ -32,10 +32,13 @@ std::optional<CgroupLeaf> CgroupLeaves::acquire() {
         return leaf;
     }
     CgroupLeaf leaf;
-    leaf.dir = m_root + "/exec-" + std::to_string(++m_created);
-    if (mkdir(leaf.dir.c_str(), 0755) != 0) {
-        log_line("cannot create cgroup " + leaf.dir + ": " + std::strerror(errno) + "; using the process group only");
-        return std::nullopt;
+    for (int attempt = 0;; ++attempt) {  // a name already taken (another agent's leaf) is skipped
+        leaf.dir = m_root + "/exec-" + std::to_string(++m_created);
+        if (mkdir(leaf.dir.c_str(), 0755) == 0) break;
+        if (errno != EEXIST || attempt == 100) {
+            log_line("cannot create cgroup " + leaf.dir + ": " + std::strerror(errno) + "; using the process group only");
+            return std::nullopt;
+        }
     }
     leaf.procs.reset(open((leaf.dir + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC));
     leaf.events.reset(open((leaf.dir + "/cgroup.events").c_str(), O_RDONLY | O_CLOEXEC));
@@ -45,6 +48,11 @@ std::optional<CgroupLeaf> CgroupLeaves::acquire() {
         return std::nullopt;
     }
     return leaf;
+}
+
+void CgroupLeaves::keep_one_spare() {
+    if (!m_spare.empty()) return;
+    if (auto leaf = acquire()) m_spare.push_back(std::move(*leaf));
 }
 
 void CgroupLeaves::release(CgroupLeaf leaf) {

@@ -36,6 +36,8 @@ public:
     // Takes a leaf back once its exec has ended: kept as a spare if nothing runs in it any more,
     // otherwise removed as soon as its last process has gone (see remove_emptied()).
     void release(CgroupLeaf leaf);
+    // Makes sure one spare leaf exists (creates it now if none): the next acquire() is cheap.
+    void keep_one_spare();
     // Removes the released leaves whose background processes have all gone. Called on child exits.
     void remove_emptied();
 

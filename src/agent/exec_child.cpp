@@ -174,7 +174,15 @@ sigset_t signals_not_at_default() {
     return set;
 }
 
-ExecPlan::ExecPlan(const proto::ExecRequest& request) {
+Credentials Credentials::of_this_process() {
+    Credentials c;
+    getresuid(&c.ruid, &c.euid, &c.suid);
+    getresgid(&c.rgid, &c.egid, &c.sgid);
+    c.supplementary_groups = getgroups(0, nullptr) != 0;
+    return c;
+}
+
+ExecPlan::ExecPlan(const proto::ExecRequest& request, const Credentials& agent) {
     ExecPlan& plan = *this;
     if (!request.argv.empty()) {
         plan.m_argv_storage = request.argv;
@@ -204,23 +212,19 @@ ExecPlan::ExecPlan(const proto::ExecRequest& request) {
     plan.m_gid = request.gid;
     // Credentials the child would only set to what it already has are left alone: under emulation
     // each change costs (new creds, freed after an RCU grace period).
-    uid_t ruid, euid, suid;
-    gid_t rgid, egid, sgid;
-    getresuid(&ruid, &euid, &suid);
-    getresgid(&rgid, &egid, &sgid);
-    plan.m_drop_groups = euid == 0 && getgroups(0, nullptr) != 0;
-    plan.m_set_gid = !(rgid == m_gid && egid == m_gid && sgid == m_gid);
-    plan.m_set_uid = !(ruid == m_uid && euid == m_uid && suid == m_uid);
-    plan.skip_missing_candidates();
+    plan.m_drop_groups = agent.euid == 0 && agent.supplementary_groups;
+    plan.m_set_gid = !(agent.rgid == m_gid && agent.egid == m_gid && agent.sgid == m_gid);
+    plan.m_set_uid = !(agent.ruid == m_uid && agent.euid == m_uid && agent.suid == m_uid);
+    plan.skip_missing_candidates(agent);
     plan.finalise();
 }
 
-void ExecPlan::skip_missing_candidates() {
+void ExecPlan::skip_missing_candidates(const Credentials& agent) {
     // A failed execve is costly under emulation (the kernel sets up a new mm before it looks for
     // the file): drop the absolute candidates before the first one that exists, when stat sees
     // what the child will see (same uid). The ones after it are only reached if its exec fails;
     // with none left the child reports ENOENT, as execvp would.
-    if (m_uid != geteuid()) return;
+    if (m_uid != agent.euid) return;
     size_t first_present = 0;
     while (first_present < m_candidates.size()) {
         const std::string& c = m_candidates[first_present];

@@ -20,6 +20,15 @@ inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr
 // exec child resets exactly these. Taken once by the server, not per exec (one syscall per signal).
 sigset_t signals_not_at_default();
 
+// The agent's own credentials, read once: an exec child changes only what differs from them.
+struct Credentials {
+    uid_t ruid = 0, euid = 0, suid = 0;
+    gid_t rgid = 0, egid = 0, sgid = 0;
+    bool supplementary_groups = false;
+
+    static Credentials of_this_process();
+};
+
 struct Spawned {
     pid_t pid = -1;
     UniqueFd pidfd;  // invalid when the kernel has neither CLONE_PIDFD nor pidfd_open
@@ -27,8 +36,9 @@ struct Spawned {
 
 class ExecPlan {
 public:
-    // Builds argv (argv, or /bin/sh -c shell), the environment, and the execvp search list.
-    explicit ExecPlan(const proto::ExecRequest& request);
+    // Builds argv (argv, or /bin/sh -c shell), the environment, the execvp search list, and which
+    // credentials to change from the agent's.
+    ExecPlan(const proto::ExecRequest& request, const Credentials& agent);
     ExecPlan(const ExecPlan&) = delete;  // the char* arrays point into this object's strings
     ExecPlan& operator=(const ExecPlan&) = delete;
 
@@ -50,7 +60,7 @@ public:
     const std::string& program() const { return m_argv_storage.front(); }
 
 private:
-    void skip_missing_candidates();
+    void skip_missing_candidates(const Credentials& agent);
     void finalise();
 
     std::vector<std::string> m_argv_storage;

@@ -66,7 +66,7 @@ std::vector<pid_t> read_cgroup_pids(const std::string& dir) {
 Result<std::unique_ptr<ExecSession>> ExecSession::start(const proto::ExecRequest& request,
                                                         std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults) {
     std::unique_ptr<ExecSession> session(new ExecSession());
-    ExecPlan plan(request);
+    ExecPlan plan(request, defaults.credentials);
 
     Pipe out = TRY(make_pipe());
     Pipe err = TRY(make_pipe());

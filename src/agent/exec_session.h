@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "agent/cgroup_leaves.h"
+#include "agent/exec_child.h"
 #include "agent/frame_outbox.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
@@ -25,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 // What every exec starts from besides its request, prepared once by the server.
 struct ExecDefaults {
     sigset_t reset_signals{};  // signals_not_at_default() when the server was created
+    Credentials credentials;   // the agent's, when the server was created
     int dev_null = -1;         // stdin of an exec without "stdin" (-1: opened per exec)
 };
 

@@ -13,8 +13,7 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <string_view>
 #include <vector>
 
 #include "base/errno_error.h"
@@ -24,7 +23,10 @@ namespace kiln::agent {
 namespace {
 
 Status add_entropy(const std::string& bytes) {
-    UniqueFd fd(open("/dev/urandom", O_WRONLY | O_CLOEXEC));
+    // Opened once and kept: a clone of a snapshot then finds it open (after a restore, under TCG,
+    // the path walk and the device open are freshly translated code in every clone).
+    static UniqueFd fd;
+    if (!fd) fd.reset(open("/dev/urandom", O_WRONLY | O_CLOEXEC));
     if (!fd) return errno_error("open /dev/urandom");
     if (!bytes.empty()) {
         std::vector<char> storage(sizeof(struct rand_pool_info) + bytes.size());
@@ -51,33 +53,53 @@ Status set_wall_clock(int64_t unix_ns) {
 }
 
 Status flush_arp_cache() {
-    std::ifstream table("/proc/net/arp");
+    // Plain reads: iostreams would set up C++ locales first, ~20 ms of emulated CPU.
+    UniqueFd table(open("/proc/net/arp", O_RDONLY | O_CLOEXEC));
     if (!table) return ok_status();  // no table, nothing cached
-    std::string line;
-    std::getline(table, line);  // header
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(table.get(), buf, sizeof buf)) > 0) text.append(buf, static_cast<size_t>(n));
     UniqueFd sock;
-    while (std::getline(table, line)) {
-        // IP address  HW type  Flags  HW address  Mask  Device
-        std::istringstream fields(line);
-        std::string ip, hw_type, flags, hw_address, mask, device;
-        if (!(fields >> ip >> hw_type >> flags >> hw_address >> mask >> device)) continue;
+    for (const ArpEntry& entry : parse_arp_table(text)) {
         struct arpreq request;
         std::memset(&request, 0, sizeof request);
         auto* addr = reinterpret_cast<struct sockaddr_in*>(&request.arp_pa);
         addr->sin_family = AF_INET;
-        if (inet_pton(AF_INET, ip.c_str(), &addr->sin_addr) != 1) continue;
-        std::strncpy(request.arp_dev, device.c_str(), sizeof request.arp_dev - 1);
+        if (inet_pton(AF_INET, entry.ip.c_str(), &addr->sin_addr) != 1) continue;
+        std::strncpy(request.arp_dev, entry.device.c_str(), sizeof request.arp_dev - 1);
         if (!sock) {
             sock.reset(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
             if (!sock) return errno_error("open a socket to flush the ARP cache");
         }
         if (ioctl(sock.get(), SIOCDARP, &request) != 0 && errno != ENXIO)
-            return errno_error("delete the ARP entry for " + ip);
+            return errno_error("delete the ARP entry for " + entry.ip);
     }
     return ok_status();
 }
 
 }  // namespace
+
+std::vector<ArpEntry> parse_arp_table(std::string_view text) {
+    // IP address  HW type  Flags  HW address  Mask  Device, after one header line.
+    std::vector<ArpEntry> entries;
+    size_t pos = text.find('\n');
+    while (pos != std::string_view::npos && pos + 1 < text.size()) {
+        size_t end = text.find('\n', pos + 1);
+        std::string_view line = text.substr(pos + 1, (end == std::string_view::npos ? text.size() : end) - pos - 1);
+        pos = end;
+        std::vector<std::string_view> fields;
+        for (size_t i = 0; i < line.size();) {
+            while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+            size_t j = i;
+            while (j < line.size() && line[j] != ' ' && line[j] != '\t') ++j;
+            if (j > i) fields.push_back(line.substr(i, j - i));
+            i = j;
+        }
+        if (fields.size() >= 6) entries.push_back(ArpEntry{std::string(fields[0]), std::string(fields[5])});
+    }
+    return entries;
+}
 
 std::string decode_hex(const std::string& hex) {
     auto nibble = [](char c) -> int {

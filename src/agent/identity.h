@@ -2,6 +2,8 @@
 #pragma once
 
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "base/result.h"
 #include "proto/messages.h"
@@ -16,6 +18,13 @@ namespace kiln::agent {
 //   4. when flush_arp, deletes every entry of /proc/net/arp.
 // Any failure is returned and the agent must stay not ready.
 Status renew_identity(const proto::InitRequest& request);
+
+// The entries of /proc/net/arp (after its header line): IP address and device of each.
+struct ArpEntry {
+    std::string ip;
+    std::string device;
+};
+std::vector<ArpEntry> parse_arp_table(std::string_view text);
 
 // Decodes the request's entropy_hex (already validated as even-length hex).
 std::string decode_hex(const std::string& hex);

@@ -32,14 +32,11 @@ bool is_mount_point(const std::string& path) {
     return self.st_dev != parent.st_dev || self.st_ino == parent.st_ino;
 }
 
-// False when the mount failed (logged unless `quiet`).
-bool mount_once(const char* source, const char* target, const char* type, unsigned long flags, const char* data,
-                mode_t dir_mode = 0755, bool quiet = false) {
+void mount_once(const char* source, const char* target, const char* type, unsigned long flags, const char* data,
+                mode_t dir_mode = 0755) {
     if (mkdir(target, dir_mode) != 0 && errno != EEXIST) warn(std::string("mkdir ") + target);
-    if (is_mount_point(target)) return true;  // e.g. /dev, mounted by the kernel (DEVTMPFS_MOUNT)
-    if (mount(source, target, type, flags, data) == 0) return true;
-    if (!quiet) warn(std::string("mount ") + type + " on " + target);
-    return false;
+    if (is_mount_point(target)) return;  // e.g. /dev, mounted by the kernel (DEVTMPFS_MOUNT)
+    if (mount(source, target, type, flags, data) != 0) warn(std::string("mount ") + type + " on " + target);
 }
 
 // fds 0-2 must be open, or the first pipes of an exec would land on them.
@@ -55,25 +52,15 @@ void ensure_stdio() {
     }
 }
 
-void bring_up_loopback() {
-    UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-    if (!sock) return warn("socket for lo");
-    struct ifreq request;
-    std::memset(&request, 0, sizeof request);
-    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
-    if (ioctl(sock.get(), SIOCGIFFLAGS, &request) != 0) return warn("read the flags of lo");
-    request.ifr_flags |= IFF_UP;
-    if (ioctl(sock.get(), SIOCSIFFLAGS, &request) != 0) warn("bring up lo");
-}
-
 }  // namespace
 
 std::string setup_pid1() {
-    // Signals: SIGCHLD arrives through the server's signalfd; init ignores the terminal and
-    // termination signals; SIGPIPE becomes EPIPE. Exec children reset all of these.
-    for (int sig : {SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT, SIGUSR1, SIGUSR2, SIGTSTP, SIGTTIN, SIGTTOU})
-        signal(sig, SIG_IGN);
-    reboot(RB_DISABLE_CAD);  // Ctrl-Alt-Del becomes a SIGINT to us, which we ignore
+    // Signals: every disposition stays SIG_DFL. The kernel gives init no signal it has no handler
+    // for (kill(2); its own SIGPIPE included: a write to a closed pipe is just EPIPE), so the
+    // terminal and termination signals are ignored as they should be, and an exec child, which
+    // shares our memory until it execs, has no disposition to reset. SIGCHLD arrives through the
+    // server's signalfd.
+    reboot(RB_DISABLE_CAD);  // Ctrl-Alt-Del becomes a SIGINT to us, which the kernel drops
     umask(022);
 
     const unsigned long nosuid_nodev_noexec = MS_NOSUID | MS_NODEV | MS_NOEXEC;
@@ -85,10 +72,7 @@ std::string setup_pid1() {
     mount_once("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
     mount_once("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", 01777);
     mount_once("tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755");
-    // favordynmods (Linux 6.0+): moving a process into a cgroup (every exec joins its leaf) then
-    // no longer waits for an RCU grace period, up to ~10 ms under emulation. Older kernels: without.
-    if (!mount_once("cgroup2", kCgroupMount, "cgroup2", nosuid_nodev_noexec, "favordynmods", 0755, /*quiet=*/true))
-        mount_once("cgroup2", kCgroupMount, "cgroup2", nosuid_nodev_noexec, nullptr);
+    mount_once("cgroup2", kCgroupMount, "cgroup2", nosuid_nodev_noexec, nullptr);  // favordynmods: later
     const char* links[][2] = {{"/proc/self/fd", "/dev/fd"},
                               {"/proc/self/fd/0", "/dev/stdin"},
                               {"/proc/self/fd/1", "/dev/stdout"},
@@ -97,7 +81,6 @@ std::string setup_pid1() {
         if (symlink(link[0], link[1]) != 0 && errno != EEXIST) warn(std::string("symlink ") + link[1]);
 
     if (sethostname("kiln", 4) != 0) warn("sethostname");
-    bring_up_loopback();
     setenv("PATH", kDefaultPath, 1);
     setenv("HOME", "/root", 1);
 
@@ -107,6 +90,35 @@ std::string setup_pid1() {
         else warn(std::string("mkdir ") + kExecCgroupRoot);
     }
     return cgroup_root;
+}
+
+void enable_cgroup_favordynmods() {
+    // Older kernels refuse the option (EINVAL): cgroups then work as before, only slower to join.
+    if (is_mount_point(kCgroupMount) &&
+        mount(nullptr, kCgroupMount, nullptr, MS_REMOUNT | MS_NOSUID | MS_NODEV | MS_NOEXEC, "favordynmods") != 0 &&
+        errno != EINVAL)
+        warn("remount cgroup2 with favordynmods");
+}
+
+void bring_up_loopback() {
+    UniqueFd sock(socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+    if (!sock) return warn("socket for lo");
+    struct ifreq request;
+    std::memset(&request, 0, sizeof request);
+    std::strncpy(request.ifr_name, "lo", IFNAMSIZ - 1);
+    if (ioctl(sock.get(), SIOCGIFFLAGS, &request) != 0) return warn("read the flags of lo");
+    request.ifr_flags |= IFF_UP;
+    if (ioctl(sock.get(), SIOCSIFFLAGS, &request) != 0) warn("bring up lo");
+}
+
+void preload_file(const char* path, size_t max_bytes) {
+    UniqueFd fd(open(path, O_RDONLY | O_CLOEXEC));
+    if (!fd) return;
+    static char buf[64 * 1024];
+    size_t total = 0;
+    ssize_t n;
+    while (total < max_bytes && ((n = ::read(fd.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)))
+        if (n > 0) total += static_cast<size_t>(n);
 }
 
 }  // namespace kiln::agent

@@ -1,6 +1,7 @@
 // What the agent does first as PID 1: the mounts, hostname, environment and signal dispositions of an init.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 namespace kiln::agent {
@@ -9,8 +10,23 @@ inline constexpr const char* kCgroupMount = "/sys/fs/cgroup";
 inline constexpr const char* kExecCgroupRoot = "/sys/fs/cgroup/kiln";
 
 // Sets up the guest: stdio, /proc, /sys, /dev (devtmpfs), /dev/pts, /dev/shm, /tmp, /run, cgroup2,
-// /dev/fd links, hostname "kiln", loopback up, PATH/HOME, umask, and signals. Failures are logged
-// and skipped: PID 1 must keep going. Returns the cgroup folder for execs, or "" without cgroup2.
+// /dev/fd links, hostname "kiln", PATH/HOME, umask, and signals. Failures are logged and skipped:
+// PID 1 must keep going. Returns the cgroup folder for execs, or "" without cgroup2.
 std::string setup_pid1();
+
+// The rest of the setup only execs need; under emulation both are slow, so they stay off the
+// path to the agent's first answer (main() runs them through ServerConfig::before_first_exec):
+//
+// Switches cgroup2 to favordynmods (Linux 6.0+): afterwards joining a cgroup, which every exec
+// does, never waits for an RCU grace period (up to ~10 ms). Switching waits for one grace period
+// itself, mostly idle time, so main() runs this on a thread from the start.
+void enable_cgroup_favordynmods();
+// Brings up lo: ~10-15 ms of kernel CPU that cannot be preempted, so it is not overlapped with
+// serving but done right before the first exec.
+void bring_up_loopback();
+// Reads `path` (up to `max_bytes`) so that its pages are in the page cache: before a snapshot, the
+// shell every `shell` exec starts, so that no clone reads it from its disk (under emulation the
+// block I/O path and the page faults of a cold binary cost a clone's first exec ~40 ms).
+void preload_file(const char* path, size_t max_bytes);
 
 }  // namespace kiln::agent

@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -30,6 +31,11 @@ struct ServerConfig {
     bool pid1 = false;
     // An existing cgroup v2 folder (e.g. /sys/fs/cgroup/kiln) for per-exec leaves; empty: process groups only.
     std::string cgroup_root;
+    // Called once, before the first exec starts or at the first freeze, whichever comes first
+    // (PID 1: the setup that only execs need).
+    std::function<void()> before_first_exec;
+    // Called at every freeze, before the guest syncs (PID 1: page in what clones' first execs need).
+    std::function<void()> before_freeze;
 };
 
 // Why run() returned.
@@ -76,6 +82,9 @@ private:
     Result<nlohmann::json> op_ping();
     Result<nlohmann::json> op_init(const nlohmann::json& body);
     Result<nlohmann::json> op_freeze();
+    // The set-up the first exec needs (ServerConfig::before_first_exec, one spare cgroup leaf,
+    // ServerConfig::before_freeze), done at freeze: every clone of the snapshot starts with it done.
+    void prepare_for_exec();
     Status op_exec(uint32_t stream, const nlohmann::json& body);
     Status op_read(uint32_t stream, const nlohmann::json& body);
     Status op_write(uint32_t stream, const nlohmann::json& body);

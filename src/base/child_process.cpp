@@ -87,6 +87,8 @@ struct ChildFailure {
     if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) {
         for (int fd = 3; fd < 65536; ++fd) ::fcntl(fd, F_SETFD, FD_CLOEXEC);
     }
+    for (int fd : options.keep_fds)
+        if (fd != pipe_fd && ::fcntl(fd, F_SETFD, 0) != 0) child_fail(pipe_fd, 3);
     if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) child_fail(pipe_fd, 1);
     ::execvp(argv[0], argv);
     child_fail(pipe_fd, 2);
@@ -103,6 +105,9 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
     if (options.argv.empty() || options.argv[0].empty())
         return make_error("invalid_argument", "spawn: empty argv");
     const std::string& name = options.argv[0];
+    for (int fd : options.keep_fds)
+        if (fd <= 2 || ::fcntl(fd, F_GETFD) < 0)
+            return make_error("invalid_argument", "spawn: fd " + std::to_string(fd) + " to keep is not an open fd above 2");
 
     // Everything the child needs is prepared here: after fork it may not allocate.
     std::vector<char*> argv;

@@ -42,6 +42,9 @@ struct SpawnOptions {
     // setsid(): no controlling terminal and its own process group, so a terminal's Ctrl-C reaches
     // only us and we decide how the child stops.
     bool new_session = false;
+    // Descriptors the child inherits under the same numbers (each > 2), e.g. a tap fd for QEMU.
+    // Everything else above 2 is still closed at exec.
+    std::vector<int> keep_fds;
 };
 
 // Every fd other than the chosen 0/1/2 is closed in the child. SIGCHLD must not be SIG_IGN in the

@@ -44,5 +44,7 @@ private:
 // Each command group registers its subcommands; the callbacks store their exit code in ctx.
 void add_vm_commands(CLI::App& app, CliContext& ctx);
 void add_doctor_command(CLI::App& app, CliContext& ctx);
+void add_sandbox_commands(CLI::App& app, CliContext& ctx);   // kilnd's API: sandbox_commands.cpp
+void add_template_commands(CLI::App& app, CliContext& ctx);  // kilnd's API: template_commands.cpp
 
 }  // namespace kiln::cli

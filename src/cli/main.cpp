@@ -29,6 +29,8 @@ int main(int argc, char** argv) {
     app.footer("Exit status: a command's own status; 125 when kiln itself fails; 124 when a command times out.");
     add_vm_commands(app, ctx);
     add_doctor_command(app, ctx);
+    add_sandbox_commands(app, ctx);
+    add_template_commands(app, ctx);
 
     try {
         app.parse(static_cast<int>(args.size()), args.data());

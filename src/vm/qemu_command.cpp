@@ -36,6 +36,14 @@ Status validate(const VmConfig& c) {
     for (char ch : c.name)
         if (!(isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
             return invalid("VM name may hold only letters, digits, '-', '_' and '.'");
+    if (c.net) {
+        if (c.net->tap_fd < 3) return invalid("the tap fd must be an open descriptor above 2");
+        const std::string& mac = c.net->mac;
+        bool mac_ok = mac.size() == 17;
+        for (size_t i = 0; mac_ok && i < mac.size(); ++i)
+            mac_ok = i % 3 == 2 ? mac[i] == ':' : isxdigit(static_cast<unsigned char>(mac[i])) != 0;
+        if (!mac_ok) return invalid("NIC MAC '" + mac + "' is not of the form 52:54:00:12:34:56");
+    }
     return ok_status();
 }
 
@@ -114,6 +122,11 @@ Result<std::vector<std::string>> build_qemu_argv(const VmConfig& c) {
 
     // Without virtio-rng the guest's first /dev/urandom read can stall for a long time under TCG.
     add({"-object", "rng-random,id=rng,filename=/dev/urandom", "-device", "virtio-rng-device,rng=rng"});
+
+    // The NIC: QEMU inherits the tap fd (SpawnOptions::keep_fds), so it opens nothing itself.
+    if (c.net)
+        add({"-netdev", "tap,id=net0,fd=" + std::to_string(c.net->tap_fd), "-device",
+             "virtio-net-device,netdev=net0,mac=" + c.net->mac});
 
     if (c.start_paused) add({"-S"});
     if (c.incoming_defer) add({"-incoming", "defer"});

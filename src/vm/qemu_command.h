@@ -40,6 +40,14 @@ struct MemoryFile {
 //    reflinks the file sees them; whoever keeps such a file beyond the VM must fsync it.
 enum class DiskCache { Writeback, Unsafe };
 
+// A virtio-net NIC backed by a tap device the caller opened (in a sandbox's own network
+// namespace, see src/daemon/net): QEMU only gets the fd, so it stays in the host namespace and
+// keeps its seccomp sandbox. A snapshot taken with a NIC restores only with one (and vice versa).
+struct NetDevice {
+    int tap_fd = -1;  // inherited by QEMU under this number (> 2); the caller owns and closes it
+    std::string mac;  // "52:54:00:xx:xx:xx"
+};
+
 struct VmConfig {
     std::string qemu_binary = "qemu-system-x86_64";
     std::string name;  // -name; shows in ps and thread names
@@ -57,6 +65,7 @@ struct VmConfig {
     bool start_paused = false;    // -S: the guest starts at QMP "cont" (no console output is lost)
     bool sandbox = true;          // -sandbox (seccomp), when this QEMU supports it
     bool sandbox_allow_spawn = false;  // let QEMU fork/exec (needed only for "exec:" migration URIs)
+    std::optional<NetDevice> net;      // nothing: no NIC at all
 };
 
 inline constexpr uint32_t kMaxVcpus = 64;

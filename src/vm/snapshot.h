@@ -6,6 +6,7 @@
 #include <sys/types.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,19 +56,24 @@ struct RestoreRequest {
     // a spare comes with its own), and start the next one in the background once this VM is
     // ready. See prepare_spare().
     bool keep_spare = false;
+    // The NIC, required when the snapshot was taken with one and refused otherwise (the device
+    // set must match the saved state). A restore with a NIC never uses a spare: the tap fd must
+    // be there when QEMU starts.
+    std::optional<NetDevice> net;
 };
 
 // 1. manifest verified and checked against this host (nothing starts if it fails) 2. disk cloned
 // 3. QEMU started with the memory file mapped share=off and -incoming defer (2-3: or a spare
 // taken, with keep_spare) 4. device state loaded
-// 5. identity renewed (entropy, clock, id, hostname, ARP) before anything else reaches the agent.
+// 5. identity renewed (entropy, clock, id, hostname; no ARP flush: Kiln VMs have no NIC) before
+// anything else reaches the agent.
 Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, RestoreTimings* timings = nullptr);
 
 // A spare is a QEMU started ahead for one snapshot: its run dir, its reflink of the disk, the
 // memory file mapped copy-on-write, QMP/console/agent connected, the state file's fd passed and
 // -incoming defer. It holds no guest state (no vCPU ran, no guest page was touched); it costs one
-// idle QEMU process (about 10 MiB private beside the shared binary: count it in density figures,
-// see spare_pids()). A restore with keep_spare takes it and skips QEMU's start-up (~40 ms under
+// idle QEMU process (~16 MiB PSS measured beside 5 clones: count it in density figures, see
+// spare_pids()). A restore with keep_spare takes it and skips QEMU's start-up (~40 ms under
 // TCG); the restore still verifies the snapshot, and a spare whose snapshot files changed is
 // dropped. At most one spare per snapshot directory, started by one background thread.
 void prepare_spare(const std::string& snapshot_dir);
@@ -86,6 +92,7 @@ struct ForkTimings {
 struct ForkRequest {
     std::string id;
     std::string hostname;
+    std::optional<NetDevice> net;  // the child's own NIC: required exactly when the parent has one
     Millis timeout{30000};
 };
 
@@ -96,7 +103,7 @@ struct ForkRequest {
 // copy-on-write.
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings = nullptr);
 
-// QEMU's plain path, kept as the baseline the benchmarks compare against and used by fork: the
+// QEMU's plain path, kept as the baseline the benchmarks compare against (fork streams instead): the
 // whole RAM in the migration stream. write_full_state leaves the VM stopped.
 Status write_full_state(Vm& vm, const std::string& path, Millis timeout = Millis(60000));
 // Starts a VM shaped like `shape` (vcpus, memory, kernel, disk in the new run dir) from such a

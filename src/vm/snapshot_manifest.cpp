@@ -17,7 +17,7 @@ Error incompatible(const std::string& message) { return make_error("snapshot_inc
 ordered_json file_json(const SnapshotFileInfo& f) { return ordered_json{{"size", f.size}, {"sha256", f.sha256}}; }
 
 ordered_json body_json(const SnapshotManifest& m) {
-    return ordered_json{
+    ordered_json body{
         {"magic", kSnapshotMagic},
         {"format_version", kSnapshotFormatVersion},
         {"id", m.id},
@@ -32,6 +32,9 @@ ordered_json body_json(const SnapshotManifest& m) {
         {"machine", m.machine},
         {"files", {{kStateFileName, file_json(m.state)}, {kMemoryFileName, file_json(m.memory)}, {kDiskFileName, file_json(m.disk)}}},
     };
+    // Optional and only when true, so manifests without a NIC keep their exact bytes and checksum.
+    if (m.nic) body["nic"] = true;
+    return body;
 }
 
 template <typename T>
@@ -112,6 +115,10 @@ Result<SnapshotManifest> parse_manifest(const std::string& text) {
     TRY(get_field(j, "accel", m.accel));
     TRY(get_field(j, "qemu_version", m.qemu_version));
     TRY(get_field(j, "machine", m.machine));
+    if (auto nic = j.find("nic"); nic != j.end()) {
+        if (!nic->is_boolean()) return damaged("manifest field 'nic' has the wrong type");
+        m.nic = nic->get<bool>();
+    }
     TRY(get_file(*files, kStateFileName, m.state));
     TRY(get_file(*files, kMemoryFileName, m.memory));
     TRY(get_file(*files, kDiskFileName, m.disk));

@@ -38,6 +38,7 @@ struct SnapshotManifest {
     std::string accel;         // "tcg" or "kvm": device state of one does not load into the other
     std::string qemu_version;  // the migration stream is only trusted within one QEMU version
     std::string machine = "microvm";
+    bool nic = false;  // taken with a virtio-net NIC: restores need one too ("nic" only written when true)
     SnapshotFileInfo state;
     SnapshotFileInfo memory;
     SnapshotFileInfo disk;

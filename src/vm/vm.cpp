@@ -61,7 +61,14 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     VmConfig config;
     config.vcpus = options.vcpus;
     config.memory_mib = options.memory_mib;
-    config.extra_kernel_args = options.extra_kernel_args;
+    // Boot-time savings on the kernel command line (measured under TCG, see docs/benchmarks.md):
+    // no legacy BSD ptys (pty_init registered 256 of them: ~80-100 ms of a ~1 s boot; /dev/pts
+    // is what everything uses) and one 8250 UART instead of 4 (only ttyS0 exists). The caller's
+    // own arguments come after, so they can override these.
+    config.extra_kernel_args = {"pty.legacy_count=0", "8250.nr_uarts=1"};
+    config.extra_kernel_args.insert(config.extra_kernel_args.end(), options.extra_kernel_args.begin(),
+                                    options.extra_kernel_args.end());
+    config.net = options.net;
     GuestInfo guest;
     if (options.kernel_path.empty()) {
         auto kernel = TRY(find_kernel());
@@ -92,6 +99,12 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     auto accel = TRY(choose_accel(options.accel));
     config.accel = accel.accel;
     if (auto khz = host_tsc_khz(); khz.ok()) config.tsc_khz = *khz;
+    // Under TCG the guest's TSC is the host's (QEMU offsets it while the VM is stopped): steady.
+    // Without tsc=reliable the guest's clocksource watchdog checks it against jiffies, which fall
+    // behind whenever the vCPU thread waits for a host core; on a loaded host (20 clones restored
+    // at once on 2 cores: 13 of 20 did) it marks the TSC unstable, switches to refined-jiffies,
+    // and the guest's clock then drifts seconds behind the host's, restored identity or not.
+    if (config.accel == Accel::Tcg) config.extra_kernel_args.push_back("tsc=reliable");
     auto qemu = TRY(qemu_info());
     config.qemu_binary = qemu.binary;
     config.sandbox = qemu.sandbox;
@@ -171,6 +184,7 @@ Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string
     // on worker threads that end long before their VMs. Owners destroy their VMs; kilnd reconciles
     // orphans; the CLI asks for it so a killed `kiln vm run` leaves no QEMU behind.
     spawn.die_with_parent = die_with_owner_thread;
+    if (config.net) spawn.keep_fds.push_back(config.net->tap_fd);
     vm->m_qemu = TRY(ChildProcess::spawn(spawn));
     vm->m_timings.spawned_ms = since_ms(start);
 
@@ -233,10 +247,11 @@ Status Vm::renew_identity() {
         init.hostname = m_guest.hostname.empty() ? "kiln-" + m_id : m_guest.hostname;
         init.time_unix_ns = wall_clock_ns();
         init.entropy_hex = TRY(random_hex(proto::kEntropyBytes));
-        // Kiln's VMs have no network device (build_qemu_argv adds none), so their ARP cache is
-        // empty. Flushing it anyway made the agent open and parse /proc/net/arp: after a restore,
-        // under TCG, ~1,700 freshly translated blocks, about a third of the identity renewal
-        // (~20 ms). A VM with a NIC must flush.
+        // Kiln's VMs have no network device, or one whose peer (the tap in the sandbox's own
+        // namespace) has the same fixed MAC and address in every sandbox (src/daemon/net), so
+        // no ARP entry goes stale across a restore or fork. Flushing anyway made the agent open
+        // and parse /proc/net/arp: after a restore, under TCG, ~1,700 freshly translated blocks,
+        // about a third of the identity renewal (~20 ms).
         init.flush_arp = false;
         auto sent = Clock::now();
         Status st = m_agent->init(init);

@@ -34,6 +34,7 @@ struct BootOptions {
     std::string id;               // empty: 12 random hex digits
     std::string hostname;         // empty: kiln-<id>
     std::vector<std::string> extra_kernel_args;
+    std::optional<NetDevice> net;  // a virtio-net NIC on this tap fd; nothing: no NIC
     bool snapshottable = false;   // RAM in a shared file in the run dir, so take_snapshot() works
     bool keep_run_dir = false;    // leave $DATA/vms/<id> behind after destroy (debugging)
     // QEMU gets SIGKILL when the thread that booted it exits (PR_SET_PDEATHSIG): right for a CLI

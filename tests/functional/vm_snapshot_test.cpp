@@ -158,11 +158,16 @@ TEST_F(SnapshotTest, ForkedChildDivergesAndOutlivesItsParent) {
     req.snapshot_dir = dir();
     auto parent = restore_snapshot(req);
     ASSERT_TRUE(parent.ok()) << parent.error().to_string();
-    sh(**parent, "echo before-fork > /tmp/f.txt");
+    sh(**parent, "echo before-fork > /tmp/f.txt; echo disk-before-fork > /root/f.txt");
     ForkTimings t;
     auto child = fork_vm(**parent, ForkRequest{}, &t);
     ASSERT_TRUE(child.ok()) << child.error().to_string();
     EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt")), "before-fork");
+    // The child's disk is the parent's as of the fork (its QEMU started before the parent stopped).
+    // (Its page cache came with its RAM: drop it so the read reaches the disk.)
+    EXPECT_EQ(trim(sh(**child, "echo 3 > /proc/sys/vm/drop_caches && cat /root/f.txt")), "disk-before-fork");
+    sh(**parent, "echo parent-disk > /root/f.txt; sync");
+    EXPECT_EQ(trim(sh(**child, "echo 3 > /proc/sys/vm/drop_caches && cat /root/f.txt")), "disk-before-fork");
     sh(**parent, "echo parent > /tmp/f.txt");
     sh(**child, "echo child > /tmp/f.txt");
     EXPECT_EQ(trim(sh(**parent, "cat /tmp/f.txt")), "parent");

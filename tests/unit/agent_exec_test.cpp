@@ -19,24 +19,6 @@ proto::ExecResult exec_result(const StreamReply& reply) {
     return result.ok() ? *result : proto::ExecResult{};
 }
 
-// A process is gone when it no longer exists or is a zombie waiting for someone else's wait().
-bool process_gone(pid_t pid) {
-    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
-    if (!stat) return true;
-    std::string line;
-    std::getline(stat, line);
-    auto close = line.rfind(')');
-    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
-}
-
-bool wait_gone(pid_t pid, int ms = 3000) {
-    for (int i = 0; i < ms / 10; ++i) {
-        if (process_gone(pid)) return true;
-        usleep(10000);
-    }
-    return false;
-}
-
 size_t resident_kib() {
     std::ifstream status("/proc/self/status");
     std::string key;
@@ -247,4 +229,145 @@ TEST(AgentExec, ManyConcurrentExecs) {
         EXPECT_EQ(reply.out, std::to_string(i) + "\n");
         EXPECT_EQ(exec_result(reply).exit_code, i);
     }
+}
+
+TEST(AgentExec, ManyConcurrentExecsWithOutputAndStdin) {
+    // The vfork-style spawn under load: execs start while others run, write and exit.
+    AgentHarness agent;
+    constexpr int kExecs = 64;
+    std::vector<uint32_t> streams;
+    for (int i = 0; i < kExecs; ++i) {
+        uint32_t s = agent.next_stream();
+        bool with_stdin = i % 2 == 0;
+        agent.request(s, proto::op::kExec,
+                      json{{"shell", with_stdin ? "cat; echo " + std::to_string(i) : "seq 1 2000 | tail -n 1; exit 3"},
+                           {"stdin", with_stdin}});
+        if (with_stdin) {
+            agent.send(FrameType::Stdin, s, "in-" + std::to_string(i) + "\n");
+            agent.send(FrameType::Eof, s);
+        }
+        streams.push_back(s);
+    }
+    for (int i = 0; i < kExecs; ++i) {
+        auto reply = agent.collect(streams[i], std::chrono::seconds(30));
+        if (i % 2 == 0) {
+            EXPECT_EQ(reply.out, "in-" + std::to_string(i) + "\n" + std::to_string(i) + "\n");
+            EXPECT_EQ(exec_result(reply).exit_code, 0);
+        } else {
+            EXPECT_EQ(reply.out, "2000\n");
+            EXPECT_EQ(exec_result(reply).exit_code, 3);
+        }
+    }
+}
+
+TEST(AgentExec, ChildStartsWithDefaultSignalsAndAnEmptyMask) {
+    // PID 1 ignores several signals and the server's thread blocks SIGCHLD and SIGPIPE: none of it
+    // may reach the exec.
+    struct sigaction ignore {}, previous {};
+    ignore.sa_handler = SIG_IGN;
+    ASSERT_EQ(sigaction(SIGUSR1, &ignore, &previous), 0);
+    {
+        AgentHarness agent;  // the server takes the dispositions as they are now
+        auto reply = agent.call(proto::op::kExec, json{{"argv", {"grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"}}});
+        EXPECT_EQ(reply.out, "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    }
+    sigaction(SIGUSR1, &previous, nullptr);
+}
+
+TEST(AgentExec, RunsAsTheRequestedUserAndGroupWithNoSupplementaryGroups) {
+    if (geteuid() != 0) GTEST_SKIP() << "needs root";
+    AgentHarness agent;
+    auto reply = agent.call(proto::op::kExec, json{{"shell", "id -u; id -g; id -G"}, {"uid", 65534}, {"gid", 65533}});
+    EXPECT_EQ(reply.out, "65534\n65533\n65533\n");
+    EXPECT_EQ(exec_result(reply).exit_code, 0);
+    // A working directory the user may not enter: the child's message, exit 127.
+    TempDir dir;
+    chmod(dir.path().c_str(), 0700);
+    reply = agent.call(proto::op::kExec, json{{"argv", {"true"}}, {"uid", 65534}, {"gid", 65534}, {"cwd", dir.path()}});
+    EXPECT_EQ(exec_result(reply).exit_code, 127);
+    EXPECT_NE(reply.err.find("cannot change directory to"), std::string::npos) << reply.err;
+}
+
+TEST(AgentExec, PathSearchSkipsMissingAndNotExecutableFilesLikeExecvp) {
+    TempDir dir;
+    mkdir((dir / "a").c_str(), 0755);
+    mkdir((dir / "b").c_str(), 0755);
+    {
+        std::ofstream not_executable(dir / "a/kiln-tool");
+        not_executable << "echo from-a\n";
+        std::ofstream script(dir / "b/kiln-tool");
+        script << "#!/bin/sh\necho from-b \"$@\"\n";
+    }
+    chmod((dir / "a/kiln-tool").c_str(), 0644);
+    chmod((dir / "b/kiln-tool").c_str(), 0755);
+    AgentHarness agent;
+    std::string path = "/nonexistent:" + dir.path() + "/missing:" + dir.path() + "/a:" + dir.path() + "/b";
+    auto reply = agent.call(proto::op::kExec, json{{"argv", {"kiln-tool", "x"}}, {"env", {{"PATH", path}}}});
+    EXPECT_EQ(reply.out, "from-b x\n");
+    EXPECT_EQ(exec_result(reply).exit_code, 0);
+    // Only a file that may not be run: EACCES, not ENOENT.
+    reply = agent.call(proto::op::kExec, json{{"argv", {"kiln-tool"}}, {"env", {{"PATH", "/nonexistent:" + dir.path() + "/a"}}}});
+    EXPECT_EQ(exec_result(reply).exit_code, 127);
+    EXPECT_NE(reply.err.find("Permission denied"), std::string::npos) << reply.err;
+    // An absolute path that does not exist.
+    reply = agent.call(proto::op::kExec, json{{"argv", {dir / "nothing-here"}}});
+    EXPECT_EQ(exec_result(reply).exit_code, 127);
+    EXPECT_NE(reply.err.find("No such file"), std::string::npos) << reply.err;
+}
+
+TEST(AgentExec, DisconnectWithOutputStillUnsentLeavesTheProcessAlive) {
+    // The server writes to a closed socket (EPIPE) and to a child's closed stdin with SIGPIPE
+    // blocked; run() must not leave that SIGPIPE pending when it unblocks it on return.
+    for (int round = 0; round < 3; ++round) {
+        AgentHarness agent;
+        uint32_t stream = agent.next_stream();
+        agent.request(stream, proto::op::kExec, json{{"shell", "head -c 20000000 /dev/zero"}});
+        auto first = agent.next_frame(stream);
+        ASSERT_TRUE(first);
+        uint32_t closed_stdin = agent.next_stream();
+        agent.request(closed_stdin, proto::op::kExec, json{{"argv", {"true"}}, {"stdin", true}});
+        ASSERT_TRUE(agent.next_frame(closed_stdin));
+        usleep(100 * 1000);
+        agent.send(FrameType::Stdin, closed_stdin, std::string(1 << 20, 'x'));
+        EXPECT_EQ(agent.stop(), RunEnd::Disconnected);
+    }
+    SUCCEED() << "still here";
+}
+
+TEST(AgentExec, FreezeDoesTheFirstExecsSetupAheadAndCallsBeforeFreezeEachTime) {
+    // A snapshot is taken frozen: what the first exec would do runs at freeze instead, once, so
+    // that every clone starts with it done; before_freeze runs at every freeze.
+    int setup_calls = 0, freeze_calls = 0;
+    ServerConfig config;
+    config.before_first_exec = [&setup_calls] { ++setup_calls; };
+    config.before_freeze = [&freeze_calls] { ++freeze_calls; };
+    AgentHarness agent(true, config);
+    EXPECT_TRUE(agent.call(proto::op::kFreeze).ok());
+    EXPECT_EQ(setup_calls, 1);
+    EXPECT_EQ(freeze_calls, 1);
+    EXPECT_TRUE(agent.call(proto::op::kInit, json{{"hostname", "test"}, {"entropy_hex", std::string(128, 'a')}}).ok());
+    EXPECT_TRUE(agent.call(proto::op::kExec, json{{"argv", {"true"}}}).ok());
+    EXPECT_TRUE(agent.call(proto::op::kFreeze).ok());
+    agent.stop();
+    EXPECT_EQ(setup_calls, 1);
+    EXPECT_EQ(freeze_calls, 2);
+}
+
+TEST(AgentExec, BeforeFirstExecRunsOnceBeforeTheFirstChild) {
+    // PID 1 finishes its setup on a thread; the first exec waits for it through this hook.
+    TempDir dir;
+    int calls = 0;
+    ServerConfig config;
+    config.before_first_exec = [&calls, &dir] {
+        ++calls;
+        std::ofstream(dir / "setup-done") << "yes\n";
+    };
+    AgentHarness agent(true, config);
+    EXPECT_TRUE(agent.call(proto::op::kPing).ok());
+    EXPECT_EQ(calls, 0) << "only execs wait for the setup";
+    auto reply = agent.call(proto::op::kExec, json{{"argv", {"cat", dir / "setup-done"}}});
+    EXPECT_EQ(reply.out, "yes\n");
+    EXPECT_TRUE(agent.call(proto::op::kExec, json{{"argv", {"true"}}}).ok());
+    agent.stop();
+    EXPECT_EQ(calls, 1);
 }

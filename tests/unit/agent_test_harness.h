@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <deque>
+#include <fstream>
+#include <map>
 #include <string>
 #include <thread>
 #include <vector>
@@ -39,12 +41,12 @@ struct StreamReply {
 
 class AgentHarness {
 public:
-    explicit AgentHarness(bool init = true) {
+    explicit AgentHarness(bool init = true, ServerConfig config = {}) {
         int fds[2];
         EXPECT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
         m_host_fd = fds[0];
         m_agent_fd = fds[1];
-        auto server = Server::create(ServerConfig{});
+        auto server = Server::create(std::move(config));
         EXPECT_TRUE(server.ok());
         m_server = std::move(server).value();
         m_thread = std::thread([this] { m_end = m_server->run(m_agent_fd); });
@@ -90,18 +92,17 @@ public:
         send(FrameType::Request, stream, proto::make_request(op, std::move(fields)).dump());
     }
 
-    // The next frame on `stream` (frames of other streams are kept for later).
+    // The next frame on `stream` (frames of other streams are kept for later). Gives up at the
+    // deadline even while frames of other streams keep arriving.
     std::optional<Frame> next_frame(uint32_t stream, std::chrono::milliseconds timeout = std::chrono::seconds(10)) {
         auto deadline = std::chrono::steady_clock::now() + timeout;
         for (;;) {
-            for (auto it = m_pending.begin(); it != m_pending.end(); ++it) {
-                if (it->stream == stream) {
-                    Frame f = std::move(*it);
-                    m_pending.erase(it);
-                    return f;
-                }
+            if (auto it = m_pending.find(stream); it != m_pending.end() && !it->second.empty()) {
+                Frame f = std::move(it->second.front());
+                it->second.pop_front();
+                return f;
             }
-            if (!pump(deadline)) return std::nullopt;
+            if (std::chrono::steady_clock::now() >= deadline || !pump(deadline)) return std::nullopt;
         }
     }
 
@@ -149,7 +150,8 @@ private:
         for (;;) {
             bool decoded = false;
             while (auto f = m_decoder.next()) {
-                m_pending.push_back(std::move(*f));
+                uint32_t stream = f->stream;
+                m_pending[stream].push_back(std::move(*f));
                 decoded = true;
             }
             if (auto e = m_decoder.next_error()) ADD_FAILURE() << "the agent sent a malformed frame: " << e->message;
@@ -171,9 +173,27 @@ private:
     std::thread m_thread;
     RunEnd m_end = RunEnd::Disconnected;
     proto::FrameDecoder m_decoder;
-    std::deque<Frame> m_pending;
+    std::map<uint32_t, std::deque<Frame>> m_pending;  // by stream, in arrival order
     uint32_t m_stream = 1;
 };
+
+// A process is gone when it no longer exists or is a zombie waiting for someone else's wait().
+inline bool process_gone(pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    if (!stat) return true;
+    std::string line;
+    std::getline(stat, line);
+    auto close = line.rfind(')');
+    return close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z';
+}
+
+inline bool wait_gone(pid_t pid, int ms = 3000) {
+    for (int i = 0; i < ms / 10; ++i) {
+        if (process_gone(pid)) return true;
+        usleep(10000);
+    }
+    return false;
+}
 
 // A fresh folder under /tmp, removed with everything in it at the end of the test.
 class TempDir {

@@ -1,6 +1,8 @@
 // HttpServer over cpp-httplib: auth, error mapping, limits, logging, and the route groups.
 #include "daemon/http/http_server.h"
 
+#include <strings.h>
+
 #include <chrono>
 #include <regex>
 
@@ -64,7 +66,8 @@ httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler) {
     return [&ctx, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
         std::string header = req.get_header_value("Authorization");
         static constexpr std::string_view kBearer = "Bearer ";
-        if (header.size() <= kBearer.size() || header.compare(0, kBearer.size(), kBearer) != 0) {
+        // The scheme is case-insensitive (RFC 7235); the token is not.
+        if (header.size() <= kBearer.size() || strncasecmp(header.c_str(), kBearer.data(), kBearer.size()) != 0) {
             send_error(res, make_error(codes::kUnauthorized, "an Authorization: Bearer <token> header is required"));
             return;
         }

@@ -6,6 +6,7 @@
 #include <archive_entry.h>
 
 #include <memory>
+#include <set>
 #include <vector>
 
 #include "daemon/sandboxes/sandbox_service.h"
@@ -87,6 +88,10 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
 
     archive_entry* entry = nullptr;
     std::vector<char> buf(64 * 1024);
+    // Every symlink the archive makes: a later entry *through* one of them ("a -> ." then
+    // "a/l -> ../x", or "d -> /etc" then "d/passwd") would be checked against the wrong folder,
+    // so such entries are refused. `tar -c` never writes them.
+    std::set<std::string> links;
     for (;;) {
         int r = archive_read_next_header(in.get(), &entry);
         if (r == ARCHIVE_EOF) break;
@@ -99,6 +104,11 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         std::vector<std::string_view> parts;
         if (!components(name, &parts)) return refuse(name, "'..' is not allowed in names");
         if (archive_entry_hardlink(entry)) return refuse(name, "hard links are not allowed");
+        std::string prefix;
+        for (size_t i = 0; i + 1 < parts.size(); ++i) {
+            prefix += (i ? "/" : "") + std::string(parts[i]);
+            if (links.count(prefix)) return refuse(name, "is inside '" + prefix + "', a symlink of this archive");
+        }
         if (++result.entries > limits.max_entries) return refuse(name, "too many entries");
 
         mode_t type = archive_entry_filetype(entry);
@@ -107,6 +117,9 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
             std::string t = target ? target : "";
             if (!t.empty() && t[0] == '/') return refuse(name, "absolute symlinks are not allowed (-> " + t.substr(0, 200) + ")");
             if (!symlink_stays_inside(name, t)) return refuse(name, "the symlink leaves the destination (-> " + t.substr(0, 200) + ")");
+            std::string normalized;
+            for (size_t i = 0; i < parts.size(); ++i) normalized += (i ? "/" : "") + std::string(parts[i]);
+            links.insert(normalized);
         } else if (type != AE_IFREG && type != AE_IFDIR) {
             return refuse(name, "only files, folders and relative symlinks are allowed");
         }

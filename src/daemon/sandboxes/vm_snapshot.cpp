@@ -20,6 +20,20 @@ namespace {
 
 constexpr const char* kHelperFdName = "kiln-snapshot-helper";
 
+// "cont" right after a migration completes can race QEMU's own clean-up ("Migration is not
+// finalized yet"): retry that one error briefly, as the VM layer's own resume does.
+Status resume(vm::Vm& vm) {
+    auto deadline = Clock::now() + Millis(5000);
+    for (;;) {
+        auto r = vm.qmp().execute("cont");
+        if (r.ok()) return ok_status();
+        if (r.error().code != "qmp_error" || r.error().message.find("not finalized") == std::string::npos ||
+            Clock::now() >= deadline)
+            return r.error();
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+}
+
 // Loads the stream at `path` into `helper` (started with -incoming defer) and lets it run.
 Status load_stream(vm::Vm& helper, const std::string& path, Millis timeout) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -38,8 +52,7 @@ Status load_stream(vm::Vm& helper, const std::string& path, Millis timeout) {
         if (Clock::now() > deadline) return make_error("timeout", "loading the helper VM timed out");
         std::this_thread::sleep_for(Millis(5));
     }
-    if (auto r = qmp.execute("cont"); !r.ok()) return r.error();
-    return ok_status();
+    return resume(helper);
 }
 
 }  // namespace
@@ -65,8 +78,8 @@ Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotReque
         if (!c.ok()) cloned = c.error();
     }
     if (request.resume) {
-        auto cont = source.qmp().execute("cont");
-        Status renewed = cont.ok() ? source.renew_identity() : Status(cont.error());
+        Status renewed = resume(source);
+        if (renewed.ok()) renewed = source.renew_identity();
         if (!renewed.ok() && saved.ok()) {
             (void)remove_tree(dir);
             return make_error(renewed.error().code == "vm_gone" ? "vm_gone" : "snapshot_failed",

@@ -1,0 +1,106 @@
+"""Kiln: the SDK's entry point, with the sandboxes, templates and snapshots collections."""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Optional
+
+from ._http import Transport
+from .models import Snapshot, Template
+from .sandbox import Sandbox
+
+DEFAULT_URL = "http://127.0.0.1:7070"
+
+
+class Kiln:
+    """A client of one kilnd.
+
+    ``url`` defaults to $KILN_URL (else http://127.0.0.1:7070) and ``token`` to $KILN_TOKEN.
+    ``timeout`` is the socket timeout of plain calls in seconds; ``retries`` is how often an
+    idempotent call (GET, PUT, DELETE) is retried when the connection fails (POST and PATCH never).
+    """
+
+    def __init__(self, url: Optional[str] = None, token: Optional[str] = None, *, timeout: float = 300.0,
+                 retries: int = 3):
+        self.url = url or os.environ.get("KILN_URL") or DEFAULT_URL
+        self._t = Transport(self.url, token if token is not None else os.environ.get("KILN_TOKEN"), timeout, retries)
+        self.sandboxes = Sandboxes(self._t)
+        self.templates = Templates(self._t)
+        self.snapshots = Snapshots(self._t)
+
+    def health(self) -> dict:
+        """GET /healthz: {status, version, accel}."""
+        return self._t.json("GET", "/healthz")
+
+    def metrics(self) -> str:
+        """GET /metrics: Prometheus text."""
+        return self._t.request("GET", "/metrics", accept="text/plain")[2].decode()
+
+
+class Sandboxes:
+    """``k.sandboxes``: create, list and get sandboxes."""
+
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def create(self, template: str = "tiny", *, ttl_seconds: Optional[int] = None,
+               metadata: Optional[Mapping[str, str]] = None, env: Optional[Mapping[str, str]] = None,
+               vcpus: Optional[int] = None, memory_mib: Optional[int] = None) -> Sandbox:
+        """Creates a sandbox from a template (``tiny``) or a snapshot id; returns once exec works.
+
+        Raises QuotaExceeded over kilnd's limits, NotFound for an unknown template.
+        """
+        body: dict[str, Any] = {"template": template}
+        for key, value in (("ttl_seconds", ttl_seconds), ("vcpus", vcpus), ("memory_mib", memory_mib)):
+            if value is not None:
+                body[key] = value
+        if metadata:
+            body["metadata"] = dict(metadata)
+        if env:
+            body["env"] = dict(env)
+        return Sandbox(self._t, self._t.json("POST", "/v1/sandboxes", json_body=body))
+
+    def get(self, sandbox_id: str) -> Sandbox:
+        """One sandbox in any state (deleted and expired ones are kept for a while)."""
+        return Sandbox(self._t, self._t.json("GET", f"/v1/sandboxes/{sandbox_id}"))
+
+    def list(self, metadata: Optional[Mapping[str, str]] = None, state: Optional[str] = None) -> list[Sandbox]:
+        """Your sandboxes, newest first: live ones by default; ``state`` is one state or ``all``;
+        every ``metadata`` pair must match."""
+        params: dict[str, Any] = {"state": state}
+        for key, value in (metadata or {}).items():
+            params[f"metadata.{key}"] = value
+        doc = self._t.json("GET", "/v1/sandboxes", params=params)
+        return [Sandbox(self._t, d) for d in doc["sandboxes"]]
+
+
+class Templates:
+    """``k.templates``: built-in templates and your snapshots."""
+
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def list(self) -> list[Template]:
+        return [Template.from_json(d) for d in self._t.json("GET", "/v1/templates")["templates"]]
+
+    def get(self, template_id: str) -> Template:
+        return Template.from_json(self._t.json("GET", f"/v1/templates/{template_id}"))
+
+    def delete(self, template_id: str) -> None:
+        """A built-in template drops its baked snapshot (baked again on next use); a snapshot is deleted."""
+        self._t.request("DELETE", f"/v1/templates/{template_id}")
+
+
+class Snapshots:
+    """``k.snapshots``: your snapshots."""
+
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def list(self) -> list[Snapshot]:
+        return [Snapshot.from_json(d, self._t) for d in self._t.json("GET", "/v1/snapshots")["snapshots"]]
+
+    def get(self, snapshot_id: str) -> Snapshot:
+        return Snapshot.from_json(self._t.json("GET", f"/v1/snapshots/{snapshot_id}"), self._t)
+
+    def delete(self, snapshot_id: str) -> None:
+        self._t.request("DELETE", f"/v1/snapshots/{snapshot_id}")

@@ -1,0 +1,118 @@
+"""Plain records the API returns: exec results and events, file info, snapshots, templates."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a finished command printed and how it ended.
+
+    ``exit_code`` is None when a signal killed the command (``signal`` says which).
+    """
+
+    stdout: str
+    stderr: str
+    exit_code: Optional[int]
+    duration_ms: float = 0.0
+    signal: Optional[int] = None
+    timed_out: bool = False
+    truncated: bool = False
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "ExecResult":
+        return cls(stdout=doc.get("stdout", ""), stderr=doc.get("stderr", ""), exit_code=doc.get("exit_code"),
+                   duration_ms=float(doc.get("duration_ms", 0)), signal=doc.get("signal"),
+                   timed_out=bool(doc.get("timed_out", False)), truncated=bool(doc.get("truncated", False)))
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited with 0."""
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class ExecEvent:
+    """One event of a streamed exec: ``kind`` is ``start``, ``stdout``, ``stderr`` or ``exit``.
+
+    ``data`` is the text that came (stdout/stderr); ``exit_code``, ``signal``, ``timed_out`` and
+    ``duration_ms`` are set on ``exit``; ``pid`` on ``start``.
+    """
+
+    kind: str
+    data: str = ""
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    timed_out: bool = False
+    duration_ms: Optional[float] = None
+    pid: Optional[int] = None
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "ExecEvent":
+        return cls(kind=doc.get("type", ""), data=doc.get("data", "") or "", exit_code=doc.get("exit_code"),
+                   signal=doc.get("signal"), timed_out=bool(doc.get("timed_out", False)),
+                   duration_ms=doc.get("duration_ms"), pid=doc.get("pid"))
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A path in the guest: ``type`` is file, dir, symlink or other; ``mode`` is octal text (0644)."""
+
+    path: str
+    name: str
+    type: str
+    size: int
+    mode: str
+    mtime: str
+    target: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "FileInfo":
+        return cls(path=doc["path"], name=doc["name"], type=doc["type"], size=int(doc["size"]), mode=doc["mode"],
+                   mtime=doc["mtime"], target=doc.get("target"))
+
+
+@dataclass(frozen=True)
+class Template:
+    """Something a sandbox can be created from: a built-in template or one of your snapshots."""
+
+    id: str
+    kind: str
+    ready: bool
+    vcpus: int
+    memory_mib: int
+    name: Optional[str] = None
+    image: Optional[str] = None
+    created_at: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Template":
+        return cls(id=doc["id"], kind=doc["kind"], ready=bool(doc["ready"]), vcpus=int(doc["vcpus"]),
+                   memory_mib=int(doc["memory_mib"]), name=doc.get("name"), image=doc.get("image"),
+                   created_at=doc.get("created_at"))
+
+
+@dataclass
+class Snapshot:
+    """A snapshot of a sandbox. ``id`` works as a template: ``k.sandboxes.create(template=snap.id)``."""
+
+    id: str
+    sandbox_id: str
+    created_at: str
+    size_bytes: int
+    vcpus: int
+    memory_mib: int
+    name: Optional[str] = None
+    template: Optional[str] = None
+    _client: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, doc: dict, client: Any = None) -> "Snapshot":
+        return cls(id=doc["id"], sandbox_id=doc["sandbox_id"], created_at=doc["created_at"],
+                   size_bytes=int(doc["size_bytes"]), vcpus=int(doc["vcpus"]), memory_mib=int(doc["memory_mib"]),
+                   name=doc.get("name"), template=doc.get("template"), _client=client)
+
+    def delete(self) -> None:
+        """Deletes the snapshot. Sandboxes restored from it keep running."""
+        self._client.request("DELETE", f"/v1/snapshots/{self.id}")

@@ -1,0 +1,68 @@
+// kilnd's config: file formats, env, flags, their precedence, and refusals.
+#include <gtest/gtest.h>
+
+#include "base/file_util.h"
+#include "daemon/config.h"
+#include "daemon_test_dir.h"
+
+using namespace kiln;
+using namespace kiln::daemon;
+
+TEST(DaemonConfig, Defaults) {
+    auto c = load_config("", nullptr, {});
+    ASSERT_TRUE(c.ok()) << c.error().to_string();
+    EXPECT_EQ(c->listen, "127.0.0.1:7070");
+    EXPECT_EQ(c->max_ttl_seconds, 86400);
+    EXPECT_EQ(c->default_ttl_seconds, 600);
+    EXPECT_EQ(c->on_shutdown, OnShutdown::Destroy);
+}
+
+TEST(DaemonConfig, FileFormats) {
+    auto json = parse_config_text(R"({"listen": "0.0.0.0:9000", "max_sandboxes": 3, "keep_spare": false})");
+    ASSERT_TRUE(json.ok()) << json.error().to_string();
+    EXPECT_EQ(json->at("max_sandboxes"), "3");
+    EXPECT_EQ(json->at("keep_spare"), "false");
+    auto kv = parse_config_text("# comment\n\n listen = 127.0.0.1:1 \nmax_ttl_seconds=60\n");
+    ASSERT_TRUE(kv.ok()) << kv.error().to_string();
+    EXPECT_EQ(kv->at("listen"), "127.0.0.1:1");
+    EXPECT_EQ(kv->at("max_ttl_seconds"), "60");
+    EXPECT_FALSE(parse_config_text("{\"listen\": [1]}").ok());
+    EXPECT_FALSE(parse_config_text("{not json").ok());
+    EXPECT_FALSE(parse_config_text("no equals sign").ok());
+    auto typo = parse_config_text("max_sandbox=3");
+    ASSERT_FALSE(typo.ok());
+    EXPECT_NE(typo.error().message.find("max_sandbox"), std::string::npos);
+}
+
+TEST(DaemonConfig, PrecedenceFlagsOverEnvOverFileOverDefaults) {
+    test::TempDir dir;
+    std::string file = dir.path() + "/kilnd.conf";
+    ASSERT_TRUE(write_file(file, "listen=127.0.0.1:1111\nmax_sandboxes=5\nmax_memory_mib=1000\non_shutdown=keep\n").ok());
+    std::string e1 = "KILN_LISTEN=127.0.0.1:2222", e2 = "KILN_MAX_SANDBOXES=6", e3 = "PATH=/bin";
+    char* env[] = {e1.data(), e2.data(), e3.data(), nullptr};
+    auto c = load_config(file, env, {{"listen", "127.0.0.1:3333"}});
+    ASSERT_TRUE(c.ok()) << c.error().to_string();
+    EXPECT_EQ(c->listen, "127.0.0.1:3333");  // flag
+    EXPECT_EQ(c->max_sandboxes, 6);          // env over file
+    EXPECT_EQ(c->max_memory_mib, 1000);      // file over default
+    EXPECT_EQ(c->on_shutdown, OnShutdown::Keep);
+    EXPECT_EQ(c->max_ttl_seconds, 86400);    // default
+}
+
+TEST(DaemonConfig, RefusesBadValuesNamingTheKey) {
+    DaemonConfig c;
+    for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
+             {"listen", "nohost"}, {"listen", "h:99999"}, {"max_sandboxes", "-1"}, {"max_sandboxes", "3x"},
+             {"max_ttl_seconds", "0"}, {"on_shutdown", "maybe"}, {"data_dir", "relative"}, {"keep_spare", "perhaps"},
+             {"accel", "hvf"}, {"nonsense", "1"}}) {
+        auto st = apply_config_value(c, key, value);
+        ASSERT_FALSE(st.ok()) << key << "=" << value;
+        EXPECT_EQ(st.error().code, "invalid_argument");
+        EXPECT_NE(st.error().message.find(key), std::string::npos) << st.error().message;
+    }
+    std::string e1 = "KILN_MAX_TTL_SECONDS=60", e2 = "KILN_DEFAULT_TTL_SECONDS=120";
+    char* env[] = {e1.data(), e2.data(), nullptr};
+    auto bad = load_config("", env, {});
+    ASSERT_FALSE(bad.ok()) << "default TTL above the maximum";
+    EXPECT_FALSE(load_config("/nonexistent/kilnd.conf", nullptr, {}).ok());
+}

@@ -1,0 +1,440 @@
+// HttpServer's mapping of HTTP onto SandboxService: routes, auth, status codes, validation and
+// error bodies, over a real loopback socket. The service here is a small fake that records calls;
+// exec and files against real VMs are tested by tests/api (pytest, real kilnd).
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <thread>
+
+#include "daemon/http/http_server.h"
+
+using namespace kiln;
+using namespace kiln::daemon;
+using json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kToken = "kiln_good-token";
+constexpr const char* kSandbox = "sb-0123456789ab";
+
+class FakeAuth : public Authenticator {
+public:
+    Result<Caller> authenticate(std::string_view token) override {
+        if (token == kToken) return Caller{7, "test"};
+        return make_error(codes::kUnauthorized, "unknown token");
+    }
+};
+
+// Knows one running sandbox (kSandbox) and one snapshot; records what reached it.
+class FakeService : public SandboxService {
+public:
+    std::mutex mutex;
+    std::vector<std::string> calls;
+    CreateRequest last_create;
+    ListFilter last_filter;
+    int64_t last_ttl = 0;
+    Error next_create_error{"", ""};
+
+    void record(std::string call) {
+        std::lock_guard lock(mutex);
+        calls.push_back(std::move(call));
+    }
+    SandboxInfo info() const {
+        SandboxInfo s;
+        s.id = kSandbox;
+        s.owner_token_id = 7;
+        s.state = SandboxState::Running;
+        s.template_id = "tiny";
+        s.created_at_ms = 1795879266123;
+        s.expires_at_ms = 1795879866123;
+        return s;
+    }
+    Result<SandboxInfo> create(const Caller& caller, const CreateRequest& request) override {
+        record("create");
+        EXPECT_EQ(caller.token_id, 7);
+        last_create = request;
+        if (!next_create_error.code.empty()) return next_create_error;
+        if (request.template_id != "tiny") return make_error(codes::kTemplateNotFound, "no template");
+        return info();
+    }
+    Result<SandboxInfo> get(const Caller&, const std::string& id) override {
+        record("get " + id);
+        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox " + id);
+        return info();
+    }
+    Result<std::vector<SandboxInfo>> list(const Caller&, const ListFilter& filter) override {
+        record("list");
+        last_filter = filter;
+        return std::vector<SandboxInfo>{info()};
+    }
+    Result<SandboxInfo> set_ttl(const Caller&, const std::string& id, int64_t ttl) override {
+        record("set_ttl " + id);
+        last_ttl = ttl;
+        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
+        if (ttl > 86400) return make_error(codes::kInvalidArgument, "ttl_seconds over the maximum");
+        return info();
+    }
+    Status remove(const Caller&, const std::string& id) override {
+        record("remove " + id);
+        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
+        return ok_status();
+    }
+    Result<std::shared_ptr<SandboxLease>> lease(const Caller&, const std::string& id) override {
+        record("lease " + id);
+        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
+        return make_error(codes::kSandboxNotRunning, "the sandbox has expired");
+    }
+    Result<SnapshotInfo> snapshot(const Caller&, const std::string& id, const std::string& name) override {
+        record("snapshot " + id + " " + name);
+        SnapshotInfo s;
+        s.id = "snap-0123456789ab";
+        s.name = name;
+        s.sandbox_id = id;
+        s.created_at_ms = 1795879266123;
+        return s;
+    }
+    Result<SandboxInfo> fork(const Caller&, const std::string& id, const ForkRequest&) override {
+        record("fork " + id);
+        return make_error(codes::kQuotaExceeded, "at most 1 sandbox");
+    }
+    Result<std::vector<SnapshotInfo>> list_snapshots(const Caller&) override {
+        record("list_snapshots");
+        return std::vector<SnapshotInfo>{};
+    }
+    Result<SnapshotInfo> get_snapshot(const Caller&, const std::string& id) override {
+        record("get_snapshot " + id);
+        return make_error(codes::kNotFound, "no snapshot");
+    }
+    Status remove_snapshot(const Caller&, const std::string& id) override {
+        record("remove_snapshot " + id);
+        return make_error(codes::kConflict, "in use");
+    }
+    Result<std::vector<TemplateInfo>> list_templates(const Caller&) override {
+        record("list_templates");
+        TemplateInfo t;
+        t.id = "tiny";
+        t.kind = "builtin";
+        t.ready = true;
+        return std::vector<TemplateInfo>{t};
+    }
+    Result<TemplateInfo> get_template(const Caller&, const std::string& id) override {
+        record("get_template " + id);
+        return make_error(codes::kTemplateNotFound, "no template " + id);
+    }
+    Status remove_template(const Caller&, const std::string& id) override {
+        record("remove_template " + id);
+        return ok_status();
+    }
+    std::map<std::string, int64_t> count_by_state() override { return {{"running", 1}, {"creating", 0}}; }
+};
+
+class DaemonHttpServer : public ::testing::Test {
+protected:
+    void SetUp() override {
+        HttpConfig config;
+        config.listen = "127.0.0.1:0";
+        config.max_json_body = 4096;
+        config.max_upload_body = 64 * 1024;
+        config.client_timeout_seconds = 2;
+        config.worker_threads = 4;
+        config.version = "9.9.9";
+        config.accel = "tcg";
+        auto server = HttpServer::create(config, m_service, m_auth, m_metrics);
+        ASSERT_TRUE(server.ok()) << server.error().to_string();
+        m_server = std::move(*server);
+        ASSERT_TRUE(m_server->bind().ok());
+        ASSERT_GT(m_server->port(), 0);
+        m_thread = std::thread([this] { (void)m_server->serve(); });
+    }
+    void TearDown() override {
+        if (m_server) m_server->stop();
+        if (m_thread.joinable()) m_thread.join();
+    }
+
+    // The status, and the body as JSON (null when it is not JSON).
+    struct Answer {
+        int status = 0;
+        json body;
+        std::string raw;
+        std::string content_type;
+    };
+    Answer send(const std::string& method, const std::string& path, const std::string& body = "",
+                const httplib::Headers& headers = {}, bool with_token = true) {
+        httplib::Request req;
+        req.method = method;
+        req.path = path;
+        req.headers = headers;
+        if (with_token && !req.has_header("Authorization"))
+            req.headers.emplace("Authorization", std::string("Bearer ") + kToken);
+        if (!body.empty() || method == "POST" || method == "PUT" || method == "PATCH") {
+            req.body = body;
+            req.headers.emplace("Content-Type", "application/json");
+        }
+        httplib::Client client("127.0.0.1", m_server->port());
+        client.set_read_timeout(10, 0);
+        auto res = client.send(req);
+        Answer a;
+        if (!res) {
+            ADD_FAILURE() << method << " " << path << ": no response (" << httplib::to_string(res.error()) << ")";
+            return a;
+        }
+        a.status = res->status;
+        a.raw = res->body;
+        a.content_type = res->get_header_value("Content-Type");
+        a.body = json::parse(res->body, nullptr, false);
+        if (a.body.is_discarded()) a.body = nullptr;
+        return a;
+    }
+    // Expects the API's error body {error:{code,message}} with this status and code.
+    void expect_error(const Answer& a, int status, const std::string& code) {
+        EXPECT_EQ(a.status, status) << a.raw;
+        ASSERT_TRUE(a.body.is_object()) << "not JSON: " << a.raw;
+        ASSERT_TRUE(a.body.contains("error")) << a.raw;
+        static const std::set<std::string> kCodes = {"unauthorized", "not_found", "invalid_argument",
+                                                     "template_not_found", "sandbox_not_running", "quota_exceeded",
+                                                     "conflict", "internal", "unavailable"};
+        if (code == "*") EXPECT_TRUE(kCodes.count(a.body["error"]["code"].get<std::string>())) << a.raw;
+        else EXPECT_EQ(a.body["error"]["code"], code) << a.raw;
+        EXPECT_TRUE(a.body["error"]["message"].is_string());
+        EXPECT_FALSE(a.body["error"]["message"].get<std::string>().empty());
+        EXPECT_EQ(a.body.size(), 1u);
+        EXPECT_EQ(a.body["error"].size(), 2u);
+        EXPECT_NE(a.content_type.find("application/json"), std::string::npos) << a.content_type;
+    }
+    size_t calls() {
+        std::lock_guard lock(m_service.mutex);
+        return m_service.calls.size();
+    }
+
+    FakeService m_service;
+    FakeAuth m_auth;
+    Metrics m_metrics{"tcg"};
+    std::unique_ptr<HttpServer> m_server;
+    std::thread m_thread;
+};
+
+}  // namespace
+
+TEST_F(DaemonHttpServer, HealthzNeedsNoToken) {
+    auto a = send("GET", "/healthz", "", {}, false);
+    EXPECT_EQ(a.status, 200);
+    EXPECT_EQ(a.body, json({{"status", "ok"}, {"version", "9.9.9"}, {"accel", "tcg"}}));
+}
+
+TEST_F(DaemonHttpServer, EveryOtherRouteNeedsAToken) {
+    const std::vector<std::pair<std::string, std::string>> routes = {
+        {"GET", "/metrics"},
+        {"GET", "/v1/sandboxes"},
+        {"POST", "/v1/sandboxes"},
+        {"GET", std::string("/v1/sandboxes/") + kSandbox},
+        {"PATCH", std::string("/v1/sandboxes/") + kSandbox},
+        {"DELETE", std::string("/v1/sandboxes/") + kSandbox},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/exec"},
+        {"GET", std::string("/v1/sandboxes/") + kSandbox + "/files?path=/etc/hostname"},
+        {"PUT", std::string("/v1/sandboxes/") + kSandbox + "/files?path=/tmp/x"},
+        {"DELETE", std::string("/v1/sandboxes/") + kSandbox + "/files?path=/tmp/x"},
+        {"GET", std::string("/v1/sandboxes/") + kSandbox + "/files/stat?path=/"},
+        {"GET", std::string("/v1/sandboxes/") + kSandbox + "/files/list?path=/"},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/files/mkdir?path=/x"},
+        {"GET", std::string("/v1/sandboxes/") + kSandbox + "/files/tar?path=/"},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/files/tar?path=/"},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/snapshot"},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/fork"},
+        {"GET", "/v1/templates"},
+        {"GET", "/v1/templates/tiny"},
+        {"DELETE", "/v1/templates/tiny"},
+        {"GET", "/v1/snapshots"},
+        {"GET", "/v1/snapshots/snap-0123456789ab"},
+        {"DELETE", "/v1/snapshots/snap-0123456789ab"},
+    };
+    for (const auto& [method, path] : routes) {
+        SCOPED_TRACE(method + " " + path);
+        expect_error(send(method, path, "", {}, false), 401, "unauthorized");
+        expect_error(send(method, path, "", {{"Authorization", "Bearer wrong"}}, false), 401, "unauthorized");
+        expect_error(send(method, path, "", {{"Authorization", std::string("Basic ") + kToken}}, false), 401,
+                     "unauthorized");
+        expect_error(send(method, path, "", {{"Authorization", "Bearer "}}, false), 401, "unauthorized");
+    }
+    EXPECT_EQ(calls(), 0u) << "the service was called without a valid token";
+}
+
+TEST_F(DaemonHttpServer, CreateGetListPatchDelete) {
+    auto created = send("POST", "/v1/sandboxes", R"({"ttl_seconds":60,"metadata":{"repo":"a"},"env":{"A":"1"}})");
+    ASSERT_EQ(created.status, 201) << created.raw;
+    EXPECT_EQ(created.body["id"], kSandbox);
+    EXPECT_EQ(created.body["state"], "running");
+    EXPECT_EQ(created.body["created_at"], "2026-11-28T15:21:06.123Z");
+    EXPECT_EQ(m_service.last_create.ttl_seconds, 60);
+    EXPECT_EQ(m_service.last_create.metadata.at("repo"), "a");
+    EXPECT_EQ(m_service.last_create.env.at("A"), "1");
+
+    // An empty body is a create with every default.
+    EXPECT_EQ(send("POST", "/v1/sandboxes", "").status, 201);
+    EXPECT_EQ(m_service.last_create.template_id, "tiny");
+
+    auto got = send("GET", std::string("/v1/sandboxes/") + kSandbox);
+    EXPECT_EQ(got.status, 200);
+    EXPECT_EQ(got.body["id"], kSandbox);
+
+    auto list = send("GET", "/v1/sandboxes?state=all&metadata.repo=a%2Fb");
+    ASSERT_EQ(list.status, 200) << list.raw;
+    ASSERT_TRUE(list.body["sandboxes"].is_array());
+    EXPECT_EQ(list.body["sandboxes"].size(), 1u);
+    EXPECT_TRUE(m_service.last_filter.all_states);
+    EXPECT_EQ(m_service.last_filter.metadata.at("repo"), "a/b");
+
+    auto patched = send("PATCH", std::string("/v1/sandboxes/") + kSandbox, R"({"ttl_seconds":120})");
+    EXPECT_EQ(patched.status, 200) << patched.raw;
+    EXPECT_EQ(m_service.last_ttl, 120);
+
+    auto deleted = send("DELETE", std::string("/v1/sandboxes/") + kSandbox);
+    EXPECT_EQ(deleted.status, 204);
+    EXPECT_TRUE(deleted.raw.empty());
+}
+
+TEST_F(DaemonHttpServer, BadBodies) {
+    expect_error(send("POST", "/v1/sandboxes", "{not json"), 400, "invalid_argument");
+    expect_error(send("POST", "/v1/sandboxes", "[]"), 400, "invalid_argument");
+    expect_error(send("POST", "/v1/sandboxes", R"({"ttl_seconds":-1})"), 422, "invalid_argument");
+    expect_error(send("POST", "/v1/sandboxes", R"({"ttl_seconds":99999999999})"), 422, "invalid_argument");
+    expect_error(send("POST", "/v1/sandboxes", R"({"bogus":true})"), 422, "invalid_argument");
+    expect_error(send("PATCH", std::string("/v1/sandboxes/") + kSandbox, R"({"ttl_seconds":"5"})"), 422,
+                 "invalid_argument");
+    expect_error(send("PATCH", std::string("/v1/sandboxes/") + kSandbox, ""), 400, "invalid_argument");
+    size_t before = calls();
+    // Over the JSON limit (4 KiB here): 413, and the service never sees it.
+    std::string big = R"({"metadata":{"k":")" + std::string(8192, 'x') + "\"}}";
+    expect_error(send("POST", "/v1/sandboxes", big), 413, "invalid_argument");
+    // Over the upload limit (64 KiB here) on any route.
+    std::string huge(200 * 1024, 'x');
+    expect_error(send("PUT", std::string("/v1/sandboxes/") + kSandbox + "/files?path=/tmp/x", huge), 413,
+                 "invalid_argument");
+    EXPECT_EQ(calls(), before);
+    // The server still serves.
+    EXPECT_EQ(send("GET", "/healthz", "", {}, false).status, 200);
+}
+
+TEST_F(DaemonHttpServer, ServiceErrorsMapToStatuses) {
+    m_service.next_create_error = make_error(codes::kQuotaExceeded, "at most 64 sandboxes");
+    expect_error(send("POST", "/v1/sandboxes", "{}"), 429, "quota_exceeded");
+    m_service.next_create_error = make_error(codes::kUnavailable, "shutting down");
+    expect_error(send("POST", "/v1/sandboxes", "{}"), 503, "unavailable");
+    m_service.next_create_error = make_error(codes::kInternal, "QEMU died");
+    expect_error(send("POST", "/v1/sandboxes", "{}"), 500, "internal");
+    m_service.next_create_error = make_error("vm_gone", "the VM went away");
+    expect_error(send("POST", "/v1/sandboxes", "{}"), 409, "sandbox_not_running");
+    m_service.next_create_error = make_error("some_unknown_code", "odd");
+    expect_error(send("POST", "/v1/sandboxes", "{}"), 500, "internal");
+    m_service.next_create_error = {"", ""};
+    expect_error(send("POST", "/v1/sandboxes", R"({"template":"nope"})"), 404, "template_not_found");
+
+    expect_error(send("GET", "/v1/sandboxes/sb-ffffffffffff"), 404, "not_found");
+    expect_error(send("PATCH", std::string("/v1/sandboxes/") + kSandbox, R"({"ttl_seconds":999999})"), 422,
+                 "invalid_argument");
+    expect_error(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/fork", ""), 429, "quota_exceeded");
+    expect_error(send("DELETE", "/v1/snapshots/snap-0123456789ab"), 409, "conflict");
+    expect_error(send("GET", "/v1/templates/nope"), 404, "template_not_found");
+    expect_error(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/exec", R"({"cmd":"true"})"), 409,
+                 "sandbox_not_running");
+    expect_error(send("GET", std::string("/v1/sandboxes/") + kSandbox + "/files/stat?path=/etc"), 409,
+                 "sandbox_not_running");
+}
+
+TEST_F(DaemonHttpServer, MalformedIdsAreNotFound) {
+    for (const char* id : {"nope", "sb-0123", "sb-0123456789AB", "sb-0123456789abc", "..", "%2e%2e"}) {
+        SCOPED_TRACE(id);
+        expect_error(send("GET", std::string("/v1/sandboxes/") + id), 404, "not_found");
+        expect_error(send("DELETE", std::string("/v1/sandboxes/") + id), 404, "not_found");
+    }
+}
+
+TEST_F(DaemonHttpServer, ExecAndFileRequestsValidatedBeforeTheSandbox) {
+    const std::string exec = std::string("/v1/sandboxes/") + kSandbox + "/exec";
+    expect_error(send("POST", exec, "{"), 400, "invalid_argument");
+    expect_error(send("POST", exec, R"({"cmd":"x","argv":["x"]})"), 422, "invalid_argument");
+    expect_error(send("POST", exec, R"({"argv":[]})"), 422, "invalid_argument");
+    expect_error(send("POST", exec, R"({"cmd":"x","timeout_seconds":-1})"), 422, "invalid_argument");
+
+    const std::string files = std::string("/v1/sandboxes/") + kSandbox + "/files";
+    for (const char* bad : {"", "?path=", "?path=relative", "?path=/a/../etc", "?path=/..", "?path=/a%00b"}) {
+        SCOPED_TRACE(bad);
+        expect_error(send("GET", files + bad), 422, "invalid_argument");
+        expect_error(send("PUT", files + bad, "x"), 422, "invalid_argument");
+        expect_error(send("DELETE", files + bad), 422, "invalid_argument");
+        expect_error(send("GET", files + "/stat" + bad), 422, "invalid_argument");
+        expect_error(send("GET", files + "/list" + bad), 422, "invalid_argument");
+        expect_error(send("POST", files + "/mkdir" + bad), 422, "invalid_argument");
+        expect_error(send("GET", files + "/tar" + bad), 422, "invalid_argument");
+        expect_error(send("POST", files + "/tar" + bad, "x"), 422, "invalid_argument");
+    }
+    expect_error(send("PUT", files + "?path=/tmp/x&mode=999", "x"), 422, "invalid_argument");
+    // An unknown sandbox is 404 whatever the request.
+    expect_error(send("GET", "/v1/sandboxes/sb-ffffffffffff/files/stat?path=/"), 404, "not_found");
+}
+
+TEST_F(DaemonHttpServer, UnknownRoutesAndMethods) {
+    expect_error(send("GET", "/v1/nothing"), 404, "not_found");
+    expect_error(send("GET", "/v2/sandboxes"), 404, "not_found");
+    expect_error(send("GET", std::string("/v1/sandboxes/") + kSandbox + "/nothing"), 404, "not_found");
+    // A known path with a method it does not take: 405, with a JSON error body (any stable code).
+    expect_error(send("PUT", "/v1/sandboxes", "{}"), 405, "*");
+    expect_error(send("POST", "/v1/templates", "{}"), 405, "*");
+    expect_error(send("DELETE", "/healthz"), 405, "*");
+}
+
+TEST_F(DaemonHttpServer, SnapshotsAndTemplates) {
+    auto snap = send("POST", std::string("/v1/sandboxes/") + kSandbox + "/snapshot", R"({"name":"base"})");
+    ASSERT_EQ(snap.status, 201) << snap.raw;
+    EXPECT_EQ(snap.body["id"], "snap-0123456789ab");
+    EXPECT_EQ(snap.body["name"], "base");
+    EXPECT_EQ(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/snapshot", "").status, 201);
+    expect_error(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/snapshot", R"({"name":"../x"})"), 422,
+                 "invalid_argument");
+
+    auto templates = send("GET", "/v1/templates");
+    ASSERT_EQ(templates.status, 200);
+    EXPECT_EQ(templates.body["templates"][0]["id"], "tiny");
+    EXPECT_EQ(send("DELETE", "/v1/templates/tiny").status, 204);
+    auto snapshots = send("GET", "/v1/snapshots");
+    ASSERT_EQ(snapshots.status, 200);
+    EXPECT_TRUE(snapshots.body["snapshots"].is_array());
+}
+
+TEST_F(DaemonHttpServer, MetricsAreTextAndCountRequests) {
+    EXPECT_EQ(send("GET", "/healthz", "", {}, false).status, 200);
+    auto m = send("GET", "/metrics");
+    ASSERT_EQ(m.status, 200);
+    EXPECT_NE(m.content_type.find("text/plain"), std::string::npos);
+    EXPECT_NE(m.raw.find("kiln_sandboxes{state=\"running\"} 1"), std::string::npos) << m.raw;
+    EXPECT_NE(m.raw.find("kiln_accel_info{accel=\"tcg\"} 1"), std::string::npos);
+    EXPECT_NE(m.raw.find("kiln_http_requests_total{code=\"200\"}"), std::string::npos);
+}
+
+TEST_F(DaemonHttpServer, GarbageOnTheSocketKeepsTheServerUp) {
+    // Raw bytes that are not HTTP, and a request line with a huge path.
+    for (std::string garbage : {std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11),
+                                "GET /" + std::string(100000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n",
+                                std::string("POST /v1/sandboxes HTTP/1.1\r\nContent-Length: -5\r\n\r\n")}) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_port = htons(static_cast<uint16_t>(m_server->port()));
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+        (void)!::write(fd, garbage.data(), garbage.size());
+        ::shutdown(fd, SHUT_WR);
+        char buf[4096];
+        while (::read(fd, buf, sizeof buf) > 0) {
+        }
+        ::close(fd);
+    }
+    EXPECT_EQ(send("GET", "/healthz", "", {}, false).status, 200);
+}
