@@ -15,6 +15,7 @@ const char* errno_code(int err) {
     case EACCES:
     case EPERM: return proto::errc::kPermissionDenied;
     case EEXIST: return proto::errc::kExists;
+    case ENOTEMPTY: return proto::errc::kNotEmpty;
     case EISDIR: return proto::errc::kInvalidArgument;
     default: return proto::errc::kIoError;
     }

@@ -45,6 +45,7 @@ inline constexpr const char* kNotReady = "not_ready";  // exec/files before init
 inline constexpr const char* kNotFound = "not_found";
 inline constexpr const char* kPermissionDenied = "permission_denied";
 inline constexpr const char* kExists = "exists";
+inline constexpr const char* kNotEmpty = "not_empty";  // remove of a folder with entries, without recursive
 inline constexpr const char* kIoError = "io_error";
 inline constexpr const char* kStreamInUse = "stream_in_use";
 inline constexpr const char* kTooMany = "too_many_streams";

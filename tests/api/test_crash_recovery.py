@@ -46,6 +46,17 @@ def _kill_during_create(kilnd, api: ApiClient, creates: int) -> tuple[list[int],
     return before, seen
 
 
+def _describe(pid: int) -> str:
+    """A QEMU process in a failure message: its pid, parent and -name."""
+    try:
+        args = open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")
+        ppid = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]
+        name = args[args.index(b"-name") + 1].decode() if b"-name" in args else "?"
+        return f"pid {pid} ppid {ppid} {name}"
+    except (OSError, ValueError):
+        return f"pid {pid} (gone)"
+
+
 def _check_consistent(kilnd, api: ApiClient, old_pids: list[int]) -> dict[str, int]:
     """After the restart: no sandbox left creating, every running one answers an exec, and the
     QEMU processes and run dirs are exactly those of the running sandboxes."""
@@ -66,10 +77,14 @@ def _check_consistent(kilnd, api: ApiClient, old_pids: list[int]) -> dict[str, i
         assert r.status == 200 and r.json()["stdout"] == "alive\n", (s, r)
     wait_until(lambda: len(kilnd.qemu_pids()) == len(running), 15)
     qemus = kilnd.qemu_pids()
-    assert len(qemus) == len(running), f"QEMU processes {qemus} but running sandboxes {[s['id'] for s in running]}"
+    assert len(qemus) == len(running), \
+        f"QEMU processes {[_describe(p) for p in qemus]} but running sandboxes {[s['id'] for s in running]}; " \
+        f"all: {[(s['id'], s['state']) for s in sandboxes]}; run dirs {kilnd.run_dirs()}"
     survivors = [p for p in old_pids if pid_alive(p)]
     assert set(survivors) <= set(qemus), f"old QEMU PIDs {survivors} alive beside {qemus}"
-    assert len(kilnd.run_dirs()) == len(running), f"run dirs {kilnd.run_dirs()} vs running {len(running)}"
+    wait_until(lambda: len(kilnd.run_dirs()) == len(running), 10)
+    assert len(kilnd.run_dirs()) == len(running), \
+        f"run dirs {kilnd.run_dirs()} vs running {[s['id'] for s in running]}; all: {[(s['id'], s['state']) for s in sandboxes]}"
     return counts
 
 

@@ -161,7 +161,17 @@ public:
         if (fd.ok()) m_fd = std::move(*fd);
         sh_ok("ip link add " + m_veth + " type veth peer name eth0 netns " + m_name + " && ip addr add 10.210.0.1/30 dev " +
               m_veth + " && ip link set " + m_veth + " up && ip -n " + m_name + " link set lo up && ip -n " + m_name +
-              " addr add 10.210.0.2/30 dev eth0 && ip -n " + m_name + " link set eth0 up");
+              " addr add 10.210.0.2/30 dev eth0 && ip -n " + m_name + " link set eth0 up && printf 'table ip kt {\\n chain count {\\n type filter hook input priority 0;\\n "
+              "tcp dport 9418 tcp flags syn counter\\n }\\n}\\n' | ip netns exec " +
+              m_name + " nft -f -");
+    }
+    // SYNs that reached the server on port 9418, whether or not a connection followed (a spoofed
+    // one cannot complete: its replies have no way back), counted by nftables in the namespace.
+    int syns_seen() const {
+        auto r = run_and_capture({"ip", "netns", "exec", m_name, "nft", "list", "chain", "ip", "kt", "count"}, Millis(5000));
+        if (!r.ok()) return -1;
+        size_t at = r->output.find("packets ");
+        return at == std::string::npos ? -1 : std::atoi(r->output.c_str() + at + 8);
     }
     ~ServerNetns() {
         (void)run_and_capture({"ip", "link", "del", m_veth}, Millis(5000));
@@ -437,8 +447,11 @@ TEST_F(NetVmTest, SpoofedSourceAddressIsDropped) {
     auto vm = boot_with(*net);
     ASSERT_TRUE(vm);
     ASSERT_EQ(guest_sh(*vm, daemon::net::guest_setup_command()).result.exit_code, 0);
+    int syns = m_server->syns_seen();
     ASSERT_NE(guest_connect(*vm, ServerNetns::kServer, 9418).find("kiln-banner"), std::string::npos);
+    ASSERT_GT(m_server->syns_seen(), syns) << "the SYN counter must see a real connection (control)";
     int accepted = m_allowed->accepted();
+    syns = m_server->syns_seen();
     // Another source address on eth0, used for the route to the server.
     ASSERT_EQ(guest_sh(*vm, "ip addr add 172.30.0.9/30 dev eth0 && ip route add 10.210.0.2/32 via 172.30.0.1 src "
                             "172.30.0.9 && ip route get 10.210.0.2")
@@ -446,6 +459,7 @@ TEST_F(NetVmTest, SpoofedSourceAddressIsDropped) {
               0);
     EXPECT_EQ(guest_connect(*vm, ServerNetns::kServer, 9418).find("kiln-banner"), std::string::npos);
     EXPECT_EQ(m_allowed->accepted(), accepted);
+    EXPECT_EQ(m_server->syns_seen(), syns) << "a spoofed SYN left the sandbox";
     // Back to the real address: it works again, so the drop was the source check.
     ASSERT_EQ(guest_sh(*vm, "ip route del 10.210.0.2/32").result.exit_code, 0);
     EXPECT_NE(guest_connect(*vm, ServerNetns::kServer, 9418).find("kiln-banner"), std::string::npos);

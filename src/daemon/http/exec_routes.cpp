@@ -1,7 +1,11 @@
 // POST /v1/sandboxes/{id}/exec: buffered JSON, or streamed events (NDJSON or server-sent events).
 #include <signal.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 
 #include "base/clock.h"
 #include "daemon/http/request_parsing.h"
@@ -35,18 +39,36 @@ json exit_event(const proto::ExecResult& r) {
 // A client that goes away kills the command (its whole process group, through the agent).
 void stream_exec(RouteContext& ctx, const std::shared_ptr<SandboxLease>& lease, const ExecBody& body,
                  StreamFormat format, httplib::DataSink& sink) {
+    std::mutex sink_mutex;  // the exec's callbacks and the keep-alive thread both write
     bool client_gone = false;
-    uint32_t stream = 0;
-    auto emit = [&](const json& event) {
+    std::atomic<uint32_t> stream{0};
+    auto write_locked = [&](const std::string& text) {
         if (client_gone) return;
-        std::string text = format == StreamFormat::Sse
-                               ? "event: " + event["type"].get<std::string>() + "\ndata: " + dump(event) + "\n\n"
-                               : dump(event) + "\n";
         if (!sink.write(text.data(), text.size())) {
             client_gone = true;
             if (stream) (void)lease->agent().send_signal(stream, SIGKILL);
         }
     };
+    auto emit = [&](const json& event) {
+        std::string text = format == StreamFormat::Sse
+                               ? "event: " + event["type"].get<std::string>() + "\ndata: " + dump(event) + "\n\n"
+                               : dump(event) + "\n";
+        std::lock_guard lock(sink_mutex);
+        write_locked(text);
+    };
+    // A client that goes away is only noticed at a write. SSE has comments, which every reader
+    // skips: one every 5 s finds a departed client of a silent command (`sleep 1000`). NDJSON has
+    // no such line, so there the command runs on until its timeout or its next output.
+    std::condition_variable beat_cv;
+    bool finished = false;
+    std::thread beat;
+    if (format == StreamFormat::Sse) {
+        beat = std::thread([&] {
+            std::unique_lock lock(sink_mutex);
+            while (!beat_cv.wait_for(lock, std::chrono::seconds(5), [&] { return finished; }))
+                write_locked(": keep-alive\n\n");
+        });
+    }
     Utf8Carry out_carry, err_carry;
     vm::ExecIo io;
     io.on_started = [&](uint32_t s, int pid) {
@@ -65,6 +87,14 @@ void stream_exec(RouteContext& ctx, const std::shared_ptr<SandboxLease>& lease, 
     auto start = Clock::now();
     auto result = lease->agent().exec(body.request, io);
     ctx.metrics.observe_exec_ms(ms_since(start));
+    if (beat.joinable()) {
+        {
+            std::lock_guard lock(sink_mutex);
+            finished = true;
+        }
+        beat_cv.notify_all();
+        beat.join();
+    }
     if (std::string rest = out_carry.flush(); !rest.empty()) emit(json{{"type", "stdout"}, {"data", rest}});
     if (std::string rest = err_carry.flush(); !rest.empty()) emit(json{{"type", "stderr"}, {"data", rest}});
     if (result.ok()) emit(exit_event(*result));

@@ -52,7 +52,7 @@ std::string sandbox_ruleset(const SandboxRulesInput& in) {
     r += "  chain guard {\n";
     r += "    type filter hook prerouting priority raw; policy accept;\n";
     r += "    iifname " + tap + " meta nfproto ipv6 drop\n";
-    // MUTATION r += "    iifname " + tap + " ip saddr != " + guest + " drop\n";
+    r += "    iifname " + tap + " ip saddr != " + guest + " drop\n";
     r += "  }\n";
     // DNS: the guest asks the gateway; forwarded to the resolver, which the forward chain then
     // checks against the policy like any other destination.
@@ -75,7 +75,7 @@ std::string sandbox_ruleset(const SandboxRulesInput& in) {
     r += "    ct state established,related accept\n";
     r += "    iifname != " + tap + " drop\n";
     r += "    oifname != " + veth + " drop\n";
-    // MUTATION
+    r += "    ip daddr { " + drop_set + " } drop\n";
     switch (in.policy.mode) {
         case NetworkMode::None: break;
         case NetworkMode::Open: r += "    accept\n"; break;
@@ -111,7 +111,7 @@ std::string host_ruleset(const AllowRule& pool, const std::string& table) {
     // unroutable from a veth anyway), not any service on any host address.
     r += "  chain input {\n";
     r += "    type filter hook input priority filter - 10; policy accept;\n";
-    // MUTATION
+    r += "    iifname " + veths + " drop\n";
     r += "  }\n";
     r += "  chain forward {\n";
     r += "    type filter hook forward priority filter - 10; policy accept;\n";

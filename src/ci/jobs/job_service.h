@@ -1,0 +1,69 @@
+// JobService: kilnd's CI queue. Jobs come from `kiln ci run` (POST /v1/jobs), the GitHub webhook
+// and the GitLab executor; workers run each in a fresh sandbox and record the result.
+// Thread-safe. This header is the seam between the queue/worker and the integrations.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace kiln::ci {
+
+enum class JobState { Queued, Running, Passed, Failed, Error, Cancelled };
+const char* job_state_name(JobState state);
+
+struct JobSpec {
+    std::string repo;          // a git URL or an absolute local path on kilnd's host
+    std::string sha;           // the exact commit (40 hex); required when ref is empty
+    std::string ref;           // resolved to a SHA at submit time when sha is empty
+    bool trusted = true;       // false: a fork PR - no secrets, restricted network
+    std::map<std::string, std::string> secrets;  // values for the pipeline's secret names (trusted only)
+    std::string source;        // "cli" | "github" | "gitlab"
+    std::map<std::string, std::string> labels;   // e.g. github delivery, PR number, repo full name
+    int64_t owner_token_id = 0;
+};
+
+struct JunitTotals {
+    int64_t tests = 0, failures = 0, errors = 0, skipped = 0;
+};
+
+struct StepRecord {
+    std::string name;
+    std::string state;  // pending | running | passed | failed | timed_out | skipped
+    int exit_code = -1;
+    int64_t duration_ms = 0;
+};
+
+struct JobInfo {
+    std::string id;  // job-<12 hex>
+    JobState state = JobState::Queued;
+    JobSpec spec;
+    std::string sha;  // resolved
+    int attempts = 0;
+    std::string error;
+    std::string template_key;  // the baked template used (cache key)
+    bool bake_hit = false;
+    std::vector<StepRecord> steps;
+    std::optional<JunitTotals> junit;
+    std::vector<std::string> artifacts;  // relative names
+    int64_t created_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;
+    int64_t steps_ms = 0;  // the steps' own run time (for the overhead figure)
+};
+
+class JobService {
+public:
+    virtual ~JobService() = default;
+    virtual Result<JobInfo> submit(const JobSpec& spec) = 0;
+    virtual Result<JobInfo> get(const std::string& id) = 0;
+    virtual Result<std::vector<JobInfo>> list(int limit) = 0;
+    virtual Status cancel(const std::string& id) = 0;
+    // Called whenever a job changes state (for commit statuses); runs on a worker thread.
+    virtual void on_state_change(std::function<void(const JobInfo&)> listener) = 0;
+};
+
+}  // namespace kiln::ci
