@@ -210,7 +210,7 @@ Status remove_path(const proto::RemoveRequest& request) {
     if (rmdir(path.c_str()) != 0) {
         int err = errno;
         if (err == ENOTEMPTY || err == EEXIST)
-            return make_error(proto::errc::kIoError,
+            return make_error(proto::errc::kNotEmpty,
                               "cannot remove '" + path + "': the directory is not empty (set recursive)");
         return path_error("remove", path, err);
     }

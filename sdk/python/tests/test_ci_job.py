@@ -69,7 +69,7 @@ def repo(tmp_path_factory):
 def run_ci_job(kilnd, url, sha):
     env = {**os.environ, "KILN_URL": kilnd.url, "KILN_TOKEN": kilnd.tokens["alice"],
            "PYTHONPATH": str(SDK)}
-    return subprocess.run([sys.executable, str(SDK / "examples" / "ci_job.py"), url, sha], env=env,
+    return subprocess.run([sys.executable, str(SDK.parent.parent / "examples" / "ci_job.py"), url, sha], env=env,
                           capture_output=True, text=True, timeout=600)
 
 

@@ -30,7 +30,7 @@ Error api_error(const Error& e) {
     const std::string& c = e.code;
     if (c == "malformed_body" || c == "body_too_large") return make_error(codes::kInvalidArgument, e.message);
     if (c == "vm_gone" || c == proto::errc::kNotReady) return make_error(codes::kSandboxNotRunning, e.message);
-    if (c == proto::errc::kNotEmpty) return make_error(codes::kConflict, e.message + " (use recursive=true)");
+    if (c == proto::errc::kNotEmpty) return make_error(codes::kConflict, e.message);
     if (c == proto::errc::kExists || c == proto::errc::kPermissionDenied || c == "too_large")
         return make_error(codes::kInvalidArgument, e.message);
     for (const char* known : {codes::kUnauthorized, codes::kNotFound, codes::kInvalidArgument, codes::kTemplateNotFound,
