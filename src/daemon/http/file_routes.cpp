@@ -60,26 +60,27 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         auto shared = std::make_shared<FileTarget>(std::move(*target));
         res.status = 200;
         res.set_chunked_content_provider("application/octet-stream", [shared](size_t, httplib::DataSink& sink) {
-            // Errors after the first byte cannot change the status: the stream just ends short,
-            // which the client sees as a broken chunked transfer.
-            (void)shared->lease->agent().read_file(shared->path, [&sink](std::string_view data) -> Status {
+            // Errors after the headers cannot change the status: the transfer then ends without
+            // its final chunk (returning false), which clients see as an error, not a short file.
+            auto read = shared->lease->agent().read_file(shared->path, [&sink](std::string_view data) -> Status {
                 if (!sink.write(data.data(), data.size())) return make_error("client_gone", "the client went away");
                 return ok_status();
             });
+            if (!read.ok()) return false;
             sink.done();
             return true;
         });
     }));
 
     server.Put(base, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
-        auto target = file_target(ctx, caller, req);
-        if (!target.ok()) return send_error(res, target.error());
         uint32_t mode = 0644;
         if (req.has_param("mode")) {
             auto m = parse_mode(req.get_param_value("mode"));
             if (!m.ok()) return send_error(res, m.error());
             mode = *m;
         }
+        auto target = file_target(ctx, caller, req);
+        if (!target.ok()) return send_error(res, target.error());
         auto& agent = target->lease->agent();
         auto written = agent.write_file(target->path, vm::source_from_string(req.body), mode);
         if (!written.ok()) return send_error(res, written.error());
@@ -128,7 +129,9 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
     server.Post(base + "/tar", authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
-        auto checked = check_tar(req.body);
+        TarLimits limits;
+        limits.max_bytes = std::min<uint64_t>(limits.max_bytes, 4 * uint64_t(ctx.config.max_upload_body));
+        auto checked = check_tar(req.body, limits);
         if (!checked.ok()) return send_error(res, checked.error());
         auto& agent = target->lease->agent();
         proto::MkdirRequest m;
@@ -173,7 +176,8 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
                     if (stream) (void)lease->agent().send_signal(stream, SIGKILL);
                 }
             };
-            (void)lease->agent().exec(*x, io);
+            auto ran = lease->agent().exec(*x, io);
+            if (!ran.ok() || ran->shell_status() != 0) return false;  // no final chunk: the client sees the failure
             sink.done();
             return true;
         });

@@ -33,6 +33,19 @@ bool components(std::string_view path, std::vector<std::string_view>* out) {
     return true;
 }
 
+// libarchive returns NULL for some errors of damaged archives.
+std::string archive_message(archive* a) {
+    const char* m = archive_error_string(a);
+    return m ? m : "unknown error";
+}
+
+// Where the re-written tar grows, and how large it may grow: a damaged entry can declare a huge
+// size that libarchive pads out when the writer is freed, so the writer refuses past the cap.
+struct Output {
+    std::string* tar;
+    uint64_t cap;
+};
+
 struct ReadDeleter {
     void operator()(archive* a) const { archive_read_free(a); }
 };
@@ -71,7 +84,7 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
     archive_read_support_format_tar(in.get());
     archive_read_support_format_gnutar(in.get());
     if (archive_read_open_memory(in.get(), archive_bytes.data(), archive_bytes.size()) != ARCHIVE_OK)
-        return make_error(codes::kInvalidArgument, std::string("not a tar archive: ") + archive_error_string(in.get()));
+        return make_error(codes::kInvalidArgument, std::string("not a tar archive: ") + archive_message(in.get()));
 
     CheckedTar result;
     std::unique_ptr<archive, WriteDeleter> out(archive_write_new());
@@ -80,10 +93,14 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
     // The output grows in a string through a write callback (archive_write_open_memory needs a
     // fixed buffer).
     auto writer = [](archive*, void* ctx, const void* buf, size_t n) -> la_ssize_t {
-        static_cast<std::string*>(ctx)->append(static_cast<const char*>(buf), n);
+        auto* o = static_cast<Output*>(ctx);
+        if (o->tar->size() + n > o->cap) return -1;
+        o->tar->append(static_cast<const char*>(buf), n);
         return static_cast<la_ssize_t>(n);
     };
-    if (archive_write_open(out.get(), &result.tar, nullptr, writer, nullptr) != ARCHIVE_OK)
+    // Content plus headers (at most a few blocks per entry, long names included) plus the end.
+    Output output{&result.tar, limits.max_bytes + limits.max_entries * 4096 + (1u << 20)};
+    if (archive_write_open(out.get(), &output, nullptr, writer, nullptr) != ARCHIVE_OK)
         return make_error(codes::kInternal, "cannot start the checked tar");
 
     archive_entry* entry = nullptr;
@@ -96,7 +113,7 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         int r = archive_read_next_header(in.get(), &entry);
         if (r == ARCHIVE_EOF) break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-            return make_error(codes::kInvalidArgument, std::string("damaged tar archive: ") + archive_error_string(in.get()));
+            return make_error(codes::kInvalidArgument, std::string("damaged tar archive: ") + archive_message(in.get()));
         const char* raw_name = archive_entry_pathname(entry);
         std::string name = raw_name ? raw_name : "";
         if (name.empty()) return refuse(name, "has no name");
@@ -123,6 +140,9 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         } else if (type != AE_IFREG && type != AE_IFDIR) {
             return refuse(name, "only files, folders and relative symlinks are allowed");
         }
+        if (type == AE_IFREG && (!archive_entry_size_is_set(entry) || archive_entry_size(entry) < 0 ||
+                                 uint64_t(archive_entry_size(entry)) > limits.max_bytes - result.bytes))
+            return refuse(name, "has a damaged or too large size");
         if (parts.empty()) continue;  // "./" itself: the destination exists already
 
         archive_entry_set_uid(entry, 0);
@@ -131,16 +151,16 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         archive_entry_set_gname(entry, "root");
         archive_entry_set_perm(entry, archive_entry_perm(entry) & 07777);
         if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
-            return refuse(name, std::string("cannot be re-written: ") + archive_error_string(out.get()));
+            return refuse(name, std::string("cannot be re-written: ") + archive_message(out.get()));
         if (type != AE_IFREG) continue;
         for (;;) {
             la_ssize_t n = archive_read_data(in.get(), buf.data(), buf.size());
-            if (n < 0) return refuse(name, std::string("damaged data: ") + archive_error_string(in.get()));
+            if (n < 0) return refuse(name, std::string("damaged data: ") + archive_message(in.get()));
             if (n == 0) break;
             result.bytes += static_cast<uint64_t>(n);
             if (result.bytes > limits.max_bytes) return refuse(name, "the archive is larger than allowed");
             if (archive_write_data(out.get(), buf.data(), static_cast<size_t>(n)) != n)
-                return refuse(name, std::string("cannot be re-written: ") + archive_error_string(out.get()));
+                return refuse(name, std::string("cannot be re-written: ") + archive_message(out.get()));
         }
     }
     if (archive_write_close(out.get()) != ARCHIVE_OK) return make_error(codes::kInternal, "cannot finish the checked tar");
