@@ -257,6 +257,11 @@ Result<Spawned> ExecPlan::spawn() {
     args.cgroup_procs_fd = cgroup_procs_fd;
     for (int sig = 1; sig < NSIG; ++sig)
         if (sigismember(&reset_signals, sig) == 1) args.reset_signals[args.reset_count++] = sig;
+    // glibc keeps the kernel's signals 32 and 33 for itself: its sigaction and sigaddset refuse
+    // them, so signals_not_at_default() cannot see one ignored by whoever started us (seen: 32
+    // ignored in a CI runner's process tree). The child resets them with the raw syscall.
+    for (int sig : {32, 33})
+        if (sig < NSIG) args.reset_signals[args.reset_count++] = sig;
     args.drop_groups = m_drop_groups;
     args.set_gid = m_set_gid;
     args.set_uid = m_set_uid;
