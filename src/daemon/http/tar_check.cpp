@@ -87,6 +87,9 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         return make_error(codes::kInvalidArgument, std::string("not a tar archive: ") + archive_message(in.get()));
 
     CheckedTar result;
+    // Content plus headers (at most a few blocks per entry, long names included) plus the end.
+    // Declared before the writer: freeing the writer may still call back into it.
+    Output output{&result.tar, limits.max_bytes + limits.max_entries * 4096 + (1u << 20)};
     std::unique_ptr<archive, WriteDeleter> out(archive_write_new());
     archive_write_set_format_gnutar(out.get());
     archive_write_set_bytes_in_last_block(out.get(), 1);
@@ -98,8 +101,6 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         o->tar->append(static_cast<const char*>(buf), n);
         return static_cast<la_ssize_t>(n);
     };
-    // Content plus headers (at most a few blocks per entry, long names included) plus the end.
-    Output output{&result.tar, limits.max_bytes + limits.max_entries * 4096 + (1u << 20)};
     if (archive_write_open(out.get(), &output, nullptr, writer, nullptr) != ARCHIVE_OK)
         return make_error(codes::kInternal, "cannot start the checked tar");
 
