@@ -26,6 +26,20 @@
 namespace kiln::test {
 namespace {
 
+// Where git keeps its helper programs (git-daemon), from `git --exec-path`.
+std::string git_exec_path() {
+    std::string path = "/usr/lib/git-core";
+    if (FILE* p = ::popen("git --exec-path 2>/dev/null", "r")) {
+        char buf[512] = {};
+        if (std::fgets(buf, sizeof buf, p)) {
+            path = buf;
+            path.erase(path.find_last_not_of("\n") + 1);
+        }
+        ::pclose(p);
+    }
+    return path;
+}
+
 using daemon::net::format_ipv4;
 using daemon::net::NetworkManager;
 using daemon::net::NetworkPolicy;
@@ -546,7 +560,9 @@ TEST_F(NetVmTest, GitCloneBySha) {
     std::unique_ptr<ChildProcess> daemon;
     auto started = daemon::net::run_in_netns(m_server->fd(), [&]() -> Status {
         SpawnOptions options;
-        options.argv = {"git", "daemon", "--reuseaddr", "--listen=10.210.0.2", "--port=9418", "--export-all",
+        // git-daemon itself, not `git daemon`: git would run it as a child, and killing git
+        // would leave the daemon running (holding the test's stdout open).
+        options.argv = {git_exec_path() + "/git-daemon", "--reuseaddr", "--listen=10.210.0.2", "--port=9418", "--export-all",
                         "--base-path=" + repo, repo};
         options.die_with_parent = false;  // the spawning thread ends at once; the test kills it
         daemon = TRY(ChildProcess::spawn(options));
