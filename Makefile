@@ -34,10 +34,11 @@ data-dir: deps
 
 setup: build kernel image-tiny data-dir
 
-demo: setup
+# The demo and the CI tests run jobs in the Debian `base` image (cached after its first build).
+demo: setup image-base
 	@scripts/demo.sh $(BUILD)
 
-test: setup
+test: setup image-base
 	@scripts/test.sh $(BUILD)
 
 bench: setup

@@ -8,3 +8,5 @@ for b in "$build"/bench/*_bench; do
   log "bench: $(basename "$b")"
   "$b"
 done
+log "bench: ci_bench.py (CI jobs on a real kilnd; needs the base image)"
+KILN_BUILD="$build" /usr/bin/python3 bench/ci_bench.py

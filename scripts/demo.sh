@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo.sh BUILD_DIR: Kiln's main job on the embedded default: start kilnd (SQLite in the local data
 # dir), get a token, create a sandbox from the built-in `tiny` template (restored from its baked
-# snapshot), run a command in it, delete it, and stop kilnd.
+# snapshot), run a command in it, delete it; then run the CI pipeline of examples/widget
+# (`kiln ci run`) in a fresh VM from the `base` template and print its result; stop kilnd.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build=${1:-build/release}
@@ -44,7 +45,21 @@ id=$("$kiln" sandbox create --template tiny --ttl 300 --meta kind=demo)
 log "demo: sandbox $id ready in $(( ($(date +%s%N) - start) / 1000000 )) ms"
 "$kiln" sandbox exec "$id" -- sh -c 'echo "hello from $(hostname), kernel $(uname -r)"; df -h / | tail -1'
 "$kiln" sandbox rm "$id"
-log "demo: sandbox $id deleted; stopping kilnd"
+log "demo: sandbox $id deleted"
+
+log "demo: running the CI pipeline of examples/widget in a fresh VM (the first run bakes the base"
+log "demo: template and the widget's dependencies; later runs restore both from snapshots)"
+set +e
+"$kiln" ci run "$KILN_ROOT/examples/widget"
+status=$?
+set -e
+case $status in
+  0) log "demo: the widget's pipeline passed" ;;
+  1) log "demo: the widget's pipeline FAILED (its tests failed)" ;;
+  *) log "demo: the widget's pipeline could not run (status $status; kilnd log: $logfile)" ;;
+esac
+log "demo: stopping kilnd"
 trap - EXIT
 stop_kilnd
 log "demo: done"
+exit "$status"

@@ -18,6 +18,9 @@ PACKAGES=(
   # tests, benchmarks, networking
   python3 python3-pytest python3-yaml python3-venv iproute2 nftables iperf3 sqlite3 postgresql curl
 )
+# npm fetches GitHub's recorded webhook payloads for the tests (scripts/fetch-webhook-examples.sh);
+# a Node.js install that brings its own npm already has it.
+command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -34,7 +34,7 @@ fuzz() {  # fuzz TARGET: a bounded libFuzzer run from the checked-in corpus; its
     return 1
   fi
 }
-for target in frame_decoder agent_messages pipeline junit network_policy api_request tar_check; do
+for target in frame_decoder agent_messages pipeline junit network_policy api_request tar_check github_webhook; do
   step "fuzz $target (${KILN_FUZZ_SECONDS:-30} s)" fuzz "$target"
 done
 
@@ -44,6 +44,10 @@ step "functional tests (real VMs, TCG here)" "$build/tests/kiln_vm_tests" --gtes
 py=/usr/bin/python3
 step "API tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/api
 step "Python SDK tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q sdk/python/tests
+step "CI job tests (real kilnd, real VMs from the base template)" env KILN_BUILD="$build" "$py" -m pytest -q \
+  tests/ci/test_jobs.py
+step "GitHub webhook and GitLab executor tests (real kilnd)" env KILN_BUILD="$build" "$py" -m pytest -q \
+  tests/ci/test_github_webhook.py tests/ci/test_gitlab_executor.py
 
 if ((${#failed[@]})); then
   log "FAILED: ${failed[*]}"

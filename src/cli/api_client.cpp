@@ -205,12 +205,14 @@ Result<json> ApiClient::call(const std::string& method, const std::string& path,
 }
 
 Status ApiClient::stream_ndjson(const std::string& path, const json& body,
-                                const std::function<bool(const json& event)>& on_event) {
+                                const std::function<bool(const json& event)>& on_event, const std::string& method) {
     httplib::Request req;
-    req.method = "POST";
+    req.method = method;
     req.path = m_base_path + path;
-    req.body = TRY(dump_json(body));
-    req.set_header("Content-Type", "application/json");
+    if (method != "GET") {
+        req.body = TRY(dump_json(body));
+        req.set_header("Content-Type", "application/json");
+    }
     req.set_header("Accept", "application/x-ndjson");
 
     int status = 0;

@@ -65,8 +65,10 @@ public:
 
     // POST with `Accept: application/x-ndjson`: calls on_event for each line as it comes.
     // on_event returns false to stop reading. A non-2xx answer is returned as an Error.
+    // method "GET": no body is sent (e.g. following a job's log).
     Status stream_ndjson(const std::string& path, const nlohmann::json& body,
-                         const std::function<bool(const nlohmann::json& event)>& on_event);
+                         const std::function<bool(const nlohmann::json& event)>& on_event,
+                         const std::string& method = "POST");
 
     // GET of raw bytes, streamed to `sink` (which returns false to stop: a local write error).
     Status download(const std::string& path, const std::function<bool(const char* data, size_t size)>& sink);

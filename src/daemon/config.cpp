@@ -66,6 +66,11 @@ const std::map<std::string, std::string>& config_keys() {
         {"max_upload_body", "bytes of a file or tar upload at most"},
         {"client_timeout_seconds", "a client silent this long is disconnected"},
         {"worker_threads", "HTTP worker threads"},
+        {"github_webhook_secret", "the GitHub webhook's shared secret (X-Hub-Signature-256)"},
+        {"github_api_url", "GitHub API base for commit statuses (GitHub Enterprise: https://HOST/api/v3)"},
+        {"github_token", "token that may post commit statuses"},
+        {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
+        {"ci_workers", "CI jobs run at once (each in its own VM)"},
     };
     return keys;
 }
@@ -106,6 +111,16 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.client_timeout_seconds = static_cast<int>(TRY(parse_int(key, value, 1, 3600)));
     } else if (key == "worker_threads") {
         c.worker_threads = static_cast<int>(TRY(parse_int(key, value, 1, 1024)));
+    } else if (key == "ci_workers") {
+        c.ci_workers = static_cast<int>(TRY(parse_int(key, value, 1, 64)));
+    } else if (key == "github_webhook_secret") {
+        c.github_webhook_secret = value;
+    } else if (key == "github_token") {
+        c.github_token = value;
+    } else if (key == "github_api_url" || key == "public_url") {
+        if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0)
+            return bad(key, "must start with http:// or https://");
+        (key == "public_url" ? c.public_url : c.github_api_url) = value;
     } else {
         return make_error("invalid_argument", "unknown config key '" + key + "'");
     }

@@ -27,6 +27,12 @@ struct DaemonConfig {
     size_t max_upload_body = 64ull << 20;
     int client_timeout_seconds = 30;
     int worker_threads = 32;
+    // GitHub integration (docs/github.md). The secret and token are never logged.
+    std::string github_webhook_secret;                      // empty: POST /v1/ci/github answers 503
+    std::string github_api_url = "https://api.github.com";  // commit statuses go here
+    std::string github_token;                               // empty: no commit statuses
+    std::string public_url;  // how people reach kilnd (links in statuses); empty: http://<listen>
+    int ci_workers = 2;      // CI jobs run at once (docs/ci.md); secrets: KILN_CI_SECRET_<NAME> env vars
 };
 
 // Every key the file, env and flags accept, as written in a file (flags: --key-with-dashes,

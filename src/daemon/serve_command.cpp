@@ -7,12 +7,17 @@
 #include <cstdio>
 #include <thread>
 
+#include "base/random.h"
+#include "base/sha256.h"
+#include "ci/github/github_webhook.h"
+#include "ci/jobs/local_job_service.h"
 #include "daemon/auth/token_store.h"
 #include "daemon/config.h"
 #include "daemon/data_dir.h"
 #include "daemon/http/http_server.h"
 #include "daemon/json_log.h"
 #include "daemon/metrics.h"
+#include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
 #include "daemon/store/sqlite_store.h"
@@ -25,6 +30,31 @@
 
 namespace kiln::daemon {
 namespace {
+
+// The token that owns CI job VMs and bakes: made once, never shown (only its hash of random
+// bytes is stored, so nobody can present it).
+Result<Caller> ci_caller(Store& store) {
+    static constexpr const char* kName = "kilnd-ci-internal";
+    for (const auto& t : TRY(store.list_tokens()))
+        if (t.name == kName) return Caller{t.id, t.name};
+    std::string hash = sha256_hex(TRY(random_bytes(32)));
+    int64_t id = TRY(store.insert_token(kName, hash, now_unix_ms()));
+    return Caller{id, kName};
+}
+
+// KILN_CI_SECRET_<NAME>=value: the secrets a trusted job's pipeline may ask for by NAME.
+std::map<std::string, std::string> ci_secrets(char** envp) {
+    std::map<std::string, std::string> out;
+    static constexpr std::string_view kPrefix = "KILN_CI_SECRET_";
+    for (char** e = envp; e && *e; ++e) {
+        std::string_view kv(*e);
+        if (kv.rfind(kPrefix, 0) != 0) continue;
+        auto eq = kv.find('=');
+        if (eq == std::string_view::npos || eq == kPrefix.size()) continue;
+        out[std::string(kv.substr(kPrefix.size(), eq - kPrefix.size()))] = std::string(kv.substr(eq + 1));
+    }
+    return out;
+}
 
 int fail(const std::string& what, const Error& e) {
     log::error(what, {{"error", e.to_string()}});
@@ -80,10 +110,35 @@ int run_serve(const CommandContext& ctx) {
     };
     LocalSandboxService service(service_config, **store, baker, hooks);
     TokenStore tokens(**store);
-    for (const auto& t : baker.builtins()) baker.bake_in_background(t.name);
+    for (const auto& t : baker.builtins())
+        if (t.bake_at_start) baker.bake_in_background(t.name);
+
+    // 7b. CI jobs: the queue; start() below runs its reconcile (jobs a crash left running become
+    // error; the sandbox reconcile above already killed their VMs), then the workers.
+    auto ci_owner = ci_caller(**store);
+    if (!ci_owner.ok()) return fail("ci", ci_owner.error());
+    ci::JobServiceConfig jobs_config;
+    jobs_config.runner.jobs_dir = config->data_dir + "/jobs";
+    jobs_config.runner.caller = *ci_owner;
+    jobs_config.runner.secrets = ci_secrets(ctx.envp);
+    jobs_config.runner.max_ttl_seconds = config->max_ttl_seconds;
+    jobs_config.workers = config->ci_workers;
+    jobs_config.git_cache_dir = config->data_dir + "/ci/git";
+    auto jobs = ci::LocalJobService::create(jobs_config, service, config->data_dir + "/kilnd.db");
+    if (!jobs.ok()) return fail("ci", jobs.error());
+
+    // 7c. GitHub webhooks over the queue (docs/github.md); the delivery log is a table in kilnd.db.
+    ci::github::GithubConfig github_config{config->github_webhook_secret, config->github_api_url, config->github_token,
+                                           config->public_url.empty() ? "http://" + config->listen : config->public_url};
+    auto github = ci::github::GithubWebhook::create(github_config, **jobs, config->data_dir + "/kilnd.db");
+    if (!github.ok()) return fail("github", github.error());
+    // Started once every listener is in place, so the reconcile's state changes reach them too.
+    if (auto st = (*jobs)->start(); !st.ok()) return fail("ci", st.error());
 
     // 8. HTTP
     HttpConfig http;
+    http.jobs = jobs->get();
+    http.github_webhook = github->get();
     http.listen = config->listen;
     http.max_json_body = config->max_json_body;
     http.max_upload_body = config->max_upload_body;
@@ -117,6 +172,7 @@ int run_serve(const CommandContext& ctx) {
     // Stop accepting (done), then a bake in progress (creates waiting for it fail at once), then
     // the sandboxes as configured, then the store.
     server->reset();
+    (*jobs)->stop();  // running jobs end as error, their VMs destroyed
     baker.stop();
     service.shutdown(config->on_shutdown == OnShutdown::Destroy);
     (*store)->close();

@@ -1,6 +1,8 @@
 // Parses GitHub webhook payloads (nlohmann, no exceptions out) into WebhookEvent.
 #include "ci/github/webhook_event.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 namespace kiln::ci::github {

@@ -64,6 +64,10 @@ public:
     virtual Status cancel(const std::string& id) = 0;
     // Called whenever a job changes state (for commit statuses); runs on a worker thread.
     virtual void on_state_change(std::function<void(const JobInfo&)> listener) = 0;
+    // Where the job's NDJSON log and its artifacts (by index in JobInfo::artifacts) are on the
+    // host, for the HTTP layer; "" when this service keeps none. (Added by the jobs helper.)
+    virtual std::string log_path(const std::string& /*id*/) const { return ""; }
+    virtual std::string artifact_path(const std::string& /*id*/, size_t /*index*/) const { return ""; }
 };
 
 }  // namespace kiln::ci

@@ -90,7 +90,9 @@ using namespace http;
 class HttpServerImpl final : public HttpServer {
 public:
     HttpServerImpl(HttpConfig config, SandboxService& service, Authenticator& auth, Metrics& metrics)
-        : m_ctx{std::move(config), service, auth, metrics} {}
+        : m_ctx{std::move(config), service, auth, metrics} {
+        m_ctx.jobs = m_ctx.config.jobs;
+    }
 
     Status setup() {
         auto colon = m_ctx.config.listen.rfind(':');
@@ -152,6 +154,8 @@ public:
         add_exec_routes(m_server, m_ctx);
         add_file_routes(m_server, m_ctx);
         add_template_routes(m_server, m_ctx);
+        add_github_routes(m_server, m_ctx);
+        add_job_routes(m_server, m_ctx);
         return ok_status();
     }
 

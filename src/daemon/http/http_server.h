@@ -10,6 +10,13 @@
 #include "daemon/metrics.h"
 #include "daemon/sandboxes/sandbox_service.h"
 
+namespace kiln::ci::github {
+class GithubWebhook;
+}
+namespace kiln::ci {
+class JobService;
+}
+
 namespace kiln::daemon {
 
 struct HttpConfig {
@@ -20,6 +27,8 @@ struct HttpConfig {
     int worker_threads = 32;
     std::string version;                     // for /healthz
     std::string accel;                       // "kvm" | "tcg", for /healthz and /metrics
+    ci::github::GithubWebhook* github_webhook = nullptr;  // POST /v1/ci/github (not owned); null: 503
+    ci::JobService* jobs = nullptr;                       // /v1/jobs (not owned); null: 503
 };
 
 class HttpServer {

@@ -29,6 +29,7 @@ struct RouteContext {
     SandboxService& service;
     Authenticator& auth;
     Metrics& metrics;
+    ci::JobService* jobs = nullptr;  // /v1/jobs (not owned); null: 503 (from HttpConfig::jobs)
 };
 
 using AuthedHandler = std::function<void(const Caller&, const httplib::Request&, httplib::Response&)>;
@@ -38,6 +39,8 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx);
 void add_exec_routes(httplib::Server& server, RouteContext& ctx);
 void add_file_routes(httplib::Server& server, RouteContext& ctx);
 void add_template_routes(httplib::Server& server, RouteContext& ctx);
+void add_github_routes(httplib::Server& server, RouteContext& ctx);  // POST /v1/ci/github
+void add_job_routes(httplib::Server& server, RouteContext& ctx);     // /v1/jobs (job_routes.cpp)
 
 // Wraps a handler with bearer-token auth (401 JSON without a valid token).
 httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler);

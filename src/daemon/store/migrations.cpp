@@ -49,6 +49,35 @@ CREATE TABLE snapshots (
 );
 CREATE INDEX snapshots_owner ON snapshots(owner_token_id, created_at_ms);
 )sql"},
+        // 2: the CI queue (src/ci/jobs): jobs and the bake cache (template key -> snapshot).
+        {2, R"sql(
+CREATE TABLE ci_jobs (
+  id TEXT PRIMARY KEY,
+  owner_token_id INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  sha TEXT NOT NULL DEFAULT '',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  template_key TEXT NOT NULL DEFAULT '',
+  bake_hit INTEGER NOT NULL DEFAULT 0,
+  steps_json TEXT NOT NULL DEFAULT '[]',
+  junit_json TEXT NOT NULL DEFAULT '',
+  artifacts_json TEXT NOT NULL DEFAULT '[]',
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL DEFAULT 0,
+  finished_at_ms INTEGER NOT NULL DEFAULT 0,
+  steps_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX ci_jobs_state ON ci_jobs(state, created_at_ms);
+CREATE TABLE ci_bake_cache (
+  key TEXT PRIMARY KEY,
+  template TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  used_at_ms INTEGER NOT NULL
+);
+)sql"},
     };
     return list;
 }

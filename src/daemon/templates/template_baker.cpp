@@ -22,7 +22,8 @@ namespace kiln::daemon {
 
 TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare)
     : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_keep_spare(keep_spare) {
-    m_builtins.push_back(BuiltinTemplate{"tiny", "tiny", 1, 256});
+    m_builtins.push_back(BuiltinTemplate{"tiny", "tiny", 1, 256, true});
+    m_builtins.push_back(BuiltinTemplate{"base", "base", 1, 512, false});  // CI jobs (docs/ci.md)
 }
 
 TemplateBaker::~TemplateBaker() { stop(); }

@@ -1,4 +1,4 @@
-// TemplateBaker: the built-in templates (tiny), each baked once into a snapshot in
+// TemplateBaker: the built-in templates (tiny; base, the Debian CI image), each baked once into a snapshot in
 // $DATA/templates/<name>-<key> by booting its image and snapshotting it. The key covers the image,
 // kernel, QEMU version and accelerator, so a change to any of them bakes again.
 #pragma once
@@ -23,6 +23,9 @@ struct BuiltinTemplate {
     std::string image;
     uint32_t vcpus = 1;
     uint32_t memory_mib = 256;
+    // Baked when kilnd starts (tiny); otherwise on first use (base: its image is built only when
+    // CI is used, `make image-base`).
+    bool bake_at_start = true;
 };
 
 // Thread-safe. Concurrent ensure() calls for one template share one bake.

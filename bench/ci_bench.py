@@ -1,0 +1,141 @@
+#!/usr/bin/env python3
+"""ci_bench: CI job figures on a real kilnd with real VMs (the `base` template), see docs/ci.md.
+
+- job overhead: a job's wall time (started -> finished) minus its steps' own time, median and p99
+  over KILN_BENCH_CI_JOBS (20) trivial jobs run one at a time; also submit -> finished;
+- throughput: jobs per minute with 2 workers, KILN_BENCH_CI_BATCH (10) trivial jobs queued at once;
+- the bake: examples/widget's install (its bake) on a first job against the second job, which
+  restores the baked snapshot (the saving, as a share of the install time).
+Prints the accelerator beside the figures. Run: KILN_BUILD=build/release bench/ci_bench.py"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "api"))
+
+from kilnd_fixture import Kilnd, wait_until  # noqa: E402
+import http.client  # noqa: E402
+
+
+class Api:
+    def __init__(self, port: int, token: str):
+        self.port, self.token = port, token
+
+    def call(self, method: str, path: str, body=None):
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        conn.request(method, path, body=data, headers=headers)
+        resp = conn.getresponse()
+        raw = resp.read()
+        conn.close()
+        if resp.status >= 300:
+            raise RuntimeError(f"{method} {path}: {resp.status} {raw[:300]!r}")
+        return raw if "ndjson" in (resp.getheader("content-type") or "") else json.loads(raw)
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="b", GIT_AUTHOR_EMAIL="b@b", GIT_COMMITTER_NAME="b", GIT_COMMITTER_EMAIL="b@b")
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(root: Path, files: dict[str, str] | None = None, copy_from: Path | None = None) -> str:
+    if copy_from:
+        shutil.copytree(copy_from, root, ignore=shutil.ignore_patterns(".venv", "reports", "__pycache__"))
+    else:
+        root.mkdir(parents=True)
+    for name, text in (files or {}).items():
+        (root / name).write_text(text)
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "bench")
+    return git(root, "rev-parse", "HEAD")
+
+
+def run_job(api: Api, repo: Path, sha: str) -> tuple[dict, float]:
+    t0 = time.monotonic()
+    job = api.call("POST", "/v1/jobs", {"repo": str(repo), "sha": sha})
+    return wait_job(api, job["id"]), time.monotonic() - t0
+
+
+def wait_job(api: Api, job_id: str) -> dict:
+    def final():
+        j = api.call("GET", f"/v1/jobs/{job_id}")
+        return j if j["state"] in ("passed", "failed", "error", "cancelled") else None
+    job = wait_until(final, 600, interval=0.05)
+    if not job or job["state"] != "passed":
+        raise RuntimeError(f"job {job_id} did not pass: {job}")
+    return job
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def main() -> int:
+    n = int(os.environ.get("KILN_BENCH_CI_JOBS", "20"))
+    batch = int(os.environ.get("KILN_BENCH_CI_BATCH", "10"))
+    kilnd = Kilnd(extra_env={"KILN_CI_WORKERS": "2"}, name="ci-bench")
+    work = Path(tempfile.mkdtemp(prefix="kiln-ci-bench-"))
+    try:
+        token = kilnd.create_token("bench")
+        kilnd.start()
+        api = Api(kilnd.port, token)
+        accel = api.call("GET", "/healthz")["accel"]
+        trivial = work / "trivial"
+        sha = make_repo(trivial, {".kiln.yml": "template: base\nsteps:\n  - name: noop\n    run: 'true'\n"})
+        print(f"ci_bench ({accel}): warming up (bakes the base template once)", flush=True)
+        run_job(api, trivial, sha)
+
+        overhead, wall, submit_to_end, steps = [], [], [], []
+        for _ in range(n):
+            job, took = run_job(api, trivial, sha)
+            overhead.append(job["duration_ms"] - job["steps_ms"])
+            wall.append(job["duration_ms"])
+            steps.append(job["steps_ms"])
+            submit_to_end.append(took * 1000)
+        print(f"job overhead (wall - steps), {n} trivial jobs, {accel}: p50 {statistics.median(overhead):.0f} ms, "
+              f"p99 {pct(overhead, 99):.0f} ms (job wall p50 {statistics.median(wall):.0f} ms, steps p50 "
+              f"{statistics.median(steps):.0f} ms, submit -> finished p50 {statistics.median(submit_to_end):.0f} ms)")
+
+        t0 = time.monotonic()
+        ids = [api.call("POST", "/v1/jobs", {"repo": str(trivial), "sha": sha})["id"] for _ in range(batch)]
+        for i in ids:
+            wait_job(api, i)
+        minutes = (time.monotonic() - t0) / 60
+        print(f"throughput, {batch} trivial jobs queued at once, 2 workers, {accel}: {batch / minutes:.1f} jobs/min")
+
+        widget = work / "widget"
+        wsha = make_repo(widget, copy_from=REPO / "examples" / "widget")
+        first, first_s = run_job(api, widget, wsha)
+        log = api.call("GET", f"/v1/jobs/{first['id']}/logs?follow=false").decode().splitlines()
+        bake_ms = next(json.loads(l)["duration_ms"] for l in log
+                       if '"step_finished"' in l and json.loads(l).get("step") == "bake")
+        second, second_s = run_job(api, widget, wsha)
+        assert second["bake_hit"] and not first["bake_hit"], (first, second)
+        saved = first["duration_ms"] - second["duration_ms"]
+        print(f"bake (examples/widget, {accel}): install (bake.run) {bake_ms} ms; first job {first['duration_ms']} ms "
+              f"(bake miss: install + snapshot), second job {second['duration_ms']} ms (bake hit); saved {saved} ms = "
+              f"{100 * saved / max(bake_ms, 1):.0f}% of the install time; the second job spends 0 ms installing "
+              f"(100% of the install itself saved)")
+        return 0
+    finally:
+        kilnd.cleanup()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

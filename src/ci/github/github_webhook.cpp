@@ -1,0 +1,200 @@
+// The GitHub webhook flow (see github_webhook.h).
+#include "ci/github/github_webhook.h"
+
+#include <cctype>
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <set>
+#include <optional>
+
+#include "ci/github/delivery_log.h"
+#include "ci/github/status_poster.h"
+#include "ci/github/webhook_event.h"
+#include "ci/github/webhook_signature.h"
+#include "daemon/json_log.h"
+
+namespace kiln::ci::github {
+namespace log = daemon::log;
+using nlohmann::json;
+
+namespace {
+
+WebhookResponse error_response(int status, const std::string& code, const std::string& message) {
+    return {status, json{{"error", {{"code", code}, {"message", message}}}}};
+}
+
+WebhookResponse result(int status, bool accepted, const std::string& reason) {
+    return {status, json{{"accepted", accepted}, {"reason", reason}}};
+}
+
+// GitHub's delivery ids are GUIDs; anything else is refused before it reaches the database.
+bool plausible_delivery(const std::string& id) {
+    if (id.empty() || id.size() > 64) return false;
+    for (char c : id)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
+    return true;
+}
+
+int64_t now_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+JobSpec job_spec(const WebhookEvent& ev, const WebhookRequest& req) {
+    JobSpec spec;
+    spec.repo = ev.clone_url;
+    spec.sha = ev.sha;
+    spec.trusted = ev.trusted;
+    spec.source = "github";
+    spec.labels[kLabelDelivery] = req.delivery;
+    spec.labels["github_event"] = req.event;
+    spec.labels[kLabelRepo] = ev.repo_full_name;
+    if (!ev.ref.empty()) spec.labels["github_ref"] = ev.ref;
+    if (!ev.sender.empty()) spec.labels["github_sender"] = ev.sender;
+    if (ev.kind == EventKind::PullRequest) {
+        spec.labels["github_pr"] = std::to_string(ev.pr_number);
+        spec.labels["github_action"] = ev.action;
+        if (!ev.head_repo_full_name.empty()) spec.labels["github_head_repo"] = ev.head_repo_full_name;
+    }
+    if (!ev.trusted) {
+        // No secrets (spec.secrets stays empty, and the worker gives none to an untrusted job) and
+        // a network that reaches the git host only, so the clone inside the VM still works.
+        spec.labels[kLabelNetwork] = "restricted";
+        spec.labels[kLabelAllowHosts] = ev.git_host;
+        spec.labels["untrusted_reason"] = ev.untrusted_reason;
+    }
+    return spec;
+}
+
+// The jobs whose final status was posted (the most recent ones; a job ends once).
+class FinishedJobs {
+public:
+    // False when a status for `id` must not be posted: it is pending and the job has ended.
+    bool admit(const std::string& id, bool final_state) {
+        std::lock_guard lock(m_mutex);
+        if (m_ids.count(id)) return false;
+        if (!final_state) return true;
+        m_ids.insert(id);
+        m_order.push_back(id);
+        if (m_order.size() > 4096) {
+            m_ids.erase(m_order.front());
+            m_order.pop_front();
+        }
+        return true;
+    }
+
+private:
+    std::mutex m_mutex;
+    std::set<std::string> m_ids;
+    std::deque<std::string> m_order;
+};
+
+int status_of(const Error& e) {
+    if (e.code == "invalid_argument") return 422;
+    if (e.code == "quota_exceeded") return 429;
+    if (e.code == "unavailable") return 503;
+    return 500;
+}
+
+}  // namespace
+
+std::string job_url(const std::string& public_url, const std::string& job_id) {
+    std::string base = public_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    return base + "/v1/jobs/" + job_id;
+}
+
+std::optional<StatusFor> status_for_job(const JobInfo& info) {
+    auto tests = [&info]() -> std::string {
+        if (!info.junit) return "";
+        return ": " + std::to_string(info.junit->tests) + " tests, " + std::to_string(info.junit->failures) +
+               " failures, " + std::to_string(info.junit->errors) + " errors";
+    };
+    switch (info.state) {
+        case JobState::Queued:
+            if (info.attempts > 0) return StatusFor{"pending", "queued again after an infrastructure error"};
+            return StatusFor{"pending", info.spec.trusted ? "queued in kiln" : "queued in kiln (untrusted: no secrets)"};
+        case JobState::Running: return StatusFor{"pending", "running in a fresh kiln VM"};
+        case JobState::Passed: return StatusFor{"success", "passed" + tests()};
+        case JobState::Failed: return StatusFor{"failure", "failed" + tests()};
+        case JobState::Error: return StatusFor{"error", "kiln error" + (info.error.empty() ? "" : ": " + info.error)};
+        case JobState::Cancelled: return StatusFor{"error", "cancelled"};
+    }
+    return std::nullopt;
+}
+
+GithubWebhook::GithubWebhook(GithubConfig config, JobService& jobs, std::unique_ptr<DeliveryLog> deliveries,
+                             std::shared_ptr<StatusPoster> poster)
+    : m_config(std::move(config)), m_jobs(jobs), m_deliveries(std::move(deliveries)), m_poster(std::move(poster)) {}
+
+GithubWebhook::~GithubWebhook() = default;
+
+Result<std::unique_ptr<GithubWebhook>> GithubWebhook::create(GithubConfig config, JobService& jobs,
+                                                             const std::string& db_path) {
+    auto deliveries = TRY(DeliveryLog::open(db_path));
+    auto poster = std::make_shared<StatusPoster>(config.api_url, config.token);
+    if (config.token.empty()) log::info("github: no github_token configured; commit statuses are not posted", {});
+    // The listener owns what it uses: it may run on a worker thread at any time. The queue calls
+    // it for every state change, the submission (queued) included, in order per job; `finished`
+    // keeps a late "pending" from a racing thread from overwriting a job's final status.
+    auto finished = std::make_shared<FinishedJobs>();
+    jobs.on_state_change([poster, finished, public_url = config.public_url](const JobInfo& info) {
+        if (info.spec.source != "github") return;
+        auto repo = info.spec.labels.find(kLabelRepo);
+        if (repo == info.spec.labels.end()) return;
+        auto status = status_for_job(info);
+        if (!status) return;
+        if (!finished->admit(info.id, status->state != "pending")) return;
+        poster->post_async(CommitStatus{repo->second, info.sha.empty() ? info.spec.sha : info.sha, status->state,
+                                        job_url(public_url, info.id), status->description});
+    });
+    return std::unique_ptr<GithubWebhook>(
+        new GithubWebhook(std::move(config), jobs, std::move(deliveries), std::move(poster)));
+}
+
+WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
+    if (m_config.webhook_secret.empty())
+        return error_response(503, "unavailable", "the GitHub webhook is not configured (github_webhook_secret)");
+    if (req.signature.empty())
+        return error_response(401, "unauthorized", "an X-Hub-Signature-256 header is required");
+    if (!verify_signature(m_config.webhook_secret, req.body, req.signature))
+        return error_response(401, "unauthorized", "X-Hub-Signature-256 does not match the body");
+    if (req.event.empty()) return error_response(422, "invalid_argument", "an X-GitHub-Event header is required");
+    if (!plausible_delivery(req.delivery))
+        return error_response(422, "invalid_argument", "X-GitHub-Delivery is missing or not a delivery id");
+
+    auto parsed = parse_webhook_event(req.event, req.body);
+    if (!parsed.ok()) return error_response(422, "invalid_argument", parsed.error().message);
+    const WebhookEvent& ev = *parsed;
+    if (ev.kind == EventKind::Ping) return result(200, false, "pong");
+    if (ev.kind == EventKind::Ignored) return result(202, false, ev.reason);
+
+    auto claim = m_deliveries->claim(req.delivery, req.event, now_ms());
+    if (!claim.ok()) return error_response(500, "internal", "delivery log: " + claim.error().message);
+    if (!claim->first) {
+        WebhookResponse r = result(200, false, "delivery " + req.delivery + " was handled already");
+        r.body["duplicate"] = true;
+        if (!claim->job_id.empty()) r.body["job_id"] = claim->job_id;
+        return r;
+    }
+
+    auto job = m_jobs.submit(job_spec(ev, req));
+    if (!job.ok()) {
+        // Forget the delivery so that GitHub's redelivery of it can still make the job.
+        (void)m_deliveries->release(req.delivery);
+        log::warn("github: job not submitted", {{"delivery", req.delivery}, {"error", job.error().to_string()}});
+        return error_response(status_of(job.error()), status_of(job.error()) == 500 ? "internal" : job.error().code,
+                              "the job could not be queued: " + job.error().message);
+    }
+    if (auto st = m_deliveries->set_job(req.delivery, job->id); !st.ok())
+        log::warn("github: delivery log", {{"delivery", req.delivery}, {"error", st.error().message}});
+    log::info("github: job queued", {{"delivery", req.delivery}, {"event", req.event}, {"repo", ev.repo_full_name},
+                                     {"sha", ev.sha}, {"job", job->id}, {"trusted", ev.trusted}});
+    WebhookResponse r = result(201, true, ev.trusted ? "job queued" : "job queued untrusted: " + ev.untrusted_reason);
+    r.body["job_id"] = job->id;
+    r.body["trusted"] = ev.trusted;
+    return r;
+}
+
+}  // namespace kiln::ci::github

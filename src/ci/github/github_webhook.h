@@ -1,0 +1,66 @@
+// GithubWebhook: POST /v1/ci/github without the HTTP: signature, deduplication, payload, job
+// submission, and the commit statuses that follow the job (pending, then success/failure/error).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+#include "ci/github/github_config.h"
+#include "ci/jobs/job_service.h"
+
+namespace kiln::ci::github {
+
+class DeliveryLog;
+class StatusPoster;
+
+struct WebhookRequest {
+    std::string event;      // X-GitHub-Event
+    std::string delivery;   // X-GitHub-Delivery
+    std::string signature;  // X-Hub-Signature-256
+    std::string_view body;  // raw, as signed
+};
+
+struct WebhookResponse {
+    int status = 200;
+    nlohmann::json body;  // an API error object or {accepted, reason, job_id, trusted, duplicate}
+};
+
+// Labels the job gets (JobSpec.labels); the network helper reads the last two.
+inline constexpr const char* kLabelDelivery = "github_delivery";
+inline constexpr const char* kLabelRepo = "github_repo";
+inline constexpr const char* kLabelNetwork = "network";               // "restricted" for untrusted jobs
+inline constexpr const char* kLabelAllowHosts = "network_allow_hosts";  // comma-separated hosts (the git host)
+
+class GithubWebhook {
+public:
+    // Opens the delivery log in `db_path` (kilnd.db) and listens to `jobs` for status changes.
+    // The listener holds what it needs itself, so `jobs` may outlive this object.
+    static Result<std::unique_ptr<GithubWebhook>> create(GithubConfig config, JobService& jobs, const std::string& db_path);
+    ~GithubWebhook();
+
+    WebhookResponse handle(const WebhookRequest& request);
+
+private:
+    GithubWebhook(GithubConfig config, JobService& jobs, std::unique_ptr<DeliveryLog> deliveries,
+                  std::shared_ptr<StatusPoster> poster);
+
+    GithubConfig m_config;
+    JobService& m_jobs;
+    std::unique_ptr<DeliveryLog> m_deliveries;
+    std::shared_ptr<StatusPoster> m_poster;
+};
+
+// The status GitHub shows for a job in `info`'s state; nullopt when none is due (queued).
+struct StatusFor {
+    std::string state, description;
+};
+std::optional<StatusFor> status_for_job(const JobInfo& info);
+// <public_url>/v1/jobs/<id>
+std::string job_url(const std::string& public_url, const std::string& job_id);
+
+}  // namespace kiln::ci::github

@@ -1,0 +1,63 @@
+// JobLog: append-only NDJSON with a size cap and secret masking (see job_log.h).
+#include "ci/jobs/job_log.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+
+#include "base/errno_error.h"
+
+namespace kiln::ci {
+
+Result<std::unique_ptr<JobLog>> JobLog::open(const std::string& path, uint64_t max_bytes) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) return make_error("io_error", "opening " + path + ": " + std::strerror(errno));
+    struct stat st {};
+    ::fstat(fd, &st);
+    return std::unique_ptr<JobLog>(new JobLog(UniqueFd(fd), static_cast<uint64_t>(st.st_size), max_bytes));
+}
+
+void JobLog::set_masked(std::vector<std::string> values) {
+    std::lock_guard lock(m_mutex);
+    m_masked.clear();
+    for (auto& v : values)
+        if (v.size() >= 3) m_masked.push_back(std::move(v));  // masking "a" would garble every line
+}
+
+std::string JobLog::mask(std::string text) const {
+    for (const auto& secret : m_masked) {
+        for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3))
+            text.replace(pos, secret.size(), "***");
+    }
+    return text;
+}
+
+void JobLog::output(std::string_view step, std::string_view stream, std::string_view data) {
+    write_line(nlohmann::json{{"type", "output"}, {"step", step}, {"stream", stream}, {"data", data}}, true);
+}
+
+void JobLog::event(nlohmann::json e) { write_line(e, false); }
+
+void JobLog::write_line(const nlohmann::json& e_in, bool is_output) {
+    std::lock_guard lock(m_mutex);
+    nlohmann::json e = e_in;
+    e["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                  std::chrono::system_clock::now().time_since_epoch()).count();
+    if (is_output && e.contains("data")) e["data"] = mask(e["data"].get<std::string>());
+    if (e.contains("message") && e["message"].is_string()) e["message"] = mask(e["message"].get<std::string>());
+    std::string line = e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    if (is_output && m_size + line.size() > m_max) {
+        if (m_truncated) return;
+        m_truncated = true;
+        line = nlohmann::json{{"type", "truncated"}, {"ts", e["ts"]},
+                              {"message", "the job's log reached " + std::to_string(m_max) +
+                                              " bytes; further output is dropped (the job keeps running)"}}
+                   .dump() + "\n";
+    }
+    ssize_t n = ::write(m_fd.get(), line.data(), line.size());
+    if (n > 0) m_size += static_cast<uint64_t>(n);
+}
+
+}  // namespace kiln::ci

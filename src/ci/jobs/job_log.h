@@ -1,0 +1,46 @@
+// JobLog: a job's log as NDJSON events appended to $DATA/jobs/<id>/log.ndjson, which
+// GET /v1/jobs/{id}/logs tails. Output is capped (a job printing 1 GB does not fill the host's
+// disk) and the values of the job's secrets are masked before anything is written.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+#include "base/unique_fd.h"
+
+namespace kiln::ci {
+
+class JobLog {
+public:
+    static constexpr uint64_t kDefaultMaxBytes = 32ull << 20;
+
+    static Result<std::unique_ptr<JobLog>> open(const std::string& path, uint64_t max_bytes = kDefaultMaxBytes);
+
+    // Values replaced by "***" in output and messages (empty and very short ones are ignored).
+    void set_masked(std::vector<std::string> values);
+    // {"type": "output", "step": ..., "stream": "stdout"|"stderr", "data": ...}
+    void output(std::string_view step, std::string_view stream, std::string_view data);
+    // Any other event; `event` must be an object with "type". A "ts" (unix ms) is added.
+    void event(nlohmann::json event);
+
+private:
+    JobLog(UniqueFd fd, uint64_t size, uint64_t max_bytes) : m_fd(std::move(fd)), m_size(size), m_max(max_bytes) {}
+    void write_line(const nlohmann::json& event, bool is_output);
+    std::string mask(std::string text) const;
+
+    std::mutex m_mutex;
+    UniqueFd m_fd;
+    uint64_t m_size;
+    const uint64_t m_max;
+    bool m_truncated = false;
+    std::vector<std::string> m_masked;
+};
+
+}  // namespace kiln::ci

@@ -1,0 +1,85 @@
+// JobRunner: one attempt of one job, the five steps of docs/ci.md: (1) a VM from the baked
+// template (baking it on a key miss), (2) the exact commit cloned from a bundle and verified,
+// (3) the steps in order with their timeouts, output streamed to the job's log, (4) JUnit totals
+// and artifacts read out, (5) the VM destroyed, whatever happened.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/clock.h"
+#include "ci/jobs/job_service.h"
+#include "daemon/sandboxes/sandbox_service.h"
+
+namespace kiln::ci {
+
+class GitCache;
+class JobLog;
+class JobStore;
+
+struct RunnerConfig {
+    std::string jobs_dir;                         // $DATA/jobs: <id>/log.ndjson, <id>/artifacts/
+    daemon::Caller caller;                        // the internal CI token that owns job VMs and bakes
+    std::map<std::string, std::string> secrets;   // kilnd's configured secret values by name
+    int64_t max_ttl_seconds = 86400;              // the service's limit on a sandbox's TTL
+};
+
+// Shared by the worker running a job and the watchdog that enforces cancel and the hard cap:
+// the watchdog destroys the job's current VM, which ends whatever the worker waits on.
+struct JobControl {
+    std::atomic<bool> cancel{false};
+    std::atomic<bool> timed_out{false};
+    std::atomic<int64_t> deadline_ms{0};  // monotonic_ms(); 0: none yet
+
+    void set_sandbox(const std::string& id) {
+        std::lock_guard lock(mutex);
+        sandbox_id = id;
+    }
+    std::string sandbox() {
+        std::lock_guard lock(mutex);
+        return sandbox_id;
+    }
+    bool stopped() const { return cancel || timed_out; }
+
+private:
+    std::mutex mutex;
+    std::string sandbox_id;
+};
+
+struct RunOutcome {
+    JobState state = JobState::Error;
+    std::string error;
+    bool retryable = false;  // an infrastructure error: the queue may try again (at most twice)
+    std::string template_key;
+    bool bake_hit = false;
+    std::vector<StepRecord> steps;
+    std::optional<JunitTotals> junit;
+    std::vector<std::string> artifacts;
+    int64_t steps_ms = 0;
+};
+
+class JobRunner {
+public:
+    JobRunner(RunnerConfig config, daemon::SandboxService& service, JobStore& store, GitCache& git);
+
+    // `progress` is called as steps start and end (to keep the stored record current).
+    RunOutcome run(const JobInfo& job, const std::map<std::string, std::string>& spec_secrets, JobLog& log,
+                   JobControl& control, const std::function<void(const RunOutcome&)>& progress);
+
+    // The artifact files of a job: <jobs_dir>/<id>/artifacts/<index in JobInfo::artifacts>.
+    std::string artifact_path(const std::string& job_id, size_t index) const;
+    std::string log_path(const std::string& job_id) const;
+
+private:
+    RunnerConfig m_config;
+    daemon::SandboxService& m_service;
+    JobStore& m_store;
+    GitCache& m_git;
+};
+
+}  // namespace kiln::ci

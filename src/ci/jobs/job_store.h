@@ -1,0 +1,55 @@
+// JobStore: the CI queue's rows in kilnd.db (tables ci_jobs and ci_bake_cache, store migration 2),
+// over a connection of its own. Secrets are never written here.
+#pragma once
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "ci/jobs/job_service.h"
+
+namespace kiln::daemon {
+class SqliteDb;
+}
+
+namespace kiln::ci {
+
+struct BakeEntry {
+    std::string key;
+    std::string template_name;
+    std::string snapshot_id;
+};
+
+// Thread-safe.
+class JobStore {
+public:
+    // `db_path` must already be migrated (SqliteStore::open runs the migrations first).
+    static Result<std::unique_ptr<JobStore>> open(const std::string& db_path);
+    ~JobStore();
+
+    Status insert(const JobInfo& job);
+    Status update(const JobInfo& job);  // every column, by id
+    Result<std::optional<JobInfo>> get(const std::string& id);
+    // Newest first; owner 0 means every owner.
+    Result<std::vector<JobInfo>> list(int limit);
+    // The oldest queued job, marked running (attempts + 1, started_at) in the same transaction.
+    Result<std::optional<JobInfo>> claim_next(int64_t now_ms);
+    // After a crash: every running job becomes error ("kilnd restarted"). Returns their ids.
+    Result<std::vector<std::string>> fail_running(int64_t now_ms);
+
+    Result<std::optional<BakeEntry>> find_bake(const std::string& key);
+    Status put_bake(const BakeEntry& entry, int64_t now_ms);
+    Status drop_bake(const std::string& key);
+
+    void close();
+
+private:
+    explicit JobStore(std::unique_ptr<daemon::SqliteDb> db);
+    std::mutex m_mutex;
+    std::unique_ptr<daemon::SqliteDb> m_db;
+};
+
+}  // namespace kiln::ci

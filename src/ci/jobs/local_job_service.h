@@ -1,0 +1,75 @@
+// LocalJobService: the JobService of one kilnd: jobs queued in SQLite (JobStore), N worker
+// threads each running one job at a time (JobRunner), a watchdog that enforces cancel and each
+// job's hard cap by destroying its VM, and the start-up reconcile of jobs a crash interrupted.
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ci/jobs/git_source.h"
+#include "ci/jobs/job_runner.h"
+#include "ci/jobs/job_service.h"
+#include "ci/jobs/job_store.h"
+
+namespace kiln::ci {
+
+struct JobServiceConfig {
+    RunnerConfig runner;
+    int workers = 2;           // KILN_CI_WORKERS
+    int max_attempts = 3;      // an infrastructure error is retried at most twice
+    std::string git_cache_dir; // $DATA/ci/git
+};
+
+class LocalJobService final : public JobService {
+public:
+    // Opens the job tables in `db_path` (kilnd.db, already migrated).
+    static Result<std::unique_ptr<LocalJobService>> create(JobServiceConfig config, daemon::SandboxService& service,
+                                                           const std::string& db_path);
+    ~LocalJobService() override;  // stop()
+
+    // Marks jobs a previous kilnd left running as error (their VMs were killed by the sandbox
+    // reconcile), then starts the workers and the watchdog. Queued jobs are picked up.
+    Status start();
+    // Stops taking jobs; jobs running now are ended (recorded error) and their VMs destroyed.
+    void stop();
+
+    Result<JobInfo> submit(const JobSpec& spec) override;
+    Result<JobInfo> get(const std::string& id) override;
+    Result<std::vector<JobInfo>> list(int limit) override;
+    Status cancel(const std::string& id) override;
+    void on_state_change(std::function<void(const JobInfo&)> listener) override;
+
+    // For the log route: the job's log file (it may not exist yet while queued).
+    std::string log_path(const std::string& id) const override { return m_runner.log_path(id); }
+    std::string artifact_path(const std::string& id, size_t index) const override {
+        return m_runner.artifact_path(id, index);
+    }
+
+private:
+    LocalJobService(JobServiceConfig config, daemon::SandboxService& service, std::unique_ptr<JobStore> store);
+    void worker_loop();
+    void watchdog_loop();
+    void run_one(JobInfo job);
+    void notify(const JobInfo& job);
+
+    const JobServiceConfig m_config;
+    daemon::SandboxService& m_service;
+    std::unique_ptr<JobStore> m_store;
+    GitCache m_git;
+    JobRunner m_runner;
+
+    std::mutex m_mutex;  // guards everything below
+    std::condition_variable m_wake;
+    bool m_stopping = false;
+    std::map<std::string, std::shared_ptr<JobControl>> m_active;      // running jobs
+    std::map<std::string, std::map<std::string, std::string>> m_secrets;  // secret values given at submit
+    std::vector<std::function<void(const JobInfo&)>> m_listeners;
+    std::vector<std::thread> m_threads;
+};
+
+}  // namespace kiln::ci

@@ -1,0 +1,400 @@
+"""CI jobs end to end (docs/ci.md): a real kilnd, real VMs from the `base` template, real git
+repositories made here, every response checked against api/openapi.yaml. Covers a passing job,
+a failing test counted from JUnit, a step timeout and the job's hard cap, a hostile job and the
+clean VM of the next one, the bake cache (hit, and a rebake when the lockfile changes), cancel,
+bad input, and kill -9 of kilnd in the middle of a job."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "api"))
+
+from api_client import ApiClient  # noqa: E402
+from kilnd_fixture import Kilnd, pid_alive, wait_until  # noqa: E402
+from openapi_check import OpenApiSpec, SpecRecorder  # noqa: E402
+
+SECRET = "kiln-test-secret-4f9a1c"
+FINAL = {"passed", "failed", "error", "cancelled"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@t", GIT_COMMITTER_NAME="t",
+               GIT_COMMITTER_EMAIL="t@t")
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+class Repo:
+    """A git repository on the host that jobs are queued from (as an absolute local path)."""
+
+    def __init__(self, root: Path):
+        self.path = root
+        root.mkdir(parents=True)
+        git(root, "init", "-q", "-b", "main")
+
+    def commit(self, files: dict[str, str], message: str = "change") -> str:
+        for name, text in files.items():
+            p = self.path / name
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(text)
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", message)
+        return git(self.path, "rev-parse", "HEAD")
+
+
+@pytest.fixture(scope="module")
+def recorder() -> SpecRecorder:
+    return SpecRecorder(OpenApiSpec.load())
+
+
+@pytest.fixture(scope="module")
+def kilnd():
+    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", f"KILN_CI_SECRET_DEPLOY_KEY": SECRET}, name="ci")
+    try:
+        instance.create_token("alice")
+        instance.create_token("bob")
+        instance.start()
+    except Exception:
+        instance.cleanup()
+        raise
+    yield instance
+    instance.cleanup()
+
+
+@pytest.fixture(scope="module")
+def api(kilnd, recorder) -> ApiClient:
+    return ApiClient(kilnd.port, kilnd.tokens["alice"], recorder)
+
+
+@pytest.fixture()
+def repo(tmp_path) -> Repo:
+    return Repo(tmp_path / "repo")
+
+
+def check(r):
+    assert not r.errors, f"response does not follow api/openapi.yaml: {r.errors}"
+    return r
+
+
+def submit(api: ApiClient, repo: Repo, sha: str | None = None, **extra) -> dict:
+    body = {"repo": str(repo.path), **extra}
+    if sha:
+        body["sha"] = sha
+    r = check(api.post("/v1/jobs", body))
+    assert r.status == 201, r
+    job = r.json()
+    assert job["state"] in ("queued", "running")
+    return job
+
+
+def wait_job(api: ApiClient, job_id: str, timeout: float = 300) -> dict:
+    def final():
+        j = check(api.get(f"/v1/jobs/{job_id}")).json()
+        return j if j["state"] in FINAL else None
+    job = wait_until(final, timeout, interval=0.3)
+    assert job, f"job {job_id} did not finish within {timeout} s: {api.get(f'/v1/jobs/{job_id}').json()}"
+    return job
+
+
+def logs(api: ApiClient, job_id: str) -> list[dict]:
+    r = check(api.get(f"/v1/jobs/{job_id}/logs?follow=false"))
+    assert r.status == 200 and r.content_type.startswith("application/x-ndjson"), r
+    return r.ndjson()
+
+
+def output(events: list[dict]) -> str:
+    return "".join(e["data"] for e in events if e["type"] == "output")
+
+
+def running_sandboxes(api: ApiClient) -> int:
+    text = api.get("/metrics").body.decode()
+    for line in text.splitlines():
+        if line.startswith("kiln_sandboxes{") and 'state="running"' in line:
+            return int(float(line.split()[-1]))
+    return 0
+
+
+def pipeline(steps: str, extra: str = "") -> str:
+    return f"template: base\n{extra}steps:\n{steps}"
+
+
+def test_passing_job_runs_the_exact_commit_reads_junit_and_artifacts(api, repo):
+    junit = ('<testsuite tests="3" failures="0" errors="0" skipped="1">'
+             '<testcase name="a"/><testcase name="b"/><testcase name="c"><skipped/></testcase></testsuite>')
+    sha = repo.commit({
+        ".kiln.yml": pipeline(
+            "  - name: build\n    run: |\n      echo building $(git rev-parse HEAD) on $(hostname)\n"
+            "      mkdir -p out reports && echo artifact-body > out/result.txt\n"
+            f"      printf '%s' '{junit}' > reports/unit.xml\n"
+            "      echo \"secret is $DEPLOY_KEY\"\n",
+            extra="secrets: [DEPLOY_KEY]\njunit: [\"reports/*.xml\"]\nartifacts: [\"out/**\"]\n"),
+        "README": "v1\n"})
+    repo.commit({"README": "v2, the branch moved on\n"})  # the job must still run `sha`, not main
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    assert job["state"] == "passed", job
+    assert job["sha"] == sha and job["error"] == ""
+    assert job["junit"] == {"tests": 3, "failures": 0, "errors": 0, "skipped": 1}
+    assert [s["state"] for s in job["steps"]] == ["passed"] and job["steps"][0]["exit_code"] == 0
+    events = logs(api, job["id"])
+    text = output(events)
+    assert f"building {sha}" in text
+    assert SECRET not in text and "secret is ***" in text, "a secret's value reached the log"
+    assert any(e["type"] == "checkout" and e["sha"] == sha for e in events)
+    assert events[-1]["type"] == "end" and events[-1]["state"] == "passed"
+    arts = check(api.get(f"/v1/jobs/{job['id']}/artifacts")).json()["artifacts"]
+    assert arts == [{"name": "out/result.txt", "size": len("artifact-body\n")}]
+    # The name is one path segment, its slashes percent-encoded (kilnd also takes them plain).
+    body = check(api.get(f"/v1/jobs/{job['id']}/artifacts/out%2Fresult.txt"))
+    assert body.status == 200 and body.body == b"artifact-body\n"
+    assert api.get(f"/v1/jobs/{job['id']}/artifacts/out/result.txt").body == b"artifact-body\n"
+    assert check(api.get(f"/v1/jobs/{job['id']}/artifacts/out%2Fother.txt")).status == 404
+    assert check(api.get(f"/v1/jobs/{job['id']}/artifacts/..%2F..%2Flog.ndjson")).status == 404
+    # The job's VM is gone, and another token cannot see the job.
+    assert wait_until(lambda: running_sandboxes(api) == 0, 30)
+    assert check(api.with_token(None).get(f"/v1/jobs/{job['id']}")).status == 401
+
+
+def test_other_tokens_do_not_see_a_job(api, kilnd, repo):
+    sha = repo.commit({".kiln.yml": pipeline("  - name: ok\n    run: 'true'\n")})
+    job = submit(api, repo, sha)
+    bob = api.with_token(kilnd.tokens["bob"])
+    assert check(bob.get(f"/v1/jobs/{job['id']}")).status == 404
+    assert job["id"] not in [j["id"] for j in check(bob.get("/v1/jobs")).json()["jobs"]]
+    assert wait_job(api, job["id"])["state"] == "passed"
+
+
+def test_failing_test_fails_the_job_with_the_failures_counted(api, repo):
+    junit = ('<testsuites><testsuite name="s"><testcase name="ok"/>'
+             '<testcase name="bad"><failure message="boom">trace</failure></testcase>'
+             '<testcase name="worse"><error message="crash"/></testcase></testsuite></testsuites>')
+    sha = repo.commit({".kiln.yml": pipeline(
+        "  - name: test\n    run: |\n      mkdir -p reports\n"
+        f"      printf '%s' '{junit}' > reports/junit.xml\n      echo 2 tests failed >&2\n      exit 1\n"
+        "  - name: never\n    run: echo should not run\n",
+        extra="junit: [\"reports/*.xml\"]\n")})
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    assert job["state"] == "failed", job
+    assert job["attempts"] == 1, "a test failure was retried"
+    assert job["junit"] == {"tests": 3, "failures": 1, "errors": 1, "skipped": 0}
+    assert [(s["name"], s["state"]) for s in job["steps"]] == [("test", "failed"), ("never", "skipped")]
+    assert job["steps"][0]["exit_code"] == 1 and "test" in job["error"]
+    assert "should not run" not in output(logs(api, job["id"]))
+
+
+def test_step_timeout_fails_the_job(api, repo):
+    sha = repo.commit({".kiln.yml": pipeline("  - name: slow\n    run: sleep 120\n    timeout_seconds: 2\n")})
+    start = time.monotonic()
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    assert job["state"] == "failed", job
+    assert job["steps"][0]["state"] == "timed_out"
+    assert time.monotonic() - start < 60
+    assert wait_until(lambda: running_sandboxes(api) == 0, 30)
+
+
+def test_the_jobs_hard_cap_holds(api, repo):
+    # No step timeout: only the job's timeout_seconds stops it, across steps.
+    sha = repo.commit({".kiln.yml": pipeline(
+        "  - name: first\n    run: sleep 2\n  - name: second\n    run: sleep 300\n",
+        extra="timeout_seconds: 6\n")})
+    job_id = submit(api, repo, sha)["id"]
+    job = wait_job(api, job_id, timeout=120)
+    assert job["state"] == "failed", job
+    assert "timeout_seconds" in job["error"]
+    assert job["steps"][0]["state"] == "passed" and job["steps"][1]["state"] == "timed_out"
+    # The cap covers the whole job: well under the 300 s the step wanted (queue and VM time aside).
+    assert job["duration_ms"] < 40_000, job
+    assert wait_until(lambda: running_sandboxes(api) == 0, 30)
+
+
+def test_cancel_destroys_the_vm(api, repo):
+    sha = repo.commit({".kiln.yml": pipeline("  - name: wait\n    run: echo started; sleep 300\n")})
+    job_id = submit(api, repo, sha)["id"]
+    assert wait_until(lambda: any(e["type"] == "step_started" for e in logs(api, job_id)), 120)
+    r = check(api.post(f"/v1/jobs/{job_id}/cancel"))
+    assert r.status == 200
+    job = wait_job(api, job_id, timeout=30)
+    assert job["state"] == "cancelled" and job["attempts"] == 1, job
+    assert wait_until(lambda: running_sandboxes(api) == 0, 30)
+    # Cancelling a finished job changes nothing.
+    assert check(api.post(f"/v1/jobs/{job_id}/cancel")).json()["state"] == "cancelled"
+
+
+def test_hostile_job_cannot_touch_the_next_job_or_the_host(api, kilnd, repo, tmp_path):
+    canary = tmp_path / "host-canary"
+    canary.write_text("still here")
+    hostile = pipeline(
+        "  - name: wreck\n    timeout_seconds: 60\n    run: |\n"
+        "      echo left-behind > /tmp/hostile-marker\n"
+        "      echo left-behind > /root/hostile-marker\n"
+        "      echo left-behind > hostile-in-checkout\n"
+        "      nohup sh -c 'while :; do echo tick >> /tmp/daemon.log; sleep 1; done' >/dev/null 2>&1 &\n"
+        "      head -c 1000000000 /dev/zero | tr '\\0' 'x'\n"
+        "      rm -rf --no-preserve-root / 2>/dev/null || true\n"
+        "      bomb() { bomb | bomb & }; bomb\n"
+        "      sleep 300\n")
+    sha = repo.commit({".kiln.yml": hostile})
+    start = time.monotonic()
+    job = wait_job(api, submit(api, repo, sha)["id"], timeout=600)
+    took = time.monotonic() - start
+    assert job["state"] == "failed", job
+    assert job["attempts"] == 1, "a hostile job's failure was retried as an infrastructure error"
+    assert kilnd.healthy() and kilnd.proc.poll() is None
+    assert canary.read_text() == "still here"
+    log_file = kilnd.data_dir / "jobs" / job["id"] / "log.ndjson"
+    assert log_file.stat().st_size < 40 << 20, "1 GB of output went to the host's disk"
+    assert any(e["type"] == "truncated" for e in logs(api, job["id"]))
+    assert wait_until(lambda: running_sandboxes(api) == 0, 30)
+
+    clean = pipeline(
+        "  - name: inspect\n    run: |\n"
+        "      test ! -e /tmp/hostile-marker\n      test ! -e /root/hostile-marker\n"
+        "      test ! -e hostile-in-checkout\n      test ! -e /tmp/daemon.log\n"
+        "      ! ps -eo args | grep -v grep | grep -q 'daemon.log'\n"
+        "      test -x /bin/sh && test -x /usr/bin/git\n      echo clean-vm\n")
+    sha2 = repo.commit({".kiln.yml": clean})
+    job2 = wait_job(api, submit(api, repo, sha2)["id"])
+    assert job2["state"] == "passed", (job2, output(logs(api, job2["id"]))[-2000:])
+    assert "clean-vm" in output(logs(api, job2["id"]))
+    print(f"hostile job took {took:.1f} s")
+
+
+def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_rebakes(api, repo):
+    def yml():
+        return pipeline(
+            "  - name: use\n    run: |\n      cat /opt/deps/installed\n"
+            "      test \"$(cat /opt/deps/installed)\" = \"$(cat deps.lock)\"\n",
+            extra="bake:\n  key_files: [deps.lock]\n"
+                  "  run: mkdir -p /opt/deps && cp deps.lock /opt/deps/installed && echo baking $(cat deps.lock)\n")
+    sha1 = repo.commit({".kiln.yml": yml(), "deps.lock": "left-pad 1.0.0\n", "src.txt": "a\n"})
+    j1 = wait_job(api, submit(api, repo, sha1)["id"])
+    assert j1["state"] == "passed" and j1["bake_hit"] is False, j1
+    assert "baking left-pad 1.0.0" in output(logs(api, j1["id"]))
+
+    sha2 = repo.commit({"src.txt": "b\n"})  # code changed, lockfile not
+    j2 = wait_job(api, submit(api, repo, sha2)["id"])
+    assert j2["state"] == "passed" and j2["bake_hit"] is True, j2
+    assert j2["template_key"] == j1["template_key"]
+    assert "baking" not in output(logs(api, j2["id"]))
+
+    sha3 = repo.commit({"deps.lock": "left-pad 2.0.0\n"})
+    j3 = wait_job(api, submit(api, repo, sha3)["id"])
+    assert j3["state"] == "passed" and j3["bake_hit"] is False, j3
+    assert j3["template_key"] != j1["template_key"]
+    assert "baking left-pad 2.0.0" in output(logs(api, j3["id"]))
+
+
+def test_ref_is_resolved_to_a_sha_when_queued(api, repo):
+    sha = repo.commit({".kiln.yml": pipeline("  - name: ok\n    run: git rev-parse HEAD\n")})
+    job = submit(api, repo, ref="main")
+    assert job["sha"] == sha and job["ref"] == "main"
+    repo.commit({"later": "x"})
+    done = wait_job(api, job["id"])
+    assert done["state"] == "passed" and sha in output(logs(api, job["id"]))
+
+
+@pytest.mark.parametrize("body,status", [
+    ({"repo": "relative/path"}, 422),
+    ({"repo": "-upload-pack=touch /tmp/x"}, 422),
+    ({"repo": "ext::sh -c touch% /tmp/pwned"}, 422),
+    ({"repo": "/nonexistent/repo", "sha": "XYZ"}, 422),
+    ({"repo": "/nonexistent/repo", "ref": "main..x"}, 422),
+    ({"repo": "/nonexistent/repo", "ref": "main"}, 422),
+    ({"repo": "/tmp", "extra": 1}, 422),
+    ({"repo": 5}, 422),
+    ({}, 422),
+])
+def test_bad_job_requests_are_refused(api, body, status):
+    r = check(api.post("/v1/jobs", body))
+    assert r.status == status, r
+    assert r.error_code == "invalid_argument"
+
+
+def test_malformed_bodies_and_unknown_jobs(api):
+    assert check(api.request("POST", "/v1/jobs", "{not json", headers={"Content-Type": "application/json"})).status == 400
+    assert check(api.get("/v1/jobs/job-000000000000")).status == 404
+    assert check(api.get("/v1/jobs/../../etc/passwd")).status == 404
+    assert check(api.post("/v1/jobs/job-000000000000/cancel")).status == 404
+    assert check(api.get("/v1/jobs/job-000000000000/logs")).status == 404
+    assert check(api.get("/v1/jobs?limit=0")).status == 422
+    assert check(api.get("/v1/jobs?state=bogus")).status == 422
+    assert check(api.with_token(None).get("/v1/jobs")).status == 401
+
+
+def test_a_commit_without_a_pipeline_is_an_error_not_retried(api, repo):
+    sha = repo.commit({"README": "no pipeline here\n"})
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    assert job["state"] == "error" and ".kiln.yml" in job["error"] and job["attempts"] == 1, job
+    sha = repo.commit({".kiln.yml": "steps:\n  - name: x\n    run: 'true'\n    tiemout_seconds: 3\n"})
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    assert job["state"] == "error" and "line 4" in job["error"] and job["attempts"] == 1, job
+
+
+def test_kill9_mid_job_records_error_and_the_vm_is_gone_after_restart(recorder, tmp_path):
+    instance = Kilnd(name="ci-crash")
+    try:
+        instance.create_token("alice")
+        instance.start()
+        api = ApiClient(instance.port, instance.tokens["alice"], recorder)
+        repo = Repo(tmp_path / "crash-repo")
+        sha = repo.commit({".kiln.yml": pipeline("  - name: long\n    run: echo running; sleep 600\n")})
+        job_id = submit(api, repo, sha)["id"]
+        assert wait_until(lambda: any(e["type"] == "step_started" for e in logs(api, job_id)), 180)
+        vm_event = next(e for e in logs(api, job_id) if e["type"] == "vm")
+        qemus = instance.qemu_pids()
+        assert qemus, "no QEMU is running the job"
+        instance.kill9()
+        instance.start()
+        job = wait_job(api, job_id, timeout=30)
+        assert job["state"] == "error" and "kilnd" in job["error"], job
+        assert wait_until(lambda: not any(pid_alive(p) for p in qemus), 30), "the job's QEMU survived the restart"
+        sb = check(api.get(f"/v1/jobs/{job_id}")).json()
+        assert sb["state"] == "error"
+        events = logs(api, job_id)
+        assert events[-1]["type"] == "end" and events[-1]["state"] == "error"
+        assert vm_event["sandbox"].startswith("sb-")
+    finally:
+        instance.cleanup()
+
+
+def kiln_cli() -> Path:
+    build = Path(os.environ.get("KILN_BUILD", "build/release"))
+    if not build.is_absolute():
+        build = HERE.parents[1] / build
+    return build / "src" / "cli" / "kiln"
+
+
+def test_kiln_ci_run_follows_the_log_and_exits_with_the_result(kilnd, repo, tmp_path):
+    env = dict(os.environ, KILN_URL=kilnd.url, KILN_TOKEN=kilnd.tokens["alice"], HOME=str(tmp_path))
+    junit = '<testsuite tests="2" failures="1"><testcase name="a"/><testcase name="b"><failure/></testcase></testsuite>'
+    good = repo.commit({".kiln.yml": pipeline("  - name: hello\n    run: echo hello-from-the-job\n")})
+    bad = repo.commit({".kiln.yml": pipeline(
+        f"  - name: test\n    run: |\n      printf '%s' '{junit}' > j.xml\n      exit 3\n", extra="junit: [j.xml]\n")})
+    run = lambda *args: subprocess.run([str(kiln_cli()), "ci", "run", *args], env=env, capture_output=True,
+                                       text=True, timeout=300)
+    ok = run(str(repo.path), "--sha", good)
+    assert ok.returncode == 0, ok.stderr
+    assert "hello-from-the-job" in ok.stdout and "passed" in ok.stderr
+    failed = run(str(repo.path), "--sha", bad)
+    assert failed.returncode == 1, failed.stderr
+    assert "JUnit: 2 tests, 1 failures, 0 errors, 0 skipped" in failed.stderr
+    (repo.path / ".kiln.yml").unlink()
+    git(repo.path, "commit", "-qam", "no pipeline")
+    error = run(str(repo.path))  # HEAD, resolved when queued
+    assert error.returncode == 125, error.stderr
+    assert ".kiln.yml" in error.stderr
+    # A folder that is not a repository runs its current files.
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / ".kiln.yml").write_text(pipeline("  - name: ls\n    run: cat note.txt\n"))
+    (folder / "note.txt").write_text("uncommitted-files-run\n")
+    plain = run(str(folder))
+    assert plain.returncode == 0, plain.stderr
+    assert "uncommitted-files-run" in plain.stdout
+    assert run("/nonexistent/folder").returncode == 125

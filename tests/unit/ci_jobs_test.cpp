@@ -1,0 +1,208 @@
+// The CI queue's parts that need no VM: glob matching, repo/ref checks, the job store (a real
+// SQLite file, migrated as kilnd does), the job log's cap and secret masking, and the host-side
+// git cache against a real repository made here.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "base/child_process.h"
+#include "base/file_util.h"
+#include "ci/jobs/git_source.h"
+#include "ci/jobs/glob_match.h"
+#include "ci/jobs/job_log.h"
+#include "ci/jobs/job_store.h"
+#include "daemon/store/sqlite_store.h"
+#include "daemon_test_dir.h"
+
+namespace kiln::ci {
+namespace {
+
+TEST(CiGlob, SegmentsAndDoubleStar) {
+    EXPECT_TRUE(glob_match("reports/*.xml", "reports/junit.xml"));
+    EXPECT_FALSE(glob_match("reports/*.xml", "reports/sub/junit.xml"));
+    EXPECT_TRUE(glob_match("reports/**/*.xml", "reports/junit.xml"));
+    EXPECT_TRUE(glob_match("reports/**/*.xml", "reports/a/b/junit.xml"));
+    EXPECT_TRUE(glob_match("dist/**", "dist/a/b.js"));
+    EXPECT_TRUE(glob_match("coverage/lcov.info", "coverage/lcov.info"));
+    EXPECT_TRUE(glob_match("**/*.xml", "x.xml"));
+    EXPECT_TRUE(glob_match("*", ".hidden"));
+    EXPECT_FALSE(glob_match("*.xml", "a/b.xml"));
+    EXPECT_FALSE(glob_match("out/[a-c].txt", "out/d.txt"));
+    EXPECT_EQ(glob_filter({"b/*", "a"}, {"a", "b/c", "d"}), (std::vector<std::string>{"a", "b/c"}));
+    // A pathological pattern stays cheap (consecutive ** are one).
+    EXPECT_FALSE(glob_match("**/**/**/**/**/**/**/**/z", "a/b/c/d/e/f/g/h/i/j/k/l/m/n/o/p"));
+}
+
+TEST(CiGitSource, RepoAndRefChecks) {
+    EXPECT_TRUE(validate_repo("/srv/git/acme").ok());
+    EXPECT_TRUE(validate_repo("https://git.example.com/acme.git").ok());
+    EXPECT_TRUE(validate_repo("file:///srv/acme").ok());
+    for (const char* bad : {"", "relative", "-uupload-pack=x", "ext::sh -c x", "/a/../b", "/a\nb", "fd::3",
+                            "git@host:repo"})
+        EXPECT_FALSE(validate_repo(bad).ok()) << bad;
+    EXPECT_TRUE(validate_ref("main").ok());
+    EXPECT_TRUE(validate_ref("release/1.2").ok());
+    EXPECT_TRUE(validate_ref("HEAD").ok());
+    for (const char* bad : {"", "-x", "a..b", "a b", "a~1", "a^", "a:b", "@{1}", "x.lock", "/x", "x/"})
+        EXPECT_FALSE(validate_ref(bad).ok()) << bad;
+    EXPECT_TRUE(is_full_sha(std::string(40, 'a')));
+    EXPECT_FALSE(is_full_sha(std::string(40, 'A')));
+    EXPECT_FALSE(is_full_sha(std::string(39, 'a')));
+}
+
+class CiJobStoreTest : public ::testing::Test {
+protected:
+    void SetUp() override {
+        auto migrated = daemon::SqliteStore::open(dir.path() + "/kilnd.db");
+        ASSERT_TRUE(migrated.ok()) << migrated.error().to_string();
+        sqlite = std::move(*migrated);
+        auto s = JobStore::open(dir.path() + "/kilnd.db");
+        ASSERT_TRUE(s.ok()) << s.error().to_string();
+        store = std::move(*s);
+    }
+    JobInfo job(const std::string& id, int64_t created) {
+        JobInfo j;
+        j.id = id;
+        j.spec.repo = "/srv/r";
+        j.spec.secrets = {{"TOKEN", "never-stored"}};
+        j.spec.labels = {{"k", "v"}};
+        j.sha = std::string(40, 'a');
+        j.created_at_ms = created;
+        return j;
+    }
+    test::TempDir dir;
+    std::unique_ptr<daemon::SqliteStore> sqlite;
+    std::unique_ptr<JobStore> store;
+};
+
+TEST_F(CiJobStoreTest, QueueOrderClaimAndCrashReconcile) {
+    ASSERT_TRUE(store->insert(job("job-000000000002", 20)).ok());
+    ASSERT_TRUE(store->insert(job("job-000000000001", 10)).ok());
+    auto first = store->claim_next(100);
+    ASSERT_TRUE(first.ok() && *first);
+    EXPECT_EQ((*first)->id, "job-000000000001");  // oldest first
+    EXPECT_EQ((*first)->state, JobState::Running);
+    EXPECT_EQ((*first)->attempts, 1);
+    EXPECT_EQ((*first)->spec.labels.at("k"), "v");
+    EXPECT_TRUE((*first)->spec.secrets.empty()) << "a secret reached the database";
+    auto second = store->claim_next(100);
+    ASSERT_TRUE(second.ok() && *second);
+    EXPECT_EQ((*second)->id, "job-000000000002");
+    auto none = store->claim_next(100);
+    ASSERT_TRUE(none.ok());
+    EXPECT_FALSE(*none);
+
+    JobInfo done = **second;
+    done.state = JobState::Failed;
+    done.junit = JunitTotals{5, 1, 0, 2};
+    done.steps = {StepRecord{"test", "failed", 1, 42}};
+    done.artifacts = {"out/a.txt"};
+    ASSERT_TRUE(store->update(done).ok());
+
+    auto failed = store->fail_running(200);
+    ASSERT_TRUE(failed.ok());
+    EXPECT_EQ(*failed, std::vector<std::string>{"job-000000000001"});
+    auto a = store->get("job-000000000001");
+    ASSERT_TRUE(a.ok() && *a);
+    EXPECT_EQ((*a)->state, JobState::Error);
+    EXPECT_NE((*a)->error.find("kilnd"), std::string::npos);
+    auto b = store->get("job-000000000002");
+    ASSERT_TRUE(b.ok() && *b);
+    EXPECT_EQ((*b)->state, JobState::Failed);
+    ASSERT_TRUE((*b)->junit.has_value());
+    EXPECT_EQ((*b)->junit->failures, 1);
+    EXPECT_EQ((*b)->steps.at(0).exit_code, 1);
+    EXPECT_EQ((*b)->artifacts, std::vector<std::string>{"out/a.txt"});
+    auto text = read_file(dir.path() + "/kilnd.db");
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(text->find("never-stored"), std::string::npos);
+}
+
+TEST_F(CiJobStoreTest, BakeCache) {
+    auto missing = store->find_bake("k1");
+    ASSERT_TRUE(missing.ok());
+    EXPECT_FALSE(*missing);
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001"}, 1).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000002"}, 2).ok());  // a rebake replaces
+    auto hit = store->find_bake("k1");
+    ASSERT_TRUE(hit.ok() && *hit);
+    EXPECT_EQ((*hit)->snapshot_id, "snap-000000000002");
+    ASSERT_TRUE(store->drop_bake("k1").ok());
+    EXPECT_FALSE(*store->find_bake("k1"));
+}
+
+TEST(CiJobLog, MasksSecretsAndCapsOutput) {
+    test::TempDir dir;
+    std::string path = dir.path() + "/log.ndjson";
+    auto log = JobLog::open(path, 4096);
+    ASSERT_TRUE(log.ok());
+    (*log)->set_masked({"hunter2-secret", "x"});
+    (*log)->output("s", "stdout", "the key is hunter2-secret!\n");
+    (*log)->event({{"type", "warning"}, {"message", "echo hunter2-secret"}});
+    for (int i = 0; i < 100; ++i) (*log)->output("s", "stdout", std::string(1000, 'y'));
+    (*log)->event({{"type", "end"}, {"state", "passed"}});
+    auto text = read_file(path);
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(text->find("hunter2-secret"), std::string::npos);
+    EXPECT_NE(text->find("the key is ***!"), std::string::npos);
+    EXPECT_LT(text->size(), 4096u + 1024u);
+    EXPECT_NE(text->find("\"truncated\""), std::string::npos);
+    EXPECT_NE(text->find("\"end\""), std::string::npos) << "events after the cap must still be written";
+}
+
+Status sh(const std::string& script) {
+    auto run = run_and_capture({"sh", "-e", "-c", script}, Millis(60000));
+    if (!run.ok()) return run.error();
+    if (!run->status.success()) return make_error("sh", run->output);
+    return ok_status();
+}
+
+TEST(CiGitCache, ResolveFetchReadAndBundle) {
+    test::TempDir dir;
+    std::string src = dir.path() + "/src";
+    ASSERT_TRUE(sh("export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t; "
+                   "git init -q -b main " + src + " && cd " + src +
+                   " && printf 'steps: []\\n' > .kiln.yml && mkdir d && echo lock > d/deps.lock"
+                   " && git add -A && git commit -q -m one && git tag v1"
+                   " && echo two > d/deps.lock && git commit -q -am two").ok());
+    GitCache cache(dir.path() + "/cache");
+    auto head = cache.resolve_ref(src, "main");
+    ASSERT_TRUE(head.ok()) << head.error().to_string();
+    auto tag = cache.resolve_ref(src, "v1");
+    ASSERT_TRUE(tag.ok()) << tag.error().to_string();
+    EXPECT_NE(*head, *tag);
+    EXPECT_EQ(cache.resolve_ref(src, "nope").error().code, "not_found");
+
+    auto repo = cache.fetch(src, *tag);  // an older commit, by SHA
+    ASSERT_TRUE(repo.ok()) << repo.error().to_string();
+    auto yml = cache.read_file(*repo, *tag, ".kiln.yml", 1024);
+    ASSERT_TRUE(yml.ok() && *yml);
+    EXPECT_EQ(**yml, "steps: []\n");
+    auto missing = cache.read_file(*repo, *tag, "nope.yml", 1024);
+    ASSERT_TRUE(missing.ok());
+    EXPECT_FALSE(*missing);
+    auto folder = cache.read_file(*repo, *tag, "d", 1024);
+    ASSERT_TRUE(folder.ok());
+    EXPECT_FALSE(*folder) << "a folder is not a file";
+    EXPECT_EQ(cache.read_file(*repo, *tag, "d/deps.lock", 2).error().code, "too_large");
+
+    ASSERT_TRUE(cache.fetch(src, *head).ok());
+    auto old_id = cache.blob_id(*repo, *tag, "d/deps.lock");
+    auto new_id = cache.blob_id(*repo, *head, "d/deps.lock");
+    ASSERT_TRUE(old_id.ok() && new_id.ok());
+    EXPECT_EQ(old_id->size(), 40u);
+    EXPECT_NE(*old_id, *new_id);
+    EXPECT_EQ(*cache.blob_id(*repo, *head, "d"), "");
+
+    std::string bundle = dir.path() + "/b.bundle";
+    ASSERT_TRUE(cache.bundle(*repo, *tag, bundle).ok());
+    ASSERT_TRUE(cache.bundle(*repo, *tag, bundle).ok());  // the second comes from the per-commit cache
+    std::string clone = dir.path() + "/clone";
+    ASSERT_TRUE(sh("mkdir " + clone + " && cd " + clone + " && git init -q --template= && git bundle unbundle " + bundle +
+                   " >/dev/null && git -c advice.detachedHead=false checkout -q --detach " + *tag +
+                   " && test \"$(git rev-parse HEAD)\" = " + *tag + " && test \"$(cat d/deps.lock)\" = lock").ok());
+    EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, "git_failed");
+}
+
+}  // namespace
+}  // namespace kiln::ci
