@@ -19,33 +19,17 @@
 #include "base/child_process.h"
 #include "base/clock.h"
 #include "base/random.h"
+#include "bench_util.h"
 #include "stats.h"
 #include "vm/accel.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
 
 using namespace kiln;
+using namespace kiln::bench;
 using json = nlohmann::json;
 
 namespace {
-
-double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
-
-int env_int(const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    return v ? std::atoi(v) : fallback;
-}
-
-[[noreturn]] void fail(const std::string& what) {
-    std::fprintf(stderr, "api_bench: %s\n", what.c_str());
-    std::exit(1);
-}
-
-template <typename T>
-T must(Result<T> r, const char* what) {
-    if (!r.ok()) fail(std::string(what) + ": " + r.error().to_string());
-    return std::move(r).value();
-}
 
 // kilnd as a child process on its own data dir and port, with one token.
 class Daemon {

@@ -18,30 +18,16 @@
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
 #include "daemon/net/sandbox_network.h"
+#include "bench_util.h"
 #include "stats.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
 
 using namespace kiln;
+using namespace kiln::bench;
 using namespace kiln::daemon::net;
 
 namespace {
-
-double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
-
-int env_int(const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    return v ? std::atoi(v) : fallback;
-}
-
-template <typename T>
-T must(Result<T> r, const char* what) {
-    if (!r.ok()) {
-        std::fprintf(stderr, "net_bench: %s: %s\n", what, r.error().to_string().c_str());
-        std::exit(1);
-    }
-    return std::move(r).value();
-}
 
 vm::ExecOutput guest_sh(vm::Vm& vm, const std::string& command) {
     proto::ExecRequest request;

@@ -13,30 +13,16 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/random.h"
+#include "bench_util.h"
 #include "stats.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
 
 using namespace kiln;
+using namespace kiln::bench;
 using namespace kiln::vm;
 
 namespace {
-
-double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
-
-int env_int(const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    return v ? std::atoi(v) : fallback;
-}
-
-template <typename T>
-T must(Result<T> r, const char* what) {
-    if (!r.ok()) {
-        std::fprintf(stderr, "snapshot_bench: %s: %s\n", what, r.error().to_string().c_str());
-        std::exit(1);
-    }
-    return std::move(r).value();
-}
 
 void exec_true(Vm& vm) {
     proto::ExecRequest req;

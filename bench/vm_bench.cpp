@@ -9,28 +9,18 @@
 #include <string>
 
 #include "base/clock.h"
+#include "bench_util.h"
 #include "stats.h"
 #include "vm/accel.h"
 #include "vm/vm.h"
 
 using namespace kiln;
+using namespace kiln::bench;
 using namespace kiln::vm;
 
 namespace {
 
-double ms_since(Clock::time_point start) {
-    return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-}
-
-int env_int(const char* name, int fallback) {
-    const char* v = std::getenv(name);
-    return v ? std::atoi(v) : fallback;
-}
-
-[[noreturn]] void fail(const std::string& what, const Error& e) {
-    std::fprintf(stderr, "vm_bench: %s: %s\n", what.c_str(), e.to_string().c_str());
-    std::exit(1);
-}
+[[noreturn]] void fail(const std::string& what, const Error& e) { bench::fail(what + ": " + e.to_string()); }
 
 }  // namespace
 

@@ -13,17 +13,19 @@ namespace kiln::cli {
 
 using nlohmann::json;
 
-bool print_out(std::string_view text) {
-    while (!text.empty()) {
-        ssize_t n = ::write(1, text.data(), text.size());
+bool write_all(int fd, std::string_view data) {
+    while (!data.empty()) {
+        ssize_t n = ::write(fd, data.data(), data.size());
         if (n < 0) {
             if (errno == EINTR) continue;
             return false;
         }
-        text.remove_prefix(static_cast<size_t>(n));
+        data.remove_prefix(static_cast<size_t>(n));
     }
     return true;
 }
+
+bool print_out(std::string_view text) { return write_all(1, text); }
 
 void print_json(const json& value) {
     // kilnd's JSON is valid UTF-8; replace anything else rather than throw.

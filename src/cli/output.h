@@ -14,6 +14,10 @@
 
 namespace kiln::cli {
 
+// Writes all of `data` to fd (retrying short writes and EINTR); false once the reader has gone
+// away (EPIPE: SIGPIPE is ignored).
+bool write_all(int fd, std::string_view data);
+
 // Writes all of text to fd 1; false when stdout is gone.
 bool print_out(std::string_view text);
 

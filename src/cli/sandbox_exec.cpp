@@ -33,18 +33,6 @@ struct ExecOptions {
     bool shell = false;  // the command is one shell string (given without "--")
 };
 
-bool write_fd(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-}
-
 Result<std::string> read_stdin() {
     std::string data;
     char buf[64 * 1024];
@@ -125,11 +113,11 @@ Result<int> sandbox_exec(ApiClient& client, const ExecOptions& o) {
         std::string type = event.value("type", "");
         if (type == "stdout" || type == "stderr") {
             std::string data = event.contains("data") && event["data"].is_string() ? event["data"].get<std::string>() : "";
-            if (type == "stdout" && !write_fd(1, data)) {
+            if (type == "stdout" && !write_all(1, data)) {
                 stdout_gone = true;  // like a shell pipeline: the reader left, so we stop too
                 return false;
             }
-            if (type == "stderr") (void)write_fd(2, data);
+            if (type == "stderr") (void)write_all(2, data);
         } else if (type == "start") {
             if (o.api.verbose) print_error("started, pid " + field(event, "pid") + " in the guest");
         } else if (type == "exit") {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/cli_context.h"
+#include "cli/output.h"
 #include "cli/signal_watcher.h"
 #include "vm/vm.h"
 
@@ -35,19 +36,6 @@ struct VmRunOptions {
     std::string workdir = "/";
     std::vector<std::string> command;  // without "--"
 };
-
-// Writes all of `data` to fd; false once the reader has gone away (EPIPE).
-bool write_all(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        data.remove_prefix(static_cast<size_t>(n));
-    }
-    return true;
-}
 
 int vm_run(const VmRunOptions& o) {
     Progress progress(o.verbose);
