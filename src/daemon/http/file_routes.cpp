@@ -19,7 +19,7 @@ struct FileTarget {
 };
 
 Result<FileTarget> file_target(RouteContext& ctx, const Caller& caller, const httplib::Request& req) {
-    std::string id = req.matches[1].str();
+    std::string id = path_id(req);
     if (!plausible_sandbox_id(id)) return sandbox_not_found(id);
     if (!req.has_param("path")) return make_error(codes::kInvalidArgument, "the path query parameter is required");
     std::string path = TRY(validate_guest_path(req.get_param_value("path")));

@@ -185,7 +185,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     const std::string one = std::string("/v1/jobs/") + kId;
     server.Get(one, authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
-        auto j = visible_job(*ctx.jobs, caller, req.matches[1].str());
+        auto j = visible_job(*ctx.jobs, caller, path_id(req));
         if (!j.ok()) return send_error(res, j.error());
         send_json(res, 200, render_job(*j));
     }));
@@ -193,7 +193,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     server.Post(one + "/cancel", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                                 httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
-        std::string id = req.matches[1].str();
+        std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
         if (auto st = ctx.jobs->cancel(id); !st.ok()) return send_error(res, st.error());
@@ -205,7 +205,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     server.Get(one + "/logs", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                              httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
-        std::string id = req.matches[1].str();
+        std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
         auto follower = std::make_shared<LogFollower>();
@@ -241,7 +241,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     server.Get(one + "/artifacts", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                                   httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
-        std::string id = req.matches[1].str();
+        std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
         json items = json::array();
@@ -256,7 +256,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     server.Get(one + "/artifacts/(.+)", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                                         httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
-        std::string id = req.matches[1].str();
+        std::string id = path_id(req);
         std::string name = req.matches[2].str();
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());

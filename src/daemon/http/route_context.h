@@ -52,6 +52,8 @@ inline constexpr const char* kId = "([^/]+)";
 }  // namespace kiln::daemon::http
 
 namespace kiln::daemon::http {
+// The id captured from the route's path ({id}, matches[1]).
+std::string path_id(const httplib::Request& req);
 // Ids the API can have issued (sb-/snap- + 12 hex digits); others are not_found without a lookup.
 bool plausible_sandbox_id(const std::string& id);
 bool plausible_snapshot_id(const std::string& id);

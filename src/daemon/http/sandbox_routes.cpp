@@ -8,8 +8,6 @@ namespace kiln::daemon::http {
 
 namespace {
 
-std::string path_id(const httplib::Request& req) { return req.matches.size() > 1 ? req.matches[1].str() : ""; }
-
 // A well-formed id that can exist; anything else is simply not found (never passed on).
 bool plausible_id(const std::string& id, const char* prefix) {
     static const std::regex kHex("^[0-9a-f]{12}$");
@@ -18,6 +16,8 @@ bool plausible_id(const std::string& id, const char* prefix) {
 }
 
 }  // namespace
+
+std::string path_id(const httplib::Request& req) { return req.matches.size() > 1 ? req.matches[1].str() : ""; }
 
 bool plausible_sandbox_id(const std::string& id) { return plausible_id(id, "sb-"); }
 bool plausible_snapshot_id(const std::string& id) { return plausible_id(id, "snap-"); }

@@ -3,10 +3,6 @@
 
 namespace kiln::daemon::http {
 
-namespace {
-std::string path_id(const httplib::Request& req) { return req.matches.size() > 1 ? req.matches[1].str() : ""; }
-}  // namespace
-
 void add_template_routes(httplib::Server& server, RouteContext& ctx) {
     server.Get("/v1/templates", authed(ctx, [&ctx](const Caller& caller, const httplib::Request&, httplib::Response& res) {
         auto list = ctx.service.list_templates(caller);
