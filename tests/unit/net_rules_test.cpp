@@ -1,6 +1,9 @@
 // The generated nftables rulesets and the address pool: structure checked here, behaviour in tests/functional.
 #include <gtest/gtest.h>
 
+#include <string>
+#include <vector>
+
 #include "daemon/net/address_pool.h"
 #include "daemon/net/nft_rules.h"
 #include "daemon/net/sandbox_network.h"
@@ -94,7 +97,8 @@ TEST(NetNames, FitInterfaceNamesAndRefuseOddIds) {
     EXPECT_EQ(veth.rfind("kv-", 0), 0u);
     EXPECT_NE(veth, NetworkManager::host_veth_name("sb-0123456789ac"));
     EXPECT_EQ(NetworkManager::netns_name("sb-1"), "kiln-sb-1");
-    for (const char* bad : {"", "../x", "a b", "A", "x;rm", std::string(49, 'a').c_str()})
+    // std::string elements: a .c_str() of a temporary in the list would dangle once the list is built.
+    for (const std::string& bad : std::vector<std::string>{"", "../x", "a b", "A", "x;rm", std::string(49, 'a')})
         EXPECT_FALSE(NetworkManager::validate_id(bad).ok()) << bad;
 }
 
