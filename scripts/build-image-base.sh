@@ -12,8 +12,9 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 SUITE=bookworm
-# What CI jobs need; apt brings their Depends along, never their Recommends.
-PACKAGES=(git ca-certificates build-essential make python3 python3-venv nodejs npm procps curl xz-utils unzip)
+# What CI jobs need (iproute2: `ip` for the NIC set-up a networked template bakes in, docs/network.md);
+# apt brings their Depends along, never their Recommends.
+PACKAGES=(git ca-certificates build-essential make python3 python3-venv nodejs npm procps iproute2 curl xz-utils unzip)
 # Room for a job's checkout, dependencies and build output, on top of the content. Sparse: the file
 # only takes the blocks that are written.
 IMAGE_SIZE=${KILN_BASE_IMAGE_SIZE:-4G}

@@ -28,6 +28,14 @@ std::string metadata_text(const json& sandbox) {
     return out;
 }
 
+// "open", "none", "allowlist 10.0.0.0/8 192.0.2.7:443".
+std::string network_text(const json& policy) {
+    std::string out = policy.value("mode", "?");
+    if (policy.contains("allow") && policy["allow"].is_array())
+        for (const auto& a : policy["allow"]) out += " " + (a.is_string() ? a.get<std::string>() : a.dump());
+    return out;
+}
+
 // The human view of one sandbox: "key: value" lines.
 void print_sandbox(const json& s) {
     std::vector<std::vector<std::string>> rows = {
@@ -41,6 +49,7 @@ void print_sandbox(const json& s) {
     rows.push_back({"vcpus:", field(s, "vcpus")});
     rows.push_back({"memory:", field(s, "memory_mib") + " MiB"});
     rows.push_back({"metadata:", metadata_text(s)});
+    if (s.contains("network") && s["network"].is_object()) rows.push_back({"network:", network_text(s["network"])});
     if (s.contains("parent_id")) rows.push_back({"parent:", field(s, "parent_id")});
     if (s.contains("create_ms") && s["create_ms"].is_number()) {
         char ms[32];
@@ -65,6 +74,8 @@ struct CreateOptions {
     uint32_t memory_mib = 0;
     std::vector<std::string> metadata;
     std::vector<std::string> env;
+    std::string network;             // none | open | allowlist (then --allow)
+    std::vector<std::string> allow;  // allowlist entries
 };
 
 Result<int> sandbox_create(ApiClient& client, const CreateOptions& o) {
@@ -75,6 +86,12 @@ Result<int> sandbox_create(ApiClient& client, const CreateOptions& o) {
     if (o.memory_mib > 0) body["memory_mib"] = o.memory_mib;
     if (!o.metadata.empty()) body["metadata"] = to_json_object(TRY(parse_pairs(o.metadata, "--meta")));
     if (!o.env.empty()) body["env"] = to_json_object(TRY(parse_pairs(o.env, "--env")));
+    // kilnd validates the policy (and names what is wrong); --allow alone means an allowlist.
+    std::string mode = o.network.empty() && !o.allow.empty() ? "allowlist" : o.network;
+    if (!mode.empty()) {
+        body["network"] = {{"mode", mode}};
+        if (!o.allow.empty()) body["network"]["allow"] = o.allow;
+    }
     WaitingLine waiting("creating a sandbox from " + (o.template_id.empty() ? std::string("tiny") : o.template_id),
                         o.api.verbose);
     json sandbox = TRY(client.call("POST", "/v1/sandboxes", body));
@@ -198,6 +215,9 @@ void add_sandbox_commands(CLI::App& app, CliContext& ctx) {
         ->check(CLI::PositiveNumber);
     c->add_option("-m,--meta", create->metadata, "KEY=VALUE label (repeatable)");
     c->add_option("-e,--env", create->env, "NAME=VALUE for every exec in it (repeatable)");
+    c->add_option("--network", create->network, "none | allowlist | open (default: kilnd's, none)")
+        ->check(CLI::IsMember({"none", "allowlist", "open"}));
+    c->add_option("--allow", create->allow, "A.B.C.D[/N][:PORT] the sandbox may reach (repeatable; implies allowlist)");
     add_api_options(c, create->api);
     c->callback([create, &ctx] {
         ctx.exit_code = run_with_client(create->api, [&](ApiClient& client) { return sandbox_create(client, *create); });

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/file_util.h"
+#include "daemon/net/address_pool.h"
 
 namespace kiln::daemon {
 namespace {
@@ -71,6 +72,10 @@ const std::map<std::string, std::string>& config_keys() {
         {"github_token", "token that may post commit statuses"},
         {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
         {"ci_workers", "CI jobs run at once (each in its own VM)"},
+        {"network_default", "network policy of creates that give none, as JSON: {\"mode\":\"none\"} (default), "
+                            "{\"mode\":\"open\"} or {\"mode\":\"allowlist\",\"allow\":[...]}"},
+        {"network_pool", "IPv4 range for the sandboxes' veth links, one /30 each (default 10.201.0.0/16)"},
+        {"network_dns", "IPv4 resolver the guests' DNS is forwarded to (empty: the host's; none: no DNS)"},
     };
     return keys;
 }
@@ -113,6 +118,17 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.worker_threads = static_cast<int>(TRY(parse_int(key, value, 1, 1024)));
     } else if (key == "ci_workers") {
         c.ci_workers = static_cast<int>(TRY(parse_int(key, value, 1, 64)));
+    } else if (key == "network_default") {
+        auto policy = net::parse_network_policy_text(value);
+        if (!policy.ok()) return bad(key, policy.error().message);
+        c.network_default = *policy;
+    } else if (key == "network_pool") {
+        if (auto pool = net::AddressPool::create(value); !pool.ok()) return bad(key, pool.error().message);
+        c.network_pool = value;
+    } else if (key == "network_dns") {
+        if (!value.empty() && value != "none" && !net::parse_ipv4(value).ok())
+            return bad(key, "'" + value + "' is not an IPv4 address, none or empty");
+        c.network_dns = value;
     } else if (key == "github_webhook_secret") {
         c.github_webhook_secret = value;
     } else if (key == "github_token") {

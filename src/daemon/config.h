@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "daemon/net/network_policy.h"
 
 namespace kiln::daemon {
 
@@ -33,6 +34,10 @@ struct DaemonConfig {
     std::string github_token;                               // empty: no commit statuses
     std::string public_url;  // how people reach kilnd (links in statuses); empty: http://<listen>
     int ci_workers = 2;      // CI jobs run at once (docs/ci.md); secrets: KILN_CI_SECRET_<NAME> env vars
+    // Sandbox networking (docs/network.md).
+    net::NetworkPolicy network_default;         // creates without `network`: mode none unless set
+    std::string network_pool = "10.201.0.0/16"; // one /30 per sandbox with a NIC
+    std::string network_dns;                    // resolver guests' DNS goes to; empty: the host's
 };
 
 // Every key the file, env and flags accept, as written in a file (flags: --key-with-dashes,

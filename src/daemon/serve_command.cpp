@@ -99,9 +99,18 @@ int run_serve(const CommandContext& ctx) {
 
     // 5. metrics  6. service  7. template bake (background)
     Metrics metrics(vm::accel_name(accel->accel));
-    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, config->keep_spare);
+    // Sandbox networks: the host side is set up on the first sandbox with a NIC (docs/network.md).
+    net::NetworkConfig network_config;
+    network_config.pool = config->network_pool;
+    network_config.dns_resolver = config->network_dns;
+    // One host table per pool: a second kilnd on another pool must not replace the first's rules.
+    if (config->network_pool != net::NetworkConfig{}.pool)
+        network_config.host_table = "kiln_" + sha256_hex(config->network_pool).substr(0, 8);
+    net::LazyNetworkManager networks(network_config);
+    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, config->keep_spare, &networks);
     ServiceConfig service_config{config->data_dir, config->max_sandboxes, config->max_memory_mib,
-                                 config->max_ttl_seconds, config->default_ttl_seconds, config->keep_spare};
+                                 config->max_ttl_seconds, config->default_ttl_seconds, config->keep_spare,
+                                 &networks, config->network_default};
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };
     hooks.create_failed = [&metrics](bool restore_failed) {

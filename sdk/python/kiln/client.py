@@ -44,9 +44,12 @@ class Sandboxes:
 
     def create(self, template: str = "tiny", *, ttl_seconds: Optional[int] = None,
                metadata: Optional[Mapping[str, str]] = None, env: Optional[Mapping[str, str]] = None,
-               vcpus: Optional[int] = None, memory_mib: Optional[int] = None) -> Sandbox:
+               vcpus: Optional[int] = None, memory_mib: Optional[int] = None,
+               network: Optional[Mapping[str, Any]] = None) -> Sandbox:
         """Creates a sandbox from a template (``tiny``) or a snapshot id; returns once exec works.
 
+        ``network`` is the egress policy, e.g. ``{"mode": "open"}`` or ``{"mode": "allowlist",
+        "allow": ["192.0.2.7:443"]}``; absent: kilnd's default (``none`` unless configured).
         Raises QuotaExceeded over kilnd's limits, NotFound for an unknown template.
         """
         body: dict[str, Any] = {"template": template}
@@ -57,6 +60,8 @@ class Sandboxes:
             body["metadata"] = dict(metadata)
         if env:
             body["env"] = dict(env)
+        if network is not None:
+            body["network"] = dict(network)
         return Sandbox(self._t, self._t.json("POST", "/v1/sandboxes", json_body=body))
 
     def get(self, sandbox_id: str) -> Sandbox:

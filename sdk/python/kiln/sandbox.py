@@ -69,6 +69,7 @@ class Sandbox:
         self.memory_mib: Optional[int] = doc.get("memory_mib")
         self.parent_id: Optional[str] = doc.get("parent_id")
         self.error: Optional[str] = doc.get("error")
+        self.network: dict[str, Any] = dict(doc.get("network") or {"mode": "none"})
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.id} {self.state} template={self.template}>"

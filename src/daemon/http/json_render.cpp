@@ -15,7 +15,8 @@ json render(const SandboxInfo& s) {
               {"expires_at", rfc3339_ms(s.expires_at_ms)},
               {"metadata", s.metadata},
               {"vcpus", s.vcpus},
-              {"memory_mib", s.memory_mib}};
+              {"memory_mib", s.memory_mib},
+              {"network", net::to_json(s.network)}};
     if (s.ended_at_ms) j["ended_at"] = rfc3339_ms(s.ended_at_ms);
     if (!s.parent_id.empty()) j["parent_id"] = s.parent_id;
     if (!s.error.empty()) j["error"] = s.error;

@@ -96,7 +96,7 @@ Result<std::string> string_field(const json& value, const char* name) {
 
 Result<CreateRequest> parse_create(std::string_view body) {
     json doc = TRY(parse_object(body, true));
-    TRY(only_fields(doc, {"template", "ttl_seconds", "metadata", "vcpus", "memory_mib", "env"}));
+    TRY(only_fields(doc, {"template", "ttl_seconds", "metadata", "vcpus", "memory_mib", "env", "network"}));
     CreateRequest r;
     if (doc.contains("template")) {
         r.template_id = TRY(string_field(doc["template"], "template"));
@@ -107,6 +107,11 @@ Result<CreateRequest> parse_create(std::string_view body) {
     if (doc.contains("env")) r.env = TRY(env_field(doc["env"], "env"));
     if (doc.contains("vcpus")) r.vcpus = TRY(small_count(doc["vcpus"], "vcpus", 64));
     if (doc.contains("memory_mib")) r.memory_mib = TRY(small_count(doc["memory_mib"], "memory_mib", 262144));
+    if (doc.contains("network")) {
+        auto policy = net::parse_network_policy(doc["network"]);
+        if (!policy.ok()) return invalid(policy.error().message);  // it names the field already
+        r.network = *policy;
+    }
     return r;
 }
 

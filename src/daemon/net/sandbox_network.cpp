@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <fstream>
+#include <optional>
 
 #include "base/clock.h"
 #include "base/errno_error.h"
@@ -218,6 +219,36 @@ OrphanSweep NetworkManager::cleanup_orphans(const std::set<std::string>& live_id
     for (const auto& name : list_named_netns(kNetnsPrefix)) {
         if (live_netns.count(name)) continue;
         if (auto st = remove_named_netns(name); st.ok()) ++sweep.netns_removed;
+        else sweep.errors.push_back(st.error().message);
+    }
+    return sweep;
+}
+
+OrphanSweep NetworkManager::cleanup_sandboxes(const std::vector<std::string>& sandbox_ids) {
+    OrphanSweep sweep;
+    std::set<std::string> present;
+    for (const auto& name : list_named_netns(kNetnsPrefix)) present.insert(name);
+    std::optional<RtNetlink> nl;
+    for (const auto& id : sandbox_ids) {
+        if (!validate_id(id).ok()) continue;
+        // The veth first, as in cleanup_orphans: its deletion is synchronous.
+        std::string veth = host_veth_name(id);
+        if (::if_nametoindex(veth.c_str()) != 0) {
+            if (!nl) {
+                auto opened = RtNetlink::open();
+                if (!opened.ok()) {
+                    sweep.errors.push_back(opened.error().message);
+                    continue;
+                }
+                nl.emplace(std::move(*opened));
+            }
+            Status st = nl->delete_link(veth);
+            if (st.ok()) ++sweep.veths_removed;
+            else if (st.error().code != "not_found") sweep.errors.push_back(st.error().message);
+        }
+        std::string netns = netns_name(id);
+        if (!present.count(netns)) continue;
+        if (auto st = remove_named_netns(netns); st.ok()) ++sweep.netns_removed;
         else sweep.errors.push_back(st.error().message);
     }
     return sweep;

@@ -62,6 +62,10 @@ public:
     // crash of kilnd or QEMU). Their taps and nftables tables live in those namespaces and go
     // with them.
     OrphanSweep cleanup_orphans(const std::set<std::string>& live_ids);
+    // Removes the namespace and host veth of exactly these sandboxes, where they still exist:
+    // kilnd's reconcile passes the sandboxes of its own store that are no longer live, so other
+    // users of kiln-* names on the host (another kilnd, tests) are left alone. Needs no manager.
+    static OrphanSweep cleanup_sandboxes(const std::vector<std::string>& sandbox_ids);
     // Deletes the host table (tests). kilnd leaves it: it is harmless without sandbox veths.
     Status remove_host_rules();
 

@@ -15,17 +15,25 @@
 #include "daemon/sandboxes/sandbox_state.h"
 #include "daemon/sandboxes/vm_snapshot.h"
 #include "vm/snapshot.h"
+#include "vm/snapshot_manifest.h"
 #include "vm/vm.h"
 
 namespace kiln::daemon {
 
-// Owns a VM; the last holder (the live set or a lease) destroys it.
+// Owns a VM and its network; the last holder (the live set or a lease) destroys both, the VM
+// first (QEMU holds the tap that keeps the namespace alive).
 struct LocalSandboxService::VmBox {
     std::unique_ptr<vm::Vm> vm;
+    std::unique_ptr<net::SandboxNetwork> network;  // null without a NIC
     std::atomic<bool> keep{false};  // shutdown with on_shutdown=keep: leave QEMU running
     ~VmBox() {
-        if (keep) (void)vm.release();  // deliberately not destroyed: QEMU outlives kilnd
-        else if (vm) vm->destroy();
+        if (keep) {  // deliberately not destroyed: QEMU (and its namespace) outlive kilnd
+            (void)vm.release();
+            (void)network.release();
+            return;
+        }
+        if (vm) vm->destroy();
+        if (network) (void)network->destroy();
     }
 };
 
@@ -103,12 +111,18 @@ Result<int64_t> LocalSandboxService::checked_ttl(std::optional<int64_t> ttl_seco
 }
 
 Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const Caller& caller, const std::string& id) {
-    if (const BuiltinTemplate* b = m_baker.find(id)) return Source{b->name, "", true, b->vcpus, b->memory_mib};
+    if (const BuiltinTemplate* b = m_baker.find(id)) return Source{b->name, "", true, false, b->vcpus, b->memory_mib};
     if (is_snapshot_id(id)) {
         auto rec = m_store.get_snapshot(id);
         if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
-        if (*rec && (*rec)->info.owner_token_id == caller.token_id)
-            return Source{id, (*rec)->dir, false, (*rec)->info.vcpus, (*rec)->info.memory_mib};
+        if (*rec && (*rec)->info.owner_token_id == caller.token_id) {
+            // Whether it has a NIC is in its manifest; an unreadable one fails the restore later,
+            // with the VM layer's own clear error.
+            bool nic = false;
+            if (auto text = read_file((*rec)->dir + "/" + vm::kManifestFileName, vm::kMaxManifestBytes); text.ok())
+                if (auto m = vm::parse_manifest(*text); m.ok()) nic = m->nic;
+            return Source{id, (*rec)->dir, false, nic, (*rec)->info.vcpus, (*rec)->info.memory_mib};
+        }
     }
     return make_error(codes::kTemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
 }
@@ -148,10 +162,19 @@ Error LocalSandboxService::fail_create(const std::shared_ptr<Entry>& entry, cons
     return make_error(codes::kInternal, "creating " + info.id + ": " + error.message);
 }
 
+Result<std::unique_ptr<net::SandboxNetwork>> LocalSandboxService::setup_network(const std::string& id,
+                                                                              const net::NetworkPolicy& policy) {
+    if (!m_config.networks) return make_error(codes::kUnavailable, "sandbox networking is not enabled in this kilnd");
+    return m_config.networks->setup(id, policy);
+}
+
 Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm,
-                                                        double create_ms, const nlohmann::json& log_fields) {
+                                                        std::unique_ptr<net::SandboxNetwork> network, double create_ms,
+                                                        const nlohmann::json& log_fields) {
+    if (network) network->close_tap();  // QEMU holds its own copy: the namespace lives as long as QEMU
     auto box = std::make_shared<VmBox>();
     box->vm = std::move(vm);
+    box->network = std::move(network);
     std::unique_lock lock(m_mutex);
     SandboxInfo& info = entry->record.info;
     if (entry->cancelled || m_stopping) {
@@ -178,7 +201,8 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
     lock.unlock();
     if (m_hooks.created) m_hooks.created(create_ms);
     nlohmann::json fields = {{"sandbox", out.id}, {"template", out.template_id}, {"create_ms", create_ms},
-                             {"qemu_pid", out.qemu_pid}, {"parent", out.parent_id}};
+                             {"qemu_pid", out.qemu_pid}, {"parent", out.parent_id}, {"network", net::mode_name(out.network.mode)},
+                             {"nic", out.has_nic}};
     fields.update(log_fields);
     log::info("sandbox created", fields);
     return out;
@@ -196,12 +220,22 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
         return make_error(codes::kInvalidArgument, "memory_mib must be " + std::to_string(source.memory_mib) +
                                                        " for template " + source.template_id + " (a snapshot fixes it)");
     int64_t ttl = TRY(checked_ttl(request.ttl_seconds));
+    // A NIC when the policy lets anything out (built-ins then restore their NIC variant), or when
+    // the snapshot has one (the device set is in its saved state; mode none then drops all).
+    net::NetworkPolicy policy = request.network.value_or(m_config.default_network);
+    bool nic = source.nic || policy.mode != net::NetworkMode::None;
+    if (nic && !source.builtin && !source.nic)
+        return make_error(codes::kInvalidArgument, "network mode " + std::string(net::mode_name(policy.mode)) + " needs a NIC, and snapshot " +
+                                                       source.template_id + " was taken from a sandbox without one (network mode none)");
+    if (nic && !m_config.networks) return make_error(codes::kUnavailable, "sandbox networking is not enabled in this kilnd");
 
     SandboxRecord record;
     SandboxInfo& info = record.info;
     info.id = TRY(new_sandbox_id());
     info.owner_token_id = caller.token_id;
     info.state = SandboxState::Creating;
+    info.network = policy;
+    info.has_nic = nic;
     info.template_id = source.template_id;
     info.created_at_ms = now_unix_ms();
     info.expires_at_ms = info.created_at_ms + ttl * 1000;
@@ -214,21 +248,34 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     // 2. The template's snapshot: a built-in one is baked on first use (concurrent creates wait
     //    for one bake). 3. Restore: QEMU starts only now.
     if (source.builtin) {
-        auto dir = m_baker.ensure(source.template_id);
+        auto dir = m_baker.ensure(source.template_id, nic);
         if (!dir.ok()) return fail_create(entry, dir.error(), false);
         source.snapshot_dir = *dir;
+    }
+    //    With a NIC, its network first (the record exists, so a crash from here on is swept).
+    std::unique_ptr<net::SandboxNetwork> network;
+    double network_ms = 0;
+    if (nic) {
+        auto net_start = Clock::now();
+        auto made = setup_network(entry->record.info.id, policy);
+        if (!made.ok()) return fail_create(entry, made.error(), false);
+        network = std::move(*made);
+        network_ms = std::chrono::duration<double, std::milli>(Clock::now() - net_start).count();
     }
     vm::RestoreRequest restore;
     restore.snapshot_dir = source.snapshot_dir;
     restore.hostname = entry->record.info.id;  // what `hostname` says inside is the API's id
     // Spares only for built-ins: one idle QEMU per user snapshot would cost more than it saves.
-    restore.keep_spare = m_config.keep_spare && source.builtin;
+    // A restore with a NIC never takes one (the tap must exist when its QEMU starts).
+    restore.keep_spare = m_config.keep_spare && source.builtin && !nic;
+    if (network) restore.net = network->nic();
     vm::RestoreTimings timings;
     auto vm = vm::restore_snapshot(restore, &timings);
     if (!vm.ok()) return fail_create(entry, vm.error(), true);
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    return become_running(entry, std::move(*vm), ms,
-                          {{"spare", timings.spare}, {"restore_ready_ms", timings.ready_ms}, {"loaded_ms", timings.loaded_ms}});
+    return become_running(entry, std::move(*vm), std::move(network), ms,
+                          {{"spare", timings.spare}, {"restore_ready_ms", timings.ready_ms}, {"loaded_ms", timings.loaded_ms},
+                           {"network_ms", network_ms}});
 }
 
 Result<SandboxRecord> LocalSandboxService::owned_record(const Caller& caller, const std::string& id) {
@@ -367,7 +414,19 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     request.id = snap.info.id;
     request.resume = true;
     request.checksums = false;
-    auto manifest = snapshot_vm(*box->vm, request);
+    // A sandbox with a NIC is snapshotted through a helper VM with the same device set: it gets a
+    // network of its own that lets nothing out, for the moment it runs.
+    std::unique_ptr<net::SandboxNetwork> helper_network;
+    std::optional<vm::NetDevice> helper_nic;
+    if (box->network) {
+        auto made = setup_network("snap-" + snap.info.id.substr(snap.info.id.find('-') + 1), net::NetworkPolicy{});
+        if (!made.ok()) return make_error(made.error().code == codes::kUnavailable ? codes::kUnavailable : codes::kInternal,
+                                          "snapshot of " + id + ": " + made.error().message);
+        helper_network = std::move(*made);
+        helper_nic = helper_network->nic();
+    }
+    auto manifest = snapshot_vm(*box->vm, request, helper_nic);
+    helper_network.reset();
     if (!manifest.ok()) return vm_error("snapshot of " + id, manifest.error());
     snap.info.created_at_ms = manifest->created_unix_ms;
     snap.info.size_bytes = allocated_bytes(snap.dir);
@@ -407,10 +466,20 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     info.vcpus = parent_rec.info.vcpus;
     info.memory_mib = parent_rec.info.memory_mib;
     info.parent_id = id;
+    // The child has the parent's device set, so a NIC iff the parent has one, and its policy.
+    info.network = parent_rec.info.network;
+    info.has_nic = parent_rec.info.has_nic;
     auto entry = TRY(admit(std::move(record)));
+    std::unique_ptr<net::SandboxNetwork> network;
+    if (entry->record.info.has_nic) {
+        auto made = setup_network(entry->record.info.id, entry->record.info.network);
+        if (!made.ok()) return fail_create(entry, made.error(), false);
+        network = std::move(*made);
+    }
     std::lock_guard op(parent->op_mutex);
     vm::ForkRequest child_request;
     child_request.hostname = entry->record.info.id;
+    if (network) child_request.net = network->nic();
     auto child = vm::fork_vm(*box->vm, child_request);
     if (!child.ok()) {
         Error e = vm_error("fork of " + id, child.error());
@@ -418,7 +487,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
         return e;
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    return become_running(entry, std::move(*child), ms, nlohmann::json::object());
+    return become_running(entry, std::move(*child), std::move(network), ms, nlohmann::json::object());
 }
 
 Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Caller& caller) {

@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/net/lazy_network_manager.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "daemon/store/store.h"
 #include "daemon/templates/template_baker.h"
@@ -26,6 +27,9 @@ struct ServiceConfig {
     int64_t max_ttl_seconds = 86400;
     int64_t default_ttl_seconds = 600;
     bool keep_spare = true;           // restores of built-in templates use and refill a spare QEMU
+    // Networks of sandboxes with a NIC (null: every create that needs one is refused, unavailable).
+    net::LazyNetworkManager* networks = nullptr;
+    net::NetworkPolicy default_network;  // for creates that give none (mode none unless configured)
 };
 
 // What the service reports as it works; kilnd wires these to Metrics (metrics.h). Any may be empty.
@@ -78,6 +82,7 @@ private:
         std::string template_id;
         std::string snapshot_dir;  // empty for a builtin not baked yet
         bool builtin = false;
+        bool nic = false;          // a snapshot taken with a NIC restores only with one
         uint32_t vcpus = 1;
         uint32_t memory_mib = 256;
     };
@@ -89,8 +94,11 @@ private:
     void finish(const std::shared_ptr<Entry>& entry, SandboxState final_state, const std::string& error);
     // A creating entry whose VM start failed (or was cancelled): record it, free the slot.
     Error fail_create(const std::shared_ptr<Entry>& entry, const Error& error, bool restore_failure);
-    Result<SandboxInfo> become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm, double create_ms,
+    Result<SandboxInfo> become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm,
+                                       std::unique_ptr<net::SandboxNetwork> network, double create_ms,
                                        const nlohmann::json& log_fields);
+    // The namespace, tap, veth and rules of a sandbox with a NIC (see docs/network.md).
+    Result<std::unique_ptr<net::SandboxNetwork>> setup_network(const std::string& id, const net::NetworkPolicy& policy);
     Status save(const SandboxRecord& record);  // logs failures; the in-memory state stays the truth
     Result<SandboxRecord> owned_record(const Caller& caller, const std::string& id);
     void reaper_loop();

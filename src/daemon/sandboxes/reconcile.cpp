@@ -14,6 +14,9 @@
 #include "base/file_util.h"
 #include "base/unique_fd.h"
 #include "daemon/json_log.h"
+#include "daemon/net/guest_addressing.h"
+#include "daemon/net/netns.h"
+#include "daemon/net/sandbox_network.h"
 #include "daemon/sandboxes/ids.h"
 
 namespace kiln::daemon {
@@ -107,7 +110,24 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
         }
     }
 
+    // 5. Networks: the namespaces and veths of this store's sandboxes with a NIC, none of which
+    //    is live now. Only ours: kiln-* names of another kilnd on this host are not touched.
+    std::vector<std::string> networked;
+    for (const auto& r : records)
+        if (r.info.has_nic) networked.push_back(r.info.id);
+    for (const auto& prefix : {"bake-", "snap-"}) {
+        // Template bakes and snapshot helpers name theirs so; their records are not sandboxes.
+        for (const auto& name : net::list_named_netns(std::string(net::kNetnsPrefix) + prefix))
+            networked.push_back(name.substr(std::string(net::kNetnsPrefix).size()));
+    }
+    net::OrphanSweep sweep = net::NetworkManager::cleanup_sandboxes(networked);
+    report.netns_removed = sweep.netns_removed;
+    report.veths_removed = sweep.veths_removed;
+    for (const auto& e : sweep.errors) log::warn("reconcile: network clean-up", {{"error", e}});
+
     log::info("reconciled", {{"marked_lost", report.marked_lost},
+                             {"netns_removed", report.netns_removed},
+                             {"veths_removed", report.veths_removed},
                              {"marked_deleted", report.marked_deleted},
                              {"qemu_killed", report.qemu_killed},
                              {"orphan_qemu_killed", report.orphan_qemu_killed},

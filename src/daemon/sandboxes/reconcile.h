@@ -1,5 +1,6 @@
 // Reconcile at kilnd start: no VM survives a restart, so every live record is marked lost, its
-// QEMU killed (only if the pid's command line names its run dir), orphan QEMUs and files removed.
+// QEMU killed (only if the pid's command line names its run dir), orphan QEMUs and files removed,
+// and the networks (namespace, veth) of this store's sandboxes that a crash left behind deleted.
 #pragma once
 
 #include <string>
@@ -19,6 +20,8 @@ struct ReconcileReport {
     int run_dirs_removed = 0;
     int partial_dirs_removed = 0; // half-written snapshot and template directories
     int snapshot_dirs_removed = 0;// snapshot directories without a record
+    int netns_removed = 0;        // network namespaces of sandboxes of this store that ended
+    int veths_removed = 0;        // and their host veths (docs/network.md)
 };
 
 // Must run before anything of this kilnd starts a QEMU (the bake, spares, creates).

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "daemon/net/network_policy.h"
 
 namespace kiln::vm {
 class Vm;
@@ -71,6 +72,10 @@ struct SandboxInfo {
     std::string error;          // why lost or failed
     double create_ms = 0;
     pid_t qemu_pid = 0;
+    // What may leave the sandbox. With mode none and a template without a NIC the VM has no NIC
+    // at all; otherwise it has one in its own network namespace (docs/network.md).
+    net::NetworkPolicy network;
+    bool has_nic = false;
 };
 
 struct SnapshotInfo {
@@ -103,6 +108,7 @@ struct CreateRequest {
     Labels env;
     std::optional<uint32_t> vcpus;
     std::optional<uint32_t> memory_mib;
+    std::optional<net::NetworkPolicy> network;  // nothing: kilnd's configured default
 };
 
 struct ForkRequest {

@@ -57,9 +57,13 @@ Status load_stream(vm::Vm& helper, const std::string& path, Millis timeout) {
 
 }  // namespace
 
-Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotRequest& request) {
+Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotRequest& request,
+                                         std::optional<vm::NetDevice> helper_nic) {
     const vm::VmConfig& shape = source.config();
     if (shape.memory_file && shape.memory_file->share) return vm::take_snapshot(source, request);
+    if (shape.net.has_value() != helper_nic.has_value())
+        return make_error("invalid_argument", shape.net ? "the sandbox has a NIC: its snapshot helper needs one"
+                                                        : "the sandbox has no NIC: its snapshot helper cannot have one");
 
     // 1. The helper's run dir, holding the stream and the disk as of the stop.
     std::string helper_id = TRY(random_hex(6));
@@ -100,6 +104,7 @@ Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotReque
     config.incoming_defer = true;
     config.start_paused = false;
     config.memory_file = vm::MemoryFile{dir + "/memory", /*share=*/true};
+    config.net = helper_nic;
     auto helper = vm::Vm::launch(config, helper_id);  // removes dir when destroyed
     if (!helper.ok()) {
         (void)remove_tree(dir);

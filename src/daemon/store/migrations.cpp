@@ -78,6 +78,12 @@ CREATE TABLE ci_bake_cache (
   used_at_ms INTEGER NOT NULL
 );
 )sql"},
+        // 3: per-sandbox networking (docs/network.md): the policy as canonical JSON, and whether
+        // the VM has a NIC (and so a namespace for the reconcile to sweep).
+        {3, R"sql(
+ALTER TABLE sandboxes ADD COLUMN network_json TEXT NOT NULL DEFAULT '{"mode":"none"}';
+ALTER TABLE sandboxes ADD COLUMN has_nic INTEGER NOT NULL DEFAULT 0;
+)sql"},
     };
     return list;
 }

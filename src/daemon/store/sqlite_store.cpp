@@ -12,7 +12,7 @@ namespace {
 
 constexpr const char* kSandboxColumns =
     "id, owner_token_id, state, template_id, created_at_ms, expires_at_ms, ended_at_ms, metadata_json, env_json, "
-    "vcpus, memory_mib, parent_id, error, create_ms, qemu_pid, run_dir";
+    "vcpus, memory_mib, parent_id, error, create_ms, qemu_pid, run_dir, network_json, has_nic";
 
 constexpr const char* kSnapshotColumns =
     "id, name, owner_token_id, sandbox_id, template_id, created_at_ms, size_bytes, vcpus, memory_mib, dir";
@@ -40,6 +40,13 @@ void bind_sandbox(SqliteStatement& s, const SandboxRecord& r) {
     s.bind(8, labels_json(i.metadata)).bind(9, labels_json(i.env));
     s.bind(10, int64_t(i.vcpus)).bind(11, int64_t(i.memory_mib)).bind(12, i.parent_id).bind(13, i.error);
     s.bind(14, i.create_ms).bind(15, int64_t(i.qemu_pid)).bind(16, r.run_dir);
+    s.bind(17, net::to_json(i.network).dump()).bind(18, int64_t(i.has_nic ? 1 : 0));
+}
+
+// A stored policy was valid when written; a row from before migration 3 (or damaged) reads as none.
+net::NetworkPolicy parse_stored_policy(const std::string& text) {
+    auto policy = net::parse_network_policy_text(text);
+    return policy.ok() ? *policy : net::NetworkPolicy{};
 }
 
 SandboxRecord read_sandbox(const SqliteStatement& s) {
@@ -61,6 +68,8 @@ SandboxRecord read_sandbox(const SqliteStatement& s) {
     i.create_ms = s.column_double(13);
     i.qemu_pid = static_cast<pid_t>(s.column_int(14));
     r.run_dir = s.column_text(15);
+    i.network = parse_stored_policy(s.column_text(16));
+    i.has_nic = s.column_int(17) != 0;
     return r;
 }
 
@@ -135,18 +144,19 @@ Result<int> SqliteStore::revoke_token(const std::string& id_or_name) {
 Status SqliteStore::insert_sandbox(const SandboxRecord& record) {
     std::lock_guard lock(m_mutex);
     auto s = TRY(m_db->prepare(std::string("INSERT INTO sandboxes(") + kSandboxColumns +
-                               ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
+                               ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"));
     bind_sandbox(s, record);
     return s.run();
 }
 
 Status SqliteStore::update_sandbox(const SandboxRecord& record) {
     std::lock_guard lock(m_mutex);
-    // The columns in the same order as kSandboxColumns, id last for the WHERE (bound at 17).
+    // The columns in the same order as kSandboxColumns; ?1 (the id) doubles as the WHERE.
     auto s = TRY(m_db->prepare(
         "UPDATE sandboxes SET id = ?1, owner_token_id = ?2, state = ?3, template_id = ?4, created_at_ms = ?5, "
         "expires_at_ms = ?6, ended_at_ms = ?7, metadata_json = ?8, env_json = ?9, vcpus = ?10, memory_mib = ?11, "
-        "parent_id = ?12, error = ?13, create_ms = ?14, qemu_pid = ?15, run_dir = ?16 WHERE id = ?1"));
+        "parent_id = ?12, error = ?13, create_ms = ?14, qemu_pid = ?15, run_dir = ?16, network_json = ?17, has_nic = ?18 "
+        "WHERE id = ?1"));
     bind_sandbox(s, record);
     TRY(s.run());
     if (m_db->changes() != 1) return make_error("store_failed", "no sandbox record " + record.info.id);

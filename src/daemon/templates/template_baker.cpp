@@ -9,7 +9,9 @@
 
 #include "base/clock.h"
 #include "base/file_util.h"
+#include "base/random.h"
 #include "base/sha256.h"
+#include "daemon/net/guest_addressing.h"
 #include "daemon/json_log.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "vm/guest_artifacts.h"
@@ -20,8 +22,15 @@
 
 namespace kiln::daemon {
 
-TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare)
-    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_keep_spare(keep_spare) {
+namespace {
+
+std::string variant_name(const std::string& name, bool nic) { return nic ? name + "+net" : name; }
+
+}  // namespace
+
+TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare,
+                             net::LazyNetworkManager* networks)
+    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_keep_spare(keep_spare), m_networks(networks) {
     m_builtins.push_back(BuiltinTemplate{"tiny", "tiny", 1, 256, true});
     m_builtins.push_back(BuiltinTemplate{"base", "base", 1, 512, false});  // CI jobs (docs/ci.md)
 }
@@ -61,18 +70,19 @@ Result<std::string> TemplateBaker::key(const BuiltinTemplate& tmpl) {
     return k;
 }
 
-std::string TemplateBaker::dir_for(const BuiltinTemplate& tmpl, const std::string& key) const {
-    return m_templates_dir + "/" + tmpl.name + "-" + key;
+Result<std::string> TemplateBaker::dir_for(const BuiltinTemplate& tmpl, bool nic) {
+    std::string k = TRY(key(tmpl));
+    // The NIC variant also depends on what its bake runs in the guest.
+    if (nic) k = sha256_hex(k + "|" + net::guest_setup_command()).substr(0, 16);
+    return m_templates_dir + "/" + variant_name(tmpl.name, nic) + "-" + k;
 }
 
-std::optional<std::string> TemplateBaker::baked_dir(const std::string& name) {
+std::optional<std::string> TemplateBaker::baked_dir(const std::string& name, bool nic) {
     const BuiltinTemplate* tmpl = find(name);
     if (!tmpl) return std::nullopt;
-    auto k = key(*tmpl);
-    if (!k.ok()) return std::nullopt;
-    std::string dir = dir_for(*tmpl, *k);
-    if (!path_exists(dir + "/" + vm::kManifestFileName)) return std::nullopt;
-    return dir;
+    auto dir = dir_for(*tmpl, nic);
+    if (!dir.ok() || !path_exists(*dir + "/" + vm::kManifestFileName)) return std::nullopt;
+    return *dir;
 }
 
 int64_t TemplateBaker::baked_at_ms(const std::string& name) {
@@ -84,13 +94,12 @@ int64_t TemplateBaker::baked_at_ms(const std::string& name) {
     return m.ok() ? m->created_unix_ms : 0;
 }
 
-Result<std::string> TemplateBaker::ensure(const std::string& name) {
+Result<std::string> TemplateBaker::ensure(const std::string& name, bool nic) {
     const BuiltinTemplate* tmpl = find(name);
     if (!tmpl) return make_error(codes::kTemplateNotFound, "no template '" + name + "'");
-    std::string k = TRY(key(*tmpl));
-    std::string dir = dir_for(*tmpl, k);
+    std::string dir = TRY(dir_for(*tmpl, nic));
     std::unique_lock lock(m_mutex);
-    BakeState& state = m_state[name];
+    BakeState& state = m_state[variant_name(name, nic)];
     uint64_t seen = state.generation;
     for (;;) {
         if (path_exists(dir + "/" + vm::kManifestFileName)) return dir;
@@ -105,7 +114,7 @@ Result<std::string> TemplateBaker::ensure(const std::string& name) {
     }
     state.baking = true;
     lock.unlock();
-    auto baked = bake(*tmpl, dir);
+    auto baked = bake(*tmpl, nic, dir);
     lock.lock();
     state.baking = false;
     state.generation++;
@@ -115,15 +124,16 @@ Result<std::string> TemplateBaker::ensure(const std::string& name) {
     return dir;
 }
 
-Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, const std::string& dir) {
+Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, const std::string& dir) {
     auto start = Clock::now();
-    log::info("template bake started", {{"template", tmpl.name}, {"dir", dir}});
+    const std::string variant = variant_name(tmpl.name, nic);
+    log::info("template bake started", {{"template", variant}, {"dir", dir}});
     TRY(make_dirs(m_templates_dir, 0700));
-    // Older bakes of this template (another image, kernel or QEMU) are of no use any more.
+    // Older bakes of this variant (another image, kernel or QEMU) are of no use any more.
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(m_templates_dir, ec)) {
         std::string file = entry.path().filename().string();
-        if (file.rfind(tmpl.name + "-", 0) == 0 && entry.path().string() != dir) {
+        if (file.rfind(variant + "-", 0) == 0 && entry.path().string() != dir) {
             vm::discard_spares(entry.path().string());
             (void)remove_tree(entry.path().string());
         }
@@ -135,25 +145,53 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, const std::
     options.accel = m_accel;
     options.snapshottable = true;
     options.cancel = &m_cancel;
+    // A NIC bake's network lets nothing out (mode none): it exists only so the NIC does.
+    std::unique_ptr<net::SandboxNetwork> network;
+    if (nic) {
+        if (!m_networks) return make_error(codes::kUnavailable, "sandbox networking is not configured in this kilnd");
+        auto made = m_networks->setup("bake-" + TRY(random_hex(4)), net::NetworkPolicy{});
+        if (!made.ok()) {
+            log::error("template bake failed", {{"template", variant}, {"step", "network"}, {"error", made.error().to_string()}});
+            return std::move(made).error();
+        }
+        network = std::move(*made);
+        options.net = network->nic();
+    }
     auto booted = vm::Vm::boot(options);
+    if (network) network->close_tap();  // QEMU has its copy (or failed)
     if (!booted.ok()) {
-        log::error("template bake failed", {{"template", tmpl.name}, {"step", "boot"}, {"error", booted.error().to_string()}});
+        log::error("template bake failed", {{"template", variant}, {"step", "boot"}, {"error", booted.error().to_string()}});
         return std::move(booted).error();
+    }
+    if (nic) {
+        proto::ExecRequest setup;
+        setup.shell = net::guest_setup_command();
+        setup.timeout_ms = 30000;
+        auto out = (*booted)->agent().exec_collect(setup);
+        Status configured = out.ok() ? Status(ok_status()) : Status(out.error());
+        if (out.ok() && out->result.exit_code != 0)
+            configured = make_error("bake_failed", "the guest's network set-up exited " + std::to_string(out->result.exit_code) +
+                                                       ": " + out->stderr_data.substr(0, 500));
+        if (!configured.ok()) {
+            (*booted)->destroy();
+            log::error("template bake failed", {{"template", variant}, {"step", "guest network"}, {"error", configured.error().to_string()}});
+            return configured.error();
+        }
     }
     vm::SnapshotRequest request;
     request.dir = dir;
-    request.id = tmpl.name + "-" + dir.substr(dir.rfind('-') + 1);
+    request.id = (nic ? tmpl.name + "-net" : tmpl.name) + "-" + dir.substr(dir.rfind('-') + 1);
     request.resume = false;
     request.checksums = false;  // restores check sizes; hashing 256 MiB would add seconds to every bake
     auto manifest = vm::take_snapshot(**booted, request);
     (*booted)->destroy();
     if (!manifest.ok()) {
-        log::error("template bake failed", {{"template", tmpl.name}, {"step", "snapshot"}, {"error", manifest.error().to_string()}});
+        log::error("template bake failed", {{"template", variant}, {"step", "snapshot"}, {"error", manifest.error().to_string()}});
         return std::move(manifest).error();
     }
     auto ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
-    log::info("template baked", {{"template", tmpl.name}, {"dir", dir}, {"ms", ms}});
-    if (m_keep_spare) vm::prepare_spare(dir);
+    log::info("template baked", {{"template", variant}, {"dir", dir}, {"ms", ms}});
+    if (m_keep_spare && !nic) vm::prepare_spare(dir);  // restores with a NIC never take a spare
     return dir;
 }
 
@@ -175,12 +213,11 @@ Status TemplateBaker::drop(const std::string& name) {
     const BuiltinTemplate* tmpl = find(name);
     if (!tmpl) return make_error(codes::kNotFound, "no template '" + name + "'");
     std::unique_lock lock(m_mutex);
-    BakeState& state = m_state[name];
-    m_changed.wait(lock, [&] { return !state.baking; });
+    m_changed.wait(lock, [&] { return !m_state[name].baking && !m_state[variant_name(name, true)].baking; });
     std::error_code ec;
     for (const auto& entry : std::filesystem::directory_iterator(m_templates_dir, ec)) {
         std::string file = entry.path().filename().string();
-        if (file.rfind(tmpl->name + "-", 0) == 0) {
+        if (file.rfind(tmpl->name + "-", 0) == 0 || file.rfind(variant_name(tmpl->name, true) + "-", 0) == 0) {
             vm::discard_spares(entry.path().string());
             TRY(remove_tree(entry.path().string()));
         }

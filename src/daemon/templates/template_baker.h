@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "daemon/net/lazy_network_manager.h"
 #include "vm/accel.h"
 
 namespace kiln::daemon {
@@ -28,10 +29,15 @@ struct BuiltinTemplate {
     bool bake_at_start = true;
 };
 
-// Thread-safe. Concurrent ensure() calls for one template share one bake.
+// Each built-in has two variants, baked separately: without a NIC (what creates with network mode
+// none use: no device, and a spare QEMU), and with one ("<name>+net", baked on first use: eth0 up
+// and addressed the same in every sandbox, docs/network.md), for creates that need a network.
+// Thread-safe. Concurrent ensure() calls for one variant share one bake.
 class TemplateBaker {
 public:
-    TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare);
+    // `networks` is needed only by NIC bakes (which fail `unavailable` without it).
+    TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare,
+                  net::LazyNetworkManager* networks = nullptr);
     ~TemplateBaker();  // stop()
 
     const std::vector<BuiltinTemplate>& builtins() const { return m_builtins; }
@@ -39,9 +45,9 @@ public:
 
     // The baked snapshot's directory, baking it now if it is missing (or waiting for the bake in
     // progress). template_not_found for an unknown name; the bake's error if it fails.
-    Result<std::string> ensure(const std::string& name);
+    Result<std::string> ensure(const std::string& name, bool nic = false);
     // The directory if baked, without baking.
-    std::optional<std::string> baked_dir(const std::string& name);
+    std::optional<std::string> baked_dir(const std::string& name, bool nic = false);
     int64_t baked_at_ms(const std::string& name);
     // ensure() on a thread of its own; errors are logged.
     void bake_in_background(const std::string& name);
@@ -60,18 +66,20 @@ private:
         uint64_t generation = 0;  // bakes finished
         std::string last_error;   // of the last finished bake, empty on success
     };
-    Result<std::string> bake(const BuiltinTemplate& tmpl, const std::string& dir);
-    std::string dir_for(const BuiltinTemplate& tmpl, const std::string& key) const;
+    Result<std::string> bake(const BuiltinTemplate& tmpl, bool nic, const std::string& dir);
+    // $templates/<variant>-<key>; the variant is the name, or "<name>+net" with a NIC.
+    Result<std::string> dir_for(const BuiltinTemplate& tmpl, bool nic);
 
     const std::string m_templates_dir;
     const vm::AccelMode m_accel;
     const bool m_keep_spare;
+    net::LazyNetworkManager* const m_networks;
     std::vector<BuiltinTemplate> m_builtins;
     std::atomic<bool> m_cancel{false};
 
     std::mutex m_mutex;  // guards m_state, m_threads, m_key_cache
     std::condition_variable m_changed;
-    std::map<std::string, BakeState> m_state;
+    std::map<std::string, BakeState> m_state;  // by variant
     std::map<std::string, std::string> m_key_cache;  // name -> key (the inputs do not change while we run)
     std::vector<std::thread> m_threads;
 };
