@@ -21,7 +21,7 @@ _DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{
 # must learn, so it is reported rather than silently ignored.
 _KNOWN_KEYWORDS = {
     "type", "required", "properties", "additionalProperties", "enum", "pattern", "items", "nullable",
-    "$ref", "minimum", "minItems", "format", "description", "default", "example", "title",
+    "$ref", "minimum", "minItems", "maxItems", "maxLength", "format", "description", "default", "example", "title",
 }
 
 
@@ -99,9 +99,13 @@ def validate(value: Any, schema: Any, doc: Any, where: str = "$") -> list[str]:
     if "minimum" in schema and isinstance(value, (int, float)) and not isinstance(value, bool):
         if value < schema["minimum"]:
             errors.append(f"{where}: {value} is below the minimum {schema['minimum']}")
+    if "maxLength" in schema and isinstance(value, str) and len(value) > schema["maxLength"]:
+        errors.append(f"{where}: {len(value)} characters, at most {schema['maxLength']} allowed")
     if isinstance(value, list):
         if "minItems" in schema and len(value) < schema["minItems"]:
             errors.append(f"{where}: {len(value)} items, at least {schema['minItems']} required")
+        if "maxItems" in schema and len(value) > schema["maxItems"]:
+            errors.append(f"{where}: {len(value)} items, at most {schema['maxItems']} allowed")
         if "items" in schema:
             for i, item in enumerate(value):
                 errors.extend(validate(item, schema["items"], doc, f"{where}[{i}]"))

@@ -11,7 +11,7 @@ SPEC = OpenApiSpec.load()
 GOOD_SANDBOX = {
     "id": "sb-0123456789ab", "state": "running", "template": "tiny",
     "created_at": "2026-11-28T15:21:06.123Z", "expires_at": "2026-11-28T15:31:06.123Z",
-    "metadata": {"repo": "acme/widget"}, "vcpus": 1, "memory_mib": 256,
+    "metadata": {"repo": "acme/widget"}, "vcpus": 1, "memory_mib": 256, "network": {"mode": "none"},
 }
 
 

@@ -1,0 +1,235 @@
+"""Per-sandbox networks through the API (docs/network.md): the policy field, what a guest can and
+cannot reach, forks and snapshots keeping the NIC, and nothing of a sandbox's network left after a
+delete or after kill -9 of kilnd and a restart (counted). All traffic stays on this machine: the
+servers live in a network namespace this file creates."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from api_client import ApiClient
+
+SERVER_NS = f"kt-api-{os.getpid()}"
+HOST_VETH = f"kta{os.getpid() % 100000}"
+HOST_END, SERVER = "10.211.0.1", "10.211.0.2"
+PORT_A, PORT_B = 9418, 9419
+
+# Answers each connection on PORT_A and PORT_B with "banner-<port>" and closes; runs inside SERVER_NS.
+SERVER_CODE = r"""
+import socket, sys, threading
+def serve(port):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(16)
+    while True:
+        c, _ = s.accept()
+        try: c.sendall(b"banner-%d\n" % port)
+        finally: c.close()
+for p in map(int, sys.argv[1:]): threading.Thread(target=serve, args=(p,), daemon=True).start()
+print("ready", flush=True)
+threading.Event().wait()
+"""
+
+
+def sh(cmd: str) -> None:
+    subprocess.run(cmd, shell=True, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A namespace with listeners on SERVER:PORT_A and :PORT_B, behind a veth from the host."""
+    sh(f"ip netns add {SERVER_NS}")
+    proc = None
+    try:
+        sh(f"ip link add {HOST_VETH} type veth peer name eth0 netns {SERVER_NS} && ip addr add {HOST_END}/30 dev {HOST_VETH} "
+           f"&& ip link set {HOST_VETH} up && ip -n {SERVER_NS} link set lo up && ip -n {SERVER_NS} addr add {SERVER}/30 dev eth0 "
+           f"&& ip -n {SERVER_NS} link set eth0 up")
+        proc = subprocess.Popen(["ip", "netns", "exec", SERVER_NS, sys.executable, "-c", SERVER_CODE, str(PORT_A), str(PORT_B)],
+                                stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
+        yield
+    finally:
+        if proc:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["ip", "link", "del", HOST_VETH], capture_output=True)
+        subprocess.run(["ip", "netns", "del", SERVER_NS], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def host_listener():
+    """A listener on every host address (0.0.0.0): no sandbox may reach it."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", 0))
+    s.listen(16)
+    accepted = []
+
+    def loop():
+        while True:
+            try:
+                c, _ = s.accept()
+            except OSError:
+                return
+            accepted.append(1)
+            c.sendall(b"host-banner\n")
+            c.close()
+    threading.Thread(target=loop, daemon=True).start()
+    yield s.getsockname()[1], accepted
+    s.close()
+
+
+def connect(api: ApiClient, sandbox_id: str, address: str, port: int) -> str:
+    """What busybox nc in the guest got from address:port ("" when nothing answered)."""
+    r = api.exec(sandbox_id, f"nc -w 2 {address} {port} </dev/null 2>/dev/null; true", timeout_seconds=30)
+    return r["stdout"]
+
+
+def kiln_netns() -> set[str]:
+    return {n for n in os.listdir("/run/netns") if n.startswith("kiln-")} if os.path.isdir("/run/netns") else set()
+
+
+def kiln_veths() -> set[str]:
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("kv-")}
+
+
+def make(api: ApiClient, network=None, **fields) -> dict:
+    if network is not None:
+        fields["network"] = network
+    return api.create_sandbox(ttl_seconds=600, **fields)
+
+
+def test_default_is_mode_none_without_a_nic(api):
+    sb = make(api)
+    try:
+        assert sb["network"] == {"mode": "none"}
+        assert api.exec(sb["id"], "ls /sys/class/net")["stdout"].split() == ["lo"]
+        assert f"kiln-{sb['id']}" not in kiln_netns()
+    finally:
+        api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+def test_open_reaches_outside_but_never_the_host(api, server, host_listener):
+    port, accepted = host_listener
+    sb = make(api, {"mode": "open"})
+    try:
+        assert sb["network"] == {"mode": "open"}
+        assert f"kiln-{sb['id']}" in kiln_netns()
+        out = api.exec(sb["id"], "ip -o -4 addr show eth0")["stdout"]
+        assert "172.30.0.2/30" in out
+        assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+        # The host, on an address of the veth the server sits behind, and kilnd's own port.
+        assert connect(api, sb["id"], HOST_END, port) == ""
+        assert connect(api, sb["id"], HOST_END, api.port) == ""
+        assert connect(api, sb["id"], "127.0.0.1", api.port) == ""
+        assert accepted == []
+    finally:
+        api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+def test_allowlist_reaches_only_what_it_lists(api, server):
+    sb = make(api, {"mode": "allowlist", "allow": [f"{SERVER}:{PORT_A}"]})
+    try:
+        assert sb["network"] == {"mode": "allowlist", "allow": [f"{SERVER}:{PORT_A}"]}
+        assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+        assert connect(api, sb["id"], SERVER, PORT_B) == ""
+    finally:
+        api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+def test_two_sandboxes_with_the_same_address_work_at_once(api, server):
+    a = make(api, {"mode": "open"})
+    b = make(api, {"mode": "open"})
+    try:
+        addr = [api.exec(sb["id"], "ip -o -4 addr show eth0")["stdout"].split()[3] for sb in (a, b)]
+        assert addr == ["172.30.0.2/30", "172.30.0.2/30"]
+        for sb in (a, b):
+            assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+    finally:
+        for sb in (a, b):
+            api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+@pytest.mark.parametrize("policy, words", [
+    ({"mode": "sometimes"}, "mode"),
+    ({"mode": "open", "allow": ["10.0.0.0/8"]}, "allow"),
+    ({"mode": "allowlist", "allow": ["example.com:443"]}, "host names"),
+    ({"mode": "allowlist", "allow": ["10.0.0.1/8"]}, "host bits"),
+    ({"mode": "allowlist", "allow": ["010.0.0.1"]}, "leading zero"),
+    ({"mode": "allowlist", "allow": ["10.0.0.1:70000"]}, "port"),
+    ({"mode": "allowlist", "allow": ["10.0.0.1"] * 65}, "64"),
+    ({"mode": "open", "extra": 1}, "extra"),
+    ("open", "object"),
+])
+def test_bad_policies_are_refused_with_a_reason(api, policy, words):
+    r = api.post("/v1/sandboxes", {"template": "tiny", "network": policy})
+    assert r.status == 422, r
+    assert r.error_code == "invalid_argument"
+    assert words in r.json()["error"]["message"], r.json()
+    assert api.get("/healthz").status == 200
+
+
+def test_fork_and_snapshot_keep_the_nic(api, server):
+    parent = make(api, {"mode": "allowlist", "allow": [f"{SERVER}:{PORT_A}"]})
+    made = [parent["id"]]
+    try:
+        child = api.post(f"/v1/sandboxes/{parent['id']}/fork", {}).json()
+        made.append(child["id"])
+        assert child["network"] == parent["network"]
+        for sb in (parent, child):
+            assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+        snap = api.post(f"/v1/sandboxes/{parent['id']}/snapshot", {"name": "net"}).json()
+        # From a snapshot with a NIC, mode none keeps the device and lets nothing out.
+        quiet = make(api, template=snap["id"])
+        made.append(quiet["id"])
+        assert quiet["network"] == {"mode": "none"}
+        assert "172.30.0.2/30" in api.exec(quiet["id"], "ip -o -4 addr show eth0")["stdout"]
+        assert connect(api, quiet["id"], SERVER, PORT_A) == ""
+        # A snapshot without a NIC cannot give one.
+        plain = make(api)
+        made.append(plain["id"])
+        plain_snap = api.post(f"/v1/sandboxes/{plain['id']}/snapshot", {}).json()
+        r = api.post("/v1/sandboxes", {"template": plain_snap["id"], "network": {"mode": "open"}})
+        assert r.status == 422 and "without one" in r.json()["error"]["message"], r
+    finally:
+        for sid in made:
+            api.delete(f"/v1/sandboxes/{sid}")
+
+
+def test_delete_and_ttl_leave_no_network_behind(api):
+    before_ns, before_veth = kiln_netns(), kiln_veths()
+    a = make(api, {"mode": "open"})
+    b = api.create_sandbox(ttl_seconds=3, network={"mode": "open"})
+    assert {f"kiln-{a['id']}", f"kiln-{b['id']}"} <= kiln_netns()
+    assert len(kiln_veths() - before_veth) == 2
+    api.delete(f"/v1/sandboxes/{a['id']}")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and api.get(f"/v1/sandboxes/{b['id']}").json()["state"] != "expired":
+        time.sleep(0.2)
+    assert api.get(f"/v1/sandboxes/{b['id']}").json()["state"] == "expired"
+    assert kiln_netns() - before_ns == set()
+    assert kiln_veths() - before_veth == set()
+
+
+def test_kill9_and_restart_leave_no_network_behind(kilnd_factory, recorder):
+    instance = kilnd_factory({}, name="net-crash")
+    api = ApiClient(instance.port, instance.tokens["alice"], recorder)
+    before_ns, before_veth = kiln_netns(), kiln_veths()
+    ids = [api.create_sandbox(ttl_seconds=600, network={"mode": "open"})["id"] for _ in range(3)]
+    assert {f"kiln-{i}" for i in ids} <= kiln_netns()
+    assert len(kiln_veths() - before_veth) == 3
+    old_qemus = instance.qemu_pids()
+    instance.kill9()
+    instance.start()
+    assert kiln_netns() - before_ns == set(), "namespaces left after the restart"
+    assert kiln_veths() - before_veth == set(), "veths left after the restart"
+    assert set(instance.qemu_pids()) & set(old_qemus) == set()  # the new kilnd's spare may run
+    for i in ids:
+        assert api.get(f"/v1/sandboxes/{i}").json()["state"] == "lost"
+    swept = [line for line in instance.log_lines() if line.get("msg") == "reconciled"]
+    assert swept and swept[-1]["netns_removed"] == 3 and swept[-1]["veths_removed"] == 3
