@@ -78,6 +78,7 @@ public:
         c.set_bearer_token_auth(m_token.c_str());
         c.set_read_timeout(120, 0);
         c.set_keep_alive(true);
+        c.set_tcp_nodelay(true);  // as curl and Python's http.client do; see src/cli/api_client.cpp
         return c;
     }
 
