@@ -18,7 +18,7 @@ from api_client import ApiClient
 SERVER_NS = f"kt-api-{os.getpid()}"
 HOST_VETH = f"kta{os.getpid() % 100000}"
 HOST_END, SERVER = "10.211.0.1", "10.211.0.2"
-PORT_A, PORT_B = 9418, 9419
+PORT_A, PORT_B, GIT_PORT = 9418, 9419, 9420
 
 # Answers each connection on PORT_A and PORT_B with "banner-<port>" and closes; runs inside SERVER_NS.
 SERVER_CODE = r"""
@@ -233,3 +233,56 @@ def test_kill9_and_restart_leave_no_network_behind(kilnd_factory, recorder):
         assert api.get(f"/v1/sandboxes/{i}").json()["state"] == "lost"
     swept = [line for line in instance.log_lines() if line.get("msg") == "reconciled"]
     assert swept and swept[-1]["netns_removed"] == 3 and swept[-1]["veths_removed"] == 3
+
+
+@pytest.fixture(scope="module")
+def git_server(server, tmp_path_factory):
+    """git daemon in the server namespace on SERVER:GIT_PORT, serving a repository with two commits.
+    Yields (url, first_sha, head_sha)."""
+    root = tmp_path_factory.mktemp("git")
+    src = root / "src"
+    src.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@k", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@k"}
+    for cmd in (["git", "init", "-q"], ["sh", "-c", "echo one > f && git add f && git commit -qm one"],
+                ["sh", "-c", "echo two > f && git commit -qam two"]):
+        subprocess.run(cmd, cwd=src, env=env, check=True, capture_output=True)
+    subprocess.run(["git", "clone", "-q", "--bare", str(src), str(root / "repo.git")], check=True, capture_output=True)
+    subprocess.run(["git", "-C", str(root / "repo.git"), "config", "uploadpack.allowAnySHA1InWant", "true"], check=True)
+    first = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD~1"], check=True, capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    exec_path = subprocess.run(["git", "--exec-path"], check=True, capture_output=True, text=True).stdout.strip()
+    # git-daemon itself (not `git daemon`, whose child would outlive a kill of git).
+    proc = subprocess.Popen(["ip", "netns", "exec", SERVER_NS, f"{exec_path}/git-daemon", "--reuseaddr",
+                             f"--listen={SERVER}", f"--port={GIT_PORT}", "--export-all", f"--base-path={root}", str(root)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10  # the host reaches SERVER over the veth: wait until it listens
+    while True:
+        try:
+            socket.create_connection((SERVER, GIT_PORT), timeout=1).close()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "git-daemon did not start listening"
+            time.sleep(0.1)
+    yield f"git://{SERVER}:{GIT_PORT}/repo.git", first, head
+    proc.kill()
+    proc.wait()
+
+
+def test_git_clone_by_exact_sha_through_the_allowlist(api, git_server):
+    """A Debian `base` sandbox fetches one exact commit (not the branch tip) from a git server it is
+    allowed to reach; a sandbox whose allowlist lacks the server cannot."""
+    url, first, head = git_server
+    allowed = make(api, {"mode": "allowlist", "allow": [f"{SERVER}:{GIT_PORT}"]}, template="base")
+    refused = make(api, {"mode": "allowlist", "allow": [f"{SERVER}:{PORT_A}"]}, template="base")
+    try:
+        script = (f"cd /tmp && git init -q r && cd r && git fetch -q --depth 1 {url} {first} && "
+                  "git checkout -q FETCH_HEAD && git rev-parse HEAD && cat f")
+        out = api.exec(allowed["id"], script, timeout_seconds=120)
+        assert out["exit_code"] == 0, out
+        assert out["stdout"] == f"{first}\none\n" and first != head
+        out = api.exec(refused["id"], f"timeout 10 git ls-remote {url}", timeout_seconds=60)
+        assert out["exit_code"] != 0, out
+    finally:
+        for sb in (allowed, refused):
+            api.delete(f"/v1/sandboxes/{sb['id']}")
