@@ -75,6 +75,8 @@ const std::map<std::string, std::string>& config_keys() {
         {"network_default", "network policy of creates that give none, as JSON: {\"mode\":\"none\"} (default), "
                             "{\"mode\":\"open\"} or {\"mode\":\"allowlist\",\"allow\":[...]}"},
         {"network_pool", "IPv4 range for the sandboxes' veth links, one /30 each (default 10.201.0.0/16)"},
+        {"ci_network_trusted", "network policy (JSON) of trusted CI jobs' VMs; default {\"mode\":\"none\"}"},
+        {"ci_network_untrusted", "network policy (JSON) of untrusted CI jobs (fork pull requests): none or allowlist only"},
         {"network_dns", "IPv4 resolver the guests' DNS is forwarded to (empty: the host's; none: no DNS)"},
     };
     return keys;
@@ -122,6 +124,12 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         auto policy = net::parse_network_policy_text(value);
         if (!policy.ok()) return bad(key, policy.error().message);
         c.network_default = *policy;
+    } else if (key == "ci_network_trusted" || key == "ci_network_untrusted") {
+        auto policy = net::parse_network_policy_text(value);
+        if (!policy.ok()) return bad(key, policy.error().message);
+        if (key == "ci_network_untrusted" && policy->mode == net::NetworkMode::Open)
+            return bad(key, "untrusted jobs (a fork's pull request) get mode none or an allowlist, never open");
+        (key == "ci_network_trusted" ? c.ci_network_trusted : c.ci_network_untrusted) = *policy;
     } else if (key == "network_pool") {
         if (auto pool = net::AddressPool::create(value); !pool.ok()) return bad(key, pool.error().message);
         c.network_pool = value;

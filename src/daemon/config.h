@@ -38,6 +38,8 @@ struct DaemonConfig {
     net::NetworkPolicy network_default;         // creates without `network`: mode none unless set
     std::string network_pool = "10.201.0.0/16"; // one /30 per sandbox with a NIC
     std::string network_dns;                    // resolver guests' DNS goes to; empty: the host's
+    net::NetworkPolicy ci_network_trusted;      // CI jobs' VMs (docs/ci.md); none by default
+    net::NetworkPolicy ci_network_untrusted;    // a fork's pull request: none or an allowlist only
 };
 
 // Every key the file, env and flags accept, as written in a file (flags: --key-with-dashes,

@@ -131,6 +131,8 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.runner.caller = *ci_owner;
     jobs_config.runner.secrets = ci_secrets(ctx.envp);
     jobs_config.runner.max_ttl_seconds = config->max_ttl_seconds;
+    jobs_config.runner.trusted_network = config->ci_network_trusted;
+    jobs_config.runner.untrusted_network = config->ci_network_untrusted;
     jobs_config.workers = config->ci_workers;
     jobs_config.git_cache_dir = config->data_dir + "/ci/git";
     auto jobs = ci::LocalJobService::create(jobs_config, service, config->data_dir + "/kilnd.db");

@@ -135,6 +135,8 @@ template: base
 timeout_seconds: 600
 secrets: [DEPLOY_KEY]
 steps:
+  - name: network interfaces
+    run: echo "interfaces:$(ls /sys/class/net | tr '\\n' ' ')"
   - name: sees no secret
     run: |
       p=kiln; p="${p}secret-"
@@ -179,6 +181,8 @@ def gh_kilnd(statuses):
         "KILN_GITHUB_TOKEN": GH_TOKEN,
         "KILN_PUBLIC_URL": PUBLIC_URL,
         "KILN_CI_SECRET_DEPLOY_KEY": SECRET_VALUE,
+        # Trusted jobs may reach out; a fork's pull request keeps the default, mode none (no NIC).
+        "KILN_CI_NETWORK_TRUSTED": '{"mode":"open"}',
     })
     try:
         instance.create_token("admin")
@@ -334,6 +338,7 @@ def test_a_fork_pull_request_is_untrusted_and_sees_no_secrets(gh_kilnd, examples
     # The step fails if the secret is in the job's environment or any file it can read.
     assert job["state"] == "passed", log
     assert "secret in" not in log
+    assert "interfaces:lo " in log and "eth0" not in log, log  # no NIC: nothing can leave the fork's VM
     posts = wait_until(lambda: (lambda p: p if p and p[-1]["body"]["state"] != "pending" else None)(
         statuses.for_sha(sha)), 30)
     assert posts and posts[-1]["body"]["state"] == "success", statuses.for_sha(sha)
@@ -349,6 +354,7 @@ def test_the_no_secret_check_sees_a_secret_when_there_is_one(gh_kilnd, examples,
     job = wait_for_job(gh_kilnd, answer["job_id"])
     log = job_log(gh_kilnd, answer["job_id"])
     assert job["state"] == "failed", log
+    assert "interfaces:eth0 lo " in log, log  # trusted: the configured open network
     assert "secret in env" in log
     assert "secret in a process env" in log
     assert "secret in a file" in log and "/tmp/planted" in log

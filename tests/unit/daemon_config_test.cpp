@@ -54,12 +54,18 @@ TEST(DaemonConfig, RefusesBadValuesNamingTheKey) {
     for (auto [key, value] : std::vector<std::pair<std::string, std::string>>{
              {"listen", "nohost"}, {"listen", "h:99999"}, {"max_sandboxes", "-1"}, {"max_sandboxes", "3x"},
              {"max_ttl_seconds", "0"}, {"on_shutdown", "maybe"}, {"data_dir", "relative"}, {"keep_spare", "perhaps"},
-             {"accel", "hvf"}, {"nonsense", "1"}}) {
+             {"accel", "hvf"}, {"nonsense", "1"}, {"network_default", "{\"mode\":\"wide\"}"},
+             {"network_default", "open"}, {"ci_network_untrusted", "{\"mode\":\"open\"}"},
+             {"network_pool", "10.0.0.0/31"}, {"network_dns", "resolver.example"}}) {
         auto st = apply_config_value(c, key, value);
         ASSERT_FALSE(st.ok()) << key << "=" << value;
         EXPECT_EQ(st.error().code, "invalid_argument");
         EXPECT_NE(st.error().message.find(key), std::string::npos) << st.error().message;
     }
+    ASSERT_TRUE(apply_config_value(c, "ci_network_untrusted", R"({"mode":"allowlist","allow":["192.0.2.7:443"]})").ok());
+    EXPECT_EQ(c.ci_network_untrusted.mode, net::NetworkMode::Allowlist);
+    ASSERT_TRUE(apply_config_value(c, "network_default", R"({"mode":"open"})").ok());
+    EXPECT_EQ(c.network_default.mode, net::NetworkMode::Open);
     std::string e1 = "KILN_MAX_TTL_SECONDS=60", e2 = "KILN_DEFAULT_TTL_SECONDS=120";
     char* env[] = {e1.data(), e2.data(), nullptr};
     auto bad = load_config("", env, {});

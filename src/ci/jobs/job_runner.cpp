@@ -127,8 +127,13 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
 
     // 1b. The template: the bake's snapshot for this key, or the template itself.
     std::string template_id = p.template_name;
+    const daemon::net::NetworkPolicy& network = job.spec.trusted ? m_config.trusted_network : m_config.untrusted_network;
     if (p.bake) {
-        std::string text = p.template_name + '\0' + p.bake->run + '\0';
+        // The trust class is part of the key: a bake runs the job's own code and commands, so an
+        // untrusted job's bake must never become a trusted job's VM. The policy is too: a bake
+        // with a NIC and one without are different device sets (docs/network.md).
+        std::string text = p.template_name + '\0' + p.bake->run + '\0' + (job.spec.trusted ? "trusted" : "untrusted") + '\0' +
+                           daemon::net::to_json(network).dump() + '\0';
         for (const auto& f : p.bake->key_files) {
             auto id = m_git.blob_id(*cache_repo, job.sha, f);
             if (!id.ok()) return fail(out, JobState::Error, "hashing " + f + ": " + id.error().message, true);
@@ -152,6 +157,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     create.template_id = template_id;
     create.ttl_seconds = std::min<int64_t>(m_config.max_ttl_seconds, int64_t(p.timeout_seconds) + 300);
     create.metadata = {{"ci_job", job.id}};
+    create.network = network;
     if (control.stopped()) return vm_failure(out, control, "", Error{}, p.timeout_seconds);
     auto sandbox = m_service.create(m_config.caller, create);
     if (!sandbox.ok()) {

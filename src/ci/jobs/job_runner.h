@@ -27,6 +27,10 @@ struct RunnerConfig {
     daemon::Caller caller;                        // the internal CI token that owns job VMs and bakes
     std::map<std::string, std::string> secrets;   // kilnd's configured secret values by name
     int64_t max_ttl_seconds = 86400;              // the service's limit on a sandbox's TTL
+    // What may leave a job's VM (docs/network.md): trusted jobs, and untrusted ones (a fork's pull
+    // request: none or an allowlist, never open; config validation refuses open).
+    daemon::net::NetworkPolicy trusted_network;
+    daemon::net::NetworkPolicy untrusted_network;
 };
 
 // Shared by the worker running a job and the watchdog that enforces cancel and the hard cap:
