@@ -23,6 +23,10 @@
 
 namespace kiln::vm {
 
+// KILN_GUEST_ASLR=1: keep address-space randomisation in guests under TCG (off by default there,
+// see Vm::boot; boot-time, so templates are baked with or without it: it is in their key).
+bool guest_aslr_requested();
+
 struct BootOptions {
     std::string image = "tiny";   // $KILN_CACHE/images/<image>/rootfs.ext4, unless rootfs_path is set
     std::string rootfs_path;      // an explicit ext4 image (cloned, never written)

@@ -63,7 +63,8 @@ Result<std::string> TemplateBaker::key(const BuiltinTemplate& tmpl) {
     auto qemu = TRY(vm::qemu_info());
     auto accel = TRY(vm::choose_accel(m_accel));
     std::string text = image_key + "|" + kernel.release + "|" + qemu.version.to_string() + "|" + vm::accel_name(accel.accel) +
-                       "|" + std::to_string(tmpl.vcpus) + "x" + std::to_string(tmpl.memory_mib);
+                       "|" + std::to_string(tmpl.vcpus) + "x" + std::to_string(tmpl.memory_mib) +
+                       (vm::guest_aslr_requested() ? "|aslr" : "|norandmaps");
     std::string k = sha256_hex(text).substr(0, 16);
     std::lock_guard lock(m_mutex);
     m_key_cache[tmpl.name] = k;
