@@ -132,7 +132,15 @@ int main() {
         return ms_since(start);
     };
 
-    std::vector<double> full_ms, boot_ms;
+    std::vector<double> full_ms, boot_ms, plain_boot_ms;
+    // The plain QEMU cold boot of the same guest: the kernel's defaults, without Kiln's TCG savings.
+    auto plain_boot = [&] {
+        BootOptions options;
+        options.tcg_boot_savings = false;
+        auto start = Clock::now();
+        auto vm = must(Vm::boot(options), "plain cold boot");
+        plain_boot_ms.push_back(ms_since(start));
+    };
     const int rounds = restores + 2;  // the first two warm the page cache (and make the first spare)
     const int full_runs = restores / 2;
     for (int i = 0; i < rounds; ++i) {
@@ -149,12 +157,16 @@ int main() {
             auto start = Clock::now();
             auto vm = must(Vm::boot(BootOptions{}), "cold boot");
             boot_ms.push_back(ms_since(start));
+            vm.reset();
+            plain_boot();
         }
     }
     while (static_cast<int>(boot_ms.size()) < boots) {
         auto start = Clock::now();
         auto vm = must(Vm::boot(BootOptions{}), "cold boot");
         boot_ms.push_back(ms_since(start));
+        vm.reset();
+        plain_boot();
     }
     discard_spares(snap);
     ::unlink(full_stream.c_str());
@@ -192,7 +204,9 @@ int main() {
     bench::print_row("  of which device state loaded", bench::summarize(warm.loaded), "ms", accel);
     bench::print_row("  first exec `true` after restore", bench::summarize(warm.first_exec), "ms", accel);
     bench::print_row("baseline: QEMU restore loading all RAM", full, "ms", accel);
-    bench::print_row("baseline: cold boot to exec-ready", boot, "ms", accel);
+    bench::print_row("baseline: cold boot to exec-ready", boot, "ms", accel, "Kiln's boot path (TCG savings on)");
+    auto plain = bench::summarize(plain_boot_ms);
+    bench::print_row("baseline: plain QEMU cold boot, same guest", plain, "ms", accel, "kernel defaults");
     bench::print_row("fork to child exec-ready", fork, "ms", accel, "target <= 150 ms p50");
     bench::print_row("  parent paused during fork", bench::summarize(paused_ms), "ms", accel);
     bench::print_row("  child QEMU up (from the fork's start)", bench::summarize(fork_started_ms), "ms", accel);
@@ -201,6 +215,8 @@ int main() {
     std::printf("ratio: cold boot / our restore (p50)          %6.2fx  (target >= 20x)\n", boot.p50 / restore.p50);
     std::printf("ratio: full-RAM restore / spare restore (p50) %6.2fx\n", full.p50 / spare_restore.p50);
     std::printf("ratio: cold boot / spare restore (p50)        %6.2fx\n", boot.p50 / spare_restore.p50);
+    std::printf("ratio: plain cold boot / our restore (p50)    %6.2fx\n", plain.p50 / restore.p50);
+    std::printf("ratio: plain cold boot / spare restore (p50)  %6.2fx\n", plain.p50 / spare_restore.p50);
     std::fflush(stdout);
 
     // Density: 20 idle clones of a 512 MiB guest against 20 cold-booted 512 MiB guests.

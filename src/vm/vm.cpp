@@ -114,7 +114,7 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     // - noreplace-smp: a kernel that finds one CPU rewrites every lock prefix of its text to a
     //   no-op prefix (~150-250 ms: under TCG each store into translated code invalidates it). With
     //   one vCPU QEMU translates locked instructions as plain ones anyway, so nothing is lost.
-    if (config.accel == Accel::Tcg && config.vcpus == 1) {
+    if (config.accel == Accel::Tcg && config.vcpus == 1 && options.tcg_boot_savings) {
         config.extra_kernel_args.push_back("noapictimer");
         config.extra_kernel_args.push_back("noreplace-smp");
     }
@@ -123,7 +123,8 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     //   code again. Measured in a `base` VM: `git --version` 60 -> 11-18 ms, `/bin/true` 40 -> 6 ms.
     //   The VM is the isolation boundary (one job, one VM); KILN_GUEST_ASLR=1 keeps ASLR. Under
     //   KVM nothing is translated, so ASLR stays on there. docs/benchmarks.md.
-    if (config.accel == Accel::Tcg && !guest_aslr_requested()) config.extra_kernel_args.push_back("norandmaps");
+    if (config.accel == Accel::Tcg && options.tcg_boot_savings && !guest_aslr_requested())
+        config.extra_kernel_args.push_back("norandmaps");
     auto qemu = TRY(qemu_info());
     config.qemu_binary = qemu.binary;
     config.sandbox = qemu.sandbox;

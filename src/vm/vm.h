@@ -38,6 +38,9 @@ struct BootOptions {
     std::string id;               // empty: 12 random hex digits
     std::string hostname;         // empty: kiln-<id>
     std::vector<std::string> extra_kernel_args;
+    // Kiln's TCG boot savings (noapictimer, noreplace-smp, norandmaps; see Vm::boot). false: the
+    // kernel's defaults, the plain QEMU cold boot that benchmarks compare against.
+    bool tcg_boot_savings = true;
     std::optional<NetDevice> net;  // a virtio-net NIC on this tap fd; nothing: no NIC
     bool snapshottable = false;   // RAM in a shared file in the run dir, so take_snapshot() works
     bool keep_run_dir = false;    // leave $DATA/vms/<id> behind after destroy (debugging)
