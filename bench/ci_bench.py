@@ -9,8 +9,11 @@
 Prints the accelerator beside the figures. Run: KILN_BUILD=build/release bench/ci_bench.py"""
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
+import uuid
 import shutil
 import statistics
 import subprocess
@@ -80,6 +83,27 @@ def wait_job(api: Api, job_id: str) -> dict:
     return job
 
 
+WEBHOOK_SECRET = "ci-bench-webhook-secret"
+
+
+def post_push(port: int, repo: Path, sha: str) -> str:
+    """A signed GitHub push webhook for `sha` of the local repository `repo`; returns the job id."""
+    body = json.dumps({"ref": "refs/heads/main", "after": sha, "deleted": False,
+                       "repository": {"full_name": "bench/trivial", "clone_url": str(repo)},
+                       "sender": {"login": "bench"}}).encode()
+    signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request("POST", "/v1/ci/github", body=body, headers={
+        "Content-Type": "application/json", "X-GitHub-Event": "push", "X-GitHub-Delivery": str(uuid.uuid4()),
+        "X-Hub-Signature-256": signature})
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    if resp.status != 201:
+        raise RuntimeError(f"webhook: {resp.status} {raw[:300]!r}")
+    return json.loads(raw)["job_id"]
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -88,7 +112,7 @@ def pct(values: list[float], p: float) -> float:
 def main() -> int:
     n = int(os.environ.get("KILN_BENCH_CI_JOBS", "20"))
     batch = int(os.environ.get("KILN_BENCH_CI_BATCH", "10"))
-    kilnd = Kilnd(extra_env={"KILN_CI_WORKERS": "2"}, name="ci-bench")
+    kilnd = Kilnd(extra_env={"KILN_CI_WORKERS": "2", "KILN_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}, name="ci-bench")
     work = Path(tempfile.mkdtemp(prefix="kiln-ci-bench-"))
     try:
         token = kilnd.create_token("bench")
@@ -110,6 +134,18 @@ def main() -> int:
         print(f"job overhead (wall - steps), {n} trivial jobs, {accel}: p50 {statistics.median(overhead):.0f} ms, "
               f"p99 {pct(overhead, 99):.0f} ms (job wall p50 {statistics.median(wall):.0f} ms, steps p50 "
               f"{statistics.median(steps):.0f} ms, submit -> finished p50 {statistics.median(submit_to_end):.0f} ms)")
+
+        # Webhook -> first step: from the POST of a signed push to the job log's step_started event.
+        to_first_step = []
+        for _ in range(max(5, n // 2)):
+            posted_ms = time.time() * 1000
+            job_id = post_push(kilnd.port, trivial, sha)
+            wait_job(api, job_id)
+            log = [json.loads(line) for line in api.call("GET", f"/v1/jobs/{job_id}/logs?follow=false").decode().splitlines()]
+            started = next(e["ts"] for e in log if e["type"] == "step_started")
+            to_first_step.append(started - posted_ms)
+        print(f"webhook -> first step, {len(to_first_step)} signed push webhooks, {accel}: p50 "
+              f"{statistics.median(to_first_step):.0f} ms, p99 {pct(to_first_step, 99):.0f} ms")
 
         t0 = time.monotonic()
         ids = [api.call("POST", "/v1/jobs", {"repo": str(trivial), "sha": sha})["id"] for _ in range(batch)]
