@@ -12,9 +12,11 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 SUITE=bookworm
-# What CI jobs need (iproute2: `ip` for the NIC set-up a networked template bakes in, docs/network.md);
-# apt brings their Depends along, never their Recommends.
-PACKAGES=(git ca-certificates build-essential make python3 python3-venv nodejs npm procps iproute2 curl xz-utils unzip)
+# What CI jobs need (iproute2: `ip` for the NIC set-up a networked template bakes in, docs/network.md;
+# iperf3: the guest side of bench/net_bench's throughput figure, ~0.3 MiB); apt brings their Depends
+# along, never their Recommends.
+PACKAGES=(git ca-certificates build-essential make python3 python3-venv nodejs npm procps iproute2 curl xz-utils unzip
+  iperf3)
 # Room for a job's checkout, dependencies and build output, on top of the content. Sparse: the file
 # only takes the blocks that are written.
 IMAGE_SIZE=${KILN_BASE_IMAGE_SIZE:-4G}
