@@ -147,39 +147,48 @@ void print_offloads(vm::Vm& vm) {
                 nl == std::string::npos ? "?\n" : bits.substr(nl + 1).c_str());
 }
 
-// Boots `base` with a NIC on a fresh network (`policy`), eth0 configured, then runs
-// $KILN_BENCH_NET_GUEST_PREP in the guest if set (a way to try guest sysctls or ethtool settings
-// against the same run conditions without a rebuild).
+// Boots `base` with $KILN_BENCH_NET_VCPUS vCPUs (default 1) and a NIC on a fresh network
+// (`policy`), eth0 configured, then runs $KILN_BENCH_NET_GUEST_PREP in the guest if set (a way to
+// try guest sysctls against the same run conditions without a rebuild; its output is printed).
 struct BaseGuest {
     std::unique_ptr<SandboxNetwork> net;
     std::unique_ptr<vm::Vm> vm;
 };
-BaseGuest boot_base(NetworkManager& manager, const NetworkPolicy& policy) {
+Result<BaseGuest> boot_base(NetworkManager& manager, const NetworkPolicy& policy) {
     BaseGuest g;
-    g.net = must(manager.setup("bench-tpb-" + must(random_hex(3), "id"), policy), "setup");
+    g.net = TRY(manager.setup("bench-tpb-" + TRY(random_hex(3)), policy));
     vm::BootOptions options;
     options.image = "base";
     options.memory_mib = 512;
     options.vcpus = static_cast<uint32_t>(env_int("KILN_BENCH_NET_VCPUS", 1));
     options.net = g.net->nic();
-    g.vm = must(vm::Vm::boot(options), "boot base with a NIC");
+    // $KILN_BENCH_NET_KERNEL_ARGS: extra guest kernel arguments (e.g. virtio_net.napi_tx=0), to
+    // measure a driver setting before it goes into the kernel command line.
+    if (const char* args = std::getenv("KILN_BENCH_NET_KERNEL_ARGS"))
+        for (std::string rest = args; !rest.empty();) {
+            size_t sp = rest.find(' ');
+            if (sp != 0) options.extra_kernel_args.push_back(rest.substr(0, sp));
+            rest = sp == std::string::npos ? "" : rest.substr(sp + 1);
+        }
+    g.vm = TRY(vm::Vm::boot(options));
     g.net->close_tap();
     std::string setup = guest_setup_command();
     if (const char* prep = std::getenv("KILN_BENCH_NET_GUEST_PREP")) setup += std::string(" && { ") + prep + "; }";
     auto out = guest_sh(*g.vm, setup);
-    if (out.result.exit_code != 0) fail("guest network set-up: " + out.stderr_data);
+    if (out.result.exit_code != 0) return make_error("bench", "guest network set-up: " + out.stderr_data);
     if (!out.stdout_data.empty()) std::printf("guest prep said: %s", out.stdout_data.c_str());
     print_offloads(*g.vm);
     return g;
 }
 
 // iperf3 runs of $KILN_BENCH_NET_IPERF_SECONDS each (default 5), guest -> outside and, with -R,
-// outside -> guest; then per-connect TCP latency from one guest process.
-void measure_base(NetworkManager& manager, const NetworkPolicy& policy, const Outside& outside, const std::string& accel) {
-    auto server = must(Iperf3Server::start(outside.name, "10.210.0.2", 5201), "iperf3 server");
-    BaseGuest g = boot_base(manager, policy);
+// outside -> guest; then per-connect TCP latency from one guest process. Errors are returned, not
+// exit()ed on, so that the VM, its network and the outside namespace are removed on the way out.
+Status measure_base(NetworkManager& manager, const NetworkPolicy& policy, const Outside& outside, const std::string& accel) {
+    auto server = TRY(Iperf3Server::start(outside.name, "10.210.0.2", 5201));
+    BaseGuest g = TRY(boot_base(manager, policy));
     if (guest_sh(*g.vm, "command -v iperf3").result.exit_code != 0)
-        fail("no iperf3 in the base image: rebuild it (make image-base)");
+        return make_error("bench", "no iperf3 in the base image: rebuild it (make image-base)");
     const int runs = env_int("KILN_BENCH_NET_IPERF_RUNS", 5);
     const std::string seconds = std::to_string(env_int("KILN_BENCH_NET_IPERF_SECONDS", 5));
     for (const char* direction : {"", " -R"}) {
@@ -187,7 +196,7 @@ void measure_base(NetworkManager& manager, const NetworkPolicy& policy, const Ou
         int retransmits = 0;
         for (int i = 0; i < runs; ++i) {
             auto out = guest_sh(*g.vm, "iperf3 -c 10.210.0.2 -p 5201 -J -t " + seconds + direction);
-            auto run = must(parse_iperf3_json(out.stdout_data), "iperf3 client");
+            auto run = TRY(parse_iperf3_json(out.stdout_data));
             mbits.push_back(run.received_mbits);
             client_cpu.push_back(run.client_cpu);
             server_cpu.push_back(run.server_cpu);
@@ -204,26 +213,28 @@ void measure_base(NetworkManager& manager, const NetworkPolicy& policy, const Ou
     // Connect latency: each sample is one connect() to the sink (SYN out, SYN-ACK back) timed in
     // the guest, 50 per run in one Python process; the same to a closed local port (RST from the
     // guest's own stack) is the guest's socket cost alone.
-    auto samples = [&](const std::string& host, int port, std::vector<double>& into) {
+    auto samples = [&](const std::string& host, int port, std::vector<double>& into) -> Status {
         auto out = guest_sh(*g.vm, "python3 -c 'import socket, time\nfor i in range(50):\n"
                                    "    s = socket.socket()\n    t = time.monotonic()\n"
                                    "    s.connect_ex((\"" + host + "\", " + std::to_string(port) +
                                    "))\n    print((time.monotonic() - t) * 1000)\n    s.close()'");
-        if (out.result.exit_code != 0) fail("connect loop: " + out.stderr_data);
+        if (out.result.exit_code != 0) return make_error("bench", "connect loop: " + out.stderr_data);
         for (size_t at = 0; at < out.stdout_data.size();) {
             size_t nl = out.stdout_data.find('\n', at);
             if (nl == std::string::npos) nl = out.stdout_data.size();
             into.push_back(std::atof(out.stdout_data.substr(at, nl - at).c_str()));
             at = nl + 1;
         }
+        return ok_status();
     };
     std::vector<double> remote, local;
     for (int i = 0; i < runs; ++i) {
-        samples("10.210.0.2", 5001, remote);
-        samples("127.0.0.1", 9, local);
+        TRY(samples("10.210.0.2", 5001, remote));
+        TRY(samples("127.0.0.1", 9, local));
     }
     bench::print_row("guest TCP connect to outside (base)", bench::summarize(remote), "ms", accel);
     bench::print_row("  the same to a closed local port", bench::summarize(local), "ms", accel);
+    return ok_status();
 }
 
 // busybox dd | nc from a `tiny` restore, and busybox nc connect+close loops.
@@ -338,8 +349,12 @@ int main() {
     Outside outside;
     Sink sink(outside.fd.get(), 5001);
     NetworkPolicy allow = must(parse_network_policy_text(R"({"mode":"allowlist","allow":["10.210.0.2"]})"), "policy");
+    int rc = 0;
     if (vm::find_image("base").ok()) {
-        measure_base(*manager, allow, outside, accel);
+        if (auto s = measure_base(*manager, allow, outside, accel); !s.ok()) {
+            std::fprintf(stderr, "net_bench: base: %s\n", s.error().to_string().c_str());
+            rc = 1;
+        }
     } else {
         std::printf("guest->outside TCP (base): skipped, no base image (make image-base)\n");
     }
@@ -351,5 +366,5 @@ int main() {
     if (!plain_dir.empty()) (void)remove_tree(plain_dir);
     if (!nic_dir.empty()) (void)remove_tree(nic_dir);
     (void)manager->remove_host_rules();
-    return 0;
+    return rc;
 }
