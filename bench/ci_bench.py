@@ -3,9 +3,12 @@
 
 - job overhead: a job's wall time (started -> finished) minus its steps' own time, median and p99
   over KILN_BENCH_CI_JOBS (20) trivial jobs run one at a time; also submit -> finished;
+- the per-phase breakdown of those jobs (medians), from their logs' event timestamps and the
+  timing fields the runner writes (docs/ci.md "Latest figures");
 - throughput: jobs per minute with 2 workers, KILN_BENCH_CI_BATCH (10) trivial jobs queued at once;
 - the bake: examples/widget's install (its bake) on a first job against the second job, which
   restores the baked snapshot (the saving, as a share of the install time).
+KILN_BENCH_CI_ONLY_OVERHEAD=1 stops after the overhead and its breakdown (quicker, for tuning).
 Prints the accelerator beside the figures. Run: KILN_BUILD=build/release bench/ci_bench.py"""
 from __future__ import annotations
 
@@ -104,6 +107,49 @@ def post_push(port: int, repo: Path, sha: str) -> str:
     return json.loads(raw)["job_id"]
 
 
+def unix_ms(rfc3339: str) -> int:
+    from datetime import datetime
+    return int(datetime.fromisoformat(rfc3339.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+# (label, from event, to event): gaps between a job's log events; "started"/"finished" are the
+# job record's times. The runner's own timing fields split some gaps further (PHASE_FIELDS).
+PHASE_GAPS = [("claim -> runner", "started", "attempt"), ("host: fetch, .kiln.yml", "attempt", "code"),
+              ("bake key + lookup", "code", "template"), ("VM from the template", "template", "vm"),
+              ("checkout in the VM (tar + git, one exec)", "vm", "checkout"), ("-> step start", "checkout", "step_started"),
+              ("steps", "step_started", "step_finished"), ("reports + VM removal", "step_finished", "vm_removed"),
+              ("-> end event", "vm_removed", "end"), ("-> job record finished", "end", "finished")]
+# checkout.tar_ms: making the checkout's tar on the host, beside the VM's creation; tar_wait_ms:
+# how long the VM's command still waited for it.
+PHASE_FIELDS = [("code", "host_ms"), ("vm", "create_ms"), ("checkout", "checkout_ms"), ("checkout", "tar_ms"),
+                ("checkout", "tar_wait_ms"), ("vm_removed", "remove_ms")]
+
+
+def phases(api: Api, job: dict) -> dict[str, float]:
+    log = [json.loads(line) for line in api.call("GET", f"/v1/jobs/{job['id']}/logs?follow=false").decode().splitlines()]
+    ts = {"started": unix_ms(job["started_at"]), "finished": unix_ms(job["finished_at"])}
+    fields = {}
+    for e in log:
+        if e["type"] == "step_finished":
+            ts[e["type"]] = e["ts"]  # the last step's: "step" spans them all
+        else:
+            ts.setdefault(e["type"], e["ts"])
+        for event, name in PHASE_FIELDS:
+            if e["type"] == event and name in e:
+                fields[f"{event}.{name}"] = e[name]
+    out = {label: ts[b] - ts[a] for label, a, b in PHASE_GAPS if a in ts and b in ts}
+    out.update(fields)
+    return out
+
+
+def print_phases(rows: list[dict[str, float]]) -> None:
+    print("per phase, median over the jobs above (ms):")
+    for key in [g[0] for g in PHASE_GAPS] + [f"{e}.{n}" for e, n in PHASE_FIELDS]:
+        values = [r[key] for r in rows if key in r]
+        if values:
+            print(f"  {key:45s} {statistics.median(values):7.0f}   (p99 {pct(values, 99):.0f})")
+
+
 def pct(values: list[float], p: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
@@ -124,9 +170,10 @@ def main() -> int:
         print(f"ci_bench ({accel}): warming up (bakes the base template once)", flush=True)
         run_job(api, trivial, sha)
 
-        overhead, wall, submit_to_end, steps = [], [], [], []
+        overhead, wall, submit_to_end, steps, rows = [], [], [], [], []
         for _ in range(n):
             job, took = run_job(api, trivial, sha)
+            rows.append(phases(api, job))
             overhead.append(job["duration_ms"] - job["steps_ms"])
             wall.append(job["duration_ms"])
             steps.append(job["steps_ms"])
@@ -134,6 +181,24 @@ def main() -> int:
         print(f"job overhead (wall - steps), {n} trivial jobs, {accel}: p50 {statistics.median(overhead):.0f} ms, "
               f"p99 {pct(overhead, 99):.0f} ms (job wall p50 {statistics.median(wall):.0f} ms, steps p50 "
               f"{statistics.median(steps):.0f} ms, submit -> finished p50 {statistics.median(submit_to_end):.0f} ms)")
+        print_phases(rows)
+
+        # The same with a new commit each time, as CI mostly sees: kilnd fetches it and makes its
+        # checkout tar on the host inside the job (the loop above reuses one commit's tar).
+        fresh_overhead, fresh_host = [], []
+        for i in range(max(5, n // 2)):
+            (trivial / "counter").write_text(f"{i}\n")
+            git(trivial, "add", "-A")
+            git(trivial, "commit", "-q", "-m", f"bench {i}")
+            job, _ = run_job(api, trivial, git(trivial, "rev-parse", "HEAD"))
+            fresh_overhead.append(job["duration_ms"] - job["steps_ms"])
+            row = phases(api, job)
+            fresh_host.append(row.get("code.host_ms", 0) + row.get("checkout.tar_wait_ms", 0))
+        print(f"job overhead, a new commit each job, {len(fresh_overhead)} trivial jobs, {accel}: p50 "
+              f"{statistics.median(fresh_overhead):.0f} ms, p99 {pct(fresh_overhead, 99):.0f} ms (host work not hidden by "
+              f"the VM's start - fetch, .kiln.yml, waiting for the checkout's tar - p50 {statistics.median(fresh_host):.0f} ms)")
+        if os.environ.get("KILN_BENCH_CI_ONLY_OVERHEAD"):
+            return 0
 
         # Webhook -> first step: from the POST of a signed push to the job log's step_started event.
         to_first_step = []
@@ -167,6 +232,10 @@ def main() -> int:
               f"(bake miss: install + snapshot), second job {second['duration_ms']} ms (bake hit); saved {saved} ms = "
               f"{100 * saved / max(bake_ms, 1):.0f}% of the install time; the second job spends 0 ms installing "
               f"(100% of the install itself saved)")
+        hit = phases(api, second)
+        print(f"bake hit's phases: VM from the bake's snapshot {hit.get('vm.create_ms', 0):.0f} ms, checkout in the VM (objects "
+              f"added, `git checkout` over the bake's checkout) {hit.get('checkout.checkout_ms', 0)} ms, steps "
+              f"{second['steps_ms']} ms, reports + VM removal {hit.get('reports + VM removal', 0)} ms")
         return 0
     finally:
         kilnd.cleanup()

@@ -39,9 +39,13 @@ class Repo:
         root.mkdir(parents=True)
         git(root, "init", "-q", "-b", "main")
 
-    def commit(self, files: dict[str, str], message: str = "change") -> str:
+    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
+        """Writes the files (None deletes one) and commits everything."""
         for name, text in files.items():
             p = self.path / name
+            if text is None:
+                p.unlink()
+                continue
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_text(text)
         git(self.path, "add", "-A")
@@ -269,17 +273,21 @@ def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_reba
     def yml():
         return pipeline(
             "  - name: use\n    run: |\n      cat /opt/deps/installed\n"
-            "      test \"$(cat /opt/deps/installed)\" = \"$(cat deps.lock)\"\n",
+            "      test \"$(cat /opt/deps/installed)\" = \"$(cat deps.lock)\"\n"
+            "      test \"$(git rev-parse HEAD)\" = \"$KILN_COMMIT_SHA\"\n"
+            "      test -z \"$(git status --porcelain)\" && git diff-index --quiet HEAD -- && echo clean checkout\n",
             extra="bake:\n  key_files: [deps.lock]\n"
                   "  run: mkdir -p /opt/deps && cp deps.lock /opt/deps/installed && echo baking $(cat deps.lock)\n")
-    sha1 = repo.commit({".kiln.yml": yml(), "deps.lock": "left-pad 1.0.0\n", "src.txt": "a\n"})
+    sha1 = repo.commit({".kiln.yml": yml(), "deps.lock": "left-pad 1.0.0\n", "src.txt": "a\n", "gone.txt": "x\n"})
     j1 = wait_job(api, submit(api, repo, sha1)["id"])
     assert j1["state"] == "passed" and j1["bake_hit"] is False, j1
     assert "baking left-pad 1.0.0" in output(logs(api, j1["id"]))
 
-    sha2 = repo.commit({"src.txt": "b\n"})  # code changed, lockfile not
+    sha2 = repo.commit({"src.txt": "b\n", "gone.txt": None})  # code changed, lockfile not
     j2 = wait_job(api, submit(api, repo, sha2)["id"])
     assert j2["state"] == "passed" and j2["bake_hit"] is True, j2
+    # The bake's snapshot held sha1's checkout: the job's is sha2's, gone.txt included.
+    assert "clean checkout" in output(logs(api, j2["id"])), output(logs(api, j2["id"]))
     assert j2["template_key"] == j1["template_key"]
     assert "baking" not in output(logs(api, j2["id"]))
 
@@ -288,6 +296,26 @@ def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_reba
     assert j3["state"] == "passed" and j3["bake_hit"] is False, j3
     assert j3["template_key"] != j1["template_key"]
     assert "baking left-pad 2.0.0" in output(logs(api, j3["id"]))
+
+
+def test_checkout_is_the_commit_as_git_would_check_it_out(api, repo):
+    """The checkout is made on the host and extracted in the VM: it must still be what `git
+    checkout` gives - modes, symlinks, history, an index that matches the files."""
+    repo.commit({"dir/nested.txt": "nested\n", "tool.sh": "#!/bin/sh\necho tool ran\n"})
+    (repo.path / "tool.sh").chmod(0o755)
+    (repo.path / "link").symlink_to("dir/nested.txt")
+    sha = repo.commit({".kiln.yml": pipeline(
+        "  - name: inspect\n    run: |\n"
+        "      test \"$(git rev-parse HEAD)\" = \"$KILN_COMMIT_SHA\"\n"
+        "      git rev-parse --verify -q HEAD~1 >/dev/null\n"  # the history came too
+        "      git diff-index --quiet HEAD --\n"  # plumbing, no refresh: the index's stat data fit
+        "      test -z \"$(git status --porcelain)\"\n"
+        "      test -z \"$(git status --porcelain --ignored)\"\n"  # nothing beside the commit's files
+        "      ./tool.sh\n      test \"$(readlink link)\" = dir/nested.txt && cat link\n")})
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    text = output(logs(api, job["id"]))
+    assert job["state"] == "passed", (job, text[-2000:])
+    assert "tool ran" in text and "nested" in text
 
 
 def test_ref_is_resolved_to_a_sha_when_queued(api, repo):

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
 
 #include "base/child_process.h"
 #include "base/file_util.h"
@@ -157,7 +158,7 @@ Status sh(const std::string& script) {
     return ok_status();
 }
 
-TEST(CiGitCache, ResolveFetchReadAndBundle) {
+TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {
     test::TempDir dir;
     std::string src = dir.path() + "/src";
     ASSERT_TRUE(sh("export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t; "
@@ -194,13 +195,14 @@ TEST(CiGitCache, ResolveFetchReadAndBundle) {
     EXPECT_NE(*old_id, *new_id);
     EXPECT_EQ(*cache.blob_id(*repo, *head, "d"), "");
 
-    std::string bundle = dir.path() + "/b.bundle";
-    ASSERT_TRUE(cache.bundle(*repo, *tag, bundle).ok());
-    ASSERT_TRUE(cache.bundle(*repo, *tag, bundle).ok());  // the second comes from the per-commit cache
-    std::string clone = dir.path() + "/clone";
-    ASSERT_TRUE(sh("mkdir " + clone + " && cd " + clone + " && git init -q --template= && git bundle unbundle " + bundle +
-                   " >/dev/null && git -c advice.detachedHead=false checkout -q --detach " + *tag +
-                   " && test \"$(git rev-parse HEAD)\" = " + *tag + " && test \"$(cat d/deps.lock)\" = lock").ok());
+    // The checkout tar holds work/src at exactly that commit, with its .git, and a clean status.
+    auto tar = cache.checkout_tar(*repo, *tag, dir.path());
+    ASSERT_TRUE(tar.ok()) << tar.error().to_string();
+    std::string out = dir.path() + "/out";
+    ASSERT_TRUE(sh("mkdir " + out + " && tar -C " + out + " -xf " + *tar + " && cd " + out + "/work/src" +
+                   " && test \"$(git rev-parse HEAD)\" = " + *tag + " && test \"$(cat d/deps.lock)\" = lock" +
+                   " && test -z \"$(git status --porcelain)\"").ok());
+    EXPECT_FALSE(std::filesystem::exists(dir.path() + "/checkout")) << "the staging checkout is removed";
     EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, "git_failed");
 }
 

@@ -4,6 +4,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+
 #include "base/child_process.h"
 #include "base/file_util.h"
 #include "base/sha256.h"
@@ -13,6 +17,8 @@ namespace {
 
 constexpr Millis kFetchTimeout{600000};
 constexpr Millis kQuickTimeout{60000};
+constexpr uint64_t kMaxCheckoutBytes = 4ull << 30;  // a job's files, expanded (checkout_tar)
+constexpr size_t kMaxTreeListing = 64 << 20;        // `ls-tree -r -l` output: ~1 M files
 
 bool has_control(const std::string& s) {
     for (unsigned char c : s)
@@ -156,26 +162,59 @@ Result<std::string> GitCache::blob_id(const std::string& cache_repo, const std::
     return is_full_sha(id) ? id : std::string();
 }
 
-Status GitCache::bundle(const std::string& cache_repo, const std::string& sha, const std::string& out_path) {
-    std::lock_guard lock(repo_mutex(cache_repo));
-    // A commit's bundle never changes: keep one per commit beside the cache repository.
-    std::string cached = cache_repo + "/kiln-bundles/" + sha + ".bundle";
-    ::unlink(out_path.c_str());
-    if (path_exists(cached)) {
-        if (::link(cached.c_str(), out_path.c_str()) == 0) return ok_status();
-        if (auto data = kiln::read_file(cached, 1ull << 32); data.ok()) return write_file(out_path, *data, 0600);
+Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const std::string& sha, const std::string& dir) {
+    {
+        // The ref keeps the commit from an automatic gc of the cache repository.
+        std::lock_guard lock(repo_mutex(cache_repo));
+        auto upd = TRY(git({"-C", cache_repo, "update-ref", "refs/kiln/jobs/" + sha, sha}, kQuickTimeout));
+        if (!upd.status.success()) return git_failed("naming the commit", upd);
     }
-    std::string ref = "refs/kiln/jobs/" + sha;
-    auto upd = TRY(git({"-C", cache_repo, "update-ref", ref, sha}, kQuickTimeout));
-    if (!upd.status.success()) return git_failed("naming the commit", upd);
-    auto run = TRY(git({"-C", cache_repo, "bundle", "create", "-q", out_path, ref}, kFetchTimeout, 64 * 1024));
-    if (!run.status.success()) return git_failed("bundling " + sha, run);
-    if (make_dirs(cache_repo + "/kiln-bundles", 0700).ok()) {
-        std::string tmp = cached + ".tmp";
-        ::unlink(tmp.c_str());
-        if (::link(out_path.c_str(), tmp.c_str()) == 0) ::rename(tmp.c_str(), cached.c_str());
+    // The checkout expands on this host's disk now, not in the VM's: a small pack can hold
+    // gigabytes of zeros, so its size is checked first (blob sizes, from the tree).
+    auto tree = TRY(git({"-C", cache_repo, "ls-tree", "-r", "-l", "-z", "--full-tree", sha}, kFetchTimeout, kMaxTreeListing));
+    if (!tree.status.success()) return git_failed("listing " + sha, tree);
+    if (tree.output.size() >= kMaxTreeListing)
+        return make_error("too_large", "the commit has too many files for a job's checkout");
+    uint64_t total = 0;
+    for (size_t pos = 0; pos < tree.output.size();) {
+        size_t end = tree.output.find('\0', pos);
+        if (end == std::string::npos) end = tree.output.size();
+        // "<mode> <type> <id> <size>\t<path>": the size is "-" for a submodule's commit.
+        std::string head = tree.output.substr(pos, tree.output.find('\t', pos) - pos);
+        if (auto sp = head.rfind(' '); sp != std::string::npos) total += std::strtoull(head.c_str() + sp + 1, nullptr, 10);
+        pos = end + 1;
     }
-    return ok_status();
+    if (total > kMaxCheckoutBytes)
+        return make_error("too_large", "the commit's files come to " + std::to_string(total >> 20) + " MiB; a job's checkout may have " +
+                                           std::to_string(kMaxCheckoutBytes >> 20) + " MiB");
+
+    // The checkout is made under <dir>/checkout/work/src, so the tar extracts with `tar -C /`.
+    const std::string tmp = dir + "/checkout";
+    const std::string src = tmp + "/work/src";
+    (void)remove_tree(tmp);
+    TRY(make_dirs(src, 0755));
+    ::chmod((tmp + "/work").c_str(), 0755);  // make_dirs applies our umask; these modes reach the VM
+    ::chmod(src.c_str(), 0755);
+    struct Cleanup {
+        std::string path;
+        ~Cleanup() { (void)remove_tree(path); }
+    } cleanup{tmp};
+    // No hooks or sample files (--template=), no FETCH_HEAD or reflog naming this host; one pack
+    // however few the objects (fetch.unpackLimit), so the VM gets a pack and its index as they are.
+    auto init = TRY(git({"init", "-q", "--template=", src}, kQuickTimeout));
+    if (!init.status.success()) return git_failed("creating the job's repository", init);
+    auto fetch = TRY(git({"-C", src, "-c", "fetch.unpackLimit=1", "fetch", "-q", "--no-tags", "--no-write-fetch-head",
+                          "--", cache_repo, sha}, kFetchTimeout, 64 * 1024));
+    if (!fetch.status.success()) return git_failed("copying " + sha + " into the job's repository", fetch);
+    auto co = TRY(git({"-C", src, "-c", "core.logAllRefUpdates=false", "-c", "advice.detachedHead=false", "checkout",
+                       "-q", "-f", "--detach", sha}, kFetchTimeout, 64 * 1024));
+    if (!co.status.success()) return git_failed("checking out " + sha, co);
+    const std::string out = dir + "/code.tar";
+    auto tar = TRY(run_and_capture({"tar", "-C", tmp, "--owner=0", "--group=0", "--numeric-owner", "--sort=name", "-cf",
+                                    out, "work"}, kFetchTimeout, 64 * 1024));
+    if (!tar.status.success())
+        return make_error("io_error", "writing the checkout's tar: tar " + tar.status.describe() + ": " + last_lines(tar.output, 5));
+    return out;
 }
 
 }  // namespace kiln::ci

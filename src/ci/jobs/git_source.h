@@ -1,6 +1,6 @@
 // GitSource: the host side of getting a job's code: checks the repository string, resolves a ref
-// to a SHA, fetches the commit into a cache repository under kilnd's data dir and writes a
-// `git bundle` of exactly that commit, which the job's VM clones (no network needed in the VM).
+// to a SHA, fetches the commit into a cache repository under kilnd's data dir and writes a tar
+// of that commit's checkout, which the job's VM extracts (no network needed in the VM).
 #pragma once
 
 #include <map>
@@ -34,8 +34,11 @@ public:
                                                  const std::string& path, size_t max_bytes);
     // The blob id of the file at `sha` ("" when missing): identifies its contents, for bake keys.
     Result<std::string> blob_id(const std::string& cache_repo, const std::string& sha, const std::string& path);
-    // Writes a bundle holding `sha` (as refs/kiln/jobs/<sha>) to out_path.
-    Status bundle(const std::string& cache_repo, const std::string& sha, const std::string& out_path);
+    // Makes <dir>/code.tar and returns its path: a plain tar of work/src/, the checkout of `sha`
+    // with its .git (HEAD detached at `sha`, one pack of its history, an index), made on the host
+    // so that the VM only extracts it (each new code path in a TCG guest is slow). too_large when
+    // the commit's files exceed 4 GiB. The caller removes the tar.
+    Result<std::string> checkout_tar(const std::string& cache_repo, const std::string& sha, const std::string& dir);
 
 private:
     std::mutex& repo_mutex(const std::string& cache_repo);

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <future>
+#include <mutex>
 
 #include "base/file_util.h"
 #include "base/sha256.h"
@@ -23,7 +25,6 @@ namespace kiln::ci {
 namespace {
 
 constexpr const char* kCheckout = "/work/src";
-constexpr const char* kBundleInVm = "/work/.kiln/job.bundle";
 constexpr size_t kMaxPipelineBytes = 256 * 1024;
 constexpr size_t kMaxJunitBytes = 64ull << 20;
 constexpr size_t kMaxArtifacts = 1000;
@@ -59,12 +60,61 @@ RunOutcome vm_failure(RunOutcome o, const JobControl& c, const std::string& what
     return fail(std::move(o), JobState::Error, what + ": " + e.to_string(), true);
 }
 
-vm::ByteSource file_source(std::shared_ptr<UniqueFd> fd) {
-    return [fd](char* buf, size_t cap) -> Result<size_t> {
-        ssize_t n = ::read(fd->get(), buf, cap);
-        if (n < 0) return make_error("io_error", std::string("reading the bundle: ") + std::strerror(errno));
-        return static_cast<size_t>(n);
-    };
+// The checkout's tar of a job (GitCache::checkout_tar), made on its own thread; source() streams
+// it once it is there. Destroying it waits for that thread and removes the tar.
+class CodeTar {
+public:
+    CodeTar(GitCache& git, std::string cache_repo, std::string sha, std::string dir)
+        : m_future(std::async(std::launch::async, [&git, repo = std::move(cache_repo), sha = std::move(sha),
+                                                   dir = std::move(dir), this] {
+              int64_t start = now_mono();
+              auto r = git.checkout_tar(repo, sha, dir);
+              m_made_ms = now_mono() - start;
+              return r;
+          })) {}
+    ~CodeTar() { remove(); }
+
+    // Once the VM has it, the tar goes (an open fd still reads it); waits for it to be made.
+    void remove() {
+        if (const auto& made = wait(); made.ok()) ::unlink(made->c_str());
+    }
+
+    const Result<std::string>& wait() {
+        std::call_once(m_once, [this] { m_result.emplace(m_future.get()); });
+        return *m_result;
+    }
+    int64_t made_ms() const { return m_made_ms; }
+    int64_t waited_ms() const { return m_waited_ms; }
+
+    // The tar's bytes; an error if it could not be made (the command then sees a cut-off stream).
+    vm::ByteSource source() {
+        return [this](char* buf, size_t cap) -> Result<size_t> {
+            if (!m_fd) {
+                int64_t start = now_mono();
+                const auto& path = wait();
+                m_waited_ms = now_mono() - start;
+                if (!path.ok()) return path.error();
+                m_fd = UniqueFd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+                if (!m_fd) return make_error("io_error", "opening the checkout's tar: " + std::string(std::strerror(errno)));
+            }
+            ssize_t n = ::read(m_fd.get(), buf, cap);
+            if (n < 0) return make_error("io_error", "reading the checkout's tar: " + std::string(std::strerror(errno)));
+            return static_cast<size_t>(n);
+        };
+    }
+
+private:
+    std::atomic<int64_t> m_made_ms{0};
+    std::atomic<int64_t> m_waited_ms{0};
+    std::future<Result<std::string>> m_future;
+    std::once_flag m_once;
+    std::optional<Result<std::string>> m_result;
+    UniqueFd m_fd;
+};
+
+// Appends at most what keeps `to` within `cap` bytes.
+void append_capped(std::string& to, std::string_view data, size_t cap) {
+    if (to.size() < cap) to.append(data.substr(0, cap - to.size()));
 }
 
 }  // namespace
@@ -85,8 +135,10 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     RunOutcome out;
     const std::string job_dir = m_config.jobs_dir + "/" + job.id;
     log.event({{"type", "attempt"}, {"attempt", job.attempts}, {"sha", job.sha}, {"repo", job.spec.repo}});
+    const int64_t host_start = now_mono();  // phase timings go into the log (docs/ci.md's breakdown)
 
-    // 1a. The code, on the host: the commit in the cache repository, its .kiln.yml, a bundle.
+    // 1a. The code, on the host: the commit in the cache repository, its .kiln.yml; its checkout's
+    // tar is made below, beside the VM's creation.
     auto cache_repo = m_git.fetch(job.spec.repo, job.sha);
     if (!cache_repo.ok()) {
         bool user_error = cache_repo.error().code == "invalid_argument" || cache_repo.error().code == "not_found";
@@ -104,9 +156,10 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     progress(out);
 
     if (auto st = make_dirs(job_dir, 0700); !st.ok()) return fail(out, JobState::Error, st.error().to_string(), true);
-    const std::string bundle = job_dir + "/code.bundle";
-    if (auto st = m_git.bundle(*cache_repo, job.sha, bundle); !st.ok())
-        return fail(out, JobState::Error, "bundling the commit: " + st.error().message, true);
+    log.event({{"type", "code"}, {"host_ms", now_mono() - host_start}});
+    // The checkout's tar is made on another thread while the VM is created and the command that
+    // extracts it starts: that command waits on its stdin for the tar.
+    CodeTar code_tar(m_git, *cache_repo, job.sha, job_dir);
 
     // Secrets: only for trusted jobs, only the names the pipeline asks for; masked in the log.
     std::map<std::string, std::string> secret_env;
@@ -171,49 +224,67 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
         daemon::SandboxService& service;
         const daemon::Caller& caller;
         std::string id;
+        JobLog& log;
         ~Destroy() {
+            int64_t start = now_mono();
             auto st = service.remove(caller, id);
             if (!st.ok()) daemon::log::warn("ci: removing a job's VM failed", {{"sandbox", id}, {"error", st.error().to_string()}});
+            log.event({{"type", "vm_removed"}, {"sandbox", id}, {"remove_ms", now_mono() - start}});
         }
-    } destroy{m_service, m_config.caller, sb};
+    } destroy{m_service, m_config.caller, sb, log};
     log.event({{"type", "vm"}, {"sandbox", sb}, {"from", template_id}, {"create_ms", sandbox->create_ms}});
     if (control.stopped()) return vm_failure(out, control, "", Error{}, p.timeout_seconds);
     auto lease = m_service.lease(m_config.caller, sb);
     if (!lease.ok()) return vm_failure(out, control, "the job's VM", lease.error(), p.timeout_seconds);
     vm::AgentClient& agent = (*lease)->agent();
 
-    // 2. The exact commit, from the bundle, verified.
-    int bundle_fd = ::open(bundle.c_str(), O_RDONLY | O_CLOEXEC);
-    if (bundle_fd < 0) return fail(out, JobState::Error, "opening the bundle: " + std::string(std::strerror(errno)), true);
-    auto written = agent.write_file(kBundleInVm, file_source(std::make_shared<UniqueFd>(bundle_fd)), 0600,
-                                    Millis(std::min<int64_t>(left_ms(control), 600000)));
-    ::unlink(bundle.c_str());  // the cached copy (GitCache) stays
-    if (!written.ok()) return vm_failure(out, control, "copying the code into the VM", written.error(), p.timeout_seconds);
+    // 2. The exact commit, verified. The host made the checkout (GitCache::checkout_tar); one
+    // guest command extracts it from stdin and has git confirm HEAD: every new program and code
+    // path costs ~50-250 ms in a freshly restored TCG guest, so git does as little as it can here.
+    // A bake's snapshot already holds a checkout with what the bake left beside it: there only the
+    // objects are added and git moves that checkout to the commit (deleting what the commit does
+    // not have, unlike an extraction over it).
+    const int64_t checkout_start = now_mono();
     proto::ExecRequest checkout;
     checkout.argv = {"sh", "-e", "-c",
-                     // Few processes: each costs ~100-200 ms under TCG. `git init DIR` makes DIR.
-                     "{ [ -d " + std::string(kCheckout) + "/.git ] || git init -q --template= " + kCheckout +
-                         "; } && cd " + kCheckout +
-                         " && git bundle unbundle \"$1\" >/dev/null"
-                         " && git -c advice.detachedHead=false checkout -q -f --detach \"$2\""
-                         " && git rev-parse HEAD",
-                     "sh", kBundleInVm, job.sha};
+                     "if [ -d " + std::string(kCheckout) + "/.git ]; then"
+                     "  tar -x -o -f - -C / " + std::string(kCheckout + 1) + "/.git/objects;"  // names in the tar are relative
+                     "  cd " + kCheckout + ";"
+                     "  git -c advice.detachedHead=false checkout -q -f --detach \"$1\";"
+                     " else"
+                     "  tar -x -m -o -f - -C /;"
+                     "  cd " + kCheckout + ";"
+                     // The index's stat data are the host's: refresh them, or plumbing such as
+                     // `git diff-index HEAD` would call every file changed (-q: exit 0 regardless).
+                     "  git update-index -q --refresh;"
+                     " fi;"
+                     // HEAD must name the commit, and the commit must be readable in the VM's repository.
+                     " git rev-parse --verify HEAD^{commit}",
+                     "sh", job.sha};
     checkout.cwd = "/";
     checkout.timeout_ms = static_cast<uint64_t>(std::min<int64_t>(left_ms(control), 600000));
-    auto co = agent.exec_collect(checkout, std::nullopt, 1 << 20);
-    if (!co.ok()) return vm_failure(out, control, "cloning in the VM", co.error(), p.timeout_seconds);
-    std::string head = co->stdout_data;
+    std::string co_out, co_err;
+    vm::ExecIo co_io;
+    co_io.stdin_source = code_tar.source();
+    co_io.on_stdout = [&](std::string_view d) { append_capped(co_out, d, 1 << 20); };
+    co_io.on_stderr = [&](std::string_view d) { append_capped(co_err, d, 64 << 10); };
+    auto co = agent.exec(checkout, co_io);
+    if (!co.ok()) return vm_failure(out, control, "checking out in the VM", co.error(), p.timeout_seconds);
+    if (const auto& made = code_tar.wait(); !made.ok())
+        return fail(out, JobState::Error, "preparing the checkout: " + made.error().message, made.error().code != "too_large");
+    code_tar.remove();
+    std::string head = co_out;
     while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
     if (head.size() > 40) head = head.substr(head.size() - 40);
-    if (co->result.shell_status() != 0 || head != job.sha) {
+    if (co->shell_status() != 0 || head != job.sha) {
         if (control.stopped()) return vm_failure(out, control, "", Error{}, p.timeout_seconds);
         return fail(out, JobState::Error,
-                    "the clone in the VM did not check out " + job.sha + " (HEAD " + head + ", status " +
-                        std::to_string(co->result.shell_status()) + "): " + last_lines(co->stderr_data, 5),
+                    "the checkout in the VM is not " + job.sha + " (HEAD " + head + ", status " +
+                        std::to_string(co->shell_status()) + "): " + last_lines(co_err, 5),
                     true);
     }
-    log.event({{"type", "checkout"}, {"sha", head}});
-    (void)agent.remove(proto::RemoveRequest{"/work/.kiln", true});
+    log.event({{"type", "checkout"}, {"sha", head}, {"checkout_ms", now_mono() - checkout_start},
+               {"tar_ms", code_tar.made_ms()}, {"tar_wait_ms", code_tar.waited_ms()}});
 
     // The environment of every step: the pipeline's, then the step's, then secrets.
     std::map<std::string, std::string> base_env = p.env;

@@ -1,7 +1,7 @@
 // JobRunner: one attempt of one job, the five steps of docs/ci.md: (1) a VM from the baked
-// template (baking it on a key miss), (2) the exact commit cloned from a bundle and verified,
-// (3) the steps in order with their timeouts, output streamed to the job's log, (4) JUnit totals
-// and artifacts read out, (5) the VM destroyed, whatever happened.
+// template (baking it on a key miss), (2) the exact commit checked out from a tar made on the host
+// and verified by git in the VM, (3) the steps in order with their timeouts, output streamed to the
+// job's log, (4) JUnit totals and artifacts read out, (5) the VM destroyed, whatever happened.
 #pragma once
 
 #include <atomic>
