@@ -51,6 +51,17 @@ int main() {
     if (!vm.ok()) fail("boot", vm.error());
     AgentClient& agent = (*vm)->agent();
 
+    // The transport's floor (virtio-serial both ways, the agent's loop, no process): what an exec
+    // costs beyond it is the guest creating, running and reaping the process.
+    std::vector<double> ping_rtt;
+    for (int i = 0; i < round_trips + 10; ++i) {
+        auto start = Clock::now();
+        auto r = agent.ping();
+        if (!r.ok()) fail("ping", r.error());
+        if (i >= 10) ping_rtt.push_back(ms_since(start));
+    }
+    bench::print_row("ping round trip (no process)", bench::summarize(ping_rtt), "ms", accel);
+
     std::vector<double> rtt;
     for (int i = 0; i < round_trips + 10; ++i) {
         proto::ExecRequest req;

@@ -36,6 +36,7 @@ constexpr unsigned long kDefaultAction[4] = {0, 0, 0, 0};
 constexpr size_t kKernelSigsetSize = 8;  // _NSIG / 8 on Linux
 constexpr uint64_t kEmptyKernelSigset = 0;
 constexpr uint64_t kFullKernelSigset = ~uint64_t{0};
+constexpr struct sched_param kDefaultSchedParam {};
 
 // Syscalls for the child. glibc's syscall() only moves registers; on failure it returns -1 and
 // sets errno, which is the suspended parent thread's (shared TLS), read right after the call.
@@ -94,6 +95,7 @@ struct ChildArgs {
     int cgroup_procs_fd;
     int reset_signals[NSIG];
     int reset_count;
+    bool reset_scheduler;
     bool drop_groups;
     bool set_gid;
     bool set_uid;
@@ -116,6 +118,8 @@ struct ChildArgs {
     for (int i = 0; i < a.reset_count; ++i)
         sys(SYS_rt_sigaction, a.reset_signals[i], reinterpret_cast<long>(kDefaultAction), 0, kKernelSigsetSize);
     sys(SYS_rt_sigprocmask, SIG_SETMASK, reinterpret_cast<long>(&kEmptyKernelSigset), 0, kKernelSigsetSize);
+    //    The scheduling policy too: the agent's SCHED_BATCH (pid1.h) is not for commands.
+    if (a.reset_scheduler) sys(SYS_sched_setscheduler, 0, SCHED_OTHER, reinterpret_cast<long>(&kDefaultSchedParam));
 
     // 2. Own session and process group, and own cgroup leaf, so the whole tree can be signalled.
     sys(SYS_setsid);
@@ -262,6 +266,7 @@ Result<Spawned> ExecPlan::spawn() {
     // ignored in a CI runner's process tree). The child resets them with the raw syscall.
     for (int sig : {32, 33})
         if (sig < NSIG) args.reset_signals[args.reset_count++] = sig;
+    args.reset_scheduler = reset_scheduler;
     args.drop_groups = m_drop_groups;
     args.set_gid = m_set_gid;
     args.set_uid = m_set_uid;

@@ -49,6 +49,8 @@ public:
     int cgroup_procs_fd = -1;
     // Signals the child sets back to SIG_DFL (see signals_not_at_default()).
     sigset_t reset_signals{};
+    // The child returns to SCHED_OTHER (the agent's own thread runs SCHED_BATCH in a guest).
+    bool reset_scheduler = false;
 
     // Starts the child with vfork semantics (clone with CLONE_VM | CLONE_VFORK): no page tables are
     // copied, and this thread is suspended until the child has exec'd or exited. Blocks every

@@ -88,6 +88,7 @@ Result<std::unique_ptr<ExecSession>> ExecSession::start(const proto::ExecRequest
     plan.stderr_fd = err.write_end.get();
     plan.cgroup_procs_fd = cgroup ? cgroup->procs.get() : -1;
     plan.reset_signals = defaults.reset_signals;
+    plan.reset_scheduler = defaults.reset_scheduler;
 
     session->m_started = Clock::now();
     Spawned child = TRY(plan.spawn());

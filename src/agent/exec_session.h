@@ -26,6 +26,7 @@ using Clock = std::chrono::steady_clock;
 // What every exec starts from besides its request, prepared once by the server.
 struct ExecDefaults {
     sigset_t reset_signals{};  // signals_not_at_default() when the server was created
+    bool reset_scheduler = false;  // the server's thread is not SCHED_OTHER: children go back to it
     Credentials credentials;   // the agent's, when the server was created
     int dev_null = -1;         // stdin of an exec without "stdin" (-1: opened per exec)
 };

@@ -48,6 +48,7 @@ int main() {
     std::thread background_setup;
     if (pid1) {
         config.cgroup_root = setup_pid1();
+        schedule_agent_as_batch();
         background_setup = start_background(enable_cgroup_favordynmods);
         config.before_first_exec = [&background_setup] {
             bring_up_loopback();

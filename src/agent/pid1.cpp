@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -109,6 +110,11 @@ void bring_up_loopback() {
     if (ioctl(sock.get(), SIOCGIFFLAGS, &request) != 0) return warn("read the flags of lo");
     request.ifr_flags |= IFF_UP;
     if (ioctl(sock.get(), SIOCSIFFLAGS, &request) != 0) warn("bring up lo");
+}
+
+void schedule_agent_as_batch() {
+    struct sched_param param {};
+    if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) warn("switch to SCHED_BATCH");
 }
 
 void preload_file(const char* path, size_t max_bytes) {

@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
@@ -58,6 +59,7 @@ Result<std::unique_ptr<Server>> Server::create(ServerConfig config) {
     server->m_scratch.resize(kChunk);
     // Dispositions and credentials are the agent's from start to end: taken once.
     server->m_exec_defaults.reset_signals = signals_not_at_default();
+    server->m_exec_defaults.reset_scheduler = sched_getscheduler(0) != SCHED_OTHER;
     server->m_exec_defaults.credentials = Credentials::of_this_process();
     server->m_dev_null.reset(open("/dev/null", O_RDONLY | O_CLOEXEC));
     server->m_exec_defaults.dev_null = server->m_dev_null.get();

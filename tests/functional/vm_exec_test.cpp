@@ -60,6 +60,12 @@ TEST_F(VmExec, EnvironmentAndWorkingDirectory) {
     EXPECT_EQ(out->stdout_data, "a value with spaces\n/tmp\n");
 }
 
+TEST_F(VmExec, CommandsRunUnderTheNormalPolicyWhileTheAgentRunsBatch) {
+    // Field 41 of /proc/PID/stat is the policy: 0 SCHED_OTHER, 3 SCHED_BATCH (pid1.h says why).
+    auto out = sh("cut -d' ' -f41 /proc/$$/stat; cut -d' ' -f41 /proc/1/stat");
+    EXPECT_EQ(out.stdout_data, "0\n3\n");
+}
+
 TEST_F(VmExec, StdinIsPipedThrough) {
     std::string input(1024 * 1024 + 7, 'x');
     for (size_t i = 0; i < input.size(); ++i) input[i] = static_cast<char>('a' + i % 26);
