@@ -82,6 +82,30 @@ Status write_optional_sysctl(const std::string& path, const std::string& value) 
     return write_sysctl(path, value);
 }
 
+// Deletes `veths`, then the namespaces `netns`. Veths first: their deletion is synchronous,
+// whereas a namespace's own teardown (which would take its veth with it) is deferred by the kernel.
+void delete_veths_then_netns(const std::vector<std::string>& veths, const std::vector<std::string>& netns,
+                             OrphanSweep& sweep) {
+    std::optional<RtNetlink> nl;
+    for (const auto& name : veths) {
+        if (!nl) {
+            auto opened = RtNetlink::open();
+            if (!opened.ok()) {
+                sweep.errors.push_back(opened.error().message);
+                break;
+            }
+            nl.emplace(std::move(*opened));
+        }
+        Status st = nl->delete_link(name);
+        if (st.ok()) ++sweep.veths_removed;
+        else if (st.error().code != "not_found") sweep.errors.push_back(st.error().message);
+    }
+    for (const auto& name : netns) {
+        if (auto st = remove_named_netns(name); st.ok()) ++sweep.netns_removed;
+        else sweep.errors.push_back(st.error().message);
+    }
+}
+
 }  // namespace
 
 std::string NetworkManager::netns_name(const std::string& id) { return kNetnsPrefix + id; }
@@ -195,62 +219,36 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::adopt(const std::string&
 }
 
 OrphanSweep NetworkManager::cleanup_orphans(const std::set<std::string>& live_ids) {
-    OrphanSweep sweep;
     std::set<std::string> live_netns, live_veths;
     for (const auto& id : live_ids) {
         live_netns.insert(netns_name(id));
         live_veths.insert(host_veth_name(id));
     }
-    // Veths first: their deletion is synchronous, whereas a namespace's own teardown (which would
-    // take the veth with it) is deferred by the kernel.
+    std::vector<std::string> veths, netns;
     struct if_nameindex* names = ::if_nameindex();
-    std::vector<std::string> veths;
     for (auto* n = names; n && n->if_name; ++n) {
         std::string name = n->if_name;
         if (name.rfind(kHostVethPrefix, 0) == 0 && !live_veths.count(name)) veths.push_back(name);
     }
     if (names) ::if_freenameindex(names);
-    auto nl = RtNetlink::open();
-    for (const auto& name : veths) {
-        Status st = nl.ok() ? nl->delete_link(name) : Status(nl.error());
-        if (st.ok()) ++sweep.veths_removed;
-        else if (st.error().code != "not_found") sweep.errors.push_back(st.error().message);
-    }
-    for (const auto& name : list_named_netns(kNetnsPrefix)) {
-        if (live_netns.count(name)) continue;
-        if (auto st = remove_named_netns(name); st.ok()) ++sweep.netns_removed;
-        else sweep.errors.push_back(st.error().message);
-    }
+    for (auto& name : list_named_netns(kNetnsPrefix))
+        if (!live_netns.count(name)) netns.push_back(std::move(name));
+    OrphanSweep sweep;
+    delete_veths_then_netns(veths, netns, sweep);
     return sweep;
 }
 
 OrphanSweep NetworkManager::cleanup_sandboxes(const std::vector<std::string>& sandbox_ids) {
-    OrphanSweep sweep;
     std::set<std::string> present;
-    for (const auto& name : list_named_netns(kNetnsPrefix)) present.insert(name);
-    std::optional<RtNetlink> nl;
+    for (auto& name : list_named_netns(kNetnsPrefix)) present.insert(std::move(name));
+    std::vector<std::string> veths, netns;
     for (const auto& id : sandbox_ids) {
         if (!validate_id(id).ok()) continue;
-        // The veth first, as in cleanup_orphans: its deletion is synchronous.
-        std::string veth = host_veth_name(id);
-        if (::if_nametoindex(veth.c_str()) != 0) {
-            if (!nl) {
-                auto opened = RtNetlink::open();
-                if (!opened.ok()) {
-                    sweep.errors.push_back(opened.error().message);
-                    continue;
-                }
-                nl.emplace(std::move(*opened));
-            }
-            Status st = nl->delete_link(veth);
-            if (st.ok()) ++sweep.veths_removed;
-            else if (st.error().code != "not_found") sweep.errors.push_back(st.error().message);
-        }
-        std::string netns = netns_name(id);
-        if (!present.count(netns)) continue;
-        if (auto st = remove_named_netns(netns); st.ok()) ++sweep.netns_removed;
-        else sweep.errors.push_back(st.error().message);
+        if (std::string veth = host_veth_name(id); ::if_nametoindex(veth.c_str()) != 0) veths.push_back(veth);
+        if (std::string name = netns_name(id); present.count(name)) netns.push_back(name);
     }
+    OrphanSweep sweep;
+    delete_veths_then_netns(veths, netns, sweep);
     return sweep;
 }
 

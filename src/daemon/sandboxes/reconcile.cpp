@@ -115,10 +115,11 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
     std::vector<std::string> networked;
     for (const auto& r : records)
         if (r.info.has_nic) networked.push_back(r.info.id);
-    for (const auto& prefix : {"bake-", "snap-"}) {
-        // Template bakes and snapshot helpers name theirs so; their records are not sandboxes.
-        for (const auto& name : net::list_named_netns(std::string(net::kNetnsPrefix) + prefix))
-            networked.push_back(name.substr(std::string(net::kNetnsPrefix).size()));
+    // Template bakes and snapshot helpers name theirs bake-* and snap-*; they have no records.
+    const std::string netns_prefix = net::kNetnsPrefix;
+    for (const auto& name : net::list_named_netns(netns_prefix)) {
+        std::string id = name.substr(netns_prefix.size());
+        if (id.rfind("bake-", 0) == 0 || id.rfind("snap-", 0) == 0) networked.push_back(std::move(id));
     }
     net::OrphanSweep sweep = net::NetworkManager::cleanup_sandboxes(networked);
     report.netns_removed = sweep.netns_removed;
