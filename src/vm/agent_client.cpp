@@ -598,9 +598,13 @@ Result<proto::ExecResult> AgentClient::exec(proto::ExecRequest request, const Ex
 
 Result<ExecOutput> AgentClient::exec_collect(proto::ExecRequest request, std::optional<std::string> stdin_data,
                                              size_t max_output) {
-    ExecOutput out;
     ExecIo io;
     io.stdin_data = std::move(stdin_data);
+    return exec_collect(std::move(request), std::move(io), max_output);
+}
+
+Result<ExecOutput> AgentClient::exec_collect(proto::ExecRequest request, ExecIo io, size_t max_output) {
+    ExecOutput out;
     io.on_stdout = [&](std::string_view d) {
         out.stdout_data.append(d.substr(0, max_output - std::min(max_output, out.stdout_data.size())));
     };

@@ -78,6 +78,8 @@ public:
     // exec() with stdout and stderr collected, each up to max_output bytes (the rest is dropped).
     Result<ExecOutput> exec_collect(proto::ExecRequest request, std::optional<std::string> stdin_data = std::nullopt,
                                     size_t max_output = 64 * 1024 * 1024);
+    // The same with `io`'s stdin and host timeout (its on_stdout and on_stderr are replaced).
+    Result<ExecOutput> exec_collect(proto::ExecRequest request, ExecIo io, size_t max_output);
     // Streams the guest file to `sink`; returns its size.
     Result<uint64_t> read_file(const std::string& path, const ByteSink& sink, Millis timeout = Millis(600000));
     // Writes the guest file from `source` in chunks of at most kChunk bytes; returns the size written.

@@ -112,11 +112,6 @@ private:
     UniqueFd m_fd;
 };
 
-// Appends at most what keeps `to` within `cap` bytes.
-void append_capped(std::string& to, std::string_view data, size_t cap) {
-    if (to.size() < cap) to.append(data.substr(0, cap - to.size()));
-}
-
 }  // namespace
 
 JobRunner::JobRunner(RunnerConfig config, daemon::SandboxService& service, JobStore& store, GitCache& git)
@@ -263,24 +258,21 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
                      "sh", job.sha};
     checkout.cwd = "/";
     checkout.timeout_ms = static_cast<uint64_t>(std::min<int64_t>(left_ms(control), 600000));
-    std::string co_out, co_err;
     vm::ExecIo co_io;
     co_io.stdin_source = code_tar.source();
-    co_io.on_stdout = [&](std::string_view d) { append_capped(co_out, d, 1 << 20); };
-    co_io.on_stderr = [&](std::string_view d) { append_capped(co_err, d, 64 << 10); };
-    auto co = agent.exec(checkout, co_io);
+    auto co = agent.exec_collect(checkout, std::move(co_io), 1 << 20);
     if (!co.ok()) return vm_failure(out, control, "checking out in the VM", co.error(), p.timeout_seconds);
     if (const auto& made = code_tar.wait(); !made.ok())
         return fail(out, JobState::Error, "preparing the checkout: " + made.error().message, made.error().code != "too_large");
     code_tar.remove();
-    std::string head = co_out;
+    std::string head = co->stdout_data;
     while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
     if (head.size() > 40) head = head.substr(head.size() - 40);
-    if (co->shell_status() != 0 || head != job.sha) {
+    if (co->result.shell_status() != 0 || head != job.sha) {
         if (control.stopped()) return vm_failure(out, control, "", Error{}, p.timeout_seconds);
         return fail(out, JobState::Error,
                     "the checkout in the VM is not " + job.sha + " (HEAD " + head + ", status " +
-                        std::to_string(co->shell_status()) + "): " + last_lines(co_err, 5),
+                        std::to_string(co->result.shell_status()) + "): " + last_lines(co->stderr_data, 5),
                     true);
     }
     log.event({{"type", "checkout"}, {"sha", head}, {"checkout_ms", now_mono() - checkout_start},
