@@ -98,7 +98,7 @@ struct ForkRequest {
 
 // Forks a running VM: the parent pauses while its device state and RAM are streamed out and its
 // disk is cloned, then runs on; the child starts from that state with its own identity. The child's
-// QEMU starts while the parent still runs, and loads the stream (through a relay in this process,
+// QEMU starts while the parent still runs, and loads the stream (through a socket pair,
 // no file) as the parent writes it. A restored parent's child maps the same snapshot memory file
 // copy-on-write.
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings = nullptr);
