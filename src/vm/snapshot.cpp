@@ -612,20 +612,52 @@ Result<std::unique_ptr<Vm>> start_from_full_state(const VmConfig& shape, const s
     return vm;
 }
 
+// The spare of the snapshot whose memory file a restored parent maps, for its fork child: the same
+// RAM backing, shape and device set (no NIC), only the migration stream differs. Null if there is
+// none, if the parent was not restored from a snapshot or no longer matches it. With a spare,
+// `snapshot_dir` is set: the caller starts the next spare for it once its child is ready.
+std::unique_ptr<Vm> take_spare_for_child(const VmConfig& shape, const ForkRequest& request, std::string& snapshot_dir) {
+    if (!request.use_spare || !request.id.empty() || request.net || shape.net) return nullptr;
+    if (!shape.memory_file || shape.memory_file->share) return nullptr;
+    const std::string& memory = shape.memory_file->path;
+    auto slash = memory.rfind('/');
+    if (slash == std::string::npos || memory.substr(slash + 1) != kMemoryFileName) return nullptr;
+    std::string dir = memory.substr(0, slash);
+    auto manifest = load_and_verify(dir, VerifyLevel::Sizes);
+    if (!manifest.ok() || manifest->vcpus != shape.vcpus || manifest->memory_mib != shape.memory_mib || manifest->nic)
+        return nullptr;
+    auto spare = SparePool::get().take(dir, *manifest);
+    if (spare) snapshot_dir = dir;
+    return spare;
+}
+
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings) {
     auto start = Clock::now();
     auto deadline = deadline_after(request.timeout);
-    std::string id = request.id.empty() ? TRY(random_hex(6)) : request.id;
-    std::string run_dir = TRY(new_run_dir(id));
-    RunPaths paths = RunPaths::in(run_dir);
     const VmConfig& shape = parent.config();
-    VmConfig config = child_config(shape, run_dir);
-    config.name = "kiln-" + id;
-    if (shape.net.has_value() != request.net.has_value()) {
-        (void)remove_tree(run_dir);
+    if (shape.net.has_value() != request.net.has_value())
         return make_error("invalid_argument", shape.net ? "the parent has a NIC: its child needs one (ForkRequest::net)"
                                                         : "the parent has no NIC: its child cannot have one");
+    // The child's QEMU: a spare started ahead for the parent's snapshot (it then has the spare's id
+    // and run dir, and its disk is recloned from the parent's below), or one started now.
+    std::string spare_dir;
+    std::unique_ptr<Vm> launched = take_spare_for_child(shape, request, spare_dir);
+    if (launched && !reclone_file(shape.rootfs_path, RunPaths::in(launched->config().run_dir).disk).ok()) {
+        launched.reset();  // no reflinks here: the disk is copied after the stop, for a child started then
+        spare_dir.clear();
     }
+    if (timings) timings->spare = launched != nullptr;
+    std::string id, run_dir;
+    if (launched) {
+        id = launched->id();
+        run_dir = launched->config().run_dir;
+    } else {
+        id = request.id.empty() ? TRY(random_hex(6)) : request.id;
+        run_dir = TRY(new_run_dir(id));
+    }
+    RunPaths paths = RunPaths::in(run_dir);
+    VmConfig config = child_config(shape, run_dir);
+    config.name = "kiln-" + id;
     config.net = request.net;
     // A restored parent maps an immutable snapshot memory file copy-on-write: the child maps the
     // same file, so the stream's zero pages cost it reads of that shared page cache and no fresh
@@ -638,11 +670,11 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         if (base && base->size == off_t(shape.memory_mib) << 20) config.memory_file = shape.memory_file;
     }
 
-    // The child's QEMU starts while the parent still runs (QEMU's start-up is ~40 ms under TCG). It
-    // opens its disk at start: a reflink of the parent's taken now, cloned again onto the same file
-    // once the parent has stopped, before the child has done any I/O. Where reflinks do not work the
-    // disk is copied after the stop and the child starts then.
-    std::unique_ptr<Vm> launched;
+    // Without a spare the child's QEMU starts while the parent still runs (QEMU's start-up is ~40 ms
+    // under TCG). It opens its disk at start: a reflink of the parent's taken now, cloned again onto
+    // the same file once the parent has stopped, before the child has done any I/O (a spare's disk,
+    // a reflink of the snapshot's, is recloned the same way). Where reflinks do not work the disk is
+    // copied after the stop and the child starts then.
     Error launch_error = make_error("fork_failed", "the child was not started");
     std::thread launcher;
     auto start_child = [&] {
@@ -659,12 +691,12 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     };
     auto fail = [&](const std::string& what, const Error& e) -> Error {
         if (launcher.joinable()) launcher.join();
-        launched.reset();  // destroys a launched child
+        launched.reset();  // destroys a launched child (and a spare's run dir)
         (void)remove_tree(run_dir);
         return make_error(e.code == "vm_gone" || e.code == "timeout" ? e.code : "fork_failed", what + ": " + e.message);
     };
-    bool early_start = try_reflink(shape.rootfs_path, paths.disk);
-    if (early_start) start_child();
+    bool early_start = launched || try_reflink(shape.rootfs_path, paths.disk);
+    if (early_start && !launched) start_child();
 
     // The stream goes parent -> socket pair -> child: no file on disk, no copy in this process, and
     // the child loads while the parent still writes.
@@ -736,6 +768,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     (*child)->set_guest(guest);
     if (auto st = (*child)->renew_identity(); !st.ok()) return fail_joined("child identity", st.error());
     if (timings) timings->child_ready_ms = since_ms(start);
+    if (!spare_dir.empty()) SparePool::get().prepare(spare_dir);  // the next one, in the background
     parent_joiner.join();
     if (!parent_renewed.ok()) return fail("resuming the parent", parent_renewed.error());
     return std::move(*child);

@@ -87,6 +87,7 @@ struct ForkTimings {
     int64_t child_started_ms = 0;  // the child's QEMU up (it starts while the parent still runs)
     int64_t child_loaded_ms = 0;   // the child's RAM and device state loaded, vCPUs running
     int64_t child_ready_ms = 0;    // from the start of the fork to the child's identity renewal
+    bool spare = false;            // the child is a spare started ahead for the parent's snapshot
 };
 
 struct ForkRequest {
@@ -94,6 +95,11 @@ struct ForkRequest {
     std::string hostname;
     std::optional<NetDevice> net;  // the child's own NIC: required exactly when the parent has one
     Millis timeout{30000};
+    // A parent restored from a snapshot (or forked from one that was) has the snapshot's memory
+    // file and shape: its child can be that snapshot's spare (see prepare_spare), which skips
+    // QEMU's start-up, and the next spare is then started in the background. Only with an empty id
+    // and no NIC, as for restores.
+    bool use_spare = false;
 };
 
 // Forks a running VM: the parent pauses while its device state and RAM are streamed out and its

@@ -79,6 +79,13 @@ std::string copy_snapshot(const std::string& src) {
     return dst;
 }
 
+// The number of spares waiting, once one is there or 30 s have passed.
+size_t wait_for_spare() {
+    auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (spare_pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return spare_pids().size();
+}
+
 class SnapshotTest : public ::testing::Test {
 protected:
     void SetUp() override {
@@ -86,6 +93,43 @@ protected:
         ASSERT_TRUE(SnapshotEnv::get().failure().empty()) << SnapshotEnv::get().failure();
     }
     const std::string& dir() { return SnapshotEnv::get().dir(); }
+
+    // Forks a restored parent with `request` and checks that the child starts from the parent's state
+    // (tmpfs and disk as of the fork), then diverges from it and outlives it.
+    void fork_and_check_divergence(const ForkRequest& request, bool expect_spare) {
+        RestoreRequest req;
+        req.snapshot_dir = dir();
+        auto parent = restore_snapshot(req);
+        ASSERT_TRUE(parent.ok()) << parent.error().to_string();
+        if (expect_spare) {
+            prepare_spare(dir());
+            ASSERT_EQ(wait_for_spare(), 1u);
+        }
+        sh(**parent, "echo before-fork > /tmp/f.txt; echo disk-before-fork > /root/f.txt");
+        ForkTimings t;
+        auto child = fork_vm(**parent, request, &t);
+        ASSERT_TRUE(child.ok()) << child.error().to_string();
+        EXPECT_EQ(t.spare, expect_spare);
+        EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt")), "before-fork");
+        // The child's disk is the parent's as of the fork (its QEMU started before the parent stopped).
+        // (Its page cache came with its RAM: drop it so the read reaches the disk.)
+        EXPECT_EQ(trim(sh(**child, "echo 3 > /proc/sys/vm/drop_caches && cat /root/f.txt")), "disk-before-fork");
+        sh(**parent, "echo parent-disk > /root/f.txt; sync");
+        EXPECT_EQ(trim(sh(**child, "echo 3 > /proc/sys/vm/drop_caches && cat /root/f.txt")), "disk-before-fork");
+        sh(**parent, "echo parent > /tmp/f.txt");
+        sh(**child, "echo child > /tmp/f.txt");
+        EXPECT_EQ(trim(sh(**parent, "cat /tmp/f.txt")), "parent");
+        EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt")), "child");
+        EXPECT_NE(trim(sh(**parent, "hostname")), trim(sh(**child, "hostname")));
+        EXPECT_NE(sh(**parent, "head -c 32 /dev/urandom | od -An -tx1"), sh(**child, "head -c 32 /dev/urandom | od -An -tx1"));
+        if (expect_spare) {
+            EXPECT_EQ(trim(sh(**child, "hostname")), "kiln-" + (*child)->id());  // the spare's id
+            EXPECT_EQ(wait_for_spare(), 1u);  // the next spare, started after the child was ready
+            discard_spares(dir());
+        }
+        parent->reset();
+        EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt; echo ok >> /tmp/f.txt; tail -1 /tmp/f.txt")), "child\nok");
+    }
 };
 
 }  // namespace
@@ -153,39 +197,19 @@ TEST_F(SnapshotTest, TwentyConcurrentClonesHaveTheirOwnIdentityClockAndDisk) {
     EXPECT_EQ(trim(sh(**fresh, "cat /root/d.txt")), "disk-content");
 }
 
-TEST_F(SnapshotTest, ForkedChildDivergesAndOutlivesItsParent) {
-    RestoreRequest req;
-    req.snapshot_dir = dir();
-    auto parent = restore_snapshot(req);
-    ASSERT_TRUE(parent.ok()) << parent.error().to_string();
-    sh(**parent, "echo before-fork > /tmp/f.txt; echo disk-before-fork > /root/f.txt");
-    ForkTimings t;
-    auto child = fork_vm(**parent, ForkRequest{}, &t);
-    ASSERT_TRUE(child.ok()) << child.error().to_string();
-    EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt")), "before-fork");
-    // The child's disk is the parent's as of the fork (its QEMU started before the parent stopped).
-    // (Its page cache came with its RAM: drop it so the read reaches the disk.)
-    EXPECT_EQ(trim(sh(**child, "echo 3 > /proc/sys/vm/drop_caches && cat /root/f.txt")), "disk-before-fork");
-    sh(**parent, "echo parent-disk > /root/f.txt; sync");
-    EXPECT_EQ(trim(sh(**child, "echo 3 > /proc/sys/vm/drop_caches && cat /root/f.txt")), "disk-before-fork");
-    sh(**parent, "echo parent > /tmp/f.txt");
-    sh(**child, "echo child > /tmp/f.txt");
-    EXPECT_EQ(trim(sh(**parent, "cat /tmp/f.txt")), "parent");
-    EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt")), "child");
-    EXPECT_NE(trim(sh(**parent, "hostname")), trim(sh(**child, "hostname")));
-    EXPECT_NE(sh(**parent, "head -c 32 /dev/urandom | od -An -tx1"), sh(**child, "head -c 32 /dev/urandom | od -An -tx1"));
-    parent->reset();
-    EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt; echo ok >> /tmp/f.txt; tail -1 /tmp/f.txt")), "child\nok");
+TEST_F(SnapshotTest, ForkedChildDivergesAndOutlivesItsParent) { fork_and_check_divergence(ForkRequest{}, false); }
+
+// use_spare: the child is the spare QEMU started ahead for the parent's snapshot; its disk is still
+// the parent's as of the fork, recloned onto the spare's once the parent stopped.
+TEST_F(SnapshotTest, ForkTakesTheParentSnapshotsSpare) {
+    ForkRequest request;
+    request.use_spare = true;
+    fork_and_check_divergence(request, true);
 }
 
 // keep_spare: the next restore of the snapshot takes a QEMU started ahead, under its own id; a
 // spare whose snapshot files changed since it started is not used; discard stops them all.
 TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
-    auto wait_for_spare = [] {
-        auto deadline = Clock::now() + std::chrono::seconds(30);
-        while (spare_pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-        return spare_pids().size();
-    };
     RestoreRequest req;
     req.snapshot_dir = dir();
     req.keep_spare = true;

@@ -480,6 +480,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     vm::ForkRequest child_request;
     child_request.hostname = entry->record.info.id;
     if (network) child_request.net = network->nic();
+    child_request.use_spare = m_config.keep_spare;  // the spare of the parent's template, if it has one
     auto child = vm::fork_vm(*box->vm, child_request);
     if (!child.ok()) {
         Error e = vm_error("fork of " + id, child.error());
