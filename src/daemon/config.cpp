@@ -72,6 +72,8 @@ const std::map<std::string, std::string>& config_keys() {
         {"github_token", "token that may post commit statuses"},
         {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
         {"ci_workers", "CI jobs run at once (each in its own VM)"},
+        {"ci_bakes_kept", "CI bakes (snapshots) kept; after a new bake the least recently used beyond this many are deleted"},
+        {"ci_bake_min_idle_seconds", "a CI bake used within this many seconds is never deleted to make room"},
         {"network_default", "network policy of creates that give none, as JSON: {\"mode\":\"none\"} (default), "
                             "{\"mode\":\"open\"} or {\"mode\":\"allowlist\",\"allow\":[...]}"},
         {"network_pool", "IPv4 range for the sandboxes' veth links, one /30 each (default 10.201.0.0/16)"},
@@ -120,6 +122,10 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.worker_threads = static_cast<int>(TRY(parse_int(key, value, 1, 1024)));
     } else if (key == "ci_workers") {
         c.ci_workers = static_cast<int>(TRY(parse_int(key, value, 1, 64)));
+    } else if (key == "ci_bakes_kept") {
+        c.ci_bakes_kept = static_cast<int>(TRY(parse_int(key, value, 1, 100000)));
+    } else if (key == "ci_bake_min_idle_seconds") {
+        c.ci_bake_min_idle_seconds = TRY(parse_int(key, value, 0, int64_t(365) * 86400));
     } else if (key == "network_default") {
         auto policy = net::parse_network_policy_text(value);
         if (!policy.ok()) return bad(key, policy.error().message);

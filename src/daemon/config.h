@@ -33,6 +33,8 @@ struct DaemonConfig {
     std::string github_api_url = "https://api.github.com";  // commit statuses go here
     std::string github_token;                               // empty: no commit statuses
     std::string public_url;  // how people reach kilnd (links in statuses); empty: http://<listen>
+    int ci_bakes_kept = 16;              // CI bakes kept; the least recently used beyond are deleted
+    int64_t ci_bake_min_idle_seconds = 600;  // a bake used this recently is never evicted
     int ci_workers = 2;      // CI jobs run at once (docs/ci.md); secrets: KILN_CI_SECRET_<NAME> env vars
     // Sandbox networking (docs/network.md).
     net::NetworkPolicy network_default;         // creates without `network`: mode none unless set

@@ -132,6 +132,8 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.runner.secrets = ci_secrets(ctx.envp);
     jobs_config.runner.max_ttl_seconds = config->max_ttl_seconds;
     jobs_config.runner.trusted_network = config->ci_network_trusted;
+    jobs_config.runner.bakes_kept = config->ci_bakes_kept;
+    jobs_config.runner.bake_min_idle_ms = config->ci_bake_min_idle_seconds * 1000;
     jobs_config.runner.untrusted_network = config->ci_network_untrusted;
     jobs_config.workers = config->ci_workers;
     jobs_config.git_cache_dir = config->data_dir + "/ci/git";

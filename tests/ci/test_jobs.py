@@ -60,7 +60,9 @@ def recorder() -> SpecRecorder:
 
 @pytest.fixture(scope="module")
 def kilnd():
-    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", f"KILN_CI_SECRET_DEPLOY_KEY": SECRET}, name="ci")
+    # One bake kept, evictable at once: the bake test sees a new bake delete the one before.
+    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", f"KILN_CI_SECRET_DEPLOY_KEY": SECRET, "KILN_CI_BAKES_KEPT": "1",
+                                "KILN_CI_BAKE_MIN_IDLE_SECONDS": "0"}, name="ci")
     try:
         instance.create_token("alice")
         instance.create_token("bob")
@@ -269,7 +271,13 @@ def test_hostile_job_cannot_touch_the_next_job_or_the_host(api, kilnd, repo, tmp
     print(f"hostile job took {took:.1f} s")
 
 
-def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_rebakes(api, repo):
+def baked_snapshot(api: ApiClient, job_id: str) -> str:
+    events = [e for e in logs(api, job_id) if e["type"] == "baked"]
+    assert len(events) == 1, events
+    return events[0]["snapshot"]
+
+
+def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_rebakes(api, repo, kilnd):
     def yml():
         return pipeline(
             "  - name: use\n    run: |\n      cat /opt/deps/installed\n"
@@ -296,6 +304,12 @@ def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_reba
     assert j3["state"] == "passed" and j3["bake_hit"] is False, j3
     assert j3["template_key"] != j1["template_key"]
     assert "baking left-pad 2.0.0" in output(logs(api, j3["id"]))
+    # ci_bakes_kept=1: the new bake evicted the old one, its snapshot included.
+    snapshots = kilnd.data_dir / "snapshots"
+    assert not (snapshots / baked_snapshot(api, j1["id"])).exists(), sorted(p.name for p in snapshots.iterdir())
+    assert (snapshots / baked_snapshot(api, j3["id"])).is_dir()
+    j4 = wait_job(api, submit(api, repo, sha1)["id"])  # the first lockfile again: baked anew
+    assert j4["state"] == "passed" and j4["bake_hit"] is False, j4
 
 
 def test_checkout_is_the_commit_as_git_would_check_it_out(api, repo):

@@ -120,16 +120,36 @@ TEST_F(CiJobStoreTest, QueueOrderClaimAndCrashReconcile) {
 }
 
 TEST_F(CiJobStoreTest, BakeCache) {
-    auto missing = store->find_bake("k1");
+    auto missing = store->find_bake("k1", 1);
     ASSERT_TRUE(missing.ok());
     EXPECT_FALSE(*missing);
     ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001"}, 1).ok());
     ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000002"}, 2).ok());  // a rebake replaces
-    auto hit = store->find_bake("k1");
+    auto hit = store->find_bake("k1", 3);
     ASSERT_TRUE(hit.ok() && *hit);
     EXPECT_EQ((*hit)->snapshot_id, "snap-000000000002");
     ASSERT_TRUE(store->drop_bake("k1").ok());
-    EXPECT_FALSE(*store->find_bake("k1"));
+    EXPECT_FALSE(*store->find_bake("k1", 4));
+}
+
+// Eviction picks the least recently used beyond `keep`; a find counts as a use; bakes used at or
+// after the idle cut-off are never picked.
+TEST_F(CiJobStoreTest, BakesToEvictAreTheLeastRecentlyUsedBeyondTheKeptOnes) {
+    auto keys = [](const Result<std::vector<BakeEntry>>& r) {
+        std::vector<std::string> out;
+        for (const auto& b : *r) out.push_back(b.key);
+        return out;
+    };
+    ASSERT_TRUE(store->put_bake(BakeEntry{"a", "base", "snap-00000000000a"}, 10).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"b", "base", "snap-00000000000b"}, 20).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"c", "base", "snap-00000000000c"}, 30).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"d", "base", "snap-00000000000d"}, 40).ok());
+    EXPECT_EQ(keys(store->bakes_to_evict(2, 1000)), (std::vector<std::string>{"a", "b"}));
+    ASSERT_TRUE(store->find_bake("a", 50).ok());  // a is now the most recently used
+    EXPECT_EQ(keys(store->bakes_to_evict(2, 1000)), (std::vector<std::string>{"b", "c"}));
+    EXPECT_EQ(keys(store->bakes_to_evict(2, 25)), (std::vector<std::string>{"b"}));  // c used at 30: too recent
+    EXPECT_TRUE(store->bakes_to_evict(4, 1000)->empty());
+    EXPECT_TRUE(store->bakes_to_evict(10, 1000)->empty());
 }
 
 TEST(CiJobLog, MasksSecretsAndCapsOutput) {

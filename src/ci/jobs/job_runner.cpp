@@ -117,6 +117,27 @@ private:
 JobRunner::JobRunner(RunnerConfig config, daemon::SandboxService& service, JobStore& store, GitCache& git)
     : m_config(std::move(config)), m_service(service), m_store(store), m_git(git) {}
 
+void JobRunner::evict_old_bakes() {
+    std::lock_guard lock(m_eviction);
+    auto doomed = m_store.bakes_to_evict(m_config.bakes_kept, daemon::now_unix_ms() - m_config.bake_min_idle_ms);
+    if (!doomed.ok()) {
+        daemon::log::warn("ci: listing bakes to evict failed", {{"error", doomed.error().to_string()}});
+        return;
+    }
+    for (const BakeEntry& bake : *doomed) {
+        if (auto st = m_store.drop_bake(bake.key); !st.ok()) {
+            daemon::log::warn("ci: dropping a bake failed", {{"key", bake.key}, {"error", st.error().to_string()}});
+            continue;
+        }
+        auto removed = m_service.remove_snapshot(m_config.caller, bake.snapshot_id);
+        if (!removed.ok() && removed.error().code != daemon::codes::kNotFound)
+            daemon::log::warn("ci: deleting an evicted bake's snapshot failed",
+                              {{"key", bake.key}, {"snapshot", bake.snapshot_id}, {"error", removed.error().to_string()}});
+        else
+            daemon::log::info("ci: bake evicted", {{"key", bake.key}, {"snapshot", bake.snapshot_id}});
+    }
+}
+
 std::string JobRunner::artifact_path(const std::string& job_id, size_t index) const {
     return m_config.jobs_dir + "/" + job_id + "/artifacts/" + std::to_string(index);
 }
@@ -188,7 +209,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
             text += f + '\0' + (id->empty() ? std::string("(missing)") : *id) + '\n';
         }
         out.template_key = sha256_hex(text).substr(0, 16);
-        auto entry = m_store.find_bake(out.template_key);
+        auto entry = m_store.find_bake(out.template_key, daemon::now_unix_ms());
         if (entry.ok() && *entry && m_service.get_snapshot(m_config.caller, (*entry)->snapshot_id).ok()) {
             out.bake_hit = true;
             template_id = (*entry)->snapshot_id;
@@ -362,6 +383,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
         if (snap.ok()) {
             (void)m_store.put_bake(BakeEntry{out.template_key, p.template_name, snap->id}, daemon::now_unix_ms());
             log.event({{"type", "baked"}, {"key", out.template_key}, {"snapshot", snap->id}});
+            evict_old_bakes();
         } else if (control.stopped()) {
             return vm_failure(out, control, "", Error{}, p.timeout_seconds);
         } else {

@@ -31,6 +31,11 @@ struct RunnerConfig {
     // request: none or an allowlist, never open; config validation refuses open).
     daemon::net::NetworkPolicy trusted_network;
     daemon::net::NetworkPolicy untrusted_network;
+    // Bakes kept: after a new bake, the least recently used beyond this many are deleted (row and
+    // snapshot), except those used within bake_min_idle_ms (a job may be between finding one and
+    // creating its VM from it).
+    int bakes_kept = 16;
+    int64_t bake_min_idle_ms = 10 * 60 * 1000;
 };
 
 // Shared by the worker running a job and the watchdog that enforces cancel and the hard cap:
@@ -80,10 +85,15 @@ public:
     std::string log_path(const std::string& job_id) const;
 
 private:
+    // Deletes the bakes beyond RunnerConfig::bakes_kept (see there), row first: a crash in between
+    // leaves a snapshot no row names, which the next eviction cannot see but a person can delete.
+    void evict_old_bakes();
+
     RunnerConfig m_config;
     daemon::SandboxService& m_service;
     JobStore& m_store;
     GitCache& m_git;
+    std::mutex m_eviction;  // one eviction at a time: two workers would pick the same bakes
 };
 
 }  // namespace kiln::ci

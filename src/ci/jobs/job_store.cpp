@@ -198,12 +198,15 @@ Result<std::vector<std::string>> JobStore::fail_running(int64_t now_ms) {
     return ids;
 }
 
-Result<std::optional<BakeEntry>> JobStore::find_bake(const std::string& key) {
+Result<std::optional<BakeEntry>> JobStore::find_bake(const std::string& key, int64_t now_ms) {
     std::lock_guard lock(m_mutex);
     auto st = TRY(m_db->prepare("SELECT key, template, snapshot_id FROM ci_bake_cache WHERE key = ?"));
     st.bind(1, key);
     if (!TRY(st.step())) return std::optional<BakeEntry>();
-    return std::optional<BakeEntry>(BakeEntry{st.column_text(0), st.column_text(1), st.column_text(2)});
+    BakeEntry entry{st.column_text(0), st.column_text(1), st.column_text(2)};
+    auto touch = TRY(m_db->prepare("UPDATE ci_bake_cache SET used_at_ms = ? WHERE key = ?"));
+    TRY(touch.bind(1, now_ms).bind(2, key).run());
+    return std::optional<BakeEntry>(std::move(entry));
 }
 
 Status JobStore::put_bake(const BakeEntry& e, int64_t now_ms) {
@@ -217,6 +220,17 @@ Status JobStore::drop_bake(const std::string& key) {
     std::lock_guard lock(m_mutex);
     auto st = TRY(m_db->prepare("DELETE FROM ci_bake_cache WHERE key = ?"));
     return st.bind(1, key).run();
+}
+
+Result<std::vector<BakeEntry>> JobStore::bakes_to_evict(int keep, int64_t used_before_ms) {
+    std::lock_guard lock(m_mutex);
+    auto st = TRY(m_db->prepare(
+        "SELECT key, template, snapshot_id FROM (SELECT key, template, snapshot_id, used_at_ms FROM ci_bake_cache "
+        "ORDER BY used_at_ms DESC, key LIMIT -1 OFFSET ?) WHERE used_at_ms < ? ORDER BY used_at_ms, key"));
+    st.bind(1, static_cast<int64_t>(keep)).bind(2, used_before_ms);
+    std::vector<BakeEntry> out;
+    while (TRY(st.step())) out.push_back(BakeEntry{st.column_text(0), st.column_text(1), st.column_text(2)});
+    return out;
 }
 
 }  // namespace kiln::ci

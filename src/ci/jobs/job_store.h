@@ -40,9 +40,13 @@ public:
     // After a crash: every running job becomes error ("kilnd restarted"). Returns their ids.
     Result<std::vector<std::string>> fail_running(int64_t now_ms);
 
-    Result<std::optional<BakeEntry>> find_bake(const std::string& key);
+    // A bake found is marked used now (used_at_ms), which keeps it from eviction for a while.
+    Result<std::optional<BakeEntry>> find_bake(const std::string& key, int64_t now_ms);
     Status put_bake(const BakeEntry& entry, int64_t now_ms);
     Status drop_bake(const std::string& key);
+    // The bakes beyond the `keep` most recently used, among those last used before `used_before_ms`
+    // (a bake just found may be on its way to a create): least recently used first.
+    Result<std::vector<BakeEntry>> bakes_to_evict(int keep, int64_t used_before_ms);
 
     void close();
 
