@@ -209,9 +209,11 @@ Result<std::string> new_run_dir(const std::string& id) {
 // paused, p50): a relay thread between two pipes, as before, 161 / 79 ms (its fresh 1 MiB buffers cost
 // ~30 ms of CPU per fork in page faults, memset and copies); one pipe, 152 / 104 ms (a pipe cannot
 // grow past /proc/sys/fs/pipe-max-size, 1 MiB, without CAP_SYS_RESOURCE, so the parent waited for
-// the child); this socket pair, 141 / 48 ms. SO_SNDBUFFORCE takes CAP_NET_ADMIN, which kilnd has for
-// its networks; without it the buffer is capped at net.core.wmem_max and a parent with more to write
-// waits for the child. Either end closing ends the other's transfer (EPIPE or EOF), never a hang.
+// the child); this socket pair, 141 / 48 ms. The kernel doubles the size asked for (its bookkeeping)
+// and allocates only what is in flight, freed as the child reads. SO_SNDBUFFORCE takes CAP_NET_ADMIN
+// (kilnd has it when it runs networks); without it the buffer is capped at net.core.wmem_max
+// (doubled) and a parent with more than that to write waits for the child: a longer pause, nothing
+// worse. Either end closing ends the other's transfer (EPIPE or EOF), never a hang.
 constexpr int kForkStreamBufferBytes = 64 << 20;
 
 struct StreamChannel {
@@ -619,6 +621,12 @@ Result<std::unique_ptr<Vm>> start_from_full_state(const VmConfig& shape, const s
 std::unique_ptr<Vm> take_spare_for_child(const VmConfig& shape, const ForkRequest& request, std::string& snapshot_dir) {
     if (!request.use_spare || !request.id.empty() || request.net || shape.net) return nullptr;
     if (!shape.memory_file || shape.memory_file->share) return nullptr;
+    // The spare's disk is a reflink of the snapshot's; the child's must become the parent's by a
+    // reflink onto that same file. Where reflinks do not work, leave the spare to restores.
+    std::string probe = shape.run_dir + "/.reflink-probe";
+    bool reflinks = try_reflink(shape.rootfs_path, probe);
+    ::unlink(probe.c_str());
+    if (!reflinks) return nullptr;
     const std::string& memory = shape.memory_file->path;
     auto slash = memory.rfind('/');
     if (slash == std::string::npos || memory.substr(slash + 1) != kMemoryFileName) return nullptr;
@@ -640,12 +648,16 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
                                                         : "the parent has no NIC: its child cannot have one");
     // The child's QEMU: a spare started ahead for the parent's snapshot (it then has the spare's id
     // and run dir, and its disk is recloned from the parent's below), or one started now.
-    std::string spare_dir;
-    std::unique_ptr<Vm> launched = take_spare_for_child(shape, request, spare_dir);
-    if (launched && !reclone_file(shape.rootfs_path, RunPaths::in(launched->config().run_dir).disk).ok()) {
-        launched.reset();  // no reflinks here: the disk is copied after the stop, for a child started then
-        spare_dir.clear();
-    }
+    // A spare taken is replaced once this fork is over, whether it succeeded or not.
+    struct SpareRefill {
+        std::string dir;
+        ~SpareRefill() {
+            if (!dir.empty()) SparePool::get().prepare(dir);
+        }
+    } refill;
+    std::unique_ptr<Vm> launched = take_spare_for_child(shape, request, refill.dir);
+    if (launched && !reclone_file(shape.rootfs_path, RunPaths::in(launched->config().run_dir).disk).ok())
+        launched.reset();  // not expected after the probe: the disk is copied after the stop instead
     if (timings) timings->spare = launched != nullptr;
     std::string id, run_dir;
     if (launched) {
@@ -719,7 +731,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     if (saving.ok()) saving = start_migration(parent.qmp(), write_end.get());
     write_end.reset();  // QEMU holds the only write end: the child sees EOF if the parent fails
 
-    // The child: load from the pipe as it fills.
+    // The child: load from the socket as it fills.
     Result<std::unique_ptr<Vm>> child = make_error("fork_failed", "the child was not started");
     Status loading = saving;
     if (loading.ok()) {
@@ -734,7 +746,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         if (!r.ok()) loading = r.error();
     }
     read_end.reset();  // the child QEMU holds the only read end: the parent fails if the child dies
-    if (!loading.ok() && child.ok()) child = make_error("fork_failed", "discarded");  // frees the pipe
+    if (!loading.ok() && child.ok()) child = make_error("fork_failed", "discarded");  // closes its end
     bool streaming = saving.ok();
     if (streaming) saving = finish_migration(parent.qmp(), deadline);
 
@@ -768,7 +780,6 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     (*child)->set_guest(guest);
     if (auto st = (*child)->renew_identity(); !st.ok()) return fail_joined("child identity", st.error());
     if (timings) timings->child_ready_ms = since_ms(start);
-    if (!spare_dir.empty()) SparePool::get().prepare(spare_dir);  // the next one, in the background
     parent_joiner.join();
     if (!parent_renewed.ok()) return fail("resuming the parent", parent_renewed.error());
     return std::move(*child);

@@ -3,6 +3,7 @@
 // git cache against a real repository made here.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 
@@ -150,6 +151,21 @@ TEST_F(CiJobStoreTest, BakesToEvictAreTheLeastRecentlyUsedBeyondTheKeptOnes) {
     EXPECT_EQ(keys(store->bakes_to_evict(2, 25)), (std::vector<std::string>{"b"}));  // c used at 30: too recent
     EXPECT_TRUE(store->bakes_to_evict(4, 1000)->empty());
     EXPECT_TRUE(store->bakes_to_evict(10, 1000)->empty());
+
+    // The row goes only if nobody found it, and no rebake replaced it, since it was chosen.
+    auto chosen = store->bakes_to_evict(2, 1000);
+    ASSERT_TRUE(chosen.ok() && chosen->size() == 2u);
+    ASSERT_TRUE(store->find_bake("b", 2000).ok());                                                // a job found b
+    ASSERT_TRUE(store->put_bake(BakeEntry{"c", "base", "snap-0000000000c2"}, 10).ok());          // c rebaked
+    EXPECT_FALSE(*store->evict_bake(chosen->at(0), 1000));
+    EXPECT_FALSE(*store->evict_bake(chosen->at(1), 1000));
+    EXPECT_TRUE(*store->find_bake("b", 2001));
+    EXPECT_TRUE(*store->evict_bake(BakeEntry{"d", "base", "snap-00000000000d"}, 1000));
+    EXPECT_FALSE(*store->find_bake("d", 2002));
+    auto ids = store->baked_snapshot_ids();
+    ASSERT_TRUE(ids.ok());
+    std::sort(ids->begin(), ids->end());
+    EXPECT_EQ(*ids, (std::vector<std::string>{"snap-00000000000a", "snap-00000000000b", "snap-0000000000c2"}));
 }
 
 TEST(CiJobLog, MasksSecretsAndCapsOutput) {

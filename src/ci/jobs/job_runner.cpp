@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <future>
 #include <mutex>
+#include <set>
 
 #include "base/file_util.h"
 #include "base/sha256.h"
@@ -117,25 +118,39 @@ private:
 JobRunner::JobRunner(RunnerConfig config, daemon::SandboxService& service, JobStore& store, GitCache& git)
     : m_config(std::move(config)), m_service(service), m_store(store), m_git(git) {}
 
-void JobRunner::evict_old_bakes() {
+void JobRunner::collect_bakes() {
     std::lock_guard lock(m_eviction);
-    auto doomed = m_store.bakes_to_evict(m_config.bakes_kept, daemon::now_unix_ms() - m_config.bake_min_idle_ms);
+    const int64_t now = daemon::now_unix_ms();
+    const int64_t cutoff = now - m_config.bake_min_idle_ms;
+    auto doomed = m_store.bakes_to_evict(m_config.bakes_kept, cutoff);
     if (!doomed.ok()) {
         daemon::log::warn("ci: listing bakes to evict failed", {{"error", doomed.error().to_string()}});
         return;
     }
-    for (const BakeEntry& bake : *doomed) {
-        if (auto st = m_store.drop_bake(bake.key); !st.ok()) {
-            daemon::log::warn("ci: dropping a bake failed", {{"key", bake.key}, {"error", st.error().to_string()}});
-            continue;
-        }
-        auto removed = m_service.remove_snapshot(m_config.caller, bake.snapshot_id);
+    auto remove = [&](const std::string& snapshot_id, const char* why) {
+        auto removed = m_service.remove_snapshot(m_config.caller, snapshot_id);
         if (!removed.ok() && removed.error().code != daemon::codes::kNotFound)
-            daemon::log::warn("ci: deleting an evicted bake's snapshot failed",
-                              {{"key", bake.key}, {"snapshot", bake.snapshot_id}, {"error", removed.error().to_string()}});
+            daemon::log::warn("ci: deleting a bake's snapshot failed", {{"snapshot", snapshot_id}, {"error", removed.error().to_string()}});
         else
-            daemon::log::info("ci: bake evicted", {{"key", bake.key}, {"snapshot", bake.snapshot_id}});
+            daemon::log::info(why, {{"snapshot", snapshot_id}});
+    };
+    for (const BakeEntry& bake : *doomed) {
+        // The row goes only if no job found it since it was chosen: a job that did is on its way
+        // to a create from this snapshot.
+        auto evicted = m_store.evict_bake(bake, cutoff);
+        if (!evicted.ok()) daemon::log::warn("ci: evicting a bake failed", {{"key", bake.key}, {"error", evicted.error().to_string()}});
+        if (evicted.ok() && *evicted) remove(bake.snapshot_id, "ci: bake evicted (least recently used)");
     }
+    // Bake snapshots no row names: kilnd stopped between a row's deletion and its snapshot's, or
+    // two jobs baked one key at once (the second row replaced the first). Only old ones: a bake
+    // just snapshotted gets its row a moment later.
+    auto named = m_store.baked_snapshot_ids();
+    auto owned = m_service.list_snapshots(m_config.caller);
+    if (!named.ok() || !owned.ok()) return;
+    std::set<std::string> live(named->begin(), named->end());
+    for (const auto& snap : *owned)
+        if (snap.name.rfind(kBakeSnapshotPrefix, 0) == 0 && !live.count(snap.id) && snap.created_at_ms < now - kUnnamedBakeGraceMs)
+            remove(snap.id, "ci: bake snapshot no bake names, deleted");
 }
 
 std::string JobRunner::artifact_path(const std::string& job_id, size_t index) const {
@@ -230,7 +245,9 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     if (control.stopped()) return vm_failure(out, control, "", Error{}, p.timeout_seconds);
     auto sandbox = m_service.create(m_config.caller, create);
     if (!sandbox.ok()) {
-        bool user = sandbox.error().code == daemon::codes::kTemplateNotFound;
+        // A template that is not there is the pipeline's mistake, unless it was a bake found a
+        // moment ago: then it was evicted in between, and the retry bakes it again.
+        bool user = sandbox.error().code == daemon::codes::kTemplateNotFound && !out.bake_hit;
         return fail(out, JobState::Error, "creating the job's VM from " + template_id + ": " + sandbox.error().message, !user);
     }
     const std::string sb = sandbox->id;
@@ -379,11 +396,11 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
             return fail(out, JobState::Failed, "the bake (bake.run) " + (bake.state == "timed_out" ? std::string("timed out") :
                                                    "exited with status " + std::to_string(bake.exit_code)));
         }
-        auto snap = m_service.snapshot(m_config.caller, sb, "ci-bake-" + out.template_key);
+        auto snap = m_service.snapshot(m_config.caller, sb, kBakeSnapshotPrefix + out.template_key);
         if (snap.ok()) {
             (void)m_store.put_bake(BakeEntry{out.template_key, p.template_name, snap->id}, daemon::now_unix_ms());
             log.event({{"type", "baked"}, {"key", out.template_key}, {"snapshot", snap->id}});
-            evict_old_bakes();
+            collect_bakes();
         } else if (control.stopped()) {
             return vm_failure(out, control, "", Error{}, p.timeout_seconds);
         } else {

@@ -22,6 +22,10 @@ class GitCache;
 class JobLog;
 class JobStore;
 
+// The bake snapshots' names: ci-bake-<template key>.
+inline constexpr const char* kBakeSnapshotPrefix = "ci-bake-";
+inline constexpr int64_t kUnnamedBakeGraceMs = 10 * 60 * 1000;
+
 struct RunnerConfig {
     std::string jobs_dir;                         // $DATA/jobs: <id>/log.ndjson, <id>/artifacts/
     daemon::Caller caller;                        // the internal CI token that owns job VMs and bakes
@@ -84,10 +88,11 @@ public:
     std::string artifact_path(const std::string& job_id, size_t index) const;
     std::string log_path(const std::string& job_id) const;
 
+    // Deletes the bakes beyond RunnerConfig::bakes_kept (see there), row first, and bake snapshots
+    // older than 10 minutes that no row names. Run after each new bake and at start-up.
+    void collect_bakes();
+
 private:
-    // Deletes the bakes beyond RunnerConfig::bakes_kept (see there), row first: a crash in between
-    // leaves a snapshot no row names, which the next eviction cannot see but a person can delete.
-    void evict_old_bakes();
 
     RunnerConfig m_config;
     daemon::SandboxService& m_service;

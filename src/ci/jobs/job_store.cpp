@@ -222,6 +222,21 @@ Status JobStore::drop_bake(const std::string& key) {
     return st.bind(1, key).run();
 }
 
+Result<bool> JobStore::evict_bake(const BakeEntry& entry, int64_t used_before_ms) {
+    std::lock_guard lock(m_mutex);
+    auto st = TRY(m_db->prepare("DELETE FROM ci_bake_cache WHERE key = ? AND snapshot_id = ? AND used_at_ms < ?"));
+    TRY(st.bind(1, entry.key).bind(2, entry.snapshot_id).bind(3, used_before_ms).run());
+    return m_db->changes() == 1;
+}
+
+Result<std::vector<std::string>> JobStore::baked_snapshot_ids() {
+    std::lock_guard lock(m_mutex);
+    auto st = TRY(m_db->prepare("SELECT snapshot_id FROM ci_bake_cache"));
+    std::vector<std::string> out;
+    while (TRY(st.step())) out.push_back(st.column_text(0));
+    return out;
+}
+
 Result<std::vector<BakeEntry>> JobStore::bakes_to_evict(int keep, int64_t used_before_ms) {
     std::lock_guard lock(m_mutex);
     auto st = TRY(m_db->prepare(

@@ -47,6 +47,11 @@ public:
     // The bakes beyond the `keep` most recently used, among those last used before `used_before_ms`
     // (a bake just found may be on its way to a create): least recently used first.
     Result<std::vector<BakeEntry>> bakes_to_evict(int keep, int64_t used_before_ms);
+    // Deletes the bake's row only if it was still last used before `used_before_ms` and still names
+    // `snapshot_id`: false when a job found it (or a rebake replaced it) since it was chosen.
+    Result<bool> evict_bake(const BakeEntry& entry, int64_t used_before_ms);
+    // The snapshot ids the bake rows name.
+    Result<std::vector<std::string>> baked_snapshot_ids();
 
     void close();
 

@@ -43,6 +43,7 @@ Status LocalJobService::start() {
             notify(**j);
         }
     }
+    m_runner.collect_bakes();
     std::lock_guard lock(m_mutex);
     int n = std::max(1, m_config.workers);
     for (int i = 0; i < n; ++i) m_threads.emplace_back([this] { worker_loop(); });
