@@ -7,6 +7,7 @@
 #include <thread>
 #include <utility>
 
+#include "agent/exec_child.h"
 #include "agent/log.h"
 #include "agent/pid1.h"
 #include "agent/port.h"
@@ -55,9 +56,11 @@ int main() {
             if (background_setup.joinable()) background_setup.join();
         };
         // Once: a fork freezes its parent every time, and copying the shell again (~2 MB through
-        // the emulated CPU) would only lengthen the parent's pause.
+        // the emulated CPU) or walking PATH again would only lengthen the parent's pause.
         config.before_freeze = [preloaded = false]() mutable {
-            if (!std::exchange(preloaded, true)) preload_file("/bin/sh", 16 << 20);
+            if (std::exchange(preloaded, true)) return;
+            preload_file("/bin/sh", 16 << 20);
+            cache_path_lookups(kDefaultPath);
         };
     }
 

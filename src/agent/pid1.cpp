@@ -1,6 +1,7 @@
 // PID 1 setup: mount the kernel file systems, name the host, bring up lo, and make signals safe for init.
 #include "agent/pid1.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <sched.h>
@@ -15,6 +16,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <string>
+#include <string_view>
 
 #include "agent/exec_child.h"
 #include "agent/log.h"
@@ -115,6 +118,22 @@ void bring_up_loopback() {
 void schedule_agent_as_batch() {
     struct sched_param param {};
     if (sched_setscheduler(0, SCHED_BATCH, &param) != 0) warn("switch to SCHED_BATCH");
+}
+
+void cache_path_lookups(const char* search_path) {
+    std::string_view rest(search_path);
+    while (!rest.empty()) {
+        size_t colon = rest.find(':');
+        std::string dir(rest.substr(0, colon));
+        rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
+        if (dir.empty() || dir[0] != '/') continue;
+        DIR* listing = opendir(dir.c_str());
+        if (!listing) continue;
+        struct stat st;
+        while (struct dirent* entry = readdir(listing))
+            (void)fstatat(dirfd(listing), entry->d_name, &st, 0);  // follows symlinks: both inodes cached
+        closedir(listing);
+    }
 }
 
 void preload_file(const char* path, size_t max_bytes) {

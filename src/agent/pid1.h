@@ -37,5 +37,11 @@ void schedule_agent_as_batch();
 // shell every `shell` exec starts, so that no clone reads it from its disk (under emulation the
 // block I/O path and the page faults of a cold binary cost a clone's first exec ~40 ms).
 void preload_file(const char* path, size_t max_bytes);
+// Looks up every entry of the directories in `search_path` (colon-separated, as PATH) and what its
+// symlinks point to, so that their dentries and inodes are cached: before a snapshot, so that a
+// clone's first command finds its binary (and the misses in the directories before it) without
+// reading directory blocks and inodes from its disk. Measured under TCG, first `exec true` after a
+// restore: 171.9 -> 137.2 ms p50, 17,500 -> 15,300 translated blocks (A/B of two snapshots).
+void cache_path_lookups(const char* search_path);
 
 }  // namespace kiln::agent
