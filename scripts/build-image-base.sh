@@ -87,6 +87,7 @@ out="$images/base-$key"
 
 if [ -f "$out/rootfs.ext4" ] && [ -f "$out/manifest.json" ]; then
   point_link images/base "base-$key"
+  prune_images base
   echo "$out"
   exit 0
 fi
@@ -210,5 +211,6 @@ MANIFEST
 # Another run may have finished the same key meanwhile; theirs is as good as ours.
 mv -T "$work/out" "$out" 2>/dev/null || [ -f "$out/rootfs.ext4" ] || die "cannot move the image into $out"
 point_link images/base "base-$key"
+prune_images base
 log "image base: built $out in $(( $(date +%s) - started )) s ($((allocated / 1048576)) MiB on disk)"
 echo "$out"

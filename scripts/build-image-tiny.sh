@@ -29,6 +29,7 @@ point_tiny_link() {
 
 if [ -f "$out/rootfs.ext4" ] && [ -f "$out/manifest.json" ]; then
   point_tiny_link
+  prune_images tiny
   echo "$out"
   exit 0
 fi
@@ -86,5 +87,6 @@ MANIFEST
 # Another run may have finished the same key meanwhile; theirs is as good as ours.
 mv -T "$work/out" "$out" 2>/dev/null || [ -f "$out/rootfs.ext4" ] || die "cannot move the image into $out"
 point_tiny_link
+prune_images tiny
 log "image tiny: built $out"
 echo "$out"

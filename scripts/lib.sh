@@ -10,6 +10,23 @@ cache_key() {
   { cat "$@"; printf '%s' "${KEY_EXTRA:-}"; } | sha256sum | cut -c1-16
 }
 
+# prune_images NAME: deletes $KILN_CACHE/images/NAME-<key> folders beyond the one $KILN_CACHE/images/NAME
+# points at and the KILN_IMAGES_KEPT (default 2) newest others. Every change to the agent or a
+# build script makes a new key; without this a developer's cache grows by an image each time (a
+# base image is ~800 MiB on disk, a tiny one ~12 MiB). VMs and snapshots made from an old image do
+# not need it: their disks are reflinks or copies.
+prune_images() {
+  local name=$1 images="$KILN_CACHE/images" current kept=0 dir
+  current=$(readlink "$images/$name" 2>/dev/null || true)
+  while IFS= read -r dir; do
+    [ -d "$dir" ] && [ "$(basename "$dir")" != "$current" ] || continue
+    kept=$((kept + 1))
+    [ "$kept" -le "${KILN_IMAGES_KEPT:-2}" ] && continue
+    log "image $name: removing the old $(basename "$dir")"
+    rm -rf -- "$dir"
+  done < <(ls -1dt "$images/$name"-* 2>/dev/null)
+}
+
 # point_link NAME TARGET: atomically make $KILN_CACHE/NAME a symlink to TARGET (relative to its folder).
 point_link() {
   local link="$KILN_CACHE/$1" target=$2
