@@ -481,14 +481,17 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     child_request.hostname = entry->record.info.id;
     if (network) child_request.net = network->nic();
     child_request.use_spare = m_config.keep_spare;  // the spare of the parent's template, if it has one
-    auto child = vm::fork_vm(*box->vm, child_request);
+    vm::ForkTimings timings;
+    auto child = vm::fork_vm(*box->vm, child_request, &timings);
     if (!child.ok()) {
         Error e = vm_error("fork of " + id, child.error());
         (void)fail_create(entry, e, false);
         return e;
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    return become_running(entry, std::move(*child), std::move(network), ms, nlohmann::json::object());
+    return become_running(entry, std::move(*child), std::move(network), ms,
+                          {{"spare", timings.spare}, {"parent_paused_ms", timings.parent_paused_ms},
+                           {"child_loaded_ms", timings.child_loaded_ms}, {"child_ready_ms", timings.child_ready_ms}});
 }
 
 Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Caller& caller) {
