@@ -24,6 +24,18 @@
 #endif
 
 namespace kiln::agent {
+
+std::vector<std::string> split_search_path(const std::string& path) {
+    std::vector<std::string> dirs;
+    size_t pos = 0;
+    for (;;) {
+        size_t end = path.find(':', pos);
+        dirs.push_back(path.substr(pos, end == std::string::npos ? std::string::npos : end - pos));
+        if (end == std::string::npos) return dirs;
+        pos = end + 1;
+    }
+}
+
 namespace {
 
 // Stack for the child, inside spawn()'s frame (the parent is suspended while the child uses it):
@@ -201,15 +213,8 @@ ExecPlan::ExecPlan(const proto::ExecRequest& request, const Credentials& agent) 
     if (name.find('/') != std::string::npos) {
         plan.m_candidates.push_back(name);
     } else if (!name.empty()) {
-        const std::string& path = env["PATH"];
-        size_t pos = 0;
-        for (;;) {
-            size_t end = path.find(':', pos);
-            std::string dir = path.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        for (const std::string& dir : split_search_path(env["PATH"]))
             plan.m_candidates.push_back(dir.empty() ? name : dir + "/" + name);
-            if (end == std::string::npos) break;
-            pos = end + 1;
-        }
     }
     plan.m_cwd = request.cwd;
     plan.m_uid = request.uid;

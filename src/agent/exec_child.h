@@ -16,6 +16,10 @@ namespace kiln::agent {
 // The PATH (and HOME, TERM) every exec starts from; the request's env overrides them.
 inline constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
+// The directories of a PATH value in search order, as execvp reads it: an empty entry (leading,
+// trailing or doubled colon) is the current directory and comes back as "".
+std::vector<std::string> split_search_path(const std::string& path);
+
 // The signals whose disposition is not SIG_DFL in this process right now (ignored or caught): an
 // exec child resets exactly these. Taken once by the server, not per exec (one syscall per signal).
 sigset_t signals_not_at_default();

@@ -17,7 +17,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <string>
-#include <string_view>
 
 #include "agent/exec_child.h"
 #include "agent/log.h"
@@ -121,12 +120,8 @@ void schedule_agent_as_batch() {
 }
 
 void cache_path_lookups(const char* search_path) {
-    std::string_view rest(search_path);
-    while (!rest.empty()) {
-        size_t colon = rest.find(':');
-        std::string dir(rest.substr(0, colon));
-        rest = colon == std::string_view::npos ? std::string_view() : rest.substr(colon + 1);
-        if (dir.empty() || dir[0] != '/') continue;
+    for (const std::string& dir : split_search_path(search_path)) {
+        if (dir.empty() || dir[0] != '/') continue;  // only absolute directories: the cwd varies
         DIR* listing = opendir(dir.c_str());
         if (!listing) continue;
         struct stat st;
