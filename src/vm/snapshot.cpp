@@ -647,7 +647,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         return make_error("invalid_argument", shape.net ? "the parent has a NIC: its child needs one (ForkRequest::net)"
                                                         : "the parent has no NIC: its child cannot have one");
     // The child's QEMU: a spare started ahead for the parent's snapshot (it then has the spare's id
-    // and run dir, and its disk is recloned from the parent's below), or one started now.
+    // and run dir, and its disk becomes the parent's by the reclone after the stop), or one started now.
     // A spare taken is replaced once this fork is over, whether it succeeded or not.
     struct SpareRefill {
         std::string dir;
@@ -656,8 +656,6 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         }
     } refill;
     std::unique_ptr<Vm> launched = take_spare_for_child(shape, request, refill.dir);
-    if (launched && !reclone_file(shape.rootfs_path, RunPaths::in(launched->config().run_dir).disk).ok())
-        launched.reset();  // not expected after the probe: the disk is copied after the stop instead
     if (timings) timings->spare = launched != nullptr;
     std::string id, run_dir;
     if (launched) {
