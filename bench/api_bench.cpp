@@ -145,9 +145,9 @@ double cycles_per_second(const Daemon& daemon, int concurrency, int total, int* 
 int main(int argc, char** argv) {
     const int creates = env_int("KILN_BENCH_CREATES", 50);
     const int cycles = env_int("KILN_BENCH_CYCLES", 100);
-    // This binary is BUILD/bench/api_bench; kilnd is BUILD/src/daemon/kilnd (or argv[1]).
+    // This binary is BUILD/bench/api_bench; kilnd is BUILD/src/kilnd/kilnd (or argv[1]).
     std::string kilnd = argc > 1 ? argv[1]
-                                 : (std::filesystem::path(argv[0]).parent_path().parent_path() / "src/daemon/kilnd").string();
+                                 : (std::filesystem::path(argv[0]).parent_path().parent_path() / "src/kilnd/kilnd").string();
     if (access(kilnd.c_str(), X_OK) != 0) fail(kilnd + " not found: build first (make build)");
     std::string accel = vm::accel_name(must(vm::choose_accel(vm::AccelMode::Auto), "accelerator").accel);
 

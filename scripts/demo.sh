@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build=${1:-build/release}
 kiln="$KILN_ROOT/$build/src/cli/kiln"
-kilnd="$KILN_ROOT/$build/src/daemon/kilnd"
+kilnd="$KILN_ROOT/$build/src/kilnd/kilnd"
 export KILN_DATA_DIR=${KILN_DATA_DIR:-/var/lib/kiln}
 listen=${KILN_LISTEN:-127.0.0.1:7070}
 export KILN_URL="http://$listen"

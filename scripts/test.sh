@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# test.sh BUILD_DIR: the whole suite. Unit tests (release and ASan/UBSan), bounded libFuzzer runs,
+# test.sh BUILD_DIR: the whole suite. The layering check, unit tests (release and ASan/UBSan), bounded libFuzzer runs,
 # then the functional tests with real VMs. Under CI=true a VM that cannot start is a failure.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -11,6 +11,11 @@ step() {
   log "test: $name"
   if "$@"; then log "test: $name passed"; else log "test: $name FAILED"; failed+=("$name"); fi
 }
+
+# The include direction (kilnd -> ci -> daemon -> vm -> proto -> base; agent -> proto -> base) and
+# QMP only in src/vm: first the checker's own planted violations, then the tree.
+step "layering checker finds planted violations" python3 tests/layers/check_layers.py --self-test
+step "layering (includes point down, QMP only in src/vm)" python3 tests/layers/check_layers.py src
 
 step "unit tests" "$build/tests/kiln_unit_tests" --gtest_brief=1
 

@@ -20,6 +20,11 @@ inline int64_t wall_clock_ns() {
         .count();
 }
 
+// Milliseconds since the Unix epoch on the wall clock (what records store as *_at_ms).
+inline int64_t now_unix_ms() {
+    return std::chrono::duration_cast<Millis>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 // Milliseconds left until `deadline`, clamped to [0, INT32_MAX] for poll().
 inline int remaining_ms(Clock::time_point deadline) {
     auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now()).count();

@@ -24,7 +24,7 @@ def kilnd_binary() -> Path:
     build = Path(os.environ.get("KILN_BUILD", "build/release"))
     if not build.is_absolute():
         build = REPO / build
-    return build / "src" / "daemon" / "kilnd"
+    return build / "src" / "kilnd" / "kilnd"
 
 
 def free_port() -> int:

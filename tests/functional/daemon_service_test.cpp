@@ -11,8 +11,8 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "base/json_log.h"
 #include "daemon/data_dir.h"
-#include "daemon/json_log.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
 #include "daemon/store/sqlite_store.h"

@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/http/json_render.h"
-#include "daemon/http/request_parsing.h"
+#include "kilnd/http/json_render.h"
+#include "kilnd/http/request_parsing.h"
 
 using namespace kiln::daemon;
 using namespace kiln::daemon::http;

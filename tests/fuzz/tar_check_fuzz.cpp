@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "daemon/http/tar_check.h"
+#include "kilnd/http/tar_check.h"
 
 using namespace kiln::daemon::http;
 

@@ -18,7 +18,7 @@
 
 #include "agent/server.h"
 #include "base/unique_fd.h"
-#include "daemon/http/http_server.h"
+#include "kilnd/http/http_server.h"
 #include "vm/agent_client.h"
 
 using namespace kiln;

@@ -1,8 +1,8 @@
 // kilnd's request parsers and JSON rendering: every field's type and range as api/openapi.yaml says.
 #include <gtest/gtest.h>
 
-#include "daemon/http/json_render.h"
-#include "daemon/http/request_parsing.h"
+#include "kilnd/http/json_render.h"
+#include "kilnd/http/request_parsing.h"
 
 using namespace kiln;
 using namespace kiln::daemon;

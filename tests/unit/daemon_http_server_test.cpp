@@ -14,7 +14,7 @@
 #include <set>
 #include <thread>
 
-#include "daemon/http/http_server.h"
+#include "kilnd/http/http_server.h"
 
 using namespace kiln;
 using namespace kiln::daemon;

@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <set>
 
-#include "daemon/http/tar_check.h"
+#include "kilnd/http/tar_check.h"
 
 using namespace kiln;
 using namespace kiln::daemon::http;

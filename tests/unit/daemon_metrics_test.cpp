@@ -7,7 +7,7 @@
 #include <thread>
 #include <vector>
 
-#include "daemon/metrics.h"
+#include "kilnd/metrics.h"
 
 using namespace kiln::daemon;
 

@@ -3,7 +3,7 @@
 
 #include <chrono>
 
-#include "daemon/store/sqlite_db.h"
+#include "base/sqlite_db.h"
 
 namespace kiln::ci::github {
 
@@ -18,13 +18,13 @@ CREATE TABLE IF NOT EXISTS github_deliveries (
 );
 )sql";
 
-DeliveryLog::DeliveryLog(std::unique_ptr<daemon::SqliteDb> db) : m_db(std::move(db)) {}
+DeliveryLog::DeliveryLog(std::unique_ptr<SqliteDb> db) : m_db(std::move(db)) {}
 DeliveryLog::~DeliveryLog() {
     if (m_db) m_db->close();
 }
 
 Result<std::unique_ptr<DeliveryLog>> DeliveryLog::open(const std::string& db_path) {
-    auto db = TRY(daemon::SqliteDb::open(db_path));
+    auto db = TRY(SqliteDb::open(db_path));
     TRY(db->exec(kSchema));
     // GitHub redelivers for days, not months: ids older than 90 days cannot come back.
     int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -8,7 +8,7 @@
 
 #include "base/result.h"
 
-namespace kiln::daemon {
+namespace kiln {
 class SqliteDb;
 }
 
@@ -33,9 +33,9 @@ public:
     Status release(const std::string& delivery_id);
 
 private:
-    explicit DeliveryLog(std::unique_ptr<daemon::SqliteDb> db);
+    explicit DeliveryLog(std::unique_ptr<SqliteDb> db);
     std::mutex m_mutex;
-    std::unique_ptr<daemon::SqliteDb> m_db;
+    std::unique_ptr<SqliteDb> m_db;
 };
 
 }  // namespace kiln::ci::github

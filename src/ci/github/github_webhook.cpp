@@ -8,14 +8,13 @@
 #include <set>
 #include <optional>
 
+#include "base/json_log.h"
 #include "ci/github/delivery_log.h"
 #include "ci/github/status_poster.h"
 #include "ci/github/webhook_event.h"
 #include "ci/github/webhook_signature.h"
-#include "daemon/json_log.h"
 
 namespace kiln::ci::github {
-namespace log = daemon::log;
 using nlohmann::json;
 
 namespace {

@@ -5,10 +5,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "daemon/json_log.h"
+#include "base/json_log.h"
 
 namespace kiln::ci::github {
-namespace log = daemon::log;
 
 StatusPoster::StatusPoster(std::string api_url, std::string token)
     : m_api_url(std::move(api_url)), m_token(std::move(token)) {

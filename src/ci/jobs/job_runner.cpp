@@ -9,7 +9,9 @@
 #include <mutex>
 #include <set>
 
+#include "base/clock.h"
 #include "base/file_util.h"
+#include "base/json_log.h"
 #include "base/sha256.h"
 #include "base/unique_fd.h"
 #include "ci/jobs/git_source.h"
@@ -18,7 +20,6 @@
 #include "ci/jobs/job_store.h"
 #include "ci/junit/junit_summary.h"
 #include "ci/pipeline/pipeline_parser.h"
-#include "daemon/json_log.h"
 #include "daemon/sandboxes/ids.h"
 #include "vm/agent_client.h"
 
@@ -120,25 +121,25 @@ JobRunner::JobRunner(RunnerConfig config, daemon::SandboxService& service, JobSt
 
 void JobRunner::collect_bakes() {
     std::lock_guard lock(m_eviction);
-    const int64_t now = daemon::now_unix_ms();
+    const int64_t now = now_unix_ms();
     const int64_t cutoff = now - m_config.bake_min_idle_ms;
     auto doomed = m_store.bakes_to_evict(m_config.bakes_kept, cutoff);
     if (!doomed.ok()) {
-        daemon::log::warn("ci: listing bakes to evict failed", {{"error", doomed.error().to_string()}});
+        log::warn("ci: listing bakes to evict failed", {{"error", doomed.error().to_string()}});
         return;
     }
     auto remove = [&](const std::string& snapshot_id, const char* why) {
         auto removed = m_service.remove_snapshot(m_config.caller, snapshot_id);
         if (!removed.ok() && removed.error().code != daemon::codes::kNotFound)
-            daemon::log::warn("ci: deleting a bake's snapshot failed", {{"snapshot", snapshot_id}, {"error", removed.error().to_string()}});
+            log::warn("ci: deleting a bake's snapshot failed", {{"snapshot", snapshot_id}, {"error", removed.error().to_string()}});
         else
-            daemon::log::info(why, {{"snapshot", snapshot_id}});
+            log::info(why, {{"snapshot", snapshot_id}});
     };
     for (const BakeEntry& bake : *doomed) {
         // The row goes only if no job found it since it was chosen: a job that did is on its way
         // to a create from this snapshot.
         auto evicted = m_store.evict_bake(bake, cutoff);
-        if (!evicted.ok()) daemon::log::warn("ci: evicting a bake failed", {{"key", bake.key}, {"error", evicted.error().to_string()}});
+        if (!evicted.ok()) log::warn("ci: evicting a bake failed", {{"key", bake.key}, {"error", evicted.error().to_string()}});
         if (evicted.ok() && *evicted) remove(bake.snapshot_id, "ci: bake evicted (least recently used)");
     }
     // Bake snapshots no row names: kilnd stopped between a row's deletion and its snapshot's, or
@@ -224,7 +225,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
             text += f + '\0' + (id->empty() ? std::string("(missing)") : *id) + '\n';
         }
         out.template_key = sha256_hex(text).substr(0, 16);
-        auto entry = m_store.find_bake(out.template_key, daemon::now_unix_ms());
+        auto entry = m_store.find_bake(out.template_key, now_unix_ms());
         if (entry.ok() && *entry && m_service.get_snapshot(m_config.caller, (*entry)->snapshot_id).ok()) {
             out.bake_hit = true;
             template_id = (*entry)->snapshot_id;
@@ -261,7 +262,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
         ~Destroy() {
             int64_t start = now_mono();
             auto st = service.remove(caller, id);
-            if (!st.ok()) daemon::log::warn("ci: removing a job's VM failed", {{"sandbox", id}, {"error", st.error().to_string()}});
+            if (!st.ok()) log::warn("ci: removing a job's VM failed", {{"sandbox", id}, {"error", st.error().to_string()}});
             log.event({{"type", "vm_removed"}, {"sandbox", id}, {"remove_ms", now_mono() - start}});
         }
     } destroy{m_service, m_config.caller, sb, log};
@@ -398,7 +399,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
         }
         auto snap = m_service.snapshot(m_config.caller, sb, kBakeSnapshotPrefix + out.template_key);
         if (snap.ok()) {
-            (void)m_store.put_bake(BakeEntry{out.template_key, p.template_name, snap->id}, daemon::now_unix_ms());
+            (void)m_store.put_bake(BakeEntry{out.template_key, p.template_name, snap->id}, now_unix_ms());
             log.event({{"type", "baked"}, {"key", out.template_key}, {"snapshot", snap->id}});
             collect_bakes();
         } else if (control.stopped()) {

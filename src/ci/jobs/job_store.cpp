@@ -3,8 +3,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/sqlite_db.h"
 #include "ci/jobs/job_state.h"
-#include "daemon/store/sqlite_db.h"
 
 namespace kiln::ci {
 
@@ -79,7 +79,7 @@ std::optional<JunitTotals> parse_junit(const std::string& text) {
                        j.value("skipped", int64_t(0))};
 }
 
-JobInfo read_row(const daemon::SqliteStatement& st) {
+JobInfo read_row(const SqliteStatement& st) {
     JobInfo j;
     j.id = st.column_text(0);
     j.spec = parse_spec(st.column_text(3), st.column_int(1));
@@ -104,11 +104,11 @@ JobInfo read_row(const daemon::SqliteStatement& st) {
 
 }  // namespace
 
-JobStore::JobStore(std::unique_ptr<daemon::SqliteDb> db) : m_db(std::move(db)) {}
+JobStore::JobStore(std::unique_ptr<SqliteDb> db) : m_db(std::move(db)) {}
 JobStore::~JobStore() { close(); }
 
 Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& db_path) {
-    auto db = TRY(daemon::SqliteDb::open(db_path));
+    auto db = TRY(SqliteDb::open(db_path));
     // Fails clearly if the migration that makes the tables has not run.
     TRY(db->prepare("SELECT id FROM ci_jobs LIMIT 0"));
     return std::unique_ptr<JobStore>(new JobStore(std::move(db)));

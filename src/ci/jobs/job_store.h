@@ -11,7 +11,7 @@
 #include "base/result.h"
 #include "ci/jobs/job_service.h"
 
-namespace kiln::daemon {
+namespace kiln {
 class SqliteDb;
 }
 
@@ -56,9 +56,9 @@ public:
     void close();
 
 private:
-    explicit JobStore(std::unique_ptr<daemon::SqliteDb> db);
+    explicit JobStore(std::unique_ptr<SqliteDb> db);
     std::mutex m_mutex;
-    std::unique_ptr<daemon::SqliteDb> m_db;
+    std::unique_ptr<SqliteDb> m_db;
 };
 
 }  // namespace kiln::ci

@@ -4,16 +4,16 @@
 #include <algorithm>
 #include <set>
 
+#include "base/clock.h"
 #include "base/file_util.h"
+#include "base/json_log.h"
 #include "base/random.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_state.h"
-#include "daemon/json_log.h"
 #include "daemon/sandboxes/ids.h"
 
 namespace kiln::ci {
 
-namespace log = daemon::log;
 
 constexpr int64_t kCapGraceMs = 1500;
 
@@ -34,7 +34,7 @@ Result<std::unique_ptr<LocalJobService>> LocalJobService::create(JobServiceConfi
 LocalJobService::~LocalJobService() { stop(); }
 
 Status LocalJobService::start() {
-    auto failed = TRY(m_store->fail_running(daemon::now_unix_ms()));
+    auto failed = TRY(m_store->fail_running(now_unix_ms()));
     for (const auto& id : failed) {
         log::warn("ci: job was running when kilnd stopped; recorded as error", {{"job", id}});
         if (auto j = m_store->get(id); j.ok() && *j) {
@@ -103,7 +103,7 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
     if (job.spec.source.empty()) job.spec.source = "cli";
     job.id = "job-" + TRY(random_hex(6));
     job.state = JobState::Queued;
-    job.created_at_ms = daemon::now_unix_ms();
+    job.created_at_ms = now_unix_ms();
     {
         std::lock_guard lock(m_mutex);
         if (m_stopping) return make_error("unavailable", "kilnd is shutting down");
@@ -150,7 +150,7 @@ Status LocalJobService::cancel(const std::string& id) {
     if (job.state != JobState::Queued) return ok_status();  // finished: nothing to do
     job.state = JobState::Cancelled;
     job.error = "cancelled before it started";
-    job.finished_at_ms = daemon::now_unix_ms();
+    job.finished_at_ms = now_unix_ms();
     if (auto st = m_store->update(job); !st.ok()) return make_error("internal", "store: " + st.error().message);
     m_secrets.erase(id);
     lock.unlock();
@@ -167,7 +167,7 @@ void LocalJobService::worker_loop() {
         {
             std::unique_lock lock(m_mutex);
             if (m_stopping) return;
-            auto claimed = m_store->claim_next(daemon::now_unix_ms());
+            auto claimed = m_store->claim_next(now_unix_ms());
             if (!claimed.ok()) {
                 log::error("ci: claiming a job failed", {{"error", claimed.error().to_string()}});
             } else if (*claimed) {
@@ -235,7 +235,7 @@ void LocalJobService::run_one(JobInfo job) {
         log::warn("ci: job attempt failed (infrastructure); retrying",
                   {{"job", job.id}, {"attempt", job.attempts}, {"error", out.error}});
     } else {
-        job.finished_at_ms = daemon::now_unix_ms();
+        job.finished_at_ms = now_unix_ms();
         if (log_file.ok())
             (*log_file)->event({{"type", "end"}, {"state", job_state_name(job.state)}, {"message", job.error},
                                 {"junit", job.junit ? nlohmann::json{{"tests", job.junit->tests},

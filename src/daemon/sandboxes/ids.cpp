@@ -1,7 +1,6 @@
 // Ids and input checks for sandboxes and snapshots (see ids.h).
 #include "daemon/sandboxes/ids.h"
 
-#include <chrono>
 
 #include "base/random.h"
 
@@ -65,11 +64,6 @@ Status validate_name(const std::string& name) {
             return invalid("name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$");
     }
     return ok_status();
-}
-
-int64_t now_unix_ms() {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
-        .count();
 }
 
 }  // namespace kiln::daemon

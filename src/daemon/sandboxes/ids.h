@@ -22,6 +22,4 @@ Status validate_env(const Labels& env);
 // ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ (a snapshot's name).
 Status validate_name(const std::string& name);
 
-int64_t now_unix_ms();
-
 }  // namespace kiln::daemon

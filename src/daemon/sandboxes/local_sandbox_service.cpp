@@ -10,7 +10,7 @@
 
 #include "base/clock.h"
 #include "base/file_util.h"
-#include "daemon/json_log.h"
+#include "base/json_log.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/sandbox_state.h"
 #include "daemon/sandboxes/vm_snapshot.h"

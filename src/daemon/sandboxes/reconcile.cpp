@@ -11,9 +11,10 @@
 #include <filesystem>
 #include <set>
 
+#include "base/clock.h"
 #include "base/file_util.h"
+#include "base/json_log.h"
 #include "base/unique_fd.h"
-#include "daemon/json_log.h"
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
 #include "daemon/net/sandbox_network.h"

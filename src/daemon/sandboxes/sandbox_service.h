@@ -1,5 +1,5 @@
 // SandboxService: the one owner of kilnd's sandboxes (their VMs and records), snapshots and
-// templates. The HTTP layer (src/daemon/http) calls only this; nothing else touches a Vm.
+// templates. The HTTP layer (src/kilnd/http) calls only this; nothing else touches a Vm.
 // Thread-safe: every method may be called from any HTTP worker thread at once.
 #pragma once
 

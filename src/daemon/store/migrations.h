@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "daemon/store/sqlite_db.h"
+#include "base/sqlite_db.h"
 
 namespace kiln::daemon {
 

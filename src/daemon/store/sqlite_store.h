@@ -5,7 +5,7 @@
 #include <mutex>
 #include <string>
 
-#include "daemon/store/sqlite_db.h"
+#include "base/sqlite_db.h"
 #include "daemon/store/store.h"
 
 namespace kiln::daemon {

@@ -9,10 +9,10 @@
 
 #include "base/clock.h"
 #include "base/file_util.h"
+#include "base/json_log.h"
 #include "base/random.h"
 #include "base/sha256.h"
 #include "daemon/net/guest_addressing.h"
-#include "daemon/json_log.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "vm/guest_artifacts.h"
 #include "vm/qemu_version.h"

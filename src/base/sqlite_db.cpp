@@ -1,9 +1,9 @@
 // SqliteDb: the sqlite3 C API behind Result (see sqlite_db.h).
-#include "daemon/store/sqlite_db.h"
+#include "base/sqlite_db.h"
 
 #include <sqlite3.h>
 
-namespace kiln::daemon {
+namespace kiln {
 
 SqliteStatement::~SqliteStatement() {
     if (m_stmt) sqlite3_finalize(m_stmt);
@@ -100,4 +100,4 @@ Result<SqliteStatement> SqliteDb::prepare(const std::string& sql) {
 int64_t SqliteDb::last_insert_rowid() const { return m_db ? sqlite3_last_insert_rowid(m_db) : 0; }
 int SqliteDb::changes() const { return m_db ? sqlite3_changes(m_db) : 0; }
 
-}  // namespace kiln::daemon
+}  // namespace kiln

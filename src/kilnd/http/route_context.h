@@ -1,5 +1,5 @@
 // What every route handler of kilnd's HTTP layer shares: the service, auth, metrics, limits and
-// the helpers that turn Results into responses. Internal to src/daemon/http.
+// the helpers that turn Results into responses. Internal to src/kilnd/http.
 #pragma once
 
 #include <httplib.h>
@@ -9,10 +9,10 @@
 
 #include "base/result.h"
 #include "daemon/auth/authenticator.h"
-#include "daemon/http/http_server.h"
-#include "daemon/http/json_render.h"
-#include "daemon/metrics.h"
 #include "daemon/sandboxes/sandbox_service.h"
+#include "kilnd/http/http_server.h"
+#include "kilnd/http/json_render.h"
+#include "kilnd/metrics.h"
 
 namespace kiln::daemon::http {
 

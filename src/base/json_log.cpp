@@ -1,5 +1,5 @@
 // JSON line logs for kilnd (see json_log.h).
-#include "daemon/json_log.h"
+#include "base/json_log.h"
 
 #include <unistd.h>
 
@@ -9,7 +9,7 @@
 #include <ctime>
 #include <mutex>
 
-namespace kiln::daemon::log {
+namespace kiln::log {
 namespace {
 
 std::atomic<int> g_level{static_cast<int>(Level::Info)};
@@ -82,4 +82,4 @@ void write(Level level, std::string_view msg, const nlohmann::json& fields) {
     }
 }
 
-}  // namespace kiln::daemon::log
+}  // namespace kiln::log

@@ -11,7 +11,7 @@
 struct sqlite3;
 struct sqlite3_stmt;
 
-namespace kiln::daemon {
+namespace kiln {
 
 class SqliteDb;
 
@@ -62,4 +62,4 @@ private:
     sqlite3* m_db;
 };
 
-}  // namespace kiln::daemon
+}  // namespace kiln

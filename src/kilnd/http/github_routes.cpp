@@ -1,6 +1,6 @@
 // POST /v1/ci/github: GitHub webhooks. No bearer token: the X-Hub-Signature-256 HMAC authenticates.
 #include "ci/github/github_webhook.h"
-#include "daemon/http/route_context.h"
+#include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
 

@@ -1,6 +1,6 @@
 // Tarball checking with libarchive: read everything, refuse what could escape the destination,
 // and re-write only the checked entries so the guest's tar never sees an unchecked header.
-#include "daemon/http/tar_check.h"
+#include "kilnd/http/tar_check.h"
 
 #include <archive.h>
 #include <archive_entry.h>

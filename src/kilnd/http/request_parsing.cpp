@@ -1,6 +1,6 @@
 // Validation of kilnd's request bodies: every field checked for type and range, unknown fields
 // refused, so a client learns exactly what was wrong and nothing odd reaches the VM layer.
-#include "daemon/http/request_parsing.h"
+#include "kilnd/http/request_parsing.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // `kilnd serve`: builds the daemon in one visible order and runs it until SIGTERM/SIGINT.
-#include "daemon/serve_command.h"
+#include "kilnd/serve_command.h"
 
 #include <signal.h>
 #include <pthread.h>
@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <thread>
 
+#include "base/clock.h"
+#include "base/json_log.h"
 #include "base/random.h"
 #include "base/sha256.h"
 #include "ci/github/github_webhook.h"
@@ -14,14 +16,13 @@
 #include "daemon/auth/token_store.h"
 #include "daemon/config.h"
 #include "daemon/data_dir.h"
-#include "daemon/http/http_server.h"
-#include "daemon/json_log.h"
-#include "daemon/metrics.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
 #include "daemon/store/sqlite_store.h"
 #include "daemon/templates/template_baker.h"
+#include "kilnd/http/http_server.h"
+#include "kilnd/metrics.h"
 #include "vm/accel.h"
 
 #ifndef KILN_VERSION

@@ -1,5 +1,5 @@
 // Prometheus text exposition (format 0.0.4) of kilnd's metrics.
-#include "daemon/metrics.h"
+#include "kilnd/metrics.h"
 
 #include <cstdio>
 

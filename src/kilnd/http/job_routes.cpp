@@ -10,7 +10,7 @@
 
 #include "base/unique_fd.h"
 #include "ci/jobs/job_service.h"
-#include "daemon/http/route_context.h"
+#include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
 

@@ -8,8 +8,8 @@
 #include <thread>
 
 #include "base/clock.h"
-#include "daemon/http/request_parsing.h"
-#include "daemon/http/route_context.h"
+#include "kilnd/http/request_parsing.h"
+#include "kilnd/http/route_context.h"
 #include "vm/agent_client.h"
 
 namespace kiln::daemon::http {

@@ -5,7 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
-namespace kiln::daemon::log {
+namespace kiln::log {
 
 enum class Level { Debug, Info, Warn, Error };
 
@@ -25,4 +25,4 @@ inline void error(std::string_view msg, const nlohmann::json& f = nlohmann::json
 // "2026-11-28T15:21:06.123Z" for a unix time in milliseconds.
 std::string rfc3339_ms(int64_t unix_ms);
 
-}  // namespace kiln::daemon::log
+}  // namespace kiln::log

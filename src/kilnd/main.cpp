@@ -6,7 +6,7 @@
 #include <algorithm>
 
 #include "daemon/config.h"
-#include "daemon/serve_command.h"
+#include "kilnd/serve_command.h"
 
 extern char** environ;
 

@@ -1,5 +1,5 @@
 // /v1/templates and /v1/snapshots: list, get, delete.
-#include "daemon/http/route_context.h"
+#include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
 

@@ -1,8 +1,8 @@
 // /v1/sandboxes: create, list, get, set the TTL, delete, snapshot, fork.
 #include <regex>
 
-#include "daemon/http/request_parsing.h"
-#include "daemon/http/route_context.h"
+#include "kilnd/http/request_parsing.h"
+#include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
 

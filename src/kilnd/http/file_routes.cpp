@@ -3,9 +3,9 @@
 
 #include <algorithm>
 
-#include "daemon/http/request_parsing.h"
-#include "daemon/http/route_context.h"
-#include "daemon/http/tar_check.h"
+#include "kilnd/http/request_parsing.h"
+#include "kilnd/http/route_context.h"
+#include "kilnd/http/tar_check.h"
 #include "vm/agent_client.h"
 
 namespace kiln::daemon::http {

@@ -7,8 +7,8 @@
 
 #include "base/result.h"
 #include "daemon/auth/authenticator.h"
-#include "daemon/metrics.h"
 #include "daemon/sandboxes/sandbox_service.h"
+#include "kilnd/metrics.h"
 
 namespace kiln::ci::github {
 class GithubWebhook;

@@ -1,7 +1,7 @@
 // JSON rendering of kilnd's API objects; see api/openapi.yaml for the shapes.
-#include "daemon/http/json_render.h"
+#include "kilnd/http/json_render.h"
 
-#include "daemon/json_log.h"
+#include "base/json_log.h"
 
 namespace kiln::daemon::http {
 

@@ -1,13 +1,13 @@
 // HttpServer over cpp-httplib: auth, error mapping, limits, logging, and the route groups.
-#include "daemon/http/http_server.h"
+#include "kilnd/http/http_server.h"
 
 #include <strings.h>
 
 #include <chrono>
 #include <regex>
 
-#include "daemon/http/route_context.h"
-#include "daemon/json_log.h"
+#include "base/json_log.h"
+#include "kilnd/http/route_context.h"
 #include "proto/messages.h"
 
 namespace kiln::daemon {
