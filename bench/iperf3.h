@@ -32,7 +32,7 @@ public:
             if (server->m_child->wait_for(Millis(0))) break;
             ::usleep(50000);
         }
-        return make_error("bench", "iperf3 -s in " + netns + " is not listening on " + address + ":" + std::to_string(port));
+        return make_error(ErrorCode::Internal, "iperf3 -s in " + netns + " is not listening on " + address + ":" + std::to_string(port));
     }
 
 private:
@@ -51,11 +51,11 @@ struct Iperf3Run {
 
 inline Result<Iperf3Run> parse_iperf3_json(const std::string& text) {
     auto j = nlohmann::json::parse(text, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) return make_error("bench", "iperf3 printed no JSON: " + text.substr(0, 200));
-    if (j.contains("error")) return make_error("bench", "iperf3: " + j["error"].get<std::string>());
+    if (j.is_discarded() || !j.is_object()) return make_error(ErrorCode::Internal, "iperf3 printed no JSON: " + text.substr(0, 200));
+    if (j.contains("error")) return make_error(ErrorCode::Internal, "iperf3: " + j["error"].get<std::string>());
     const auto& end = j.value("end", nlohmann::json::object());
     if (!end.contains("sum_received") || !end.contains("sum_sent"))
-        return make_error("bench", "iperf3 JSON without end.sum_received/sum_sent");
+        return make_error(ErrorCode::Internal, "iperf3 JSON without end.sum_received/sum_sent");
     Iperf3Run run;
     run.received_mbits = end["sum_received"].value("bits_per_second", 0.0) / 1e6;
     run.sent_mbits = end["sum_sent"].value("bits_per_second", 0.0) / 1e6;

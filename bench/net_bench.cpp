@@ -16,10 +16,10 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/random.h"
+#include "bench_util.h"
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
 #include "daemon/net/sandbox_network.h"
-#include "bench_util.h"
 #include "iperf3.h"
 #include "stats.h"
 #include "vm/guest_artifacts.h"
@@ -80,7 +80,7 @@ struct Sink {
                  a.sin_addr.s_addr = htonl(0x0ad20002);
                  if (::bind(listener.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
                      ::listen(listener.get(), 64) != 0)
-                     return make_error("io_error", "bind sink");
+                     return make_error(ErrorCode::IoError, "bind sink");
                  return ok_status();
              })),
              "sink");
@@ -120,7 +120,7 @@ std::string take_template(bool nic, NetworkManager& manager, const std::string& 
     auto base = must(vm::Vm::boot(boot), "boot");
     if (nic) must(Result<Ok>(guest_sh(*base, guest_setup_command()).result.exit_code == 0
                                  ? Result<Ok>(Ok{})
-                                 : Result<Ok>(make_error("guest", "eth0 setup failed"))),
+                                 : Result<Ok>(make_error(ErrorCode::Internal, "eth0 setup failed"))),
                   "guest eth0");
     vm::SnapshotRequest snap;
     snap.dir = dir;
@@ -175,7 +175,7 @@ Result<BaseGuest> boot_base(NetworkManager& manager, const NetworkPolicy& policy
     std::string setup = guest_setup_command();
     if (const char* prep = std::getenv("KILN_BENCH_NET_GUEST_PREP")) setup += std::string(" && { ") + prep + "; }";
     auto out = guest_sh(*g.vm, setup);
-    if (out.result.exit_code != 0) return make_error("bench", "guest network set-up: " + out.stderr_data);
+    if (out.result.exit_code != 0) return make_error(ErrorCode::Internal, "guest network set-up: " + out.stderr_data);
     if (!out.stdout_data.empty()) std::printf("guest prep said: %s", out.stdout_data.c_str());
     print_offloads(*g.vm);
     return g;
@@ -188,7 +188,7 @@ Status measure_base(NetworkManager& manager, const NetworkPolicy& policy, const 
     auto server = TRY(Iperf3Server::start(outside.name, "10.210.0.2", 5201));
     BaseGuest g = TRY(boot_base(manager, policy));
     if (guest_sh(*g.vm, "command -v iperf3").result.exit_code != 0)
-        return make_error("bench", "no iperf3 in the base image: rebuild it (make image-base)");
+        return make_error(ErrorCode::Internal, "no iperf3 in the base image: rebuild it (make image-base)");
     const int runs = env_int("KILN_BENCH_NET_IPERF_RUNS", 5);
     const std::string seconds = std::to_string(env_int("KILN_BENCH_NET_IPERF_SECONDS", 5));
     for (const char* direction : {"", " -R"}) {
@@ -218,7 +218,7 @@ Status measure_base(NetworkManager& manager, const NetworkPolicy& policy, const 
                                    "    s = socket.socket()\n    t = time.monotonic()\n"
                                    "    s.connect_ex((\"" + host + "\", " + std::to_string(port) +
                                    "))\n    print((time.monotonic() - t) * 1000)\n    s.close()'");
-        if (out.result.exit_code != 0) return make_error("bench", "connect loop: " + out.stderr_data);
+        if (out.result.exit_code != 0) return make_error(ErrorCode::Internal, "connect loop: " + out.stderr_data);
         for (size_t at = 0; at < out.stdout_data.size();) {
             size_t nl = out.stdout_data.find('\n', at);
             if (nl == std::string::npos) nl = out.stdout_data.size();

@@ -85,7 +85,7 @@ int main() {
         auto r = agent.exec(req, io);
         if (!r.ok()) fail("stream", r.error());
         double secs = ms_since(start) / 1000.0;
-        if (bytes != stream_mb << 20) fail("stream", make_error("lost_bytes", std::to_string(bytes)));
+        if (bytes != stream_mb << 20) fail("stream", make_error(ErrorCode::ProtocolError, "bytes lost: " + std::to_string(bytes)));
         stream_rate.push_back(static_cast<double>(bytes) / (1 << 20) / secs);
     }
     bench::print_row("stdout streaming", bench::summarize(stream_rate), "MB/s", accel, "target >= 50 MB/s");

@@ -15,7 +15,7 @@ started=$(date +%s)
 # whole, and otherwise one line each time the build passes another 10%, with how many files it has
 # compiled so far, so a slow build is told apart from a hung one without flooding CI logs.
 cmake --build "$dir" -j"${KILN_JOBS:-2}" 2>&1 | awk -v dir="$dir" '
-  /warning|error|Error/ { print; fflush(); next }
+  /(warning|error):|Error [0-9]|\*\*\*|undefined reference|multiple definition/ { print; fflush(); next }
   match($0, /^\[ *[0-9]+%\] (Building|Linking)/) {
     compiled++
     pct = substr($0, 2, index($0, "%") - 2) + 0

@@ -1,4 +1,4 @@
-// errno -> errc mapping for agent replies.
+// errno -> ErrorCode mapping for agent replies.
 #include "agent/errno_codes.h"
 
 #include <cerrno>
@@ -8,16 +8,16 @@
 
 namespace kiln::agent {
 
-const char* errno_code(int err) {
+ErrorCode errno_code(int err) {
     switch (err) {
     case ENOENT:
-    case ENOTDIR: return proto::errc::kNotFound;
+    case ENOTDIR: return ErrorCode::NotFound;
     case EACCES:
-    case EPERM: return proto::errc::kPermissionDenied;
-    case EEXIST: return proto::errc::kExists;
-    case ENOTEMPTY: return proto::errc::kNotEmpty;
-    case EISDIR: return proto::errc::kInvalidArgument;
-    default: return proto::errc::kIoError;
+    case EPERM: return ErrorCode::PermissionDenied;
+    case EEXIST: return ErrorCode::Exists;
+    case ENOTEMPTY: return ErrorCode::NotEmpty;
+    case EISDIR: return ErrorCode::InvalidArgument;
+    default: return ErrorCode::IoError;
     }
 }
 

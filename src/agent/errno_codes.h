@@ -7,9 +7,9 @@
 
 namespace kiln::agent {
 
-// The errc code for an errno: ENOENT/ENOTDIR -> not_found, EACCES/EPERM -> permission_denied,
+// The agent error code for an errno: ENOENT/ENOTDIR -> not_found, EACCES/EPERM -> permission_denied,
 // EEXIST -> exists, EISDIR -> invalid_argument, anything else -> io_error.
-const char* errno_code(int err);
+ErrorCode errno_code(int err);
 
 // "cannot <what> '<path>': <strerror>" with the code from errno_code().
 Error path_error(const std::string& what, const std::string& path, int err);

@@ -23,7 +23,7 @@ const char* file_type_name(mode_t mode) {
     return "other";
 }
 
-Error invalid(const std::string& message) { return make_error(proto::errc::kInvalidArgument, message); }
+Error invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, message); }
 
 // Deeper trees than this are refused rather than risk running out of file descriptors.
 constexpr size_t kMaxRemoveDepth = 512;
@@ -77,7 +77,7 @@ Status remove_tree(const std::string& root) {
             continue;
         }
         if (stack.size() >= kMaxRemoveDepth)
-            return make_error(proto::errc::kIoError, "cannot remove '" + root + "': the tree is deeper than " +
+            return make_error(ErrorCode::IoError, "cannot remove '" + root + "': the tree is deeper than " +
                                                          std::to_string(kMaxRemoveDepth) + " levels");
         UniqueFd fd(openat(parent, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
         if (!fd) {
@@ -164,7 +164,7 @@ Status make_parent_directories(const std::string& dir, mode_t mode) {
                 if (err != EEXIST) return path_error("create directory", prefix, err);
                 if (stat(prefix.c_str(), &st) != 0) return path_error("stat", prefix, errno);
                 if (!S_ISDIR(st.st_mode))
-                    return make_error(proto::errc::kExists, "cannot create directory '" + prefix +
+                    return make_error(ErrorCode::Exists, "cannot create directory '" + prefix +
                                                                 "': a file that is not a directory is in the way");
             }
         }
@@ -179,7 +179,7 @@ Status make_directory(const proto::MkdirRequest& request) {
         struct stat st;
         if (stat(path.c_str(), &st) == 0) {
             if (S_ISDIR(st.st_mode)) return ok_status();
-            return make_error(proto::errc::kExists, "cannot create directory '" + path + "': a file is in the way");
+            return make_error(ErrorCode::Exists, "cannot create directory '" + path + "': a file is in the way");
         }
         size_t slash = path.find_last_not_of('/');
         slash = slash == std::string::npos ? 0 : path.rfind('/', slash);
@@ -210,7 +210,7 @@ Status remove_path(const proto::RemoveRequest& request) {
     if (rmdir(path.c_str()) != 0) {
         int err = errno;
         if (err == ENOTEMPTY || err == EEXIST)
-            return make_error(proto::errc::kNotEmpty,
+            return make_error(ErrorCode::NotEmpty,
                               "cannot remove '" + path + "': the directory is not empty (set recursive)");
         return path_error("remove", path, err);
     }

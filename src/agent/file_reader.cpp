@@ -18,9 +18,9 @@ Result<FileReader> FileReader::open(const std::string& path) {
     if (!fd) return path_error("read", path, errno);
     struct stat st;
     if (fstat(fd.get(), &st) != 0) return path_error("stat", path, errno);
-    if (S_ISDIR(st.st_mode)) return make_error(proto::errc::kInvalidArgument, "cannot read '" + path + "': it is a directory");
+    if (S_ISDIR(st.st_mode)) return make_error(ErrorCode::InvalidArgument, "cannot read '" + path + "': it is a directory");
     if (!S_ISREG(st.st_mode))
-        return make_error(proto::errc::kInvalidArgument, "cannot read '" + path + "': not a regular file");
+        return make_error(ErrorCode::InvalidArgument, "cannot read '" + path + "': not a regular file");
     int flags = fcntl(fd.get(), F_GETFL);
     if (flags >= 0) fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
     return FileReader(std::move(fd), path);

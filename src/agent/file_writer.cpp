@@ -14,7 +14,7 @@
 namespace kiln::agent {
 namespace {
 
-Error invalid(const std::string& message) { return make_error(proto::errc::kInvalidArgument, message); }
+Error invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, message); }
 
 }  // namespace
 

@@ -25,7 +25,7 @@ void FrameOutbox::push(proto::FrameType type, uint32_t stream, std::string_view 
 void FrameOutbox::push_json(proto::FrameType type, uint32_t stream, const nlohmann::json& body) {
     std::string text = dump_json(body);
     if (text.size() > proto::kMaxPayload) {
-        push_error(stream, proto::errc::kIoError,
+        push_error(stream, ErrorCode::IoError,
                    "the reply is " + std::to_string(text.size()) + " bytes, more than the frame limit of " +
                        std::to_string(proto::kMaxPayload));
         return;
@@ -33,7 +33,7 @@ void FrameOutbox::push_json(proto::FrameType type, uint32_t stream, const nlohma
     push(type, stream, text);
 }
 
-void FrameOutbox::push_error(uint32_t stream, const std::string& code, const std::string& message) {
+void FrameOutbox::push_error(uint32_t stream, ErrorCode code, const std::string& message) {
     // Messages can quote hostile input; keep them well inside one frame.
     std::string text = dump_json(proto::make_error_body(code, message.substr(0, 16 * 1024)));
     push(proto::FrameType::Error, stream, text);

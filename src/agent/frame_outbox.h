@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/error_code.h"
 #include "proto/wire.h"
 
 namespace kiln::agent {
@@ -24,7 +25,7 @@ public:
     void push(proto::FrameType type, uint32_t stream, std::string_view payload);
     // Appends a JSON frame; a body too large for one frame becomes an io_error Error frame.
     void push_json(proto::FrameType type, uint32_t stream, const nlohmann::json& body);
-    void push_error(uint32_t stream, const std::string& code, const std::string& message);
+    void push_error(uint32_t stream, ErrorCode code, const std::string& message);
 
     size_t pending() const { return m_buffer.size() - m_offset; }
     bool empty() const { return pending() == 0; }

@@ -47,7 +47,7 @@ Result<std::string> find_agent_port(const std::string& sysfs_dir, const std::str
         }
     }
     closedir(dir);
-    if (found.empty()) return make_error("not_found", std::string("no virtio-serial port named ") + kAgentPortName);
+    if (found.empty()) return make_error(ErrorCode::NotFound, std::string("no virtio-serial port named ") + kAgentPortName);
     return found;
 }
 

@@ -39,7 +39,7 @@ constexpr size_t kPausePortAtOutbox = 8u << 20;      // stop reading requests wh
 constexpr size_t kPausePortAtStdinBacklog = 2u << 20;  // ... or while a child is this far behind on stdin
 constexpr int kOrphanPollMs = 50;                    // fallback reaping when pidfd_open is unavailable
 
-Error invalid(const std::string& message) { return make_error(proto::errc::kInvalidArgument, message); }
+Error invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, message); }
 
 uint64_t uptime_ms() {
     struct timespec ts;
@@ -258,7 +258,7 @@ void Server::read_port() {
 void Server::handle_decode_error(const proto::DecodeError& error) {
     // An Error frame ends its stream, so a stream hit by a malformed frame is abandoned.
     if (error.stream != 0 && is_active(error.stream)) abandon_stream(error.stream);
-    m_outbox.push_error(error.stream, proto::errc::kMalformedFrame, error.message);
+    m_outbox.push_error(error.stream, ErrorCode::MalformedFrame, error.message);
 }
 
 void Server::handle_frame(proto::Frame& frame) {
@@ -269,7 +269,7 @@ void Server::handle_frame(proto::Frame& frame) {
             handle_request(stream, frame.payload);
         } catch (const std::exception& e) {
             // Nothing the host sends may take PID 1 down; this is the one catch for stray exceptions.
-            end_stream_with_error(stream, make_error(proto::errc::kIoError, std::string("internal error: ") + e.what()));
+            end_stream_with_error(stream, make_error(ErrorCode::IoError, std::string("internal error: ") + e.what()));
         }
         return;
     case FrameType::Stdin:
@@ -342,11 +342,11 @@ void Server::handle_write_frame(uint32_t stream, FileWriter& writer, proto::Fram
 
 void Server::handle_request(uint32_t stream, const std::string& payload) {
     if (stream == 0) {
-        m_outbox.push_error(0, proto::errc::kInvalidArgument, "stream 0 is the connection itself and cannot carry a request");
+        m_outbox.push_error(0, ErrorCode::InvalidArgument, "stream 0 is the connection itself and cannot carry a request");
         return;
     }
     if (is_active(stream)) {
-        m_outbox.push_error(stream, proto::errc::kStreamInUse, "stream " + std::to_string(stream) + " is already in use");
+        m_outbox.push_error(stream, ErrorCode::StreamInUse, "stream " + std::to_string(stream) + " is already in use");
         return;
     }
     auto body = proto::parse_json_object(payload);
@@ -356,7 +356,7 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
     }
     auto op_it = body->find("op");
     if (op_it == body->end() || !op_it->is_string()) {
-        m_outbox.push_error(stream, proto::errc::kInvalidArgument, "bad request: field 'op' must be a string");
+        m_outbox.push_error(stream, ErrorCode::InvalidArgument, "bad request: field 'op' must be a string");
         return;
     }
     const std::string op = op_it->get<std::string>();
@@ -386,17 +386,17 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
                              op == proto::op::kStat || op == proto::op::kList || op == proto::op::kMkdir ||
                              op == proto::op::kRemove;
     if (!needs_ready) {
-        m_outbox.push_error(stream, proto::errc::kUnknownOp, "unknown op '" + op + "'");
+        m_outbox.push_error(stream, ErrorCode::UnknownOp, "unknown op '" + op + "'");
         return;
     }
     if (!m_ready) {
-        m_outbox.push_error(stream, proto::errc::kNotReady,
+        m_outbox.push_error(stream, ErrorCode::NotReady,
                             "'" + op + "' is refused until init renews this VM's identity (after boot, restore or freeze)");
         return;
     }
     const bool opens_stream = op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite;
     if (opens_stream && active_streams() >= proto::kMaxStreams) {
-        m_outbox.push_error(stream, proto::errc::kTooMany,
+        m_outbox.push_error(stream, ErrorCode::TooManyStreams,
                             "more than " + std::to_string(proto::kMaxStreams) + " streams at once");
         return;
     }
@@ -449,7 +449,7 @@ Result<json> Server::op_init(const json& body) {
         auto status = renew_identity(request);
         if (!status.ok()) {
             log_line("init failed: " + status.error().message);
-            return make_error(proto::errc::kIoError, "init: " + status.error().message);
+            return make_error(ErrorCode::IoError, "init: " + status.error().message);
         }
     }
     m_sandbox_id = request.sandbox_id;

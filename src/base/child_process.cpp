@@ -103,11 +103,11 @@ std::string ExitStatus::describe() const {
 
 Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& options) {
     if (options.argv.empty() || options.argv[0].empty())
-        return make_error("invalid_argument", "spawn: empty argv");
+        return make_error(ErrorCode::InvalidArgument, "spawn: empty argv");
     const std::string& name = options.argv[0];
     for (int fd : options.keep_fds)
         if (fd <= 2 || ::fcntl(fd, F_GETFD) < 0)
-            return make_error("invalid_argument", "spawn: fd " + std::to_string(fd) + " to keep is not an open fd above 2");
+            return make_error(ErrorCode::InvalidArgument, "spawn: fd " + std::to_string(fd) + " to keep is not an open fd above 2");
 
     // Everything the child needs is prepared here: after fork it may not allocate.
     std::vector<char*> argv;
@@ -144,7 +144,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
         std::string what = failure.stage == 1 ? "chdir to " + options.cwd : stages[failure.stage & 3];
         int code_err = failure.err;
         Error e = errno_error("spawn " + name + ": cannot " + what, code_err);
-        if (failure.stage == 2 && code_err == ENOENT) e.code = "not_found";
+        if (failure.stage == 2 && code_err == ENOENT) e.code = ErrorCode::NotFound;
         return e;
     }
 
@@ -230,7 +230,7 @@ Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis
         int left = remaining_ms(deadline);
         if (left == 0) {
             child->kill_and_reap();
-            return make_error("timeout", argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms");
+            return make_error(ErrorCode::Timeout, argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms");
         }
         struct pollfd p{read_end.get(), POLLIN, 0};
         int r = ::poll(&p, 1, left);
@@ -248,7 +248,7 @@ Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis
     auto status = child->wait_for(Millis(remaining_ms(deadline)));
     if (!status) {
         child->kill_and_reap();
-        return make_error("timeout", argv[0] + " did not exit within " + std::to_string(timeout.count()) + " ms");
+        return make_error(ErrorCode::Timeout, argv[0] + " did not exit within " + std::to_string(timeout.count()) + " ms");
     }
     run.status = *status;
     return run;

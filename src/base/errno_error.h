@@ -10,7 +10,7 @@
 namespace kiln {
 
 inline Error errno_error(const std::string& what, int err = errno) {
-    return make_error("io_error", what + ": " + std::strerror(err));
+    return make_error(ErrorCode::IoError, what + ": " + std::strerror(err));
 }
 
 }  // namespace kiln

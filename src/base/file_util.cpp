@@ -82,7 +82,7 @@ Result<std::string> read_file(const std::string& path, size_t max_size) {
         }
         if (n == 0) break;
         if (out.size() + static_cast<size_t>(n) > max_size)
-            return make_error("too_large", path + " is larger than " + std::to_string(max_size) + " bytes");
+            return make_error(ErrorCode::TooLarge, path + " is larger than " + std::to_string(max_size) + " bytes");
         out.append(buf, static_cast<size_t>(n));
     }
     return out;
@@ -116,7 +116,7 @@ Status write_file_atomic(const std::string& path, const std::string& content, un
 }
 
 Status make_dirs(const std::string& path, unsigned mode) {
-    if (path.empty()) return make_error("invalid_argument", "empty directory path");
+    if (path.empty()) return make_error(ErrorCode::InvalidArgument, "empty directory path");
     for (size_t pos = 1; pos <= path.size(); ++pos) {
         if (pos != path.size() && path[pos] != '/') continue;
         std::string prefix = path.substr(0, pos);
@@ -124,7 +124,7 @@ Status make_dirs(const std::string& path, unsigned mode) {
     }
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return errno_error("stat " + path);
-    if (!S_ISDIR(st.st_mode)) return make_error("io_error", path + " exists and is not a directory");
+    if (!S_ISDIR(st.st_mode)) return make_error(ErrorCode::IoError, path + " exists and is not a directory");
     return ok_status();
 }
 

@@ -5,17 +5,20 @@
 #include <utility>
 #include <variant>
 
+#include "base/error_code.h"
+
 namespace kiln {
 
-// A failure with a stable machine-readable code (snake_case) and a message for humans.
+// A failure with a stable machine-readable code (see error_code.h) and a message for humans.
 struct Error {
-    std::string code;
+    ErrorCode code = ErrorCode::Internal;
     std::string message;
 
-    std::string to_string() const { return code + ": " + message; }
+    // "<code name>: <message>", as logs and job records show it.
+    std::string to_string() const { return std::string(code_name(code)) + ": " + message; }
 };
 
-inline Error make_error(std::string code, std::string message) { return Error{std::move(code), std::move(message)}; }
+inline Error make_error(ErrorCode code, std::string message) { return Error{code, std::move(message)}; }
 
 template <typename T>
 class [[nodiscard]] Result {

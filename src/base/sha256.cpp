@@ -49,7 +49,7 @@ Result<std::string> sha256_file_hex(const std::string& path, uint64_t max_bytes)
         if (n < 0) return errno_error("read " + path);
         if (n == 0) break;
         total += static_cast<uint64_t>(n);
-        if (total > max_bytes) return make_error("too_large", path + " is larger than expected");
+        if (total > max_bytes) return make_error(ErrorCode::TooLarge, path + " is larger than expected");
         EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
     }
     return finish(ctx);

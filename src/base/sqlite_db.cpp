@@ -28,7 +28,7 @@ Result<bool> SqliteStatement::step() {
     int rc = sqlite3_step(m_stmt);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
-    return make_error("store_failed", std::string("sqlite: ") + sqlite3_errmsg(m_db));
+    return make_error(ErrorCode::StoreFailed, std::string("sqlite: ") + sqlite3_errmsg(m_db));
 }
 
 Status SqliteStatement::run() {
@@ -52,7 +52,7 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
     if (rc != SQLITE_OK) {
         std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
         if (raw) sqlite3_close(raw);
-        return make_error("store_failed", "open " + path + ": " + msg);
+        return make_error(ErrorCode::StoreFailed, "open " + path + ": " + msg);
     }
     std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
     sqlite3_busy_timeout(raw, 5000);
@@ -60,7 +60,7 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
     // journal_mode answers with the mode it got: a file system without shared memory refuses WAL.
     auto check = TRY(db->prepare("PRAGMA journal_mode"));
     if (TRY(check.step()) && check.column_text(0) != "wal")
-        return make_error("store_failed", path + ": SQLite could not enable WAL (journal_mode is " + check.column_text(0) + ")");
+        return make_error(ErrorCode::StoreFailed, path + ": SQLite could not enable WAL (journal_mode is " + check.column_text(0) + ")");
     return db;
 }
 
@@ -74,7 +74,7 @@ void SqliteDb::close() {
 }
 
 Error SqliteDb::error(const std::string& what) const {
-    return make_error("store_failed", what + ": " + (m_db ? sqlite3_errmsg(m_db) : "the store is closed"));
+    return make_error(ErrorCode::StoreFailed, what + ": " + (m_db ? sqlite3_errmsg(m_db) : "the store is closed"));
 }
 
 Status SqliteDb::exec(const std::string& sql) {
@@ -84,7 +84,7 @@ Status SqliteDb::exec(const std::string& sql) {
     if (rc != SQLITE_OK) {
         std::string text = msg ? msg : sqlite3_errstr(rc);
         sqlite3_free(msg);
-        return make_error("store_failed", "sqlite: " + text);
+        return make_error(ErrorCode::StoreFailed, "sqlite: " + text);
     }
     return ok_status();
 }

@@ -34,7 +34,7 @@ int try_connect(const std::string& path, UniqueFd& out) {
 }
 
 Error too_long(const std::string& path) {
-    return make_error("invalid_argument", "unix socket path is longer than 107 bytes: " + path);
+    return make_error(ErrorCode::InvalidArgument, "unix socket path is longer than 107 bytes: " + path);
 }
 
 }  // namespace
@@ -58,7 +58,7 @@ Result<UniqueFd> connect_unix_retry(const std::string& path, Millis timeout,
         if (should_stop)
             if (auto e = should_stop()) return *e;
         if (Clock::now() >= deadline)
-            return make_error("timeout", "no server on " + path + " after " + std::to_string(timeout.count()) +
+            return make_error(ErrorCode::Timeout, "no server on " + path + " after " + std::to_string(timeout.count()) +
                                              " ms (" + std::strerror(err) + ")");
         // Start fast (a server is usually up within a few ms), then back off a little.
         std::this_thread::sleep_for(std::chrono::microseconds(attempt < 50 ? 1000 : 5000));
@@ -85,7 +85,7 @@ Status send_all(int fd, std::string_view data, Clock::time_point deadline) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_error("send");
         int left = remaining_ms(deadline);
-        if (left == 0) return make_error("timeout", "the peer is not reading");
+        if (left == 0) return make_error(ErrorCode::Timeout, "the peer is not reading");
         struct pollfd p{fd, POLLOUT, 0};
         if (::poll(&p, 1, std::min(left, 1000)) < 0 && errno != EINTR) return errno_error("poll");
     }

@@ -20,9 +20,8 @@ constexpr const char* kDefaultUrl = "http://127.0.0.1:7070";
 constexpr size_t kMaxErrorBody = 64 * 1024;     // an error answer bigger than this is not ours
 constexpr size_t kMaxNdjsonLine = 64ull << 20;  // one event; kilnd sends output in small chunks
 
-Error local_error(std::string_view code, std::string message) {
-    return make_error(std::string(kLocalErrorPrefix) + std::string(code), std::move(message));
-}
+// One of the CLI's own failures (an is_cli_local() code): printed without its code.
+Error local_error(ErrorCode code, std::string message) { return make_error(code, std::move(message)); }
 
 std::string env_or(const char* name, const std::string& fallback) {
     const char* v = std::getenv(name);
@@ -37,7 +36,7 @@ struct ParsedUrl {
 
 Result<ParsedUrl> parse_url(const std::string& url) {
     auto bad = [&](const std::string& why) {
-        return local_error("bad_url", "bad kilnd URL '" + url + "': " + why + " (expected http://HOST:PORT)");
+        return local_error(ErrorCode::CliUsage, "bad kilnd URL '" + url + "': " + why + " (expected http://HOST:PORT)");
     };
     size_t scheme_end = url.find("://");
     if (scheme_end == std::string::npos) return bad("no scheme");
@@ -67,17 +66,17 @@ Error transport_error(const std::string& url, httplib::Error err) {
     switch (err) {
         case httplib::Error::Connection:
         case httplib::Error::ConnectionTimeout:
-            return local_error("unreachable", "cannot reach kilnd at " + url +
+            return local_error(ErrorCode::CliUnreachable, "cannot reach kilnd at " + url +
                                                   (err == httplib::Error::Connection ? " (could not connect)"
                                                                                      : " (connecting timed out)") +
                                                   "; is kilnd running? Set KILN_URL or --url");
         case httplib::Error::Read:
-            return local_error("read", "kilnd at " + url +
+            return local_error(ErrorCode::CliIo, "kilnd at " + url +
                                            " closed the connection or stopped answering before the reply was complete");
         case httplib::Error::Write:
-            return local_error("write", "could not send the request to kilnd at " + url);
+            return local_error(ErrorCode::CliIo, "could not send the request to kilnd at " + url);
         default:
-            return local_error("http", "request to kilnd at " + url + " failed: " + httplib::to_string(err));
+            return local_error(ErrorCode::CliProtocol, "request to kilnd at " + url + " failed: " + httplib::to_string(err));
     }
 }
 
@@ -86,14 +85,12 @@ Error api_error(int status, const std::string& body) {
     json j = json::parse(body, nullptr, false);
     if (j.is_object() && j.contains("error") && j["error"].is_object()) {
         const json& e = j["error"];
-        std::string code = e.contains("code") && e["code"].is_string() ? e["code"].get<std::string>() : "";
-        std::string message = e.contains("message") && e["message"].is_string() ? e["message"].get<std::string>() : "";
-        if (!code.empty()) return make_error(code, message);
+        if (e.contains("code") && e["code"].is_string()) return error_from_api(e);
     }
     std::string excerpt = body.substr(0, 200);
     for (char& c : excerpt)
         if (static_cast<unsigned char>(c) < 0x20) c = ' ';
-    return local_error("http", "kilnd answered HTTP " + std::to_string(status) +
+    return local_error(ErrorCode::CliProtocol, "kilnd answered HTTP " + std::to_string(status) +
                                    (excerpt.empty() ? std::string() : ": " + excerpt));
 }
 
@@ -101,7 +98,7 @@ Result<std::string> dump_json(const json& body) {
     try {
         return body.dump();
     } catch (const json::exception&) {
-        return local_error("invalid_argument", "an argument is not valid UTF-8 text");
+        return local_error(ErrorCode::CliUsage, "an argument is not valid UTF-8 text");
     }
 }
 
@@ -117,8 +114,16 @@ void add_api_options(CLI::App* command, ApiOptions& options) {
 }
 
 void print_api_error(const Error& error) {
-    if (error.code.rfind(kLocalErrorPrefix, 0) == 0) print_error(error.message);
-    else print_error(error.code + ": " + (error.message.empty() ? "(no message)" : error.message));
+    if (is_cli_local(error.code)) print_error(error.message);
+    else print_error(std::string(code_name(error.code)) + ": " + (error.message.empty() ? "(no message)" : error.message));
+}
+
+Error error_from_api(const nlohmann::json& error) {
+    std::string code = error.contains("code") && error["code"].is_string() ? error["code"].get<std::string>() : "internal";
+    std::string message = error.contains("message") && error["message"].is_string() ? error["message"].get<std::string>() : "";
+    if (auto known = parse_error_code(code); known && !is_cli_local(*known)) return make_error(*known, message);
+    // A code this CLI does not know (a newer kilnd): print it as kilnd sent it.
+    return make_error(ErrorCode::CliProtocol, code + ": " + (message.empty() ? "(no message)" : message));
 }
 
 std::string url_encode(std::string_view text) {
@@ -140,7 +145,7 @@ Result<std::string> sandbox_path(const std::string& id) {
     if (id.empty() || id.size() > 128 || id.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                               "0123456789-_.") != std::string::npos ||
         id == "." || id == "..")
-        return local_error("invalid_argument", "'" + id + "' is not a sandbox id (they look like sb-0123456789ab)");
+        return local_error(ErrorCode::CliUsage, "'" + id + "' is not a sandbox id (they look like sb-0123456789ab)");
     return "/v1/sandboxes/" + id;
 }
 
@@ -163,11 +168,11 @@ Result<std::unique_ptr<ApiClient>> ApiClient::create(const ApiOptions& options) 
     std::string token = options.token.empty() ? env_or("KILN_TOKEN", "") : options.token;
     ParsedUrl parsed = TRY(parse_url(url));
     if (token.empty())
-        return local_error("no_token", "KILN_TOKEN is not set; create one with `kilnd token create --name NAME`");
+        return local_error(ErrorCode::CliUsage, "KILN_TOKEN is not set; create one with `kilnd token create --name NAME`");
     if (token.find_first_of("\r\n") != std::string::npos)
-        return local_error("bad_token", "the token must not contain line breaks");
+        return local_error(ErrorCode::CliUsage, "the token must not contain line breaks");
     auto client = std::make_unique<httplib::Client>(parsed.origin);
-    if (!client->is_valid()) return local_error("bad_url", "cannot use kilnd URL '" + url + "'");
+    if (!client->is_valid()) return local_error(ErrorCode::CliUsage, "cannot use kilnd URL '" + url + "'");
     client->set_bearer_token_auth(token);
     client->set_connection_timeout(5, 0);
     client->set_read_timeout(600, 0);
@@ -203,7 +208,7 @@ Result<json> ApiClient::call(const std::string& method, const std::string& path,
     if (res.status == 204 || res.body.empty()) return json(nullptr);
     json answer = json::parse(res.body, nullptr, false);
     if (answer.is_discarded())
-        return local_error("protocol", method + " " + path + ": kilnd's answer is not JSON");
+        return local_error(ErrorCode::CliProtocol, method + " " + path + ": kilnd's answer is not JSON");
     return answer;
 }
 
@@ -240,7 +245,7 @@ Status ApiClient::stream_ndjson(const std::string& path, const json& body,
             if (line.empty() || line == "\r") continue;
             json event = json::parse(line, nullptr, false);
             if (!event.is_object()) {
-                failure = local_error("protocol", "kilnd sent an exec event that is not a JSON object");
+                failure = local_error(ErrorCode::CliProtocol, "kilnd sent an exec event that is not a JSON object");
                 return false;
             }
             if (!on_event(event)) {
@@ -250,7 +255,7 @@ Status ApiClient::stream_ndjson(const std::string& path, const json& body,
         }
         pending.erase(0, start);
         if (pending.size() > kMaxNdjsonLine) {
-            failure = local_error("protocol", "kilnd sent an exec event line over 64 MiB");
+            failure = local_error(ErrorCode::CliProtocol, "kilnd sent an exec event line over 64 MiB");
             return false;
         }
         return true;
@@ -263,11 +268,11 @@ Status ApiClient::stream_ndjson(const std::string& path, const json& body,
     if (!sent) return transport_error(m_url, err);
     if (!is_success(status)) return api_error(status, pending);
     if (!ndjson)
-        return local_error("protocol", "kilnd did not answer the exec with an NDJSON stream (Content-Type " +
+        return local_error(ErrorCode::CliProtocol, "kilnd did not answer the exec with an NDJSON stream (Content-Type " +
                                            res.get_header_value("Content-Type") + ")");
     if (!pending.empty()) {  // a last line without its newline
         json event = json::parse(pending, nullptr, false);
-        if (!event.is_object()) return local_error("protocol", "kilnd's exec stream ended in the middle of an event");
+        if (!event.is_object()) return local_error(ErrorCode::CliProtocol, "kilnd's exec stream ended in the middle of an event");
         on_event(event);
     }
     return ok_status();
@@ -295,7 +300,7 @@ Status ApiClient::download(const std::string& path, const std::function<bool(con
             }
             return true;
         });
-    if (sink_failed) return local_error("io", "could not write what kilnd sent");
+    if (sink_failed) return local_error(ErrorCode::CliIo, "could not write what kilnd sent");
     if (!res) return transport_error(m_url, res.error());
     if (!is_success(status)) return api_error(status, error_body);
     return ok_status();
@@ -311,7 +316,7 @@ Result<json> ApiClient::upload(const std::string& method, const std::string& pat
         do n = ::read(fd, buf, want);
         while (n < 0 && errno == EINTR);
         if (n <= 0) {
-            read_failure = local_error("io", n < 0 ? std::string("read failed: ") + std::strerror(errno)
+            read_failure = local_error(ErrorCode::CliIo, n < 0 ? std::string("read failed: ") + std::strerror(errno)
                                                    : std::string("the file shrank while it was being sent"));
             return false;
         }
@@ -326,7 +331,7 @@ Result<json> ApiClient::upload(const std::string& method, const std::string& pat
     if (!is_success(res->status)) return api_error(res->status, res->body);
     if (res->body.empty()) return json(nullptr);
     json answer = json::parse(res->body, nullptr, false);
-    if (answer.is_discarded()) return local_error("protocol", method + " " + path + ": kilnd's answer is not JSON");
+    if (answer.is_discarded()) return local_error(ErrorCode::CliProtocol, method + " " + path + ": kilnd's answer is not JSON");
     return answer;
 }
 

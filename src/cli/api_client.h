@@ -32,12 +32,14 @@ struct ApiOptions {
 // Adds --url, --token, --json and -v to one command.
 void add_api_options(CLI::App* command, ApiOptions& options);
 
-// Errors made by kiln itself (not answered by kilnd) carry a code starting with this prefix, so
-// that print_api_error() prints only their message.
-inline constexpr std::string_view kLocalErrorPrefix = "cli_";
+// Errors made by kiln itself (not answered by kilnd) carry one of the Cli* codes (is_cli_local()),
+// so that print_api_error() prints only their message.
 
 // Prints "kiln: <code>: <message>" for an error kilnd answered, "kiln: <message>" for our own.
 void print_api_error(const Error& error);
+// The Error for an API error object {"code", "message"} (an answer's "error", or an exec stream's
+// error event).
+Error error_from_api(const nlohmann::json& error);
 
 // Percent-encodes a query-string value (RFC 3986 unreserved characters and '/' stay).
 std::string url_encode(std::string_view text);

@@ -30,7 +30,7 @@ struct CiRunOptions {
     std::string ref;
 };
 
-Error local(const std::string& what, const std::string& message) { return make_error("cli_" + what, message); }
+Error local(ErrorCode code, const std::string& message) { return make_error(code, message); }
 
 Result<std::string> git_out(const std::vector<std::string>& args) {
     std::vector<std::string> argv = {"env", "GIT_AUTHOR_NAME=kiln", "GIT_AUTHOR_EMAIL=kiln@localhost",
@@ -41,7 +41,7 @@ Result<std::string> git_out(const std::vector<std::string>& args) {
     argv.insert(argv.end(), args.begin(), args.end());
     auto run = TRY(run_and_capture(argv, Millis(120000), 1 << 20));
     if (!run.status.success())
-        return local("git", "git " + args.front() + " " + run.status.describe() + ": " + last_lines(run.output, 5));
+        return local(ErrorCode::CliGit, "git " + args.front() + " " + run.status.describe() + ": " + last_lines(run.output, 5));
     std::string out = run.output;
     while (!out.empty() && (out.back() == '\n' || out.back() == '\r')) out.pop_back();
     return out;
@@ -75,13 +75,13 @@ Result<json> job_request(const CiRunOptions& o) {
     std::error_code ec;
     std::string dir = std::filesystem::canonical(o.repo, ec).string();
     if (ec || !std::filesystem::is_directory(dir))
-        return local("usage", o.repo + " is neither a git URL nor a folder");
+        return local(ErrorCode::CliUsage, o.repo + " is neither a git URL nor a folder");
     if (std::filesystem::exists(dir + "/.git") || std::filesystem::exists(dir + "/HEAD")) {
         body["repo"] = dir;  // a repository: its commits (HEAD by default), not uncommitted changes
         return body;
     }
     if (!o.sha.empty() || !o.ref.empty())
-        return local("usage", dir + " is not a git repository, so --sha and --ref do not apply");
+        return local(ErrorCode::CliUsage, dir + " is not a git repository, so --sha and --ref do not apply");
     auto [git_dir, commit] = TRY(snapshot_folder(dir));
     print_error(dir + " is not a git repository: running its current files as commit " + commit.substr(0, 12));
     body["repo"] = git_dir;
@@ -129,7 +129,7 @@ Result<int> ci_run(ApiClient& client, const CiRunOptions& o) {
     json body = TRY(job_request(o));
     json job = TRY(client.call("POST", "/v1/jobs", body));
     std::string id = job.value("id", "");
-    if (id.rfind("job-", 0) != 0) return local("protocol", "kilnd answered the job without an id");
+    if (id.rfind("job-", 0) != 0) return local(ErrorCode::CliProtocol, "kilnd answered the job without an id");
     print_error("job " + id + " queued (" + job.value("sha", "") + ")");
 
     // Ctrl-C cancels the job (its VM is destroyed); the log then ends with the job.

@@ -13,7 +13,7 @@ void print_error(const std::string& message) {
     (void)ignored;
 }
 
-void print_error(const Error& error) { print_error(error.message.empty() ? error.code : error.message); }
+void print_error(const Error& error) { print_error(error.message.empty() ? std::string(code_name(error.code)) : error.message); }
 
 Progress::Progress(bool verbose) : m_enabled(verbose || ::isatty(2)) {}
 

@@ -94,7 +94,7 @@ json check_images(const std::string& required) {
             j["path"] = image->rootfs;
             j["manifest"] = path_exists(image->manifest);
         } else {
-            j["state"] = image.error().code == "image_corrupt" ? "corrupt" : "missing";
+            j["state"] = image.error().code == ErrorCode::ImageCorrupt ? "corrupt" : "missing";
             j["error"] = image.error().message;
         }
         list.push_back(j);

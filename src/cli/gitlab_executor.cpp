@@ -51,14 +51,12 @@ int system_failure() { return exit_code_from_env("SYSTEM_FAILURE_EXIT_CODE", 2);
 
 // What every stage prints before giving up: runner shows it in the job log.
 int fail_system(const std::string& stage, const Error& e) {
-    std::string code = e.code.rfind(kLocalErrorPrefix, 0) == 0 ? "" : e.code + ": ";
+    std::string code = is_cli_local(e.code) ? "" : std::string(code_name(e.code)) + ": ";
     std::fprintf(stderr, "kiln gitlab-executor %s: %s%s\n", stage.c_str(), code.c_str(), e.message.c_str());
     return system_failure();
 }
 
-Error local(const std::string& code, const std::string& message) {
-    return make_error(std::string(kLocalErrorPrefix) + code, message);
-}
+Error local(ErrorCode code, const std::string& message) { return make_error(code, message); }
 
 std::string state_dir(const ExecutorOptions& o) {
     if (!o.state_dir.empty()) return o.state_dir;
@@ -71,7 +69,7 @@ std::string state_dir(const ExecutorOptions& o) {
 Result<std::string> job_id() {
     std::string id = env("CUSTOM_ENV_CI_JOB_ID");
     if (id.empty() || id.size() > 20 || id.find_first_not_of("0123456789") != std::string::npos)
-        return local("invalid_argument", "CUSTOM_ENV_CI_JOB_ID is missing or not a number (is GitLab Runner calling?)");
+        return local(ErrorCode::CliUsage, "CUSTOM_ENV_CI_JOB_ID is missing or not a number (is GitLab Runner calling?)");
     return id;
 }
 
@@ -79,11 +77,11 @@ Result<std::string> job_id() {
 Result<std::string> state_file(const ExecutorOptions& o, const std::string& id, bool create_dir) {
     std::string dir = state_dir(o);
     if (create_dir && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-        return local("io", "cannot create state dir " + dir + ": " + std::strerror(errno));
+        return local(ErrorCode::CliIo, "cannot create state dir " + dir + ": " + std::strerror(errno));
     struct stat st {};
-    if (::lstat(dir.c_str(), &st) != 0) return local("io", "state dir " + dir + ": " + std::strerror(errno));
+    if (::lstat(dir.c_str(), &st) != 0) return local(ErrorCode::CliIo, "state dir " + dir + ": " + std::strerror(errno));
     if (!S_ISDIR(st.st_mode) || st.st_uid != ::getuid() || (st.st_mode & 077) != 0)
-        return local("io", "state dir " + dir + " must be a directory of ours with mode 0700");
+        return local(ErrorCode::CliIo, "state dir " + dir + " must be a directory of ours with mode 0700");
     return dir + "/job-" + id + ".json";
 }
 
@@ -91,12 +89,12 @@ Result<json> read_state(const ExecutorOptions& o) {
     std::string id = TRY(job_id());
     std::string path = TRY(state_file(o, id, false));
     std::ifstream in(path);
-    if (!in) return local("not_found", "no sandbox recorded for job " + id + " (" + path + "): did prepare run?");
+    if (!in) return local(ErrorCode::CliUsage, "no sandbox recorded for job " + id + " (" + path + "): did prepare run?");
     std::stringstream ss;
     ss << in.rdbuf();
     json j = json::parse(ss.str(), nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("sandbox_id") || !j["sandbox_id"].is_string())
-        return local("io", "state file " + path + " is damaged");
+        return local(ErrorCode::CliIo, "state file " + path + " is damaged");
     return j;
 }
 
@@ -105,9 +103,9 @@ Status write_state(const std::string& path, const json& state) {
     {
         std::ofstream out(tmp, std::ios::trunc);
         out << state.dump() << "\n";
-        if (!out.flush()) return local("io", "cannot write " + tmp);
+        if (!out.flush()) return local(ErrorCode::CliIo, "cannot write " + tmp);
     }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) return local("io", "cannot write " + path + ": " + std::strerror(errno));
+    if (::rename(tmp.c_str(), path.c_str()) != 0) return local(ErrorCode::CliIo, "cannot write " + path + ": " + std::strerror(errno));
     return ok_status();
 }
 
@@ -140,14 +138,14 @@ Result<json> exec_streaming(ApiClient& client, const std::string& sandbox_path, 
             return false;
         } else if (type == "error") {
             const json& e = event.contains("error") && event["error"].is_object() ? event["error"] : json::object();
-            failure = make_error(e.value("code", std::string("internal")), e.value("message", std::string()));
+            failure = error_from_api(e);
             return false;
         }
         return true;
     });
     if (failure) return *failure;
     if (!streamed.ok()) return streamed.error();
-    if (!exit_event) return local("protocol", "kilnd's exec stream ended before the command's exit event");
+    if (!exit_event) return local(ErrorCode::CliProtocol, "kilnd's exec stream ended before the command's exit event");
     return *exit_event;
 }
 
@@ -189,7 +187,7 @@ Result<int> run_prepare(ApiClient& client, const ExecutorOptions& o) {
     json mkdirs = {{"argv", {"mkdir", "-p", o.builds_dir, o.cache_dir}}};
     json done = TRY(client.call("POST", sb_path + "/exec", mkdirs));
     if (done.value("exit_code", json()) != json(0))
-        return local("sandbox", "could not create " + o.builds_dir + " and " + o.cache_dir + " in the sandbox: " +
+        return local(ErrorCode::CliIo, "could not create " + o.builds_dir + " and " + o.cache_dir + " in the sandbox: " +
                                     done.value("stderr", std::string()));
     std::printf("Running in kiln sandbox %s (template %s)\n", sandbox_id.c_str(), tmpl.c_str());
     return 0;
@@ -198,14 +196,14 @@ Result<int> run_prepare(ApiClient& client, const ExecutorOptions& o) {
 Result<int> run_run(ApiClient& client, const ExecutorOptions& o) {
     if (o.stage.empty() || o.stage.size() > 64 ||
         o.stage.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != std::string::npos)
-        return local("invalid_argument", "the sub-stage name '" + o.stage + "' is not one runner sends");
+        return local(ErrorCode::CliUsage, "the sub-stage name '" + o.stage + "' is not one runner sends");
     json state = TRY(read_state(o));
     std::string sb_path = TRY(sandbox_path(state["sandbox_id"].get<std::string>()));
 
     UniqueFd fd(::open(o.script.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!fd.valid()) return local("io", "cannot open the script " + o.script + ": " + std::strerror(errno));
+    if (!fd.valid()) return local(ErrorCode::CliIo, "cannot open the script " + o.script + ": " + std::strerror(errno));
     struct stat st {};
-    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return local("io", o.script + " is not a file");
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) return local(ErrorCode::CliIo, o.script + " is not a file");
     std::string guest_script = "/tmp/kiln-gitlab/" + o.stage + ".sh";
     TRY(client.upload("PUT", sb_path + "/files?path=" + url_encode(guest_script) + "&mode=0700",
                       "application/octet-stream", fd.get(), static_cast<uint64_t>(st.st_size)));
@@ -247,7 +245,7 @@ Result<int> run_cleanup(ApiClient& client, const ExecutorOptions& o) {
     }
     std::string sandbox_id = (*state)["sandbox_id"].get<std::string>();
     auto deleted = client.call("DELETE", TRY(sandbox_path(sandbox_id)));
-    if (!deleted.ok() && deleted.error().code != "not_found") return deleted.error();
+    if (!deleted.ok() && deleted.error().code != ErrorCode::NotFound) return deleted.error();
     std::string path = TRY(state_file(o, id, false));
     ::unlink(path.c_str());
     std::printf("Deleted kiln sandbox %s\n", sandbox_id.c_str());

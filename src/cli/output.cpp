@@ -95,7 +95,7 @@ Result<std::map<std::string, std::string>> parse_pairs(const std::vector<std::st
     for (const auto& kv : pairs) {
         size_t eq = kv.find('=');
         if (eq == std::string::npos || eq == 0)
-            return make_error("cli_invalid_argument", what + " takes NAME=VALUE, not '" + kv + "'");
+            return make_error(ErrorCode::CliUsage, what + " takes NAME=VALUE, not '" + kv + "'");
         out[kv.substr(0, eq)] = kv.substr(eq + 1);
     }
     return out;

@@ -123,7 +123,7 @@ Result<int> sandbox_list(ApiClient& client, const ListOptions& o) {
         query += (query.empty() ? "?" : "&") + url_encode(k) + "=" + url_encode(v);
     };
     if (o.all && !o.state.empty())
-        return make_error("cli_invalid_argument", "sandbox list: --all and --state cannot be combined");
+        return make_error(ErrorCode::CliUsage, "sandbox list: --all and --state cannot be combined");
     if (o.all) add("state", "all");
     if (!o.state.empty()) add("state", o.state);
     for (const auto& [k, v] : TRY(parse_pairs(o.metadata, "--meta"))) add("metadata." + k, v);
@@ -133,7 +133,7 @@ Result<int> sandbox_list(ApiClient& client, const ListOptions& o) {
         return 0;
     }
     if (!answer.contains("sandboxes") || !answer["sandboxes"].is_array())
-        return make_error("cli_protocol", "kilnd's sandbox list has no sandboxes array");
+        return make_error(ErrorCode::CliProtocol, "kilnd's sandbox list has no sandboxes array");
     std::vector<std::vector<std::string>> rows = {{"ID", "STATE", "TEMPLATE", "CREATED", "EXPIRES", "METADATA"}};
     for (const auto& s : answer["sandboxes"])
         rows.push_back({field(s, "id"), field(s, "state"), field(s, "template"), relative_time(field(s, "created_at")),

@@ -34,8 +34,8 @@ struct Location {
     std::string path;
 };
 
-Error cp_error(const std::string& message) { return make_error("cli_invalid_argument", "sandbox cp: " + message); }
-Error io_error(const std::string& what) { return make_error("cli_io", what + ": " + std::strerror(errno)); }
+Error cp_error(const std::string& message) { return make_error(ErrorCode::CliUsage, "sandbox cp: " + message); }
+Error io_error(const std::string& what) { return make_error(ErrorCode::CliIo, what + ": " + std::strerror(errno)); }
 
 Result<Location> parse_location(const std::string& text) {
     size_t colon = text.find(':');
@@ -68,7 +68,7 @@ std::string files_url(const std::string& sandbox_base, const std::string& endpoi
 Result<std::optional<json>> remote_stat(ApiClient& client, const std::string& base, const std::string& path) {
     auto info = client.call("GET", files_url(base, "/files/stat", path));
     if (!info.ok()) {
-        if (info.error().code == "not_found") return std::optional<json>();
+        if (info.error().code == ErrorCode::NotFound) return std::optional<json>();
         return info.error();
     }
     return std::optional<json>(*info);
@@ -160,7 +160,7 @@ Result<std::string> name_prefix_to_strip(ApiClient& client, const std::string& b
 Result<int> download(ApiClient& client, const CpOptions& o, const Location& src, const std::string& dst) {
     std::string base = TRY(sandbox_path(src.sandbox));
     std::optional<json> info = TRY(remote_stat(client, base, src.path));
-    if (!info) return make_error("not_found", src.sandbox + ":" + src.path + " does not exist");
+    if (!info) return make_error(ErrorCode::NotFound, src.sandbox + ":" + src.path + " does not exist");
     struct stat st;
     bool dst_exists = dst != "-" && ::stat(dst.c_str(), &st) == 0;
     bool dst_is_dir = dst_exists && S_ISDIR(st.st_mode);

@@ -39,17 +39,17 @@ Result<std::string> read_stdin() {
     for (;;) {
         ssize_t n = ::read(0, buf, sizeof buf);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return make_error("cli_io", std::string("reading stdin failed: ") + std::strerror(errno));
+        if (n < 0) return make_error(ErrorCode::CliIo, std::string("reading stdin failed: ") + std::strerror(errno));
         if (n == 0) break;
         data.append(buf, static_cast<size_t>(n));
         if (data.size() > kMaxStdin)
-            return make_error("cli_invalid_argument",
+            return make_error(ErrorCode::CliUsage,
                               "stdin is over 768 KiB; copy big inputs with `kiln sandbox cp` and redirect in the command");
     }
     try {
         (void)json(data).dump();
     } catch (const json::exception&) {
-        return make_error("cli_invalid_argument",
+        return make_error(ErrorCode::CliUsage,
                           "stdin is not UTF-8 text; copy binary input with `kiln sandbox cp` and redirect in the command");
     }
     return data;
@@ -78,10 +78,10 @@ int exit_status(const json& result, double timeout_s) {
 
 Result<int> sandbox_exec(ApiClient& client, const ExecOptions& o) {
     if (o.command.empty())
-        return make_error("cli_invalid_argument",
+        return make_error(ErrorCode::CliUsage,
                           "sandbox exec: no command (usage: kiln sandbox exec ID -- CMD [ARG...], or ID 'shell string')");
     if (o.timeout_s < 0 || !std::isfinite(o.timeout_s))
-        return make_error("cli_invalid_argument", "sandbox exec: --timeout must be a positive number of seconds");
+        return make_error(ErrorCode::CliUsage, "sandbox exec: --timeout must be a positive number of seconds");
     std::string path = TRY(sandbox_path(o.id)) + "/exec";
 
     json body = json::object();
@@ -126,7 +126,7 @@ Result<int> sandbox_exec(ApiClient& client, const ExecOptions& o) {
             return false;
         } else if (type == "error") {
             const json& e = event.contains("error") && event["error"].is_object() ? event["error"] : json::object();
-            failure = make_error(e.value("code", std::string("internal")), e.value("message", std::string()));
+            failure = error_from_api(e);
             return false;
         }
         return true;  // unknown event types are for newer kilnds
@@ -135,7 +135,7 @@ Result<int> sandbox_exec(ApiClient& client, const ExecOptions& o) {
     if (failure) return *failure;
     if (!streamed.ok()) return streamed.error();
     if (!status)
-        return make_error("cli_protocol", "kilnd's exec stream ended before the command's exit event");
+        return make_error(ErrorCode::CliProtocol, "kilnd's exec stream ended before the command's exit event");
     return *status;
 }
 

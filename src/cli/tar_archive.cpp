@@ -17,7 +17,7 @@
 namespace kiln::cli {
 namespace {
 
-Error tar_error(const std::string& message) { return make_error("cli_tar", message); }
+Error tar_error(const std::string& message) { return make_error(ErrorCode::CliIo, message); }
 
 struct ArchiveReadCloser {
     void operator()(archive* a) const { archive_read_free(a); }

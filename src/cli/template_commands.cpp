@@ -20,7 +20,7 @@ Result<int> template_list(ApiClient& client, const ApiOptions& api) {
         return 0;
     }
     if (!answer.contains("templates") || !answer["templates"].is_array())
-        return make_error("cli_protocol", "kilnd's template list has no templates array");
+        return make_error(ErrorCode::CliProtocol, "kilnd's template list has no templates array");
     std::vector<std::vector<std::string>> rows = {{"ID", "KIND", "NAME", "READY", "VCPUS", "MEMORY", "CREATED"}};
     for (const auto& t : answer["templates"]) {
         std::string name = field(t, "name");

@@ -100,7 +100,7 @@ int vm_run(const VmRunOptions& o) {
     auto booted = vm::Vm::boot(boot);
     if (!booted.ok()) {
         print_error(booted.error());
-        return booted.error().code == "cancelled" ? 128 + last_signal.load() : kExitKilnError;
+        return booted.error().code == ErrorCode::Cancelled ? 128 + last_signal.load() : kExitKilnError;
     }
     std::unique_ptr<vm::Vm> machine = std::move(*booted);
     progress.line("VM " + machine->id() + " ready in " + std::to_string(machine->timings().ready_ms) + " ms (" +
@@ -129,7 +129,7 @@ int vm_run(const VmRunOptions& o) {
     signals.set_handler({});
     machine->destroy();
     if (!result.ok()) {
-        if (signals_seen > 0 && result.error().code == "vm_gone") {
+        if (signals_seen > 0 && result.error().code == ErrorCode::VmGone) {
             print_error("interrupted by signal " + std::to_string(last_signal.load()) + "; the VM was destroyed");
             return 128 + last_signal.load();
         }

@@ -14,7 +14,7 @@ namespace kiln::daemon {
 namespace {
 
 Error bad(const std::string& key, const std::string& why) {
-    return make_error("invalid_argument", "config " + key + ": " + why);
+    return make_error(ErrorCode::InvalidArgument, "config " + key + ": " + why);
 }
 
 Result<int64_t> parse_int(const std::string& key, const std::string& text, int64_t min, int64_t max) {
@@ -152,7 +152,7 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
             return bad(key, "must start with http:// or https://");
         (key == "public_url" ? c.public_url : c.github_api_url) = value;
     } else {
-        return make_error("invalid_argument", "unknown config key '" + key + "'");
+        return make_error(ErrorCode::InvalidArgument, "unknown config key '" + key + "'");
     }
     return ok_status();
 }
@@ -162,7 +162,7 @@ Result<std::map<std::string, std::string>> parse_config_text(const std::string& 
     std::string t = trim(text);
     if (!t.empty() && t[0] == '{') {
         auto j = nlohmann::json::parse(t, nullptr, /*allow_exceptions=*/false);
-        if (j.is_discarded() || !j.is_object()) return make_error("invalid_argument", "config file: not a JSON object");
+        if (j.is_discarded() || !j.is_object()) return make_error(ErrorCode::InvalidArgument, "config file: not a JSON object");
         for (auto it = j.begin(); it != j.end(); ++it) {
             const auto& v = it.value();
             if (v.is_string()) out[it.key()] = v.get<std::string>();
@@ -180,12 +180,12 @@ Result<std::map<std::string, std::string>> parse_config_text(const std::string& 
             if (line.empty() || line[0] == '#') continue;
             auto eq = line.find('=');
             if (eq == std::string::npos)
-                return make_error("invalid_argument", "config file line " + std::to_string(line_no) + ": expected key=value");
+                return make_error(ErrorCode::InvalidArgument, "config file line " + std::to_string(line_no) + ": expected key=value");
             out[trim(line.substr(0, eq))] = trim(line.substr(eq + 1));
         }
     }
     for (const auto& [key, value] : out) {
-        if (!config_keys().count(key)) return make_error("invalid_argument", "config file: unknown key '" + key + "'");
+        if (!config_keys().count(key)) return make_error(ErrorCode::InvalidArgument, "config file: unknown key '" + key + "'");
     }
     return out;
 }
@@ -207,7 +207,7 @@ std::map<std::string, std::string> config_from_env(char** envp) {
 
 Status validate_config(const DaemonConfig& c) {
     if (c.default_ttl_seconds > c.max_ttl_seconds)
-        return make_error("invalid_argument", "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
+        return make_error(ErrorCode::InvalidArgument, "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
                                                   ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");
     return ok_status();
 }
@@ -217,18 +217,18 @@ Result<DaemonConfig> load_config(const std::string& file_path, char** envp,
     DaemonConfig config;
     if (!file_path.empty()) {
         auto text = read_file(file_path, 1 << 20);
-        if (!text.ok()) return make_error("invalid_argument", "config file " + file_path + ": " + text.error().message);
+        if (!text.ok()) return make_error(ErrorCode::InvalidArgument, "config file " + file_path + ": " + text.error().message);
         auto pairs = parse_config_text(*text);
-        if (!pairs.ok()) return make_error("invalid_argument", file_path + ": " + pairs.error().message);
+        if (!pairs.ok()) return make_error(ErrorCode::InvalidArgument, file_path + ": " + pairs.error().message);
         for (const auto& [k, v] : *pairs) TRY(apply_config_value(config, k, v));
     }
     for (const auto& [k, v] : config_from_env(envp)) {
         if (auto st = apply_config_value(config, k, v); !st.ok())
-            return make_error("invalid_argument", "environment: " + st.error().message);
+            return make_error(ErrorCode::InvalidArgument, "environment: " + st.error().message);
     }
     for (const auto& [k, v] : flags) {
         if (auto st = apply_config_value(config, k, v); !st.ok())
-            return make_error("invalid_argument", "flag: " + st.error().message);
+            return make_error(ErrorCode::InvalidArgument, "flag: " + st.error().message);
     }
     TRY(validate_config(config));
     return config;

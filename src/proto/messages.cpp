@@ -4,7 +4,7 @@
 namespace kiln::proto {
 namespace {
 
-Error invalid(const std::string& message) { return make_error(errc::kInvalidArgument, message); }
+Error invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, message); }
 
 // Field readers: absent fields keep the default; a present field of the wrong type is an error.
 Status read_string(const json& j, const char* key, std::string& out, size_t max_len = 1 << 20) {
@@ -79,17 +79,20 @@ json make_request(const char* op_name, json fields) {
     return fields;
 }
 
-json make_error_body(const std::string& code, const std::string& message) {
-    return json{{"code", code}, {"message", message}};
+json make_error_body(ErrorCode code, const std::string& message) {
+    return json{{"code", code_name(code)}, {"message", message}};
 }
 
 Error parse_error_body(const std::string& payload) {
     auto j = parse_json_object(payload);
-    if (!j.ok()) return make_error("protocol_error", "agent sent an unreadable error frame");
-    std::string code = "agent_error", message;
+    if (!j.ok()) return make_error(ErrorCode::ProtocolError, "agent sent an unreadable error frame");
+    std::string code, message;
     (void)read_string(*j, "code", code, 256);
     (void)read_string(*j, "message", message, 64 * 1024);
-    return make_error(code, message);
+    if (auto known = parse_error_code(code)) return make_error(*known, message);
+    // A code this host does not know (a newer agent?): keep what it said in the message.
+    return make_error(ErrorCode::ProtocolError,
+                      "the agent answered with an unknown error code '" + code + "': " + message);
 }
 
 json to_json(const PingResult& r) {

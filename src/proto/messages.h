@@ -36,20 +36,9 @@ inline constexpr const char* kShutdown = "shutdown"; // -> {}; then sync, remoun
 inline constexpr const char* kReset = "reset";
 }  // namespace op
 
-// Error codes in agent Error frames.
-namespace errc {
-inline constexpr const char* kMalformedFrame = "malformed_frame";
-inline constexpr const char* kInvalidArgument = "invalid_argument";
-inline constexpr const char* kUnknownOp = "unknown_op";
-inline constexpr const char* kNotReady = "not_ready";  // exec/files before init (e.g. right after a restore)
-inline constexpr const char* kNotFound = "not_found";
-inline constexpr const char* kPermissionDenied = "permission_denied";
-inline constexpr const char* kExists = "exists";
-inline constexpr const char* kNotEmpty = "not_empty";  // remove of a folder with entries, without recursive
-inline constexpr const char* kIoError = "io_error";
-inline constexpr const char* kStreamInUse = "stream_in_use";
-inline constexpr const char* kTooMany = "too_many_streams";
-}  // namespace errc
+// Error frames carry {"code": code_name(ErrorCode), "message"}: the agent's codes are the
+// ErrorCode values in base/error_code.h (malformed_frame, invalid_argument, unknown_op, not_ready,
+// not_found, permission_denied, exists, not_empty, io_error, stream_in_use, too_many_streams).
 
 inline constexpr size_t kMaxPathLength = 4096;
 inline constexpr size_t kMaxArgs = 4096;
@@ -152,7 +141,7 @@ Result<FileInfo> parse_file_info(const json&);
 json make_request(const char* op_name, json fields = json::object());
 
 // An Error frame body.
-json make_error_body(const std::string& code, const std::string& message);
+json make_error_body(ErrorCode code, const std::string& message);
 Error parse_error_body(const std::string& payload);
 
 // Paths from the host are hostile: absolute, no NUL, no empty components beyond '/', bounded.

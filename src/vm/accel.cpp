@@ -17,7 +17,7 @@ Result<AccelMode> parse_accel_mode(std::string_view text) {
     if (text == "auto") return AccelMode::Auto;
     if (text == "kvm") return AccelMode::Kvm;
     if (text == "tcg") return AccelMode::Tcg;
-    return make_error("invalid_argument", "accel must be auto, kvm or tcg, not '" + std::string(text) + "'");
+    return make_error(ErrorCode::InvalidArgument, "accel must be auto, kvm or tcg, not '" + std::string(text) + "'");
 }
 
 const char* accel_mode_name(AccelMode mode) {
@@ -69,14 +69,14 @@ Result<AccelChoice> choose_accel(AccelMode mode, const KvmProbe& probe) {
     switch (mode) {
     case AccelMode::Tcg: return AccelChoice{Accel::Tcg, "TCG was asked for (accel=tcg)"};
     case AccelMode::Kvm:
-        if (!why_not.empty()) return make_error("kvm_unavailable", "accel=kvm was asked for, but " + why_not);
+        if (!why_not.empty()) return make_error(ErrorCode::KvmUnavailable, "accel=kvm was asked for, but " + why_not);
         return AccelChoice{Accel::Kvm, "KVM was asked for (accel=kvm)"};
     case AccelMode::Auto:
         if (!why_not.empty()) return AccelChoice{Accel::Tcg, why_not + "; using TCG"};
         return AccelChoice{Accel::Kvm, std::string(probe.kvm_intel ? "kvm_intel" : "kvm_amd") +
                                            " is loaded and /dev/kvm opens; using KVM"};
     }
-    return make_error("invalid_argument", "unknown accel mode");
+    return make_error(ErrorCode::InvalidArgument, "unknown accel mode");
 }
 
 Result<uint64_t> parse_cpuinfo_khz(const std::string& cpuinfo) {
@@ -94,7 +94,7 @@ Result<uint64_t> parse_cpuinfo_khz(const std::string& cpuinfo) {
         if (stop == line.c_str() + colon + 1 || mhz <= 0 || mhz > 100000) continue;
         return static_cast<uint64_t>(mhz * 1000.0 + 0.5);
     }
-    return make_error("not_found", "no usable 'cpu MHz' line in /proc/cpuinfo");
+    return make_error(ErrorCode::NotFound, "no usable 'cpu MHz' line in /proc/cpuinfo");
 }
 
 Result<uint64_t> host_tsc_khz() {

@@ -32,7 +32,7 @@ namespace {
 
 constexpr size_t kMaxConnectionErrors = 256;
 
-Error protocol_error(const std::string& message) { return make_error("protocol_error", message); }
+Error protocol_error(const std::string& message) { return make_error(ErrorCode::ProtocolError, message); }
 
 bool is_final(FrameType type) { return type == FrameType::Result || type == FrameType::Error; }
 
@@ -105,7 +105,7 @@ void AgentClient::reader_loop() {
             push_connection_error(protocol_error("host could not decode agent bytes: " + e->message));
     }
     if (m_stopping) {
-        mark_gone(make_error("vm_gone", "the agent client was closed"));
+        mark_gone(make_error(ErrorCode::VmGone, "the agent client was closed"));
         return;
     }
     std::function<Error()> reason;
@@ -114,7 +114,7 @@ void AgentClient::reader_loop() {
         if (m_gone) return;
         reason = m_gone_reason;
     }
-    mark_gone(reason ? reason() : make_error("vm_gone", why));
+    mark_gone(reason ? reason() : make_error(ErrorCode::VmGone, why));
 }
 
 void AgentClient::dispatch(Frame frame) {
@@ -159,7 +159,6 @@ void AgentClient::mark_gone(Error error) {
     {
         std::lock_guard lock(m_mutex);
         if (m_gone) return;
-        if (error.code.empty()) error.code = "vm_gone";
         m_gone = error;
         calls.swap(m_calls);
         m_cv.notify_all();
@@ -205,7 +204,7 @@ Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadlin
         auto free = [this] { return !m_sending; };
         if (deadline == Clock::time_point::max()) m_send_cv.wait(lock, free);
         else if (!m_send_cv.wait_until(lock, deadline, free))
-            return make_error("timeout", "the agent connection is busy");
+            return make_error(ErrorCode::Timeout, "the agent connection is busy");
         m_sending = true;
     }
     struct Release {
@@ -220,9 +219,9 @@ Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadlin
     // frame would corrupt the connection for every stream. Only the connection ending stops it.
     size_t done = 0;
     while (done < bytes.size()) {
-        if (m_stopping) return make_error("vm_gone", "the agent client was closed");
+        if (m_stopping) return make_error(ErrorCode::VmGone, "the agent client was closed");
         if (done == 0) {
-            if (cancel && *cancel) return make_error("cancelled", "cancelled");
+            if (cancel && *cancel) return make_error(ErrorCode::Cancelled, "cancelled");
             std::lock_guard state(m_mutex);
             if (m_gone) return *m_gone;
         }
@@ -233,7 +232,7 @@ Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadlin
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_error("send to the agent");
-        if (done == 0 && Clock::now() >= deadline) return make_error("timeout", "the agent is not reading");
+        if (done == 0 && Clock::now() >= deadline) return make_error(ErrorCode::Timeout, "the agent is not reading");
         if (done > 0) {
             std::lock_guard state(m_mutex);
             if (m_gone) return *m_gone;
@@ -248,9 +247,9 @@ Error AgentClient::send_failure(const Error& error) {
     // A write fails when the peer is gone; the reader is about to learn why. Prefer its reason.
     auto until = Clock::now() + Millis(5000);
     std::unique_lock lock(m_mutex);
-    if (error.code != "timeout") m_cv.wait_until(lock, until, [this] { return m_gone.has_value(); });
+    if (error.code != ErrorCode::Timeout) m_cv.wait_until(lock, until, [this] { return m_gone.has_value(); });
     if (m_gone) return *m_gone;
-    return make_error(error.code == "timeout" ? "timeout" : "vm_gone", "sending to the agent: " + error.message);
+    return make_error(error.code == ErrorCode::Timeout ? ErrorCode::Timeout : ErrorCode::VmGone, "sending to the agent: " + error.message);
 }
 
 Result<std::shared_ptr<AgentClient::Call>> AgentClient::open_stream(const json& request, Clock::time_point deadline) {
@@ -302,7 +301,7 @@ Result<Frame> AgentClient::next_frame(const std::shared_ptr<Call>& call, Clock::
             call->cv.wait(lock);
         } else if (call->cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline &&
                    call->frames.empty() && !call->failure) {
-            return make_error("timeout", what + ": no answer from the agent in time");
+            return make_error(ErrorCode::Timeout, what + ": no answer from the agent in time");
         }
     }
 }
@@ -565,7 +564,7 @@ Result<proto::ExecResult> AgentClient::exec(proto::ExecRequest request, const Ex
     for (;;) {
         auto frame = next_frame(call, deadline, "exec");
         if (!frame.ok()) {
-            if (frame.error().code == "timeout") (void)send_signal(call->stream, 9);
+            if (frame.error().code == ErrorCode::Timeout) (void)send_signal(call->stream, 9);
             close_stream(call);
             return std::move(frame).error();
         }

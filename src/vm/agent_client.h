@@ -55,7 +55,7 @@ struct ExecOutput {
 // A reader thread decodes frames and routes them by stream id to the waiting call; a call's
 // queue holds at most kMaxQueuedBytes, beyond which the reader stops reading the socket
 // (backpressure to the guest). When the connection drops, every pending and later call returns
-// Error{"vm_gone", ...} at once; set_gone_reason() lets the owner explain why (panic, QEMU exit).
+// Error{ErrorCode::VmGone, ...} at once; set_gone_reason() lets the owner explain why (panic, QEMU exit).
 class AgentClient {
 public:
     static constexpr size_t kMaxQueuedBytes = 4 * 1024 * 1024;

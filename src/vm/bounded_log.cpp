@@ -11,7 +11,7 @@
 namespace kiln::vm {
 
 Result<std::unique_ptr<BoundedLog>> BoundedLog::create(const std::string& path, size_t max_bytes, size_t head_bytes) {
-    if (head_bytes + 1024 > max_bytes) return make_error("invalid_argument", "log head must be well below its limit");
+    if (head_bytes + 1024 > max_bytes) return make_error(ErrorCode::InvalidArgument, "log head must be well below its limit");
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
     if (!fd) return errno_error("create " + path);
     return std::unique_ptr<BoundedLog>(new BoundedLog(std::move(fd), path, max_bytes, head_bytes));

@@ -30,7 +30,7 @@ Status copy_range(int in, int out, off_t start, off_t end, const std::string& wh
         if (use_cfr) {
             ssize_t n = ::copy_file_range(in, &in_off, out, &out_off, want, 0);
             if (n > 0) continue;
-            if (n == 0) return make_error("io_error", what + ": source shrank during the copy");
+            if (n == 0) return make_error(ErrorCode::IoError, what + ": source shrank during the copy");
             if (errno == EINTR) continue;
             if (errno != EXDEV && errno != ENOSYS && errno != EOPNOTSUPP && errno != EINVAL)
                 return errno_error("copy " + what);
@@ -42,7 +42,7 @@ Status copy_range(int in, int out, off_t start, off_t end, const std::string& wh
             if (errno == EINTR) continue;
             return errno_error("read " + what);
         }
-        if (n == 0) return make_error("io_error", what + ": source shrank during the copy");
+        if (n == 0) return make_error(ErrorCode::IoError, what + ": source shrank during the copy");
         for (ssize_t done = 0; done < n;) {
             ssize_t w = ::pwrite(out, buf.data() + done, static_cast<size_t>(n - done), out_off + done);
             if (w < 0) {
@@ -86,7 +86,7 @@ Result<CloneMethod> clone_file(const std::string& src, const std::string& dst) {
     if (!in) return errno_error("open " + src);
     struct stat st;
     if (::fstat(in.get(), &st) != 0) return errno_error("stat " + src);
-    if (!S_ISREG(st.st_mode)) return make_error("invalid_argument", src + " is not a regular file");
+    if (!S_ISREG(st.st_mode)) return make_error(ErrorCode::InvalidArgument, src + " is not a regular file");
     UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) return errno_error("create " + dst);
 

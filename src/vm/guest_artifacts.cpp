@@ -52,14 +52,14 @@ std::string vms_dir() { return data_dir() + "/vms"; }
 Status check_kernel_file(const std::string& path) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return errno_error("kernel " + path);
-    if (!S_ISREG(st.st_mode)) return make_error("kernel_invalid", "the kernel " + path + " is not a regular file");
+    if (!S_ISREG(st.st_mode)) return make_error(ErrorCode::KernelInvalid, "the kernel " + path + " is not a regular file");
     auto head = read_at(path, 0, 4);
     if (!head.ok()) return head.error();
     auto setup = read_at(path, 0x202, 4);
     bool elf = *head == "\x7f" "ELF";
     bool bzimage = setup.ok() && *setup == "HdrS";
     if (!elf && !bzimage)
-        return make_error("kernel_invalid", "the kernel " + path + " is neither an ELF vmlinux nor a bzImage");
+        return make_error(ErrorCode::KernelInvalid, "the kernel " + path + " is neither an ELF vmlinux nor a bzImage");
     return ok_status();
 }
 
@@ -76,10 +76,10 @@ Result<KernelArtifact> find_kernel() {
     if (!path_exists(k.path)) {
         std::string detail = k.origin == "KILN_KERNEL" ? "KILN_KERNEL points at " + k.path + ", which does not exist"
                                                         : "no guest kernel at " + k.path;
-        return make_error("kernel_missing", detail + "; " + kBuildHint);
+        return make_error(ErrorCode::KernelMissing, detail + "; " + kBuildHint);
     }
     Status st = check_kernel_file(k.path);
-    if (!st.ok()) return make_error(st.error().code == "io_error" ? "kernel_missing" : st.error().code,
+    if (!st.ok()) return make_error(st.error().code == ErrorCode::IoError ? ErrorCode::KernelMissing : st.error().code,
                                     st.error().message + "; " + kBuildHint);
     std::string dir = k.path.substr(0, k.path.rfind('/'));
     if (auto release = read_file(dir + "/release", 4096); release.ok()) k.release = trim(*release);
@@ -88,23 +88,23 @@ Result<KernelArtifact> find_kernel() {
 
 Status validate_image_name(const std::string& name) {
     if (name.empty() || name.size() > 64)
-        return make_error("invalid_argument", "image name must be 1 to 64 characters");
+        return make_error(ErrorCode::InvalidArgument, "image name must be 1 to 64 characters");
     for (char c : name)
         if (!(isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.'))
-            return make_error("invalid_argument", "image name '" + name + "' may hold only letters, digits, '-', '_' and '.'");
-    if (name[0] == '.') return make_error("invalid_argument", "image name must not start with '.'");
+            return make_error(ErrorCode::InvalidArgument, "image name '" + name + "' may hold only letters, digits, '-', '_' and '.'");
+    if (name[0] == '.') return make_error(ErrorCode::InvalidArgument, "image name must not start with '.'");
     return ok_status();
 }
 
 Status check_ext4_image(const std::string& path) {
     struct stat st;
     if (::stat(path.c_str(), &st) != 0) return errno_error("image " + path);
-    if (!S_ISREG(st.st_mode)) return make_error("image_corrupt", "the image " + path + " is not a regular file");
+    if (!S_ISREG(st.st_mode)) return make_error(ErrorCode::ImageCorrupt, "the image " + path + " is not a regular file");
     auto magic = read_at(path, 1080, 2);
     if (!magic.ok()) return magic.error();
     if (magic->size() != 2 || static_cast<unsigned char>((*magic)[0]) != 0x53 ||
         static_cast<unsigned char>((*magic)[1]) != 0xEF)
-        return make_error("image_corrupt", "the image " + path +
+        return make_error(ErrorCode::ImageCorrupt, "the image " + path +
                                                " has no ext4 superblock (magic 0xEF53 at byte 1080); rebuild it "
                                                "with `make images`");
     return ok_status();
@@ -118,7 +118,7 @@ Result<ImageArtifact> find_image(const std::string& name) {
     image.rootfs = dir + "/rootfs.ext4";
     image.manifest = dir + "/manifest.json";
     if (!path_exists(image.rootfs))
-        return make_error("image_missing", "no image '" + name + "' at " + image.rootfs +
+        return make_error(ErrorCode::ImageMissing, "no image '" + name + "' at " + image.rootfs +
                                                "; build it with `make images` (scripts/build-image-" + name + ".sh)");
     TRY(check_ext4_image(image.rootfs));
     return image;
@@ -146,11 +146,11 @@ std::vector<std::string> list_images() {
 
 Result<std::string> run_dir_for(const std::string& vm_id) {
     if (vm_id.empty() || vm_id.size() > 32 || vm_id.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz-") != std::string::npos)
-        return make_error("invalid_argument", "VM id must be 1 to 32 lowercase letters, digits or '-'");
+        return make_error(ErrorCode::InvalidArgument, "VM id must be 1 to 32 lowercase letters, digits or '-'");
     std::string dir = vms_dir() + "/" + vm_id;
     // The longest socket name inside is "console.sock".
     if (dir.size() + std::strlen("/console.sock") > kMaxUnixPathLength)
-        return make_error("invalid_argument", "the data dir " + data_dir() +
+        return make_error(ErrorCode::InvalidArgument, "the data dir " + data_dir() +
                                                   " is too long for unix socket paths (at most 107 bytes); set "
                                                   "KILN_DATA_DIR to a shorter path");
     return dir;

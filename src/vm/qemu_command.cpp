@@ -10,7 +10,7 @@ std::string sandbox_option(bool allow_spawn) {
     return std::string(kSandboxSettings) + (allow_spawn ? ",spawn=allow" : ",spawn=deny");
 }
 
-Status invalid(const std::string& message) { return make_error("invalid_argument", message); }
+Status invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, message); }
 
 // A kernel argument is one token of printable ASCII with no quotes: it reaches the guest verbatim.
 bool is_safe_kernel_arg(const std::string& arg) {

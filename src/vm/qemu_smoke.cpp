@@ -15,7 +15,7 @@ Result<QemuSmokeResult> qemu_smoke_test(const std::string& scratch_dir) {
     auto info = TRY(qemu_info());
     TRY(make_dirs(scratch_dir, 0700));
     std::string tmpl = scratch_dir + "/.qemu-smoke-XXXXXX";
-    if (!::mkdtemp(tmpl.data())) return make_error("io_error", "mkdtemp in " + scratch_dir);
+    if (!::mkdtemp(tmpl.data())) return make_error(ErrorCode::IoError, "mkdtemp in " + scratch_dir);
     std::string dir = tmpl;
     auto run = [&]() -> Result<QemuSmokeResult> {
         QemuSmokeResult r;
@@ -28,7 +28,7 @@ Result<QemuSmokeResult> qemu_smoke_test(const std::string& scratch_dir) {
         spawn.new_session = true;
         auto qemu = TRY(ChildProcess::spawn(spawn));
         auto qmp = TRY(QmpClient::connect(dir + "/qmp.sock", Millis(10000), [&]() -> std::optional<Error> {
-            if (auto s = qemu->wait_for(Millis(0))) return make_error("qemu_failed", "QEMU " + s->describe());
+            if (auto s = qemu->wait_for(Millis(0))) return make_error(ErrorCode::QemuFailed, "QEMU " + s->describe());
             return std::nullopt;
         }));
         r.qmp_ready_ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();

@@ -17,7 +17,7 @@ std::string QemuVersion::to_string() const {
 Result<QemuVersion> parse_qemu_version(const std::string& output) {
     static const std::string marker = "version ";
     size_t pos = output.find(marker);
-    if (pos == std::string::npos) return make_error("qemu_error", "no version in QEMU's --version output");
+    if (pos == std::string::npos) return make_error(ErrorCode::QemuError, "no version in QEMU's --version output");
     pos += marker.size();
     QemuVersion v;
     int* parts[3] = {&v.major, &v.minor, &v.micro};
@@ -28,7 +28,7 @@ Result<QemuVersion> parse_qemu_version(const std::string& output) {
             value = value * 10 + (output[pos++] - '0');
         if (pos == start) {
             if (i == 2) break;  // "8.0" has no micro part
-            return make_error("qemu_error", "cannot parse QEMU version from: " + output.substr(0, 120));
+            return make_error(ErrorCode::QemuError, "cannot parse QEMU version from: " + output.substr(0, 120));
         }
         *parts[i] = static_cast<int>(value);
         if (pos >= output.size() || output[pos] != '.') break;
@@ -54,10 +54,10 @@ Result<QemuInfo> probe() {
     } else {
         run = run_and_capture(qemu_version_argv(info.binary, /*with_sandbox=*/false), Millis(10000));
         if (!run.ok())
-            return make_error("qemu_missing", "cannot run " + info.binary + ": " + run.error().message +
+            return make_error(ErrorCode::QemuMissing, "cannot run " + info.binary + ": " + run.error().message +
                                                   " (install qemu-system-x86, or set KILN_QEMU)");
         if (!run->status.success())
-            return make_error("qemu_error", info.binary + " --version " + run->status.describe() + ": " +
+            return make_error(ErrorCode::QemuError, info.binary + " --version " + run->status.describe() + ": " +
                                                 run->output.substr(0, 500));
     }
     info.banner = run->output.substr(0, run->output.find('\n'));

@@ -18,7 +18,7 @@ namespace {
 
 constexpr size_t kMaxLine = 16 * 1024 * 1024;
 
-Error gone(const std::string& why) { return make_error("vm_gone", "QMP connection closed: " + why); }
+Error gone(const std::string& why) { return make_error(ErrorCode::VmGone, "QMP connection closed: " + why); }
 
 // Reads one '\n'-terminated line synchronously (used before the reader thread starts).
 Result<std::string> read_line(int fd, std::string& buffer, Clock::time_point deadline) {
@@ -29,9 +29,9 @@ Result<std::string> read_line(int fd, std::string& buffer, Clock::time_point dea
             buffer.erase(0, nl + 1);
             return line;
         }
-        if (buffer.size() > kMaxLine) return make_error("protocol_error", "QMP line too long");
+        if (buffer.size() > kMaxLine) return make_error(ErrorCode::ProtocolError, "QMP line too long");
         int left = remaining_ms(deadline);
-        if (left == 0) return make_error("timeout", "QEMU did not answer on QMP in time");
+        if (left == 0) return make_error(ErrorCode::Timeout, "QEMU did not answer on QMP in time");
         struct pollfd p{fd, POLLIN, 0};
         int r = ::poll(&p, 1, left);
         if (r < 0 && errno != EINTR) return errno_error("poll QMP");
@@ -52,7 +52,7 @@ Result<json> read_message(int fd, std::string& buffer, Clock::time_point deadlin
         std::string line = TRY(read_line(fd, buffer, deadline));
         if (line.find_first_not_of(" \r\t") == std::string::npos) continue;
         json j = json::parse(line, nullptr, false);
-        if (j.is_discarded() || !j.is_object()) return make_error("protocol_error", "QMP sent invalid JSON");
+        if (j.is_discarded() || !j.is_object()) return make_error(ErrorCode::ProtocolError, "QMP sent invalid JSON");
         return j;
     }
 }
@@ -66,13 +66,13 @@ Result<std::unique_ptr<QmpClient>> QmpClient::connect(const std::string& socket_
     TRY(set_nonblocking(fd.get()));
     std::string buffer;
     json greeting = TRY(read_message(fd.get(), buffer, deadline));
-    if (!greeting.contains("QMP")) return make_error("protocol_error", "QMP greeting missing");
+    if (!greeting.contains("QMP")) return make_error(ErrorCode::ProtocolError, "QMP greeting missing");
     TRY(send_all(fd.get(), "{\"execute\":\"qmp_capabilities\"}\n", deadline));
     for (;;) {
         json reply = TRY(read_message(fd.get(), buffer, deadline));
         if (reply.contains("event")) continue;
         if (reply.contains("error"))
-            return make_error("qmp_error", "qmp_capabilities: " + reply["error"].value("desc", std::string("?")));
+            return make_error(ErrorCode::QmpError, "qmp_capabilities: " + reply["error"].value("desc", std::string("?")));
         break;
     }
     std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd), std::move(greeting)));
@@ -145,7 +145,7 @@ void QmpClient::handle_line(const std::string& line) {
     m_pending.erase(it);
     pending->done = true;
     if (auto err = j.find("error"); err != j.end() && err->is_object()) {
-        pending->result = make_error("qmp_error", err->value("desc", std::string("unknown QMP error")));
+        pending->result = make_error(ErrorCode::QmpError, err->value("desc", std::string("unknown QMP error")));
     } else {
         pending->result = j.value("return", json::object());
     }
@@ -204,13 +204,13 @@ Result<json> QmpClient::execute_with_fd(const std::string& command, const json& 
     if (!sent.ok() && !pending->done) {
         m_pending.erase(id);
         // A failed write usually means QEMU went away; the reader is about to see the EOF.
-        if (sent.error().code != "timeout")
+        if (sent.error().code != ErrorCode::Timeout)
             m_cv.wait_until(lock, std::min(deadline, Clock::now() + Millis(2000)), [this] { return m_closed; });
         return m_closed ? gone("executing " + command) : sent.error();
     }
     if (!m_cv.wait_until(lock, deadline, [&] { return pending->done; })) {
         m_pending.erase(id);
-        return make_error("timeout", "QMP " + command + " got no reply within " + std::to_string(timeout.count()) + " ms");
+        return make_error(ErrorCode::Timeout, "QMP " + command + " got no reply within " + std::to_string(timeout.count()) + " ms");
     }
     return pending->result;
 }
@@ -228,7 +228,7 @@ Result<json> QmpClient::wait_event(const std::string& name, Millis timeout) {
         }
         if (m_closed) return gone("waiting for event " + name);
         if (m_cv.wait_until(lock, deadline) == std::cv_status::timeout && Clock::now() >= deadline)
-            return make_error("timeout", "no QMP event " + name + " within " + std::to_string(timeout.count()) + " ms");
+            return make_error(ErrorCode::Timeout, "no QMP event " + name + " within " + std::to_string(timeout.count()) + " ms");
     }
 }
 

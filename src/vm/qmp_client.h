@@ -36,8 +36,8 @@ public:
     QmpClient(const QmpClient&) = delete;
     QmpClient& operator=(const QmpClient&) = delete;
 
-    // Runs a command and returns its "return" value. A QMP error becomes Error{"qmp_error", desc};
-    // a closed connection Error{"vm_gone"}; no reply in time Error{"timeout"}.
+    // Runs a command and returns its "return" value. A QMP error becomes Error{ErrorCode::QmpError, desc};
+    // a closed connection Error{ErrorCode::VmGone}; no reply in time Error{ErrorCode::Timeout}.
     Result<json> execute(const std::string& command, const json& arguments = json::object(),
                          Millis timeout = Millis(10000));
 

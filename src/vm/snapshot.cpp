@@ -65,7 +65,7 @@ Status resume_source(QmpClient& qmp) {
     for (;;) {
         auto r = qmp.execute("cont");
         if (r.ok()) return ok_status();
-        if (r.error().code != "qmp_error" || r.error().message.find("not finalized") == std::string::npos ||
+        if (r.error().code != ErrorCode::QmpError || r.error().message.find("not finalized") == std::string::npos ||
             Clock::now() >= deadline)
             return std::move(r).error();
         std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -110,15 +110,15 @@ Status start_migration(QmpClient& qmp, int fd) {
 Status finish_migration(QmpClient& qmp, Clock::time_point deadline) {
     auto status = wait_migration_end(qmp, deadline);
     if (!status.ok()) {
-        if (status.error().code == "timeout") {
+        if (status.error().code == ErrorCode::Timeout) {
             (void)qmp.execute("migrate_cancel");
-            return make_error("timeout", "writing the VM state took too long");
+            return make_error(ErrorCode::Timeout, "writing the VM state took too long");
         }
         return std::move(status).error();
     }
     if (*status == "completed") return ok_status();
     auto info = qmp.execute("query-migrate");
-    return make_error("snapshot_failed", "QEMU migration " + *status + ": " +
+    return make_error(ErrorCode::SnapshotFailed, "QEMU migration " + *status + ": " +
                                              (info.ok() ? info->value("error-desc", "no reason given") : info.error().message));
 }
 
@@ -140,19 +140,19 @@ Status finish_incoming(Vm& vm, Clock::time_point deadline) {
     QmpClient& qmp = vm.qmp();
     auto status = wait_migration_end(qmp, deadline);
     if (!status.ok()) {
-        if (status.error().code == "timeout") {
+        if (status.error().code == ErrorCode::Timeout) {
             auto mig = qmp.execute("query-migrate");
-            return make_error("timeout", "loading the device state timed out (migration " +
+            return make_error(ErrorCode::Timeout, "loading the device state timed out (migration " +
                                              (mig.ok() ? mig->dump() : mig.error().message) + ")");
         }
-        return make_error("restore_failed", "loading the device state failed: " + vm.gone_error().message);
+        return make_error(ErrorCode::RestoreFailed, "loading the device state failed: " + vm.gone_error().message);
     }
     if (*status != "completed")
-        return make_error("restore_failed", "loading the device state ended '" + *status + "': " + vm.gone_error().message);
+        return make_error(ErrorCode::RestoreFailed, "loading the device state ended '" + *status + "': " + vm.gone_error().message);
     // The source was stopped when its state was written, and QEMU carries that run state over: the
     // loaded VM waits for a cont (a no-op if it runs already).
     auto cont = qmp.execute("cont");
-    if (!cont.ok()) return make_error("restore_failed", "cont after loading: " + cont.error().message);
+    if (!cont.ok()) return make_error(ErrorCode::RestoreFailed, "cont after loading: " + cont.error().message);
     return ok_status();
 }
 
@@ -160,7 +160,7 @@ Status finish_incoming(Vm& vm, Clock::time_point deadline) {
 // (capabilities set), and waits until the vCPUs run.
 Status start_incoming(Vm& vm, Millis timeout) {
     auto started = vm.qmp().execute("migrate-incoming", json{{"uri", std::string("fd:") + kMigrateFdName}});
-    if (!started.ok()) return make_error("restore_failed", "migrate-incoming: " + started.error().message);
+    if (!started.ok()) return make_error(ErrorCode::RestoreFailed, "migrate-incoming: " + started.error().message);
     return finish_incoming(vm, deadline_after(timeout));
 }
 
@@ -456,9 +456,9 @@ Result<SnapshotManifest> take_snapshot(Vm& vm, const SnapshotRequest& request, S
     SnapshotTimings t;
     const VmConfig& config = vm.config();
     if (!config.memory_file || !config.memory_file->share)
-        return make_error("not_snapshottable",
+        return make_error(ErrorCode::NotSnapshottable,
                           "this VM's RAM is not a shared memory file; boot it with snapshottable memory to snapshot it");
-    if (path_exists(request.dir)) return make_error("conflict", "snapshot directory " + request.dir + " already exists");
+    if (path_exists(request.dir)) return make_error(ErrorCode::Conflict, "snapshot directory " + request.dir + " already exists");
     std::string tmp = request.dir + ".partial";
     (void)remove_tree(tmp);
     TRY(make_dirs(tmp, 0700));
@@ -467,11 +467,11 @@ Result<SnapshotManifest> take_snapshot(Vm& vm, const SnapshotRequest& request, S
     // 1. The guest syncs its file systems and refuses new work until the next init.
     if (auto st = prepare_migration(vm.qmp(), /*ignore_shared=*/true); !st.ok()) {
         cleanup_tmp();
-        return make_error("snapshot_failed", "preparing the migration: " + st.error().message);
+        return make_error(ErrorCode::SnapshotFailed, "preparing the migration: " + st.error().message);
     }
     if (auto st = vm.agent().freeze(); !st.ok()) {
         cleanup_tmp();
-        return make_error("snapshot_failed", "agent freeze: " + st.error().message);
+        return make_error(ErrorCode::SnapshotFailed, "agent freeze: " + st.error().message);
     }
     t.freeze_ms = since_ms(start);
 
@@ -483,7 +483,7 @@ Result<SnapshotManifest> take_snapshot(Vm& vm, const SnapshotRequest& request, S
             (void)resume_source(vm.qmp());
             (void)vm.renew_identity();
         }
-        return make_error(e.code == "vm_gone" ? "vm_gone" : "snapshot_failed", "snapshot: " + e.message);
+        return make_error(e.code == ErrorCode::VmGone ? ErrorCode::VmGone : ErrorCode::SnapshotFailed, "snapshot: " + e.message);
     };
     if (auto r = vm.qmp().execute("stop"); !r.ok()) return fail(r.error());
     {
@@ -559,10 +559,10 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     TRY(check_compatible(manifest, TRY(this_host())));
     auto kernel = TRY(find_kernel());
     if (!manifest.kernel_release.empty() && !kernel.release.empty() && kernel.release != manifest.kernel_release)
-        return make_error("snapshot_incompatible", "snapshot was taken with kernel " + manifest.kernel_release +
+        return make_error(ErrorCode::SnapshotIncompatible, "snapshot was taken with kernel " + manifest.kernel_release +
                                                        " but the cached kernel is " + kernel.release);
     if (manifest.nic != request.net.has_value())
-        return make_error("snapshot_incompatible", manifest.nic ? "snapshot was taken with a NIC: restore it with one"
+        return make_error(ErrorCode::SnapshotIncompatible, manifest.nic ? "snapshot was taken with a NIC: restore it with one"
                                                                 : "snapshot was taken without a NIC: restore it without one");
     t.verify_ms = since_ms(start);
 
@@ -644,7 +644,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     auto deadline = deadline_after(request.timeout);
     const VmConfig& shape = parent.config();
     if (shape.net.has_value() != request.net.has_value())
-        return make_error("invalid_argument", shape.net ? "the parent has a NIC: its child needs one (ForkRequest::net)"
+        return make_error(ErrorCode::InvalidArgument, shape.net ? "the parent has a NIC: its child needs one (ForkRequest::net)"
                                                         : "the parent has no NIC: its child cannot have one");
     // The child's QEMU: a spare started ahead for the parent's snapshot (it then has the spare's id
     // and run dir, and its disk becomes the parent's by the reclone after the stop), or one started now.
@@ -685,7 +685,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     // the same file once the parent has stopped, before the child has done any I/O (a spare's disk,
     // a reflink of the snapshot's, is recloned the same way). Where reflinks do not work the disk is
     // copied after the stop and the child starts then.
-    Error launch_error = make_error("fork_failed", "the child was not started");
+    Error launch_error = make_error(ErrorCode::ForkFailed, "the child was not started");
     std::thread launcher;
     auto start_child = [&] {
         launcher = std::thread([&] {
@@ -703,7 +703,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         if (launcher.joinable()) launcher.join();
         launched.reset();  // destroys a launched child (and a spare's run dir)
         (void)remove_tree(run_dir);
-        return make_error(e.code == "vm_gone" || e.code == "timeout" ? e.code : "fork_failed", what + ": " + e.message);
+        return make_error(e.code == ErrorCode::VmGone || e.code == ErrorCode::Timeout ? e.code : ErrorCode::ForkFailed, what + ": " + e.message);
     };
     bool early_start = launched || try_reflink(shape.rootfs_path, paths.disk);
     if (early_start && !launched) start_child();
@@ -730,7 +730,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
     write_end.reset();  // QEMU holds the only write end: the child sees EOF if the parent fails
 
     // The child: load from the socket as it fills.
-    Result<std::unique_ptr<Vm>> child = make_error("fork_failed", "the child was not started");
+    Result<std::unique_ptr<Vm>> child = make_error(ErrorCode::ForkFailed, "the child was not started");
     Status loading = saving;
     if (loading.ok()) {
         child = join_child();
@@ -744,7 +744,7 @@ Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, Fork
         if (!r.ok()) loading = r.error();
     }
     read_end.reset();  // the child QEMU holds the only read end: the parent fails if the child dies
-    if (!loading.ok() && child.ok()) child = make_error("fork_failed", "discarded");  // closes its end
+    if (!loading.ok() && child.ok()) child = make_error(ErrorCode::ForkFailed, "discarded");  // closes its end
     bool streaming = saving.ok();
     if (streaming) saving = finish_migration(parent.qmp(), deadline);
 

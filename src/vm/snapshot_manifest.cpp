@@ -11,8 +11,8 @@ namespace {
 
 using nlohmann::ordered_json;
 
-Error damaged(const std::string& message) { return make_error("snapshot_damaged", message); }
-Error incompatible(const std::string& message) { return make_error("snapshot_incompatible", message); }
+Error damaged(const std::string& message) { return make_error(ErrorCode::SnapshotDamaged, message); }
+Error incompatible(const std::string& message) { return make_error(ErrorCode::SnapshotIncompatible, message); }
 
 ordered_json file_json(const SnapshotFileInfo& f) { return ordered_json{{"size", f.size}, {"sha256", f.sha256}}; }
 
@@ -155,7 +155,7 @@ Result<SnapshotManifest> load_and_verify(const std::string& dir, VerifyLevel lev
 
 Result<SnapshotFileInfo> describe_file(const std::string& path) {
     struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return make_error("io_error", "cannot stat " + path);
+    if (::stat(path.c_str(), &st) != 0) return make_error(ErrorCode::IoError, "cannot stat " + path);
     SnapshotFileInfo info;
     info.size = static_cast<uint64_t>(st.st_size);
     info.sha256 = TRY(sha256_file_hex(path));

@@ -78,7 +78,7 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
         guest.kernel_release = kernel.release;
     } else {
         if (!path_exists(options.kernel_path))
-            return make_error("kernel_missing", "no guest kernel at " + options.kernel_path +
+            return make_error(ErrorCode::KernelMissing, "no guest kernel at " + options.kernel_path +
                                                     "; build it with `make images` (or scripts/build-kernel.sh)");
         TRY(check_kernel_file(options.kernel_path));
         config.kernel_path = options.kernel_path;
@@ -94,7 +94,7 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
         }
     } else {
         if (!path_exists(options.rootfs_path))
-            return make_error("image_missing", "no root file system image at " + options.rootfs_path);
+            return make_error(ErrorCode::ImageMissing, "no root file system image at " + options.rootfs_path);
         TRY(check_ext4_image(options.rootfs_path));
         image_path = options.rootfs_path;
     }
@@ -132,7 +132,7 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     config.disk_cache = DiskCache::Unsafe;  // a per-VM clone deleted with the VM; see DiskCache
     progress(std::string("accelerator: ") + accel_name(accel.accel) + " (" + accel.reason + ")");
 
-    if (options.cancel && *options.cancel) return make_error("cancelled", "the boot was cancelled");
+    if (options.cancel && *options.cancel) return make_error(ErrorCode::Cancelled, "the boot was cancelled");
 
     // 2. Run dir and disk.
     std::string id = options.id.empty() ? TRY(random_hex(6)) : options.id;
@@ -169,7 +169,7 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     // 5. Run the guest.
     auto deadline = Clock::now() + options.boot_timeout;
     if (auto r = vm->m_qmp->execute("cont"); !r.ok())
-        return make_error("boot_failed", "QMP cont: " + vm->gone_error().message);
+        return make_error(ErrorCode::BootFailed, "QMP cont: " + vm->gone_error().message);
 
     // 6. The agent answers once the guest is up.
     TRY(vm->wait_for_agent(deadline, options.cancel));
@@ -239,19 +239,19 @@ Status Vm::wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* c
     // Frames sent before the guest opens its port wait in the socket, so one ping would do; a
     // fresh one every second also covers an agent that drops what came before it started.
     for (;;) {
-        if (cancel && *cancel) return make_error("cancelled", "the boot was cancelled");
+        if (cancel && *cancel) return make_error(ErrorCode::Cancelled, "the boot was cancelled");
         int left = remaining_ms(deadline);
         if (left == 0) {
             std::string msg = "the guest agent did not answer within the boot timeout";
             if (m_console) msg += "; last console lines:" + joined_lines(m_console->last_lines(), 15);
-            return make_error("boot_timeout", msg);
+            return make_error(ErrorCode::BootTimeout, msg);
         }
         auto ping = m_agent->ping(Millis(std::min(left, cancel ? 250 : 1000)));
         if (ping.ok()) return ok_status();
-        if (ping.error().code == "timeout") continue;
+        if (ping.error().code == ErrorCode::Timeout) continue;
         Error e = ping.error();
-        if (e.code == "vm_gone") return make_error("boot_failed", "the VM died during boot: " + e.message);
-        return make_error("boot_failed", "agent ping: " + e.to_string());
+        if (e.code == ErrorCode::VmGone) return make_error(ErrorCode::BootFailed, "the VM died during boot: " + e.message);
+        return make_error(ErrorCode::BootFailed, "agent ping: " + e.to_string());
     }
 }
 
@@ -281,7 +281,7 @@ Status Vm::renew_identity() {
         auto sent = Clock::now();
         Status st = m_agent->init(init);
         if (!st.ok())
-            return make_error(st.error().code == "vm_gone" ? "boot_failed" : st.error().code,
+            return make_error(st.error().code == ErrorCode::VmGone ? ErrorCode::BootFailed : st.error().code,
                               "agent init: " + st.error().message);
         if (Clock::now() - sent <= kClockSlack || attempt == kMaxAttempts) return ok_status();
     }
@@ -294,12 +294,12 @@ std::optional<Error> Vm::qemu_exit_error() {
     std::string msg = "QEMU " + status->describe();
     auto tail = read_file_tail(m_paths.qemu_log, 4096);
     if (tail.ok() && !last_lines(*tail, 10).empty()) msg += "; qemu.log:" + indent_lines(last_lines(*tail, 10));
-    return make_error("qemu_failed", msg);
+    return make_error(ErrorCode::QemuFailed, msg);
 }
 
 void Vm::on_guest_panic(const PanicReport& report) {
     std::lock_guard lock(m_callback_mutex);
-    if (m_panic_target) m_panic_target->fail_all(make_error("vm_gone", "the guest kernel panicked: " + report.to_string()));
+    if (m_panic_target) m_panic_target->fail_all(make_error(ErrorCode::VmGone, "the guest kernel panicked: " + report.to_string()));
 }
 
 std::optional<PanicReport> Vm::panic() const {
@@ -308,11 +308,11 @@ std::optional<PanicReport> Vm::panic() const {
 }
 
 Error Vm::gone_error() {
-    if (m_stopping) return make_error("vm_gone", "the VM was stopped");
+    if (m_stopping) return make_error(ErrorCode::VmGone, "the VM was stopped");
     // Give QEMU and the console a moment to finish: the reason shows up just after the socket closes.
     auto status = m_qemu ? m_qemu->wait_for(Millis(2000)) : std::nullopt;
     if (m_console) m_console->wait_closed(status ? Millis(1000) : Millis(0));
-    if (auto p = panic()) return make_error("vm_gone", "the guest kernel panicked: " + p->to_string());
+    if (auto p = panic()) return make_error(ErrorCode::VmGone, "the guest kernel panicked: " + p->to_string());
     if (status) {
         std::string msg;
         if (status->success()) msg = "the guest rebooted or powered off (QEMU exited with status 0)";
@@ -323,9 +323,9 @@ Error Vm::gone_error() {
             auto lines = m_console->last_lines();
             if (!lines.empty()) msg += "; last console lines:" + joined_lines(lines, 10);
         }
-        return make_error("vm_gone", msg);
+        return make_error(ErrorCode::VmGone, msg);
     }
-    return make_error("vm_gone", "the agent connection closed while QEMU (pid " + std::to_string(pid()) +
+    return make_error(ErrorCode::VmGone, "the agent connection closed while QEMU (pid " + std::to_string(pid()) +
                                      ") is still running");
 }
 

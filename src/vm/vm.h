@@ -78,7 +78,7 @@ const char* shutdown_method_name(ShutdownMethod method);
 
 // Owner-thread API: boot, wait_exit, shutdown, destroy and the destructor belong to the thread that
 // owns the Vm; agent() may be used from any number of threads while the Vm lives. If QEMU exits or
-// the guest panics, every pending and later agent call fails promptly with Error{"vm_gone"} whose
+// the guest panics, every pending and later agent call fails promptly with Error{ErrorCode::VmGone} whose
 // message says why (the panic line, or QEMU's exit status and the tail of qemu.log).
 class Vm {
 public:

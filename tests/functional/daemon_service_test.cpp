@@ -126,27 +126,27 @@ TEST_F(DaemonService, LifecycleAndErrors) {
     f.metadata = {{"repo", "other"}};
     EXPECT_EQ(m_service->list(m_alice, f)->size(), 0u);
     EXPECT_EQ(m_service->list(m_bob, ListFilter{})->size(), 0u);
-    EXPECT_EQ(m_service->get(m_bob, sb->id).error().code, "not_found");
-    EXPECT_EQ(m_service->lease(m_bob, sb->id).error().code, "not_found");
-    EXPECT_EQ(m_service->remove(m_bob, sb->id).error().code, "not_found");
-    EXPECT_EQ(m_service->get(m_alice, "sb-../../etc").error().code, "not_found");
+    EXPECT_EQ(m_service->get(m_bob, sb->id).error().code, ErrorCode::NotFound);
+    EXPECT_EQ(m_service->lease(m_bob, sb->id).error().code, ErrorCode::NotFound);
+    EXPECT_EQ(m_service->remove(m_bob, sb->id).error().code, ErrorCode::NotFound);
+    EXPECT_EQ(m_service->get(m_alice, "sb-../../etc").error().code, ErrorCode::NotFound);
 
     // Validation.
     CreateRequest bad;
     bad.template_id = "nope";
-    EXPECT_EQ(m_service->create(m_alice, bad).error().code, "template_not_found");
+    EXPECT_EQ(m_service->create(m_alice, bad).error().code, ErrorCode::TemplateNotFound);
     bad = CreateRequest{};
     bad.ttl_seconds = 0;
-    EXPECT_EQ(m_service->create(m_alice, bad).error().code, "invalid_argument");
+    EXPECT_EQ(m_service->create(m_alice, bad).error().code, ErrorCode::InvalidArgument);
     bad.ttl_seconds = 3601;
-    EXPECT_EQ(m_service->create(m_alice, bad).error().code, "invalid_argument");
+    EXPECT_EQ(m_service->create(m_alice, bad).error().code, ErrorCode::InvalidArgument);
     bad = CreateRequest{};
     bad.vcpus = 2;
-    EXPECT_EQ(m_service->create(m_alice, bad).error().code, "invalid_argument");
+    EXPECT_EQ(m_service->create(m_alice, bad).error().code, ErrorCode::InvalidArgument);
     bad = CreateRequest{};
     bad.metadata = {{"bad key!", "x"}};
-    EXPECT_EQ(m_service->create(m_alice, bad).error().code, "invalid_argument");
-    EXPECT_EQ(m_service->set_ttl(m_alice, sb->id, 0).error().code, "invalid_argument");
+    EXPECT_EQ(m_service->create(m_alice, bad).error().code, ErrorCode::InvalidArgument);
+    EXPECT_EQ(m_service->set_ttl(m_alice, sb->id, 0).error().code, ErrorCode::InvalidArgument);
 
     // TTL changes.
     auto extended = m_service->set_ttl(m_alice, sb->id, 1200);
@@ -158,7 +158,7 @@ TEST_F(DaemonService, LifecycleAndErrors) {
     ASSERT_TRUE(second.ok()) << second.error().to_string();
     auto third = m_service->create(m_bob, CreateRequest{});
     ASSERT_FALSE(third.ok());
-    EXPECT_EQ(third.error().code, "quota_exceeded");
+    EXPECT_EQ(third.error().code, ErrorCode::QuotaExceeded);
 
     // Delete: VM, process and run dir gone; the record stays, deleted.
     pid_t pid = sb->qemu_pid;
@@ -168,8 +168,8 @@ TEST_F(DaemonService, LifecycleAndErrors) {
     EXPECT_FALSE(path_exists(run_dir));
     EXPECT_EQ(state_of(sb->id), SandboxState::Deleted);
     EXPECT_FALSE(process_alive(pid));
-    EXPECT_EQ(m_service->lease(m_alice, sb->id).error().code, "sandbox_not_running");
-    EXPECT_EQ(m_service->set_ttl(m_alice, sb->id, 60).error().code, "sandbox_not_running");
+    EXPECT_EQ(m_service->lease(m_alice, sb->id).error().code, ErrorCode::SandboxNotRunning);
+    EXPECT_EQ(m_service->set_ttl(m_alice, sb->id, 60).error().code, ErrorCode::SandboxNotRunning);
     EXPECT_TRUE(m_service->remove(m_alice, sb->id).ok()) << "deleting a finished sandbox is a no-op";
     ASSERT_TRUE(m_service->remove(m_alice, second->id).ok());
     auto counts = m_service->count_by_state();
@@ -218,7 +218,7 @@ TEST_F(DaemonService, DeleteDuringAnExecKillsTheVmAtOnce) {
     auto result = exec.get();
     EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
     ASSERT_FALSE(result.ok());
-    EXPECT_EQ(result.error().code, "vm_gone");
+    EXPECT_EQ(result.error().code, ErrorCode::VmGone);
     EXPECT_FALSE(process_alive(sb->qemu_pid));
     std::string run_dir = run_dir_of(sb->id);
     EXPECT_TRUE(path_exists(run_dir)) << "the run dir stays while the lease is held";
@@ -240,7 +240,7 @@ TEST_F(DaemonService, ForkMakesAChildSandbox) {
     EXPECT_EQ(sh(child->id, "cat /root/mark"), "from-parent\n");
     EXPECT_EQ(sh(child->id, "hostname"), child->id + "\n");
     EXPECT_EQ(sh(parent->id, "echo alive"), "alive\n");
-    EXPECT_EQ(m_service->fork(m_bob, parent->id, ForkRequest{}).error().code, "not_found");
+    EXPECT_EQ(m_service->fork(m_bob, parent->id, ForkRequest{}).error().code, ErrorCode::NotFound);
     ASSERT_TRUE(m_service->remove(m_alice, child->id).ok());
     ASSERT_TRUE(m_service->remove(m_alice, parent->id).ok());
 }
@@ -256,8 +256,8 @@ TEST_F(DaemonService, SnapshotOfARestoredSandboxWorksAsATemplate) {
     EXPECT_EQ(snap->sandbox_id, sb->id);
     EXPECT_GT(snap->size_bytes, 0u);
     EXPECT_EQ(sh(sb->id, "echo still-running"), "still-running\n") << "the sandbox runs on";
-    EXPECT_EQ(m_service->snapshot(m_alice, sb->id, "bad name!").error().code, "invalid_argument");
-    EXPECT_EQ(m_service->snapshot(m_bob, sb->id, "").error().code, "not_found");
+    EXPECT_EQ(m_service->snapshot(m_alice, sb->id, "bad name!").error().code, ErrorCode::InvalidArgument);
+    EXPECT_EQ(m_service->snapshot(m_bob, sb->id, "").error().code, ErrorCode::NotFound);
 
     CreateRequest from;
     from.template_id = snap->id;
@@ -265,14 +265,14 @@ TEST_F(DaemonService, SnapshotOfARestoredSandboxWorksAsATemplate) {
     ASSERT_TRUE(clone.ok()) << clone.error().to_string();
     EXPECT_EQ(clone->template_id, snap->id);
     EXPECT_EQ(sh(clone->id, "cat /root/mark /tmp/ram"), "snapped\nin-ram\n");
-    EXPECT_EQ(m_service->create(m_bob, from).error().code, "template_not_found") << "another token's snapshot";
+    EXPECT_EQ(m_service->create(m_bob, from).error().code, ErrorCode::TemplateNotFound) << "another token's snapshot";
 
     EXPECT_EQ(m_service->list_snapshots(m_alice)->size(), 1u);
     EXPECT_EQ(m_service->list_snapshots(m_bob)->size(), 0u);
     EXPECT_EQ(m_service->get_template(m_alice, snap->id)->kind, "snapshot");
-    EXPECT_EQ(m_service->remove_snapshot(m_bob, snap->id).error().code, "not_found");
+    EXPECT_EQ(m_service->remove_snapshot(m_bob, snap->id).error().code, ErrorCode::NotFound);
     ASSERT_TRUE(m_service->remove_template(m_alice, snap->id).ok());
-    EXPECT_EQ(m_service->get_snapshot(m_alice, snap->id).error().code, "not_found");
+    EXPECT_EQ(m_service->get_snapshot(m_alice, snap->id).error().code, ErrorCode::NotFound);
     EXPECT_FALSE(path_exists(s_data + "/snapshots/" + snap->id));
     EXPECT_EQ(sh(clone->id, "echo ok"), "ok\n") << "sandboxes restored from a deleted snapshot keep running";
     ASSERT_TRUE(m_service->remove(m_alice, clone->id).ok());

@@ -19,9 +19,9 @@
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
 #include "daemon/net/sandbox_network.h"
-#include "vm_test_env.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
+#include "vm_test_env.h"
 
 namespace kiln::test {
 namespace {
@@ -128,7 +128,7 @@ public:
             a.sin_port = htons(port);
             a.sin_addr.s_addr = htonl(address);
             if (::bind(m_fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || ::listen(m_fd.get(), 16) != 0)
-                return make_error("io_error", "bind/listen " + format_ipv4(address) + ":" + std::to_string(port));
+                return make_error(ErrorCode::IoError, "bind/listen " + format_ipv4(address) + ":" + std::to_string(port));
             socklen_t len = sizeof a;
             ::getsockname(m_fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
             m_port = ntohs(a.sin_port);
@@ -333,7 +333,7 @@ TEST(NetPlumbing, TwoSandboxesGetDistinctSubnetsAndSetupFailsCleanly) {
     EXPECT_NE((*a)->subnet().network, (*b)->subnet().network);
     auto again = manager().setup(id, policy(R"({"mode":"open"})"));  // the same id twice
     ASSERT_FALSE(again.ok());
-    EXPECT_EQ(again.error().code, "conflict");
+    EXPECT_EQ(again.error().code, ErrorCode::Conflict);
     EXPECT_TRUE(path_exists("/run/netns/kiln-" + id)) << "a failed setup must not remove another's namespace";
     a->reset();
     b->reset();
@@ -542,7 +542,7 @@ TEST_F(NetVmTest, RestoredAndForkedClonesNeedNoReaddressing) {
     bare.snapshot_dir = dir;
     auto refused = vm::restore_snapshot(bare);
     ASSERT_FALSE(refused.ok());
-    EXPECT_EQ(refused.error().code, "snapshot_incompatible");
+    EXPECT_EQ(refused.error().code, ErrorCode::SnapshotIncompatible);
 
     auto net = setup(allow_server());
     ASSERT_TRUE(net);

@@ -61,13 +61,13 @@ TEST_F(VmFiles, MkdirWriteListStatRemove) {
     ASSERT_TRUE(agent().remove(proto::RemoveRequest{"/tmp/kiln-dir", true}).ok());
     auto gone = agent().stat("/tmp/kiln-dir");
     ASSERT_FALSE(gone.ok());
-    EXPECT_EQ(gone.error().code, proto::errc::kNotFound);
+    EXPECT_EQ(gone.error().code, ErrorCode::NotFound);
 }
 
 TEST_F(VmFiles, ReadingAMissingFileIsNotFound) {
     auto read = agent().read_file("/no/such/file", [](std::string_view) { return ok_status(); });
     ASSERT_FALSE(read.ok());
-    EXPECT_EQ(read.error().code, proto::errc::kNotFound);
+    EXPECT_EQ(read.error().code, ErrorCode::NotFound);
 }
 
 TEST_F(VmFiles, HostilePathsAreInvalidArguments) {
@@ -76,31 +76,31 @@ TEST_F(VmFiles, HostilePathsAreInvalidArguments) {
         SCOPED_TRACE("path of " + std::to_string(path.size()) + " bytes");
         auto st = agent().stat(path);
         ASSERT_FALSE(st.ok());
-        EXPECT_EQ(st.error().code, proto::errc::kInvalidArgument);
+        EXPECT_EQ(st.error().code, ErrorCode::InvalidArgument);
         auto rd = agent().read_file(path, [](std::string_view) { return ok_status(); });
         ASSERT_FALSE(rd.ok());
-        EXPECT_EQ(rd.error().code, proto::errc::kInvalidArgument);
+        EXPECT_EQ(rd.error().code, ErrorCode::InvalidArgument);
         auto wr = agent().write_file(path, vm::source_from_string("x"));
         ASSERT_FALSE(wr.ok());
-        EXPECT_EQ(wr.error().code, proto::errc::kInvalidArgument);
+        EXPECT_EQ(wr.error().code, ErrorCode::InvalidArgument);
         auto ls = agent().list(path);
         ASSERT_FALSE(ls.ok());
-        EXPECT_EQ(ls.error().code, proto::errc::kInvalidArgument);
+        EXPECT_EQ(ls.error().code, ErrorCode::InvalidArgument);
         auto mk = agent().mkdir(proto::MkdirRequest{path, 0755, true});
         ASSERT_FALSE(mk.ok());
-        EXPECT_EQ(mk.error().code, proto::errc::kInvalidArgument);
+        EXPECT_EQ(mk.error().code, ErrorCode::InvalidArgument);
         auto rm = agent().remove(proto::RemoveRequest{path, true});
         ASSERT_FALSE(rm.ok());
-        EXPECT_EQ(rm.error().code, proto::errc::kInvalidArgument);
+        EXPECT_EQ(rm.error().code, ErrorCode::InvalidArgument);
     }
     auto root = agent().remove(proto::RemoveRequest{"/", true});
     ASSERT_FALSE(root.ok());
-    EXPECT_EQ(root.error().code, proto::errc::kInvalidArgument);
+    EXPECT_EQ(root.error().code, ErrorCode::InvalidArgument);
     proto::ExecRequest bad_cwd;
     bad_cwd.argv = {"true"};
     bad_cwd.cwd = "tmp";
     auto ex = agent().exec(bad_cwd);
     ASSERT_FALSE(ex.ok());
-    EXPECT_EQ(ex.error().code, proto::errc::kInvalidArgument);
+    EXPECT_EQ(ex.error().code, ErrorCode::InvalidArgument);
     EXPECT_TRUE(agent().ping().ok());
 }

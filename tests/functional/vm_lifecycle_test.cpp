@@ -48,7 +48,7 @@ TEST_F(VmLifecycle, MissingKernelIsAClearError) {
     options.kernel_path = "/nonexistent/kiln/vmlinux";
     auto booted = vm::Vm::boot(options);
     ASSERT_FALSE(booted.ok());
-    EXPECT_EQ(booted.error().code, "kernel_missing");
+    EXPECT_EQ(booted.error().code, ErrorCode::KernelMissing);
     EXPECT_NE(booted.error().message.find("/nonexistent/kiln/vmlinux"), std::string::npos) << booted.error().message;
     EXPECT_NE(booted.error().message.find("make images"), std::string::npos) << booted.error().message;
 }
@@ -58,7 +58,7 @@ TEST_F(VmLifecycle, MissingImageIsAClearError) {
     options.image = "no-such-image";
     auto booted = vm::Vm::boot(options);
     ASSERT_FALSE(booted.ok());
-    EXPECT_EQ(booted.error().code, "image_missing");
+    EXPECT_EQ(booted.error().code, ErrorCode::ImageMissing);
     EXPECT_NE(booted.error().message.find("no-such-image"), std::string::npos);
 }
 
@@ -81,7 +81,7 @@ TEST_F(VmLifecycle, CorruptImageIsRefusedBeforeBooting) {
     auto booted = vm::Vm::boot(options);
     (void)remove_tree(dir);
     ASSERT_FALSE(booted.ok());
-    EXPECT_EQ(booted.error().code, "image_corrupt");
+    EXPECT_EQ(booted.error().code, ErrorCode::ImageCorrupt);
     EXPECT_NE(booted.error().message.find("0xEF53"), std::string::npos) << booted.error().message;
 }
 
@@ -94,7 +94,7 @@ TEST_F(VmLifecycle, GuestPanicIsReportedWithinSeconds) {
     auto result = machine->agent().exec(request);
     auto elapsed = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
     ASSERT_FALSE(result.ok());
-    EXPECT_EQ(result.error().code, "vm_gone");
+    EXPECT_EQ(result.error().code, ErrorCode::VmGone);
     EXPECT_NE(result.error().message.find("Kernel panic - not syncing"), std::string::npos) << result.error().message;
     EXPECT_LT(elapsed, 10000);
     // Later calls fail at once with the same explanation.
@@ -123,7 +123,7 @@ TEST_F(VmLifecycle, QemuDyingFailsPendingCallsPromptly) {
     killer.join();
     auto elapsed = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
     ASSERT_FALSE(result.ok());
-    EXPECT_EQ(result.error().code, "vm_gone");
+    EXPECT_EQ(result.error().code, ErrorCode::VmGone);
     EXPECT_NE(result.error().message.find("killed by signal 9"), std::string::npos) << result.error().message;
     EXPECT_LT(elapsed, 5000);
 }
@@ -140,7 +140,7 @@ TEST_F(VmLifecycle, GracefulShutdownThroughTheAgent) {
     EXPECT_TRUE(exit->success()) << exit->describe();
     auto ping = machine->agent().ping(Millis(5000));
     ASSERT_FALSE(ping.ok());
-    EXPECT_EQ(ping.error().code, "vm_gone");
+    EXPECT_EQ(ping.error().code, ErrorCode::VmGone);
 }
 
 TEST_F(VmLifecycle, TwentyBootsLeaveNoQemuAndNoRunDir) {

@@ -41,7 +41,7 @@ TEST_F(VmProtocol, MalformedFramesGetAnErrorFrameAndTheChannelKeepsWorking) {
         ASSERT_TRUE(agent().send_raw(c.bytes).ok());
         auto error = agent().wait_connection_error(Millis(10000));
         ASSERT_TRUE(error.has_value()) << "no Error frame for " << c.name;
-        EXPECT_EQ(error->code, proto::errc::kMalformedFrame) << error->message;
+        EXPECT_EQ(error->code, ErrorCode::MalformedFrame) << error->message;
         auto ping = agent().ping(Millis(10000));
         ASSERT_TRUE(ping.ok()) << ping.error().to_string();
     }
@@ -56,12 +56,12 @@ TEST_F(VmProtocol, BadRequestsOnAStreamAreAnsweredOnThatStream) {
     ASSERT_TRUE(agent().send_raw(proto::encode_frame(FrameType::Request, kRawStream + 4, R"({"op":"no_such_op"})")).ok());
     auto e2 = agent().wait_connection_error(Millis(10000));
     ASSERT_TRUE(e2.has_value());
-    EXPECT_EQ(e2->code, proto::errc::kUnknownOp) << e2->message;
+    EXPECT_EQ(e2->code, ErrorCode::UnknownOp) << e2->message;
 
     ASSERT_TRUE(agent().send_raw(proto::encode_frame(FrameType::Request, kRawStream + 6, R"({"op":"exec","argv":[1]})")).ok());
     auto e3 = agent().wait_connection_error(Millis(10000));
     ASSERT_TRUE(e3.has_value());
-    EXPECT_EQ(e3->code, proto::errc::kInvalidArgument) << e3->message;
+    EXPECT_EQ(e3->code, ErrorCode::InvalidArgument) << e3->message;
 
     EXPECT_TRUE(agent().ping().ok());
 }

@@ -285,7 +285,7 @@ TEST_F(SnapshotTest, DamagedOrIncompatibleSnapshotsAreRefusedAndNothingStarts) {
     struct Case {
         const char* name;
         std::function<void(const std::string&)> damage;
-        const char* expect_code;
+        ErrorCode expect_code;
         const char* expect_text;
     };
     auto edit_manifest = [](const std::string& d, const std::string& from, const std::string& to, bool fix_sum) {
@@ -306,17 +306,17 @@ TEST_F(SnapshotTest, DamagedOrIncompatibleSnapshotsAreRefusedAndNothingStarts) {
     };
     std::vector<Case> cases = {
         {"format version", [&](const std::string& d) { edit_manifest(d, "\"format_version\": 1", "\"format_version\": 9", false); },
-         "snapshot_incompatible", "version 9"},
-        {"QEMU version", [&](const std::string& d) { edit_manifest(d, "qemu", "6.0.0", true); }, "snapshot_incompatible", "6.0.0"},
-        {"accelerator", [&](const std::string& d) { edit_manifest(d, "accel", "kvm", true); }, "snapshot_incompatible", "kvm"},
-        {"missing state", [](const std::string& d) { ::unlink((d + "/state").c_str()); }, "snapshot_damaged", "missing"},
-        {"truncated memory", [](const std::string& d) { (void)::truncate((d + "/memory").c_str(), 4096); }, "snapshot_damaged", "truncated"},
+         ErrorCode::SnapshotIncompatible, "version 9"},
+        {"QEMU version", [&](const std::string& d) { edit_manifest(d, "qemu", "6.0.0", true); }, ErrorCode::SnapshotIncompatible, "6.0.0"},
+        {"accelerator", [&](const std::string& d) { edit_manifest(d, "accel", "kvm", true); }, ErrorCode::SnapshotIncompatible, "kvm"},
+        {"missing state", [](const std::string& d) { ::unlink((d + "/state").c_str()); }, ErrorCode::SnapshotDamaged, "missing"},
+        {"truncated memory", [](const std::string& d) { (void)::truncate((d + "/memory").c_str(), 4096); }, ErrorCode::SnapshotDamaged, "truncated"},
         {"state checksum", [](const std::string& d) {
              std::fstream f(d + "/state", std::ios::in | std::ios::out | std::ios::binary);
              f.seekp(100);
              f.put('\x5a');
-         }, "snapshot_damaged", "SHA-256"},
-        {"edited manifest", [&](const std::string& d) { edit_manifest(d, "\"vcpus\": 1", "\"vcpus\": 2", false); }, "snapshot_damaged", "checksum"},
+         }, ErrorCode::SnapshotDamaged, "SHA-256"},
+        {"edited manifest", [&](const std::string& d) { edit_manifest(d, "\"vcpus\": 1", "\"vcpus\": 2", false); }, ErrorCode::SnapshotDamaged, "checksum"},
     };
     int before = count_vms();
     for (const auto& c : cases) {

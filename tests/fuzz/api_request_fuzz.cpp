@@ -31,7 +31,7 @@ void check_labels(const Labels& labels, size_t max_keys) {
 template <typename T>
 void check_refusal(const kiln::Result<T>& r) {
     if (r.ok()) return;
-    check(r.error().code == kMalformedBody || r.error().code == codes::kInvalidArgument);
+    check(r.error().code == kiln::ErrorCode::MalformedBody || r.error().code == kiln::ErrorCode::InvalidArgument);
     check(!r.error().message.empty());
     (void)dump(render_error(r.error()));
 }

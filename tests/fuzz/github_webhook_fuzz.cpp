@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (ev.clone_url.empty() || ev.clone_url[0] == '-') abort();
         if (ev.kind == EventKind::PullRequest && ev.pr_number <= 0) abort();
         if (!ev.trusted && ev.untrusted_reason.empty()) abort();
-    } else if (!parsed.ok() && parsed.error().code != "invalid_argument") {
+    } else if (!parsed.ok() && parsed.error().code != kiln::ErrorCode::InvalidArgument) {
         abort();
     }
     (void)git_host_of(body);

@@ -10,7 +10,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view xml(reinterpret_cast<const char*>(data), size);
     auto summary = kiln::ci::read_junit_summary(xml);
     if (!summary.ok()) {
-        if (summary.error().code != "invalid_junit" || summary.error().message.empty()) abort();
+        if (summary.error().code != kiln::ErrorCode::InvalidJunit || summary.error().message.empty()) abort();
         return 0;
     }
     // Without attributes every count comes from <testcase> elements, each with at most one outcome.

@@ -30,7 +30,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     limits.max_bytes = 8 << 20;  // bounds decompression bombs, as the real limits do
     auto checked = check_tar(std::string_view(reinterpret_cast<const char*>(data), size), limits);
     if (!checked.ok()) {
-        check(checked.error().code == "invalid_argument" || checked.error().code == "internal");
+        check(checked.error().code == kiln::ErrorCode::InvalidArgument || checked.error().code == kiln::ErrorCode::Internal);
         return 0;
     }
     check(checked->entries <= limits.max_entries);

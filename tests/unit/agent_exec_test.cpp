@@ -158,7 +158,7 @@ TEST(AgentExec, BadSignalFrameEndsTheExec) {
     ASSERT_TRUE(started);
     pid_t pid = json::parse(started->payload)["pid"];
     agent.send(FrameType::Signal, stream, R"({"signal": "TERM"})");
-    EXPECT_EQ(agent.collect(stream).error_code(), proto::errc::kInvalidArgument);
+    EXPECT_EQ(agent.collect(stream).error_code(), ErrorCode::InvalidArgument);
     EXPECT_TRUE(wait_gone(pid));
 }
 

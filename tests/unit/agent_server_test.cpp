@@ -45,7 +45,7 @@ TEST(AgentServer, RefusesExecAndFilesUntilInitAndAgainAfterFreeze) {
     for (const char* op : {proto::op::kExec, proto::op::kRead, proto::op::kWrite, proto::op::kStat, proto::op::kList,
                            proto::op::kMkdir, proto::op::kRemove}) {
         auto reply = agent.call(op, json{{"path", "/tmp"}, {"argv", {"true"}}});
-        EXPECT_EQ(reply.error_code(), proto::errc::kNotReady) << op;
+        EXPECT_EQ(reply.error_code(), ErrorCode::NotReady) << op;
     }
     EXPECT_FALSE(agent.server().ready());
     auto init = agent.call(proto::op::kInit, json{{"hostname", "x"}, {"entropy_hex", "00ff"}});
@@ -55,14 +55,14 @@ TEST(AgentServer, RefusesExecAndFilesUntilInitAndAgainAfterFreeze) {
     EXPECT_TRUE(ping->ready);
 
     ASSERT_TRUE(agent.call(proto::op::kFreeze).ok());
-    EXPECT_EQ(agent.call(proto::op::kStat, json{{"path", "/tmp"}}).error_code(), proto::errc::kNotReady);
+    EXPECT_EQ(agent.call(proto::op::kStat, json{{"path", "/tmp"}}).error_code(), ErrorCode::NotReady);
     EXPECT_FALSE(proto::parse_ping_result(agent.call(proto::op::kPing).body)->ready);
 }
 
 TEST(AgentServer, InitRejectsInvalidFields) {
     AgentHarness agent(/*init=*/false);
-    EXPECT_EQ(agent.call(proto::op::kInit, json{{"entropy_hex", "xyz"}}).error_code(), proto::errc::kInvalidArgument);
-    EXPECT_EQ(agent.call(proto::op::kInit, json{{"hostname", "bad host"}}).error_code(), proto::errc::kInvalidArgument);
+    EXPECT_EQ(agent.call(proto::op::kInit, json{{"entropy_hex", "xyz"}}).error_code(), ErrorCode::InvalidArgument);
+    EXPECT_EQ(agent.call(proto::op::kInit, json{{"hostname", "bad host"}}).error_code(), ErrorCode::InvalidArgument);
     EXPECT_FALSE(agent.server().ready());
 }
 
@@ -72,7 +72,7 @@ TEST(AgentServer, GarbageBytesGetAnErrorOnStreamZeroAndServingGoesOn) {
     auto error = agent.next_frame(0);
     ASSERT_TRUE(error);
     EXPECT_EQ(error->type, FrameType::Error);
-    EXPECT_EQ(proto::parse_error_body(error->payload).code, proto::errc::kMalformedFrame);
+    EXPECT_EQ(proto::parse_error_body(error->payload).code, ErrorCode::MalformedFrame);
     expect_ping_works(agent);
 }
 
@@ -81,7 +81,7 @@ TEST(AgentServer, BadVersionIsMalformed) {
     agent.send_raw(header(7, 1, 0, 5, 2) + "{}");
     auto error = agent.next_frame(0);
     ASSERT_TRUE(error);
-    EXPECT_EQ(proto::parse_error_body(error->payload).code, proto::errc::kMalformedFrame);
+    EXPECT_EQ(proto::parse_error_body(error->payload).code, ErrorCode::MalformedFrame);
     expect_ping_works(agent);
 }
 
@@ -92,7 +92,7 @@ TEST(AgentServer, OversizedLengthIsMalformedOnItsStream) {
     ASSERT_TRUE(error);
     EXPECT_EQ(error->type, FrameType::Error);
     auto body = proto::parse_error_body(error->payload);
-    EXPECT_EQ(body.code, proto::errc::kMalformedFrame);
+    EXPECT_EQ(body.code, ErrorCode::MalformedFrame);
     EXPECT_NE(body.message.find("exceeds"), std::string::npos) << body.message;
     expect_ping_works(agent);
 }
@@ -106,7 +106,7 @@ TEST(AgentServer, MalformedFrameOnAnActiveStreamEndsThatStream) {
     ASSERT_EQ(started->type, FrameType::Started);
     agent.send_raw(header(1, 77, 0, stream, 0));  // unknown frame type, readable header
     auto reply = agent.collect(stream);
-    EXPECT_EQ(reply.error_code(), proto::errc::kMalformedFrame);
+    EXPECT_EQ(reply.error_code(), ErrorCode::MalformedFrame);
     expect_ping_works(agent);
 }
 
@@ -114,23 +114,23 @@ TEST(AgentServer, BadJsonAndBadRequestsGetErrorsOnTheirStream) {
     AgentHarness agent;
     agent.send(FrameType::Request, 11, "{not json");
     auto reply = agent.collect(11);
-    EXPECT_EQ(reply.error_code(), proto::errc::kInvalidArgument);
+    EXPECT_EQ(reply.error_code(), ErrorCode::InvalidArgument);
     EXPECT_NE(reply.body.value("message", "").find("JSON"), std::string::npos);
 
     agent.send(FrameType::Request, 13, "[1,2]");
-    EXPECT_EQ(agent.collect(13).error_code(), proto::errc::kInvalidArgument);
+    EXPECT_EQ(agent.collect(13).error_code(), ErrorCode::InvalidArgument);
     agent.send(FrameType::Request, 15, R"({"no_op": 1})");
-    EXPECT_EQ(agent.collect(15).error_code(), proto::errc::kInvalidArgument);
-    EXPECT_EQ(agent.call("teleport").error_code(), proto::errc::kUnknownOp);
-    EXPECT_EQ(agent.call(proto::op::kExec, json{{"argv", "not-a-list"}}).error_code(), proto::errc::kInvalidArgument);
+    EXPECT_EQ(agent.collect(15).error_code(), ErrorCode::InvalidArgument);
+    EXPECT_EQ(agent.call("teleport").error_code(), ErrorCode::UnknownOp);
+    EXPECT_EQ(agent.call(proto::op::kExec, json{{"argv", "not-a-list"}}).error_code(), ErrorCode::InvalidArgument);
     EXPECT_EQ(agent.call(proto::op::kExec, json{{"argv", {"true"}}, {"cwd", "/no/such/dir"}}).error_code(),
-              proto::errc::kNotFound);
+              ErrorCode::NotFound);
 
     agent.send(FrameType::Request, 0, proto::make_request(proto::op::kPing).dump());
     auto zero = agent.next_frame(0);
     ASSERT_TRUE(zero);
     EXPECT_EQ(zero->type, FrameType::Error);
-    EXPECT_EQ(proto::parse_error_body(zero->payload).code, proto::errc::kInvalidArgument);
+    EXPECT_EQ(proto::parse_error_body(zero->payload).code, ErrorCode::InvalidArgument);
     expect_ping_works(agent);
 }
 
@@ -142,7 +142,7 @@ TEST(AgentServer, RequestOnAnActiveStreamIsStreamInUse) {
     agent.request(stream, proto::op::kPing);
     auto in_use = agent.next_frame(stream);
     ASSERT_TRUE(in_use);
-    EXPECT_EQ(proto::parse_error_body(in_use->payload).code, proto::errc::kStreamInUse);
+    EXPECT_EQ(proto::parse_error_body(in_use->payload).code, ErrorCode::StreamInUse);
     // The exec is untouched and still answers a signal.
     agent.send(FrameType::Signal, stream, R"({"signal": 9})");
     auto reply = agent.collect(stream);
@@ -160,7 +160,7 @@ TEST(AgentServer, TooManyStreams) {
         streams.push_back(s);
     }
     auto reply = agent.call(proto::op::kWrite, json{{"path", dir / "one-too-many"}});
-    EXPECT_EQ(reply.error_code(), proto::errc::kTooMany);
+    EXPECT_EQ(reply.error_code(), ErrorCode::TooManyStreams);
     expect_ping_works(agent);  // one-shot requests hold no stream and still work
     // Ending one stream frees a slot.
     agent.send(FrameType::Eof, streams[0]);

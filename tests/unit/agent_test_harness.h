@@ -9,6 +9,7 @@
 #include <deque>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -36,7 +37,11 @@ struct StreamReply {
     bool timed_out = false;
 
     bool ok() const { return end_type == FrameType::Result && !timed_out; }
-    std::string error_code() const { return end_type == FrameType::Error ? body.value("code", "") : ""; }
+    // The code of an Error frame, read from the wire string (nullopt: not an error, or a code
+    // that is not an ErrorCode name).
+    std::optional<ErrorCode> error_code() const {
+        return end_type == FrameType::Error ? parse_error_code(body.value("code", "")) : std::nullopt;
+    }
 };
 
 class AgentHarness {

@@ -43,7 +43,7 @@ public:
         std::lock_guard lock(mutex);
         if (fail_next) {
             fail_next = false;
-            return make_error("unavailable", "queue is shutting down");
+            return make_error(ErrorCode::Unavailable, "queue is shutting down");
         }
         submitted.push_back(spec);
         JobInfo info;
@@ -56,7 +56,7 @@ public:
         for (auto& l : listeners) l(info);
         return info;
     }
-    Result<JobInfo> get(const std::string&) override { return make_error("not_found", "no"); }
+    Result<JobInfo> get(const std::string&) override { return make_error(ErrorCode::NotFound, "no"); }
     Result<std::vector<JobInfo>> list(int) override { return std::vector<JobInfo>{}; }
     Status cancel(const std::string&) override { return ok_status(); }
     void on_state_change(std::function<void(const JobInfo&)> listener) override { listeners.push_back(std::move(listener)); }

@@ -190,7 +190,7 @@ TEST(CiJobLog, MasksSecretsAndCapsOutput) {
 Status sh(const std::string& script) {
     auto run = run_and_capture({"sh", "-e", "-c", script}, Millis(60000));
     if (!run.ok()) return run.error();
-    if (!run->status.success()) return make_error("sh", run->output);
+    if (!run->status.success()) return make_error(ErrorCode::Internal, "sh: " + run->output);
     return ok_status();
 }
 
@@ -208,7 +208,7 @@ TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {
     auto tag = cache.resolve_ref(src, "v1");
     ASSERT_TRUE(tag.ok()) << tag.error().to_string();
     EXPECT_NE(*head, *tag);
-    EXPECT_EQ(cache.resolve_ref(src, "nope").error().code, "not_found");
+    EXPECT_EQ(cache.resolve_ref(src, "nope").error().code, ErrorCode::NotFound);
 
     auto repo = cache.fetch(src, *tag);  // an older commit, by SHA
     ASSERT_TRUE(repo.ok()) << repo.error().to_string();
@@ -221,7 +221,7 @@ TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {
     auto folder = cache.read_file(*repo, *tag, "d", 1024);
     ASSERT_TRUE(folder.ok());
     EXPECT_FALSE(*folder) << "a folder is not a file";
-    EXPECT_EQ(cache.read_file(*repo, *tag, "d/deps.lock", 2).error().code, "too_large");
+    EXPECT_EQ(cache.read_file(*repo, *tag, "d/deps.lock", 2).error().code, ErrorCode::TooLarge);
 
     ASSERT_TRUE(cache.fetch(src, *head).ok());
     auto old_id = cache.blob_id(*repo, *tag, "d/deps.lock");
@@ -239,7 +239,7 @@ TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {
                    " && test \"$(git rev-parse HEAD)\" = " + *tag + " && test \"$(cat d/deps.lock)\" = lock" +
                    " && test -z \"$(git status --porcelain)\"").ok());
     EXPECT_FALSE(std::filesystem::exists(dir.path() + "/checkout")) << "the staging checkout is removed";
-    EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, "git_failed");
+    EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, ErrorCode::GitFailed);
 }
 
 }  // namespace

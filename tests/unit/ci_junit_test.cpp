@@ -22,7 +22,7 @@ std::string read_error(const std::string& xml, const JunitLimits& limits = {}) {
     auto summary = read_junit_summary(xml, limits);
     EXPECT_FALSE(summary.ok()) << xml;
     if (summary.ok()) return "";
-    EXPECT_EQ(summary.error().code, "invalid_junit");
+    EXPECT_EQ(summary.error().code, ErrorCode::InvalidJunit);
     return summary.error().message;
 }
 

@@ -100,7 +100,7 @@ TEST(Pipeline, BadTimeoutNamesItsLineColumnAndPath) {
     EXPECT_EQ(only_issue(text), "line 7, column 22: steps[1].timeout_seconds must be a positive integer (seconds)");
     auto result = parse_pipeline(text);
     ASSERT_FALSE(result.ok());
-    EXPECT_EQ(result.error().code, "invalid_pipeline");
+    EXPECT_EQ(result.error().code, ErrorCode::InvalidPipeline);
     EXPECT_EQ(result.error().message, "line 7, column 22: steps[1].timeout_seconds must be a positive integer (seconds)");
 }
 

@@ -42,14 +42,14 @@ TEST(DaemonAuth, CreateAuthenticateRevoke) {
                                    std::string(10000, 'k'), std::string("kiln_\0x", 7)}) {
         auto r = tokens.authenticate(bad);
         ASSERT_FALSE(r.ok());
-        EXPECT_EQ(r.error().code, "unauthorized");
+        EXPECT_EQ(r.error().code, ErrorCode::Unauthorized);
         EXPECT_EQ(r.error().message.find(a->token), std::string::npos) << "the error never echoes a token";
     }
 
     ASSERT_TRUE(tokens.revoke(std::to_string(a->id)).ok());
     EXPECT_FALSE(tokens.authenticate(a->token).ok());
     EXPECT_TRUE(tokens.authenticate(b->token).ok());
-    EXPECT_EQ(tokens.revoke("nobody").error().code, "not_found");
+    EXPECT_EQ(tokens.revoke("nobody").error().code, ErrorCode::NotFound);
     EXPECT_FALSE(tokens.create("").ok());
     EXPECT_FALSE(tokens.create("bad name").ok());
 

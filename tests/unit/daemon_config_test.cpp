@@ -59,7 +59,7 @@ TEST(DaemonConfig, RefusesBadValuesNamingTheKey) {
              {"network_pool", "10.0.0.0/31"}, {"network_dns", "resolver.example"}}) {
         auto st = apply_config_value(c, key, value);
         ASSERT_FALSE(st.ok()) << key << "=" << value;
-        EXPECT_EQ(st.error().code, "invalid_argument");
+        EXPECT_EQ(st.error().code, ErrorCode::InvalidArgument);
         EXPECT_NE(st.error().message.find(key), std::string::npos) << st.error().message;
     }
     ASSERT_TRUE(apply_config_value(c, "ci_network_untrusted", R"({"mode":"allowlist","allow":["192.0.2.7:443"]})").ok());

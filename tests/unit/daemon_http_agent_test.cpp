@@ -34,7 +34,7 @@ class OneTokenAuth : public Authenticator {
 public:
     Result<Caller> authenticate(std::string_view token) override {
         if (token == kToken) return Caller{1, "t"};
-        return make_error(codes::kUnauthorized, "unknown token");
+        return make_error(ErrorCode::Unauthorized, "unknown token");
     }
 };
 
@@ -91,7 +91,7 @@ public:
         return s;
     }
     Result<std::shared_ptr<SandboxLease>> lease(const Caller&, const std::string& id) override {
-        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
         return std::shared_ptr<SandboxLease>(std::make_shared<AgentLease>(info(), m_agent));
     }
     Result<SandboxInfo> create(const Caller&, const CreateRequest&) override { return none(); }
@@ -110,7 +110,7 @@ public:
     std::map<std::string, int64_t> count_by_state() override { return {}; }
 
 private:
-    static Error none() { return make_error(codes::kNotFound, "not in this test"); }
+    static Error none() { return make_error(ErrorCode::NotFound, "not in this test"); }
     vm::AgentClient& m_agent;
 };
 
@@ -449,7 +449,7 @@ TEST_F(DaemonHttpAgent, TarUploadAndDownload) {
 }
 
 TEST_F(DaemonHttpAgent, VmGoneIsSandboxNotRunning) {
-    m_agent.client->fail_all(make_error("vm_gone", "the VM exited"));
+    m_agent.client->fail_all(make_error(ErrorCode::VmGone, "the VM exited"));
     json r = exec(R"({"cmd":"true"})", 409);
     EXPECT_EQ(r["error"]["code"], "sandbox_not_running");
     auto stat = client().Get(files("/files/stat", "/").c_str());

@@ -11,6 +11,7 @@
 
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -29,7 +30,7 @@ class FakeAuth : public Authenticator {
 public:
     Result<Caller> authenticate(std::string_view token) override {
         if (token == kToken) return Caller{7, "test"};
-        return make_error(codes::kUnauthorized, "unknown token");
+        return make_error(ErrorCode::Unauthorized, "unknown token");
     }
 };
 
@@ -41,7 +42,7 @@ public:
     CreateRequest last_create;
     ListFilter last_filter;
     int64_t last_ttl = 0;
-    Error next_create_error{"", ""};
+    std::optional<Error> next_create_error;
 
     void record(std::string call) {
         std::lock_guard lock(mutex);
@@ -61,13 +62,13 @@ public:
         record("create");
         EXPECT_EQ(caller.token_id, 7);
         last_create = request;
-        if (!next_create_error.code.empty()) return next_create_error;
-        if (request.template_id != "tiny") return make_error(codes::kTemplateNotFound, "no template");
+        if (next_create_error) return *next_create_error;
+        if (request.template_id != "tiny") return make_error(ErrorCode::TemplateNotFound, "no template");
         return info();
     }
     Result<SandboxInfo> get(const Caller&, const std::string& id) override {
         record("get " + id);
-        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox " + id);
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox " + id);
         return info();
     }
     Result<std::vector<SandboxInfo>> list(const Caller&, const ListFilter& filter) override {
@@ -78,19 +79,19 @@ public:
     Result<SandboxInfo> set_ttl(const Caller&, const std::string& id, int64_t ttl) override {
         record("set_ttl " + id);
         last_ttl = ttl;
-        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
-        if (ttl > 86400) return make_error(codes::kInvalidArgument, "ttl_seconds over the maximum");
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
+        if (ttl > 86400) return make_error(ErrorCode::InvalidArgument, "ttl_seconds over the maximum");
         return info();
     }
     Status remove(const Caller&, const std::string& id) override {
         record("remove " + id);
-        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
         return ok_status();
     }
     Result<std::shared_ptr<SandboxLease>> lease(const Caller&, const std::string& id) override {
         record("lease " + id);
-        if (id != kSandbox) return make_error(codes::kNotFound, "no sandbox");
-        return make_error(codes::kSandboxNotRunning, "the sandbox has expired");
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
+        return make_error(ErrorCode::SandboxNotRunning, "the sandbox has expired");
     }
     Result<SnapshotInfo> snapshot(const Caller&, const std::string& id, const std::string& name) override {
         record("snapshot " + id + " " + name);
@@ -103,7 +104,7 @@ public:
     }
     Result<SandboxInfo> fork(const Caller&, const std::string& id, const ForkRequest&) override {
         record("fork " + id);
-        return make_error(codes::kQuotaExceeded, "at most 1 sandbox");
+        return make_error(ErrorCode::QuotaExceeded, "at most 1 sandbox");
     }
     Result<std::vector<SnapshotInfo>> list_snapshots(const Caller&) override {
         record("list_snapshots");
@@ -111,11 +112,11 @@ public:
     }
     Result<SnapshotInfo> get_snapshot(const Caller&, const std::string& id) override {
         record("get_snapshot " + id);
-        return make_error(codes::kNotFound, "no snapshot");
+        return make_error(ErrorCode::NotFound, "no snapshot");
     }
     Status remove_snapshot(const Caller&, const std::string& id) override {
         record("remove_snapshot " + id);
-        return make_error(codes::kConflict, "in use");
+        return make_error(ErrorCode::Conflict, "in use");
     }
     Result<std::vector<TemplateInfo>> list_templates(const Caller&) override {
         record("list_templates");
@@ -127,7 +128,7 @@ public:
     }
     Result<TemplateInfo> get_template(const Caller&, const std::string& id) override {
         record("get_template " + id);
-        return make_error(codes::kTemplateNotFound, "no template " + id);
+        return make_error(ErrorCode::TemplateNotFound, "no template " + id);
     }
     Status remove_template(const Caller&, const std::string& id) override {
         record("remove_template " + id);
@@ -323,17 +324,17 @@ TEST_F(DaemonHttpServer, BadBodies) {
 }
 
 TEST_F(DaemonHttpServer, ServiceErrorsMapToStatuses) {
-    m_service.next_create_error = make_error(codes::kQuotaExceeded, "at most 64 sandboxes");
+    m_service.next_create_error = make_error(ErrorCode::QuotaExceeded, "at most 64 sandboxes");
     expect_error(send("POST", "/v1/sandboxes", "{}"), 429, "quota_exceeded");
-    m_service.next_create_error = make_error(codes::kUnavailable, "shutting down");
+    m_service.next_create_error = make_error(ErrorCode::Unavailable, "shutting down");
     expect_error(send("POST", "/v1/sandboxes", "{}"), 503, "unavailable");
-    m_service.next_create_error = make_error(codes::kInternal, "QEMU died");
+    m_service.next_create_error = make_error(ErrorCode::Internal, "QEMU died");
     expect_error(send("POST", "/v1/sandboxes", "{}"), 500, "internal");
-    m_service.next_create_error = make_error("vm_gone", "the VM went away");
+    m_service.next_create_error = make_error(ErrorCode::VmGone, "the VM went away");
     expect_error(send("POST", "/v1/sandboxes", "{}"), 409, "sandbox_not_running");
-    m_service.next_create_error = make_error("some_unknown_code", "odd");
+    m_service.next_create_error = make_error(ErrorCode::GitFailed, "a code the API does not list");
     expect_error(send("POST", "/v1/sandboxes", "{}"), 500, "internal");
-    m_service.next_create_error = {"", ""};
+    m_service.next_create_error.reset();
     expect_error(send("POST", "/v1/sandboxes", R"({"template":"nope"})"), 404, "template_not_found");
 
     expect_error(send("GET", "/v1/sandboxes/sb-ffffffffffff"), 404, "not_found");

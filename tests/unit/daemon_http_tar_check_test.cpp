@@ -78,7 +78,7 @@ void expect_refused(const std::vector<TarEntry>& entries, const std::string& ent
     for (bool gzip : {false, true}) {
         auto r = check_tar(make_tar(entries, gzip));
         ASSERT_FALSE(r.ok()) << "accepted, expected a refusal naming " << entry << (gzip ? " (gzip)" : "");
-        EXPECT_EQ(r.error().code, "invalid_argument");
+        EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
         EXPECT_NE(r.error().message.find(entry), std::string::npos) << r.error().message;
     }
 }
@@ -151,12 +151,12 @@ TEST(DaemonTarCheck, RefusesGarbageAndTruncation) {
     for (std::string garbage : {std::string("not a tar at all, just text"), std::string(1024, '\xff')}) {
         auto r = check_tar(garbage);
         ASSERT_FALSE(r.ok());
-        EXPECT_EQ(r.error().code, "invalid_argument");
+        EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
     }
     std::string tar = make_tar({{"big", AE_IFREG, std::string(10000, 'x')}});
     auto truncated = check_tar(std::string_view(tar).substr(0, 2048));
     ASSERT_FALSE(truncated.ok());
-    EXPECT_EQ(truncated.error().code, "invalid_argument");
+    EXPECT_EQ(truncated.error().code, ErrorCode::InvalidArgument);
     std::string gz = make_tar({{"big", AE_IFREG, std::string(10000, 'x')}}, true);
     EXPECT_FALSE(check_tar(std::string_view(gz).substr(0, gz.size() / 2)).ok());
 }
@@ -174,7 +174,7 @@ TEST(DaemonTarCheck, Limits) {
     EXPECT_LT(bomb.size(), 10000u);
     auto r = check_tar(bomb, limits);
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error().code, "invalid_argument");
+    EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
 }
 
 TEST(DaemonTarCheck, GnuLongNamesAreCheckedToo) {
@@ -221,7 +221,7 @@ TEST(DaemonTarCheck, NullErrorStringDoesNotCrash) {
     GTEST_FLAG_SET(death_test_style, "threadsafe");
     auto check = [&bytes] {
         auto r = check_tar(bytes);
-        std::_Exit(!r.ok() && r.error().code == "invalid_argument" ? 0 : 1);
+        std::_Exit(!r.ok() && r.error().code == ErrorCode::InvalidArgument ? 0 : 1);
     };
     EXPECT_EXIT(check(), ::testing::ExitedWithCode(0), "");
 }
@@ -241,7 +241,7 @@ TEST(DaemonTarCheck, DamagedSizeDoesNotBalloon) {
         limit.rlim_cur = limit.rlim_max = 256u << 20;
         setrlimit(RLIMIT_AS, &limit);
         auto r = check_tar(bytes);
-        std::_Exit(!r.ok() && r.error().code == "invalid_argument" ? 0 : 1);
+        std::_Exit(!r.ok() && r.error().code == ErrorCode::InvalidArgument ? 0 : 1);
     };
     EXPECT_EXIT(capped_check(), ::testing::ExitedWithCode(0), "");
 #endif

@@ -16,7 +16,7 @@ std::string parse_error(const std::string& text) {
     auto p = parse_network_policy_text(text);
     EXPECT_FALSE(p.ok()) << text << " was accepted";
     if (p.ok()) return "";
-    EXPECT_EQ(p.error().code, "invalid_argument");
+    EXPECT_EQ(p.error().code, ErrorCode::InvalidArgument);
     return p.error().message;
 }
 
@@ -74,7 +74,7 @@ TEST(NetPolicy, RefusesBadAddresses) {
         auto r = parse_allow_rule(bad);
         EXPECT_FALSE(r.ok()) << "'" << bad << "' was accepted";
         if (!r.ok()) {
-            EXPECT_EQ(r.error().code, "invalid_argument");
+            EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
         }
     }
     auto long_rule = parse_allow_rule(std::string(100, '1'));

@@ -82,7 +82,7 @@ TEST(NetPool, HandsOutDistinctSlotsRoundRobin) {
     EXPECT_EQ(format_ipv4(e->host_address()), "10.201.0.9");
     auto full = (*pool)->allocate(none);
     ASSERT_FALSE(full.ok());
-    EXPECT_EQ(full.error().code, "resource_exhausted");
+    EXPECT_EQ(full.error().code, ErrorCode::ResourceExhausted);
     EXPECT_EQ((*pool)->slot_of(0x0ac9000e), 3u);
     EXPECT_FALSE((*pool)->slot_of(0x0ac90010).has_value());
 }

@@ -4,6 +4,7 @@
 #include "proto/messages.h"
 
 using namespace kiln::proto;
+using kiln::ErrorCode;
 
 TEST(Messages, ExecRequestRoundTrip) {
     ExecRequest r;
@@ -43,7 +44,7 @@ TEST(Messages, ExecRequestRejectsHostileFields) {
 
 TEST(Messages, PathsMustBeAbsoluteBoundedAndNulFree) {
     EXPECT_TRUE(validate_path("/a/b").ok());
-    EXPECT_EQ(validate_path("").error().code, errc::kInvalidArgument);
+    EXPECT_EQ(validate_path("").error().code, ErrorCode::InvalidArgument);
     EXPECT_FALSE(validate_path("a/b").ok());
     EXPECT_FALSE(validate_path(std::string("/a\0b", 4)).ok());
     EXPECT_FALSE(validate_path("/" + std::string(5000, 'a')).ok());
@@ -71,10 +72,10 @@ TEST(Messages, ParseJsonObjectRejectsNonObjects) {
 }
 
 TEST(Messages, ErrorBodyRoundTripAndGarbage) {
-    auto e = parse_error_body(make_error_body("not_found", "no /x").dump());
-    EXPECT_EQ(e.code, "not_found");
+    auto e = parse_error_body(make_error_body(ErrorCode::NotFound, "no /x").dump());
+    EXPECT_EQ(e.code, ErrorCode::NotFound);
     EXPECT_EQ(e.message, "no /x");
-    EXPECT_EQ(parse_error_body("\x01garbage").code, "protocol_error");
+    EXPECT_EQ(parse_error_body("\x01garbage").code, ErrorCode::ProtocolError);
 }
 
 TEST(Messages, ShellStatusFollowsTheShellConvention) {

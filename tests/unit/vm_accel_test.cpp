@@ -5,6 +5,7 @@
 #include "vm/qemu_version.h"
 
 using namespace kiln::vm;
+using kiln::ErrorCode;
 
 TEST(Accel, ParsesModes) {
     EXPECT_EQ(*parse_accel_mode("auto"), AccelMode::Auto);
@@ -26,7 +27,7 @@ TEST(Accel, PvmHostFallsBackToTcgWithAReason) {
               "using TCG");
     auto forced = choose_accel(AccelMode::Kvm, pvm);
     ASSERT_FALSE(forced.ok());
-    EXPECT_EQ(forced.error().code, "kvm_unavailable");
+    EXPECT_EQ(forced.error().code, ErrorCode::KvmUnavailable);
     EXPECT_NE(forced.error().message.find("PVM"), std::string::npos);
 }
 

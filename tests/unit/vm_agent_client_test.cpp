@@ -181,9 +181,9 @@ TEST(AgentClient, FilesRoundTrip) {
     ASSERT_TRUE(list.ok());
     EXPECT_EQ(list->size(), 1u);
     // A sink error stops the read and is returned; the connection keeps working.
-    auto stopped = agent.client->read_file(dir + "/f.bin", [](std::string_view) { return Status(make_error("sink_full", "no")); });
+    auto stopped = agent.client->read_file(dir + "/f.bin", [](std::string_view) { return Status(make_error(ErrorCode::ResourceExhausted, "sink full")); });
     ASSERT_FALSE(stopped.ok());
-    EXPECT_EQ(stopped.error().code, "sink_full");
+    EXPECT_EQ(stopped.error().code, ErrorCode::ResourceExhausted);
     EXPECT_TRUE(agent.client->ping().ok());
     EXPECT_TRUE(agent.client->remove(proto::RemoveRequest{dir, true}).ok());
 }
@@ -197,7 +197,7 @@ TEST(AgentClient, HostTimeoutEndsTheCall) {
     auto start = Clock::now();
     auto result = agent.client->exec(request, io);
     ASSERT_FALSE(result.ok());
-    EXPECT_EQ(result.error().code, "timeout");
+    EXPECT_EQ(result.error().code, ErrorCode::Timeout);
     EXPECT_LT(std::chrono::duration_cast<Millis>(Clock::now() - start).count(), 3000);
     EXPECT_TRUE(agent.client->ping().ok());
 }
@@ -205,7 +205,7 @@ TEST(AgentClient, HostTimeoutEndsTheCall) {
 TEST(AgentClient, RepliesAreRoutedByStreamNotByOrder) {
     FakePeer peer;
     std::atomic<int> done{0};
-    Result<proto::PingResult> first = make_error("unset", ""), second = make_error("unset", "");
+    Result<proto::PingResult> first = make_error(ErrorCode::Internal, "unset"), second = make_error(ErrorCode::Internal, "unset");
     std::thread a([&] { first = peer.client->ping(); ++done; });
     auto fa = peer.read_frame();
     ASSERT_TRUE(fa);
@@ -226,17 +226,17 @@ TEST(AgentClient, RepliesAreRoutedByStreamNotByOrder) {
 
 TEST(AgentClient, StreamZeroErrorsAreConnectionErrors) {
     FakePeer peer;
-    peer.send(FrameType::Error, 0, proto::make_error_body("malformed_frame", "bad magic").dump());
+    peer.send(FrameType::Error, 0, proto::make_error_body(ErrorCode::MalformedFrame, "bad magic").dump());
     auto e = peer.client->wait_connection_error(Millis(5000));
     ASSERT_TRUE(e.has_value());
-    EXPECT_EQ(e->code, "malformed_frame");
+    EXPECT_EQ(e->code, ErrorCode::MalformedFrame);
     EXPECT_FALSE(peer.client->wait_connection_error(Millis(10)).has_value());
 }
 
 TEST(AgentClient, ADroppedConnectionFailsPendingAndLaterCallsWithTheOwnersReason) {
     FakePeer peer;
-    peer.client->set_gone_reason([] { return make_error("vm_gone", "QEMU exited with status 1"); });
-    Result<proto::PingResult> pending = make_error("unset", "");
+    peer.client->set_gone_reason([] { return make_error(ErrorCode::VmGone, "QEMU exited with status 1"); });
+    Result<proto::PingResult> pending = make_error(ErrorCode::Internal, "unset");
     std::thread t([&] { pending = peer.client->ping(Millis(60000)); });
     ASSERT_TRUE(peer.read_frame());
     auto start = Clock::now();
@@ -244,7 +244,7 @@ TEST(AgentClient, ADroppedConnectionFailsPendingAndLaterCallsWithTheOwnersReason
     t.join();
     EXPECT_LT(std::chrono::duration_cast<Millis>(Clock::now() - start).count(), 2000);
     ASSERT_FALSE(pending.ok());
-    EXPECT_EQ(pending.error().code, "vm_gone");
+    EXPECT_EQ(pending.error().code, ErrorCode::VmGone);
     EXPECT_EQ(pending.error().message, "QEMU exited with status 1");
     auto later = peer.client->exec(proto::ExecRequest{.argv = {"true"}});
     ASSERT_FALSE(later.ok());
@@ -259,10 +259,10 @@ TEST(AgentClient, FailAllEndsEveryPendingCall) {
     for (int i = 0; i < 8; ++i)
         threads.emplace_back([&] {
             auto r = peer.client->exec(proto::ExecRequest{.argv = {"sleep", "100"}});
-            if (!r.ok() && r.error().code == "vm_gone") ++gone;
+            if (!r.ok() && r.error().code == ErrorCode::VmGone) ++gone;
         });
     for (int i = 0; i < 8; ++i) ASSERT_TRUE(peer.read_frame());
-    peer.client->fail_all(make_error("vm_gone", "the guest kernel panicked: Kernel panic - not syncing: test"));
+    peer.client->fail_all(make_error(ErrorCode::VmGone, "the guest kernel panicked: Kernel panic - not syncing: test"));
     for (auto& t : threads) t.join();
     EXPECT_EQ(gone.load(), 8);
 }
@@ -271,7 +271,7 @@ TEST(AgentClient, LateFramesForAbandonedStreamsAreDropped) {
     FakePeer peer;
     auto r = peer.client->ping(Millis(100));
     ASSERT_FALSE(r.ok());
-    EXPECT_EQ(r.error().code, "timeout");
+    EXPECT_EQ(r.error().code, ErrorCode::Timeout);
     auto req = peer.read_frame();
     ASSERT_TRUE(req);
     peer.send(FrameType::Result, req->stream, "{}");  // too late: nobody waits

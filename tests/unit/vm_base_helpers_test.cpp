@@ -34,7 +34,7 @@ TEST(ChildProcess, CapturesOutputAndExitStatus) {
 TEST(ChildProcess, SpawnFailuresAreErrorsNotChildren) {
     auto missing = ChildProcess::spawn(SpawnOptions{.argv = {"/no/such/binary"}});
     ASSERT_FALSE(missing.ok());
-    EXPECT_EQ(missing.error().code, "not_found");
+    EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
     auto bad_cwd = ChildProcess::spawn(SpawnOptions{.argv = {"true"}, .cwd = "/no/such/dir"});
     ASSERT_FALSE(bad_cwd.ok());
     EXPECT_NE(bad_cwd.error().message.find("chdir"), std::string::npos);
@@ -76,7 +76,7 @@ TEST(ChildProcess, TimeoutKillsTheChild) {
     auto start = Clock::now();
     auto run = run_and_capture({"sleep", "30"}, Millis(200));
     ASSERT_FALSE(run.ok());
-    EXPECT_EQ(run.error().code, "timeout");
+    EXPECT_EQ(run.error().code, ErrorCode::Timeout);
     EXPECT_LT(std::chrono::duration_cast<Millis>(Clock::now() - start).count(), 3000);
 }
 
@@ -87,7 +87,7 @@ TEST(FileUtil, ReadWriteTailRemove) {
     ASSERT_TRUE(write_file_atomic(dir + "/a/g", "atomic").ok());
     EXPECT_EQ(*read_file(dir + "/a/b/c/f"), "0123456789");
     EXPECT_EQ(*read_file_tail(dir + "/a/b/c/f", 3), "789");
-    EXPECT_EQ(read_file(dir + "/a/b/c/f", 5).error().code, "too_large");
+    EXPECT_EQ(read_file(dir + "/a/b/c/f", 5).error().code, ErrorCode::TooLarge);
     EXPECT_EQ(last_lines("a\nb\nc\n", 2), "b\nc");
     EXPECT_EQ(last_lines("one", 5), "one");
     ASSERT_EQ(::symlink("/etc", (dir + "/a/link").c_str()), 0);
@@ -125,9 +125,9 @@ TEST(UnixSocket, ConnectRetriesUntilTheServerExists) {
     EXPECT_TRUE(fd.ok()) << fd.error().to_string();
     server.join();
     auto stopped = connect_unix_retry(dir + "/never.sock", Millis(5000),
-                                      [] { return std::optional<Error>(make_error("qemu_failed", "QEMU exited")); });
+                                      [] { return std::optional<Error>(make_error(ErrorCode::QemuFailed, "QEMU exited")); });
     ASSERT_FALSE(stopped.ok());
-    EXPECT_EQ(stopped.error().code, "qemu_failed");
+    EXPECT_EQ(stopped.error().code, ErrorCode::QemuFailed);
     EXPECT_FALSE(connect_unix("/" + std::string(200, 'x')).ok());
     (void)remove_tree(dir);
 }

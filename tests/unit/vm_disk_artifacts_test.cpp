@@ -79,9 +79,9 @@ TEST(GuestArtifacts, Ext4MagicIsChecked) {
     write_at(dir + "/zero.ext4", 4095, "x");
     auto bad = check_ext4_image(dir + "/zero.ext4");
     ASSERT_FALSE(bad.ok());
-    EXPECT_EQ(bad.error().code, "image_corrupt");
+    EXPECT_EQ(bad.error().code, ErrorCode::ImageCorrupt);
     write_at(dir + "/short.ext4", 0, "tiny");
-    EXPECT_EQ(check_ext4_image(dir + "/short.ext4").error().code, "image_corrupt");
+    EXPECT_EQ(check_ext4_image(dir + "/short.ext4").error().code, ErrorCode::ImageCorrupt);
     (void)remove_tree(dir);
 }
 
@@ -91,7 +91,7 @@ TEST(GuestArtifacts, KernelAndImagesAreFoundThroughTheCacheRoot) {
     ScopedEnv no_kernel("KILN_KERNEL", "");
     auto missing = find_kernel();
     ASSERT_FALSE(missing.ok());
-    EXPECT_EQ(missing.error().code, "kernel_missing");
+    EXPECT_EQ(missing.error().code, ErrorCode::KernelMissing);
     EXPECT_NE(missing.error().message.find(dir + "/kernel/vmlinux"), std::string::npos);
     EXPECT_NE(missing.error().message.find("make images"), std::string::npos);
 
@@ -105,15 +105,15 @@ TEST(GuestArtifacts, KernelAndImagesAreFoundThroughTheCacheRoot) {
 
     write_at(dir + "/not-a-kernel", 0, "#!/bin/sh\n");
     ScopedEnv env_kernel("KILN_KERNEL", dir + "/not-a-kernel");
-    EXPECT_EQ(find_kernel().error().code, "kernel_invalid");
+    EXPECT_EQ(find_kernel().error().code, ErrorCode::KernelInvalid);
 
-    EXPECT_EQ(find_image("tiny").error().code, "image_missing");
+    EXPECT_EQ(find_image("tiny").error().code, ErrorCode::ImageMissing);
     ASSERT_TRUE(make_dirs(dir + "/images/tiny").ok());
     write_at(dir + "/images/tiny/rootfs.ext4", 1080, "\x53\xEF");
     EXPECT_TRUE(find_image("tiny").ok());
     ASSERT_TRUE(make_dirs(dir + "/images/broken").ok());
     write_at(dir + "/images/broken/rootfs.ext4", 2000, "x");
-    EXPECT_EQ(find_image("broken").error().code, "image_corrupt");
+    EXPECT_EQ(find_image("broken").error().code, ErrorCode::ImageCorrupt);
     EXPECT_EQ(list_images(), (std::vector<std::string>{"broken", "tiny"}));
     for (const char* bad : {"../etc", "a/b", "", ".hidden"}) EXPECT_FALSE(find_image(bad).ok()) << bad;
     (void)remove_tree(dir);

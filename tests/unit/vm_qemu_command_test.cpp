@@ -6,6 +6,7 @@
 #include "vm/qemu_command.h"
 
 using namespace kiln::vm;
+using kiln::ErrorCode;
 
 namespace {
 
@@ -161,7 +162,7 @@ TEST(QemuCommand, RejectsInvalidConfigs) {
         auto r = build_qemu_argv(c);
         EXPECT_FALSE(r.ok()) << bad;
         if (!r.ok()) {
-            EXPECT_EQ(r.error().code, "invalid_argument");
+            EXPECT_EQ(r.error().code, ErrorCode::InvalidArgument);
         }
     }
     c = base_config();

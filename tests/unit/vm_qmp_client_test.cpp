@@ -100,7 +100,7 @@ TEST(QmpClient, CommandsEventsAndErrors) {
     EXPECT_EQ((*status)["status"], "running");
     auto bogus = (*qmp)->execute("bogus");
     ASSERT_FALSE(bogus.ok());
-    EXPECT_EQ(bogus.error().code, "qmp_error");
+    EXPECT_EQ(bogus.error().code, ErrorCode::QmpError);
     EXPECT_NE(bogus.error().message.find("has not been found"), std::string::npos);
     ASSERT_TRUE((*qmp)->execute("stop").ok());
     auto stop = (*qmp)->wait_event("STOP", Millis(2000));
@@ -112,11 +112,11 @@ TEST(QmpClient, CommandsEventsAndErrors) {
     EXPECT_TRUE(shutdown.ok());
     auto after = (*qmp)->execute("query-status", nlohmann::json::object(), Millis(2000));
     ASSERT_FALSE(after.ok());
-    EXPECT_EQ(after.error().code, "vm_gone");
+    EXPECT_EQ(after.error().code, ErrorCode::VmGone);
 }
 
 TEST(QmpClient, NoServerIsATimeout) {
     auto qmp = QmpClient::connect("/tmp/kiln-no-such-qmp.sock", Millis(100));
     ASSERT_FALSE(qmp.ok());
-    EXPECT_EQ(qmp.error().code, "timeout");
+    EXPECT_EQ(qmp.error().code, ErrorCode::Timeout);
 }

@@ -7,6 +7,7 @@
 #include "vm/snapshot_manifest.h"
 
 using namespace kiln::vm;
+using kiln::ErrorCode;
 
 namespace {
 
@@ -64,14 +65,14 @@ TEST(SnapshotManifest, AnotherFormatVersionIsRefusedAsIncompatible) {
     auto text = replace(slurp(kGolden), "\"format_version\": 1", "\"format_version\": 2");
     auto parsed = parse_manifest(text);
     ASSERT_FALSE(parsed.ok());
-    EXPECT_EQ(parsed.error().code, "snapshot_incompatible");
+    EXPECT_EQ(parsed.error().code, ErrorCode::SnapshotIncompatible);
     EXPECT_NE(parsed.error().message.find("version 2"), std::string::npos);
 }
 
 TEST(SnapshotManifest, AnEditedFieldFailsTheChecksum) {
     auto parsed = parse_manifest(replace(slurp(kGolden), "\"vcpus\": 1", "\"vcpus\": 2"));
     ASSERT_FALSE(parsed.ok());
-    EXPECT_EQ(parsed.error().code, "snapshot_damaged");
+    EXPECT_EQ(parsed.error().code, ErrorCode::SnapshotDamaged);
     EXPECT_NE(parsed.error().message.find("checksum"), std::string::npos);
 }
 

@@ -13,14 +13,17 @@
 #include "ci/github/status_poster.h"
 #include "ci/github/webhook_event.h"
 #include "ci/github/webhook_signature.h"
+#include "daemon/api_error.h"
 
 namespace kiln::ci::github {
 using nlohmann::json;
 
 namespace {
 
-WebhookResponse error_response(int status, const std::string& code, const std::string& message) {
-    return {status, json{{"error", {{"code", code}, {"message", message}}}}};
+// The API's error body, with the status and code daemon::to_api_error() gives every other route.
+WebhookResponse error_response(const Error& error) {
+    daemon::ApiError api = daemon::to_api_error(error);
+    return {api.http_status, json{{"error", {{"code", code_name(api.code)}, {"message", api.message}}}}};
 }
 
 WebhookResponse result(int status, bool accepted, const std::string& reason) {
@@ -89,13 +92,6 @@ private:
     std::deque<std::string> m_order;
 };
 
-int status_of(const Error& e) {
-    if (e.code == "invalid_argument") return 422;
-    if (e.code == "quota_exceeded") return 429;
-    if (e.code == "unavailable") return 503;
-    return 500;
-}
-
 }  // namespace
 
 std::string job_url(const std::string& public_url, const std::string& job_id) {
@@ -154,23 +150,23 @@ Result<std::unique_ptr<GithubWebhook>> GithubWebhook::create(GithubConfig config
 
 WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
     if (m_config.webhook_secret.empty())
-        return error_response(503, "unavailable", "the GitHub webhook is not configured (github_webhook_secret)");
+        return error_response(make_error(ErrorCode::Unavailable, "the GitHub webhook is not configured (github_webhook_secret)"));
     if (req.signature.empty())
-        return error_response(401, "unauthorized", "an X-Hub-Signature-256 header is required");
+        return error_response(make_error(ErrorCode::Unauthorized, "an X-Hub-Signature-256 header is required"));
     if (!verify_signature(m_config.webhook_secret, req.body, req.signature))
-        return error_response(401, "unauthorized", "X-Hub-Signature-256 does not match the body");
-    if (req.event.empty()) return error_response(422, "invalid_argument", "an X-GitHub-Event header is required");
+        return error_response(make_error(ErrorCode::Unauthorized, "X-Hub-Signature-256 does not match the body"));
+    if (req.event.empty()) return error_response(make_error(ErrorCode::InvalidArgument, "an X-GitHub-Event header is required"));
     if (!plausible_delivery(req.delivery))
-        return error_response(422, "invalid_argument", "X-GitHub-Delivery is missing or not a delivery id");
+        return error_response(make_error(ErrorCode::InvalidArgument, "X-GitHub-Delivery is missing or not a delivery id"));
 
     auto parsed = parse_webhook_event(req.event, req.body);
-    if (!parsed.ok()) return error_response(422, "invalid_argument", parsed.error().message);
+    if (!parsed.ok()) return error_response(make_error(ErrorCode::InvalidArgument, parsed.error().message));
     const WebhookEvent& ev = *parsed;
     if (ev.kind == EventKind::Ping) return result(200, false, "pong");
     if (ev.kind == EventKind::Ignored) return result(202, false, ev.reason);
 
     auto claim = m_deliveries->claim(req.delivery, req.event, now_ms());
-    if (!claim.ok()) return error_response(500, "internal", "delivery log: " + claim.error().message);
+    if (!claim.ok()) return error_response(make_error(ErrorCode::Internal, "delivery log: " + claim.error().message));
     if (!claim->first) {
         WebhookResponse r = result(200, false, "delivery " + req.delivery + " was handled already");
         r.body["duplicate"] = true;
@@ -183,8 +179,7 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
         // Forget the delivery so that GitHub's redelivery of it can still make the job.
         (void)m_deliveries->release(req.delivery);
         log::warn("github: job not submitted", {{"delivery", req.delivery}, {"error", job.error().to_string()}});
-        return error_response(status_of(job.error()), status_of(job.error()) == 500 ? "internal" : job.error().code,
-                              "the job could not be queued: " + job.error().message);
+        return error_response(make_error(job.error().code, "the job could not be queued: " + job.error().message));
     }
     if (auto st = m_deliveries->set_job(req.delivery, job->id); !st.ok())
         log::warn("github: delivery log", {{"delivery", req.delivery}, {"error", st.error().message}});

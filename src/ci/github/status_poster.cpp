@@ -59,15 +59,15 @@ void StatusPoster::run() {
 }
 
 Status StatusPoster::post(const CommitStatus& s) {
-    if (m_token.empty()) return make_error("unavailable", "no GitHub token configured (github_token)");
+    if (m_token.empty()) return make_error(ErrorCode::Unavailable, "no GitHub token configured (github_token)");
     auto scheme = m_api_url.find("://");
-    if (scheme == std::string::npos) return make_error("invalid_argument", "github_api_url has no scheme: " + m_api_url);
+    if (scheme == std::string::npos) return make_error(ErrorCode::InvalidArgument, "github_api_url has no scheme: " + m_api_url);
     auto path_start = m_api_url.find('/', scheme + 3);
     std::string origin = m_api_url.substr(0, path_start);
     std::string prefix = path_start == std::string::npos ? "" : m_api_url.substr(path_start);
 
     httplib::Client client(origin);
-    if (!client.is_valid()) return make_error("invalid_argument", "github_api_url is not usable: " + m_api_url);
+    if (!client.is_valid()) return make_error(ErrorCode::InvalidArgument, "github_api_url is not usable: " + m_api_url);
     client.set_connection_timeout(10, 0);
     client.set_read_timeout(20, 0);
     client.set_write_timeout(20, 0);
@@ -82,9 +82,9 @@ Status StatusPoster::post(const CommitStatus& s) {
     std::string path = prefix + "/repos/" + s.repo_full_name + "/statuses/" + s.sha;
     auto res = client.Post(path, headers, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
                            "application/json");
-    if (!res) return make_error("unavailable", "POST " + path + ": " + httplib::to_string(res.error()));
+    if (!res) return make_error(ErrorCode::Unavailable, "POST " + path + ": " + httplib::to_string(res.error()));
     if (res->status != 201 && res->status != 200)
-        return make_error("unavailable", "POST " + path + " answered " + std::to_string(res->status) + ": " +
+        return make_error(ErrorCode::Unavailable, "POST " + path + " answered " + std::to_string(res->status) + ": " +
                                              res->body.substr(0, 200));
     return ok_status();
 }

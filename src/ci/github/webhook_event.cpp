@@ -10,7 +10,7 @@ namespace {
 
 using nlohmann::json;
 
-Error bad(const std::string& what) { return make_error("invalid_argument", "webhook payload: " + what); }
+Error bad(const std::string& what) { return make_error(ErrorCode::InvalidArgument, "webhook payload: " + what); }
 
 // The object or string at `key`, or null: never throws, whatever the payload's types are.
 const json* member(const json& j, const char* key) {

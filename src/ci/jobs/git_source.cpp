@@ -44,7 +44,7 @@ Result<CapturedRun> git(std::initializer_list<std::string> args, Millis timeout,
 }
 
 Error git_failed(const std::string& what, const CapturedRun& run) {
-    return make_error("git_failed", what + ": git " + run.status.describe() + ": " + last_lines(run.output, 5));
+    return make_error(ErrorCode::GitFailed, what + ": git " + run.status.describe() + ": " + last_lines(run.output, 5));
 }
 
 std::string trim(std::string s) {
@@ -63,15 +63,15 @@ bool is_full_sha(const std::string& t) {
 
 Status validate_repo(const std::string& repo) {
     if (repo.empty() || repo.size() > 2048 || has_control(repo))
-        return make_error("invalid_argument", "repo must be a git URL or an absolute path (at most 2048 bytes, one line)");
+        return make_error(ErrorCode::InvalidArgument, "repo must be a git URL or an absolute path (at most 2048 bytes, one line)");
     if (repo[0] == '/') {
         if (repo.find("/../") != std::string::npos || repo.ends_with("/..") || repo.find("::") != std::string::npos)
-            return make_error("invalid_argument", "repo: a local path must be absolute and without '..'");
+            return make_error(ErrorCode::InvalidArgument, "repo: a local path must be absolute and without '..'");
         return ok_status();
     }
     for (const char* scheme : {"https://", "http://", "git://", "ssh://", "file:///"})
         if (repo.rfind(scheme, 0) == 0) return ok_status();
-    return make_error("invalid_argument",
+    return make_error(ErrorCode::InvalidArgument,
                       "repo must be an absolute local path or an https://, http://, git://, ssh:// or file:/// URL");
 }
 
@@ -82,7 +82,7 @@ Status validate_ref(const std::string& ref) {
                ref.find("@{") != std::string::npos || ref.find("//") != std::string::npos || ref.ends_with(".lock");
     for (char c : std::string(" ~^:?*[\\"))
         if (ref.find(c) != std::string::npos) bad = true;
-    if (bad) return make_error("invalid_argument", "ref '" + ref.substr(0, 80) + "' is not a valid git ref name");
+    if (bad) return make_error(ErrorCode::InvalidArgument, "ref '" + ref.substr(0, 80) + "' is not a valid git ref name");
     return ok_status();
 }
 
@@ -113,12 +113,12 @@ Result<std::string> GitCache::resolve_ref(const std::string& repo, const std::st
     }
     for (const std::string& name : {ref, "refs/heads/" + ref, "refs/tags/" + ref + "^{}", "refs/tags/" + ref})
         if (auto it = refs.find(name); it != refs.end() && is_full_sha(it->second)) return it->second;
-    return make_error("not_found", "no ref '" + ref + "' in " + repo);
+    return make_error(ErrorCode::NotFound, "no ref '" + ref + "' in " + repo);
 }
 
 Result<std::string> GitCache::fetch(const std::string& repo, const std::string& sha) {
     TRY(validate_repo(repo));
-    if (!is_full_sha(sha)) return make_error("invalid_argument", "sha must be 40 lowercase hex digits");
+    if (!is_full_sha(sha)) return make_error(ErrorCode::InvalidArgument, "sha must be 40 lowercase hex digits");
     std::string cache_repo = m_dir + "/" + sha256_hex(repo).substr(0, 24) + ".git";
     std::lock_guard lock(repo_mutex(cache_repo));
     if (!path_exists(cache_repo + "/HEAD")) {
@@ -131,7 +131,7 @@ Result<std::string> GitCache::fetch(const std::string& repo, const std::string& 
     auto run = TRY(git({"-C", cache_repo, "fetch", "-q", "--no-tags", "--", repo, sha}, kFetchTimeout, 64 * 1024));
     if (!run.status.success()) return git_failed("fetching " + sha + " from " + repo, run);
     have = TRY(git({"-C", cache_repo, "cat-file", "-e", sha + "^{commit}"}, kQuickTimeout));
-    if (!have.status.success()) return make_error("not_found", "commit " + sha + " is not in " + repo);
+    if (!have.status.success()) return make_error(ErrorCode::NotFound, "commit " + sha + " is not in " + repo);
     return cache_repo;
 }
 
@@ -144,7 +144,7 @@ Result<std::optional<std::string>> GitCache::read_file(const std::string& cache_
         return git_failed("reading " + path, run);
     }
     if (run.output.size() > max_bytes)
-        return make_error("too_large", path + " is larger than " + std::to_string(max_bytes) + " bytes");
+        return make_error(ErrorCode::TooLarge, path + " is larger than " + std::to_string(max_bytes) + " bytes");
     return std::optional<std::string>(std::move(run.output));
 }
 
@@ -174,7 +174,7 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
     auto tree = TRY(git({"-C", cache_repo, "ls-tree", "-r", "-l", "-z", "--full-tree", sha}, kFetchTimeout, kMaxTreeListing));
     if (!tree.status.success()) return git_failed("listing " + sha, tree);
     if (tree.output.size() >= kMaxTreeListing)
-        return make_error("too_large", "the commit has too many files for a job's checkout");
+        return make_error(ErrorCode::TooLarge, "the commit has too many files for a job's checkout");
     uint64_t total = 0;
     for (size_t pos = 0; pos < tree.output.size();) {
         size_t end = tree.output.find('\0', pos);
@@ -185,7 +185,7 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
         pos = end + 1;
     }
     if (total > kMaxCheckoutBytes)
-        return make_error("too_large", "the commit's files come to " + std::to_string(total >> 20) + " MiB; a job's checkout may have " +
+        return make_error(ErrorCode::TooLarge, "the commit's files come to " + std::to_string(total >> 20) + " MiB; a job's checkout may have " +
                                            std::to_string(kMaxCheckoutBytes >> 20) + " MiB");
 
     // The checkout is made under <dir>/checkout/work/src, so the tar extracts with `tar -C /`.
@@ -213,7 +213,7 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
     auto tar = TRY(run_and_capture({"tar", "-C", tmp, "--owner=0", "--group=0", "--numeric-owner", "--sort=name", "-cf",
                                     out, "work"}, kFetchTimeout, 64 * 1024));
     if (!tar.status.success())
-        return make_error("io_error", "writing the checkout's tar: tar " + tar.status.describe() + ": " + last_lines(tar.output, 5));
+        return make_error(ErrorCode::IoError, "writing the checkout's tar: tar " + tar.status.describe() + ": " + last_lines(tar.output, 5));
     return out;
 }
 

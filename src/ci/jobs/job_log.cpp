@@ -13,7 +13,7 @@ namespace kiln::ci {
 
 Result<std::unique_ptr<JobLog>> JobLog::open(const std::string& path, uint64_t max_bytes) {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) return make_error("io_error", "opening " + path + ": " + std::strerror(errno));
+    if (fd < 0) return make_error(ErrorCode::IoError, "opening " + path + ": " + std::strerror(errno));
     struct stat st {};
     ::fstat(fd, &st);
     return std::unique_ptr<JobLog>(new JobLog(UniqueFd(fd), static_cast<uint64_t>(st.st_size), max_bytes));

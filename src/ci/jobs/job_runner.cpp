@@ -97,10 +97,10 @@ public:
                 m_waited_ms = now_mono() - start;
                 if (!path.ok()) return path.error();
                 m_fd = UniqueFd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
-                if (!m_fd) return make_error("io_error", "opening the checkout's tar: " + std::string(std::strerror(errno)));
+                if (!m_fd) return make_error(ErrorCode::IoError, "opening the checkout's tar: " + std::string(std::strerror(errno)));
             }
             ssize_t n = ::read(m_fd.get(), buf, cap);
-            if (n < 0) return make_error("io_error", "reading the checkout's tar: " + std::string(std::strerror(errno)));
+            if (n < 0) return make_error(ErrorCode::IoError, "reading the checkout's tar: " + std::string(std::strerror(errno)));
             return static_cast<size_t>(n);
         };
     }
@@ -130,7 +130,7 @@ void JobRunner::collect_bakes() {
     }
     auto remove = [&](const std::string& snapshot_id, const char* why) {
         auto removed = m_service.remove_snapshot(m_config.caller, snapshot_id);
-        if (!removed.ok() && removed.error().code != daemon::codes::kNotFound)
+        if (!removed.ok() && removed.error().code != ErrorCode::NotFound)
             log::warn("ci: deleting a bake's snapshot failed", {{"snapshot", snapshot_id}, {"error", removed.error().to_string()}});
         else
             log::info(why, {{"snapshot", snapshot_id}});
@@ -173,7 +173,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     // tar is made below, beside the VM's creation.
     auto cache_repo = m_git.fetch(job.spec.repo, job.sha);
     if (!cache_repo.ok()) {
-        bool user_error = cache_repo.error().code == "invalid_argument" || cache_repo.error().code == "not_found";
+        bool user_error = cache_repo.error().code == ErrorCode::InvalidArgument || cache_repo.error().code == ErrorCode::NotFound;
         return fail(out, JobState::Error, "getting the code: " + cache_repo.error().message, !user_error);
     }
     auto yml = m_git.read_file(*cache_repo, job.sha, ".kiln.yml", kMaxPipelineBytes);
@@ -248,7 +248,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     if (!sandbox.ok()) {
         // A template that is not there is the pipeline's mistake, unless it was a bake found a
         // moment ago: then it was evicted in between, and the retry bakes it again.
-        bool user = sandbox.error().code == daemon::codes::kTemplateNotFound && !out.bake_hit;
+        bool user = sandbox.error().code == ErrorCode::TemplateNotFound && !out.bake_hit;
         return fail(out, JobState::Error, "creating the job's VM from " + template_id + ": " + sandbox.error().message, !user);
     }
     const std::string sb = sandbox->id;
@@ -302,7 +302,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     auto co = agent.exec_collect(checkout, std::move(co_io), 1 << 20);
     if (!co.ok()) return vm_failure(out, control, "checking out in the VM", co.error(), p.timeout_seconds);
     if (const auto& made = code_tar.wait(); !made.ok())
-        return fail(out, JobState::Error, "preparing the checkout: " + made.error().message, made.error().code != "too_large");
+        return fail(out, JobState::Error, "preparing the checkout: " + made.error().message, made.error().code != ErrorCode::TooLarge);
     code_tar.remove();
     std::string head = co->stdout_data;
     while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
@@ -349,7 +349,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
         int64_t start = now_mono();
         auto r = agent.exec(req, io);
         rec.duration_ms = now_mono() - start;
-        if (!r.ok() && r.error().code == "timeout" && agent.alive()) {
+        if (!r.ok() && r.error().code == ErrorCode::Timeout && agent.alive()) {
             // The agent did not end the command in time (a fork bomb can starve it): the step
             // timed out, and this VM is not trusted with anything more.
             rec.state = "timed_out";
@@ -359,7 +359,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
                        {"message", "the VM did not answer in time"}});
             return true;
         }
-        if (!r.ok() && agent.alive() && !control.stopped() && r.error().code != "vm_gone") {
+        if (!r.ok() && agent.alive() && !control.stopped() && r.error().code != ErrorCode::VmGone) {
             // The agent refused the command (the job deleted /bin/sh, say): the step failed.
             rec.state = "failed";
             rec.exit_code = 127;
@@ -461,7 +461,7 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
             for (const auto& f : glob_filter(p.junit, files)) {
                 std::string xml;
                 auto read = agent.read_file(std::string(kCheckout) + "/" + f, [&](std::string_view d) -> Status {
-                    if (xml.size() + d.size() > kMaxJunitBytes) return make_error("too_large", "over 64 MiB");
+                    if (xml.size() + d.size() > kMaxJunitBytes) return make_error(ErrorCode::TooLarge, "over 64 MiB");
                     xml.append(d);
                     return ok_status();
                 }, Millis(std::min<int64_t>(left_ms(control), 120000)));
@@ -496,10 +496,10 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
                 if (fd < 0) break;
                 UniqueFd owned(fd);
                 auto read = agent.read_file(std::string(kCheckout) + "/" + f, [&](std::string_view d) -> Status {
-                    if (total + d.size() > kMaxArtifactBytes) return make_error("too_large", "the job's artifacts pass 1 GiB");
+                    if (total + d.size() > kMaxArtifactBytes) return make_error(ErrorCode::TooLarge, "the job's artifacts pass 1 GiB");
                     total += d.size();
                     if (::write(owned.get(), d.data(), d.size()) != static_cast<ssize_t>(d.size()))
-                        return make_error("io_error", "writing the artifact on the host");
+                        return make_error(ErrorCode::IoError, "writing the artifact on the host");
                     return ok_status();
                 }, Millis(std::min<int64_t>(left_ms(control), 600000)));
                 if (!read.ok()) {

@@ -86,16 +86,16 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
     job.spec = spec;
     job.spec.secrets.clear();
     if (!spec.sha.empty()) {
-        if (!is_full_sha(spec.sha)) return make_error("invalid_argument", "sha must be a full commit id: 40 lowercase hex digits");
+        if (!is_full_sha(spec.sha)) return make_error(ErrorCode::InvalidArgument, "sha must be a full commit id: 40 lowercase hex digits");
         if (!spec.ref.empty()) TRY(validate_ref(spec.ref));
         job.sha = spec.sha;
     } else {
         std::string ref = spec.ref.empty() ? "HEAD" : spec.ref;
         auto sha = m_git.resolve_ref(spec.repo, ref);
         if (!sha.ok()) {
-            const auto& c = sha.error().code;
-            if (c == "invalid_argument" || c == "not_found") return sha.error();
-            return make_error("invalid_argument", "cannot resolve " + ref + " in " + spec.repo + ": " + sha.error().message);
+            ErrorCode c = sha.error().code;
+            if (c == ErrorCode::InvalidArgument || c == ErrorCode::NotFound) return sha.error();
+            return make_error(ErrorCode::InvalidArgument, "cannot resolve " + ref + " in " + spec.repo + ": " + sha.error().message);
         }
         job.sha = *sha;
         job.spec.ref = ref;
@@ -106,13 +106,13 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
     job.created_at_ms = now_unix_ms();
     {
         std::lock_guard lock(m_mutex);
-        if (m_stopping) return make_error("unavailable", "kilnd is shutting down");
+        if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
         if (!spec.secrets.empty()) m_secrets[job.id] = spec.secrets;
     }
     if (auto st = m_store->insert(job); !st.ok()) {
         std::lock_guard lock(m_mutex);
         m_secrets.erase(job.id);
-        return make_error("internal", "store: " + st.error().message);
+        return make_error(ErrorCode::Internal, "store: " + st.error().message);
     }
     log::info("ci: job queued", {{"job", job.id}, {"repo", job.spec.repo}, {"sha", job.sha}, {"source", job.spec.source},
                                  {"trusted", job.spec.trusted}});
@@ -123,14 +123,14 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
 
 Result<JobInfo> LocalJobService::get(const std::string& id) {
     auto j = m_store->get(id);
-    if (!j.ok()) return make_error("internal", "store: " + j.error().message);
-    if (!*j) return make_error("not_found", "no job '" + id.substr(0, 80) + "'");
+    if (!j.ok()) return make_error(ErrorCode::Internal, "store: " + j.error().message);
+    if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
     return std::move(**j);
 }
 
 Result<std::vector<JobInfo>> LocalJobService::list(int limit) {
     auto l = m_store->list(std::clamp(limit, 1, 1000));
-    if (!l.ok()) return make_error("internal", "store: " + l.error().message);
+    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
     return std::move(*l);
 }
 
@@ -144,14 +144,14 @@ Status LocalJobService::cancel(const std::string& id) {
     }
     // Queued (or finished): decided under the lock, so a worker cannot claim it meanwhile.
     auto j = m_store->get(id);
-    if (!j.ok()) return make_error("internal", "store: " + j.error().message);
-    if (!*j) return make_error("not_found", "no job '" + id.substr(0, 80) + "'");
+    if (!j.ok()) return make_error(ErrorCode::Internal, "store: " + j.error().message);
+    if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
     JobInfo job = **j;
     if (job.state != JobState::Queued) return ok_status();  // finished: nothing to do
     job.state = JobState::Cancelled;
     job.error = "cancelled before it started";
     job.finished_at_ms = now_unix_ms();
-    if (auto st = m_store->update(job); !st.ok()) return make_error("internal", "store: " + st.error().message);
+    if (auto st = m_store->update(job); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
     m_secrets.erase(id);
     lock.unlock();
     (void)make_dirs(m_config.runner.jobs_dir + "/" + id, 0700);

@@ -41,7 +41,7 @@ public:
     }
 
     Result<JunitSummary> finish() const {
-        if (!m_saw_root) return make_error("invalid_junit", "the report has no root element");
+        if (!m_saw_root) return make_error(ErrorCode::InvalidJunit, "the report has no root element");
         if (m_counted_testcases) return m_counted;
         // A summary-only report: the root's own counts, or else its direct <testsuite> children's.
         const std::optional<Error>& error = m_root_has_tests ? m_root_error : m_children_error;
@@ -53,7 +53,7 @@ public:
 
 private:
     void fail(std::string message) {
-        if (!m_stop_error) m_stop_error = make_error("invalid_junit", position() + message);
+        if (!m_stop_error) m_stop_error = make_error(ErrorCode::InvalidJunit, position() + message);
         XML_StopParser(m_parser, XML_FALSE);
     }
 
@@ -85,7 +85,7 @@ private:
             std::uint64_t value = digits ? std::stoull(text) : 0;
             if (!digits || value > kMaxCount) {
                 std::string shown(text, std::min<std::size_t>(length, 32));
-                return make_error("invalid_junit", position() + "attribute " + field.name + "=\"" + shown +
+                return make_error(ErrorCode::InvalidJunit, position() + "attribute " + field.name + "=\"" + shown +
                                                        "\" is not a whole number of tests");
             }
             *field.out = value;
@@ -178,10 +178,10 @@ JunitSummary& JunitSummary::operator+=(const JunitSummary& other) {
 
 Result<JunitSummary> read_junit_summary(std::string_view xml, const JunitLimits& limits) {
     if (xml.size() > limits.max_bytes || xml.size() > static_cast<std::size_t>(std::numeric_limits<int>::max()))
-        return make_error("invalid_junit", "the report is " + std::to_string(xml.size()) + " bytes; the limit is " +
+        return make_error(ErrorCode::InvalidJunit, "the report is " + std::to_string(xml.size()) + " bytes; the limit is " +
                                                std::to_string(limits.max_bytes));
     std::unique_ptr<XML_ParserStruct, ParserDeleter> parser(XML_ParserCreate(nullptr));
-    if (!parser) return make_error("out_of_memory", "cannot create an XML parser");
+    if (!parser) return make_error(ErrorCode::OutOfMemory, "cannot create an XML parser");
     Reader reader(parser.get(), limits);
     XML_SetUserData(parser.get(), &reader);
     XML_SetElementHandler(parser.get(), &Reader::on_start, &Reader::on_end);
@@ -189,7 +189,7 @@ Result<JunitSummary> read_junit_summary(std::string_view xml, const JunitLimits&
     XML_SetParamEntityParsing(parser.get(), XML_PARAM_ENTITY_PARSING_NEVER);
     if (XML_Parse(parser.get(), xml.data(), static_cast<int>(xml.size()), XML_TRUE) != XML_STATUS_OK) {
         if (reader.stop_error()) return *reader.stop_error();
-        return make_error("invalid_junit",
+        return make_error(ErrorCode::InvalidJunit,
                           "line " + std::to_string(XML_GetCurrentLineNumber(parser.get())) + ", column " +
                               std::to_string(XML_GetCurrentColumnNumber(parser.get()) + 1) + ": not well-formed XML (" +
                               XML_ErrorString(XML_GetErrorCode(parser.get())) + ")");

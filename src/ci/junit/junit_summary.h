@@ -29,7 +29,7 @@ struct JunitLimits {
 // are counted (each once: error, else failure, else skipped, by its first such child), which
 // cannot double count nested suites; a report with none (summary-only) gives the attributes
 // tests/failures/errors/skipped (or "disabled") of its outermost element. Refused with
-// Error{"invalid_junit", "line N, column M: …"}: not XML, another root, a DOCTYPE (so no entity
+// Error{ErrorCode::InvalidJunit, "line N, column M: …"}: not XML, another root, a DOCTYPE (so no entity
 // can expand), a count that is not a whole number, nesting past max_depth, more than max_bytes.
 Result<JunitSummary> read_junit_summary(std::string_view xml, const JunitLimits& limits = {});
 

@@ -344,7 +344,7 @@ Result<Pipeline> parse_pipeline(std::string_view text) {
     if (parsed.pipeline) return std::move(*parsed.pipeline);
     std::string message;
     for (const SourceIssue& issue : parsed.issues) message += (message.empty() ? "" : "\n") + issue.to_string();
-    return make_error("invalid_pipeline", message);
+    return make_error(ErrorCode::InvalidPipeline, message);
 }
 
 }  // namespace kiln::ci

@@ -17,7 +17,7 @@ struct PipelineParse {
 };
 PipelineParse parse_pipeline_detailed(std::string_view text);
 
-// The same as a Result: Error{"invalid_pipeline", one issue per line}. Never throws.
+// The same as a Result: Error{ErrorCode::InvalidPipeline, one issue per line}. Never throws.
 Result<Pipeline> parse_pipeline(std::string_view text);
 
 }  // namespace kiln::ci

@@ -20,7 +20,7 @@ bool valid_token_name(const std::string& name) {
     return true;
 }
 
-Error unauthorized() { return make_error(codes::kUnauthorized, "missing, unknown or revoked bearer token"); }
+Error unauthorized() { return make_error(ErrorCode::Unauthorized, "missing, unknown or revoked bearer token"); }
 
 }  // namespace
 
@@ -49,7 +49,7 @@ std::string base64url(const std::string& bytes) {
 
 Result<NewToken> TokenStore::create(const std::string& name) {
     if (!valid_token_name(name))
-        return make_error(codes::kInvalidArgument, "token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+        return make_error(ErrorCode::InvalidArgument, "token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
     std::string token = kTokenPrefix + base64url(TRY(random_bytes(32)));
     int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch()).count();
@@ -59,7 +59,7 @@ Result<NewToken> TokenStore::create(const std::string& name) {
 
 Status TokenStore::revoke(const std::string& id_or_name) {
     int n = TRY(m_store.revoke_token(id_or_name));
-    if (n == 0) return make_error(codes::kNotFound, "no live token with id or name '" + id_or_name + "'");
+    if (n == 0) return make_error(ErrorCode::NotFound, "no live token with id or name '" + id_or_name + "'");
     return ok_status();
 }
 
@@ -69,7 +69,7 @@ Result<Caller> TokenStore::authenticate(std::string_view bearer_token) {
         return unauthorized();
     std::string hash = sha256_hex(std::string(bearer_token));
     auto found = m_store.find_token_by_hash(hash);
-    if (!found.ok()) return make_error(codes::kInternal, "token store: " + found.error().message);
+    if (!found.ok()) return make_error(ErrorCode::Internal, "token store: " + found.error().message);
     if (!*found) return unauthorized();
     const TokenRecord& record = **found;
     // The lookup matched on the hash; compare the full hashes again in constant time so that no

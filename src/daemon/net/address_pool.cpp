@@ -5,9 +5,9 @@ namespace kiln::daemon::net {
 
 Result<std::unique_ptr<AddressPool>> AddressPool::create(const std::string& cidr) {
     auto range = parse_cidr(cidr);
-    if (!range.ok()) return make_error("invalid_argument", "address pool: " + range.error().message);
+    if (!range.ok()) return make_error(ErrorCode::InvalidArgument, "address pool: " + range.error().message);
     if (range->prefix < 8 || range->prefix > 28)
-        return make_error("invalid_argument", "address pool " + cidr + ": the prefix must be /8 to /28");
+        return make_error(ErrorCode::InvalidArgument, "address pool " + cidr + ": the prefix must be /8 to /28");
     return std::unique_ptr<AddressPool>(new AddressPool(*range, uint32_t(1) << (32 - range->prefix - 2)));
 }
 

@@ -42,7 +42,7 @@ public:
             m_next = (slot + 1) % m_slots;
             return s;
         }
-        return make_error("resource_exhausted", "no free /30 left in the sandbox address pool " + range_text());
+        return make_error(ErrorCode::ResourceExhausted, "no free /30 left in the sandbox address pool " + range_text());
     }
     // Marks `slot` used (a sandbox that survived a kilnd restart); false if it already was.
     bool claim(uint32_t slot);

@@ -8,7 +8,7 @@ Result<NetworkManager*> LazyNetworkManager::get() {
     if (m_manager) return m_manager.get();
     auto made = NetworkManager::create(m_config);
     if (!made.ok())
-        return make_error("unavailable", "sandbox networking is not available on this host: " + made.error().message);
+        return make_error(ErrorCode::Unavailable, "sandbox networking is not available on this host: " + made.error().message);
     m_manager = std::move(*made);
     return m_manager.get();
 }

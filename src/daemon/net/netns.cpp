@@ -49,17 +49,17 @@ Status prepare_netns_dir() {
 }  // namespace
 
 Result<UniqueFd> create_named_netns(const std::string& name, const std::function<Status()>& inside) {
-    if (!valid_name(name)) return make_error("invalid_argument", "bad network namespace name '" + name + "'");
+    if (!valid_name(name)) return make_error(ErrorCode::InvalidArgument, "bad network namespace name '" + name + "'");
     TRY(prepare_netns_dir());
     std::string path = netns_path(name);
     UniqueFd placeholder(::open(path.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
     if (!placeholder) {
-        if (errno == EEXIST) return make_error("conflict", "network namespace " + name + " already exists");
+        if (errno == EEXIST) return make_error(ErrorCode::Conflict, "network namespace " + name + " already exists");
         return errno_error("create " + path);
     }
     placeholder.reset();
 
-    Result<UniqueFd> result = make_error("internal", "netns thread did not run");
+    Result<UniqueFd> result = make_error(ErrorCode::Internal, "netns thread did not run");
     std::thread worker([&] {
         if (::unshare(CLONE_NEWNET) != 0) {
             result = errno_error("unshare(CLONE_NEWNET)");
@@ -86,17 +86,17 @@ Result<UniqueFd> create_named_netns(const std::string& name, const std::function
 }
 
 Result<UniqueFd> open_named_netns(const std::string& name) {
-    if (!valid_name(name)) return make_error("invalid_argument", "bad network namespace name '" + name + "'");
+    if (!valid_name(name)) return make_error(ErrorCode::InvalidArgument, "bad network namespace name '" + name + "'");
     UniqueFd fd(::open(netns_path(name).c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) {
-        if (errno == ENOENT) return make_error("not_found", "no network namespace " + name);
+        if (errno == ENOENT) return make_error(ErrorCode::NotFound, "no network namespace " + name);
         return errno_error("open " + netns_path(name));
     }
     return fd;
 }
 
 Status remove_named_netns(const std::string& name) {
-    if (!valid_name(name)) return make_error("invalid_argument", "bad network namespace name '" + name + "'");
+    if (!valid_name(name)) return make_error(ErrorCode::InvalidArgument, "bad network namespace name '" + name + "'");
     std::string path = netns_path(name);
     // MNT_DETACH: a process still inside (or holding an fd) keeps the namespace, not the name.
     if (::umount2(path.c_str(), MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)
@@ -118,7 +118,7 @@ std::vector<std::string> list_named_netns(const std::string& prefix) {
 }
 
 Status run_in_netns(int netns_fd, const std::function<Status()>& fn) {
-    Status result = make_error("internal", "netns thread did not run");
+    Status result = make_error(ErrorCode::Internal, "netns thread did not run");
     std::thread worker([&] {
         if (::setns(netns_fd, CLONE_NEWNET) != 0) {
             result = errno_error("setns(CLONE_NEWNET)");

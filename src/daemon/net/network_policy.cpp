@@ -6,7 +6,7 @@
 namespace kiln::daemon::net {
 namespace {
 
-Error invalid(const std::string& message) { return make_error("invalid_argument", "network: " + message); }
+Error invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, "network: " + message); }
 
 // Quotes a client's text for an error message: printable ASCII only, bounded.
 std::string shown(std::string_view text) {

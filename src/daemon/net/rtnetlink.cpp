@@ -95,8 +95,8 @@ Status RtNetlink::request(void* message, size_t length, const std::string& what)
             int err = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(r))->error;
             if (err == 0) return ok_status();
             Error e = errno_error(what, err);
-            if (err == ENODEV || err == ENOENT) e.code = "not_found";
-            if (err == EEXIST) e.code = "conflict";
+            if (err == ENODEV || err == ENOENT) e.code = ErrorCode::NotFound;
+            if (err == EEXIST) e.code = ErrorCode::Conflict;
             return e;
         }
     }
@@ -125,7 +125,7 @@ Result<int> RtNetlink::index_of(const std::string& name) {
                 int err = -reinterpret_cast<nlmsgerr*>(NLMSG_DATA(r))->error;
                 if (err == 0) return index;  // the ACK after the answer
                 Error e = errno_error("netlink get link " + name, err);
-                if (err == ENODEV || err == ENOENT) e.code = "not_found";
+                if (err == ENODEV || err == ENOENT) e.code = ErrorCode::NotFound;
                 return e;
             }
         }
@@ -146,7 +146,7 @@ Status RtNetlink::create_veth(const std::string& name, const std::string& peer_n
     m.end_nest(peer);
     m.end_nest(data);
     m.end_nest(linkinfo);
-    if (m.overflowed()) return make_error("internal", "netlink message too long");
+    if (m.overflowed()) return make_error(ErrorCode::Internal, "netlink message too long");
     return request(m.header(), m.length(), "create veth " + name);
 }
 
@@ -168,7 +168,7 @@ Status RtNetlink::link_up(const std::string& name, const std::string& mac, const
         unsigned char bytes[6];
         if (std::sscanf(mac.c_str(), "%2hhx:%2hhx:%2hhx:%2hhx:%2hhx:%2hhx", &bytes[0], &bytes[1], &bytes[2], &bytes[3],
                         &bytes[4], &bytes[5]) != 6)
-            return make_error("invalid_argument", "bad MAC " + mac);
+            return make_error(ErrorCode::InvalidArgument, "bad MAC " + mac);
         m.attr(IFLA_ADDRESS, bytes, sizeof bytes);
     }
     if (!alias.empty()) m.attr(IFLA_IFALIAS, alias.data(), alias.size());

@@ -98,7 +98,7 @@ void delete_veths_then_netns(const std::vector<std::string>& veths, const std::v
         }
         Status st = nl->delete_link(name);
         if (st.ok()) ++sweep.veths_removed;
-        else if (st.error().code != "not_found") sweep.errors.push_back(st.error().message);
+        else if (st.error().code != ErrorCode::NotFound) sweep.errors.push_back(st.error().message);
     }
     for (const auto& name : netns) {
         if (auto st = remove_named_netns(name); st.ok()) ++sweep.netns_removed;
@@ -115,10 +115,10 @@ std::string NetworkManager::host_veth_name(const std::string& id) {
 }
 
 Status NetworkManager::validate_id(const std::string& id) {
-    if (id.empty() || id.size() > 48) return make_error("invalid_argument", "sandbox id must be 1-48 characters");
+    if (id.empty() || id.size() > 48) return make_error(ErrorCode::InvalidArgument, "sandbox id must be 1-48 characters");
     for (char c : id)
         if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'))
-            return make_error("invalid_argument", "sandbox id '" + id + "' may hold only a-z, 0-9 and '-'");
+            return make_error(ErrorCode::InvalidArgument, "sandbox id '" + id + "' may hold only a-z, 0-9 and '-'");
     return ok_status();
 }
 
@@ -129,7 +129,7 @@ Result<std::unique_ptr<NetworkManager>> NetworkManager::create(const NetworkConf
         dns = resolver_from_resolv_conf();
     } else if (config.dns_resolver != "none") {
         auto parsed = parse_ipv4(config.dns_resolver);
-        if (!parsed.ok()) return make_error("invalid_argument", "dns resolver: " + parsed.error().message);
+        if (!parsed.ok()) return make_error(ErrorCode::InvalidArgument, "dns resolver: " + parsed.error().message);
         dns = *parsed;
     }
     TRY(load_nft_ruleset(host_ruleset(pool->range(), config.host_table)));
@@ -147,7 +147,7 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup(const std::string&
     // Names are recorded in `net` only once they are ours: its destructor removes what they name.
     const std::string ns_name = netns_name(id), veth_name = host_veth_name(id);
     if (::if_nametoindex(veth_name.c_str()) != 0)
-        return make_error("conflict", "interface " + veth_name + " for sandbox " + id + " already exists");
+        return make_error(ErrorCode::Conflict, "interface " + veth_name + " for sandbox " + id + " already exists");
     std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool));
     net->m_policy = policy;
 
@@ -206,14 +206,14 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::adopt(const std::string&
     for (const auto& [name, addr] : interface_addresses()) {
         if (name != net->m_veth) continue;
         if (auto slot = m_pool->slot_of(addr); slot && m_pool->subnet(*slot).host_address() == addr) {
-            if (!m_pool->claim(*slot)) return make_error("conflict", "the /30 of sandbox " + id + " is already in use");
+            if (!m_pool->claim(*slot)) return make_error(ErrorCode::Conflict, "the /30 of sandbox " + id + " is already in use");
             net->m_subnet = m_pool->subnet(*slot);
             net->m_has_slot = true;
         }
     }
     if (!net->m_has_slot) {
         net->m_destroyed = true;  // nothing of ours to undo: the caller sweeps it as an orphan
-        return make_error("not_found", "sandbox " + id + " has a namespace but no addressed veth " + net->m_veth);
+        return make_error(ErrorCode::NotFound, "sandbox " + id + " has a namespace but no addressed veth " + net->m_veth);
     }
     return net;
 }
@@ -257,7 +257,7 @@ SandboxNetwork::~SandboxNetwork() { (void)destroy(); }
 vm::NetDevice SandboxNetwork::nic() const { return vm::NetDevice{m_tap.get(), kGuestMac}; }
 
 Status SandboxNetwork::run_inside(const std::function<Status()>& fn) const {
-    if (!m_netns_fd) return make_error("not_found", "sandbox network " + m_id + " is gone");
+    if (!m_netns_fd) return make_error(ErrorCode::NotFound, "sandbox network " + m_id + " is gone");
     return run_in_netns(m_netns_fd.get(), fn);
 }
 
@@ -271,7 +271,7 @@ Status SandboxNetwork::destroy() {
     if (!m_veth.empty()) {
         auto nl = RtNetlink::open();
         Status st = nl.ok() ? nl->delete_link(m_veth) : Status(nl.error());
-        if (!st.ok() && st.error().code != "not_found" && first.ok()) first = st;
+        if (!st.ok() && st.error().code != ErrorCode::NotFound && first.ok()) first = st;
     }
     m_netns_fd.reset();
     if (!m_netns.empty()) {

@@ -20,7 +20,7 @@ bool label_key_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
 }
 
-Error invalid(const std::string& message) { return make_error(codes::kInvalidArgument, message); }
+Error invalid(const std::string& message) { return make_error(ErrorCode::InvalidArgument, message); }
 
 }  // namespace
 

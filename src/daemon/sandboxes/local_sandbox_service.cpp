@@ -58,7 +58,7 @@ private:
 namespace {
 
 Error not_found(const std::string& what, const std::string& id) {
-    return make_error(codes::kNotFound, "no " + what + " '" + id + "'");
+    return make_error(ErrorCode::NotFound, "no " + what + " '" + id + "'");
 }
 
 // Bytes allocated under `dir` (holes not counted).
@@ -74,9 +74,9 @@ uint64_t allocated_bytes(const std::string& dir) {
 
 // A VM-layer error as an API error: the VM going away is the sandbox not running.
 Error vm_error(const std::string& what, const Error& e) {
-    if (e.code == "vm_gone") return make_error(codes::kSandboxNotRunning, what + ": the sandbox's VM is gone: " + e.message);
-    if (e.code == "not_snapshottable") return make_error(codes::kConflict, what + ": " + e.message);
-    return make_error(codes::kInternal, what + ": " + e.to_string());
+    if (e.code == ErrorCode::VmGone) return make_error(ErrorCode::SandboxNotRunning, what + ": the sandbox's VM is gone: " + e.message);
+    if (e.code == ErrorCode::NotSnapshottable) return make_error(ErrorCode::Conflict, what + ": " + e.message);
+    return make_error(ErrorCode::Internal, what + ": " + e.to_string());
 }
 
 bool labels_match(const Labels& have, const Labels& want) {
@@ -105,7 +105,7 @@ Status LocalSandboxService::save(const SandboxRecord& record) {
 Result<int64_t> LocalSandboxService::checked_ttl(std::optional<int64_t> ttl_seconds) const {
     int64_t ttl = ttl_seconds.value_or(m_config.default_ttl_seconds);
     if (ttl < 1 || ttl > m_config.max_ttl_seconds)
-        return make_error(codes::kInvalidArgument, "ttl_seconds must be between 1 and " +
+        return make_error(ErrorCode::InvalidArgument, "ttl_seconds must be between 1 and " +
                                                        std::to_string(m_config.max_ttl_seconds) + ", got " + std::to_string(ttl));
     return ttl;
 }
@@ -114,7 +114,7 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
     if (const BuiltinTemplate* b = m_baker.find(id)) return Source{b->name, "", true, false, b->vcpus, b->memory_mib};
     if (is_snapshot_id(id)) {
         auto rec = m_store.get_snapshot(id);
-        if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
+        if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
         if (*rec && (*rec)->info.owner_token_id == caller.token_id) {
             // Whether it has a NIC is in its manifest; an unreadable one fails the restore later,
             // with the VM layer's own clear error.
@@ -124,24 +124,24 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
             return Source{id, (*rec)->dir, false, nic, (*rec)->info.vcpus, (*rec)->info.memory_mib};
         }
     }
-    return make_error(codes::kTemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
+    return make_error(ErrorCode::TemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
 }
 
 Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(SandboxRecord record) {
     auto entry = std::make_shared<Entry>();
     std::lock_guard lock(m_mutex);
-    if (m_stopping) return make_error(codes::kUnavailable, "kilnd is shutting down");
+    if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
     int64_t memory = 0;
     for (const auto& [id, e] : m_live) memory += e->record.info.memory_mib;
     if (static_cast<int64_t>(m_live.size()) >= m_config.max_sandboxes)
-        return make_error(codes::kQuotaExceeded, "at most " + std::to_string(m_config.max_sandboxes) +
+        return make_error(ErrorCode::QuotaExceeded, "at most " + std::to_string(m_config.max_sandboxes) +
                                                      " live sandboxes; delete one first");
     if (memory + record.info.memory_mib > m_config.max_memory_mib)
-        return make_error(codes::kQuotaExceeded, "committed memory would be " + std::to_string(memory + record.info.memory_mib) +
+        return make_error(ErrorCode::QuotaExceeded, "committed memory would be " + std::to_string(memory + record.info.memory_mib) +
                                                      " MiB, over the limit of " + std::to_string(m_config.max_memory_mib) + " MiB");
     // 1. The record exists (creating) before any QEMU starts: a crash from here on is reconciled.
     if (auto st = m_store.insert_sandbox(record); !st.ok())
-        return make_error(codes::kInternal, "store: " + st.error().message);
+        return make_error(ErrorCode::Internal, "store: " + st.error().message);
     entry->record = std::move(record);
     m_live[entry->record.info.id] = entry;
     return entry;
@@ -158,13 +158,13 @@ Error LocalSandboxService::fail_create(const std::shared_ptr<Entry>& entry, cons
     m_live.erase(info.id);
     m_changed.notify_all();
     log::warn("sandbox create failed", {{"sandbox", info.id}, {"error", error.to_string()}});
-    if (error.code == codes::kTemplateNotFound || error.code == codes::kUnavailable) return error;
-    return make_error(codes::kInternal, "creating " + info.id + ": " + error.message);
+    if (error.code == ErrorCode::TemplateNotFound || error.code == ErrorCode::Unavailable) return error;
+    return make_error(ErrorCode::Internal, "creating " + info.id + ": " + error.message);
 }
 
 Result<std::unique_ptr<net::SandboxNetwork>> LocalSandboxService::setup_network(const std::string& id,
                                                                               const net::NetworkPolicy& policy) {
-    if (!m_config.networks) return make_error(codes::kUnavailable, "sandbox networking is not enabled in this kilnd");
+    if (!m_config.networks) return make_error(ErrorCode::Unavailable, "sandbox networking is not enabled in this kilnd");
     return m_config.networks->setup(id, policy);
 }
 
@@ -186,7 +186,7 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
         m_changed.notify_all();
         lock.unlock();
         box.reset();
-        return make_error(entry->cancelled ? codes::kNotFound : codes::kUnavailable,
+        return make_error(entry->cancelled ? ErrorCode::NotFound : ErrorCode::Unavailable,
                           entry->cancelled ? "sandbox " + info.id + " was deleted while it was being created"
                                            : "kilnd is shutting down");
     }
@@ -214,10 +214,10 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     TRY(validate_env(request.env));
     Source source = TRY(resolve_template(caller, request.template_id));
     if (request.vcpus && *request.vcpus != source.vcpus)
-        return make_error(codes::kInvalidArgument, "vcpus must be " + std::to_string(source.vcpus) + " for template " +
+        return make_error(ErrorCode::InvalidArgument, "vcpus must be " + std::to_string(source.vcpus) + " for template " +
                                                        source.template_id + " (a snapshot fixes it)");
     if (request.memory_mib && *request.memory_mib != source.memory_mib)
-        return make_error(codes::kInvalidArgument, "memory_mib must be " + std::to_string(source.memory_mib) +
+        return make_error(ErrorCode::InvalidArgument, "memory_mib must be " + std::to_string(source.memory_mib) +
                                                        " for template " + source.template_id + " (a snapshot fixes it)");
     int64_t ttl = TRY(checked_ttl(request.ttl_seconds));
     // A NIC when the policy lets anything out (built-ins then restore their NIC variant), or when
@@ -225,9 +225,9 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     net::NetworkPolicy policy = request.network.value_or(m_config.default_network);
     bool nic = source.nic || policy.mode != net::NetworkMode::None;
     if (nic && !source.builtin && !source.nic)
-        return make_error(codes::kInvalidArgument, "network mode " + std::string(net::mode_name(policy.mode)) + " needs a NIC, and snapshot " +
+        return make_error(ErrorCode::InvalidArgument, "network mode " + std::string(net::mode_name(policy.mode)) + " needs a NIC, and snapshot " +
                                                        source.template_id + " was taken from a sandbox without one (network mode none)");
-    if (nic && !m_config.networks) return make_error(codes::kUnavailable, "sandbox networking is not enabled in this kilnd");
+    if (nic && !m_config.networks) return make_error(ErrorCode::Unavailable, "sandbox networking is not enabled in this kilnd");
 
     SandboxRecord record;
     SandboxInfo& info = record.info;
@@ -288,7 +288,7 @@ Result<SandboxRecord> LocalSandboxService::owned_record(const Caller& caller, co
         }
     }
     auto rec = m_store.get_sandbox(id);
-    if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
+    if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
     if (!*rec || (*rec)->info.owner_token_id != caller.token_id) return not_found("sandbox", id);
     return std::move(**rec);
 }
@@ -301,7 +301,7 @@ Result<std::vector<SandboxInfo>> LocalSandboxService::list(const Caller& caller,
     TRY(validate_metadata(filter.metadata));
     bool live_only = !filter.all_states && !filter.state;
     auto records = m_store.list_sandboxes(caller.token_id, live_only);
-    if (!records.ok()) return make_error(codes::kInternal, "store: " + records.error().message);
+    if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
     std::vector<SandboxInfo> out;
     for (auto& r : *records) {
         if (filter.state && r.info.state != *filter.state) continue;
@@ -313,15 +313,15 @@ Result<std::vector<SandboxInfo>> LocalSandboxService::list(const Caller& caller,
 
 Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std::string& id, int64_t ttl_seconds) {
     if (ttl_seconds < 1 || ttl_seconds > m_config.max_ttl_seconds)
-        return make_error(codes::kInvalidArgument, "ttl_seconds must be between 1 and " + std::to_string(m_config.max_ttl_seconds));
+        return make_error(ErrorCode::InvalidArgument, "ttl_seconds must be between 1 and " + std::to_string(m_config.max_ttl_seconds));
     auto rec = TRY(owned_record(caller, id));
     std::lock_guard lock(m_mutex);
     auto it = m_live.find(id);
     if (it == m_live.end() || it->second->record.info.state != SandboxState::Running)
-        return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+        return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
     SandboxRecord& r = it->second->record;
     r.info.expires_at_ms = now_unix_ms() + ttl_seconds * 1000;
-    if (auto st = save(r); !st.ok()) return make_error(codes::kInternal, "store: " + st.error().message);
+    if (auto st = save(r); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
     m_changed.notify_all();
     return r.info;
 }
@@ -380,7 +380,7 @@ Result<std::shared_ptr<SandboxLease>> LocalSandboxService::lease(const Caller& c
     std::lock_guard lock(m_mutex);
     auto it = m_live.find(id);
     if (it == m_live.end() || !it->second->box || it->second->record.info.state != SandboxState::Running)
-        return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+        return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
     return std::shared_ptr<SandboxLease>(std::make_shared<Lease>(it->second->record.info, it->second->box));
 }
 
@@ -391,10 +391,10 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     std::shared_ptr<VmBox> box;
     {
         std::lock_guard lock(m_mutex);
-        if (m_stopping) return make_error(codes::kUnavailable, "kilnd is shutting down");
+        if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
         auto it = m_live.find(id);
         if (it == m_live.end() || !it->second->box)
-            return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+            return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
         entry = it->second;
         box = entry->box;
     }
@@ -420,7 +420,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     std::optional<vm::NetDevice> helper_nic;
     if (box->network) {
         auto made = setup_network("snap-" + snap.info.id.substr(snap.info.id.find('-') + 1), net::NetworkPolicy{});
-        if (!made.ok()) return make_error(made.error().code == codes::kUnavailable ? codes::kUnavailable : codes::kInternal,
+        if (!made.ok()) return make_error(made.error().code == ErrorCode::Unavailable ? ErrorCode::Unavailable : ErrorCode::Internal,
                                           "snapshot of " + id + ": " + made.error().message);
         helper_network = std::move(*made);
         helper_nic = helper_network->nic();
@@ -432,7 +432,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     snap.info.size_bytes = allocated_bytes(snap.dir);
     if (auto st = m_store.insert_snapshot(snap); !st.ok()) {
         (void)remove_tree(snap.dir);
-        return make_error(codes::kInternal, "store: " + st.error().message);
+        return make_error(ErrorCode::Internal, "store: " + st.error().message);
     }
     log::info("snapshot taken", {{"sandbox", id}, {"snapshot", snap.info.id}, {"bytes", snap.info.size_bytes}});
     return snap.info;
@@ -449,7 +449,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
         std::lock_guard lock(m_mutex);
         auto it = m_live.find(id);
         if (it == m_live.end() || !it->second->box)
-            return make_error(codes::kSandboxNotRunning, "sandbox " + id + " is " + state_name(parent_rec.info.state) + ", not running");
+            return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(parent_rec.info.state) + ", not running");
         parent = it->second;
         box = parent->box;
         parent_rec = parent->record;
@@ -496,7 +496,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
 
 Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Caller& caller) {
     auto records = m_store.list_snapshots(caller.token_id);
-    if (!records.ok()) return make_error(codes::kInternal, "store: " + records.error().message);
+    if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
     std::vector<SnapshotInfo> out;
     for (auto& r : *records) out.push_back(std::move(r.info));
     return out;
@@ -505,7 +505,7 @@ Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Call
 Result<SnapshotInfo> LocalSandboxService::get_snapshot(const Caller& caller, const std::string& id) {
     if (!is_snapshot_id(id)) return not_found("snapshot", id);
     auto rec = m_store.get_snapshot(id);
-    if (!rec.ok()) return make_error(codes::kInternal, "store: " + rec.error().message);
+    if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
     if (!*rec || (*rec)->info.owner_token_id != caller.token_id) return not_found("snapshot", id);
     return (*rec)->info;
 }
@@ -515,7 +515,7 @@ Status LocalSandboxService::remove_snapshot(const Caller& caller, const std::str
     auto rec = m_store.get_snapshot(id);
     if (!rec.ok() || !*rec) return not_found("snapshot", id);
     // The record goes first: a crash between the two leaves a directory the reconcile removes.
-    if (auto st = m_store.delete_snapshot(id); !st.ok()) return make_error(codes::kInternal, "store: " + st.error().message);
+    if (auto st = m_store.delete_snapshot(id); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
     vm::discard_spares((*rec)->dir);
     (void)remove_tree((*rec)->dir);
     log::info("snapshot deleted", {{"snapshot", id}});
@@ -553,7 +553,7 @@ Result<TemplateInfo> LocalSandboxService::get_template(const Caller& caller, con
         return t;
     }
     auto s = get_snapshot(caller, id);
-    if (!s.ok()) return make_error(codes::kNotFound, "no template '" + id + "'");
+    if (!s.ok()) return make_error(ErrorCode::NotFound, "no template '" + id + "'");
     TemplateInfo t;
     t.id = s->id;
     t.kind = "snapshot";
@@ -568,11 +568,11 @@ Result<TemplateInfo> LocalSandboxService::get_template(const Caller& caller, con
 Status LocalSandboxService::remove_template(const Caller& caller, const std::string& id) {
     if (m_baker.find(id)) {
         auto st = m_baker.drop(id);
-        if (!st.ok()) return make_error(codes::kInternal, "dropping template " + id + ": " + st.error().message);
+        if (!st.ok()) return make_error(ErrorCode::Internal, "dropping template " + id + ": " + st.error().message);
         return ok_status();
     }
     if (is_snapshot_id(id)) return remove_snapshot(caller, id);
-    return make_error(codes::kNotFound, "no template '" + id + "'");
+    return make_error(ErrorCode::NotFound, "no template '" + id + "'");
 }
 
 std::map<std::string, int64_t> LocalSandboxService::count_by_state() {

@@ -23,21 +23,10 @@ class AgentClient;
 
 namespace kiln::daemon {
 
-// Error codes (Error::code) every method returns, mapped 1:1 to HTTP by the HTTP layer:
-//   unauthorized 401, not_found 404, template_not_found 404, invalid_argument 422 (400 for a
-//   malformed body, 413 for an oversized one: decided by the HTTP layer), sandbox_not_running 409,
-//   conflict 409, quota_exceeded 429, unavailable 503, internal 500.
-namespace codes {
-inline constexpr const char* kUnauthorized = "unauthorized";
-inline constexpr const char* kNotFound = "not_found";
-inline constexpr const char* kInvalidArgument = "invalid_argument";
-inline constexpr const char* kTemplateNotFound = "template_not_found";
-inline constexpr const char* kSandboxNotRunning = "sandbox_not_running";
-inline constexpr const char* kQuotaExceeded = "quota_exceeded";
-inline constexpr const char* kConflict = "conflict";
-inline constexpr const char* kInternal = "internal";
-inline constexpr const char* kUnavailable = "unavailable";
-}  // namespace codes
+// The error codes every method returns are the API's own (ErrorCode::Unauthorized, NotFound,
+// TemplateNotFound, InvalidArgument, SandboxNotRunning, Conflict, QuotaExceeded, Unavailable,
+// Internal); daemon/api_error.h gives their HTTP statuses, and those of the VM and agent codes
+// that pass through.
 
 // Who is calling: the token that authenticated the request. Sandboxes and snapshots belong to
 // the token that created them; any other token gets not_found.

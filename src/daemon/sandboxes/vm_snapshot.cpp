@@ -27,7 +27,7 @@ Status resume(vm::Vm& vm) {
     for (;;) {
         auto r = vm.qmp().execute("cont");
         if (r.ok()) return ok_status();
-        if (r.error().code != "qmp_error" || r.error().message.find("not finalized") == std::string::npos ||
+        if (r.error().code != ErrorCode::QmpError || r.error().message.find("not finalized") == std::string::npos ||
             Clock::now() >= deadline)
             return r.error();
         std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -48,8 +48,8 @@ Status load_stream(vm::Vm& helper, const std::string& path, Millis timeout) {
         std::string status = q->value("status", "");
         if (status == "completed") break;
         if (status == "failed" || status == "cancelled")
-            return make_error("snapshot_failed", "loading the helper VM: migration " + status);
-        if (Clock::now() > deadline) return make_error("timeout", "loading the helper VM timed out");
+            return make_error(ErrorCode::SnapshotFailed, "loading the helper VM: migration " + status);
+        if (Clock::now() > deadline) return make_error(ErrorCode::Timeout, "loading the helper VM timed out");
         std::this_thread::sleep_for(Millis(5));
     }
     return resume(helper);
@@ -62,7 +62,7 @@ Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotReque
     const vm::VmConfig& shape = source.config();
     if (shape.memory_file && shape.memory_file->share) return vm::take_snapshot(source, request);
     if (shape.net.has_value() != helper_nic.has_value())
-        return make_error("invalid_argument", shape.net ? "the sandbox has a NIC: its snapshot helper needs one"
+        return make_error(ErrorCode::InvalidArgument, shape.net ? "the sandbox has a NIC: its snapshot helper needs one"
                                                         : "the sandbox has no NIC: its snapshot helper cannot have one");
 
     // 1. The helper's run dir, holding the stream and the disk as of the stop.
@@ -86,14 +86,14 @@ Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotReque
         if (renewed.ok()) renewed = source.renew_identity();
         if (!renewed.ok() && saved.ok()) {
             (void)remove_tree(dir);
-            return make_error(renewed.error().code == "vm_gone" ? "vm_gone" : "snapshot_failed",
+            return make_error(renewed.error().code == ErrorCode::VmGone ? ErrorCode::VmGone : ErrorCode::SnapshotFailed,
                               "resuming the sandbox: " + renewed.error().message);
         }
     }
     if (!saved.ok() || !cloned.ok()) {
         (void)remove_tree(dir);
         const Error& e = !saved.ok() ? saved.error() : cloned.error();
-        return make_error(e.code == "vm_gone" ? "vm_gone" : "snapshot_failed", "saving the sandbox: " + e.message);
+        return make_error(e.code == ErrorCode::VmGone ? ErrorCode::VmGone : ErrorCode::SnapshotFailed, "saving the sandbox: " + e.message);
     }
 
     // 3. A helper QEMU shaped like the source with its RAM in a shared file, loaded from the stream.
@@ -108,16 +108,16 @@ Result<vm::SnapshotManifest> snapshot_vm(vm::Vm& source, const vm::SnapshotReque
     auto helper = vm::Vm::launch(config, helper_id);  // removes dir when destroyed
     if (!helper.ok()) {
         (void)remove_tree(dir);
-        return make_error("snapshot_failed", "starting the helper VM: " + helper.error().to_string());
+        return make_error(ErrorCode::SnapshotFailed, "starting the helper VM: " + helper.error().to_string());
     }
     Status loaded = load_stream(**helper, stream, Millis(60000));
     (void)::unlink(stream.c_str());
-    if (!loaded.ok()) return make_error("snapshot_failed", "helper VM: " + loaded.error().to_string());
+    if (!loaded.ok()) return make_error(ErrorCode::SnapshotFailed, "helper VM: " + loaded.error().to_string());
     vm::GuestInfo guest = source.guest();
     (*helper)->set_guest(guest);
     // 4. Its agent was frozen with the source's state: renew (which thaws it), then snapshot it.
     if (auto st = (*helper)->renew_identity(); !st.ok())
-        return make_error("snapshot_failed", "helper VM identity: " + st.error().to_string());
+        return make_error(ErrorCode::SnapshotFailed, "helper VM identity: " + st.error().to_string());
     vm::SnapshotRequest helper_request = request;
     helper_request.resume = false;
     auto manifest = vm::take_snapshot(**helper, helper_request);

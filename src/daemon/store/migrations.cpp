@@ -99,7 +99,7 @@ Status migrate(SqliteDb& db) {
     int current = TRY(schema_version(db));
     int newest = migrations().empty() ? 0 : migrations().back().version;
     if (current > newest)
-        return make_error("store_failed", "the database has schema version " + std::to_string(current) +
+        return make_error(ErrorCode::StoreFailed, "the database has schema version " + std::to_string(current) +
                                               ", newer than this kilnd knows (" + std::to_string(newest) + ")");
     for (const auto& m : migrations()) {
         if (m.version <= current) continue;
@@ -114,7 +114,7 @@ Status migrate(SqliteDb& db) {
         }
         if (!st.ok()) {
             (void)db.exec("ROLLBACK");
-            return make_error("store_failed", "migration " + std::to_string(m.version) + ": " + st.error().message);
+            return make_error(ErrorCode::StoreFailed, "migration " + std::to_string(m.version) + ": " + st.error().message);
         }
         TRY(db.exec("COMMIT"));
     }

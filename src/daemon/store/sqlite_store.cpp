@@ -159,7 +159,7 @@ Status SqliteStore::update_sandbox(const SandboxRecord& record) {
         "WHERE id = ?1"));
     bind_sandbox(s, record);
     TRY(s.run());
-    if (m_db->changes() != 1) return make_error("store_failed", "no sandbox record " + record.info.id);
+    if (m_db->changes() != 1) return make_error(ErrorCode::StoreFailed, "no sandbox record " + record.info.id);
     return ok_status();
 }
 

@@ -97,18 +97,18 @@ int64_t TemplateBaker::baked_at_ms(const std::string& name) {
 
 Result<std::string> TemplateBaker::ensure(const std::string& name, bool nic) {
     const BuiltinTemplate* tmpl = find(name);
-    if (!tmpl) return make_error(codes::kTemplateNotFound, "no template '" + name + "'");
+    if (!tmpl) return make_error(ErrorCode::TemplateNotFound, "no template '" + name + "'");
     std::string dir = TRY(dir_for(*tmpl, nic));
     std::unique_lock lock(m_mutex);
     BakeState& state = m_state[variant_name(name, nic)];
     uint64_t seen = state.generation;
     for (;;) {
         if (path_exists(dir + "/" + vm::kManifestFileName)) return dir;
-        if (m_cancel) return make_error(codes::kUnavailable, "kilnd is shutting down");
+        if (m_cancel) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
         if (!state.baking) {
             // A bake we waited for failed: report its error rather than start another at once.
             if (state.generation != seen && !state.last_error.empty())
-                return make_error(codes::kInternal, "baking template " + name + ": " + state.last_error);
+                return make_error(ErrorCode::Internal, "baking template " + name + ": " + state.last_error);
             break;
         }
         m_changed.wait(lock);
@@ -121,7 +121,7 @@ Result<std::string> TemplateBaker::ensure(const std::string& name, bool nic) {
     state.generation++;
     state.last_error = baked.ok() ? "" : baked.error().to_string();
     m_changed.notify_all();
-    if (!baked.ok()) return make_error(codes::kInternal, "baking template " + name + ": " + baked.error().to_string());
+    if (!baked.ok()) return make_error(ErrorCode::Internal, "baking template " + name + ": " + baked.error().to_string());
     return dir;
 }
 
@@ -149,7 +149,7 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
     // A NIC bake's network lets nothing out (mode none): it exists only so the NIC does.
     std::unique_ptr<net::SandboxNetwork> network;
     if (nic) {
-        if (!m_networks) return make_error(codes::kUnavailable, "sandbox networking is not configured in this kilnd");
+        if (!m_networks) return make_error(ErrorCode::Unavailable, "sandbox networking is not configured in this kilnd");
         auto made = m_networks->setup("bake-" + TRY(random_hex(4)), net::NetworkPolicy{});
         if (!made.ok()) {
             log::error("template bake failed", {{"template", variant}, {"step", "network"}, {"error", made.error().to_string()}});
@@ -171,7 +171,7 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
         auto out = (*booted)->agent().exec_collect(setup);
         Status configured = out.ok() ? Status(ok_status()) : Status(out.error());
         if (out.ok() && out->result.exit_code != 0)
-            configured = make_error("bake_failed", "the guest's network set-up exited " + std::to_string(out->result.exit_code) +
+            configured = make_error(ErrorCode::BakeFailed, "the guest's network set-up exited " + std::to_string(out->result.exit_code) +
                                                        ": " + out->stderr_data.substr(0, 500));
         if (!configured.ok()) {
             (*booted)->destroy();
@@ -202,7 +202,7 @@ void TemplateBaker::bake_in_background(const std::string& name) {
     m_threads.emplace_back([this, name] {
         auto dir = ensure(name);
         if (!dir.ok()) {
-            if (dir.error().code != codes::kUnavailable)
+            if (dir.error().code != ErrorCode::Unavailable)
                 log::error("background bake failed", {{"template", name}, {"error", dir.error().to_string()}});
         } else if (m_keep_spare) {
             vm::prepare_spare(*dir);  // a bake from an earlier run: start its spare now
@@ -212,7 +212,7 @@ void TemplateBaker::bake_in_background(const std::string& name) {
 
 Status TemplateBaker::drop(const std::string& name) {
     const BuiltinTemplate* tmpl = find(name);
-    if (!tmpl) return make_error(codes::kNotFound, "no template '" + name + "'");
+    if (!tmpl) return make_error(ErrorCode::NotFound, "no template '" + name + "'");
     std::unique_lock lock(m_mutex);
     m_changed.wait(lock, [&] { return !m_state[name].baking && !m_state[variant_name(name, true)].baking; });
     std::error_code ec;

@@ -21,7 +21,7 @@ struct FileTarget {
 Result<FileTarget> file_target(RouteContext& ctx, const Caller& caller, const httplib::Request& req) {
     std::string id = path_id(req);
     if (!plausible_sandbox_id(id)) return sandbox_not_found(id);
-    if (!req.has_param("path")) return make_error(codes::kInvalidArgument, "the path query parameter is required");
+    if (!req.has_param("path")) return make_error(ErrorCode::InvalidArgument, "the path query parameter is required");
     std::string path = TRY(validate_guest_path(req.get_param_value("path")));
     auto lease = TRY(ctx.service.lease(caller, id));
     return FileTarget{std::move(lease), std::move(path)};
@@ -56,14 +56,14 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         auto info = target->lease->agent().stat(target->path);
         if (!info.ok()) return send_error(res, info.error());
         if (info->type == "dir")
-            return send_error(res, make_error(codes::kInvalidArgument, target->path + " is a folder: use files/list or files/tar"));
+            return send_error(res, make_error(ErrorCode::InvalidArgument, target->path + " is a folder: use files/list or files/tar"));
         auto shared = std::make_shared<FileTarget>(std::move(*target));
         res.status = 200;
         res.set_chunked_content_provider("application/octet-stream", [shared](size_t, httplib::DataSink& sink) {
             // Errors after the headers cannot change the status: the transfer then ends without
             // its final chunk (returning false), which clients see as an error, not a short file.
             auto read = shared->lease->agent().read_file(shared->path, [&sink](std::string_view data) -> Status {
-                if (!sink.write(data.data(), data.size())) return make_error("client_gone", "the client went away");
+                if (!sink.write(data.data(), data.size())) return make_error(ErrorCode::ClientGone, "the client went away");
                 return ok_status();
             });
             if (!read.ok()) return false;
@@ -90,7 +90,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
     server.Delete(base, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
-        if (target->path == "/") return send_error(res, make_error(codes::kInvalidArgument, "refusing to remove /"));
+        if (target->path == "/") return send_error(res, make_error(ErrorCode::InvalidArgument, "refusing to remove /"));
         proto::RemoveRequest r;
         r.path = target->path;
         r.recursive = req.get_param_value("recursive") == "true" || req.get_param_value("recursive") == "1";
@@ -143,7 +143,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         auto out = agent.exec_collect(x, checked->tar, 64 * 1024);
         if (!out.ok()) return send_error(res, out.error());
         if (out->result.shell_status() != 0)
-            return send_error(res, make_error(codes::kInternal, "tar in the sandbox failed (status " +
+            return send_error(res, make_error(ErrorCode::Internal, "tar in the sandbox failed (status " +
                                                                     std::to_string(out->result.shell_status()) +
                                                                     "): " + out->stderr_data.substr(0, 500)));
         send_json(res, 200, json{{"entries", checked->entries}, {"bytes", checked->bytes}});

@@ -16,7 +16,7 @@ void add_github_routes(httplib::Server& server, RouteContext& ctx) {
             return;
         }
         if (!ctx.config.github_webhook) {
-            send_error(res, make_error(codes::kUnavailable, "this kilnd runs no CI jobs, so it takes no GitHub webhooks"));
+            send_error(res, make_error(ErrorCode::Unavailable, "this kilnd runs no CI jobs, so it takes no GitHub webhooks"));
             return;
         }
         ci::github::WebhookRequest request{req.get_header_value("X-GitHub-Event"),

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "base/json_log.h"
+#include "daemon/api_error.h"
 #include "kilnd/http/route_context.h"
 #include "proto/messages.h"
 
@@ -14,30 +15,9 @@ namespace kiln::daemon {
 
 namespace http {
 
-int status_for(const std::string& code) {
-    if (code == codes::kUnauthorized) return 401;
-    if (code == codes::kNotFound || code == codes::kTemplateNotFound) return 404;
-    if (code == codes::kInvalidArgument) return 422;
-    if (code == "malformed_body") return 400;
-    if (code == "body_too_large") return 413;
-    if (code == codes::kSandboxNotRunning || code == codes::kConflict) return 409;
-    if (code == codes::kQuotaExceeded) return 429;
-    if (code == codes::kUnavailable) return 503;
-    return 500;
-}
-
 Error api_error(const Error& e) {
-    const std::string& c = e.code;
-    if (c == "malformed_body" || c == "body_too_large") return make_error(codes::kInvalidArgument, e.message);
-    if (c == "vm_gone" || c == proto::errc::kNotReady) return make_error(codes::kSandboxNotRunning, e.message);
-    if (c == proto::errc::kNotEmpty) return make_error(codes::kConflict, e.message);
-    if (c == proto::errc::kExists || c == proto::errc::kPermissionDenied || c == "too_large")
-        return make_error(codes::kInvalidArgument, e.message);
-    for (const char* known : {codes::kUnauthorized, codes::kNotFound, codes::kInvalidArgument, codes::kTemplateNotFound,
-                              codes::kSandboxNotRunning, codes::kQuotaExceeded, codes::kConflict, codes::kInternal,
-                              codes::kUnavailable})
-        if (c == known) return e;
-    return make_error(codes::kInternal, e.to_string());
+    ApiError api = to_api_error(e);
+    return make_error(api.code, std::move(api.message));
 }
 
 void send_json(httplib::Response& res, int status, const json& body) {
@@ -46,19 +26,13 @@ void send_json(httplib::Response& res, int status, const json& body) {
 }
 
 void send_error(httplib::Response& res, const Error& error) {
-    int status = status_for(error.code);
-    if (status == 500) {
-        // A status the service did not choose explicitly: see whether the translated code has one.
-        status = status_for(api_error(error).code);
-        if (error.code == "body_too_large") status = 413;
-        if (error.code == "malformed_body") status = 400;
-    }
-    send_json(res, status, render_error(api_error(error)));
+    ApiError api = to_api_error(error);
+    send_json(res, api.http_status, render_error(make_error(api.code, std::move(api.message))));
 }
 
 Status check_body_size(const httplib::Request& req, size_t limit) {
     if (req.body.size() > limit)
-        return make_error("body_too_large", "the request body is " + std::to_string(req.body.size()) +
+        return make_error(ErrorCode::BodyTooLarge, "the request body is " + std::to_string(req.body.size()) +
                                                 " bytes; the limit for this route is " + std::to_string(limit));
     return ok_status();
 }
@@ -69,7 +43,7 @@ httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler) {
         static constexpr std::string_view kBearer = "Bearer ";
         // The scheme is case-insensitive (RFC 7235); the token is not.
         if (header.size() <= kBearer.size() || strncasecmp(header.c_str(), kBearer.data(), kBearer.size()) != 0) {
-            send_error(res, make_error(codes::kUnauthorized, "an Authorization: Bearer <token> header is required"));
+            send_error(res, make_error(ErrorCode::Unauthorized, "an Authorization: Bearer <token> header is required"));
             return;
         }
         auto caller = ctx.auth.authenticate(std::string_view(header).substr(kBearer.size()));
@@ -96,14 +70,14 @@ public:
 
     Status setup() {
         auto colon = m_ctx.config.listen.rfind(':');
-        if (colon == std::string::npos) return make_error(codes::kInvalidArgument, "listen address must be host:port");
+        if (colon == std::string::npos) return make_error(ErrorCode::InvalidArgument, "listen address must be host:port");
         m_host = m_ctx.config.listen.substr(0, colon);
         try {
             int port = std::stoi(m_ctx.config.listen.substr(colon + 1));
             if (port < 0 || port > 65535) throw std::out_of_range("port");
             m_port = port;
         } catch (const std::exception&) {
-            return make_error(codes::kInvalidArgument, "listen address '" + m_ctx.config.listen + "' has no valid port");
+            return make_error(ErrorCode::InvalidArgument, "listen address '" + m_ctx.config.listen + "' has no valid port");
         }
         if (m_host.size() > 2 && m_host.front() == '[' && m_host.back() == ']') m_host = m_host.substr(1, m_host.size() - 2);
 
@@ -124,15 +98,15 @@ public:
             } catch (...) {
             }
             log::error("request failed", {{"error", what}});
-            send_json(res, 500, render_error(make_error(codes::kInternal, what)));
+            send_json(res, 500, render_error(make_error(ErrorCode::Internal, what)));
         });
         // Statuses httplib sets itself (404 for no route, 413 over the payload limit, 400 for a
         // bad request line) get the API's JSON error body too.
         m_server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
             if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-            Error e = res.status == 404   ? make_error(codes::kNotFound, "no route " + req.method + " " + req.path)
-                      : res.status == 413 ? make_error(codes::kInvalidArgument, "the request body is too large")
-                                          : make_error(codes::kInvalidArgument, "bad request");
+            Error e = res.status == 404   ? make_error(ErrorCode::NotFound, "no route " + req.method + " " + req.path)
+                      : res.status == 413 ? make_error(ErrorCode::InvalidArgument, "the request body is too large")
+                                          : make_error(ErrorCode::InvalidArgument, "bad request");
             res.set_content(dump(render_error(e)) + "\n", "application/json");
             return httplib::Server::HandlerResponse::Handled;
         }));
@@ -162,11 +136,11 @@ public:
     Status bind() override {
         if (m_port == 0) {
             int port = m_server.bind_to_any_port(m_host.c_str());
-            if (port < 0) return make_error(codes::kInternal, "cannot listen on " + m_host + " (any port)");
+            if (port < 0) return make_error(ErrorCode::Internal, "cannot listen on " + m_host + " (any port)");
             m_bound_port = port;
         } else {
             if (!m_server.bind_to_port(m_host.c_str(), m_port))
-                return make_error(codes::kInternal, "cannot listen on " + m_ctx.config.listen +
+                return make_error(ErrorCode::Internal, "cannot listen on " + m_ctx.config.listen +
                                                         " (in use by another process, or not an address of this host)");
             m_bound_port = m_port;
         }
@@ -178,7 +152,7 @@ public:
     Status serve() override {
         if (!m_server.listen_after_bind()) {
             if (m_stopped) return ok_status();
-            return make_error(codes::kInternal, "the HTTP server stopped unexpectedly");
+            return make_error(ErrorCode::Internal, "the HTTP server stopped unexpectedly");
         }
         return ok_status();
     }

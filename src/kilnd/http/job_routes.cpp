@@ -23,7 +23,7 @@ bool plausible_job_id(const std::string& id) {
     return std::regex_match(id, kJob);
 }
 
-Error job_not_found(const std::string& id) { return make_error(codes::kNotFound, "no job '" + id.substr(0, 80) + "'"); }
+Error job_not_found(const std::string& id) { return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'"); }
 
 bool is_final(ci::JobState s) { return s != ci::JobState::Queued && s != ci::JobState::Running; }
 
@@ -66,25 +66,25 @@ json render_job(const ci::JobInfo& j) {
 Result<ci::JobInfo> visible_job(ci::JobService& jobs, const Caller& caller, const std::string& id) {
     if (!plausible_job_id(id)) return job_not_found(id);
     auto j = jobs.get(id);
-    if (!j.ok()) return j.error().code == codes::kNotFound ? job_not_found(id) : j.error();
+    if (!j.ok()) return j.error().code == ErrorCode::NotFound ? job_not_found(id) : j.error();
     if (j->spec.owner_token_id != 0 && j->spec.owner_token_id != caller.token_id) return job_not_found(id);
     return j;
 }
 
 Result<ci::JobSpec> parse_job_create(const std::string& body, const Caller& caller) {
     if (body.find_first_not_of(" \t\r\n") == std::string::npos)
-        return make_error("malformed_body", "the request body is empty; a JSON object is expected");
+        return make_error(ErrorCode::MalformedBody, "the request body is empty; a JSON object is expected");
     json doc = json::parse(body, nullptr, false);
-    if (doc.is_discarded()) return make_error("malformed_body", "the request body is not valid JSON");
-    if (!doc.is_object()) return make_error("malformed_body", "the request body must be a JSON object");
+    if (doc.is_discarded()) return make_error(ErrorCode::MalformedBody, "the request body is not valid JSON");
+    if (!doc.is_object()) return make_error(ErrorCode::MalformedBody, "the request body must be a JSON object");
     ci::JobSpec spec;
     for (const auto& [key, value] : doc.items()) {
         if (key != "repo" && key != "sha" && key != "ref")
-            return make_error(codes::kInvalidArgument, "unknown field '" + key.substr(0, 64) + "'");
-        if (!value.is_string()) return make_error(codes::kInvalidArgument, key + " must be a string");
+            return make_error(ErrorCode::InvalidArgument, "unknown field '" + key.substr(0, 64) + "'");
+        if (!value.is_string()) return make_error(ErrorCode::InvalidArgument, key + " must be a string");
     }
     if (!doc.contains("repo") || doc["repo"].get<std::string>().empty())
-        return make_error(codes::kInvalidArgument, "repo is required (a git URL or an absolute path on kilnd's host)");
+        return make_error(ErrorCode::InvalidArgument, "repo is required (a git URL or an absolute path on kilnd's host)");
     spec.repo = doc["repo"].get<std::string>();
     spec.sha = doc.value("sha", "");
     spec.ref = doc.value("ref", "");
@@ -131,7 +131,7 @@ struct LogFollower {
 
 void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     auto unavailable = [](httplib::Response& res) {
-        send_error(res, make_error(codes::kUnavailable, "this kilnd runs no CI jobs"));
+        send_error(res, make_error(ErrorCode::Unavailable, "this kilnd runs no CI jobs"));
     };
 
     server.Post("/v1/jobs", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
@@ -157,17 +157,17 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
                     limit = std::stoi(value, &used);
                     if (used != value.size() || limit < 1 || limit > 1000) throw std::out_of_range("limit");
                 } catch (const std::exception&) {
-                    return send_error(res, make_error(codes::kInvalidArgument, "limit must be an integer from 1 to 1000"));
+                    return send_error(res, make_error(ErrorCode::InvalidArgument, "limit must be an integer from 1 to 1000"));
                 }
             } else if (key == "state") {
                 bool known = false;
                 for (auto s : {ci::JobState::Queued, ci::JobState::Running, ci::JobState::Passed, ci::JobState::Failed,
                                ci::JobState::Error, ci::JobState::Cancelled})
                     known = known || value == ci::job_state_name(s);
-                if (!known) return send_error(res, make_error(codes::kInvalidArgument, "unknown state '" + value.substr(0, 32) + "'"));
+                if (!known) return send_error(res, make_error(ErrorCode::InvalidArgument, "unknown state '" + value.substr(0, 32) + "'"));
                 state = value;
             } else {
-                return send_error(res, make_error(codes::kInvalidArgument, "unknown parameter '" + key.substr(0, 64) + "'"));
+                return send_error(res, make_error(ErrorCode::InvalidArgument, "unknown parameter '" + key.substr(0, 64) + "'"));
             }
         }
         auto all = ctx.jobs->list(1000);
@@ -214,7 +214,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         follower->path = ctx.jobs->log_path(id);
         std::string follow = req.get_param_value("follow");
         if (!follow.empty() && follow != "true" && follow != "false" && follow != "1" && follow != "0")
-            return send_error(res, make_error(codes::kInvalidArgument, "follow must be true or false"));
+            return send_error(res, make_error(ErrorCode::InvalidArgument, "follow must be true or false"));
         follower->follow = follow != "false" && follow != "0";
         res.status = 200;
         res.set_chunked_content_provider("application/x-ndjson", [follower](size_t, httplib::DataSink& sink) {
@@ -265,9 +265,9 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         for (size_t i = 0; i < j->artifacts.size(); ++i)
             if (j->artifacts[i] == name) index = i;
         if (index == j->artifacts.size())
-            return send_error(res, make_error(codes::kNotFound, "job " + id + " has no artifact '" + name.substr(0, 200) + "'"));
+            return send_error(res, make_error(ErrorCode::NotFound, "job " + id + " has no artifact '" + name.substr(0, 200) + "'"));
         int f = ::open(ctx.jobs->artifact_path(id, index).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (f < 0) return send_error(res, make_error(codes::kNotFound, "the artifact's file is gone"));
+        if (f < 0) return send_error(res, make_error(ErrorCode::NotFound, "the artifact's file is gone"));
         auto fd = std::make_shared<UniqueFd>(f);
         struct stat st {};
         ::fstat(f, &st);

@@ -69,7 +69,7 @@ json render_exec_result(const proto::ExecResult& r, std::string_view out, std::s
     return j;
 }
 
-json render_error(const Error& e) { return json{{"error", {{"code", e.code}, {"message", e.message}}}}; }
+json render_error(const Error& e) { return json{{"error", {{"code", code_name(e.code)}, {"message", e.message}}}}; }
 
 std::string dump(const json& value) { return value.dump(-1, ' ', false, json::error_handler_t::replace); }
 

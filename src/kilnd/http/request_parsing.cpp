@@ -12,16 +12,16 @@ using json = nlohmann::json;
 
 namespace {
 
-Error invalid(std::string message) { return make_error(codes::kInvalidArgument, std::move(message)); }
+Error invalid(std::string message) { return make_error(ErrorCode::InvalidArgument, std::move(message)); }
 
 Result<json> parse_object(std::string_view body, bool empty_is_object) {
     if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) {
         if (empty_is_object) return json::object();
-        return make_error(kMalformedBody, "the request body is empty; a JSON object is expected");
+        return make_error(ErrorCode::MalformedBody, "the request body is empty; a JSON object is expected");
     }
     json doc = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
-    if (doc.is_discarded()) return make_error(kMalformedBody, "the request body is not valid JSON");
-    if (!doc.is_object()) return make_error(kMalformedBody, "the request body must be a JSON object");
+    if (doc.is_discarded()) return make_error(ErrorCode::MalformedBody, "the request body is not valid JSON");
+    if (!doc.is_object()) return make_error(ErrorCode::MalformedBody, "the request body must be a JSON object");
     return doc;
 }
 

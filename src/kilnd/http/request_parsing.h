@@ -16,7 +16,6 @@ namespace kiln::daemon::http {
 
 // Error codes: a body that is not JSON or not an object is "malformed" (the HTTP layer answers
 // 400 invalid_argument); any other problem is invalid_argument (422).
-inline constexpr const char* kMalformedBody = "malformed_body";
 
 inline constexpr int64_t kMaxTtlSecondsAccepted = 2147483647;
 inline constexpr size_t kMaxMetadataKeys = 32;

@@ -16,9 +16,7 @@
 
 namespace kiln::daemon::http {
 
-// The HTTP status for an error code (the service's, the agent's, or the HTTP layer's own).
-int status_for(const std::string& code);
-// The error as the API shows it: agent and VM codes become the API's stable codes.
+// The error as the API shows it (daemon/api_error.h): agent and VM codes become the API's codes.
 Error api_error(const Error& error);
 
 void send_json(httplib::Response& res, int status, const json& body);

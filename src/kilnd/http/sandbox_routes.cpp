@@ -23,7 +23,7 @@ bool plausible_sandbox_id(const std::string& id) { return plausible_id(id, "sb-"
 bool plausible_snapshot_id(const std::string& id) { return plausible_id(id, "snap-"); }
 
 Error sandbox_not_found(const std::string& id) {
-    return make_error(codes::kNotFound, "no sandbox '" + id.substr(0, 80) + "'");
+    return make_error(ErrorCode::NotFound, "no sandbox '" + id.substr(0, 80) + "'");
 }
 
 void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {

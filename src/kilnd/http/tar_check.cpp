@@ -16,7 +16,7 @@ namespace kiln::daemon::http {
 namespace {
 
 Error refuse(const std::string& entry, const std::string& why) {
-    return make_error(codes::kInvalidArgument, "tar entry '" + entry.substr(0, 200) + "': " + why);
+    return make_error(ErrorCode::InvalidArgument, "tar entry '" + entry.substr(0, 200) + "': " + why);
 }
 
 // Splits a relative path into components, dropping "." and empty ones; false on "..".
@@ -84,7 +84,7 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
     archive_read_support_format_tar(in.get());
     archive_read_support_format_gnutar(in.get());
     if (archive_read_open_memory(in.get(), archive_bytes.data(), archive_bytes.size()) != ARCHIVE_OK)
-        return make_error(codes::kInvalidArgument, std::string("not a tar archive: ") + archive_message(in.get()));
+        return make_error(ErrorCode::InvalidArgument, std::string("not a tar archive: ") + archive_message(in.get()));
 
     CheckedTar result;
     // Content plus headers (at most a few blocks per entry, long names included) plus the end.
@@ -102,7 +102,7 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         return static_cast<la_ssize_t>(n);
     };
     if (archive_write_open(out.get(), &output, nullptr, writer, nullptr) != ARCHIVE_OK)
-        return make_error(codes::kInternal, "cannot start the checked tar");
+        return make_error(ErrorCode::Internal, "cannot start the checked tar");
 
     archive_entry* entry = nullptr;
     std::vector<char> buf(64 * 1024);
@@ -114,7 +114,7 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
         int r = archive_read_next_header(in.get(), &entry);
         if (r == ARCHIVE_EOF) break;
         if (r != ARCHIVE_OK && r != ARCHIVE_WARN)
-            return make_error(codes::kInvalidArgument, std::string("damaged tar archive: ") + archive_message(in.get()));
+            return make_error(ErrorCode::InvalidArgument, std::string("damaged tar archive: ") + archive_message(in.get()));
         const char* raw_name = archive_entry_pathname(entry);
         std::string name = raw_name ? raw_name : "";
         if (name.empty()) return refuse(name, "has no name");
@@ -164,7 +164,7 @@ Result<CheckedTar> check_tar(std::string_view archive_bytes, const TarLimits& li
                 return refuse(name, std::string("cannot be re-written: ") + archive_message(out.get()));
         }
     }
-    if (archive_write_close(out.get()) != ARCHIVE_OK) return make_error(codes::kInternal, "cannot finish the checked tar");
+    if (archive_write_close(out.get()) != ARCHIVE_OK) return make_error(ErrorCode::Internal, "cannot finish the checked tar");
     return result;
 }
 

@@ -33,14 +33,14 @@ void add_template_routes(httplib::Server& server, RouteContext& ctx) {
     const std::string one_snapshot = std::string("/v1/snapshots/") + kId;
     server.Get(one_snapshot, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         std::string id = path_id(req);
-        if (!plausible_snapshot_id(id)) return send_error(res, make_error(codes::kNotFound, "no snapshot '" + id.substr(0, 80) + "'"));
+        if (!plausible_snapshot_id(id)) return send_error(res, make_error(ErrorCode::NotFound, "no snapshot '" + id.substr(0, 80) + "'"));
         auto s = ctx.service.get_snapshot(caller, id);
         if (!s.ok()) return send_error(res, s.error());
         send_json(res, 200, render(*s));
     }));
     server.Delete(one_snapshot, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         std::string id = path_id(req);
-        if (!plausible_snapshot_id(id)) return send_error(res, make_error(codes::kNotFound, "no snapshot '" + id.substr(0, 80) + "'"));
+        if (!plausible_snapshot_id(id)) return send_error(res, make_error(ErrorCode::NotFound, "no snapshot '" + id.substr(0, 80) + "'"));
         auto st = ctx.service.remove_snapshot(caller, id);
         if (!st.ok()) return send_error(res, st.error());
         res.status = 204;
