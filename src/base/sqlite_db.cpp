@@ -46,19 +46,20 @@ std::string SqliteStatement::column_text(int index) const {
     return text ? std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(n)) : std::string();
 }
 
-Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
+Result<std::shared_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
     sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
     if (rc != SQLITE_OK) {
         std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
         if (raw) sqlite3_close(raw);
         return make_error(ErrorCode::StoreFailed, "open " + path + ": " + msg);
     }
-    std::unique_ptr<SqliteDb> db(new SqliteDb(raw));
+    std::shared_ptr<SqliteDb> db(new SqliteDb(raw));
     sqlite3_busy_timeout(raw, 5000);
-    TRY(db->exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
+    auto s = db->session();
+    TRY(s.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
     // journal_mode answers with the mode it got: a file system without shared memory refuses WAL.
-    auto check = TRY(db->prepare("PRAGMA journal_mode"));
+    auto check = TRY(s.prepare("PRAGMA journal_mode"));
     if (TRY(check.step()) && check.column_text(0) != "wal")
         return make_error(ErrorCode::StoreFailed, path + ": SQLite could not enable WAL (journal_mode is " + check.column_text(0) + ")");
     return db;
@@ -67,6 +68,7 @@ Result<std::unique_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
 SqliteDb::~SqliteDb() { close(); }
 
 void SqliteDb::close() {
+    std::lock_guard lock(m_mutex);
     if (!m_db) return;
     sqlite3_wal_checkpoint_v2(m_db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
     sqlite3_close_v2(m_db);
@@ -77,10 +79,11 @@ Error SqliteDb::error(const std::string& what) const {
     return make_error(ErrorCode::StoreFailed, what + ": " + (m_db ? sqlite3_errmsg(m_db) : "the store is closed"));
 }
 
-Status SqliteDb::exec(const std::string& sql) {
-    if (!m_db) return error("exec");
+Status SqliteDb::Session::exec(const std::string& sql) {
+    sqlite3* db = m_db->m_db;
+    if (!db) return m_db->error("exec");
     char* msg = nullptr;
-    int rc = sqlite3_exec(m_db, sql.c_str(), nullptr, nullptr, &msg);
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
     if (rc != SQLITE_OK) {
         std::string text = msg ? msg : sqlite3_errstr(rc);
         sqlite3_free(msg);
@@ -89,15 +92,16 @@ Status SqliteDb::exec(const std::string& sql) {
     return ok_status();
 }
 
-Result<SqliteStatement> SqliteDb::prepare(const std::string& sql) {
-    if (!m_db) return error("prepare");
+Result<SqliteStatement> SqliteDb::Session::prepare(const std::string& sql) {
+    sqlite3* db = m_db->m_db;
+    if (!db) return m_db->error("prepare");
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(m_db, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
-        return error("prepare");
-    return SqliteStatement(m_db, stmt);
+    if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
+        return m_db->error("prepare");
+    return SqliteStatement(db, stmt);
 }
 
-int64_t SqliteDb::last_insert_rowid() const { return m_db ? sqlite3_last_insert_rowid(m_db) : 0; }
-int SqliteDb::changes() const { return m_db ? sqlite3_changes(m_db) : 0; }
+int64_t SqliteDb::Session::last_insert_rowid() const { return m_db->m_db ? sqlite3_last_insert_rowid(m_db->m_db) : 0; }
+int SqliteDb::Session::changes() const { return m_db->m_db ? sqlite3_changes(m_db->m_db) : 0; }
 
 }  // namespace kiln

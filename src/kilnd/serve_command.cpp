@@ -11,6 +11,7 @@
 #include "base/json_log.h"
 #include "base/random.h"
 #include "base/sha256.h"
+#include "ci/github/delivery_log.h"
 #include "ci/github/github_webhook.h"
 #include "ci/jobs/local_job_service.h"
 #include "daemon/auth/token_store.h"
@@ -22,6 +23,7 @@
 #include "daemon/store/sqlite_store.h"
 #include "daemon/templates/template_baker.h"
 #include "kilnd/http/http_server.h"
+#include "kilnd/kilnd_db.h"
 #include "kilnd/metrics.h"
 #include "vm/accel.h"
 
@@ -93,10 +95,13 @@ int run_serve(const CommandContext& ctx) {
                            {"accel_reason", accel->reason}, {"max_sandboxes", config->max_sandboxes},
                            {"max_memory_mib", config->max_memory_mib}, {"max_ttl_seconds", config->max_ttl_seconds}});
 
-    // 3. store  4. reconcile (before anything of ours starts a QEMU)
-    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
-    if (!store.ok()) return fail("store", store.error());
-    if (auto r = reconcile(**store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
+    // 3. store: kilnd.db opened once, every module's migrations run, one connection for the
+    //    daemon's store, CI's jobs and GitHub's deliveries  4. reconcile (before anything of ours
+    //    starts a QEMU)
+    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    if (!db.ok()) return fail("store", db.error());
+    SqliteStore store(*db);
+    if (auto r = reconcile(store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
 
     // 5. metrics  6. service  7. template bake (background)
     Metrics metrics(vm::accel_name(accel->accel));
@@ -118,14 +123,14 @@ int run_serve(const CommandContext& ctx) {
         metrics.count_create_failure();
         if (restore_failed) metrics.count_restore_failure();
     };
-    LocalSandboxService service(service_config, **store, baker, hooks);
-    TokenStore tokens(**store);
+    LocalSandboxService service(service_config, store, baker, hooks);
+    TokenStore tokens(store);
     for (const auto& t : baker.builtins())
         if (t.bake_at_start) baker.bake_in_background(t.name);
 
     // 7b. CI jobs: the queue; start() below runs its reconcile (jobs a crash left running become
     // error; the sandbox reconcile above already killed their VMs), then the workers.
-    auto ci_owner = ci_caller(**store);
+    auto ci_owner = ci_caller(store);
     if (!ci_owner.ok()) return fail("ci", ci_owner.error());
     ci::JobServiceConfig jobs_config;
     jobs_config.runner.jobs_dir = config->data_dir + "/jobs";
@@ -138,13 +143,17 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.runner.untrusted_network = config->ci_network_untrusted;
     jobs_config.workers = config->ci_workers;
     jobs_config.git_cache_dir = config->data_dir + "/ci/git";
-    auto jobs = ci::LocalJobService::create(jobs_config, service, config->data_dir + "/kilnd.db");
+    auto job_store = ci::JobStore::open(*db);
+    if (!job_store.ok()) return fail("ci", job_store.error());
+    auto jobs = ci::LocalJobService::create(jobs_config, service, std::move(*job_store));
     if (!jobs.ok()) return fail("ci", jobs.error());
 
     // 7c. GitHub webhooks over the queue (docs/github.md); the delivery log is a table in kilnd.db.
     ci::github::GithubConfig github_config{config->github_webhook_secret, config->github_api_url, config->github_token,
                                            config->public_url.empty() ? "http://" + config->listen : config->public_url};
-    auto github = ci::github::GithubWebhook::create(github_config, **jobs, config->data_dir + "/kilnd.db");
+    auto deliveries = ci::github::DeliveryLog::open(*db);
+    if (!deliveries.ok()) return fail("github", deliveries.error());
+    auto github = ci::github::GithubWebhook::create(github_config, **jobs, std::move(*deliveries));
     if (!github.ok()) return fail("github", github.error());
     // Started once every listener is in place, so the reconcile's state changes reach them too.
     if (auto st = (*jobs)->start(); !st.ok()) return fail("ci", st.error());
@@ -189,7 +198,7 @@ int run_serve(const CommandContext& ctx) {
     (*jobs)->stop();  // running jobs end as error, their VMs destroyed
     baker.stop();
     service.shutdown(config->on_shutdown == OnShutdown::Destroy);
-    (*store)->close();
+    store.close();  // the shared connection: every store on it is done by now
     log::info("stopped", {});
     return served.ok() ? 0 : 1;
 }
@@ -197,9 +206,10 @@ int run_serve(const CommandContext& ctx) {
 int run_token_create(const CommandContext& ctx, const std::string& name, bool json) {
     auto config = load(ctx);
     if (!config.ok()) return fail("config", config.error());
-    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
-    if (!store.ok()) return fail("store", store.error());
-    TokenStore tokens(**store);
+    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    if (!db.ok()) return fail("store", db.error());
+    SqliteStore store(*db);
+    TokenStore tokens(store);
     auto token = tokens.create(name);
     if (!token.ok()) return fail("token create", token.error());
     // The token goes to stdout once and nowhere else (never to the log).
@@ -211,16 +221,16 @@ int run_token_create(const CommandContext& ctx, const std::string& name, bool js
     }
     std::fflush(stdout);
     log::info("token created", {{"token_id", token->id}, {"name", token->name}});
-    (*store)->close();
+    store.close();
     return 0;
 }
 
 int run_token_list(const CommandContext& ctx, bool json) {
     auto config = load(ctx);
     if (!config.ok()) return fail("config", config.error());
-    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
-    if (!store.ok()) return fail("store", store.error());
-    auto list = (*store)->list_tokens();
+    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    if (!db.ok()) return fail("store", db.error());
+    auto list = SqliteStore(*db).list_tokens();
     if (!list.ok()) return fail("token list", list.error());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& t : *list) {
@@ -235,9 +245,10 @@ int run_token_list(const CommandContext& ctx, bool json) {
 int run_token_revoke(const CommandContext& ctx, const std::string& id_or_name) {
     auto config = load(ctx);
     if (!config.ok()) return fail("config", config.error());
-    auto store = SqliteStore::open(config->data_dir + "/kilnd.db");
-    if (!store.ok()) return fail("store", store.error());
-    TokenStore tokens(**store);
+    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    if (!db.ok()) return fail("store", db.error());
+    SqliteStore store(*db);
+    TokenStore tokens(store);
     if (auto st = tokens.revoke(id_or_name); !st.ok()) return fail("token revoke", st.error());
     // Never echo something shaped like a token into the log, even one pasted here by mistake.
     bool looks_like_token = id_or_name.rfind(kTokenPrefix, 0) == 0;

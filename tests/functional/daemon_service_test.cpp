@@ -88,7 +88,7 @@ protected:
         EXPECT_TRUE(out.ok()) << out.error().to_string();
         return out.ok() ? out->stdout_data : "";
     }
-    SandboxState state_of(const std::string& id) { return m_service->get(m_alice, id).value().state; }
+    SandboxState state_of(const std::string& id) { return m_service->get(m_alice, id).value().state(); }
     // The sandbox's run dir as recorded (spare QEMUs have run dirs of their own, so counting
     // $DATA/vms says little).
     std::string run_dir_of(const std::string& id) { return s_store->get_sandbox(id).value()->run_dir; }
@@ -108,7 +108,7 @@ TEST_F(DaemonService, LifecycleAndErrors) {
     req.env = {{"GREETING", "hello"}};
     auto sb = m_service->create(m_alice, req);
     ASSERT_TRUE(sb.ok()) << sb.error().to_string();
-    EXPECT_EQ(sb->state, SandboxState::Running);
+    EXPECT_EQ(sb->state(), SandboxState::Running);
     EXPECT_EQ(sb->template_id, "tiny");
     EXPECT_GT(sb->qemu_pid, 0);
     EXPECT_NEAR(double(sb->expires_at_ms - sb->created_at_ms), 600000.0, 1.0);
@@ -195,7 +195,7 @@ TEST_F(DaemonService, TtlKillsAStoppedGuestFromTheHost) {
     while (state_of(sb->id) == SandboxState::Running && std::chrono::steady_clock::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(100));
     auto info = m_service->get(m_alice, sb->id).value();
-    EXPECT_EQ(info.state, SandboxState::Expired);
+    EXPECT_EQ(info.state(), SandboxState::Expired);
     EXPECT_GE(info.ended_at_ms, info.expires_at_ms);
     EXPECT_LT(info.ended_at_ms - info.expires_at_ms, 3000) << "killed promptly at the TTL";
     EXPECT_FALSE(process_alive(sb->qemu_pid));

@@ -12,6 +12,8 @@
 #include <sstream>
 #include <thread>
 
+#include "base/sqlite_migrations.h"
+#include "ci/github/delivery_log.h"
 #include "ci/github/github_webhook.h"
 #include "ci/github/status_poster.h"
 #include "ci/github/webhook_event.h"
@@ -112,6 +114,18 @@ private:
 
 constexpr const char* kSecret = "It's a Secret to Everybody";
 
+// The delivery log in `path` on a connection of its own, as a kilnd start opens it.
+std::unique_ptr<DeliveryLog> open_deliveries(const std::string& path) {
+    auto db = SqliteDb::open(path);
+    EXPECT_TRUE(db.ok()) << db.error().to_string();
+    if (!db.ok()) return nullptr;
+    auto migrated = run_migrations(**db, {delivery_migrations()});
+    EXPECT_TRUE(migrated.ok()) << migrated.error().to_string();
+    auto log = DeliveryLog::open(*db);
+    EXPECT_TRUE(log.ok()) << log.error().to_string();
+    return log.ok() ? std::move(*log) : nullptr;
+}
+
 struct Rig {
     test::TempDir dir;
     StatusServer statuses;
@@ -120,7 +134,7 @@ struct Rig {
 
     void open() {
         GithubConfig config{kSecret, statuses.api_url(), "ghs_test", "http://kiln.example:7070/"};
-        auto made = GithubWebhook::create(config, jobs, dir.path() + "/kilnd.db");
+        auto made = GithubWebhook::create(config, jobs, open_deliveries(dir.path() + "/kilnd.db"));
         ASSERT_TRUE(made.ok()) << made.error().to_string();
         hook = std::move(*made);
     }
@@ -372,7 +386,7 @@ TEST(GithubWebhookFlow, IgnoredEventsPingsAndBadInput) {
 
     // Without a configured secret nothing is accepted, whatever the signature.
     FakeJobs jobs;
-    auto unconfigured = GithubWebhook::create(GithubConfig{}, jobs, rig.dir.path() + "/kilnd.db");
+    auto unconfigured = GithubWebhook::create(GithubConfig{}, jobs, open_deliveries(rig.dir.path() + "/kilnd.db"));
     ASSERT_TRUE(unconfigured.ok());
     std::string body = fixture("push.json");
     EXPECT_EQ((*unconfigured)->handle({"push", "d-10", signature_header("", body), body}).status, 503);

@@ -13,7 +13,7 @@
 #include "ci/jobs/glob_match.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_store.h"
-#include "daemon/store/sqlite_store.h"
+#include "base/sqlite_migrations.h"
 #include "daemon_test_dir.h"
 
 namespace kiln::ci {
@@ -55,10 +55,11 @@ TEST(CiGitSource, RepoAndRefChecks) {
 class CiJobStoreTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto migrated = daemon::SqliteStore::open(dir.path() + "/kilnd.db");
+        auto db = SqliteDb::open(dir.path() + "/kilnd.db");
+        ASSERT_TRUE(db.ok()) << db.error().to_string();
+        auto migrated = run_migrations(**db, {job_migrations()});
         ASSERT_TRUE(migrated.ok()) << migrated.error().to_string();
-        sqlite = std::move(*migrated);
-        auto s = JobStore::open(dir.path() + "/kilnd.db");
+        auto s = JobStore::open(*db);
         ASSERT_TRUE(s.ok()) << s.error().to_string();
         store = std::move(*s);
     }
@@ -73,7 +74,6 @@ protected:
         return j;
     }
     test::TempDir dir;
-    std::unique_ptr<daemon::SqliteStore> sqlite;
     std::unique_ptr<JobStore> store;
 };
 

@@ -83,9 +83,8 @@ class AgentService : public SandboxService {
 public:
     explicit AgentService(vm::AgentClient& agent) : m_agent(agent) {}
     SandboxInfo info() const {
-        SandboxInfo s;
+        SandboxInfo s = SandboxInfo::from_row(SandboxState::Running);
         s.id = kSandbox;
-        s.state = SandboxState::Running;
         s.template_id = "tiny";
         s.env = {{"SANDBOX_VAR", "from-sandbox"}, {"BOTH", "sandbox"}};
         return s;

@@ -167,9 +167,8 @@ TEST(DaemonHttpRender, Timestamps) {
 }
 
 TEST(DaemonHttpRender, Sandbox) {
-    SandboxInfo s;
+    SandboxInfo s = SandboxInfo::from_row(SandboxState::Running);
     s.id = "sb-0123456789ab";
-    s.state = SandboxState::Running;
     s.template_id = "tiny";
     s.created_at_ms = 1795879266123;
     s.expires_at_ms = 1795879866123;
@@ -193,7 +192,7 @@ TEST(DaemonHttpRender, Sandbox) {
         EXPECT_FALSE(j.contains(absent)) << absent;
     // Empty metadata is still an object.
     s.metadata.clear();
-    s.state = SandboxState::Lost;
+    ASSERT_TRUE(s.move_to(SandboxState::Lost));
     s.error = "the VM died";
     s.ended_at_ms = 1795879270000;
     j = render(s);

@@ -49,10 +49,9 @@ public:
         calls.push_back(std::move(call));
     }
     SandboxInfo info() const {
-        SandboxInfo s;
+        SandboxInfo s = SandboxInfo::from_row(SandboxState::Running);
         s.id = kSandbox;
         s.owner_token_id = 7;
-        s.state = SandboxState::Running;
         s.template_id = "tiny";
         s.created_at_ms = 1795879266123;
         s.expires_at_ms = 1795879866123;

@@ -42,9 +42,9 @@ bool ended(pid_t pid, int ms = 2000) {
 
 SandboxRecord record(const std::string& id, int64_t owner, SandboxState state, pid_t pid, const std::string& run_dir) {
     SandboxRecord r;
+    r.info = SandboxInfo::from_row(state);
     r.info.id = id;
     r.info.owner_token_id = owner;
-    r.info.state = state;
     r.info.template_id = "tiny";
     r.info.qemu_pid = pid;
     r.run_dir = run_dir;
@@ -104,12 +104,12 @@ TEST(DaemonReconcile, KillsOnlyOurQemusAndRemovesOrphans) {
     for (const char* id : {"sb-00000000000a", "sb-00000000000b", "sb-00000000000c"}) {
         auto r = (*store)->get_sandbox(id);
         ASSERT_TRUE(r.ok() && r->has_value());
-        EXPECT_EQ((*r)->info.state, SandboxState::Lost) << id;
+        EXPECT_EQ((*r)->info.state(), SandboxState::Lost) << id;
         EXPECT_FALSE((*r)->info.error.empty());
         EXPECT_GT((*r)->info.ended_at_ms, 0);
     }
-    EXPECT_EQ((*(*store)->get_sandbox("sb-00000000000d"))->info.state, SandboxState::Deleted);
-    EXPECT_EQ((*(*store)->get_sandbox("sb-00000000000e"))->info.state, SandboxState::Deleted);
+    EXPECT_EQ((*(*store)->get_sandbox("sb-00000000000d"))->info.state(), SandboxState::Deleted);
+    EXPECT_EQ((*(*store)->get_sandbox("sb-00000000000e"))->info.state(), SandboxState::Deleted);
     EXPECT_FALSE(path_exists(data + "/vms/aaa"));
     EXPECT_FALSE(path_exists(data + "/vms/orphan"));
     EXPECT_TRUE(path_exists(data + "/snapshots/snap-00000000000a"));

@@ -12,9 +12,9 @@ namespace {
 
 SandboxRecord sample(const std::string& id, int64_t owner, SandboxState state, int64_t created) {
     SandboxRecord r;
+    r.info = SandboxInfo::from_row(state);
     r.info.id = id;
     r.info.owner_token_id = owner;
-    r.info.state = state;
     r.info.template_id = "tiny";
     r.info.created_at_ms = created;
     r.info.expires_at_ms = created + 600000;
@@ -47,10 +47,13 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
     auto version = schema_version(**db);
     ASSERT_TRUE(version.ok());
     EXPECT_EQ(*version, migrations().back().version);
-    auto mode = (*db)->prepare("PRAGMA journal_mode");
-    ASSERT_TRUE(mode.ok());
-    ASSERT_TRUE(*mode->step());
-    EXPECT_EQ(mode->column_text(0), "wal");
+    {
+        auto session = (*db)->session();
+        auto mode = session.prepare("PRAGMA journal_mode");
+        ASSERT_TRUE(mode.ok());
+        ASSERT_TRUE(*mode->step());
+        EXPECT_EQ(mode->column_text(0), "wal");
+    }
     (*db)->close();
 
     auto store = SqliteStore::open(path);
@@ -59,7 +62,7 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
     ASSERT_TRUE(got.ok() && got->has_value());
     const SandboxRecord& r = **got;
     EXPECT_EQ(r.info.owner_token_id, token);
-    EXPECT_EQ(r.info.state, SandboxState::Running);
+    EXPECT_EQ(r.info.state(), SandboxState::Running);
     EXPECT_EQ(r.info.metadata.at("repo"), "kiln");
     EXPECT_EQ(r.info.env.at("A"), "1");
     EXPECT_EQ(r.info.qemu_pid, 1234);
@@ -72,8 +75,8 @@ TEST(DaemonStore, RefusesADatabaseFromANewerKilnd) {
     {
         auto db = SqliteDb::open(path);
         ASSERT_TRUE(db.ok());
-        ASSERT_TRUE(migrate(**db).ok());
-        ASSERT_TRUE((*db)->exec("INSERT INTO schema_version VALUES (999, 0)").ok());
+        ASSERT_TRUE(run_migrations(**db, {migrations()}).ok());
+        ASSERT_TRUE((*db)->session().exec("INSERT INTO schema_version VALUES (999, 0)").ok());
     }
     auto store = SqliteStore::open(path);
     ASSERT_FALSE(store.ok());
@@ -131,7 +134,7 @@ TEST(DaemonStore, SandboxesListCountAndUpdate) {
     EXPECT_FALSE((*store)->update_sandbox(sample("sb-00000000000f", t1, SandboxState::Running, 1)).ok());
     auto got = (*store)->get_sandbox("sb-000000000001");
     ASSERT_TRUE(got.ok() && got->has_value());
-    EXPECT_EQ((*got)->info.state, SandboxState::Expired);
+    EXPECT_EQ((*got)->info.state(), SandboxState::Expired);
     EXPECT_EQ((*got)->info.ended_at_ms, 99);
 
     auto counts = (*store)->count_sandboxes_by_state();

@@ -1,18 +1,19 @@
-// DeliveryLog: the X-GitHub-Delivery ids kilnd has acted on, in a table of its own in kilnd.db, so a
-// redelivered (or replayed) webhook makes no second job, also across restarts.
+// DeliveryLog: the X-GitHub-Delivery ids kilnd has acted on, in table github_deliveries of
+// kilnd.db, so a redelivered (or replayed) webhook makes no second job, also across restarts.
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "base/result.h"
-
-namespace kiln {
-class SqliteDb;
-}
+#include "base/sqlite_db.h"
+#include "base/sqlite_migrations.h"
 
 namespace kiln::ci::github {
+
+// This integration's part of kilnd.db's schema (version 4; versions are global across the file,
+// see daemon/store/migrations.h). kilnd runs it with the other modules' (src/kilnd/kilnd_db.cpp).
+const Migrations& delivery_migrations();
 
 struct DeliveryClaim {
     bool first = false;  // true: this call recorded the id; false: seen before
@@ -22,9 +23,8 @@ struct DeliveryClaim {
 // Thread-safe.
 class DeliveryLog {
 public:
-    // Opens `db_path` (kilnd.db: its own connection, WAL) and creates the table if missing.
-    static Result<std::unique_ptr<DeliveryLog>> open(const std::string& db_path);
-    ~DeliveryLog();
+    // `db` must have delivery_migrations() run. Forgets ids older than 90 days.
+    static Result<std::unique_ptr<DeliveryLog>> open(std::shared_ptr<SqliteDb> db);
 
     // Records the id atomically (INSERT OR IGNORE): of two concurrent deliveries one is first.
     Result<DeliveryClaim> claim(const std::string& delivery_id, const std::string& event, int64_t now_ms);
@@ -33,9 +33,8 @@ public:
     Status release(const std::string& delivery_id);
 
 private:
-    explicit DeliveryLog(std::unique_ptr<SqliteDb> db);
-    std::mutex m_mutex;
-    std::unique_ptr<SqliteDb> m_db;
+    explicit DeliveryLog(std::shared_ptr<SqliteDb> db) : m_db(std::move(db)) {}
+    std::shared_ptr<SqliteDb> m_db;  // shared: its Session serializes every thread's use
 };
 
 }  // namespace kiln::ci::github

@@ -126,8 +126,7 @@ GithubWebhook::GithubWebhook(GithubConfig config, JobService& jobs, std::unique_
 GithubWebhook::~GithubWebhook() = default;
 
 Result<std::unique_ptr<GithubWebhook>> GithubWebhook::create(GithubConfig config, JobService& jobs,
-                                                             const std::string& db_path) {
-    auto deliveries = TRY(DeliveryLog::open(db_path));
+                                                             std::unique_ptr<DeliveryLog> deliveries) {
     auto poster = std::make_shared<StatusPoster>(config.api_url, config.token);
     if (config.token.empty()) log::info("github: no github_token configured; commit statuses are not posted", {});
     // The listener owns what it uses: it may run on a worker thread at any time. The queue calls

@@ -38,9 +38,10 @@ inline constexpr const char* kLabelAllowHosts = "network_allow_hosts";  // comma
 
 class GithubWebhook {
 public:
-    // Opens the delivery log in `db_path` (kilnd.db) and listens to `jobs` for status changes.
-    // The listener holds what it needs itself, so `jobs` may outlive this object.
-    static Result<std::unique_ptr<GithubWebhook>> create(GithubConfig config, JobService& jobs, const std::string& db_path);
+    // Keeps the delivery log (kilnd.db's github_deliveries) and listens to `jobs` for status
+    // changes. The listener holds what it needs itself, so `jobs` may outlive this object.
+    static Result<std::unique_ptr<GithubWebhook>> create(GithubConfig config, JobService& jobs,
+                                                         std::unique_ptr<DeliveryLog> deliveries);
     ~GithubWebhook();
 
     WebhookResponse handle(const WebhookRequest& request);

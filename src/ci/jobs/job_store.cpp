@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/sqlite_db.h"
+#include "base/sqlite_table.h"
 #include "ci/jobs/job_state.h"
 
 namespace kiln::ci {
@@ -18,10 +19,6 @@ std::optional<JobState> parse_job_state(std::string_view name) {
 }
 
 namespace {
-
-constexpr const char* kColumns =
-    "id, owner_token_id, state, spec_json, sha, attempts, error, template_key, bake_hit, steps_json, junit_json, "
-    "artifacts_json, created_at_ms, started_at_ms, finished_at_ms, steps_ms";
 
 std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
@@ -79,118 +76,171 @@ std::optional<JunitTotals> parse_junit(const std::string& text) {
                        j.value("skipped", int64_t(0))};
 }
 
-JobInfo read_row(const SqliteStatement& st) {
-    JobInfo j;
-    j.id = st.column_text(0);
-    j.spec = parse_spec(st.column_text(3), st.column_int(1));
-    j.state = parse_job_state(st.column_text(2)).value_or(JobState::Error);
-    j.sha = st.column_text(4);
-    j.attempts = static_cast<int>(st.column_int(5));
-    j.error = st.column_text(6);
-    j.template_key = st.column_text(7);
-    j.bake_hit = st.column_int(8) != 0;
-    j.steps = parse_steps(st.column_text(9));
-    j.junit = parse_junit(st.column_text(10));
-    auto a = json::parse(st.column_text(11), nullptr, false);
+void read_artifacts(JobInfo& j, const std::string& text) {
+    j.artifacts.clear();
+    auto a = json::parse(text, nullptr, false);
     if (a.is_array())
         for (const auto& e : a)
             if (e.is_string()) j.artifacts.push_back(e.get<std::string>());
-    j.created_at_ms = st.column_int(12);
-    j.started_at_ms = st.column_int(13);
-    j.finished_at_ms = st.column_int(14);
-    j.steps_ms = st.column_int(15);
-    return j;
+}
+
+const SqliteTable<JobInfo>& jobs() {
+    using J = JobInfo;
+    static const SqliteTable<J> table(
+        "ci_jobs",
+        {column<J>("id", &J::id),
+         column<J>("owner_token_id", &J::spec, &JobSpec::owner_token_id),
+         // A state this kilnd does not know reads as error (the job cannot be resumed anyway).
+         computed_column<J>("state", [](const J& j) { return std::string(job_state_name(j.state)); },
+                            [](J& j, const std::string& v) { j.state = parse_job_state(v).value_or(JobState::Error); }),
+         computed_column<J>("spec_json", [](const J& j) { return spec_json(j.spec); },
+                            [](J& j, const std::string& v) {
+                                int64_t owner = j.spec.owner_token_id;  // a column of its own
+                                j.spec = parse_spec(v, owner);
+                            }),
+         column<J>("sha", &J::sha),
+         column<J>("attempts", &J::attempts),
+         column<J>("error", &J::error),
+         column<J>("template_key", &J::template_key),
+         column<J>("bake_hit", &J::bake_hit),
+         computed_column<J>("steps_json", [](const J& j) { return steps_json(j.steps); },
+                            [](J& j, const std::string& v) { j.steps = parse_steps(v); }),
+         computed_column<J>("junit_json", [](const J& j) { return junit_json(j.junit); },
+                            [](J& j, const std::string& v) { j.junit = parse_junit(v); }),
+         computed_column<J>("artifacts_json", [](const J& j) { return dump(json(j.artifacts)); }, read_artifacts),
+         column<J>("created_at_ms", &J::created_at_ms),
+         column<J>("started_at_ms", &J::started_at_ms),
+         column<J>("finished_at_ms", &J::finished_at_ms),
+         column<J>("steps_ms", &J::steps_ms)});
+    return table;
+}
+
+// A bake's row: the entry and when it was made and last used (eviction goes by use).
+struct BakeRow {
+    BakeEntry entry;
+    int64_t created_at_ms = 0;
+    int64_t used_at_ms = 0;
+};
+
+const SqliteTable<BakeRow>& bakes() {
+    using B = BakeRow;
+    static const SqliteTable<B> table("ci_bake_cache", {column<B>("key", &B::entry, &BakeEntry::key),
+                                                        column<B>("template", &B::entry, &BakeEntry::template_name),
+                                                        column<B>("snapshot_id", &B::entry, &BakeEntry::snapshot_id),
+                                                        column<B>("created_at_ms", &B::created_at_ms),
+                                                        column<B>("used_at_ms", &B::used_at_ms)});
+    return table;
+}
+
+template <class Row>
+Result<std::vector<Row>> read_all(const SqliteTable<Row>& table, SqliteStatement& st) {
+    std::vector<Row> out;
+    while (TRY(st.step())) out.push_back(TRY(table.read(st)));
+    return out;
 }
 
 }  // namespace
 
-JobStore::JobStore(std::unique_ptr<SqliteDb> db) : m_db(std::move(db)) {}
-JobStore::~JobStore() { close(); }
+const Migrations& job_migrations() {
+    // 2: the CI queue: jobs and the bake cache (template key -> snapshot). Written by the daemon's
+    // list until each module declared its own; the SQL is as it shipped.
+    static const Migrations list = {
+        {2, R"sql(
+CREATE TABLE ci_jobs (
+  id TEXT PRIMARY KEY,
+  owner_token_id INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  sha TEXT NOT NULL DEFAULT '',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  error TEXT NOT NULL DEFAULT '',
+  template_key TEXT NOT NULL DEFAULT '',
+  bake_hit INTEGER NOT NULL DEFAULT 0,
+  steps_json TEXT NOT NULL DEFAULT '[]',
+  junit_json TEXT NOT NULL DEFAULT '',
+  artifacts_json TEXT NOT NULL DEFAULT '[]',
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL DEFAULT 0,
+  finished_at_ms INTEGER NOT NULL DEFAULT 0,
+  steps_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX ci_jobs_state ON ci_jobs(state, created_at_ms);
+CREATE TABLE ci_bake_cache (
+  key TEXT PRIMARY KEY,
+  template TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  used_at_ms INTEGER NOT NULL
+);
+)sql"},
+    };
+    return list;
+}
 
-Result<std::unique_ptr<JobStore>> JobStore::open(const std::string& db_path) {
-    auto db = TRY(SqliteDb::open(db_path));
-    // Fails clearly if the migration that makes the tables has not run.
-    TRY(db->prepare("SELECT id FROM ci_jobs LIMIT 0"));
+JobStore::JobStore(std::shared_ptr<SqliteDb> db) : m_db(std::move(db)) {}
+JobStore::~JobStore() = default;
+
+Result<std::unique_ptr<JobStore>> JobStore::open(std::shared_ptr<SqliteDb> db) {
+    {
+        // Fails clearly if the migration that makes the tables has not run.
+        auto s = db->session();
+        TRY(s.prepare(jobs().select() + " LIMIT 0"));
+        TRY(s.prepare(bakes().select() + " LIMIT 0"));
+    }
     return std::unique_ptr<JobStore>(new JobStore(std::move(db)));
 }
 
-void JobStore::close() {
-    std::lock_guard lock(m_mutex);
-    if (m_db) m_db->close();
-}
-
 Status JobStore::insert(const JobInfo& j) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare(std::string("INSERT INTO ci_jobs (") + kColumns +
-                                ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"));
-    st.bind(1, j.id).bind(2, j.spec.owner_token_id).bind(3, std::string(job_state_name(j.state)))
-        .bind(4, spec_json(j.spec)).bind(5, j.sha).bind(6, int64_t(j.attempts)).bind(7, j.error)
-        .bind(8, j.template_key).bind(9, int64_t(j.bake_hit)).bind(10, steps_json(j.steps)).bind(11, junit_json(j.junit))
-        .bind(12, dump(json(j.artifacts))).bind(13, j.created_at_ms).bind(14, j.started_at_ms)
-        .bind(15, j.finished_at_ms).bind(16, j.steps_ms);
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(jobs().insert()));
+    jobs().bind(st, j);
     return st.run();
 }
 
 Status JobStore::update(const JobInfo& j) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare(
-        "UPDATE ci_jobs SET state = ?, sha = ?, attempts = ?, error = ?, template_key = ?, bake_hit = ?, steps_json = ?, "
-        "junit_json = ?, artifacts_json = ?, started_at_ms = ?, finished_at_ms = ?, steps_ms = ? WHERE id = ?"));
-    st.bind(1, std::string(job_state_name(j.state))).bind(2, j.sha).bind(3, int64_t(j.attempts)).bind(4, j.error)
-        .bind(5, j.template_key).bind(6, int64_t(j.bake_hit)).bind(7, steps_json(j.steps)).bind(8, junit_json(j.junit))
-        .bind(9, dump(json(j.artifacts))).bind(10, j.started_at_ms).bind(11, j.finished_at_ms).bind(12, j.steps_ms)
-        .bind(13, j.id);
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(jobs().update()));
+    jobs().bind(st, j);
     return st.run();
 }
 
 Result<std::optional<JobInfo>> JobStore::get(const std::string& id) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare(std::string("SELECT ") + kColumns + " FROM ci_jobs WHERE id = ?"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(jobs().select() + " WHERE id = ?"));
     st.bind(1, id);
     if (!TRY(st.step())) return std::optional<JobInfo>();
-    return std::optional<JobInfo>(read_row(st));
+    return std::optional<JobInfo>(TRY(jobs().read(st)));
 }
 
 Result<std::vector<JobInfo>> JobStore::list(int limit) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare(std::string("SELECT ") + kColumns +
-                                " FROM ci_jobs ORDER BY created_at_ms DESC, rowid DESC LIMIT ?"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(jobs().select() + " ORDER BY created_at_ms DESC, rowid DESC LIMIT ?"));
     st.bind(1, int64_t(limit));
-    std::vector<JobInfo> out;
-    while (TRY(st.step())) out.push_back(read_row(st));
-    return out;
+    return read_all(jobs(), st);
 }
 
 Result<std::optional<JobInfo>> JobStore::claim_next(int64_t now_ms) {
-    std::lock_guard lock(m_mutex);
-    TRY(m_db->exec("BEGIN IMMEDIATE"));
-    auto body = [&]() -> Result<std::optional<JobInfo>> {
-        auto sel = TRY(m_db->prepare(std::string("SELECT ") + kColumns +
-                                     " FROM ci_jobs WHERE state = 'queued' ORDER BY created_at_ms, rowid LIMIT 1"));
+    auto db = m_db->session();
+    return db.transaction([&]() -> Result<std::optional<JobInfo>> {
+        auto sel = TRY(db.prepare(jobs().select() + " WHERE state = 'queued' ORDER BY created_at_ms, rowid LIMIT 1"));
         if (!TRY(sel.step())) return std::optional<JobInfo>();
-        JobInfo j = read_row(sel);
+        JobInfo j = TRY(jobs().read(sel));
         j.state = JobState::Running;
         j.attempts += 1;
         if (j.started_at_ms == 0) j.started_at_ms = now_ms;
-        auto upd = TRY(m_db->prepare("UPDATE ci_jobs SET state = 'running', attempts = ?, started_at_ms = ? WHERE id = ?"));
-        TRY(upd.bind(1, int64_t(j.attempts)).bind(2, j.started_at_ms).bind(3, j.id).run());
+        auto upd = TRY(db.prepare(jobs().update()));
+        jobs().bind(upd, j);
+        TRY(upd.run());
         return std::optional<JobInfo>(std::move(j));
-    };
-    auto result = body();
-    if (!result.ok()) {
-        (void)m_db->exec("ROLLBACK");
-        return result;
-    }
-    TRY(m_db->exec("COMMIT"));
-    return result;
+    });
 }
 
 Result<std::vector<std::string>> JobStore::fail_running(int64_t now_ms) {
-    std::lock_guard lock(m_mutex);
+    auto db = m_db->session();
     std::vector<std::string> ids;
-    auto sel = TRY(m_db->prepare("SELECT id FROM ci_jobs WHERE state = 'running'"));
+    auto sel = TRY(db.prepare("SELECT id FROM ci_jobs WHERE state = 'running'"));
     while (TRY(sel.step())) ids.push_back(sel.column_text(0));
-    auto upd = TRY(m_db->prepare(
+    auto upd = TRY(db.prepare(
         "UPDATE ci_jobs SET state = 'error', finished_at_ms = ?, "
         "error = 'kilnd stopped while the job ran (crash or kill); its VM was destroyed by the reconcile' "
         "WHERE state = 'running'"));
@@ -199,52 +249,51 @@ Result<std::vector<std::string>> JobStore::fail_running(int64_t now_ms) {
 }
 
 Result<std::optional<BakeEntry>> JobStore::find_bake(const std::string& key, int64_t now_ms) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare("SELECT key, template, snapshot_id FROM ci_bake_cache WHERE key = ?"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(bakes().select() + " WHERE key = ?"));
     st.bind(1, key);
     if (!TRY(st.step())) return std::optional<BakeEntry>();
-    BakeEntry entry{st.column_text(0), st.column_text(1), st.column_text(2)};
-    auto touch = TRY(m_db->prepare("UPDATE ci_bake_cache SET used_at_ms = ? WHERE key = ?"));
+    BakeEntry entry = TRY(bakes().read(st)).entry;
+    auto touch = TRY(db.prepare("UPDATE ci_bake_cache SET used_at_ms = ? WHERE key = ?"));
     TRY(touch.bind(1, now_ms).bind(2, key).run());
     return std::optional<BakeEntry>(std::move(entry));
 }
 
 Status JobStore::put_bake(const BakeEntry& e, int64_t now_ms) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare(
-        "INSERT OR REPLACE INTO ci_bake_cache (key, template, snapshot_id, created_at_ms, used_at_ms) VALUES (?, ?, ?, ?, ?)"));
-    return st.bind(1, e.key).bind(2, e.template_name).bind(3, e.snapshot_id).bind(4, now_ms).bind(5, now_ms).run();
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(bakes().insert("INSERT OR REPLACE")));
+    bakes().bind(st, BakeRow{e, now_ms, now_ms});
+    return st.run();
 }
 
 Status JobStore::drop_bake(const std::string& key) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare("DELETE FROM ci_bake_cache WHERE key = ?"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE key = ?"));
     return st.bind(1, key).run();
 }
 
 Result<bool> JobStore::evict_bake(const BakeEntry& entry, int64_t used_before_ms) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare("DELETE FROM ci_bake_cache WHERE key = ? AND snapshot_id = ? AND used_at_ms < ?"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE key = ? AND snapshot_id = ? AND used_at_ms < ?"));
     TRY(st.bind(1, entry.key).bind(2, entry.snapshot_id).bind(3, used_before_ms).run());
-    return m_db->changes() == 1;
+    return db.changes() == 1;
 }
 
 Result<std::vector<std::string>> JobStore::baked_snapshot_ids() {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare("SELECT snapshot_id FROM ci_bake_cache"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("SELECT snapshot_id FROM ci_bake_cache"));
     std::vector<std::string> out;
     while (TRY(st.step())) out.push_back(st.column_text(0));
     return out;
 }
 
 Result<std::vector<BakeEntry>> JobStore::bakes_to_evict(int keep, int64_t used_before_ms) {
-    std::lock_guard lock(m_mutex);
-    auto st = TRY(m_db->prepare(
-        "SELECT key, template, snapshot_id FROM (SELECT key, template, snapshot_id, used_at_ms FROM ci_bake_cache "
-        "ORDER BY used_at_ms DESC, key LIMIT -1 OFFSET ?) WHERE used_at_ms < ? ORDER BY used_at_ms, key"));
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("SELECT " + bakes().columns() + " FROM (" + bakes().select() +
+                             " ORDER BY used_at_ms DESC, key LIMIT -1 OFFSET ?) WHERE used_at_ms < ? ORDER BY used_at_ms, key"));
     st.bind(1, static_cast<int64_t>(keep)).bind(2, used_before_ms);
     std::vector<BakeEntry> out;
-    while (TRY(st.step())) out.push_back(BakeEntry{st.column_text(0), st.column_text(1), st.column_text(2)});
+    for (auto& row : TRY(read_all(bakes(), st))) out.push_back(std::move(row.entry));
     return out;
 }
 

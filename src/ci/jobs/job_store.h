@@ -1,21 +1,22 @@
-// JobStore: the CI queue's rows in kilnd.db (tables ci_jobs and ci_bake_cache, store migration 2),
-// over a connection of its own. Secrets are never written here.
+// JobStore: the CI queue's rows in kilnd.db (tables ci_jobs and ci_bake_cache, migration 2 of
+// job_migrations()), on the connection kilnd shares between its stores. Secrets are never written here.
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "base/sqlite_db.h"
+#include "base/sqlite_migrations.h"
 #include "ci/jobs/job_service.h"
 
-namespace kiln {
-class SqliteDb;
-}
-
 namespace kiln::ci {
+
+// CI's part of kilnd.db's schema (version 2; versions are global across the file, see
+// daemon/store/migrations.h). kilnd runs it with the other modules' (src/kilnd/kilnd_db.cpp).
+const Migrations& job_migrations();
 
 struct BakeEntry {
     std::string key;
@@ -26,8 +27,8 @@ struct BakeEntry {
 // Thread-safe.
 class JobStore {
 public:
-    // `db_path` must already be migrated (SqliteStore::open runs the migrations first).
-    static Result<std::unique_ptr<JobStore>> open(const std::string& db_path);
+    // `db` must have job_migrations() run (fails clearly if its tables are missing).
+    static Result<std::unique_ptr<JobStore>> open(std::shared_ptr<SqliteDb> db);
     ~JobStore();
 
     Status insert(const JobInfo& job);
@@ -53,12 +54,9 @@ public:
     // The snapshot ids the bake rows name.
     Result<std::vector<std::string>> baked_snapshot_ids();
 
-    void close();
-
 private:
-    explicit JobStore(std::unique_ptr<SqliteDb> db);
-    std::mutex m_mutex;
-    std::unique_ptr<SqliteDb> m_db;
+    explicit JobStore(std::shared_ptr<SqliteDb> db);
+    std::shared_ptr<SqliteDb> m_db;  // shared: its Session serializes every thread's use
 };
 
 }  // namespace kiln::ci

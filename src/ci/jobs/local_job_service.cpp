@@ -25,8 +25,7 @@ LocalJobService::LocalJobService(JobServiceConfig config, daemon::SandboxService
       m_runner(m_config.runner, service, *m_store, m_git) {}
 
 Result<std::unique_ptr<LocalJobService>> LocalJobService::create(JobServiceConfig config, daemon::SandboxService& service,
-                                                                 const std::string& db_path) {
-    auto store = TRY(JobStore::open(db_path));
+                                                                 std::unique_ptr<JobStore> store) {
     TRY(make_dirs(config.runner.jobs_dir, 0700));
     return std::unique_ptr<LocalJobService>(new LocalJobService(std::move(config), service, std::move(store)));
 }

@@ -27,9 +27,9 @@ struct JobServiceConfig {
 
 class LocalJobService final : public JobService {
 public:
-    // Opens the job tables in `db_path` (kilnd.db, already migrated).
+    // Keeps its jobs and bakes in `store` (kilnd.db's CI tables).
     static Result<std::unique_ptr<LocalJobService>> create(JobServiceConfig config, daemon::SandboxService& service,
-                                                           const std::string& db_path);
+                                                           std::unique_ptr<JobStore> store);
     ~LocalJobService() override;  // stop()
 
     // Marks jobs a previous kilnd left running as error (their VMs were killed by the sandbox

@@ -151,10 +151,13 @@ Error LocalSandboxService::fail_create(const std::shared_ptr<Entry>& entry, cons
     if (m_hooks.create_failed) m_hooks.create_failed(restore_failure);
     std::lock_guard lock(m_mutex);
     SandboxInfo& info = entry->record.info;
-    info.state = entry->cancelled ? SandboxState::Deleted : SandboxState::Failed;
-    info.error = entry->cancelled ? "" : error.to_string();
-    info.ended_at_ms = now_unix_ms();
-    (void)save(entry->record);
+    // Still creating unless shutdown ended the record already (its wait for creates ran out).
+    if (info.state() == SandboxState::Creating) {
+        info.move_to(entry->cancelled ? SandboxState::Deleted : SandboxState::Failed);
+        info.error = entry->cancelled ? "" : error.to_string();
+        info.ended_at_ms = now_unix_ms();
+        (void)save(entry->record);
+    }
     m_live.erase(info.id);
     m_changed.notify_all();
     log::warn("sandbox create failed", {{"sandbox", info.id}, {"error", error.to_string()}});
@@ -179,9 +182,12 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
     SandboxInfo& info = entry->record.info;
     if (entry->cancelled || m_stopping) {
         // Deleted (or kilnd stopping) while it was being created: the VM never becomes visible.
-        info.state = SandboxState::Deleted;
-        info.ended_at_ms = now_unix_ms();
-        (void)save(entry->record);
+        // Still creating unless shutdown ended the record already (its wait for creates ran out).
+        if (info.state() == SandboxState::Creating) {
+            info.move_to(SandboxState::Deleted);
+            info.ended_at_ms = now_unix_ms();
+            (void)save(entry->record);
+        }
         m_live.erase(info.id);
         m_changed.notify_all();
         lock.unlock();
@@ -190,7 +196,8 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
                           entry->cancelled ? "sandbox " + info.id + " was deleted while it was being created"
                                            : "kilnd is shutting down");
     }
-    info.state = SandboxState::Running;
+    // From creating: only shutdown ends a create's record early, and it sets m_stopping first.
+    info.move_to(SandboxState::Running);
     info.qemu_pid = box->vm->pid();
     info.create_ms = create_ms;
     entry->record.run_dir = box->vm->run_dir();
@@ -232,8 +239,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     SandboxRecord record;
     SandboxInfo& info = record.info;
     info.id = TRY(new_sandbox_id());
-    info.owner_token_id = caller.token_id;
-    info.state = SandboxState::Creating;
+    info.owner_token_id = caller.token_id;  // the state is creating, as every new record's
     info.network = policy;
     info.has_nic = nic;
     info.template_id = source.template_id;
@@ -304,7 +310,7 @@ Result<std::vector<SandboxInfo>> LocalSandboxService::list(const Caller& caller,
     if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
     std::vector<SandboxInfo> out;
     for (auto& r : *records) {
-        if (filter.state && r.info.state != *filter.state) continue;
+        if (filter.state && r.info.state() != *filter.state) continue;
         if (!labels_match(r.info.metadata, filter.metadata)) continue;
         out.push_back(std::move(r.info));
     }
@@ -317,8 +323,8 @@ Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std
     auto rec = TRY(owned_record(caller, id));
     std::lock_guard lock(m_mutex);
     auto it = m_live.find(id);
-    if (it == m_live.end() || it->second->record.info.state != SandboxState::Running)
-        return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+    if (it == m_live.end() || it->second->record.info.state() != SandboxState::Running)
+        return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state()) + ", not running");
     SandboxRecord& r = it->second->record;
     r.info.expires_at_ms = now_unix_ms() + ttl_seconds * 1000;
     if (auto st = save(r); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
@@ -331,13 +337,19 @@ void LocalSandboxService::finish(const std::shared_ptr<Entry>& entry, SandboxSta
     {
         std::lock_guard lock(m_mutex);
         SandboxInfo& info = entry->record.info;
-        if (!can_transition(info.state, final_state == SandboxState::Deleted ? SandboxState::Deleting : final_state)) return;
+        // One finisher per sandbox: a delete, the reaper and shutdown can race for the same one;
+        // the first takes it out of the live set, the others find it gone and leave it alone.
+        auto it = m_live.find(info.id);
+        if (it == m_live.end() || it->second != entry) return;
         if (final_state == SandboxState::Deleted) {
-            info.state = SandboxState::Deleting;  // visible while the VM goes away
+            if (!info.move_to(SandboxState::Deleting)) return;  // visible while the VM goes away
             (void)save(entry->record);
+        } else if (!can_transition(info.state(), final_state)) {
+            log_forbidden_move(info.id, info.state(), final_state);  // checked before the VM is killed
+            return;
         }
         box = std::move(entry->box);
-        m_live.erase(info.id);
+        m_live.erase(it);
     }
     // Kill first, so an exec in flight on a lease fails now; the VM object (and its run dir) goes
     // when the last holder drops it, which is here unless a lease is still in flight.
@@ -349,11 +361,12 @@ void LocalSandboxService::finish(const std::shared_ptr<Entry>& entry, SandboxSta
     double destroy_ms = std::chrono::duration<double, std::milli>(Clock::now() - destroy_start).count();
     std::lock_guard lock(m_mutex);
     SandboxInfo& info = entry->record.info;
-    info.state = final_state;
-    info.error = error;
-    info.ended_at_ms = now_unix_ms();
-    info.qemu_pid = 0;
-    (void)save(entry->record);
+    if (info.move_to(final_state)) {
+        info.error = error;
+        info.ended_at_ms = now_unix_ms();
+        info.qemu_pid = 0;
+        (void)save(entry->record);
+    }
     m_changed.notify_all();
     log::info("sandbox ended", {{"sandbox", info.id}, {"state", state_name(final_state)}, {"error", error}, {"destroy_ms", destroy_ms}});
 }
@@ -366,7 +379,7 @@ Status LocalSandboxService::remove(const Caller& caller, const std::string& id) 
         auto it = m_live.find(id);
         if (it == m_live.end()) return ok_status();  // finished already: a no-op
         entry = it->second;
-        if (entry->record.info.state == SandboxState::Creating) {
+        if (entry->record.info.state() == SandboxState::Creating) {
             entry->cancelled = true;  // the create sees this and destroys its VM
             return ok_status();
         }
@@ -379,8 +392,8 @@ Result<std::shared_ptr<SandboxLease>> LocalSandboxService::lease(const Caller& c
     auto rec = TRY(owned_record(caller, id));
     std::lock_guard lock(m_mutex);
     auto it = m_live.find(id);
-    if (it == m_live.end() || !it->second->box || it->second->record.info.state != SandboxState::Running)
-        return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+    if (it == m_live.end() || !it->second->box || it->second->record.info.state() != SandboxState::Running)
+        return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state()) + ", not running");
     return std::shared_ptr<SandboxLease>(std::make_shared<Lease>(it->second->record.info, it->second->box));
 }
 
@@ -394,7 +407,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
         if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
         auto it = m_live.find(id);
         if (it == m_live.end() || !it->second->box)
-            return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state) + ", not running");
+            return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state()) + ", not running");
         entry = it->second;
         box = entry->box;
     }
@@ -449,7 +462,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
         std::lock_guard lock(m_mutex);
         auto it = m_live.find(id);
         if (it == m_live.end() || !it->second->box)
-            return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(parent_rec.info.state) + ", not running");
+            return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(parent_rec.info.state()) + ", not running");
         parent = it->second;
         box = parent->box;
         parent_rec = parent->record;
@@ -579,9 +592,7 @@ std::map<std::string, int64_t> LocalSandboxService::count_by_state() {
     auto counts = m_store.count_sandboxes_by_state();
     if (counts.ok()) return *counts;
     std::map<std::string, int64_t> zero;
-    for (auto s : {SandboxState::Creating, SandboxState::Running, SandboxState::Deleting, SandboxState::Deleted,
-                   SandboxState::Expired, SandboxState::Lost, SandboxState::Failed})
-        zero[state_name(s)] = 0;
+    for (auto s : kAllSandboxStates) zero[state_name(s)] = 0;
     return zero;
 }
 
@@ -591,7 +602,7 @@ void LocalSandboxService::reap_once() {
         std::lock_guard lock(m_mutex);
         int64_t now = now_unix_ms();
         for (const auto& [id, e] : m_live) {
-            if (e->record.info.state != SandboxState::Running || !e->box) continue;
+            if (e->record.info.state() != SandboxState::Running || !e->box) continue;
             if (e->record.info.expires_at_ms <= now) due.emplace_back(e, SandboxState::Expired);
             else if (!e->box->vm->agent().alive()) due.emplace_back(e, SandboxState::Lost);
         }
@@ -609,7 +620,7 @@ void LocalSandboxService::reaper_loop() {
         int64_t wait_ms = 250;
         int64_t now = now_unix_ms();
         for (const auto& [id, e] : m_live) {
-            if (e->record.info.state == SandboxState::Running)
+            if (e->record.info.state() == SandboxState::Running)
                 wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, e->record.info.expires_at_ms - now));
         }
         if (wait_ms > 0) m_changed.wait_for(lock, std::chrono::milliseconds(wait_ms));
@@ -630,7 +641,7 @@ void LocalSandboxService::shutdown(bool destroy_sandboxes) {
         // Creates in flight end on their own (become_running refuses now); wait for them briefly.
         m_changed.wait_for(lock, std::chrono::seconds(30), [&] {
             for (const auto& [id, e] : m_live)
-                if (e->record.info.state == SandboxState::Creating) return false;
+                if (e->record.info.state() == SandboxState::Creating) return false;
             return true;
         });
     }

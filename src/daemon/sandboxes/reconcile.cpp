@@ -62,17 +62,19 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
     int64_t now = now_unix_ms();
 
     // 1. Live records: this kilnd has no VM yet, so each is lost (or, if it was being deleted, deleted).
+    //    A row the store cannot read (a state it does not know) is logged by the store and left
+    //    as it is: nothing here can tell what it was.
     auto records = TRY(store.list_sandboxes(0, /*live_only=*/false));
     for (auto& r : records) {
         SandboxInfo& i = r.info;
-        if (!is_live(i.state) && i.state != SandboxState::Deleting) continue;
+        if (!is_live(i.state()) && i.state() != SandboxState::Deleting) continue;
         if (i.qemu_pid > 0 && !r.run_dir.empty() && kill_if_cmdline_contains(i.qemu_pid, r.run_dir + "/"))
             report.qemu_killed++;
-        if (i.state == SandboxState::Deleting) {
-            i.state = SandboxState::Deleted;
+        if (i.state() == SandboxState::Deleting) {
+            if (!i.move_to(SandboxState::Deleted)) continue;
             report.marked_deleted++;
         } else {
-            i.state = SandboxState::Lost;
+            if (!i.move_to(SandboxState::Lost)) continue;
             i.error = "kilnd restarted and did not reattach the VM";
             report.marked_lost++;
         }

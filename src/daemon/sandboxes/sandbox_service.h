@@ -36,8 +36,13 @@ struct Caller {
 };
 
 // creating -> running -> deleting -> deleted; running -> expired (TTL); creating|running -> lost
-// (VM died, or kilnd restarted without it) ; creating -> failed. Transitions are checked.
+// (VM died, or kilnd restarted without it); creating -> failed; creating -> deleted (a delete
+// that came while it was being created). The one table of allowed moves is can_transition
+// (sandbox_state.h); SandboxInfo::move_to follows it.
 enum class SandboxState { Creating, Running, Deleting, Deleted, Expired, Lost, Failed };
+inline constexpr SandboxState kAllSandboxStates[] = {SandboxState::Creating, SandboxState::Running, SandboxState::Deleting,
+                                                     SandboxState::Deleted,  SandboxState::Expired, SandboxState::Lost,
+                                                     SandboxState::Failed};
 const char* state_name(SandboxState state);
 std::optional<SandboxState> parse_state(std::string_view name);
 bool is_live(SandboxState state);  // creating, running
@@ -48,7 +53,6 @@ using Labels = std::map<std::string, std::string>;
 struct SandboxInfo {
     std::string id;  // sb-<12 hex>
     int64_t owner_token_id = 0;
-    SandboxState state = SandboxState::Creating;
     std::string template_id;
     int64_t created_at_ms = 0;  // unix ms
     int64_t expires_at_ms = 0;
@@ -65,6 +69,20 @@ struct SandboxInfo {
     // at all; otherwise it has one in its own network namespace (docs/network.md).
     net::NetworkPolicy network;
     bool has_nic = false;
+
+    // The lifecycle state; it changes only through move_to. A new record is creating.
+    SandboxState state() const { return m_state; }
+    // Moves to `to` if can_transition allows it from the current state, and says whether it did.
+    // A forbidden move is a bug: it is logged as an error (the sandbox, from, to) and refused,
+    // leaving the state as it was.
+    bool move_to(SandboxState to);
+    // A record in a state reached earlier, without a move: what the store's row reader returns
+    // (the state the row recorded) and what tests start from. `fields` gives every other field.
+    static SandboxInfo from_row(SandboxState state, SandboxInfo fields);
+    static SandboxInfo from_row(SandboxState state) { return from_row(state, SandboxInfo()); }
+
+private:
+    SandboxState m_state = SandboxState::Creating;
 };
 
 struct SnapshotInfo {

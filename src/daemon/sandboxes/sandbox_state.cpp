@@ -1,4 +1,5 @@
-// Sandbox states: names, parsing and which are live (declared in sandboxes/sandbox_service.h).
+// Sandbox states: names, parsing, which are live (declared in sandboxes/sandbox_service.h), and
+// the checked moves between them (sandbox_state.h).
 #include "daemon/sandboxes/sandbox_service.h"
 
 namespace kiln::daemon {
@@ -17,10 +18,8 @@ const char* state_name(SandboxState state) {
 }
 
 std::optional<SandboxState> parse_state(std::string_view name) {
-    for (auto s : {SandboxState::Creating, SandboxState::Running, SandboxState::Deleting, SandboxState::Deleted,
-                   SandboxState::Expired, SandboxState::Lost, SandboxState::Failed}) {
+    for (auto s : kAllSandboxStates)
         if (name == state_name(s)) return s;
-    }
     return std::nullopt;
 }
 
@@ -30,16 +29,48 @@ bool is_live(SandboxState state) { return state == SandboxState::Creating || sta
 
 #include "daemon/sandboxes/sandbox_state.h"
 
+#include "base/json_log.h"
+
 namespace kiln::daemon {
 
 bool can_transition(SandboxState from, SandboxState to) {
     using S = SandboxState;
     switch (from) {
-        case S::Creating: return to == S::Running || to == S::Failed || to == S::Lost || to == S::Deleting;
+        // creating -> deleted: a delete that comes while the create is restoring the VM only marks
+        // the create cancelled (the create's thread owns the VM until the restore returns, and no
+        // lease can reach a creating sandbox); the create then destroys the VM itself and records
+        // deleted. There is no deleting phase to show: nothing else holds the VM. kilnd stopping
+        // mid-create ends a create the same way. (creating -> deleting is shutdown's path for a
+        // create still in flight when its wait for creates ends.)
+        case S::Creating:
+            return to == S::Running || to == S::Failed || to == S::Lost || to == S::Deleting || to == S::Deleted;
         case S::Running: return to == S::Deleting || to == S::Expired || to == S::Lost;
         case S::Deleting: return to == S::Deleted || to == S::Lost;
-        default: return false;
+        case S::Deleted:
+        case S::Expired:
+        case S::Lost:
+        case S::Failed: return false;
     }
+    return false;
+}
+
+void log_forbidden_move(const std::string& sandbox_id, SandboxState from, SandboxState to) {
+    log::error("sandbox: forbidden state change refused (a bug)",
+               {{"sandbox", sandbox_id}, {"from", state_name(from)}, {"to", state_name(to)}});
+}
+
+bool SandboxInfo::move_to(SandboxState to) {
+    if (!can_transition(m_state, to)) {
+        log_forbidden_move(id, m_state, to);
+        return false;
+    }
+    m_state = to;
+    return true;
+}
+
+SandboxInfo SandboxInfo::from_row(SandboxState state, SandboxInfo fields) {
+    fields.m_state = state;
+    return fields;
 }
 
 }  // namespace kiln::daemon

@@ -1,12 +1,20 @@
-// The sandbox state machine's checked transitions (states are declared in sandbox_service.h).
+// The sandbox lifecycle's one table of allowed moves (states are declared in sandbox_service.h;
+// SandboxInfo::move_to follows this table):
+//   creating -> running | failed | lost | deleting | deleted
+//   running  -> deleting | expired | lost
+//   deleting -> deleted | lost
+// deleted, expired, lost and failed are final: they go nowhere.
 #pragma once
+
+#include <string>
 
 #include "daemon/sandboxes/sandbox_service.h"
 
 namespace kiln::daemon {
 
-// creating -> running | failed | lost | deleting; running -> deleting | expired | lost;
-// deleting -> deleted | lost. Finished states (deleted, expired, lost, failed) go nowhere.
 bool can_transition(SandboxState from, SandboxState to);
+
+// Logs a move the table forbids, as the bug it is (error level: the sandbox, from, to).
+void log_forbidden_move(const std::string& sandbox_id, SandboxState from, SandboxState to);
 
 }  // namespace kiln::daemon

@@ -1,24 +1,13 @@
-// The SQLite schema as ordered migrations; schema_version records which ran.
+// The daemon's part of kilnd.db's schema: tokens, sandboxes and snapshots, as numbered migrations
+// (base/sqlite_migrations.h). Versions are global across kilnd.db's modules: the daemon has 1 and
+// 3; CI's jobs have 2 (ci/jobs/job_store.h), GitHub's deliveries 4 (ci/github/delivery_log.h).
+// kilnd runs them all in one list (src/kilnd/kilnd_db.cpp).
 #pragma once
 
-#include <string>
-#include <vector>
-
-#include "base/result.h"
-#include "base/sqlite_db.h"
+#include "base/sqlite_migrations.h"
 
 namespace kiln::daemon {
 
-struct Migration {
-    int version;      // 1, 2, 3... in order, never reused
-    const char* sql;  // run in one transaction with the schema_version row
-};
-
-const std::vector<Migration>& migrations();
-
-// Applies every migration above the database's version, in order. A database newer than this
-// kilnd (a version it does not know) is refused rather than written to.
-Status migrate(SqliteDb& db);
-Result<int> schema_version(SqliteDb& db);
+const Migrations& migrations();
 
 }  // namespace kiln::daemon

@@ -1,8 +1,8 @@
-// SqliteStore: the Store in $KILN_DATA_DIR/kilnd.db (WAL), one connection behind a mutex.
+// SqliteStore: the Store over kilnd.db's tokens, sandboxes and snapshots tables, on a connection
+// it shares with the file's other stores (CI's; see base/sqlite_db.h for the locking).
 #pragma once
 
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "base/sqlite_db.h"
@@ -12,7 +12,11 @@ namespace kiln::daemon {
 
 class SqliteStore final : public Store {
 public:
-    // Opens or creates the database and applies the migrations.
+    // `db` must have the daemon's migrations (migrations.h) run; kilnd runs every module's at once
+    // (src/kilnd/kilnd_db.h).
+    explicit SqliteStore(std::shared_ptr<SqliteDb> db) : m_db(std::move(db)) {}
+    // Opens `path` on a connection of its own and runs the daemon's migrations only: for tests and
+    // tools that need nothing else of kilnd.db.
     static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
 
     Result<int64_t> insert_token(const std::string& name, const std::string& sha256_hex, int64_t created_at_ms) override;
@@ -34,9 +38,7 @@ public:
     void close() override;
 
 private:
-    explicit SqliteStore(std::unique_ptr<SqliteDb> db) : m_db(std::move(db)) {}
-    std::mutex m_mutex;  // guards m_db
-    std::unique_ptr<SqliteDb> m_db;
+    std::shared_ptr<SqliteDb> m_db;
 };
 
 }  // namespace kiln::daemon

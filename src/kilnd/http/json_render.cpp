@@ -9,7 +9,7 @@ std::string rfc3339_ms(int64_t unix_ms) { return log::rfc3339_ms(unix_ms); }
 
 json render(const SandboxInfo& s) {
     json j = {{"id", s.id},
-              {"state", state_name(s.state)},
+              {"state", state_name(s.state())},
               {"template", s.template_id},
               {"created_at", rfc3339_ms(s.created_at_ms)},
               {"expires_at", rfc3339_ms(s.expires_at_ms)},

@@ -1,0 +1,66 @@
+// run_migrations: one version table for every module's migrations (see sqlite_migrations.h).
+#include "base/sqlite_migrations.h"
+
+#include <algorithm>
+#include <set>
+#include <string>
+
+#include "base/clock.h"
+#include "base/json_log.h"
+
+namespace kiln {
+namespace {
+
+constexpr const char* kVersionTable =
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)";
+
+Result<std::set<int>> applied_versions(SqliteDb::Session& s) {
+    TRY(s.exec(kVersionTable));
+    auto select = TRY(s.prepare("SELECT version FROM schema_version"));
+    std::set<int> out;
+    while (TRY(select.step())) out.insert(static_cast<int>(select.column_int(0)));
+    return out;
+}
+
+}  // namespace
+
+Result<int> schema_version(SqliteDb& db) {
+    auto s = db.session();
+    auto applied = TRY(applied_versions(s));
+    return applied.empty() ? 0 : *applied.rbegin();
+}
+
+Status run_migrations(SqliteDb& db, const std::vector<Migrations>& modules) {
+    Migrations all;
+    for (const auto& module : modules) all.insert(all.end(), module.begin(), module.end());
+    std::sort(all.begin(), all.end(), [](const Migration& a, const Migration& b) { return a.version < b.version; });
+    std::set<int> known;
+    for (const auto& m : all)
+        if (!known.insert(m.version).second)
+            return make_error(ErrorCode::StoreFailed, "migration version " + std::to_string(m.version) + " is declared twice");
+    int newest = all.empty() ? 0 : all.back().version;
+
+    auto s = db.session();
+    auto applied = TRY(applied_versions(s));
+    for (int v : applied)
+        if (!known.count(v))
+            return make_error(ErrorCode::StoreFailed, "the database has schema version " + std::to_string(v) +
+                                                          ", newer than this kilnd knows (" + std::to_string(newest) +
+                                                          "): it was written by a newer kilnd");
+    nlohmann::json ran = nlohmann::json::array();
+    for (const auto& m : all) {
+        if (applied.count(m.version)) continue;
+        auto st = s.transaction([&]() -> Status {
+            TRY(s.exec(m.sql));
+            auto row = TRY(s.prepare("INSERT INTO schema_version(version, applied_at_ms) VALUES (?, ?)"));
+            return row.bind(1, int64_t(m.version)).bind(2, now_unix_ms()).run();
+        });
+        if (!st.ok())
+            return make_error(ErrorCode::StoreFailed, "migration " + std::to_string(m.version) + ": " + st.error().message);
+        ran.push_back(m.version);
+    }
+    if (!ran.empty()) log::info("store: migrations applied", {{"versions", ran}});
+    return ok_status();
+}
+
+}  // namespace kiln

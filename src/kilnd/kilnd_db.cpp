@@ -1,0 +1,20 @@
+// kilnd.db's modules, put together (see kilnd_db.h).
+#include "kilnd/kilnd_db.h"
+
+#include "ci/github/delivery_log.h"
+#include "ci/jobs/job_store.h"
+#include "daemon/store/migrations.h"
+
+namespace kiln::daemon {
+
+std::vector<Migrations> kilnd_migrations() {
+    return {migrations(), ci::job_migrations(), ci::github::delivery_migrations()};
+}
+
+Result<std::shared_ptr<SqliteDb>> open_kilnd_db(const std::string& path) {
+    auto db = TRY(SqliteDb::open(path));
+    TRY(run_migrations(*db, kilnd_migrations()));
+    return db;
+}
+
+}  // namespace kiln::daemon
