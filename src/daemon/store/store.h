@@ -46,9 +46,12 @@ public:
 
     virtual Status insert_sandbox(const SandboxRecord& record) = 0;
     virtual Status update_sandbox(const SandboxRecord& record) = 0;  // every field, by id
+    // A record that cannot be read (a state this kilnd does not know) is an error naming it.
     virtual Result<std::optional<SandboxRecord>> get_sandbox(const std::string& id) = 0;
-    // Newest first. live_only: creating and running only. owner 0: every owner.
+    // Newest first. live_only: creating and running only. owner 0: every owner. Records that
+    // cannot be read are logged and left out (the others stay usable).
     virtual Result<std::vector<SandboxRecord>> list_sandboxes(int64_t owner_token_id, bool live_only) = 0;
+    // Every known state, zero included; rows in a state this kilnd does not know are logged, not counted.
     virtual Result<std::map<std::string, int64_t>> count_sandboxes_by_state() = 0;
 
     virtual Status insert_snapshot(const SnapshotRecord& record) = 0;
@@ -56,7 +59,8 @@ public:
     virtual Result<std::vector<SnapshotRecord>> list_snapshots(int64_t owner_token_id) = 0;  // 0: all; newest first
     virtual Status delete_snapshot(const std::string& id) = 0;
 
-    // Checkpoints the WAL and closes; later calls fail. Idempotent.
+    // Checkpoints the WAL and closes; later calls fail. Idempotent. In kilnd the connection is
+    // shared with CI's stores (src/kilnd/kilnd_db.h), so this comes last, once they are done.
     virtual void close() = 0;
 };
 
