@@ -24,6 +24,7 @@
 #include "vm/accel.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
+#include "vm/spare_pool.h"
 
 using namespace kiln;
 using namespace kiln::bench;
@@ -161,7 +162,8 @@ int main(int argc, char** argv) {
     // Interleaved, so all three see the same machine load. kilnd restores built-in templates with
     // a spare QEMU started ahead (keep_spare), so the like-for-like baseline is the library restore
     // with a spare; the plain library restore (QEMU started per restore) is shown beside it.
-    vm::prepare_spare(snapshot);
+    vm::SparePool spares;
+    spares.prepare(snapshot);
     std::vector<double> api, library_spare, library_plain;
     for (int i = 0; i < creates; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(150));  // let kilnd's spare refill finish
@@ -173,19 +175,19 @@ int main(int argc, char** argv) {
         std::this_thread::sleep_for(std::chrono::milliseconds(150));
         vm::RestoreRequest req;
         req.snapshot_dir = snapshot;
-        req.keep_spare = true;
+        req.spares = &spares;
         start = Clock::now();
         auto v = must(vm::restore_snapshot(req), "library restore with a spare");
         library_spare.push_back(ms_since(start));
         v->destroy();
 
-        req.keep_spare = false;
+        req.spares = nullptr;
         start = Clock::now();
         auto p = must(vm::restore_snapshot(req), "library restore");
         library_plain.push_back(ms_since(start));
         p->destroy();
     }
-    vm::discard_spares();
+    spares.discard();
     auto a = bench::summarize(api);
     auto l = bench::summarize(library_spare);
     bench::print_row("API create (POST until 201, exec-ready)", a, "ms", accel);

@@ -17,6 +17,7 @@
 #include "stats.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
+#include "vm/spare_pool.h"
 
 using namespace kiln;
 using namespace kiln::bench;
@@ -71,9 +72,10 @@ int main() {
 
     std::printf("# kiln snapshot_bench: 256 MiB guest, 1 vCPU, image tiny, accel=%s\n", accel.c_str());
     std::string snap = make_snapshot(root, 256);
+    SparePool spares;  // the spare QEMUs, as kilnd keeps one per built-in template
 
     // Our restore (MAP_PRIVATE memory file, device state only, identity renewed = exec-ready), with
-    // a QEMU started per restore and with a spare QEMU started ahead (keep_spare), and the two
+    // a QEMU started per restore and with a spare QEMU started ahead (from the pool), and the two
     // baselines, interleaved round by round: the host is shared, and a baseline measured minutes
     // apart from what it is compared with measures the neighbours' load as much as Kiln.
     struct RestoreRun {
@@ -81,10 +83,10 @@ int main() {
         int spares_used = 0;
     };
     RestoreRun cold, warm;
-    auto restore_once = [&](bool keep_spare, bool record, RestoreRun& run) {
+    auto restore_once = [&](bool with_spare, bool record, RestoreRun& run) {
         RestoreRequest req;
         req.snapshot_dir = snap;
-        req.keep_spare = keep_spare;
+        if (with_spare) req.spares = &spares;
         RestoreTimings t;
         auto start = Clock::now();
         auto vm = must(restore_snapshot(req, &t), "restore");
@@ -103,11 +105,11 @@ int main() {
         run.second_exec.push_back(second);
         run.spares_used += t.spare;
     };
-    // The next spare starts in the background after a keep_spare restore: let it finish before the
-    // next figure is taken, so that its start-up is not counted against whatever runs beside it.
-    auto wait_for_spare = [] {
+    // The next spare starts in the background after a restore with the pool: let it finish before
+    // the next figure is taken, so that its start-up is not counted against whatever runs beside it.
+    auto wait_for_spare = [&] {
         auto deadline = Clock::now() + std::chrono::seconds(10);
-        while (spare_pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        while (spares.pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     };
 
     // Baseline: QEMU's plain restore, the whole RAM from a migration stream.
@@ -168,12 +170,12 @@ int main() {
         vm.reset();
         plain_boot();
     }
-    discard_spares(snap);
+    spares.discard(snap);
     ::unlink(full_stream.c_str());
     std::vector<double>& restore_ms = cold.ready;
 
     // Fork of a running (restored) VM, alternating a child QEMU started per fork with the snapshot's
-    // spare (use_spare, as kilnd does with keep_spare), waiting for the next spare before each fork.
+    // spare (ForkRequest::spares, as kilnd does with keep_spare), waiting for the next spare before each fork.
     struct ForkRun {
         std::vector<double> ready, paused, started, loaded;
         int spares_used = 0;
@@ -183,12 +185,12 @@ int main() {
         RestoreRequest req;
         req.snapshot_dir = snap;
         auto parent = must(restore_snapshot(req), "restore parent");
-        prepare_spare(snap);
+        spares.prepare(snap);
         for (int i = 0; i < 2 * forks; ++i) {
             bool use_spare = i % 2 == 1;
             wait_for_spare();  // also before a fork without: the spare's start-up must not run beside it
             ForkRequest fork_request;
-            fork_request.use_spare = use_spare;
+            if (use_spare) fork_request.spares = &spares;
             ForkTimings t;
             auto child = must(fork_vm(*parent, fork_request, &t), "fork");
             ForkRun& run = use_spare ? spare_fork : plain_fork;
@@ -198,7 +200,7 @@ int main() {
             run.loaded.push_back(static_cast<double>(t.child_loaded_ms));
             run.spares_used += t.spare;
         }
-        discard_spares(snap);
+        spares.discard(snap);
     }
 
     auto restore = bench::summarize(restore_ms);
@@ -248,7 +250,7 @@ int main() {
             if (from_snapshot) {
                 RestoreRequest req;
                 req.snapshot_dir = big;
-                req.keep_spare = true;  // as the restores above: the spare waiting counts too
+                req.spares = &spares;  // as the restores above: the spare waiting counts too
                 vms.push_back(must(restore_snapshot(req), "restore clone"));
             } else {
                 BootOptions options;
@@ -260,8 +262,8 @@ int main() {
         double total = 0;
         for (auto& vm : vms) total += pss_kib(vm->pid());
         if (from_snapshot) {
-            for (pid_t pid : spare_pids()) spare_total += pss_kib(pid) / 1024.0;
-            discard_spares(big);
+            for (pid_t pid : spares.pids()) spare_total += pss_kib(pid) / 1024.0;
+            spares.discard(big);
         }
         return total / 1024.0;
     };

@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "base/clock.h"
@@ -26,6 +27,7 @@
 #include "kilnd/kilnd_db.h"
 #include "kilnd/metrics.h"
 #include "vm/accel.h"
+#include "vm/spare_pool.h"
 
 #ifndef KILN_VERSION
 #define KILN_VERSION "dev"
@@ -113,9 +115,14 @@ int run_serve(const CommandContext& ctx) {
     if (config->network_pool != net::NetworkConfig{}.pool)
         network_config.host_table = "kiln_" + sha256_hex(config->network_pool).substr(0, 8);
     net::LazyNetworkManager networks(network_config);
-    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, config->keep_spare, &networks);
+    // Spare QEMUs (keep_spare): the bakes start them, restores and forks take them. Declared before
+    // the baker and the service, so it is destroyed after them, killing any spare still waiting.
+    std::optional<vm::SparePool> spare_pool;
+    if (config->keep_spare) spare_pool.emplace();
+    vm::SparePool* spares = spare_pool ? &*spare_pool : nullptr;
+    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, spares, &networks);
     ServiceConfig service_config{config->data_dir, config->max_sandboxes, config->max_memory_mib,
-                                 config->max_ttl_seconds, config->default_ttl_seconds, config->keep_spare,
+                                 config->max_ttl_seconds, config->default_ttl_seconds, spares,
                                  &networks, config->network_default};
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };

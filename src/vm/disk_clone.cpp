@@ -127,4 +127,24 @@ Result<bool> can_reflink(const std::string& dir) {
     return result;
 }
 
+bool try_reflink(const std::string& src, const std::string& dst) {
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) return false;
+    UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!out) return false;
+    if (::ioctl(out.get(), FICLONE, in.get()) == 0) return true;
+    out.reset();
+    ::unlink(dst.c_str());
+    return false;
+}
+
+Status reclone_file(const std::string& src, const std::string& dst) {
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) return errno_error("open " + src);
+    UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CLOEXEC));
+    if (!out) return errno_error("open " + dst);
+    if (::ioctl(out.get(), FICLONE, in.get()) != 0) return errno_error("reflink " + src + " onto " + dst);
+    return ok_status();
+}
+
 }  // namespace kiln::vm

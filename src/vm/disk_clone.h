@@ -17,4 +17,11 @@ Result<CloneMethod> clone_file(const std::string& src, const std::string& dst);
 // Whether files in `dir` can be reflinked (probes with two small temporary files).
 Result<bool> can_reflink(const std::string& dir);
 
+// Creates `dst` as a reflink of `src`; false (and no dst) where reflinks do not work.
+bool try_reflink(const std::string& src, const std::string& dst);
+
+// Replaces the content of the existing file `dst` with a reflink of `src`, keeping dst's inode, so a
+// QEMU that has `dst` open sees the new content.
+Status reclone_file(const std::string& src, const std::string& dst);
+
 }  // namespace kiln::vm

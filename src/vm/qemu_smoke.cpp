@@ -32,11 +32,8 @@ Result<QemuSmokeResult> qemu_smoke_test(const std::string& scratch_dir) {
             return std::nullopt;
         }));
         r.qmp_ready_ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
-        auto version = TRY(qmp->execute("query-version"));
-        auto q = version.value("qemu", nlohmann::json::object());
-        r.version = std::to_string(q.value("major", 0)) + "." + std::to_string(q.value("minor", 0)) + "." +
-                    std::to_string(q.value("micro", 0));
-        (void)qmp->execute("quit");
+        r.version = TRY(qmp->query_version()).to_string();
+        (void)qmp->quit();
         if (!qemu->wait_for(Millis(5000))) qemu->kill_and_reap();
         return r;
     };

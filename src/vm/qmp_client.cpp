@@ -1,4 +1,4 @@
-// QMP: greeting, qmp_capabilities, id-routed commands and an event store, over one reader thread.
+// QMP: greeting, qmp_capabilities, typed commands routed by id, and an event store, over one reader thread.
 #include "vm/qmp_client.h"
 
 #include <poll.h>
@@ -152,10 +152,6 @@ void QmpClient::handle_line(const std::string& line) {
     m_cv.notify_all();
 }
 
-Result<json> QmpClient::execute(const std::string& command, const json& arguments, Millis timeout) {
-    return execute_with_fd(command, arguments, -1, timeout);
-}
-
 namespace {
 
 // Sends one command line with `fd` attached as SCM_RIGHTS (QMP's getfd/add-fd take fds this way).
@@ -183,7 +179,7 @@ Status send_line_with_fd(int sock, const std::string& line, int fd) {
 
 }  // namespace
 
-Result<json> QmpClient::execute_with_fd(const std::string& command, const json& arguments, int fd, Millis timeout) {
+Result<json> QmpClient::execute(const std::string& command, const json& arguments, Millis timeout, int fd) {
     auto deadline = Clock::now() + timeout;
     auto pending = std::make_shared<Pending>();
     uint64_t id;
@@ -213,6 +209,57 @@ Result<json> QmpClient::execute_with_fd(const std::string& command, const json& 
         return make_error(ErrorCode::Timeout, "QMP " + command + " got no reply within " + std::to_string(timeout.count()) + " ms");
     }
     return pending->result;
+}
+
+Status QmpClient::run(const std::string& command, const json& arguments, Millis timeout, int fd) {
+    auto r = execute(command, arguments, timeout, fd);
+    if (!r.ok()) return std::move(r).error();
+    return ok_status();
+}
+
+Status QmpClient::stop(Millis timeout) { return run("stop", json::object(), timeout); }
+
+Status QmpClient::cont(Millis timeout) { return run("cont", json::object(), timeout); }
+
+Status QmpClient::quit(Millis timeout) { return run("quit", json::object(), timeout); }
+
+Result<QmpRunState> QmpClient::query_status(Millis timeout) {
+    json reply = TRY(execute("query-status", json::object(), timeout));
+    return QmpRunState{reply.value("status", ""), reply.value("running", false)};
+}
+
+Result<QemuVersion> QmpClient::query_version(Millis timeout) {
+    json reply = TRY(execute("query-version", json::object(), timeout));
+    json qemu = reply.value("qemu", json::object());
+    return QemuVersion{qemu.value("major", 0), qemu.value("minor", 0), qemu.value("micro", 0)};
+}
+
+Status QmpClient::migrate_set_capabilities(const MigrationCapabilities& capabilities, Millis timeout) {
+    json list = json::array({json{{"capability", "x-ignore-shared"}, {"state", capabilities.ignore_shared}},
+                             json{{"capability", "events"}, {"state", capabilities.events}}});
+    return run("migrate-set-capabilities", json{{"capabilities", list}}, timeout);
+}
+
+Status QmpClient::migrate_set_parameters(const MigrationParameters& parameters, Millis timeout) {
+    return run("migrate-set-parameters",
+               json{{"max-bandwidth", parameters.max_bandwidth}, {"downtime-limit", parameters.downtime_limit_ms}}, timeout);
+}
+
+Status QmpClient::getfd(const std::string& name, int fd, Millis timeout) {
+    return run("getfd", json{{"fdname", name}}, timeout, fd);
+}
+
+Status QmpClient::migrate(const std::string& uri, Millis timeout) { return run("migrate", json{{"uri", uri}}, timeout); }
+
+Status QmpClient::migrate_incoming(const std::string& uri, Millis timeout) {
+    return run("migrate-incoming", json{{"uri", uri}}, timeout);
+}
+
+Status QmpClient::migrate_cancel(Millis timeout) { return run("migrate_cancel", json::object(), timeout); }
+
+Result<MigrationInfo> QmpClient::query_migrate(Millis timeout) {
+    json reply = TRY(execute("query-migrate", json::object(), timeout));
+    return MigrationInfo{reply.value("status", ""), reply.value("error-desc", ""), reply.dump()};
 }
 
 Result<json> QmpClient::wait_event(const std::string& name, Millis timeout) {

@@ -1,20 +1,21 @@
 // Snapshot, restore and fork of running VMs. Restores map the snapshot's memory file
 // copy-on-write (MAP_PRIVATE) and load only device state; disks are reflink clones.
 // See docs/snapshots.md for the measured trade-offs and docs/snapshot-format.md for the files.
+// take_snapshot is in snapshot.cpp, restore_snapshot in restore.cpp, fork_vm in fork.cpp; a VM
+// that was not booted snapshottable is snapshotted through snapshot_any_vm (snapshot_any.h).
 #pragma once
-
-#include <sys/types.h>
 
 #include <memory>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "base/result.h"
 #include "vm/snapshot_manifest.h"
 #include "vm/vm.h"
 
 namespace kiln::vm {
+
+class SparePool;
 
 struct SnapshotTimings {
     int64_t freeze_ms = 0;   // agent synced the guest and refused new work
@@ -43,7 +44,7 @@ struct RestoreTimings {
     int64_t launched_ms = 0;    // QEMU up, QMP/console/agent connected
     int64_t loaded_ms = 0;      // device state loaded, vCPUs running
     int64_t ready_ms = 0;       // identity renewed: exec works
-    bool spare = false;         // a QEMU started ahead for this snapshot was used (steps 2-3 done)
+    bool spare = false;         // a spare QEMU started ahead for this snapshot was used (steps 2-3 done)
 };
 
 struct RestoreRequest {
@@ -52,10 +53,10 @@ struct RestoreRequest {
     std::string hostname;  // empty: kiln-<id>
     VerifyLevel verify = VerifyLevel::Sizes;
     Millis timeout{30000};
-    // Use the spare QEMU started ahead for this snapshot, if there is one (only with an empty id:
-    // a spare comes with its own), and start the next one in the background once this VM is
-    // ready. See prepare_spare().
-    bool keep_spare = false;
+    // With a pool: take its spare QEMU for this snapshot, if there is one (only with an empty id: a
+    // spare comes with its own), and have it start the next one in the background once this VM is
+    // ready. Null: QEMU is started for this restore. See SparePool (spare_pool.h).
+    SparePool* spares = nullptr;
     // The NIC, required when the snapshot was taken with one and refused otherwise (the device
     // set must match the saved state). A restore with a NIC never uses a spare: the tap fd must
     // be there when QEMU starts.
@@ -64,23 +65,11 @@ struct RestoreRequest {
 
 // 1. manifest verified and checked against this host (nothing starts if it fails) 2. disk cloned
 // 3. QEMU started with the memory file mapped share=off and -incoming defer (2-3: or a spare
-// taken, with keep_spare) 4. device state loaded
-// 5. identity renewed (entropy, clock, id, hostname; no ARP flush: Kiln VMs have no NIC) before
-// anything else reaches the agent.
+// taken from request.spares) 4. device state loaded
+// 5. identity renewed (entropy, clock, id, hostname; no ARP flush: a Kiln VM has no NIC, or one
+// whose neighbour has the same fixed MAC and address in every sandbox, see Vm::renew_identity)
+// before anything else reaches the agent.
 Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, RestoreTimings* timings = nullptr);
-
-// A spare is a QEMU started ahead for one snapshot: its run dir, its reflink of the disk, the
-// memory file mapped copy-on-write, QMP/console/agent connected, the state file's fd passed and
-// -incoming defer. It holds no guest state (no vCPU ran, no guest page was touched); it costs one
-// idle QEMU process (~16 MiB PSS measured beside 5 clones: count it in density figures, see
-// spare_pids()). A restore with keep_spare takes it and skips QEMU's start-up (~40 ms under
-// TCG); the restore still verifies the snapshot, and a spare whose snapshot files changed is
-// dropped. At most one spare per snapshot directory, started by one background thread.
-void prepare_spare(const std::string& snapshot_dir);
-// Stops the spares of `snapshot_dir` (all spares if empty). Done for all at process exit.
-void discard_spares(const std::string& snapshot_dir = {});
-// The QEMU pids of the spares waiting now.
-std::vector<pid_t> spare_pids();
 
 struct ForkTimings {
     int64_t parent_paused_ms = 0;
@@ -96,10 +85,10 @@ struct ForkRequest {
     std::optional<NetDevice> net;  // the child's own NIC: required exactly when the parent has one
     Millis timeout{30000};
     // A parent restored from a snapshot (or forked from one that was) has the snapshot's memory
-    // file and shape: its child can be that snapshot's spare (see prepare_spare), which skips
-    // QEMU's start-up, and the next spare is then started in the background. Only with an empty id
-    // and no NIC, as for restores.
-    bool use_spare = false;
+    // file and shape: with a pool, its child can be that snapshot's spare, which skips QEMU's
+    // start-up, and the pool then starts the next spare in the background. Only with an empty id
+    // and no NIC, as for restores. Null: the child's QEMU is started for this fork.
+    SparePool* spares = nullptr;
 };
 
 // Forks a running VM: the parent pauses while its device state and RAM are streamed out and its
@@ -109,8 +98,9 @@ struct ForkRequest {
 // copy-on-write.
 Result<std::unique_ptr<Vm>> fork_vm(Vm& parent, const ForkRequest& request, ForkTimings* timings = nullptr);
 
-// QEMU's plain path, kept as the baseline the benchmarks compare against (fork streams instead): the
-// whole RAM in the migration stream. write_full_state leaves the VM stopped.
+// QEMU's plain path, the whole RAM in the migration stream: the baseline the benchmarks compare
+// against (fork streams instead), and how snapshot_any_vm carries a VM into its helper.
+// write_full_state freezes the agent and leaves the VM stopped.
 Status write_full_state(Vm& vm, const std::string& path, Millis timeout = Millis(60000));
 // Starts a VM shaped like `shape` (vcpus, memory, kernel, disk in the new run dir) from such a
 // stream; the run dir $DATA/vms/<id> must exist and hold the disk.

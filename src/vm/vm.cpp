@@ -15,6 +15,7 @@
 #include "base/random.h"
 #include "vm/guest_artifacts.h"
 #include "vm/qemu_version.h"
+#include "vm/qmp_client.h"
 
 namespace kiln::vm {
 namespace {
@@ -168,7 +169,7 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
 
     // 5. Run the guest.
     auto deadline = Clock::now() + options.boot_timeout;
-    if (auto r = vm->m_qmp->execute("cont"); !r.ok())
+    if (auto r = vm->m_qmp->cont(); !r.ok())
         return make_error(ErrorCode::BootFailed, "QMP cont: " + vm->gone_error().message);
 
     // 6. The agent answers once the guest is up.
@@ -181,6 +182,10 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     vm->m_timings.ready_ms = since_ms(start);
     return vm;
 }
+
+Vm::Vm(VmConfig config, std::string id, bool keep_run_dir)
+    : m_config(std::move(config)), m_id(std::move(id)), m_paths(RunPaths::in(m_config.run_dir)),
+      m_keep_run_dir(keep_run_dir) {}
 
 Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string& id, bool keep_run_dir,
                                        bool die_with_owner_thread) {
@@ -329,6 +334,10 @@ Error Vm::gone_error() {
                                      ") is still running");
 }
 
+bool Vm::qemu_alive() {
+    return m_qmp && m_qmp->connected() && m_qemu && !m_qemu->wait_for(Millis(0));
+}
+
 std::optional<ExitStatus> Vm::wait_exit(Millis timeout) {
     if (!m_qemu) return std::nullopt;
     return m_qemu->wait_for(timeout);
@@ -341,7 +350,7 @@ ShutdownMethod Vm::shutdown(Millis timeout) {
     // The guest may reboot before its reply leaves: only QEMU's exit tells.
     if (m_agent) (void)m_agent->shutdown(Millis(std::max(1, remaining_ms(deadline) * 2 / 3)));
     if (m_qemu->wait_for(Millis(remaining_ms(deadline) * 2 / 3))) return ShutdownMethod::Agent;
-    if (m_qmp) (void)m_qmp->execute("quit", proto::json::object(), Millis(std::max(1, remaining_ms(deadline))));
+    if (m_qmp) (void)m_qmp->quit(Millis(std::max(1, remaining_ms(deadline))));
     if (m_qemu->wait_for(Millis(remaining_ms(deadline)))) return ShutdownMethod::QmpQuit;
     m_qemu->kill_and_reap();
     return ShutdownMethod::Kill;

@@ -19,9 +19,11 @@
 #include "vm/console_log.h"
 #include "vm/disk_clone.h"
 #include "vm/qemu_command.h"
-#include "vm/qmp_client.h"
 
 namespace kiln::vm {
+
+class QmpClient;
+class VmMigration;
 
 // KILN_GUEST_ASLR=1: keep address-space randomisation in guests under TCG (off by default there,
 // see Vm::boot; boot-time, so templates are baked with or without it: it is in their key).
@@ -97,7 +99,6 @@ public:
     Vm& operator=(const Vm&) = delete;
 
     AgentClient& agent() { return *m_agent; }
-    QmpClient& qmp() { return *m_qmp; }
     pid_t pid() const { return m_qemu ? m_qemu->pid() : -1; }
     const std::string& id() const { return m_id; }
     const std::string& run_dir() const { return m_paths.dir; }
@@ -110,6 +111,9 @@ public:
     // Sends the agent fresh host entropy, the wall clock, the VM id and hostname. Exec and files
     // work only after this, after every boot, restore and fork.
     Status renew_identity();
+
+    // QEMU has not exited and its QMP connection is open.
+    bool qemu_alive();
 
     // Waits for QEMU to exit on its own.
     std::optional<ExitStatus> wait_exit(Millis timeout);
@@ -127,9 +131,12 @@ public:
     Error gone_error();
 
 private:
-    Vm(VmConfig config, std::string id, bool keep_run_dir)
-        : m_config(std::move(config)), m_id(std::move(id)), m_paths(RunPaths::in(m_config.run_dir)),
-          m_keep_run_dir(keep_run_dir) {}
+    // QMP is the VM layer's own: Vm drives the run state (boot's cont, shutdown's quit) and
+    // VmMigration (vm_migration.h) everything snapshot, restore and fork do through it.
+    friend class VmMigration;
+    QmpClient& qmp() { return *m_qmp; }
+
+    Vm(VmConfig config, std::string id, bool keep_run_dir);  // out of line: QmpClient is incomplete here
     Status wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel);
     std::optional<Error> qemu_exit_error();
     void on_guest_panic(const PanicReport& report);

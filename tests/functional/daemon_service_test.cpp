@@ -18,6 +18,7 @@
 #include "daemon/store/sqlite_store.h"
 #include "daemon/templates/template_baker.h"
 #include "vm/snapshot.h"
+#include "vm/spare_pool.h"
 #include "vm_test_env.h"
 
 using namespace kiln;
@@ -52,11 +53,12 @@ protected:
         s_dir = ::mkdtemp(tmpl);
         s_data = prepare_data_dir(s_dir).value();  // sets KILN_DATA_DIR for the VM layer
         s_store = SqliteStore::open(s_data + "/kilnd.db").value().release();
-        s_baker = new TemplateBaker(s_data + "/templates", vm::AccelMode::Auto, /*keep_spare=*/true);
+        s_spares = new vm::SparePool;
+        s_baker = new TemplateBaker(s_data + "/templates", vm::AccelMode::Auto, s_spares);
     }
     static void TearDownTestSuite() {
         delete s_baker;
-        vm::discard_spares();
+        delete s_spares;  // kills the spares' QEMUs
         if (s_store) s_store->close();
         delete s_store;
         if (!s_dir.empty()) (void)remove_tree(s_dir);
@@ -75,7 +77,7 @@ protected:
         c.max_memory_mib = max_memory_mib;
         c.max_ttl_seconds = 3600;
         c.default_ttl_seconds = 600;
-        c.keep_spare = std::getenv("KILN_TEST_NO_SPARE") == nullptr;  // set it to measure restores without spares
+        c.spares = std::getenv("KILN_TEST_NO_SPARE") ? nullptr : s_spares;  // set it to measure restores without spares
         m_service = std::make_unique<LocalSandboxService>(c, *s_store, *s_baker);
     }
     std::string sh(const std::string& id, const std::string& cmd) {
@@ -95,6 +97,7 @@ protected:
 
     static inline std::string s_dir, s_data, s_old_data_dir;
     static inline SqliteStore* s_store = nullptr;
+    static inline vm::SparePool* s_spares = nullptr;
     static inline TemplateBaker* s_baker = nullptr;
     static inline int s_tokens = 0;
     Caller m_alice, m_bob;

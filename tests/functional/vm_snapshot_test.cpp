@@ -16,6 +16,7 @@
 #include "base/random.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
+#include "vm/spare_pool.h"
 #include "vm_test_env.h"
 
 using namespace kiln;
@@ -79,11 +80,11 @@ std::string copy_snapshot(const std::string& src) {
     return dst;
 }
 
-// The number of spares waiting, once one is there or 30 s have passed.
-size_t wait_for_spare() {
+// The number of spares waiting in `pool`, once one is there or 30 s have passed.
+size_t wait_for_spare(SparePool& pool) {
     auto deadline = Clock::now() + std::chrono::seconds(30);
-    while (spare_pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    return spare_pids().size();
+    while (pool.pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return pool.pids().size();
 }
 
 class SnapshotTest : public ::testing::Test {
@@ -94,6 +95,8 @@ protected:
     }
     const std::string& dir() { return SnapshotEnv::get().dir(); }
 
+    SparePool m_spares;  // each test's own; its spares' QEMUs are killed when the test ends
+
     // Forks a restored parent with `request` and checks that the child starts from the parent's state
     // (tmpfs and disk as of the fork), then diverges from it and outlives it.
     void fork_and_check_divergence(const ForkRequest& request, bool expect_spare) {
@@ -102,8 +105,8 @@ protected:
         auto parent = restore_snapshot(req);
         ASSERT_TRUE(parent.ok()) << parent.error().to_string();
         if (expect_spare) {
-            prepare_spare(dir());
-            ASSERT_EQ(wait_for_spare(), 1u);
+            m_spares.prepare(dir());
+            ASSERT_EQ(wait_for_spare(m_spares), 1u);
         }
         sh(**parent, "echo before-fork > /tmp/f.txt; echo disk-before-fork > /root/f.txt");
         ForkTimings t;
@@ -124,8 +127,8 @@ protected:
         EXPECT_NE(sh(**parent, "head -c 32 /dev/urandom | od -An -tx1"), sh(**child, "head -c 32 /dev/urandom | od -An -tx1"));
         if (expect_spare) {
             EXPECT_EQ(trim(sh(**child, "hostname")), "kiln-" + (*child)->id());  // the spare's id
-            EXPECT_EQ(wait_for_spare(), 1u);  // the next spare, started after the child was ready
-            discard_spares(dir());
+            EXPECT_EQ(wait_for_spare(m_spares), 1u);  // the next spare, started after the child was ready
+            m_spares.discard(dir());
         }
         parent->reset();
         EXPECT_EQ(trim(sh(**child, "cat /tmp/f.txt; echo ok >> /tmp/f.txt; tail -1 /tmp/f.txt")), "child\nok");
@@ -199,25 +202,25 @@ TEST_F(SnapshotTest, TwentyConcurrentClonesHaveTheirOwnIdentityClockAndDisk) {
 
 TEST_F(SnapshotTest, ForkedChildDivergesAndOutlivesItsParent) { fork_and_check_divergence(ForkRequest{}, false); }
 
-// use_spare: the child is the spare QEMU started ahead for the parent's snapshot; its disk is still
-// the parent's as of the fork, recloned onto the spare's once the parent stopped.
+// With a spare pool, the child is the spare QEMU started ahead for the parent's snapshot; its disk is
+// still the parent's as of the fork, recloned onto the spare's once the parent stopped.
 TEST_F(SnapshotTest, ForkTakesTheParentSnapshotsSpare) {
     ForkRequest request;
-    request.use_spare = true;
+    request.spares = &m_spares;
     fork_and_check_divergence(request, true);
 }
 
-// keep_spare: the next restore of the snapshot takes a QEMU started ahead, under its own id; a
-// spare whose snapshot files changed since it started is not used; discard stops them all.
+// With a spare pool, the next restore of the snapshot takes a QEMU started ahead, under its own id;
+// a spare whose snapshot files changed since it started is not used; discard stops them all.
 TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
     RestoreRequest req;
     req.snapshot_dir = dir();
-    req.keep_spare = true;
+    req.spares = &m_spares;
     RestoreTimings first_t;
     auto first = restore_snapshot(req, &first_t);
     ASSERT_TRUE(first.ok()) << first.error().to_string();
     EXPECT_FALSE(first_t.spare);
-    ASSERT_EQ(wait_for_spare(), 1u);
+    ASSERT_EQ(wait_for_spare(m_spares), 1u);
 
     // A restore that names its id does not take the spare (the spare has its own id).
     req.id = "named-" + random_hex(4).value();
@@ -227,7 +230,7 @@ TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
     EXPECT_FALSE(named_t.spare);
     EXPECT_EQ((*named)->id(), req.id);
     named->reset();
-    EXPECT_EQ(spare_pids().size(), 1u);
+    EXPECT_EQ(m_spares.pids().size(), 1u);
 
     req.id.clear();
     RestoreTimings second_t;
@@ -242,7 +245,7 @@ TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
     EXPECT_EQ(trim(sh(**first, "cat /root/d.txt")), "disk-content");
 
     // A spare started before a snapshot file changed is dropped, and the restore starts its own QEMU.
-    ASSERT_EQ(wait_for_spare(), 1u);
+    ASSERT_EQ(wait_for_spare(m_spares), 1u);
     std::string state = dir() + "/" + kStateFileName;
     ASSERT_EQ(::utimensat(AT_FDCWD, state.c_str(), nullptr, 0), 0);
     RestoreTimings third_t;
@@ -251,8 +254,8 @@ TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
     EXPECT_FALSE(third_t.spare);
     EXPECT_EQ(trim(sh(**third, "cat /tmp/t.txt")), "tmpfs-content");
 
-    discard_spares(dir());
-    EXPECT_TRUE(spare_pids().empty());
+    m_spares.discard(dir());
+    EXPECT_TRUE(m_spares.pids().empty());
 }
 
 // The agent looks up every command on its PATH before the snapshot (cache_path_lookups): a clone

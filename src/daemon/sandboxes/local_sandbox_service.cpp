@@ -13,8 +13,8 @@
 #include "base/json_log.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/sandbox_state.h"
-#include "daemon/sandboxes/vm_snapshot.h"
 #include "vm/snapshot.h"
+#include "vm/snapshot_any.h"
 #include "vm/snapshot_manifest.h"
 #include "vm/vm.h"
 
@@ -273,7 +273,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     restore.hostname = entry->record.info.id;  // what `hostname` says inside is the API's id
     // Spares only for built-ins: one idle QEMU per user snapshot would cost more than it saves.
     // A restore with a NIC never takes one (the tap must exist when its QEMU starts).
-    restore.keep_spare = m_config.keep_spare && source.builtin && !nic;
+    if (source.builtin && !nic) restore.spares = m_config.spares;
     if (network) restore.net = network->nic();
     vm::RestoreTimings timings;
     auto vm = vm::restore_snapshot(restore, &timings);
@@ -438,7 +438,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
         helper_network = std::move(*made);
         helper_nic = helper_network->nic();
     }
-    auto manifest = snapshot_vm(*box->vm, request, helper_nic);
+    auto manifest = vm::snapshot_any_vm(*box->vm, request, helper_nic);
     helper_network.reset();
     if (!manifest.ok()) return vm_error("snapshot of " + id, manifest.error());
     snap.info.created_at_ms = manifest->created_unix_ms;
@@ -493,7 +493,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     vm::ForkRequest child_request;
     child_request.hostname = entry->record.info.id;
     if (network) child_request.net = network->nic();
-    child_request.use_spare = m_config.keep_spare;  // the spare of the parent's template, if it has one
+    child_request.spares = m_config.spares;  // the spare of the parent's template, if it has one
     vm::ForkTimings timings;
     auto child = vm::fork_vm(*box->vm, child_request, &timings);
     if (!child.ok()) {
@@ -529,7 +529,7 @@ Status LocalSandboxService::remove_snapshot(const Caller& caller, const std::str
     if (!rec.ok() || !*rec) return not_found("snapshot", id);
     // The record goes first: a crash between the two leaves a directory the reconcile removes.
     if (auto st = m_store.delete_snapshot(id); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
-    vm::discard_spares((*rec)->dir);
+    if (m_config.spares) m_config.spares->discard((*rec)->dir);
     (void)remove_tree((*rec)->dir);
     log::info("snapshot deleted", {{"snapshot", id}});
     return ok_status();
@@ -666,7 +666,7 @@ void LocalSandboxService::shutdown(bool destroy_sandboxes) {
         std::lock_guard lock(m_mutex);
         m_live.clear();
     }
-    vm::discard_spares();
+    if (m_config.spares) m_config.spares->discard();
     log::info("sandboxes on shutdown", {{"count", n}, {"action", destroy_sandboxes ? "destroyed" : "kept"}});
 }
 

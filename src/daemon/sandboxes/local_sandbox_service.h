@@ -17,6 +17,7 @@
 #include "daemon/sandboxes/sandbox_service.h"
 #include "daemon/store/store.h"
 #include "daemon/templates/template_baker.h"
+#include "vm/spare_pool.h"
 
 namespace kiln::daemon {
 
@@ -26,7 +27,9 @@ struct ServiceConfig {
     int64_t max_memory_mib = 16384;   // committed by live sandboxes
     int64_t max_ttl_seconds = 86400;
     int64_t default_ttl_seconds = 600;
-    bool keep_spare = true;           // restores of built-in templates use and refill a spare QEMU
+    // Restores of built-in templates and forks take and refill its spare QEMUs (kilnd's keep_spare);
+    // null: every restore and fork starts its own QEMU. Outlives the service.
+    vm::SparePool* spares = nullptr;
     // Networks of sandboxes with a NIC (null: every create that needs one is refused, unavailable).
     net::LazyNetworkManager* networks = nullptr;
     net::NetworkPolicy default_network;  // for creates that give none (mode none unless configured)

@@ -28,9 +28,9 @@ std::string variant_name(const std::string& name, bool nic) { return nic ? name 
 
 }  // namespace
 
-TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare,
+TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, vm::SparePool* spares,
                              net::LazyNetworkManager* networks)
-    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_keep_spare(keep_spare), m_networks(networks) {
+    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_spares(spares), m_networks(networks) {
     m_builtins.push_back(BuiltinTemplate{"tiny", "tiny", 1, 256, true});
     m_builtins.push_back(BuiltinTemplate{"base", "base", 1, 512, false});  // CI jobs (docs/ci.md)
 }
@@ -135,7 +135,7 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
     for (const auto& entry : std::filesystem::directory_iterator(m_templates_dir, ec)) {
         std::string file = entry.path().filename().string();
         if (file.rfind(variant + "-", 0) == 0 && entry.path().string() != dir) {
-            vm::discard_spares(entry.path().string());
+            if (m_spares) m_spares->discard(entry.path().string());
             (void)remove_tree(entry.path().string());
         }
     }
@@ -192,7 +192,7 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
     }
     auto ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
     log::info("template baked", {{"template", variant}, {"dir", dir}, {"ms", ms}});
-    if (m_keep_spare && !nic) vm::prepare_spare(dir);  // restores with a NIC never take a spare
+    if (m_spares && !nic) m_spares->prepare(dir);  // restores with a NIC never take a spare
     return dir;
 }
 
@@ -204,8 +204,8 @@ void TemplateBaker::bake_in_background(const std::string& name) {
         if (!dir.ok()) {
             if (dir.error().code != ErrorCode::Unavailable)
                 log::error("background bake failed", {{"template", name}, {"error", dir.error().to_string()}});
-        } else if (m_keep_spare) {
-            vm::prepare_spare(*dir);  // a bake from an earlier run: start its spare now
+        } else if (m_spares) {
+            m_spares->prepare(*dir);  // a bake from an earlier run: start its spare now
         }
     });
 }
@@ -219,7 +219,7 @@ Status TemplateBaker::drop(const std::string& name) {
     for (const auto& entry : std::filesystem::directory_iterator(m_templates_dir, ec)) {
         std::string file = entry.path().filename().string();
         if (file.rfind(tmpl->name + "-", 0) == 0 || file.rfind(variant_name(tmpl->name, true) + "-", 0) == 0) {
-            vm::discard_spares(entry.path().string());
+            if (m_spares) m_spares->discard(entry.path().string());
             TRY(remove_tree(entry.path().string()));
         }
     }

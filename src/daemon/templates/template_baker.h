@@ -16,6 +16,7 @@
 #include "base/result.h"
 #include "daemon/net/lazy_network_manager.h"
 #include "vm/accel.h"
+#include "vm/spare_pool.h"
 
 namespace kiln::daemon {
 
@@ -35,8 +36,9 @@ struct BuiltinTemplate {
 // Thread-safe. Concurrent ensure() calls for one variant share one bake.
 class TemplateBaker {
 public:
-    // `networks` is needed only by NIC bakes (which fail `unavailable` without it).
-    TemplateBaker(std::string templates_dir, vm::AccelMode accel, bool keep_spare,
+    // `networks` is needed only by NIC bakes (which fail `unavailable` without it). With `spares`,
+    // each NIC-less bake gets a spare QEMU started in that pool (it must outlive the baker).
+    TemplateBaker(std::string templates_dir, vm::AccelMode accel, vm::SparePool* spares,
                   net::LazyNetworkManager* networks = nullptr);
     ~TemplateBaker();  // stop()
 
@@ -72,7 +74,7 @@ private:
 
     const std::string m_templates_dir;
     const vm::AccelMode m_accel;
-    const bool m_keep_spare;
+    vm::SparePool* const m_spares;
     net::LazyNetworkManager* const m_networks;
     std::vector<BuiltinTemplate> m_builtins;
     std::atomic<bool> m_cancel{false};

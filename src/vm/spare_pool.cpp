@@ -1,0 +1,117 @@
+// SparePool: one worker thread starting QEMUs ahead for snapshots, handed out to restores and forks.
+#include "vm/spare_pool.h"
+
+#include <sys/stat.h>
+
+#include "base/random.h"
+#include "vm/clone_launch.h"
+#include "vm/guest_artifacts.h"
+
+namespace kiln::vm {
+
+std::optional<SparePool::FileId> SparePool::file_id(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return FileId{st.st_dev, st.st_ino, st.st_size, int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
+
+SparePool::SnapshotFileIds SparePool::snapshot_file_ids(const std::string& dir) {
+    return {file_id(dir + "/" + kStateFileName), file_id(dir + "/" + kMemoryFileName), file_id(dir + "/" + kDiskFileName)};
+}
+
+std::unique_ptr<Vm> SparePool::take(const std::string& dir, const SnapshotManifest& manifest) {
+    Spare spare;
+    {
+        std::unique_lock lock(m_mutex);
+        m_cv.wait_for(lock, Millis(2000), [&] { return m_starting != dir; });
+        auto it = m_spares.find(dir);
+        if (it == m_spares.end()) return nullptr;
+        spare = std::move(it->second);
+        m_spares.erase(it);
+    }
+    if (spare.manifest_id != manifest.id || snapshot_file_ids(dir) != spare.files || !spare.vm->qemu_alive())
+        return nullptr;  // stale or dead: destroyed here
+    return std::move(spare.vm);
+}
+
+void SparePool::prepare(const std::string& dir) {
+    std::lock_guard lock(m_mutex);
+    if (m_spares.count(dir) || m_starting == dir) return;
+    for (const auto& queued : m_queue)
+        if (queued == dir) return;
+    m_queue.push_back(dir);
+    if (!m_worker.joinable()) m_worker = std::thread([this] { run_worker(); });
+    m_cv.notify_all();
+}
+
+void SparePool::discard(const std::string& dir) {
+    std::vector<Spare> doomed;  // destroyed (QEMU killed, run dir removed) once the lock is released
+    {
+        std::unique_lock lock(m_mutex);
+        std::erase_if(m_queue, [&](const std::string& q) { return dir.empty() || q == dir; });
+        m_cv.wait(lock, [&] { return m_starting.empty() || (!dir.empty() && m_starting != dir); });
+        for (auto it = m_spares.begin(); it != m_spares.end();) {
+            if (dir.empty() || it->first == dir) {
+                doomed.push_back(std::move(it->second));
+                it = m_spares.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+}
+
+std::vector<pid_t> SparePool::pids() {
+    std::lock_guard lock(m_mutex);
+    std::vector<pid_t> out;
+    for (const auto& [dir, spare] : m_spares) out.push_back(spare.vm->pid());
+    return out;
+}
+
+SparePool::~SparePool() {
+    {
+        std::lock_guard lock(m_mutex);
+        m_stop = true;
+        m_queue.clear();
+        m_cv.notify_all();
+    }
+    if (m_worker.joinable()) m_worker.join();
+    m_spares.clear();
+}
+
+void SparePool::run_worker() {
+    std::unique_lock lock(m_mutex);
+    for (;;) {
+        m_cv.wait(lock, [&] { return m_stop || !m_queue.empty(); });
+        if (m_stop) return;
+        std::string dir = std::move(m_queue.front());
+        m_queue.pop_front();
+        m_starting = dir;
+        lock.unlock();
+        auto spare = start(dir);
+        lock.lock();
+        m_starting.clear();
+        if (spare && !m_stop) m_spares[dir] = std::move(*spare);
+        m_cv.notify_all();
+        if (spare && m_stop) {
+            lock.unlock();
+            spare.reset();
+            lock.lock();
+        }
+    }
+}
+
+std::optional<SparePool::Spare> SparePool::start(const std::string& dir) {
+    SnapshotFileIds files = snapshot_file_ids(dir);
+    auto manifest = load_and_verify(dir, VerifyLevel::Sizes);
+    if (!manifest.ok()) return std::nullopt;
+    auto kernel = find_kernel();
+    auto id = random_hex(6);
+    if (!kernel.ok() || !id.ok()) return std::nullopt;
+    auto vm = launch_for_snapshot(dir, *manifest, *kernel, *id);
+    if (!vm.ok()) return std::nullopt;
+    if (snapshot_file_ids(dir) != files) return std::nullopt;  // changed while we started
+    return Spare{std::move(*vm), manifest->id, files};
+}
+
+}  // namespace kiln::vm
