@@ -54,60 +54,62 @@ const char* shutdown_method_name(ShutdownMethod method) {
     return "?";
 }
 
-Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
-    auto start = Clock::now();
-    auto progress = [&](const std::string& line) {
-        if (options.on_progress) options.on_progress(line);
-    };
+namespace {
 
-    // 1. Artifacts and accelerator: everything that can be wrong before anything is created.
+// What boot() settles before it creates anything: QEMU's config (all but the run dir and the
+// disk), the guest as snapshots record it, the image to clone and the accelerator with its reason.
+struct BootPlan {
     VmConfig config;
-    config.vcpus = options.vcpus;
-    config.memory_mib = options.memory_mib;
-    // Boot-time savings on the kernel command line (measured under TCG, see docs/benchmarks.md):
-    // no legacy BSD ptys (pty_init registered 256 of them: ~80-100 ms of a ~1 s boot; /dev/pts
-    // is what everything uses) and one 8250 UART instead of 4 (only ttyS0 exists). The caller's
-    // own arguments come after, so they can override these.
-    config.extra_kernel_args = {"pty.legacy_count=0", "8250.nr_uarts=1"};
-    config.extra_kernel_args.insert(config.extra_kernel_args.end(), options.extra_kernel_args.begin(),
-                                    options.extra_kernel_args.end());
-    config.net = options.net;
     GuestInfo guest;
+    std::string image_path;
+    AccelChoice accel;
+};
+
+// The kernel and the root file system image: the cached ones, or the caller's, checked.
+Status find_kernel_and_image(const BootOptions& options, BootPlan& plan) {
     if (options.kernel_path.empty()) {
         auto kernel = TRY(find_kernel());
-        config.kernel_path = kernel.path;
-        guest.kernel_release = kernel.release;
+        plan.config.kernel_path = kernel.path;
+        plan.guest.kernel_release = kernel.release;
     } else {
         if (!path_exists(options.kernel_path))
             return make_error(ErrorCode::KernelMissing, "no guest kernel at " + options.kernel_path +
-                                                    "; build it with `make images` (or scripts/build-kernel.sh)");
+                                                            "; build it with `make images` (or scripts/build-kernel.sh)");
         TRY(check_kernel_file(options.kernel_path));
-        config.kernel_path = options.kernel_path;
+        plan.config.kernel_path = options.kernel_path;
     }
-    std::string image_path;
     if (options.rootfs_path.empty()) {
         auto image = TRY(find_image(options.image));
-        image_path = image.rootfs;
-        guest.image_name = image.name;
+        plan.image_path = image.rootfs;
+        plan.guest.image_name = image.name;
         if (auto m = read_file(image.manifest, 64 * 1024); m.ok()) {
             auto j = proto::json::parse(*m, nullptr, false);
-            if (j.is_object()) guest.image_key = j.value("key", "");
+            if (j.is_object()) plan.guest.image_key = j.value("key", "");
         }
     } else {
         if (!path_exists(options.rootfs_path))
             return make_error(ErrorCode::ImageMissing, "no root file system image at " + options.rootfs_path);
         TRY(check_ext4_image(options.rootfs_path));
-        image_path = options.rootfs_path;
+        plan.image_path = options.rootfs_path;
     }
-    auto accel = TRY(choose_accel(options.accel));
-    config.accel = accel.accel;
-    if (auto khz = host_tsc_khz(); khz.ok()) config.tsc_khz = *khz;
+    return ok_status();
+}
+
+// The guest kernel's extra arguments: Kiln's boot-time savings, the caller's own arguments after
+// them (so they can override them), then what the accelerator needs.
+std::vector<std::string> boot_kernel_args(const BootOptions& options, Accel accel, uint32_t vcpus) {
+    // Measured under TCG, see docs/benchmarks.md: no legacy BSD ptys (pty_init registered 256 of
+    // them: ~80-100 ms of a ~1 s boot; /dev/pts is what everything uses) and one 8250 UART instead
+    // of 4 (only ttyS0 exists).
+    std::vector<std::string> args = {"pty.legacy_count=0", "8250.nr_uarts=1"};
+    args.insert(args.end(), options.extra_kernel_args.begin(), options.extra_kernel_args.end());
+    if (accel != Accel::Tcg) return args;
     // Under TCG the guest's TSC is the host's (QEMU offsets it while the VM is stopped): steady.
     // Without tsc=reliable the guest's clocksource watchdog checks it against jiffies, which fall
     // behind whenever the vCPU thread waits for a host core; on a loaded host (20 clones restored
     // at once on 2 cores: 13 of 20 did) it marks the TSC unstable, switches to refined-jiffies,
     // and the guest's clock then drifts seconds behind the host's, restored identity or not.
-    if (config.accel == Accel::Tcg) config.extra_kernel_args.push_back("tsc=reliable");
+    args.push_back("tsc=reliable");
     // Two boot-time savings for the usual one-vCPU guest under TCG (measured, docs/benchmarks.md):
     // - noapictimer: the kernel otherwise calibrates the local APIC timer against the PIT for 25
     //   jiffies (100 ms of guest time, 100-250 ms of a boot here); ticks then come from the PIT,
@@ -115,34 +117,50 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     // - noreplace-smp: a kernel that finds one CPU rewrites every lock prefix of its text to a
     //   no-op prefix (~150-250 ms: under TCG each store into translated code invalidates it). With
     //   one vCPU QEMU translates locked instructions as plain ones anyway, so nothing is lost.
-    if (config.accel == Accel::Tcg && config.vcpus == 1 && options.tcg_boot_savings) {
-        config.extra_kernel_args.push_back("noapictimer");
-        config.extra_kernel_args.push_back("noreplace-smp");
+    if (vcpus == 1 && options.tcg_boot_savings) {
+        args.push_back("noapictimer");
+        args.push_back("noreplace-smp");
     }
     // - norandmaps (TCG only): QEMU reuses a translated block only at the same guest virtual
     //   address, so with ASLR every new process translates the dynamic loader, libc and its own
     //   code again. Measured in a `base` VM: `git --version` 60 -> 11-18 ms, `/bin/true` 40 -> 6 ms.
     //   The VM is the isolation boundary (one job, one VM); KILN_GUEST_ASLR=1 keeps ASLR. Under
     //   KVM nothing is translated, so ASLR stays on there. docs/benchmarks.md.
-    if (config.accel == Accel::Tcg && options.tcg_boot_savings && !guest_aslr_requested())
-        config.extra_kernel_args.push_back("norandmaps");
+    if (options.tcg_boot_savings && !guest_aslr_requested()) args.push_back("norandmaps");
+    return args;
+}
+
+// Step 1 of a boot: artifacts, accelerator, kernel command line and QEMU: everything that can be
+// wrong before anything is created.
+Result<BootPlan> plan_boot(const BootOptions& options) {
+    BootPlan plan;
+    VmConfig& config = plan.config;
+    config.vcpus = options.vcpus;
+    config.memory_mib = options.memory_mib;
+    config.net = options.net;
+    TRY(find_kernel_and_image(options, plan));
+    plan.accel = TRY(choose_accel(options.accel));
+    config.accel = plan.accel.accel;
+    if (auto khz = host_tsc_khz(); khz.ok()) config.tsc_khz = *khz;
+    config.extra_kernel_args = boot_kernel_args(options, config.accel, config.vcpus);
     auto qemu = TRY(qemu_info());
     config.qemu_binary = qemu.binary;
     config.sandbox = qemu.sandbox;
     config.start_paused = true;  // connect the console before the guest prints anything
     config.disk_cache = DiskCache::Unsafe;  // a per-VM clone deleted with the VM; see DiskCache
-    progress(std::string("accelerator: ") + accel_name(accel.accel) + " (" + accel.reason + ")");
+    return plan;
+}
 
-    if (options.cancel && *options.cancel) return make_error(ErrorCode::Cancelled, "the boot was cancelled");
-
-    // 2. Run dir and disk.
-    std::string id = options.id.empty() ? TRY(random_hex(6)) : options.id;
+// Step 2 of a boot: the run dir $DATA/vms/<id> and the VM's own clone of the image in it. On
+// failure nothing is left behind (unless keep_run_dir).
+Result<CloneMethod> prepare_run_dir(const BootOptions& options, const std::string& id, BootPlan& plan) {
+    VmConfig& config = plan.config;
     config.run_dir = TRY(run_dir_for(id));
     config.name = "kiln-" + id;
     TRY(make_dirs(vms_dir(), 0711));
     if (::mkdir(config.run_dir.c_str(), 0700) != 0) return errno_error("create run dir " + config.run_dir);
     RunPaths paths = RunPaths::in(config.run_dir);
-    auto cloned = clone_file(image_path, paths.disk);
+    auto cloned = clone_file(plan.image_path, paths.disk);
     if (!cloned.ok()) {
         if (!options.keep_run_dir) (void)remove_tree(config.run_dir);
         return std::move(cloned).error();
@@ -150,20 +168,39 @@ Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
     config.rootfs_path = paths.disk;
     // Snapshottable RAM is a shared file: a snapshot then writes device state only (x-ignore-shared).
     if (options.snapshottable) config.memory_file = MemoryFile{config.run_dir + "/memory", /*share=*/true};
-    guest.hostname = options.hostname.empty() ? "kiln-" + id : options.hostname;
+    plan.guest.hostname = options.hostname.empty() ? "kiln-" + id : options.hostname;
+    return *cloned;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Vm>> Vm::boot(const BootOptions& options) {
+    auto start = Clock::now();
+    auto progress = [&](const std::string& line) {
+        if (options.on_progress) options.on_progress(line);
+    };
+
+    // 1. Artifacts and accelerator.
+    BootPlan plan = TRY(plan_boot(options));
+    progress(std::string("accelerator: ") + accel_name(plan.accel.accel) + " (" + plan.accel.reason + ")");
+    if (options.cancel && *options.cancel) return make_error(ErrorCode::Cancelled, "the boot was cancelled");
+
+    // 2. Run dir and disk.
+    std::string id = options.id.empty() ? TRY(random_hex(6)) : options.id;
+    CloneMethod cloned = TRY(prepare_run_dir(options, id, plan));
     int64_t prepared_ms = since_ms(start);
-    progress("disk: " + std::string(clone_method_name(*cloned)) + " of " + image_path + " (" +
+    progress("disk: " + std::string(clone_method_name(cloned)) + " of " + plan.image_path + " (" +
              std::to_string(prepared_ms) + " ms)");
 
     // 3-4. QEMU, QMP, console, agent. From here on the Vm owns the run dir.
-    auto vm = TRY(launch(config, id, options.keep_run_dir, options.die_with_owner_thread));
-    vm->set_guest(guest);
+    auto vm = TRY(launch(plan.config, id, options.keep_run_dir, options.die_with_owner_thread));
+    vm->set_guest(plan.guest);
     vm->m_timings.prepared_ms = prepared_ms;
     vm->m_timings.spawned_ms += prepared_ms;
     vm->m_timings.qmp_ready_ms += prepared_ms;
-    vm->m_timings.clone_method = *cloned;
-    vm->m_timings.accel = accel.accel;
-    vm->m_timings.accel_reason = accel.reason;
+    vm->m_timings.clone_method = cloned;
+    vm->m_timings.accel = plan.accel.accel;
+    vm->m_timings.accel_reason = plan.accel.reason;
     progress("qemu: pid " + std::to_string(vm->pid()) + ", QMP ready at " + std::to_string(vm->m_timings.qmp_ready_ms) +
              " ms");
 
@@ -196,12 +233,20 @@ Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string
         return std::move(argv).error();
     }
     std::unique_ptr<Vm> vm(new Vm(config, id, keep_run_dir));  // removes the run dir on failure from here
+    TRY(vm->spawn_qemu(*argv, die_with_owner_thread));
+    vm->m_timings.spawned_ms = since_ms(start);
+    TRY(vm->connect_to_qemu());
+    vm->m_timings.qmp_ready_ms = since_ms(start);
+    vm->m_timings.accel = config.accel;
+    return vm;
+}
 
-    UniqueFd log(::open(vm->m_paths.qemu_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
-    if (!log) return errno_error("create " + vm->m_paths.qemu_log);
+Status Vm::spawn_qemu(const std::vector<std::string>& argv, bool die_with_owner_thread) {
+    UniqueFd log(::open(m_paths.qemu_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!log) return errno_error("create " + m_paths.qemu_log);
     SpawnOptions spawn;
-    spawn.argv = *argv;
-    spawn.cwd = config.run_dir;
+    spawn.argv = argv;
+    spawn.cwd = m_config.run_dir;
     spawn.stdout_fd = log.get();
     spawn.stderr_fd = log.get();
     spawn.new_session = true;  // a terminal's Ctrl-C reaches kiln, which stops QEMU in order
@@ -209,35 +254,31 @@ Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string
     // on worker threads that end long before their VMs. Owners destroy their VMs; kilnd reconciles
     // orphans; the CLI asks for it so a killed `kiln vm run` leaves no QEMU behind.
     spawn.die_with_parent = die_with_owner_thread;
-    if (config.net) spawn.keep_fds.push_back(config.net->tap_fd);
-    vm->m_qemu = TRY(ChildProcess::spawn(spawn));
-    vm->m_timings.spawned_ms = since_ms(start);
+    if (m_config.net) spawn.keep_fds.push_back(m_config.net->tap_fd);
+    m_qemu = TRY(ChildProcess::spawn(spawn));
+    return ok_status();
+}
 
-    auto exited = [raw = vm.get()]() { return raw->qemu_exit_error(); };
-    auto qmp = QmpClient::connect(vm->m_paths.qmp_socket, Millis(15000), exited);
+Status Vm::connect_to_qemu() {
+    auto exited = [this]() { return qemu_exit_error(); };
+    auto qmp = QmpClient::connect(m_paths.qmp_socket, Millis(15000), exited);
     if (!qmp.ok()) {
-        if (auto e = vm->qemu_exit_error()) return *e;
+        if (auto e = qemu_exit_error()) return *e;
         return std::move(qmp).error();
     }
-    vm->m_qmp = std::move(*qmp);
+    m_qmp = std::move(*qmp);
     // Chardevs exist before the monitor serves, so these connect at once.
-    auto console = ConsoleLog::start(
-        vm->m_paths.console_socket, vm->m_paths.console_log, Millis(5000),
-        [raw = vm.get()](const PanicReport& report) { raw->on_guest_panic(report); }, exited);
-    if (!console.ok()) return std::move(console).error();
-    vm->m_console = std::move(*console);
-    auto agent = AgentClient::connect(vm->m_paths.agent_socket, Millis(5000), exited);
-    if (!agent.ok()) return std::move(agent).error();
-    vm->m_agent = std::move(*agent);
-    vm->m_agent->set_gone_reason([raw = vm.get()] { return raw->gone_error(); });
+    m_console = TRY(ConsoleLog::start(
+        m_paths.console_socket, m_paths.console_log, Millis(5000),
+        [this](const PanicReport& report) { on_guest_panic(report); }, exited));
+    m_agent = TRY(AgentClient::connect(m_paths.agent_socket, Millis(5000), exited));
+    m_agent->set_gone_reason([this] { return gone_error(); });
     {
-        std::lock_guard lock(vm->m_callback_mutex);
-        vm->m_panic_target = vm->m_agent.get();
+        std::lock_guard lock(m_callback_mutex);
+        m_panic_target = m_agent.get();
     }
-    if (auto p = vm->m_console->panic()) vm->on_guest_panic(*p);  // a panic before the agent existed
-    vm->m_timings.qmp_ready_ms = since_ms(start);
-    vm->m_timings.accel = config.accel;
-    return vm;
+    if (auto p = m_console->panic()) on_guest_panic(*p);  // a panic before the agent existed
+    return ok_status();
 }
 
 Status Vm::wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel) {

@@ -137,6 +137,10 @@ private:
     QmpClient& qmp() { return *m_qmp; }
 
     Vm(VmConfig config, std::string id, bool keep_run_dir);  // out of line: QmpClient is incomplete here
+    // launch(): QEMU started with its output in qemu.log, then QMP, console and agent connected.
+    Status spawn_qemu(const std::vector<std::string>& argv, bool die_with_owner_thread);
+    Status connect_to_qemu();
+    // boot() step 6: pings until the agent answers, failing fast on QEMU exit or a panic.
     Status wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel);
     std::optional<Error> qemu_exit_error();
     void on_guest_panic(const PanicReport& report);
