@@ -21,9 +21,10 @@ namespace kiln::vm {
 // A spare is a QEMU started for one snapshot: its own id and run dir, a reflink of the snapshot's
 // disk, the memory file mapped copy-on-write, QMP/console/agent connected, the state file's fd
 // handed over and -incoming defer (launch_for_snapshot, nothing more). No vCPU has run and no page
-// of guest RAM has been touched, so it holds no guest state; it costs one idle QEMU process
-// (~14 MiB PSS, measured by snapshot_bench beside the clones of a 512 MiB guest: count it in
-// density figures, see pids()). A restore or fork given the pool takes the spare and skips
+// of guest RAM has been touched, so it holds no guest state; it costs one idle QEMU process: about
+// 15 MiB PSS, 13 MiB of it private (smaps_rollup of the spare of `tiny` beside 5 of its clones,
+// TCG; snapshot_bench counts ~14 MiB beside 20 clones of a 512 MiB guest). Count it in density
+// figures (see pids()). A restore or fork given the pool takes the spare and skips
 // QEMU's start-up (~40 ms under TCG); the restore still verifies the snapshot, and a spare whose
 // snapshot files changed since it started is dropped.
 //
