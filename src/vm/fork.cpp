@@ -55,7 +55,8 @@ Result<StreamChannel> make_stream_channel() {
 //   choose_child_qemu           a spare of the parent's snapshot, else an id and a run dir
 //   start_child_early           the child's disk reflinked and its QEMU started while the parent runs
 //   open_stream                 the socket pair the stream goes through
-//   (the parent's migration set up; its agent syncs and refuses work: freeze)
+//   prepare_parent_stream       the parent's migration unthrottled, capabilities set
+//   freeze_parent               the parent's agent syncs the guest and refuses work
 //   stop_parent_and_stream      vCPUs stopped, the child's disk made the parent's, the stream started
 //   start_child_load            the child's QEMU joined and loading from the socket
 //   finish_parent_stream        the parent's whole state written
@@ -84,6 +85,8 @@ private:
     std::unique_ptr<Vm> take_spare();
     void start_child_early();
     Status open_stream();
+    Status prepare_parent_stream() { return m_parent_migration.prepare_outgoing(/*ignore_shared=*/false); }
+    Status freeze_parent() { return m_parent.agent().freeze(); }
     Status stop_parent_and_stream();
     Status start_child_load();
     Status finish_parent_stream() { return m_parent_migration.finish_outgoing(m_deadline); }
@@ -131,9 +134,8 @@ Result<std::unique_ptr<Vm>> VmFork::run() {
     TRY(choose_child_qemu());
     start_child_early();
     if (auto st = open_stream(); !st.ok()) return fail("socket pair", st.error());
-    if (auto st = m_parent_migration.prepare_outgoing(/*ignore_shared=*/false); !st.ok())
-        return fail("preparing the parent", st.error());
-    if (auto st = m_parent.agent().freeze(); !st.ok()) return fail("agent freeze", st.error());
+    if (auto st = prepare_parent_stream(); !st.ok()) return fail("preparing the parent", st.error());
+    if (auto st = freeze_parent(); !st.ok()) return fail("agent freeze", st.error());
     Status saving = stop_parent_and_stream();
     Status loading = saving.ok() ? start_child_load() : saving;
     m_read_end.reset();  // the child's QEMU holds the only read end: the parent fails if the child dies
