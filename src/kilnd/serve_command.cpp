@@ -105,7 +105,7 @@ int run_serve(const CommandContext& ctx) {
     SqliteStore store(*db);
     if (auto r = reconcile(store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
 
-    // 5. metrics  6. service  7. template bake (background)
+    // 5. metrics  6. spare pool and service  7. template bake (background)
     Metrics metrics(vm::accel_name(accel->accel));
     // Sandbox networks: the host side is set up on the first sandbox with a NIC (docs/network.md).
     net::NetworkConfig network_config;

@@ -110,10 +110,10 @@ TEST_F(UnreadableRow, ReconcileKeepsGoingAndLeavesTheRowAlone) {
 }
 
 TEST_F(UnreadableRow, TheServiceAnswersInternalForItAndListsTheRest) {
-    TemplateBaker baker(dir.path() + "/templates", vm::AccelMode::Auto, /*keep_spare=*/false);
+    TemplateBaker baker(dir.path() + "/templates", vm::AccelMode::Auto, /*spares=*/nullptr);
     ServiceConfig config;
     config.data_dir = dir.path();
-    config.keep_spare = false;
+    config.spares = nullptr;  // no spare QEMUs
     LocalSandboxService service(config, *store, baker);
     Caller alice{owner, "alice"};
     testing::internal::CaptureStderr();
