@@ -1,14 +1,15 @@
 // Vm: boot (artifacts, run dir, disk clone, QEMU, QMP, console, agent, init), shutdown and teardown.
 #include "vm/vm.h"
 
-#include <cstdlib>
-#include <string_view>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <string_view>
 
 #include "base/errno_error.h"
 #include "base/file_util.h"
@@ -416,7 +417,14 @@ void Vm::destroy() {
 
 void Vm::kill() {
     m_stopping = true;
-    if (m_qemu) (void)m_qemu->kill(SIGKILL);
+    if (!m_qemu) return;
+    (void)m_qemu->kill(SIGKILL);
+    // The signal is delivered at once, but QEMU takes a moment to exit (its threads, unmapping the
+    // guest's RAM), longer on a loaded host. Waiting here means a sandbox whose delete returned has
+    // no QEMU left running, even while a lease still holds the Vm. The pidfd turns readable when the
+    // process has exited; only destroy() reaps it, so this never races the owner's wait.
+    pollfd exited{m_qemu->pidfd(), POLLIN, 0};
+    (void)::poll(&exited, 1, 2000);
 }
 
 Vm::~Vm() { destroy(); }

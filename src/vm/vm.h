@@ -122,8 +122,9 @@ public:
     ShutdownMethod shutdown(Millis timeout);
     // SIGKILL QEMU, reap it, close every connection, remove the run dir. Idempotent.
     void destroy();
-    // SIGKILL QEMU and nothing else; safe from any thread (e.g. a signal handler thread). Pending
-    // agent calls then fail with vm_gone; the owner still calls destroy().
+    // SIGKILL QEMU and wait (at most 2 s) until it has exited, without reaping it; safe from any
+    // thread (e.g. a signal handler thread). Pending agent calls then fail with vm_gone; the owner
+    // still calls destroy(), which reaps it.
     void kill();
 
     std::optional<PanicReport> panic() const;
