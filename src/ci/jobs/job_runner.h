@@ -1,7 +1,7 @@
-// JobRunner: one attempt of one job, the five steps of docs/ci.md: (1) a VM from the baked
-// template (baking it on a key miss), (2) the exact commit checked out from a tar made on the host
-// and verified by git in the VM, (3) the steps in order with their timeouts, output streamed to the
-// job's log, (4) JUnit totals and artifacts read out, (5) the VM destroyed, whatever happened.
+// JobRunner: runs one attempt of a job (run(): a JobAttempt's phases, job_attempt.h and docs/ci.md:
+// the VM from the template or a bake's snapshot, the exact commit checked out from a tar made on the
+// host, the bake on a key miss, the steps, JUnit totals and artifacts, the VM destroyed whatever
+// happened), and keeps the bakes within their bounds (collect_bakes()).
 #pragma once
 
 #include <atomic>
@@ -93,6 +93,7 @@ public:
     void collect_bakes();
 
 private:
+    friend class JobAttempt;  // an attempt runs on its runner's configuration, services and git cache
 
     RunnerConfig m_config;
     daemon::SandboxService& m_service;
