@@ -15,6 +15,7 @@
 #include <cerrno>
 #include <cstring>
 #include <exception>
+#include <optional>
 
 #include "agent/errno_codes.h"
 #include "agent/exec_child.h"
@@ -75,6 +76,22 @@ Server::~Server() {
 // ---- the loop ---------------------------------------------------------------------------------
 
 RunEnd Server::run(int fd) {
+    const sigset_t previous_mask = begin_connection(fd);
+    std::optional<RunEnd> end;
+    while (!end) {
+        // One turn: what to wait for, the wait, what became ready (the host's frames are read and
+        // dispatched here), then every stream moved on and the outbox flushed.
+        const bool reap_by_polling = watch_fds();
+        const int ready = wait_for_events(reap_by_polling);
+        const bool child_event = handle_ready_fds(ready) || reap_by_polling;
+        advance_streams(child_event);
+        end = connection_end();
+    }
+    end_connection(previous_mask);
+    return *end;
+}
+
+sigset_t Server::begin_connection(int fd) {
     sigset_t block, previous;
     sigemptyset(&block);
     sigaddset(&block, SIGCHLD);  // read through the signalfd
@@ -89,100 +106,115 @@ RunEnd Server::run(int fd) {
     m_decoder = proto::FrameDecoder();
     m_outbox.clear();
     reap_children();  // orphans that exited between connections
+    return previous;
+}
 
-    RunEnd end;
-    std::vector<pollfd> fds;
-    std::vector<PollTag> tags;
-    for (;;) {
-        fds.clear();
-        tags.clear();
-        auto add = [&](int poll_fd, short events, PollKind kind, uint32_t stream) {
-            fds.push_back(pollfd{poll_fd, events, 0});
-            tags.push_back(PollTag{kind, stream});
-        };
-        short port_events = 0;
-        if (!port_input_paused()) port_events |= POLLIN;
-        if (!m_outbox.empty()) port_events |= POLLOUT;
-        add(m_fd, port_events, PollKind::Port, 0);
-        add(m_signal_fd.get(), POLLIN, PollKind::Signals, 0);
-        bool need_reap_poll = false;
-        for (auto& [stream, exec] : m_execs) {
-            if (exec->pidfd() >= 0) add(exec->pidfd(), POLLIN, PollKind::ChildExit, stream);
-            else if (!exec->exited()) need_reap_poll = true;
-            // Back-pressure: output waits in the pipes (and the children block) while the host is behind.
-            if (!m_outbox.congested()) {
-                if (exec->stdout_fd() >= 0) add(exec->stdout_fd(), POLLIN, PollKind::Stdout, stream);
-                if (exec->stderr_fd() >= 0) add(exec->stderr_fd(), POLLIN, PollKind::Stdout, stream);
-            }
-            if (exec->stdin_fd_to_poll() >= 0) add(exec->stdin_fd_to_poll(), POLLOUT, PollKind::Stdin, stream);
+bool Server::watch_fds() {
+    // The vectors keep their capacity from turn to turn: no allocation in a steady loop.
+    m_poll_fds.clear();
+    m_poll_tags.clear();
+    short port_events = 0;
+    if (!port_input_paused()) port_events |= POLLIN;
+    if (!m_outbox.empty()) port_events |= POLLOUT;
+    watch(m_fd, port_events, PollKind::Port, 0);
+    watch(m_signal_fd.get(), POLLIN, PollKind::Signals, 0);
+    bool reap_by_polling = false;
+    for (auto& [stream, exec] : m_execs) {
+        if (exec->pidfd() >= 0) watch(exec->pidfd(), POLLIN, PollKind::ChildExit, stream);
+        else if (!exec->exited()) reap_by_polling = true;
+        // Back-pressure: output waits in the pipes (and the children block) while the host is behind.
+        if (!m_outbox.congested()) {
+            if (exec->stdout_fd() >= 0) watch(exec->stdout_fd(), POLLIN, PollKind::Stdout, stream);
+            if (exec->stderr_fd() >= 0) watch(exec->stderr_fd(), POLLIN, PollKind::Stdout, stream);
         }
-        for (auto& orphan : m_orphans) {
-            if (orphan.pidfd) add(orphan.pidfd.get(), POLLIN, PollKind::ChildExit, 0);
-            else need_reap_poll = true;
-        }
-        int timeout = poll_timeout_ms();
-        if (need_reap_poll && (timeout < 0 || timeout > kOrphanPollMs)) timeout = kOrphanPollMs;
+        if (exec->stdin_fd_to_poll() >= 0) watch(exec->stdin_fd_to_poll(), POLLOUT, PollKind::Stdin, stream);
+    }
+    for (auto& orphan : m_orphans) {
+        if (orphan.pidfd) watch(orphan.pidfd.get(), POLLIN, PollKind::ChildExit, 0);
+        else reap_by_polling = true;
+    }
+    return reap_by_polling;
+}
 
-        int n = poll(fds.data(), fds.size(), timeout);
-        if (n < 0 && errno != EINTR) {
-            log_line(std::string("poll failed: ") + std::strerror(errno));
-            usleep(10000);
-        }
-        bool child_event = need_reap_poll;
-        for (size_t i = 0; n > 0 && i < fds.size(); ++i) {
-            short revents = fds[i].revents;
-            if (revents == 0) continue;
-            const PollTag& tag = tags[i];
-            switch (tag.kind) {
-            case PollKind::Port:
-                if (revents & POLLIN) read_port();
-                else if (revents & (POLLHUP | POLLERR | POLLNVAL)) m_disconnected = true;
-                break;
-            case PollKind::Signals: {
-                struct signalfd_siginfo info;
-                while (::read(m_signal_fd.get(), &info, sizeof info) == sizeof info) {
-                }
-                child_event = true;
-                break;
-            }
-            case PollKind::ChildExit: child_event = true; break;
-            case PollKind::Stdout: {
-                auto it = m_execs.find(tag.stream);
-                if (it != m_execs.end() && !m_outbox.congested())
-                    it->second->read_output(fds[i].fd, m_outbox, tag.stream, m_scratch.data(), m_scratch.size());
-                break;
-            }
-            case PollKind::Stdin: {
-                auto it = m_execs.find(tag.stream);
-                if (it != m_execs.end() && it->second->stdin_fd_to_poll() == fds[i].fd) it->second->write_stdin();
-                break;
-            }
-            }
-        }
-        if (child_event) reap_children();
-        expire_deadlines();
-        pump_file_reads();
-        finish_exited_execs();
-        if (!m_disconnected && !m_outbox.empty() && m_outbox.flush(m_fd) == FrameOutbox::FlushResult::Broken)
-            m_disconnected = true;
+void Server::watch(int fd, short events, PollKind kind, uint32_t stream) {
+    m_poll_fds.push_back(pollfd{fd, events, 0});
+    m_poll_tags.push_back(PollTag{kind, stream});
+}
 
-        if (m_shutdown_requested && !m_disconnected) {
-            flush_with_deadline(1000);
-            end = RunEnd::Shutdown;
+int Server::wait_for_events(bool reap_by_polling) {
+    int timeout = poll_timeout_ms();
+    // A child with no pidfd (pidfd_open unavailable) is looked at every kOrphanPollMs.
+    if (reap_by_polling && (timeout < 0 || timeout > kOrphanPollMs)) timeout = kOrphanPollMs;
+    int n = poll(m_poll_fds.data(), m_poll_fds.size(), timeout);
+    if (n < 0 && errno != EINTR) {
+        log_line(std::string("poll failed: ") + std::strerror(errno));
+        usleep(10000);
+    }
+    return n;
+}
+
+bool Server::handle_ready_fds(int ready) {
+    bool child_event = false;
+    for (size_t i = 0; ready > 0 && i < m_poll_fds.size(); ++i) {
+        short revents = m_poll_fds[i].revents;
+        if (revents == 0) continue;
+        const PollTag& tag = m_poll_tags[i];
+        switch (tag.kind) {
+        case PollKind::Port:
+            if (revents & POLLIN) read_port();
+            else if (revents & (POLLHUP | POLLERR | POLLNVAL)) m_disconnected = true;
+            break;
+        case PollKind::Signals: {
+            struct signalfd_siginfo info;
+            while (::read(m_signal_fd.get(), &info, sizeof info) == sizeof info) {
+            }
+            child_event = true;
             break;
         }
-        if (m_disconnected) {
-            end = RunEnd::Disconnected;
+        case PollKind::ChildExit: child_event = true; break;
+        case PollKind::Stdout: {
+            auto it = m_execs.find(tag.stream);
+            if (it != m_execs.end() && !m_outbox.congested())
+                it->second->read_output(m_poll_fds[i].fd, m_outbox, tag.stream, m_scratch.data(), m_scratch.size());
             break;
+        }
+        case PollKind::Stdin: {
+            auto it = m_execs.find(tag.stream);
+            if (it != m_execs.end() && it->second->stdin_fd_to_poll() == m_poll_fds[i].fd) it->second->write_stdin();
+            break;
+        }
         }
     }
+    return child_event;
+}
+
+void Server::advance_streams(bool child_event) {
+    if (child_event) reap_children();
+    expire_deadlines();
+    pump_file_reads();
+    finish_exited_execs();
+    if (!m_disconnected && !m_outbox.empty() && m_outbox.flush(m_fd) == FrameOutbox::FlushResult::Broken)
+        m_disconnected = true;
+}
+
+std::optional<RunEnd> Server::connection_end() {
+    // A shutdown's answer goes out before the caller powers off (at most a second's wait).
+    if (m_shutdown_requested && !m_disconnected) {
+        flush_with_deadline(1000);
+        return RunEnd::Shutdown;
+    }
+    if (m_disconnected) return RunEnd::Disconnected;
+    return std::nullopt;
+}
+
+void Server::end_connection(const sigset_t& previous_mask) {
     abandon_all_streams();
     m_outbox.clear();
     m_fd = -1;
     // A write to the closed host end or to a child's closed stdin left a SIGPIPE pending on this
     // thread. Unblocking it would deliver it, and its default action kills the process (in host
     // tests, where SIGPIPE is not ignored as in PID 1); take it off the queue first.
-    if (!sigismember(&previous, SIGPIPE)) {
+    if (!sigismember(&previous_mask, SIGPIPE)) {
         sigset_t pipe_only;
         sigemptyset(&pipe_only);
         sigaddset(&pipe_only, SIGPIPE);
@@ -190,8 +222,7 @@ RunEnd Server::run(int fd) {
         while (sigtimedwait(&pipe_only, nullptr, &zero) == SIGPIPE) {
         }
     }
-    pthread_sigmask(SIG_SETMASK, &previous, nullptr);
-    return end;
+    pthread_sigmask(SIG_SETMASK, &previous_mask, nullptr);
 }
 
 bool Server::port_input_paused() const {

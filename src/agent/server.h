@@ -4,12 +4,15 @@
 // main() runs it on the virtio-serial port as PID 1 and reopens the port after every disconnect.
 #pragma once
 
+#include <poll.h>
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -70,6 +73,29 @@ private:
         uint32_t stream;
     };
 
+    // A connection, as run() serves it: begin_connection, then turns of the loop (watch_fds,
+    // wait_for_events, handle_ready_fds, advance_streams) until connection_end says why it ends,
+    // then end_connection.
+
+    // Blocks SIGCHLD and SIGPIPE, makes `fd` non-blocking, resets the per-connection state; returns
+    // the signal mask to restore.
+    sigset_t begin_connection(int fd);
+    // Fills the poll set (the port, the signalfd, the execs' and orphans' fds); true when some child
+    // can only be reaped by polling for it.
+    bool watch_fds();
+    void watch(int fd, short events, PollKind kind, uint32_t stream);
+    // poll() until something is ready or the nearest deadline; returns poll's count.
+    int wait_for_events(bool reap_by_polling);
+    // Reads the port (frames dispatched as they decode), the execs' output and stdin; true when a
+    // child may have exited.
+    bool handle_ready_fds(int ready);
+    // Reaps, expires deadlines, pumps file reads, finishes exited execs, flushes the outbox.
+    void advance_streams(bool child_event);
+    // Why the connection ends now, if it does (a shutdown's answer flushed first).
+    std::optional<RunEnd> connection_end();
+    // Abandons every stream, drops a pending SIGPIPE and restores the signal mask.
+    void end_connection(const sigset_t& previous_mask);
+
     // Frames from the host.
     void read_port();
     void handle_decode_error(const proto::DecodeError& error);
@@ -124,6 +150,9 @@ private:
     std::map<uint32_t, std::unique_ptr<FileWriter>> m_writers;
     std::vector<Orphan> m_orphans;
     std::vector<char> m_scratch;
+    // The poll set of the current turn, tag i for fd i (kept between turns for their capacity).
+    std::vector<pollfd> m_poll_fds;
+    std::vector<PollTag> m_poll_tags;
 };
 
 }  // namespace kiln::agent
