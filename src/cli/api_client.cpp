@@ -119,8 +119,9 @@ void print_api_error(const Error& error) {
 }
 
 Error error_from_api(const nlohmann::json& error) {
-    std::string code = error.contains("code") && error["code"].is_string() ? error["code"].get<std::string>() : "internal";
     std::string message = error.contains("message") && error["message"].is_string() ? error["message"].get<std::string>() : "";
+    if (!error.contains("code") || !error["code"].is_string()) return make_error(ErrorCode::Internal, message);
+    std::string code = error["code"].get<std::string>();
     if (auto known = parse_error_code(code); known && !is_cli_local(*known)) return make_error(*known, message);
     // A code this CLI does not know (a newer kilnd): print it as kilnd sent it.
     return make_error(ErrorCode::CliProtocol, code + ": " + (message.empty() ? "(no message)" : message));

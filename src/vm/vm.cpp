@@ -422,7 +422,8 @@ void Vm::kill() {
     // The signal is delivered at once, but QEMU takes a moment to exit (its threads, unmapping the
     // guest's RAM), longer on a loaded host. Waiting here means a sandbox whose delete returned has
     // no QEMU left running, even while a lease still holds the Vm. The pidfd turns readable when the
-    // process has exited; only destroy() reaps it, so this never races the owner's wait.
+    // process has exited and stays so after whoever waits on it (destroy(), the exit watch) reaps
+    // it: it stays open until the ChildProcess goes, so this poll never races a reaper.
     pollfd exited{m_qemu->pidfd(), POLLIN, 0};
     (void)::poll(&exited, 1, 2000);
 }

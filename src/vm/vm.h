@@ -122,9 +122,9 @@ public:
     ShutdownMethod shutdown(Millis timeout);
     // SIGKILL QEMU, reap it, close every connection, remove the run dir. Idempotent.
     void destroy();
-    // SIGKILL QEMU and wait (at most 2 s) until it has exited, without reaping it; safe from any
-    // thread (e.g. a signal handler thread). Pending agent calls then fail with vm_gone; the owner
-    // still calls destroy(), which reaps it.
+    // SIGKILL QEMU and wait until it has exited (milliseconds; at most 2 s if the host is stuck),
+    // without reaping it; safe from any thread (e.g. a signal watcher thread, which may block that
+    // long). Pending agent calls then fail with vm_gone; the owner still calls destroy().
     void kill();
 
     std::optional<PanicReport> panic() const;

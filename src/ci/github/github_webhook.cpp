@@ -178,7 +178,11 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
         // Forget the delivery so that GitHub's redelivery of it can still make the job.
         (void)m_deliveries->release(req.delivery);
         log::warn("github: job not submitted", {{"delivery", req.delivery}, {"error", job.error().to_string()}});
-        return error_response(make_error(job.error().code, "the job could not be queued: " + job.error().message));
+        // The route's contract (api/openapi.yaml) answers the sender's mistakes and the service's
+        // limits as themselves; anything else is kilnd's own failure: a plain 500 internal.
+        ErrorCode c = job.error().code;
+        bool passed_on = c == ErrorCode::InvalidArgument || c == ErrorCode::QuotaExceeded || c == ErrorCode::Unavailable;
+        return error_response(make_error(passed_on ? c : ErrorCode::Internal, "the job could not be queued: " + job.error().message));
     }
     if (auto st = m_deliveries->set_job(req.delivery, job->id); !st.ok())
         log::warn("github: delivery log", {{"delivery", req.delivery}, {"error", st.error().message}});
