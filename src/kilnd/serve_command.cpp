@@ -75,6 +75,22 @@ Result<DaemonConfig> load(const CommandContext& ctx) {
     return config;
 }
 
+// The token commands' store: the configured kilnd.db, migrated as serve migrates it. Null once
+// it has logged why not (the config, or the store).
+std::unique_ptr<SqliteStore> open_token_store(const CommandContext& ctx) {
+    auto config = load(ctx);
+    if (!config.ok()) {
+        fail("config", config.error());
+        return nullptr;
+    }
+    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    if (!db.ok()) {
+        fail("store", db.error());
+        return nullptr;
+    }
+    return std::make_unique<SqliteStore>(std::move(*db));
+}
+
 }  // namespace
 
 int run_serve(const CommandContext& ctx) {
@@ -211,12 +227,9 @@ int run_serve(const CommandContext& ctx) {
 }
 
 int run_token_create(const CommandContext& ctx, const std::string& name, bool json) {
-    auto config = load(ctx);
-    if (!config.ok()) return fail("config", config.error());
-    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
-    if (!db.ok()) return fail("store", db.error());
-    SqliteStore store(*db);
-    TokenStore tokens(store);
+    auto store = open_token_store(ctx);
+    if (!store) return 1;
+    TokenStore tokens(*store);
     auto token = tokens.create(name);
     if (!token.ok()) return fail("token create", token.error());
     // The token goes to stdout once and nowhere else (never to the log).
@@ -228,16 +241,14 @@ int run_token_create(const CommandContext& ctx, const std::string& name, bool js
     }
     std::fflush(stdout);
     log::info("token created", {{"token_id", token->id}, {"name", token->name}});
-    store.close();
+    store->close();
     return 0;
 }
 
 int run_token_list(const CommandContext& ctx, bool json) {
-    auto config = load(ctx);
-    if (!config.ok()) return fail("config", config.error());
-    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
-    if (!db.ok()) return fail("store", db.error());
-    auto list = SqliteStore(*db).list_tokens();
+    auto store = open_token_store(ctx);
+    if (!store) return 1;
+    auto list = store->list_tokens();
     if (!list.ok()) return fail("token list", list.error());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& t : *list) {
@@ -250,12 +261,9 @@ int run_token_list(const CommandContext& ctx, bool json) {
 }
 
 int run_token_revoke(const CommandContext& ctx, const std::string& id_or_name) {
-    auto config = load(ctx);
-    if (!config.ok()) return fail("config", config.error());
-    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
-    if (!db.ok()) return fail("store", db.error());
-    SqliteStore store(*db);
-    TokenStore tokens(store);
+    auto store = open_token_store(ctx);
+    if (!store) return 1;
+    TokenStore tokens(*store);
     if (auto st = tokens.revoke(id_or_name); !st.ok()) return fail("token revoke", st.error());
     // Never echo something shaped like a token into the log, even one pasted here by mistake.
     bool looks_like_token = id_or_name.rfind(kTokenPrefix, 0) == 0;
