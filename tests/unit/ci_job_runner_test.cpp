@@ -12,11 +12,11 @@
 #include "base/child_process.h"
 #include "base/clock.h"
 #include "base/file_util.h"
-#include "base/sqlite_migrations.h"
 #include "ci/jobs/git_source.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_runner.h"
 #include "ci/jobs/job_store.h"
+#include "ci_test_support.h"
 #include "daemon_test_dir.h"
 
 namespace kiln::ci {
@@ -79,21 +79,12 @@ private:
     }
 };
 
-Status sh(const std::string& script) {
-    auto run = run_and_capture({"sh", "-e", "-c", script}, Millis(60000));
-    if (!run.ok()) return run.error();
-    if (!run->status.success()) return make_error(ErrorCode::Internal, "sh: " + run->output);
-    return ok_status();
-}
+using fixtures::sh;
 
 class CiJobRunnerTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto db = SqliteDb::open(dir.path() + "/kilnd.db");
-        ASSERT_TRUE(db.ok()) << db.error().to_string();
-        auto migrated = run_migrations(**db, {job_migrations()});
-        ASSERT_TRUE(migrated.ok()) << migrated.error().to_string();
-        auto s = JobStore::open(*db);
+        auto s = fixtures::open_job_store(dir.path());
         ASSERT_TRUE(s.ok()) << s.error().to_string();
         store = std::move(*s);
         RunnerConfig config;
