@@ -52,6 +52,11 @@ struct SpawnOptions {
 class ChildProcess {
 public:
     static Result<std::unique_ptr<ChildProcess>> spawn(const SpawnOptions& options);
+    // Takes ownership of a child this process started some other way (e.g. clone3 into a jail):
+    // `pidfd` names it, and it must be this process's child (reaped here).
+    static std::unique_ptr<ChildProcess> adopt(pid_t pid, UniqueFd pidfd, std::string name) {
+        return std::unique_ptr<ChildProcess>(new ChildProcess(pid, std::move(pidfd), std::move(name)));
+    }
     ~ChildProcess();
 
     ChildProcess(const ChildProcess&) = delete;

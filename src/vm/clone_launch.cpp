@@ -10,6 +10,7 @@
 #include "base/unique_fd.h"
 #include "vm/disk_clone.h"
 #include "vm/qemu_version.h"
+#include "vm/sealed_memory.h"
 #include "vm/vm_migration.h"
 
 namespace kiln::vm {
@@ -29,6 +30,12 @@ Result<std::string> new_run_dir(const std::string& id) {
     auto dir = TRY(run_dir_for(id));
     TRY(make_dirs(vms_dir(), 0700));
     if (::mkdir(dir.c_str(), 0700) != 0) return errno_error("create run dir " + dir);
+    std::string jail = RunPaths::in(dir).jail;
+    if (::mkdir(jail.c_str(), 0700) != 0) {
+        Error e = errno_error("create " + jail);
+        (void)remove_tree(dir);
+        return e;
+    }
     return dir;
 }
 
@@ -57,7 +64,12 @@ Result<std::unique_ptr<Vm>> launch_for_snapshot(const std::string& snapshot_dir,
     config.disk_cache = DiskCache::Unsafe;
     if (auto khz = host_tsc_khz(); khz.ok()) config.tsc_khz = *khz;
     config = clone_config(config, run_dir);
-    config.memory_file = MemoryFile{snapshot_dir + "/" + kMemoryFileName, /*share=*/false};
+    auto sealed = sealed_memory_for(snapshot_dir + "/" + kMemoryFileName);
+    if (!sealed.ok()) {
+        (void)remove_tree(run_dir);
+        return std::move(sealed).error();
+    }
+    config.memory_file = MemoryFile{snapshot_dir + "/" + kMemoryFileName, /*share=*/false, *sealed};
     config.net = net;
     auto vm = TRY(Vm::launch(config, id));
     UniqueFd state(::open((snapshot_dir + "/" + kStateFileName).c_str(), O_RDONLY | O_CLOEXEC));

@@ -17,7 +17,7 @@ namespace kiln::vm {
 // waiting for migrate-incoming; no memory file and no NIC (each clone is given its own).
 VmConfig clone_config(const VmConfig& source, const std::string& run_dir);
 
-// Creates $DATA/vms/<id>.
+// Creates $DATA/vms/<id> and its jail dir (RunPaths).
 Result<std::string> new_run_dir(const std::string& id);
 
 // Steps 2-3 of a restore, all that can happen before the device state loads: the run dir, a

@@ -82,7 +82,7 @@ const char* clone_method_name(CloneMethod method) {
 }
 
 Result<CloneMethod> clone_file(const std::string& src, const std::string& dst) {
-    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));  // a jailed QEMU may have swapped its disk for a link
     if (!in) return errno_error("open " + src);
     struct stat st;
     if (::fstat(in.get(), &st) != 0) return errno_error("stat " + src);
@@ -128,7 +128,7 @@ Result<bool> can_reflink(const std::string& dir) {
 }
 
 bool try_reflink(const std::string& src, const std::string& dst) {
-    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));  // a jailed QEMU may have swapped its disk for a link
     if (!in) return false;
     UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!out) return false;
@@ -139,7 +139,7 @@ bool try_reflink(const std::string& src, const std::string& dst) {
 }
 
 Status reclone_file(const std::string& src, const std::string& dst) {
-    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    UniqueFd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));  // a jailed QEMU may have swapped its disk for a link
     if (!in) return errno_error("open " + src);
     UniqueFd out(::open(dst.c_str(), O_WRONLY | O_CLOEXEC));
     if (!out) return errno_error("open " + dst);

@@ -1,6 +1,8 @@
 // Builds QEMU's argv for a microvm guest: devices, sockets, accelerator, memory backing, sandbox.
 #include "vm/qemu_command.h"
 
+#include "vm/sealed_memory.h"
+
 namespace kiln::vm {
 namespace {
 
@@ -33,6 +35,8 @@ Status validate(const VmConfig& c) {
     for (const auto& arg : c.extra_kernel_args)
         if (!is_safe_kernel_arg(arg)) return invalid("kernel argument '" + arg + "' is not a single plain token");
     if (c.memory_file && c.memory_file->path.empty()) return invalid("memory file without a path");
+    if (c.memory_file && !c.memory_file->share && !c.memory_file->sealed)
+        return invalid("a private memory file must be given as sealed memory");
     for (char ch : c.name)
         if (!(isalnum(static_cast<unsigned char>(ch)) || ch == '-' || ch == '_' || ch == '.'))
             return invalid("VM name may hold only letters, digits, '-', '_' and '.'");
@@ -52,12 +56,13 @@ Status validate(const VmConfig& c) {
 RunPaths RunPaths::in(const std::string& run_dir) {
     RunPaths p;
     p.dir = run_dir;
-    p.qmp_socket = run_dir + "/qmp.sock";
-    p.console_socket = run_dir + "/console.sock";
-    p.agent_socket = run_dir + "/agent.sock";
+    p.jail = run_dir + "/jail";
+    p.qmp_socket = p.jail + "/qmp.sock";
+    p.console_socket = p.jail + "/console.sock";
+    p.agent_socket = p.jail + "/agent.sock";
     p.qemu_log = run_dir + "/qemu.log";
     p.console_log = run_dir + "/console.log";
-    p.disk = run_dir + "/rootfs.ext4";
+    p.disk = p.jail + "/rootfs.ext4";
     return p;
 }
 
@@ -94,10 +99,11 @@ Result<std::vector<std::string>> build_qemu_argv(const VmConfig& c) {
     add({"-M", machine});
     add({"-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-display", "none", "-msg", "timestamp=on"});
     if (c.accel == Accel::Kvm) add({"-accel", "kvm", "-cpu", "host"});
-    else add({"-accel", "tcg,thread=multi"});
+    else add({"-accel", "tcg,thread=multi" + (c.tcg_tb_mib ? ",tb-size=" + std::to_string(c.tcg_tb_mib) : std::string())});
     add({"-m", mem, "-smp", std::to_string(c.vcpus)});
     if (c.memory_file)
-        add({"-object", "memory-backend-file,id=mem,size=" + mem + ",mem-path=" + qemu_opt_escape(c.memory_file->path) +
+        add({"-object", "memory-backend-file,id=mem,size=" + mem + ",mem-path=" +
+                            qemu_opt_escape(c.memory_file->sealed ? c.memory_file->sealed->qemu_path() : c.memory_file->path) +
                             ",share=" + (c.memory_file->share ? "on" : "off")});
     else
         add({"-object", "memory-backend-ram,id=mem,size=" + mem});

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -11,9 +12,16 @@
 
 namespace kiln::vm {
 
+class SealedMemory;
+
 // The files QEMU and Kiln share inside one VM's run directory.
+// Two levels: `dir` is Kiln's (root-owned: the logs QEMU must not touch or replace), and `jail`
+// inside it is the VM's (owned by its jail uid, the only host directory its jailed QEMU sees,
+// bound at the same path): sockets, the disk clone and a snapshottable VM's RAM file. Kilnd opens
+// nothing in `jail` by a path that QEMU could have swapped for a link (O_NOFOLLOW).
 struct RunPaths {
     std::string dir;
+    std::string jail;            // dir/jail
     std::string qmp_socket;      // QMP monitor (server: QEMU)
     std::string console_socket;  // serial console ttyS0 (server: QEMU)
     std::string agent_socket;    // virtio-serial port kiln.agent (server: QEMU)
@@ -26,9 +34,13 @@ struct RunPaths {
 
 // RAM backed by a file instead of anonymous memory, for snapshots: share=true lets a migration
 // with x-ignore-shared skip RAM (the file is the RAM); share=false maps it copy-on-write (restore).
+// A private (share=false) memory file is given to QEMU as a SealedMemory memfd (sealed_memory.h):
+// `path` still names the file it was copied from (snapshots and forks read it), `sealed` is what
+// QEMU maps.
 struct MemoryFile {
     std::string path;
     bool share = false;
+    std::shared_ptr<const SealedMemory> sealed;  // QEMU inherits its fd; required when !share
 };
 
 // How QEMU caches the root disk.
@@ -57,6 +69,9 @@ struct VmConfig {
     uint32_t vcpus = 1;
     uint32_t memory_mib = 256;
     Accel accel = Accel::Tcg;
+    // TCG's translation cache (-accel tcg,tb-size=): QEMU 7.2's default on a 64-bit host is 1 GiB,
+    // filled as the guest runs new code; set so the VM's memory limit (its cgroup) can be honest.
+    uint32_t tcg_tb_mib = 128;
     std::string run_dir;
     uint64_t tsc_khz = 0;  // tsc_early_khz= for the guest; 0 leaves it out
     std::vector<std::string> extra_kernel_args;

@@ -1,6 +1,8 @@
 // Runs `qemu-system-x86_64 -sandbox ... -version` once and parses the version banner.
 #include "vm/qemu_version.h"
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <mutex>
 #include <optional>
@@ -44,9 +46,29 @@ std::string qemu_binary() {
 
 namespace {
 
+// The binary's absolute path (a jailed QEMU is exec'd by path inside its jail), PATH searched
+// for a bare name; the name itself when nothing matches (the run then reports it missing).
+std::string resolve_binary(const std::string& name) {
+    if (name.find('/') != std::string::npos) return name;
+    const char* path = std::getenv("PATH");
+    std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+    size_t start = 0;
+    while (start <= dirs.size()) {
+        size_t end = dirs.find(':', start);
+        if (end == std::string::npos) end = dirs.size();
+        std::string dir = dirs.substr(start, end - start);
+        if (!dir.empty() && dir[0] == '/') {
+            std::string candidate = dir + "/" + name;
+            if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+        }
+        start = end + 1;
+    }
+    return name;
+}
+
 Result<QemuInfo> probe() {
     QemuInfo info;
-    info.binary = qemu_binary();
+    info.binary = resolve_binary(qemu_binary());
     // One run answers both questions when the sandbox works; QEMU parses -sandbox before -version.
     auto run = run_and_capture(qemu_version_argv(info.binary, /*with_sandbox=*/true), Millis(10000));
     if (run.ok() && run->status.success()) {
@@ -68,9 +90,18 @@ Result<QemuInfo> probe() {
 }  // namespace
 
 Result<QemuInfo> qemu_info() {
-    static std::once_flag once;
+    // A QEMU with a working sandbox is cached for the life of the process. A failed probe, or one
+    // without the sandbox, is tried again after a while: with seccomp mandatory, one probe that
+    // failed on a loaded host must not refuse VMs (or run them unconfined) for good.
+    static std::mutex mutex;
     static std::optional<Result<QemuInfo>> cached;
-    std::call_once(once, [] { cached.emplace(probe()); });
+    static Clock::time_point probed_at;
+    std::lock_guard lock(mutex);
+    bool settled = cached && cached->ok() && (*cached)->sandbox;
+    if (!cached || (!settled && Clock::now() - probed_at > Millis(10000))) {
+        cached.emplace(probe());
+        probed_at = Clock::now();
+    }
     return *cached;
 }
 

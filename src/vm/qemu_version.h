@@ -17,7 +17,7 @@ struct QemuVersion {
 };
 
 struct QemuInfo {
-    std::string binary;      // as run (PATH lookup), from env KILN_QEMU or qemu-system-x86_64
+    std::string binary;      // absolute path (PATH lookup) of env KILN_QEMU or qemu-system-x86_64
     QemuVersion version;
     std::string banner;      // the first line of --version
     bool sandbox = false;    // accepts our -sandbox settings (built with seccomp)
@@ -29,7 +29,8 @@ Result<QemuVersion> parse_qemu_version(const std::string& output);
 // The QEMU binary name or path to run.
 std::string qemu_binary();
 
-// Runs the binary once (cached for the life of the process; a failure is cached too).
+// Runs the binary once: cached for the life of the process once its sandbox works; a failure or a
+// QEMU without the sandbox is probed again after 10 s.
 Result<QemuInfo> qemu_info();
 
 }  // namespace kiln::vm

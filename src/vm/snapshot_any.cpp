@@ -58,7 +58,7 @@ Result<SnapshotManifest> snapshot_any_vm(Vm& source, const SnapshotRequest& requ
     // 3. A helper QEMU shaped like the source with its RAM in a shared file, loaded from the stream.
     VmConfig config = clone_config(shape, dir);
     config.name = "kiln-snap-" + helper_id;
-    config.memory_file = MemoryFile{dir + "/memory", /*share=*/true};
+    config.memory_file = MemoryFile{paths.jail + "/memory", /*share=*/true};
     config.net = helper_nic;
     auto helper = Vm::launch(config, helper_id);  // removes dir when destroyed
     if (!helper.ok()) {

@@ -14,9 +14,15 @@
 #include "base/errno_error.h"
 #include "base/file_util.h"
 #include "base/random.h"
+#include "vm/clone_launch.h"
 #include "vm/guest_artifacts.h"
 #include "vm/qemu_version.h"
+#include "vm/jail/jail_settings.h"
+#include "vm/jail/jail_spawn.h"
+#include "vm/jail/uid_lease.h"
 #include "vm/qmp_client.h"
+#include "vm/sealed_memory.h"
+#include "vm/vm_jail.h"
 
 namespace kiln::vm {
 namespace {
@@ -156,10 +162,8 @@ Result<BootPlan> plan_boot(const BootOptions& options) {
 // failure nothing is left behind (unless keep_run_dir).
 Result<CloneMethod> prepare_run_dir(const BootOptions& options, const std::string& id, BootPlan& plan) {
     VmConfig& config = plan.config;
-    config.run_dir = TRY(run_dir_for(id));
+    config.run_dir = TRY(new_run_dir(id));
     config.name = "kiln-" + id;
-    TRY(make_dirs(vms_dir(), 0711));
-    if (::mkdir(config.run_dir.c_str(), 0700) != 0) return errno_error("create run dir " + config.run_dir);
     RunPaths paths = RunPaths::in(config.run_dir);
     auto cloned = clone_file(plan.image_path, paths.disk);
     if (!cloned.ok()) {
@@ -168,7 +172,7 @@ Result<CloneMethod> prepare_run_dir(const BootOptions& options, const std::strin
     }
     config.rootfs_path = paths.disk;
     // Snapshottable RAM is a shared file: a snapshot then writes device state only (x-ignore-shared).
-    if (options.snapshottable) config.memory_file = MemoryFile{config.run_dir + "/memory", /*share=*/true};
+    if (options.snapshottable) config.memory_file = MemoryFile{paths.jail + "/memory", /*share=*/true};
     plan.guest.hostname = options.hostname.empty() ? "kiln-" + id : options.hostname;
     return *cloned;
 }
@@ -243,8 +247,17 @@ Result<std::unique_ptr<Vm>> Vm::launch(const VmConfig& config, const std::string
 }
 
 Status Vm::spawn_qemu(const std::vector<std::string>& argv, bool die_with_owner_thread) {
-    UniqueFd log(::open(m_paths.qemu_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    TRY(jail::check_confinement());
+    UniqueFd log(::open(m_paths.qemu_log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600));
     if (!log) return errno_error("create " + m_paths.qemu_log);
+    if (jail::confinement().jailed) {
+        jail::JailSettings settings = jail::jail_settings();
+        m_uid_lease = TRY(jail::UidLease::take(settings.uids, settings.lock_dir));
+        auto spec = TRY(jail_spec_for(m_config, m_paths, *m_uid_lease, argv, log.get(), die_with_owner_thread));
+        m_qemu = TRY(jail::spawn_jailed(spec));
+        return ok_status();
+    }
+    // Unconfined (allow_unconfined, reported by every health check): QEMU as kilnd's own user.
     SpawnOptions spawn;
     spawn.argv = argv;
     spawn.cwd = m_config.run_dir;
@@ -256,6 +269,7 @@ Status Vm::spawn_qemu(const std::vector<std::string>& argv, bool die_with_owner_
     // orphans; the CLI asks for it so a killed `kiln vm run` leaves no QEMU behind.
     spawn.die_with_parent = die_with_owner_thread;
     if (m_config.net) spawn.keep_fds.push_back(m_config.net->tap_fd);
+    if (m_config.memory_file && m_config.memory_file->sealed) spawn.keep_fds.push_back(m_config.memory_file->sealed->fd());
     m_qemu = TRY(ChildProcess::spawn(spawn));
     return ok_status();
 }
@@ -412,6 +426,7 @@ void Vm::destroy() {
     m_console.reset();
     m_qmp.reset();
     m_qemu.reset();
+    m_uid_lease.reset();
     if (!m_keep_run_dir) (void)remove_tree(m_paths.dir);
 }
 
@@ -429,5 +444,7 @@ void Vm::kill() {
 }
 
 Vm::~Vm() { destroy(); }
+
+uid_t Vm::jail_uid() const { return m_uid_lease ? m_uid_lease->uid() : 0; }
 
 }  // namespace kiln::vm

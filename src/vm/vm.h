@@ -24,6 +24,9 @@ namespace kiln::vm {
 
 class QmpClient;
 class VmMigration;
+namespace jail {
+class UidLease;
+}
 
 // KILN_GUEST_ASLR=1: keep address-space randomisation in guests under TCG (off by default there,
 // see Vm::boot; boot-time, so templates are baked with or without it: it is in their key).
@@ -100,6 +103,8 @@ public:
 
     AgentClient& agent() { return *m_agent; }
     pid_t pid() const { return m_qemu ? m_qemu->pid() : -1; }
+    // The uid its QEMU runs as in its jail; 0 when it runs unconfined (allow_unconfined).
+    uid_t jail_uid() const;
     const std::string& id() const { return m_id; }
     const std::string& run_dir() const { return m_paths.dir; }
     const RunPaths& paths() const { return m_paths; }
@@ -155,6 +160,7 @@ private:
     bool m_destroyed = false;
     std::atomic<bool> m_stopping{false};  // shutdown/destroy in progress: a vm_gone is expected
 
+    std::unique_ptr<jail::UidLease> m_uid_lease;  // the jail's uid, held until QEMU is reaped
     std::unique_ptr<ChildProcess> m_qemu;
     std::unique_ptr<QmpClient> m_qmp;
     std::unique_ptr<ConsoleLog> m_console;

@@ -53,7 +53,7 @@ TEST(QemuCommand, TcgMicrovmWithAllDevices) {
     EXPECT_EQ(values_of(a, "-object")[0], "memory-backend-ram,id=mem,size=512M");
     for (const char* flag : {"-nodefaults", "-no-user-config", "-no-reboot"}) EXPECT_TRUE(has(a, flag)) << flag;
     EXPECT_EQ(value_of(a, "-display"), "none");
-    EXPECT_EQ(value_of(a, "-accel"), "tcg,thread=multi");
+    EXPECT_EQ(value_of(a, "-accel"), "tcg,thread=multi,tb-size=128");
     EXPECT_FALSE(has(a, "-cpu"));
     EXPECT_EQ(value_of(a, "-m"), "512M");
     EXPECT_EQ(value_of(a, "-smp"), "2");
@@ -99,7 +99,7 @@ TEST(QemuCommand, KvmUsesTheHostCpu) {
 
 TEST(QemuCommand, FileBackedMemoryForSnapshots) {
     auto c = base_config();
-    c.memory_file = MemoryFile{"/snap/mem,1", true};
+    c.memory_file = MemoryFile{"/snap/mem,1", true, nullptr};
     auto argv = build_qemu_argv(c);
     ASSERT_TRUE(argv.ok());
     EXPECT_EQ(value_of(*argv, "-M"), "microvm,acpi=off,memory-backend=mem");
