@@ -1,9 +1,12 @@
 // Unit tests for the QEMU command line built from a VmConfig.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 
 #include "vm/qemu_command.h"
+#include "vm/sealed_memory.h"
 
 using namespace kiln::vm;
 using kiln::ErrorCode;
@@ -62,9 +65,9 @@ TEST(QemuCommand, TcgMicrovmWithAllDevices) {
     EXPECT_EQ(value_of(a, "-mon"), "chardev=qmp,mode=control");
     auto chardevs = values_of(a, "-chardev");
     ASSERT_EQ(chardevs.size(), 3u);
-    EXPECT_EQ(chardevs[0], "socket,id=console,path=/data/vms/abc123/console.sock,server=on,wait=off");
-    EXPECT_EQ(chardevs[1], "socket,id=qmp,path=/data/vms/abc123/qmp.sock,server=on,wait=off");
-    EXPECT_EQ(chardevs[2], "socket,id=agent,path=/data/vms/abc123/agent.sock,server=on,wait=off");
+    EXPECT_EQ(chardevs[0], "socket,id=console,path=/data/vms/abc123/jail/console.sock,server=on,wait=off");
+    EXPECT_EQ(chardevs[1], "socket,id=qmp,path=/data/vms/abc123/jail/qmp.sock,server=on,wait=off");
+    EXPECT_EQ(chardevs[2], "socket,id=agent,path=/data/vms/abc123/jail/agent.sock,server=on,wait=off");
     EXPECT_EQ(value_of(a, "-drive"), "id=root,file=/data/vms/abc123/rootfs.ext4,format=raw,if=none,cache=writeback");
     auto devices = values_of(a, "-device");
     EXPECT_EQ(devices, (std::vector<std::string>{"virtio-blk-device,drive=root", "virtio-serial-device",
@@ -106,10 +109,23 @@ TEST(QemuCommand, FileBackedMemoryForSnapshots) {
     auto objects = values_of(*argv, "-object");
     ASSERT_EQ(objects.size(), 2u);
     EXPECT_EQ(objects[0], "memory-backend-file,id=mem,size=512M,mem-path=/snap/mem,,1,share=on");
+    // A private memory file reaches QEMU only as sealed memory, named by its inherited fd.
     c.memory_file->share = false;
+    EXPECT_FALSE(build_qemu_argv(c).ok()) << "share=off without sealed memory";
+    char path[] = "/tmp/kiln-memfile-XXXXXX";
+    int fd = ::mkstemp(path);
+    ASSERT_GE(fd, 0);
+    ASSERT_EQ(::ftruncate(fd, 1 << 20), 0);
+    ::close(fd);
+    auto sealed = SealedMemory::from_file(path);
+    ::unlink(path);
+    ASSERT_TRUE(sealed.ok()) << sealed.error().to_string();
+    c.memory_file->sealed = *sealed;
     argv = build_qemu_argv(c);
     ASSERT_TRUE(argv.ok());
-    EXPECT_NE(values_of(*argv, "-object")[0].find("share=off"), std::string::npos);
+    std::string object = values_of(*argv, "-object")[0];
+    EXPECT_NE(object.find("share=off"), std::string::npos);
+    EXPECT_NE(object.find("mem-path=/proc/self/fd/" + std::to_string((*sealed)->fd()) + ","), std::string::npos) << object;
 }
 
 TEST(QemuCommand, RestoreAndPausedStartAndOptions) {
@@ -139,7 +155,7 @@ TEST(QemuCommand, CommasInPathsAreEscaped) {
     auto argv = build_qemu_argv(c);
     ASSERT_TRUE(argv.ok());
     EXPECT_EQ(value_of(*argv, "-drive"), "id=root,file=/odd,,dir/root.ext4,format=raw,if=none,cache=writeback");
-    EXPECT_EQ(values_of(*argv, "-chardev")[0], "socket,id=console,path=/runs/a,,b/console.sock,server=on,wait=off");
+    EXPECT_EQ(values_of(*argv, "-chardev")[0], "socket,id=console,path=/runs/a,,b/jail/console.sock,server=on,wait=off");
     EXPECT_EQ(qemu_opt_escape("a,,b"), "a,,,,b");
 }
 
@@ -172,12 +188,13 @@ TEST(QemuCommand, RejectsInvalidConfigs) {
 
 TEST(QemuCommand, RunPaths) {
     auto p = RunPaths::in("/data/vms/x");
-    EXPECT_EQ(p.qmp_socket, "/data/vms/x/qmp.sock");
-    EXPECT_EQ(p.agent_socket, "/data/vms/x/agent.sock");
-    EXPECT_EQ(p.console_socket, "/data/vms/x/console.sock");
+    EXPECT_EQ(p.jail, "/data/vms/x/jail") << "the only host directory a jailed QEMU sees";
+    EXPECT_EQ(p.qmp_socket, "/data/vms/x/jail/qmp.sock");
+    EXPECT_EQ(p.agent_socket, "/data/vms/x/jail/agent.sock");
+    EXPECT_EQ(p.console_socket, "/data/vms/x/jail/console.sock");
     EXPECT_EQ(p.qemu_log, "/data/vms/x/qemu.log");
     EXPECT_EQ(p.console_log, "/data/vms/x/console.log");
-    EXPECT_EQ(p.disk, "/data/vms/x/rootfs.ext4");
+    EXPECT_EQ(p.disk, "/data/vms/x/jail/rootfs.ext4");
 }
 
 TEST(QemuCommand, ProbeCommandLines) {
