@@ -12,6 +12,7 @@
 #include "vm/accel.h"
 #include "vm/disk_clone.h"
 #include "vm/guest_artifacts.h"
+#include "vm/jail/jail_settings.h"
 #include "vm/qemu_smoke.h"
 #include "vm/qemu_version.h"
 #include "vm/vm.h"
@@ -42,6 +43,15 @@ json check_accel() {
     auto khz = vm::host_tsc_khz();
     if (khz.ok()) j["tsc_khz"] = *khz;
     else j["tsc_khz_error"] = khz.error().message;
+    return j;
+}
+
+// Whether VMs started here run jailed and under seccomp (docs/security.md).
+json check_confinement() {
+    auto c = vm::jail::confinement();
+    json j{{"jailed", c.jailed}, {"seccomp", c.seccomp}, {"vms_allowed", c.allowed}};
+    j["ok"] = c.problem.empty();
+    if (!c.problem.empty()) j["problem"] = c.problem;
     return j;
 }
 
@@ -151,6 +161,9 @@ void print_human(const json& r) {
              std::to_string(q["qmp_ready_ms"].get<int64_t>()) + " ms");
     else
         line(mark(false) + " qemu: " + q["error"].get<std::string>());
+    const json& c = r["confinement"];
+    if (c["ok"]) line(mark(true) + " confinement: VMs run jailed (own uid, namespaces, cgroup) under seccomp");
+    else line(mark(false) + " confinement: " + c["problem"].get<std::string>());
     const json& k = r["kernel"];
     if (k["ok"])
         line(mark(true) + " kernel: " + k["path"].get<std::string>() + " (release " +
@@ -180,12 +193,14 @@ int doctor(const DoctorOptions& o) {
     r["accel"] = check_accel();
     r["data_dir"] = check_data_dir();
     r["qemu"] = check_qemu(vm::data_dir() + "/tmp");
+    r["confinement"] = check_confinement();
     r["kernel"] = check_kernel();
     r["images"] = check_images(o.image);
     bool image_ok = false;
     for (const auto& i : r["images"])
         if (i["name"] == o.image) image_ok = i["ok"];
-    bool ready = r["accel"]["ok"] && r["qemu"]["ok"] && r["kernel"]["ok"] && image_ok && r["data_dir"]["ok"];
+    bool ready = r["accel"]["ok"] && r["qemu"]["ok"] && r["kernel"]["ok"] && image_ok && r["data_dir"]["ok"] &&
+                 r["confinement"]["vms_allowed"];
     if (o.boot && ready) {
         r["boot"] = check_boot(o.image);
         ready = r["boot"]["ok"];

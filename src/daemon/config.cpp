@@ -62,6 +62,11 @@ const std::map<std::string, std::string>& config_keys() {
         {"on_shutdown", "destroy | keep: what SIGTERM does to live sandboxes"},
         {"accel", "auto | kvm | tcg"},
         {"keep_spare", "start a QEMU ahead for each template (faster creates, one idle QEMU each)"},
+        {"allow_unconfined", "true: run VMs even where they cannot be jailed (not root) or QEMU's seccomp fails; "
+                             "every health report then says so (default false: such VMs are refused)"},
+        {"jail_uid_base", "first uid (and gid) of the range whose uids jailed QEMUs run as, one per VM"},
+        {"jail_uid_count", "how many uids the jail range holds (VMs that can run at once)"},
+        {"vm_memory_overhead_mib", "a VM's cgroup memory limit beyond its guest RAM and TCG's translation cache, MiB"},
         {"log_level", "debug | info | warn | error"},
         {"max_json_body", "bytes of a JSON request body at most"},
         {"max_upload_body", "bytes of a file or tar upload at most"},
@@ -108,6 +113,14 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.accel = value;
     } else if (key == "keep_spare") {
         c.keep_spare = TRY(parse_bool(key, value));
+    } else if (key == "allow_unconfined") {
+        c.allow_unconfined = TRY(parse_bool(key, value));
+    } else if (key == "jail_uid_base") {
+        c.jail_uid_base = TRY(parse_int(key, value, 1000, int64_t(4000000000)));
+    } else if (key == "jail_uid_count") {
+        c.jail_uid_count = TRY(parse_int(key, value, 1, 1 << 24));
+    } else if (key == "vm_memory_overhead_mib") {
+        c.vm_memory_overhead_mib = TRY(parse_int(key, value, 1, 1 << 20));
     } else if (key == "log_level") {
         if (value != "debug" && value != "info" && value != "warn" && value != "error")
             return bad(key, "'" + value + "' is not debug, info, warn or error");
@@ -206,6 +219,8 @@ std::map<std::string, std::string> config_from_env(char** envp) {
 }
 
 Status validate_config(const DaemonConfig& c) {
+    if (c.jail_uid_base + c.jail_uid_count > int64_t(4294967294))
+        return make_error(ErrorCode::InvalidArgument, "config: jail_uid_base + jail_uid_count passes the largest uid");
     if (c.default_ttl_seconds > c.max_ttl_seconds)
         return make_error(ErrorCode::InvalidArgument, "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
                                                   ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");

@@ -23,6 +23,11 @@ struct DaemonConfig {
     OnShutdown on_shutdown = OnShutdown::Destroy;
     std::string accel = "auto";               // auto | kvm | tcg
     bool keep_spare = true;                   // a QEMU started ahead per template (faster creates)
+    // The VM jail (docs/security.md): each QEMU runs as its own uid from this range.
+    bool allow_unconfined = false;            // run VMs without jail or seccomp when the host cannot
+    int64_t jail_uid_base = 2000000000;
+    int64_t jail_uid_count = 65536;
+    int64_t vm_memory_overhead_mib = 96;      // a VM's memory limit: guest RAM + TCG cache + this
     std::string log_level = "info";
     size_t max_json_body = 1 << 20;
     size_t max_upload_body = 64ull << 20;

@@ -3,6 +3,8 @@
 
 #include <cstdio>
 
+#include "vm/jail/jail_settings.h"
+
 namespace kiln::daemon {
 
 namespace {
@@ -80,6 +82,15 @@ std::string Metrics::render(const std::map<std::string, int64_t>& sandboxes_by_s
     std::string out;
     out += "# HELP kiln_accel_info The accelerator guests run with (kvm or tcg).\n# TYPE kiln_accel_info gauge\n";
     out += "kiln_accel_info{accel=\"" + m_accel + "\"} 1\n";
+    // On every scrape: a host whose VMs run unconfined must stay visible, not be logged once.
+    auto confinement = vm::jail::confinement();
+    out += "# HELP kiln_vm_confinement How VMs are confined: jailed (own uid, namespaces, cgroup) and under seccomp "
+           "(1 yes, 0 no); allowed says whether VMs may start.\n# TYPE kiln_vm_confinement gauge\n";
+    out += "kiln_vm_confinement{part=\"jailed\"} " + std::to_string(confinement.jailed ? 1 : 0) + "\n";
+    out += "kiln_vm_confinement{part=\"seccomp\"} " + std::to_string(confinement.seccomp ? 1 : 0) + "\n";
+    out += "kiln_vm_confinement{part=\"allowed\"} " + std::to_string(confinement.allowed ? 1 : 0) + "\n";
+    out += "kiln_vm_confinement{part=\"unconfined\"} " +
+           std::to_string(confinement.allowed && !confinement.problem.empty() ? 1 : 0) + "\n";
     out += "# HELP kiln_sandboxes Sandboxes by state.\n# TYPE kiln_sandboxes gauge\n";
     for (const auto& [state, n] : sandboxes_by_state)
         out += "kiln_sandboxes{state=\"" + state + "\"} " + std::to_string(n) + "\n";

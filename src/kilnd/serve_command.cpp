@@ -27,6 +27,7 @@
 #include "kilnd/kilnd_db.h"
 #include "kilnd/metrics.h"
 #include "vm/accel.h"
+#include "vm/jail/jail_settings.h"
 #include "vm/spare_pool.h"
 
 #ifndef KILN_VERSION
@@ -133,6 +134,12 @@ int run_serve(const CommandContext& ctx) {
     net::LazyNetworkManager networks(network_config);
     // Spare QEMUs (keep_spare): the bakes start them, restores and forks take them. Declared before
     // the baker and the service, so it is destroyed after them, killing any spare still waiting.
+    vm::jail::JailSettings jail = vm::jail::jail_settings();
+    jail.allow_unconfined = config->allow_unconfined;
+    jail.uids = {static_cast<uid_t>(config->jail_uid_base), static_cast<uint32_t>(config->jail_uid_count)};
+    jail.memory_overhead_mib = static_cast<uint32_t>(config->vm_memory_overhead_mib);
+    vm::jail::set_jail_settings(jail);
+    if (auto c = vm::jail::confinement(); !c.problem.empty()) log::warn("VM confinement", {{"problem", c.problem}});
     std::optional<vm::SparePool> spare_pool;
     if (config->keep_spare) spare_pool.emplace();
     vm::SparePool* spares = spare_pool ? &*spare_pool : nullptr;

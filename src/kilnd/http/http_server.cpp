@@ -10,6 +10,7 @@
 #include "daemon/api_error.h"
 #include "kilnd/http/route_context.h"
 #include "proto/messages.h"
+#include "vm/jail/jail_settings.h"
 
 namespace kiln::daemon {
 
@@ -117,7 +118,16 @@ public:
         });
 
         m_server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-            send_json(res, 200, json{{"status", "ok"}, {"version", m_ctx.config.version}, {"accel", m_ctx.config.accel}});
+            // Said on every call, not once: an operator who set allow_unconfined must keep seeing it.
+            auto confinement = vm::jail::confinement();
+            json body{{"status", "ok"}, {"version", m_ctx.config.version}, {"accel", m_ctx.config.accel},
+                      {"confinement", {{"jailed", confinement.jailed}, {"seccomp", confinement.seccomp},
+                                       {"vms_allowed", confinement.allowed}}}};
+            if (!confinement.problem.empty()) {
+                body["status"] = confinement.allowed ? "unconfined" : "degraded";
+                body["confinement"]["problem"] = confinement.problem;
+            }
+            send_json(res, 200, body);
         });
         m_server.Get("/metrics", authed(m_ctx, [this](const Caller&, const httplib::Request&, httplib::Response& res) {
                          res.status = 200;
