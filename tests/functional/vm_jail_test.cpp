@@ -1,0 +1,199 @@
+// The jail around real QEMUs (issue 14): a restored VM's QEMU and a spare's, read from /proc, and
+// a helper run inside a VM's jail and namespaces as its uid, which must reach nothing of the host.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+#include "base/file_util.h"
+#include "base/random.h"
+#include "base/unique_fd.h"
+#include "vm/guest_artifacts.h"
+#include "vm/jail/jail_settings.h"
+#include "vm/jail/uid_lease.h"
+#include "vm/snapshot.h"
+#include "vm/spare_pool.h"
+#include "vm_test_env.h"
+
+using namespace kiln;
+using namespace kiln::vm;
+
+namespace {
+
+std::string status_field(pid_t pid, const std::string& name) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line))
+        if (line.rfind(name + ":", 0) == 0) {
+            std::string value = line.substr(name.size() + 1);
+            size_t start = value.find_first_not_of(" \t");
+            return start == std::string::npos ? "" : value.substr(start);
+        }
+    return "";
+}
+
+std::string ns_of(const std::string& pid, const std::string& ns) {
+    char buf[128] = {};
+    ssize_t n = ::readlink(("/proc/" + pid + "/ns/" + ns).c_str(), buf, sizeof buf - 1);
+    return n > 0 ? std::string(buf, n) : "";
+}
+
+// Runs `script` with /bin/sh inside the namespaces and root of `pid`, as `uid`: its exit status.
+int run_inside(pid_t pid, uid_t uid, const std::string& script) {
+    std::string cmd = "nsenter -t " + std::to_string(pid) + " -m -n -p -i -u -r -S " + std::to_string(uid) + " -G " +
+                      std::to_string(uid) + " -- /usr/bin/sh -c '" + script + "' >/dev/null 2>&1";
+    int status = std::system(cmd.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+// One snapshot for this file's tests.
+class JailTest : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        if (test::vm_unavailable_reason()) return;
+        s_dir = vms_dir() + "/../test-snapshots/jail-" + random_hex(6).value();
+        (void)make_dirs(vms_dir() + "/../test-snapshots");
+        auto options = test::test_boot_options();
+        options.snapshottable = true;
+        auto vm = Vm::boot(options);
+        if (!vm.ok()) {
+            s_failure = vm.error().to_string();
+            return;
+        }
+        SnapshotRequest req;
+        req.dir = s_dir;
+        req.resume = false;
+        if (auto m = take_snapshot(**vm, req); !m.ok()) s_failure = m.error().to_string();
+    }
+    static void TearDownTestSuite() {
+        if (!s_dir.empty()) (void)remove_tree(s_dir);
+    }
+    void SetUp() override {
+        KILN_REQUIRE_VM();
+        ASSERT_TRUE(s_failure.empty()) << s_failure;
+        ASSERT_EQ(::geteuid(), 0u) << "the jail needs root";
+    }
+    std::unique_ptr<Vm> restore() {
+        RestoreRequest req;
+        req.snapshot_dir = s_dir;
+        auto vm = restore_snapshot(req);
+        EXPECT_TRUE(vm.ok()) << (vm.ok() ? "" : vm.error().to_string());
+        return vm.ok() ? std::move(*vm) : nullptr;
+    }
+    static std::string s_dir;
+    static std::string s_failure;
+};
+std::string JailTest::s_dir;
+std::string JailTest::s_failure;
+
+}  // namespace
+
+TEST_F(JailTest, ARestoredVmsQemuAndASparesRunConfined) {
+    // A secret in this process's environment must not reach any QEMU.
+    ::setenv("KILN_CI_SECRET_JAILTEST", "do-not-leak", 1);
+    auto vm = restore();
+    ASSERT_TRUE(vm);
+    SparePool spares;
+    spares.prepare(s_dir);
+    auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (spares.pids().empty() && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_EQ(spares.pids().size(), 1u);
+    ::unsetenv("KILN_CI_SECRET_JAILTEST");
+    std::vector<pid_t> pids = {vm->pid(), spares.pids()[0]};
+    std::set<std::string> uids;
+    for (pid_t pid : pids) {
+        SCOPED_TRACE("QEMU pid " + std::to_string(pid));
+        std::string uid = status_field(pid, "Uid");
+        EXPECT_EQ(uid.find("0\t"), std::string::npos) << uid;
+        EXPECT_NE(uid.substr(0, uid.find('\t')), "0");
+        uids.insert(uid);
+        EXPECT_NE(status_field(pid, "Gid").substr(0, 2), "0\t");
+        EXPECT_EQ(status_field(pid, "CapEff"), "0000000000000000");
+        EXPECT_EQ(status_field(pid, "CapPrm"), "0000000000000000");
+        EXPECT_EQ(status_field(pid, "CapBnd"), "0000000000000000");
+        EXPECT_EQ(status_field(pid, "NoNewPrivs"), "1");
+        EXPECT_EQ(status_field(pid, "Seccomp"), "2");
+        EXPECT_EQ(status_field(pid, "Seccomp_filters"), "2") << "Kiln's filter and QEMU's own";
+        auto env = read_file("/proc/" + std::to_string(pid) + "/environ", 1 << 16);
+        ASSERT_TRUE(env.ok());
+        EXPECT_EQ(env->find("KILN_"), std::string::npos);
+        EXPECT_EQ(env->find("do-not-leak"), std::string::npos);
+        for (const char* ns : {"mnt", "pid", "net", "ipc", "uts"})
+            EXPECT_NE(ns_of(std::to_string(pid), ns), ns_of("self", ns)) << ns;
+        // Of the data dir, its root holds only the path down to its own jail dir.
+        std::string root = "/proc/" + std::to_string(pid) + "/root";
+        EXPECT_TRUE(path_exists(root + data_dir() + "/vms"));
+        EXPECT_FALSE(path_exists(root + data_dir() + "/kilnd.db"));
+        EXPECT_FALSE(path_exists(root + data_dir() + "/snapshots"));
+        EXPECT_FALSE(path_exists(root + s_dir));
+        EXPECT_TRUE(path_exists("/proc/" + std::to_string(pid) + "/root/usr/bin"));
+        auto limits = read_file("/proc/" + std::to_string(pid) + "/limits", 1 << 16);
+        ASSERT_TRUE(limits.ok());
+        EXPECT_NE(limits->find("Max core file size        0"), std::string::npos) << *limits;
+    }
+    EXPECT_EQ(uids.size(), 2u) << "each QEMU has its own uid";
+    EXPECT_NE(ns_of(std::to_string(pids[0]), "net"), ns_of(std::to_string(pids[1]), "net"));
+    // The restored VM still works, of course.
+    proto::ExecRequest req;
+    req.shell = "echo jailed";
+    auto out = vm->agent().exec_collect(req);
+    ASSERT_TRUE(out.ok()) << out.error().to_string();
+    EXPECT_EQ(out->stdout_data, "jailed\n");
+}
+
+TEST_F(JailTest, AHelperInsideAVmsJailReachesNothingOfTheHost) {
+    auto a = restore();
+    auto b = restore();
+    ASSERT_TRUE(a && b);
+    uid_t uid = a->jail_uid();
+    ASSERT_NE(uid, 0u);
+    // A host file like kilnd.db, and a listening TCP port on the host's loopback.
+    std::string db = data_dir() + "/jail-test-" + random_hex(4).value() + ".db";
+    ASSERT_TRUE(write_file(db, "secret").ok());
+    UniqueFd listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    ASSERT_EQ(::listen(listener.get(), 4), 0);
+    socklen_t len = sizeof addr;
+    ASSERT_EQ(::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len), 0);
+    std::string port = std::to_string(ntohs(addr.sin_port));
+    std::string connect = "/usr/bin/python3 -c \"import socket; socket.create_connection((\\\"127.0.0.1\\\", " + port + "), 2)\"";
+
+    // Controls: the same commands work where they should, so a failure below means the jail.
+    EXPECT_EQ(std::system((connect + " >/dev/null 2>&1").c_str()), 0) << "the port answers on the host";
+    EXPECT_EQ(run_inside(a->pid(), uid, "test -r " + a->paths().disk), 0) << "its own disk is its own";
+
+    EXPECT_NE(run_inside(a->pid(), uid, "cat " + db), 0) << "a host file in the data dir";
+    EXPECT_NE(run_inside(a->pid(), uid, "cat " + b->paths().disk), 0) << "another VM's disk";
+    EXPECT_NE(run_inside(a->pid(), uid, "cat " + s_dir + "/memory"), 0) << "the snapshot's memory file";
+    EXPECT_EQ(run_inside(a->pid(), uid, "test \"$(ls -A " + data_dir() + ")\" = vms && test \"$(ls -A " + vms_dir() +
+                                            ")\" = " + a->id()),
+              0)
+        << "of the data dir, only the way down to its own jail dir";
+    EXPECT_NE(run_inside(a->pid(), uid, connect), 0) << "a port on the host's loopback";
+    EXPECT_NE(run_inside(a->pid(), uid, "touch /usr/bin/evil"), 0) << "the root is read-only";
+    EXPECT_EQ(run_inside(a->pid(), uid, "grep -q " + a->run_dir() + " /proc/1/cmdline"), 0) << "its QEMU is its PID 1";
+    // ("qemu-syste[m]" does not match this very script's command line.)
+    EXPECT_EQ(run_inside(a->pid(), uid, "test \"$(grep -l qemu-syste[m] /proc/[0-9]*/cmdline)\" = /proc/1/cmdline"), 0)
+        << "no other QEMU (the other VM's) in its PID namespace";
+    (void)::unlink(db.c_str());
+}
+
+TEST_F(JailTest, TheJailGoesWithTheVm) {
+    auto vm = restore();
+    ASSERT_TRUE(vm);
+    uid_t uid = vm->jail_uid();
+    std::string run_dir = vm->run_dir();
+    jail::JailSettings settings = jail::jail_settings();
+    EXPECT_TRUE(jail::uid_leased(settings.lock_dir, uid));
+    vm->destroy();
+    EXPECT_FALSE(jail::uid_leased(settings.lock_dir, uid)) << "the uid is free once QEMU is gone";
+    EXPECT_FALSE(path_exists(run_dir));
+}
