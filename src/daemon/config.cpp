@@ -64,6 +64,8 @@ const std::map<std::string, std::string>& config_keys() {
         {"keep_spare", "start a QEMU ahead for each template (faster creates, one idle QEMU each)"},
         {"allow_unconfined", "true: run VMs even where they cannot be jailed (not root) or QEMU's seccomp fails; "
                              "every health report then says so (default false: such VMs are refused)"},
+        {"jail", "false: start QEMU without its jail even as root (the benchmarks' unjailed baseline, debugging); "
+                 "needs allow_unconfined, and every health report then says so"},
         {"jail_uid_base", "first uid (and gid) of the range whose uids jailed QEMUs run as, one per VM"},
         {"jail_uid_count", "how many uids the jail range holds (VMs that can run at once)"},
         {"vm_memory_overhead_mib", "a VM's cgroup memory limit beyond its guest RAM and TCG's translation cache, MiB"},
@@ -115,6 +117,8 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.keep_spare = TRY(parse_bool(key, value));
     } else if (key == "allow_unconfined") {
         c.allow_unconfined = TRY(parse_bool(key, value));
+    } else if (key == "jail") {
+        c.jail = TRY(parse_bool(key, value));
     } else if (key == "jail_uid_base") {
         c.jail_uid_base = TRY(parse_int(key, value, 1000, int64_t(4000000000)));
     } else if (key == "jail_uid_count") {

@@ -25,6 +25,7 @@ struct DaemonConfig {
     bool keep_spare = true;                   // a QEMU started ahead per template (faster creates)
     // The VM jail (docs/security.md): each QEMU runs as its own uid from this range.
     bool allow_unconfined = false;            // run VMs without jail or seccomp when the host cannot
+    bool jail = true;                         // false: no jail (benchmarks' baseline); needs allow_unconfined
     int64_t jail_uid_base = 2000000000;
     int64_t jail_uid_count = 65536;
     int64_t vm_memory_overhead_mib = 96;      // a VM's memory limit: guest RAM + TCG cache + this

@@ -136,6 +136,7 @@ int run_serve(const CommandContext& ctx) {
     // the baker and the service, so it is destroyed after them, killing any spare still waiting.
     vm::jail::JailSettings jail = vm::jail::jail_settings();
     jail.allow_unconfined = config->allow_unconfined;
+    jail.jail = config->jail;
     jail.uids = {static_cast<uid_t>(config->jail_uid_base), static_cast<uint32_t>(config->jail_uid_count)};
     jail.memory_overhead_mib = static_cast<uint32_t>(config->vm_memory_overhead_mib);
     vm::jail::set_jail_settings(jail);

@@ -28,6 +28,8 @@ JailSettings from_environment() {
     JailSettings s;
     const char* unconfined = std::getenv("KILN_ALLOW_UNCONFINED");
     s.allow_unconfined = unconfined && std::string(unconfined) == "1";
+    const char* jail = std::getenv("KILN_JAIL");
+    s.jail = !(jail && std::string(jail) == "0");
     env_number("KILN_JAIL_UID_BASE", s.uids.base);
     env_number("KILN_JAIL_UID_COUNT", s.uids.count);
     env_number("KILN_VM_MEMORY_OVERHEAD_MIB", s.memory_overhead_mib);
@@ -50,11 +52,12 @@ void set_jail_settings(const JailSettings& settings) {
 Confinement confinement() {
     Confinement c;
     JailSettings s = jail_settings();
-    c.jailed = ::geteuid() == 0;
+    c.jailed = s.jail && ::geteuid() == 0;
     auto qemu = qemu_info();
     c.seccomp = qemu.ok() && qemu->sandbox;
     std::string problem;
-    if (!c.jailed) problem = "kilnd is not root, so it cannot jail QEMU (own uid, namespaces, pivot_root, cgroups)";
+    if (!s.jail) problem = "the jail is switched off (jail=false)";
+    else if (!c.jailed) problem = "kilnd is not root, so it cannot jail QEMU (own uid, namespaces, pivot_root, cgroups)";
     if (!c.seccomp) {
         if (!problem.empty()) problem += "; ";
         problem += qemu.ok() ? "QEMU's -sandbox (seccomp) failed its start-up probe" : "QEMU cannot run: " + qemu.error().message;

@@ -14,6 +14,8 @@ struct JailSettings {
     // Without root (or with an unusable seccomp), VMs are refused unless this is set; then they run
     // unconfined and every health report says so (confinement_report()).
     bool allow_unconfined = false;
+    // false: no jail even as root (benchmarks' unjailed baseline, debugging); needs allow_unconfined.
+    bool jail = true;
     UidRange uids{2000000000, 65536};  // jail_uid_base, jail_uid_count
     std::string lock_dir = "/run/kiln/jail-uids";
     std::string cgroup_name = "kiln";     // each VM's cgroup is <parent>/<cgroup_name>/<vm name>
@@ -24,7 +26,7 @@ struct JailSettings {
     uint32_t max_threads = 128;           // pids.max and RLIMIT_NPROC (QEMU's thread pool is 64)
 };
 
-// The settings every launch uses. Defaults, then KILN_ALLOW_UNCONFINED=1, KILN_JAIL_UID_BASE,
+// The settings every launch uses. Defaults, then KILN_ALLOW_UNCONFINED=1, KILN_JAIL=0, KILN_JAIL_UID_BASE,
 // KILN_JAIL_UID_COUNT and KILN_VM_MEMORY_OVERHEAD_MIB from the environment (read once), unless
 // set_jail_settings was called first (kilnd, from its config).
 JailSettings jail_settings();
