@@ -14,7 +14,9 @@
 #include "stats.h"
 #include "vm/accel.h"
 #include "vm/guest_artifacts.h"
+#include "base/child_process.h"
 #include "vm/jail/jail_settings.h"
+#include "vm/jail/jail_spawn.h"
 #include "vm/snapshot.h"
 #include "vm/spare_pool.h"
 
@@ -62,8 +64,27 @@ struct Mode {
     const char* name;
     bool jailed;
     SparePool spares;  // started and refilled only while this mode is set
-    std::vector<double> restore, launched, spare_restore, fork, spare_fork, pss;
+    std::vector<double> spawn, restore, launched, spare_restore, fork, spare_fork, pss;
 };
+
+// Starts /usr/bin/true and waits for it: in its jail (what a QEMU's jail costs to set up, with the
+// namespaces' teardown after it) or as a plain child.
+double spawn_true(bool jailed) {
+    auto start = Clock::now();
+    std::unique_ptr<ChildProcess> child;
+    if (jailed) {
+        jail::JailSpec spec;
+        spec.uid = spec.gid = 2100000000;
+        spec.argv = {"/usr/bin/true"};
+        child = must(jail::spawn_jailed(spec), "spawn jailed");
+    } else {
+        SpawnOptions options;
+        options.argv = {"/usr/bin/true"};
+        child = must(ChildProcess::spawn(options), "spawn");
+    }
+    if (!child->wait_for(Millis(10000))) fail("true did not exit");
+    return ms_since(start);
+}
 
 }  // namespace
 
@@ -87,7 +108,9 @@ int main() {
         req.resume = false;
         must(take_snapshot(*vm, req), "snapshot");
     }
-    Mode modes[2] = {{"jailed", true, {}, {}, {}, {}, {}, {}, {}}, {"unjailed", false, {}, {}, {}, {}, {}, {}, {}}};
+    Mode modes[2] = {{"jailed", true, {}, {}, {}, {}, {}, {}, {}, {}}, {"unjailed", false, {}, {}, {}, {}, {}, {}, {}, {}}};
+    for (int i = 0; i < 4 * rounds; ++i)
+        for (Mode& m : modes) m.spawn.push_back(spawn_true(m.jailed));
 
     // Restores: per round, each mode once without and once with its spare.
     for (int i = 0; i < rounds + 2; ++i) {
@@ -119,22 +142,31 @@ int main() {
             if (record) m.spare_restore.push_back(ready);
         }
     }
-    // Forks of a restored parent, with and without the snapshot's spare.
-    for (Mode& m : modes) {
-        set_jail(m.jailed);
+    // Forks of a restored parent (one per mode), with and without the snapshot's spare, the modes
+    // alternated fork by fork.
+    std::unique_ptr<Vm> parents[2];
+    for (int k = 0; k < 2; ++k) {
+        set_jail(modes[k].jailed);
         RestoreRequest req;
         req.snapshot_dir = snap;
-        auto parent = must(restore_snapshot(req), "restore parent");
-        for (int i = 0; i < 2 * forks; ++i) {
-            bool use_spare = i % 2 == 1;
+        parents[k] = must(restore_snapshot(req), "restore parent");
+    }
+    for (int i = 0; i < 2 * forks; ++i) {
+        bool use_spare = i % 2 == 1;
+        for (int k = 0; k < 2; ++k) {
+            Mode& m = modes[k];
+            set_jail(m.jailed);
             wait_for_spare(m.spares);
             ForkRequest fork_request;
             if (use_spare) fork_request.spares = &m.spares;
             ForkTimings t;
-            auto child = must(fork_vm(*parent, fork_request, &t), "fork");
+            auto child = must(fork_vm(*parents[k], fork_request, &t), "fork");
             (use_spare ? m.spare_fork : m.fork).push_back(double(t.child_ready_ms));
+            child.reset();
+            wait_for_spare(m.spares);  // a taken spare refills in this mode
         }
     }
+    for (auto& p : parents) p.reset();
     // PSS of idle clones.
     for (Mode& m : modes) {
         set_jail(m.jailed);
@@ -162,6 +194,7 @@ int main() {
                     target.c_str());
         std::fflush(stdout);
     };
+    row("start /usr/bin/true and wait for it", &Mode::spawn, "ms", "jail set-up <= 5 ms");
     row("restore to exec-ready, QEMU started per restore", &Mode::restore, "ms", "");
     row("  of which QEMU started, sockets connected", &Mode::launched, "ms", "jail set-up <= 5 ms off a spare's path");
     row("restore to exec-ready, spare QEMU (a create)", &Mode::spare_restore, "ms", "<= 1.1x");
