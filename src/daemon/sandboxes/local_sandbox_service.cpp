@@ -13,6 +13,7 @@
 #include "base/json_log.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/sandbox_state.h"
+#include "vm/jail/jail_settings.h"
 #include "vm/snapshot.h"
 #include "vm/snapshot_any.h"
 #include "vm/snapshot_manifest.h"
@@ -219,6 +220,8 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     auto start = Clock::now();
     TRY(validate_metadata(request.metadata));
     TRY(validate_env(request.env));
+    // No VM starts unconfined unless the operator allowed it (docs/security.md): 503, nothing made.
+    TRY(vm::jail::check_confinement());
     Source source = TRY(resolve_template(caller, request.template_id));
     if (request.vcpus && *request.vcpus != source.vcpus)
         return make_error(ErrorCode::InvalidArgument, "vcpus must be " + std::to_string(source.vcpus) + " for template " +

@@ -121,7 +121,9 @@ Result<std::string> TemplateBaker::ensure(const std::string& name, bool nic) {
     state.generation++;
     state.last_error = baked.ok() ? "" : baked.error().to_string();
     m_changed.notify_all();
-    if (!baked.ok()) return make_error(ErrorCode::Internal, "baking template " + name + ": " + baked.error().to_string());
+    if (!baked.ok())
+        return make_error(baked.error().code == ErrorCode::Unavailable ? ErrorCode::Unavailable : ErrorCode::Internal,
+                          "baking template " + name + ": " + baked.error().to_string());
     return dir;
 }
 
