@@ -3,10 +3,12 @@
 #pragma once
 
 #include <errno.h>  // program_invocation_short_name
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 #include "base/clock.h"
@@ -22,6 +24,21 @@ inline double ms_since(Clock::time_point start) {
 inline int env_int(const char* name, int fallback) {
     const char* v = std::getenv(name);
     return v ? std::atoi(v) : fallback;
+}
+
+// Proportional set size of one process, in MiB, from /proc/PID/smaps_rollup (0 if it is gone).
+inline double pss_mib(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
+    std::string key;
+    double kib = 0;
+    while (in >> key) {
+        if (key == "Pss:") {
+            in >> kib;
+            return kib / 1024.0;
+        }
+        in.ignore(1 << 20, '\n');
+    }
+    return 0;
 }
 
 [[noreturn]] inline void fail(const std::string& what) {

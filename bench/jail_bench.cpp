@@ -26,19 +26,6 @@ using namespace kiln::bench;
 
 namespace {
 
-double pss_kib(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
-    std::string key;
-    double value = 0;
-    while (in >> key) {
-        if (key == "Pss:") {
-            in >> value;
-            return value;
-        }
-        in.ignore(1 << 20, '\n');
-    }
-    return 0;
-}
 
 void exec_true(Vm& vm) {
     proto::ExecRequest req;
@@ -178,7 +165,7 @@ int main() {
             exec_true(*vms.back());
         }
         std::this_thread::sleep_for(std::chrono::seconds(2));
-        for (auto& vm : vms) m.pss.push_back(pss_kib(vm->pid()) / 1024.0);
+        for (auto& vm : vms) m.pss.push_back(pss_mib(vm->pid()));
         m.spares.discard();
     }
 

@@ -31,20 +31,6 @@ void exec_true(Vm& vm) {
     must(vm.agent().exec(req), "exec true");
 }
 
-// Proportional set size of one process, in KiB, from /proc/PID/smaps_rollup.
-double pss_kib(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/smaps_rollup");
-    std::string key;
-    double value = 0;
-    while (in >> key) {
-        if (key == "Pss:") {
-            in >> value;
-            return value;
-        }
-        in.ignore(1 << 20, '\n');
-    }
-    return 0;
-}
 
 std::string make_snapshot(const std::string& root, uint32_t memory_mib) {
     BootOptions options;
@@ -260,12 +246,12 @@ int main() {
         }
         std::this_thread::sleep_for(std::chrono::seconds(2));  // idle
         double total = 0;
-        for (auto& vm : vms) total += pss_kib(vm->pid());
+        for (auto& vm : vms) total += pss_mib(vm->pid());
         if (from_snapshot) {
-            for (pid_t pid : spares.pids()) spare_total += pss_kib(pid) / 1024.0;
+            for (pid_t pid : spares.pids()) spare_total += pss_mib(pid);
             spares.discard(big);
         }
-        return total / 1024.0;
+        return total;
     };
     double clone_total = measure_pss(true);
     double boot_total = measure_pss(false);

@@ -54,15 +54,7 @@ struct ChildFailure {
         if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
     }
     if (options.new_session) ::setsid();
-
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl;
-    std::memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig)
-        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    reset_signals_in_child();
 
     // Move every source fd above 2 first, so that dup2 into 0/1/2 cannot clobber a later source.
     int sources[3] = {options.stdin_fd, options.stdout_fd, options.stderr_fd};
@@ -95,6 +87,17 @@ struct ChildFailure {
 }
 
 }  // namespace
+
+void reset_signals_in_child() {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    struct sigaction dfl;
+    std::memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig)
+        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+}
 
 std::string ExitStatus::describe() const {
     if (signal) return "was killed by signal " + std::to_string(signal) + " (" + ::strsignal(signal) + ")";

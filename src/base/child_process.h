@@ -89,6 +89,10 @@ private:
     std::optional<ExitStatus> m_status;  // guarded by m_mutex
 };
 
+// Between fork and exec: no signal blocked, every handler back to its default, as a fresh
+// process has them (async-signal-safe: raw syscalls only).
+void reset_signals_in_child();
+
 struct CapturedRun {
     ExitStatus status;
     std::string output;  // stdout and stderr interleaved, at most max_output bytes

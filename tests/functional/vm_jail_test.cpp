@@ -18,30 +18,13 @@
 #include "vm/jail/uid_lease.h"
 #include "vm/snapshot.h"
 #include "vm/spare_pool.h"
+#include "../proc_view.h"
 #include "vm_test_env.h"
 
 using namespace kiln;
 using namespace kiln::vm;
 
 namespace {
-
-std::string status_field(pid_t pid, const std::string& name) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(name + ":", 0) == 0) {
-            std::string value = line.substr(name.size() + 1);
-            size_t start = value.find_first_not_of(" \t");
-            return start == std::string::npos ? "" : value.substr(start);
-        }
-    return "";
-}
-
-std::string ns_of(const std::string& pid, const std::string& ns) {
-    char buf[128] = {};
-    ssize_t n = ::readlink(("/proc/" + pid + "/ns/" + ns).c_str(), buf, sizeof buf - 1);
-    return n > 0 ? std::string(buf, n) : "";
-}
 
 // Runs `script` with /bin/sh inside the namespaces and root of `pid`, as `uid`: its exit status.
 int run_inside(pid_t pid, uid_t uid, const std::string& script) {
@@ -108,23 +91,23 @@ TEST_F(JailTest, ARestoredVmsQemuAndASparesRunConfined) {
     std::set<std::string> uids;
     for (pid_t pid : pids) {
         SCOPED_TRACE("QEMU pid " + std::to_string(pid));
-        std::string uid = status_field(pid, "Uid");
+        std::string uid = test::status_field(pid, "Uid");
         EXPECT_EQ(uid.find("0\t"), std::string::npos) << uid;
         EXPECT_NE(uid.substr(0, uid.find('\t')), "0");
         uids.insert(uid);
-        EXPECT_NE(status_field(pid, "Gid").substr(0, 2), "0\t");
-        EXPECT_EQ(status_field(pid, "CapEff"), "0000000000000000");
-        EXPECT_EQ(status_field(pid, "CapPrm"), "0000000000000000");
-        EXPECT_EQ(status_field(pid, "CapBnd"), "0000000000000000");
-        EXPECT_EQ(status_field(pid, "NoNewPrivs"), "1");
-        EXPECT_EQ(status_field(pid, "Seccomp"), "2");
-        EXPECT_EQ(status_field(pid, "Seccomp_filters"), "2") << "Kiln's filter and QEMU's own";
+        EXPECT_NE(test::status_field(pid, "Gid").substr(0, 2), "0\t");
+        EXPECT_EQ(test::status_field(pid, "CapEff"), "0000000000000000");
+        EXPECT_EQ(test::status_field(pid, "CapPrm"), "0000000000000000");
+        EXPECT_EQ(test::status_field(pid, "CapBnd"), "0000000000000000");
+        EXPECT_EQ(test::status_field(pid, "NoNewPrivs"), "1");
+        EXPECT_EQ(test::status_field(pid, "Seccomp"), "2");
+        EXPECT_EQ(test::status_field(pid, "Seccomp_filters"), "2") << "Kiln's filter and QEMU's own";
         auto env = read_file("/proc/" + std::to_string(pid) + "/environ", 1 << 16);
         ASSERT_TRUE(env.ok());
         EXPECT_EQ(env->find("KILN_"), std::string::npos);
         EXPECT_EQ(env->find("do-not-leak"), std::string::npos);
         for (const char* ns : {"mnt", "pid", "net", "ipc", "uts"})
-            EXPECT_NE(ns_of(std::to_string(pid), ns), ns_of("self", ns)) << ns;
+            EXPECT_NE(test::namespace_of(std::to_string(pid), ns), test::namespace_of("self", ns)) << ns;
         // Of the data dir, its root holds only the path down to its own jail dir.
         std::string root = "/proc/" + std::to_string(pid) + "/root";
         EXPECT_TRUE(path_exists(root + data_dir() + "/vms"));
@@ -137,7 +120,7 @@ TEST_F(JailTest, ARestoredVmsQemuAndASparesRunConfined) {
         EXPECT_NE(limits->find("Max core file size        0"), std::string::npos) << *limits;
     }
     EXPECT_EQ(uids.size(), 2u) << "each QEMU has its own uid";
-    EXPECT_NE(ns_of(std::to_string(pids[0]), "net"), ns_of(std::to_string(pids[1]), "net"));
+    EXPECT_NE(test::namespace_of(std::to_string(pids[0]), "net"), test::namespace_of(std::to_string(pids[1]), "net"));
     // The restored VM still works, of course.
     proto::ExecRequest req;
     req.shell = "echo jailed";

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "base/file_util.h"
+#include "../proc_view.h"
 #include "vm/jail/jail_spawn.h"
 #include "vm/jail/uid_lease.h"
 #include "vm/sealed_memory.h"
@@ -26,24 +27,6 @@ std::string make_temp_dir() {
     char dir[] = "/tmp/kiln-jail-test-XXXXXX";
     EXPECT_NE(::mkdtemp(dir), nullptr);
     return dir;
-}
-
-std::string status_field(pid_t pid, const std::string& name) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(name + ":", 0) == 0) {
-            std::string value = line.substr(name.size() + 1);
-            size_t start = value.find_first_not_of(" \t");
-            return start == std::string::npos ? "" : value.substr(start);
-        }
-    return "";
-}
-
-std::string ns_link(const std::string& pid, const std::string& ns) {
-    char buf[128] = {};
-    ssize_t n = ::readlink(("/proc/" + pid + "/ns/" + ns).c_str(), buf, sizeof buf - 1);
-    return n > 0 ? std::string(buf, n) : "";
 }
 
 jail::JailSpec shell_spec(uid_t uid, const std::string& script) {
@@ -138,20 +121,20 @@ TEST(JailSpawn, TheChildHasNoPrivilegeNoEnvironmentAndItsOwnNamespaces) {
     ::unsetenv("KILN_TEST_SECRET");
     ASSERT_TRUE(child.ok()) << child.error().to_string();
     pid_t pid = (*child)->pid();
-    for (int i = 0; i < 200 && status_field(pid, "Name") != "sleep"; ++i) ::usleep(10000);  // exec'd
-    EXPECT_EQ(status_field(pid, "Uid"), "3000000100\t3000000100\t3000000100\t3000000100");
-    EXPECT_EQ(status_field(pid, "Gid"), "3000000100\t3000000100\t3000000100\t3000000100");
-    EXPECT_EQ(status_field(pid, "Groups"), "");
-    EXPECT_EQ(status_field(pid, "CapEff"), "0000000000000000");
-    EXPECT_EQ(status_field(pid, "CapPrm"), "0000000000000000");
-    EXPECT_EQ(status_field(pid, "CapBnd"), "0000000000000000");
-    EXPECT_EQ(status_field(pid, "NoNewPrivs"), "1");
-    EXPECT_EQ(status_field(pid, "Seccomp"), "2");
+    for (int i = 0; i < 200 && test::status_field(pid, "Name") != "sleep"; ++i) ::usleep(10000);  // exec'd
+    EXPECT_EQ(test::status_field(pid, "Uid"), "3000000100\t3000000100\t3000000100\t3000000100");
+    EXPECT_EQ(test::status_field(pid, "Gid"), "3000000100\t3000000100\t3000000100\t3000000100");
+    EXPECT_EQ(test::status_field(pid, "Groups"), "");
+    EXPECT_EQ(test::status_field(pid, "CapEff"), "0000000000000000");
+    EXPECT_EQ(test::status_field(pid, "CapPrm"), "0000000000000000");
+    EXPECT_EQ(test::status_field(pid, "CapBnd"), "0000000000000000");
+    EXPECT_EQ(test::status_field(pid, "NoNewPrivs"), "1");
+    EXPECT_EQ(test::status_field(pid, "Seccomp"), "2");
     auto env = read_file("/proc/" + std::to_string(pid) + "/environ", 1 << 16);
     ASSERT_TRUE(env.ok());
     EXPECT_EQ(*env, "") << "no environment at all";
     for (const char* ns : {"mnt", "pid", "net", "ipc", "uts"})
-        EXPECT_NE(ns_link(std::to_string(pid), ns), ns_link("self", ns)) << ns;
+        EXPECT_NE(test::namespace_of(std::to_string(pid), ns), test::namespace_of("self", ns)) << ns;
     char root[64] = {};
     EXPECT_GT(::readlink(("/proc/" + std::to_string(pid) + "/root").c_str(), root, sizeof root - 1), 0);
     struct stat jail_root {}, host_root {};

@@ -161,15 +161,7 @@ void drop_privileges(const ChildPlan& plan, int pipe_fd) {
 
 [[noreturn]] void child_main(const ChildPlan& plan, int pipe_fd) {
     const JailSpec& spec = *plan.spec;
-    // Signals as a fresh process has them.
-    sigset_t none;
-    sigemptyset(&none);
-    ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    struct sigaction dfl;
-    std::memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig)
-        if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    reset_signals_in_child();
     ::setsid();
 
     // 1. The cgroups, while this process may still write their files.
