@@ -57,6 +57,7 @@ public:
         options.argv = {kilnd, "serve"};
         options.stderr_fd = log_fd.get();
         options.stdout_fd = log_fd.get();
+        options.env = inherited_environment();  // the KILN_* config set above
         m_process = must(ChildProcess::spawn(options), "start kilnd");
         for (int i = 0; i < 600; ++i) {
             if (auto r = client().Get("/healthz"); r && r->status == 200) return;

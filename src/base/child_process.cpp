@@ -5,6 +5,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include <cstring>
 
 #include "base/errno_error.h"
+
+extern char** environ;
 
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
@@ -24,6 +27,39 @@ namespace {
 int sys_pidfd_open(pid_t pid) { return static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)); }
 int sys_pidfd_send_signal(int pidfd, int sig) {
     return static_cast<int>(::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0));
+}
+
+constexpr const char* kDefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+std::string path_variable(const std::vector<std::string>& env) {
+    for (const auto& entry : env)
+        if (entry.rfind("PATH=", 0) == 0) return entry.substr(5);
+    return kDefaultPath;
+}
+
+// execvp's search, done in the parent against the *child's* PATH: execvp and execvpe would search
+// ours, and a child given its own environment must find what that environment names. Empty PATH
+// entries (the current directory, to POSIX) are skipped: kilnd never runs what a cwd holds.
+Result<std::string> find_program(const std::string& name, const std::vector<std::string>& env) {
+    if (name.find('/') != std::string::npos) return name;
+    const std::string path = path_variable(env);
+    bool found_unrunnable = false;
+    for (size_t start = 0; start <= path.size();) {
+        size_t colon = path.find(':', start);
+        if (colon == std::string::npos) colon = path.size();
+        std::string dir = path.substr(start, colon - start);
+        start = colon + 1;
+        if (dir.empty()) continue;
+        std::string candidate = dir + "/" + name;
+        struct stat st;
+        if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+        found_unrunnable = true;
+    }
+    if (found_unrunnable) return errno_error("spawn " + name + ": cannot exec (PATH=" + path + ")", EACCES);
+    Error e = errno_error("spawn " + name + ": cannot exec: not found in PATH=" + path, ENOENT);
+    e.code = ErrorCode::NotFound;
+    return e;
 }
 
 ExitStatus decode_wait_status(int status) {
@@ -47,8 +83,8 @@ struct ChildFailure {
 }
 
 // Runs in the child between fork and exec: only async-signal-safe calls from here on.
-[[noreturn]] void child_main(const SpawnOptions& options, char* const* argv, int dev_null, int pipe_fd,
-                             pid_t parent) {
+[[noreturn]] void child_main(const SpawnOptions& options, const char* program, char* const* argv, char* const* envp,
+                             int dev_null, int pipe_fd, pid_t parent) {
     if (options.die_with_parent) {
         if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(pipe_fd, 3);
         if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
@@ -82,7 +118,7 @@ struct ChildFailure {
     for (int fd : options.keep_fds)
         if (fd != pipe_fd && ::fcntl(fd, F_SETFD, 0) != 0) child_fail(pipe_fd, 3);
     if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) child_fail(pipe_fd, 1);
-    ::execvp(argv[0], argv);
+    ::execve(program, argv, envp);  // only `envp`: nothing of ours is inherited
     child_fail(pipe_fd, 2);
 }
 
@@ -97,6 +133,14 @@ void reset_signals_in_child() {
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig)
         if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+}
+
+std::vector<std::string> minimal_environment() { return {std::string("PATH=") + kDefaultPath, "LANG=C.UTF-8"}; }
+
+std::vector<std::string> inherited_environment() {
+    std::vector<std::string> out;
+    for (char** e = environ; e && *e; ++e) out.emplace_back(*e);
+    return out;
 }
 
 std::string ExitStatus::describe() const {
@@ -117,6 +161,11 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
     argv.reserve(options.argv.size() + 1);
     for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
+    std::vector<char*> envp;
+    envp.reserve(options.env.size() + 1);
+    for (const auto& e : options.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    const std::string program = TRY(find_program(name, options.env));
 
     UniqueFd dev_null;
     if (options.stdin_fd == SpawnOptions::kDevNull || options.stdout_fd == SpawnOptions::kDevNull ||
@@ -131,7 +180,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
     pid_t parent = ::getpid();
     pid_t pid = ::fork();
     if (pid < 0) return errno_error("fork for " + name);
-    if (pid == 0) child_main(options, argv.data(), dev_null.get(), err_write.get(), parent);
+    if (pid == 0) child_main(options, program.c_str(), argv.data(), envp.data(), dev_null.get(), err_write.get(), parent);
 
     err_write.reset();
     ChildFailure failure{};
@@ -215,7 +264,8 @@ ExitStatus ChildProcess::kill_and_reap() {
     }
 }
 
-Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout, size_t max_output) {
+Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout, size_t max_output,
+                                    const std::vector<std::string>& env) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
     UniqueFd read_end(fds[0]), write_end(fds[1]);
@@ -223,6 +273,7 @@ Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis
     options.argv = argv;
     options.stdout_fd = write_end.get();
     options.stderr_fd = write_end.get();
+    options.env = env;
     auto child = TRY(ChildProcess::spawn(options));
     write_end.reset();
 

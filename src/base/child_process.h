@@ -27,6 +27,14 @@ struct ExitStatus {
     std::string describe() const;
 };
 
+// The environment a spawned child gets unless its caller chooses another: PATH (the standard
+// system directories, not ours) and LANG=C.UTF-8. Nothing of this process's environment, which
+// may hold secrets (KILN_CI_SECRET_*, tokens), reaches a child by default.
+std::vector<std::string> minimal_environment();
+// This process's own environment as NAME=value entries, for a child that acts for the user who
+// ran us (the CLI's git, a test's helper), never for what kilnd starts.
+std::vector<std::string> inherited_environment();
+
 struct SpawnOptions {
     static constexpr int kInherit = -2;  // keep the parent's fd 0/1/2
     static constexpr int kDevNull = -1;  // /dev/null
@@ -45,6 +53,9 @@ struct SpawnOptions {
     // Descriptors the child inherits under the same numbers (each > 2), e.g. a tap fd for QEMU.
     // Everything else above 2 is still closed at exec.
     std::vector<int> keep_fds;
+    // The child's whole environment (NAME=value entries, given to execve). argv[0] without a '/'
+    // is looked up in *this* environment's PATH (the default PATH when it has none).
+    std::vector<std::string> env = minimal_environment();
 };
 
 // Every fd other than the chosen 0/1/2 is closed in the child. SIGCHLD must not be SIG_IGN in the
@@ -99,7 +110,9 @@ struct CapturedRun {
 };
 
 // Runs argv to completion with stdin from /dev/null, capturing its output; kills it on timeout.
+// The child gets `env` (by default minimal_environment()).
 Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout,
-                                    size_t max_output = 256 * 1024);
+                                    size_t max_output = 256 * 1024,
+                                    const std::vector<std::string>& env = minimal_environment());
 
 }  // namespace kiln

@@ -39,7 +39,9 @@ Result<std::string> git_out(const std::vector<std::string>& args) {
                                      "GIT_AUTHOR_DATE=2000-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2000-01-01T00:00:00Z",
                                      "git"};
     argv.insert(argv.end(), args.begin(), args.end());
-    auto run = TRY(run_and_capture(argv, Millis(120000), 1 << 20));
+    // The user's own git, run as them on their folder: their environment (HOME, their git config)
+    // applies, as when they run git themselves.
+    auto run = TRY(run_and_capture(argv, Millis(120000), 1 << 20, inherited_environment()));
     if (!run.status.success())
         return local(ErrorCode::CliGit, "git " + args.front() + " " + run.status.describe() + ": " + last_lines(run.output, 5));
     std::string out = run.output;

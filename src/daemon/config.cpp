@@ -74,9 +74,12 @@ const std::map<std::string, std::string>& config_keys() {
         {"max_upload_body", "bytes of a file or tar upload at most"},
         {"client_timeout_seconds", "a client silent this long is disconnected"},
         {"worker_threads", "HTTP worker threads"},
-        {"github_webhook_secret", "the GitHub webhook's shared secret (X-Hub-Signature-256)"},
+        {"github_webhook_secret", "the GitHub webhook's shared secret (X-Hub-Signature-256; deprecated: use github_webhook_secret_file)"},
         {"github_api_url", "GitHub API base for commit statuses (GitHub Enterprise: https://HOST/api/v3)"},
-        {"github_token", "token that may post commit statuses"},
+        {"github_token", "token that may post commit statuses (deprecated: use github_token_file)"},
+        {"github_token_file", "a file (mode 0600, owned by root) holding github_token"},
+        {"github_webhook_secret_file", "a file (mode 0600, owned by root) holding github_webhook_secret"},
+        {"ci_secrets_dir", "a folder of CI secrets: one file (mode 0600) per secret, named after it"},
         {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
         {"ci_workers", "CI jobs run at once (each in its own VM)"},
         {"ci_bakes_kept", "CI bakes (snapshots) kept; after a new bake the least recently used beyond this many are deleted"},
@@ -164,6 +167,9 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.github_webhook_secret = value;
     } else if (key == "github_token") {
         c.github_token = value;
+    } else if (key == "github_webhook_secret_file" || key == "github_token_file" || key == "ci_secrets_dir") {
+        if (!value.empty() && value[0] != '/') return bad(key, "must be an absolute path");
+        (key == "ci_secrets_dir" ? c.ci_secrets_dir : key == "github_token_file" ? c.github_token_file : c.github_webhook_secret_file) = value;
     } else if (key == "github_api_url" || key == "public_url") {
         if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0)
             return bad(key, "must start with http:// or https://");

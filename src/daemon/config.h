@@ -34,14 +34,19 @@ struct DaemonConfig {
     size_t max_upload_body = 64ull << 20;
     int client_timeout_seconds = 30;
     int worker_threads = 32;
-    // GitHub integration (docs/github.md). The secret and token are never logged.
+    // GitHub integration (docs/github.md). The secret and token are never logged. Secrets are
+    // best given as files (the *_file keys, or $CREDENTIALS_DIRECTORY): daemon/secrets.h reads
+    // them; the plain keys (and their KILN_* variables) are deprecated.
     std::string github_webhook_secret;                      // empty: POST /v1/ci/github answers 503
+    std::string github_webhook_secret_file;                 // a 0600 file holding it
     std::string github_api_url = "https://api.github.com";  // commit statuses go here
     std::string github_token;                               // empty: no commit statuses
+    std::string github_token_file;                          // a 0600 file holding it
     std::string public_url;  // how people reach kilnd (links in statuses); empty: http://<listen>
     int ci_bakes_kept = 16;              // CI bakes kept; the least recently used beyond are deleted
     int64_t ci_bake_min_idle_seconds = 600;  // a bake used this recently is never evicted
-    int ci_workers = 2;      // CI jobs run at once (docs/ci.md); secrets: KILN_CI_SECRET_<NAME> env vars
+    int ci_workers = 2;      // CI jobs run at once (docs/ci.md)
+    std::string ci_secrets_dir;  // one 0600 file per CI secret, named after it (daemon/secrets.h)
     // Sandbox networking (docs/network.md).
     net::NetworkPolicy network_default;         // creates without `network`: mode none unless set
     std::string network_pool = "10.201.0.0/16"; // one /30 per sandbox with a NIC

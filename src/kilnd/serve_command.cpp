@@ -18,6 +18,7 @@
 #include "daemon/auth/token_store.h"
 #include "daemon/config.h"
 #include "daemon/data_dir.h"
+#include "daemon/secrets.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
@@ -46,20 +47,6 @@ Result<Caller> ci_caller(Store& store) {
     std::string hash = sha256_hex(TRY(random_bytes(32)));
     int64_t id = TRY(store.insert_token(kName, hash, now_unix_ms()));
     return Caller{id, kName};
-}
-
-// KILN_CI_SECRET_<NAME>=value: the secrets a trusted job's pipeline may ask for by NAME.
-std::map<std::string, std::string> ci_secrets(char** envp) {
-    std::map<std::string, std::string> out;
-    static constexpr std::string_view kPrefix = "KILN_CI_SECRET_";
-    for (char** e = envp; e && *e; ++e) {
-        std::string_view kv(*e);
-        if (kv.rfind(kPrefix, 0) != 0) continue;
-        auto eq = kv.find('=');
-        if (eq == std::string_view::npos || eq == kPrefix.size()) continue;
-        out[std::string(kv.substr(kPrefix.size(), eq - kPrefix.size()))] = std::string(kv.substr(eq + 1));
-    }
-    return out;
 }
 
 int fail(const std::string& what, const Error& e) {
@@ -106,6 +93,13 @@ int run_serve(const CommandContext& ctx) {
     // 1. config  2. data dir
     auto config = load(ctx);
     if (!config.ok()) return fail("config", config.error());
+    // Secrets: read once here, from files (or, deprecated, the environment); only their sources
+    // are logged. Nothing kilnd spawns gets its environment (base/child_process.h).
+    auto secrets = load_secrets(*config, ctx.envp);
+    if (!secrets.ok()) return fail("secrets", secrets.error());
+    for (const auto& [name, source] : secrets->sources) log::info("secret loaded", {{"secret", name}, {"from", source}});
+    for (const auto& variable : secrets->from_environment)
+        log::warn("secret from the environment (deprecated: use a file, see docs/kilnd.md)", {{"variable", variable}});
     auto accel_mode = vm::parse_accel_mode(config->accel);
     if (!accel_mode.ok()) return fail("config", accel_mode.error());
     auto accel = vm::choose_accel(*accel_mode);
@@ -166,7 +160,7 @@ int run_serve(const CommandContext& ctx) {
     ci::JobServiceConfig jobs_config;
     jobs_config.runner.jobs_dir = config->data_dir + "/jobs";
     jobs_config.runner.caller = *ci_owner;
-    jobs_config.runner.secrets = ci_secrets(ctx.envp);
+    jobs_config.runner.secrets = secrets->ci;
     jobs_config.runner.max_ttl_seconds = config->max_ttl_seconds;
     jobs_config.runner.trusted_network = config->ci_network_trusted;
     jobs_config.runner.bakes_kept = config->ci_bakes_kept;
@@ -180,7 +174,7 @@ int run_serve(const CommandContext& ctx) {
     if (!jobs.ok()) return fail("ci", jobs.error());
 
     // 7c. GitHub webhooks over the queue (docs/github.md); the delivery log is a table in kilnd.db.
-    ci::github::GithubConfig github_config{config->github_webhook_secret, config->github_api_url, config->github_token,
+    ci::github::GithubConfig github_config{secrets->github_webhook_secret, config->github_api_url, secrets->github_token,
                                            config->public_url.empty() ? "http://" + config->listen : config->public_url};
     auto deliveries = ci::github::DeliveryLog::open(*db);
     if (!deliveries.ok()) return fail("github", deliveries.error());

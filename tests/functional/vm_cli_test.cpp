@@ -36,7 +36,8 @@ protected:
 
     CapturedRun kiln(std::vector<std::string> args) {
         args.insert(args.begin(), kiln_binary());
-        auto run = run_and_capture(args, Millis(120000));
+        // The CLI as a user runs it: with the test's environment (KILN_CACHE, KILN_KERNEL, ...).
+        auto run = run_and_capture(args, Millis(120000), 256 * 1024, inherited_environment());
         EXPECT_TRUE(run.ok()) << run.error().to_string();
         return run.ok() ? *run : CapturedRun{};
     }

@@ -26,21 +26,41 @@ bool has_control(const std::string& s) {
     return false;
 }
 
-// git with no prompts, no system/global config surprises that could run commands, and only the
-// transports a job may use (never ext::, which runs a command).
+// Proxy settings an operator gave kilnd for its git fetches: passed on by name (and only these),
+// since git on a host behind a proxy cannot fetch without them.
+constexpr const char* kProxyVariables[] = {"http_proxy", "https_proxy", "all_proxy", "no_proxy",
+                                           "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"};
+
+// git's whole environment: nothing of kilnd's (which may hold secrets) beyond the proxy settings.
+// No prompts, no system or global config that could run commands, HOME in the cache dir (git
+// reads nothing there: the global config is /dev/null), and ssh's known hosts kept there too
+// rather than in root's home, which the systemd unit hides (ProtectHome).
+std::vector<std::string> git_environment(const std::string& home) {
+    std::vector<std::string> env = minimal_environment();
+    std::string quoted_known_hosts = "'" + home + "/known_hosts'";
+    if (home.find('\'') != std::string::npos) quoted_known_hosts = "/dev/null";  // cannot be quoted simply
+    env.insert(env.end(), {"HOME=" + home, "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
+                           "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false",
+                           "GIT_SSH_COMMAND=ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new -o UserKnownHostsFile=" +
+                               quoted_known_hosts});
+    for (const char* name : kProxyVariables)
+        if (const char* value = std::getenv(name)) env.push_back(std::string(name) + "=" + value);
+    return env;
+}
+
+// Only the transports a job may use (never ext::, which runs a command).
 std::vector<std::string> git_argv(std::initializer_list<std::string> args) {
-    std::vector<std::string> argv = {"env", "GIT_TERMINAL_PROMPT=0", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null",
-                                     "GIT_ASKPASS=/bin/false", "SSH_ASKPASS=/bin/false",
-                                     "GIT_SSH_COMMAND=ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-                                     "git", "-c", "protocol.allow=never", "-c", "protocol.file.allow=always",
+    std::vector<std::string> argv = {"git", "-c", "protocol.allow=never", "-c", "protocol.file.allow=always",
                                      "-c", "protocol.https.allow=always", "-c", "protocol.http.allow=always",
                                      "-c", "protocol.git.allow=always", "-c", "protocol.ssh.allow=always"};
     argv.insert(argv.end(), args);
     return argv;
 }
 
-Result<CapturedRun> git(std::initializer_list<std::string> args, Millis timeout, size_t max_output = 256 * 1024) {
-    return run_and_capture(git_argv(args), timeout, max_output);
+// git in `home` (the cache dir: see git_environment), bounded in time and output.
+Result<CapturedRun> git(const std::string& home, std::initializer_list<std::string> args, Millis timeout,
+                        size_t max_output = 256 * 1024) {
+    return run_and_capture(git_argv(args), timeout, max_output, git_environment(home));
 }
 
 Error git_failed(const std::string& what, const CapturedRun& run) {
@@ -98,7 +118,7 @@ std::mutex& GitCache::repo_mutex(const std::string& cache_repo) {
 Result<std::string> GitCache::resolve_ref(const std::string& repo, const std::string& ref) {
     TRY(validate_repo(repo));
     TRY(validate_ref(ref));
-    auto run = TRY(git({"ls-remote", "--", repo, ref}, kQuickTimeout, 4 << 20));
+    auto run = TRY(git(m_dir, {"ls-remote", "--", repo, ref}, kQuickTimeout, 4 << 20));
     if (!run.status.success()) return git_failed("listing the refs of " + repo, run);
     // Lines: "<sha>\t<name>". Prefer the exact name, then a branch, then a tag (peeled).
     std::map<std::string, std::string> refs;
@@ -123,14 +143,14 @@ Result<std::string> GitCache::fetch(const std::string& repo, const std::string& 
     std::lock_guard lock(repo_mutex(cache_repo));
     if (!path_exists(cache_repo + "/HEAD")) {
         TRY(make_dirs(m_dir, 0700));
-        auto init = TRY(git({"init", "-q", "--bare", cache_repo}, kQuickTimeout));
+        auto init = TRY(git(m_dir, {"init", "-q", "--bare", cache_repo}, kQuickTimeout));
         if (!init.status.success()) return git_failed("creating the cache repository", init);
     }
-    auto have = TRY(git({"-C", cache_repo, "cat-file", "-e", sha + "^{commit}"}, kQuickTimeout));
+    auto have = TRY(git(m_dir, {"-C", cache_repo, "cat-file", "-e", sha + "^{commit}"}, kQuickTimeout));
     if (have.status.success()) return cache_repo;
-    auto run = TRY(git({"-C", cache_repo, "fetch", "-q", "--no-tags", "--", repo, sha}, kFetchTimeout, 64 * 1024));
+    auto run = TRY(git(m_dir, {"-C", cache_repo, "fetch", "-q", "--no-tags", "--", repo, sha}, kFetchTimeout, 64 * 1024));
     if (!run.status.success()) return git_failed("fetching " + sha + " from " + repo, run);
-    have = TRY(git({"-C", cache_repo, "cat-file", "-e", sha + "^{commit}"}, kQuickTimeout));
+    have = TRY(git(m_dir, {"-C", cache_repo, "cat-file", "-e", sha + "^{commit}"}, kQuickTimeout));
     if (!have.status.success()) return make_error(ErrorCode::NotFound, "commit " + sha + " is not in " + repo);
     return cache_repo;
 }
@@ -138,7 +158,7 @@ Result<std::string> GitCache::fetch(const std::string& repo, const std::string& 
 Result<std::optional<std::string>> GitCache::read_file(const std::string& cache_repo, const std::string& sha,
                                                        const std::string& path, size_t max_bytes) {
     // One process: `cat-file blob` fails for a missing path or a folder alike (checked below).
-    auto run = TRY(git({"-C", cache_repo, "cat-file", "blob", sha + ":" + path}, kQuickTimeout, max_bytes + 1));
+    auto run = TRY(git(m_dir, {"-C", cache_repo, "cat-file", "blob", sha + ":" + path}, kQuickTimeout, max_bytes + 1));
     if (!run.status.success()) {
         if (TRY(blob_id(cache_repo, sha, path)).empty()) return std::optional<std::string>();
         return git_failed("reading " + path, run);
@@ -150,7 +170,7 @@ Result<std::optional<std::string>> GitCache::read_file(const std::string& cache_
 
 Result<std::string> GitCache::blob_id(const std::string& cache_repo, const std::string& sha, const std::string& path) {
     // "<mode> <type> <id>\t<path>" for the exact path; nothing when it is missing.
-    auto run = TRY(git({"-C", cache_repo, "ls-tree", "--full-tree", sha, "--", path}, kQuickTimeout, 64 * 1024));
+    auto run = TRY(git(m_dir, {"-C", cache_repo, "ls-tree", "--full-tree", sha, "--", path}, kQuickTimeout, 64 * 1024));
     if (!run.status.success()) return git_failed("listing " + path, run);
     std::string line = trim(run.output);
     auto tab = line.find('\t');
@@ -166,12 +186,12 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
     {
         // The ref keeps the commit from an automatic gc of the cache repository.
         std::lock_guard lock(repo_mutex(cache_repo));
-        auto upd = TRY(git({"-C", cache_repo, "update-ref", "refs/kiln/jobs/" + sha, sha}, kQuickTimeout));
+        auto upd = TRY(git(m_dir, {"-C", cache_repo, "update-ref", "refs/kiln/jobs/" + sha, sha}, kQuickTimeout));
         if (!upd.status.success()) return git_failed("naming the commit", upd);
     }
     // The checkout expands on this host's disk now, not in the VM's: a small pack can hold
     // gigabytes of zeros, so its size is checked first (blob sizes, from the tree).
-    auto tree = TRY(git({"-C", cache_repo, "ls-tree", "-r", "-l", "-z", "--full-tree", sha}, kFetchTimeout, kMaxTreeListing));
+    auto tree = TRY(git(m_dir, {"-C", cache_repo, "ls-tree", "-r", "-l", "-z", "--full-tree", sha}, kFetchTimeout, kMaxTreeListing));
     if (!tree.status.success()) return git_failed("listing " + sha, tree);
     if (tree.output.size() >= kMaxTreeListing)
         return make_error(ErrorCode::TooLarge, "the commit has too many files for a job's checkout");
@@ -201,17 +221,19 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
     } cleanup{tmp};
     // No hooks or sample files (--template=), no FETCH_HEAD or reflog naming this host; one pack
     // however few the objects (fetch.unpackLimit), so the VM gets a pack and its index as they are.
-    auto init = TRY(git({"init", "-q", "--template=", src}, kQuickTimeout));
+    auto init = TRY(git(m_dir, {"init", "-q", "--template=", src}, kQuickTimeout));
     if (!init.status.success()) return git_failed("creating the job's repository", init);
-    auto fetch = TRY(git({"-C", src, "-c", "fetch.unpackLimit=1", "fetch", "-q", "--no-tags", "--no-write-fetch-head",
+    auto fetch = TRY(git(m_dir, {"-C", src, "-c", "fetch.unpackLimit=1", "fetch", "-q", "--no-tags", "--no-write-fetch-head",
                           "--", cache_repo, sha}, kFetchTimeout, 64 * 1024));
     if (!fetch.status.success()) return git_failed("copying " + sha + " into the job's repository", fetch);
-    auto co = TRY(git({"-C", src, "-c", "core.logAllRefUpdates=false", "-c", "advice.detachedHead=false", "checkout",
+    auto co = TRY(git(m_dir, {"-C", src, "-c", "core.logAllRefUpdates=false", "-c", "advice.detachedHead=false", "checkout",
                        "-q", "-f", "--detach", sha}, kFetchTimeout, 64 * 1024));
     if (!co.status.success()) return git_failed("checking out " + sha, co);
     const std::string out = dir + "/code.tar";
-    auto tar = TRY(run_and_capture({"tar", "-C", tmp, "--owner=0", "--group=0", "--numeric-owner", "--sort=name", "-cf",
-                                    out, "work"}, kFetchTimeout, 64 * 1024));
+    // --mode: the guest sees the modes a umask of 022 gives (files 0644, executables and folders
+    // 0755) whatever kilnd's own umask (0077 under the systemd unit) made of the checkout.
+    auto tar = TRY(run_and_capture({"tar", "-C", tmp, "--owner=0", "--group=0", "--numeric-owner", "--sort=name",
+                                    "--mode=go+rX,go-w", "-cf", out, "work"}, kFetchTimeout, 64 * 1024));
     if (!tar.status.success())
         return make_error(ErrorCode::IoError, "writing the checkout's tar: tar " + tar.status.describe() + ": " + last_lines(tar.output, 5));
     return out;
