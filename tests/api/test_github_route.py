@@ -8,7 +8,9 @@ import json
 import uuid
 from pathlib import Path
 
+import pytest
 from api_client import ApiClient
+from kilnd_fixture import Kilnd
 
 FIXTURES = Path(__file__).resolve().parents[1] / "ci" / "fixtures" / "github"
 SECRET = "route-secret-" + uuid.uuid4().hex
@@ -46,3 +48,37 @@ def test_github_route(kilnd_factory, recorder, api_anon):
     assert r.status == 413, r
     assert not r.errors, r.errors
     assert instance.healthy()
+
+
+def test_the_webhook_secret_from_a_file_or_a_credential(kilnd_factory, recorder, tmp_path):
+    """The secret as docs/kilnd.md recommends: a 0600 file (github_webhook_secret_file), or
+    systemd's $CREDENTIALS_DIRECTORY; a file open to others stops kilnd at start with an error
+    naming it, and the secret's value is nowhere in that error."""
+    ping = (FIXTURES / "ping.json").read_bytes()
+    secret_file = tmp_path / "webhook-secret"
+    secret_file.write_text(SECRET + "\n")
+    secret_file.chmod(0o600)
+    instance = kilnd_factory({"KILN_GITHUB_WEBHOOK_SECRET_FILE": str(secret_file)})
+    client = ApiClient(instance.port, None, recorder)
+    assert send(client, "ping", ping).status == 200
+    assert send(client, "ping", ping, secret="wrong").status == 401
+    assert SECRET not in instance.log_path.read_text()
+
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o700)
+    (credentials / "github_webhook_secret").write_text(SECRET)
+    (credentials / "github_webhook_secret").chmod(0o400)
+    instance = kilnd_factory({"CREDENTIALS_DIRECTORY": str(credentials)})
+    client = ApiClient(instance.port, None, recorder)
+    assert send(client, "ping", ping).status == 200
+
+    secret_file.chmod(0o644)
+    refused = Kilnd(extra_env={"KILN_GITHUB_WEBHOOK_SECRET_FILE": str(secret_file)}, name="test")
+    try:
+        with pytest.raises(RuntimeError) as started:
+            refused.start(timeout=60)
+        message = str(started.value)
+        assert "kilnd exited" in message and str(secret_file) in message and "chmod 600" in message, message
+        assert SECRET not in message
+    finally:
+        refused.cleanup()

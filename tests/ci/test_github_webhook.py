@@ -320,6 +320,52 @@ def test_push_runs_once_with_secrets_and_posts_statuses(gh_kilnd, examples, test
     assert len(jobs_for_delivery(gh_kilnd, delivery)) == 1
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid` (children, theirs, ...), from /proc/*/stat."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [p for p, pp in parents.items() if pp == parent]
+        found += children
+        frontier += children
+    return found
+
+
+def environ(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return b""
+
+
+def test_nothing_kilnd_spawns_inherits_its_secrets(gh_kilnd):
+    """kilnd's own environment holds the webhook secret, the token and a CI secret (the deprecated
+    way to give them); the QEMUs (a spare at least, once a job has run) and anything else it has
+    started hold none of them, nor any KILN_ variable."""
+    own = environ(gh_kilnd.pid)
+    assert SECRET.encode() in own and SECRET_VALUE.encode() in own  # the control: the check can fire
+    children = wait_until(lambda: [p for p in descendants(gh_kilnd.pid) if environ(p)], 120, interval=1)
+    assert children, "kilnd has no child process to look at (no spare QEMU?)"
+    for pid in children:
+        env = environ(pid)
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+        for needle in (SECRET, GH_TOKEN, SECRET_VALUE):
+            assert needle.encode() not in env, f"{cmd} (pid {pid}) has a secret in its environment"
+        names = [e.split(b"=", 1)[0].decode(errors="replace") for e in env.split(b"\0") if e]
+        assert not [n for n in names if n.startswith("KILN_")], f"{cmd} (pid {pid}): {names}"
+
+
 def test_a_fork_pull_request_is_untrusted_and_sees_no_secrets(gh_kilnd, examples, test_repo, statuses):
     sha = test_repo["untrusted"]
     payload = point_at(example(examples, "pull_request", action="opened"), test_repo["path"], sha, fork=True)

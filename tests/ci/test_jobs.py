@@ -59,9 +59,15 @@ def recorder() -> SpecRecorder:
 
 
 @pytest.fixture(scope="module")
-def kilnd():
+def kilnd(tmp_path_factory):
+    # The secret comes from a file in ci_secrets_dir, as docs/ci.md recommends (the deprecated
+    # KILN_CI_SECRET_<NAME> variable is what tests/ci/test_github_webhook.py uses).
+    secrets_dir = tmp_path_factory.mktemp("ci-secrets")
+    secrets_dir.chmod(0o700)
+    (secrets_dir / "DEPLOY_KEY").write_text(SECRET + "\n")
+    (secrets_dir / "DEPLOY_KEY").chmod(0o600)
     # One bake kept, evictable at once: the bake test sees a new bake delete the one before.
-    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", f"KILN_CI_SECRET_DEPLOY_KEY": SECRET, "KILN_CI_BAKES_KEPT": "1",
+    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", "KILN_CI_SECRETS_DIR": str(secrets_dir), "KILN_CI_BAKES_KEPT": "1",
                                 "KILN_CI_BAKE_MIN_IDLE_SECONDS": "0"}, name="ci")
     try:
         instance.create_token("alice")
