@@ -18,6 +18,9 @@ step "layering checker finds planted violations" python3 tests/layers/check_laye
 step "layering (includes point down, QMP only in src/vm)" python3 tests/layers/check_layers.py src
 
 step "unit tests" "$build/tests/kiln_unit_tests" --gtest_brief=1
+# packaging/kilnd.service: systemd-analyze verify and security, offline (skipped without systemd-analyze).
+step "systemd unit (verify, exposure, every line explained)" env KILN_BUILD="$build" /usr/bin/python3 -m pytest -q \
+  tests/packaging
 
 scripts/cmake-build.sh build/asan Debug -DKILN_SANITIZE=ON
 step "unit tests under ASan/UBSan" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
