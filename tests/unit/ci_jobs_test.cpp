@@ -2,6 +2,7 @@
 // SQLite file, migrated as kilnd does), the job log's cap and secret masking, and the host-side
 // git cache against a real repository made here.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -231,6 +232,41 @@ TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {
                    " && test -z \"$(git status --porcelain)\"").ok());
     EXPECT_FALSE(std::filesystem::exists(dir.path() + "/checkout")) << "the staging checkout is removed";
     EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, ErrorCode::GitFailed);
+}
+
+// kilnd runs with UMask=0077 under its systemd unit: the checkout it makes is then 0600/0700 on
+// the host, but the tar gives the guest the modes a 022 umask would (files 0644, folders and
+// executables 0755), as before.
+TEST(CiGitCache, CheckoutTarModesDoNotDependOnKilndsUmask) {
+    test::TempDir dir;
+    std::string src = dir.path() + "/src";
+    ASSERT_TRUE(sh("export GIT_AUTHOR_NAME=t GIT_AUTHOR_EMAIL=t@t GIT_COMMITTER_NAME=t GIT_COMMITTER_EMAIL=t@t; "
+                   "git init -q -b main " + src + " && cd " + src +
+                   " && mkdir d && echo x > d/file && printf '#!/bin/sh\\n' > run.sh && chmod 755 run.sh"
+                   " && git add -A && git commit -q -m one && git rev-parse HEAD > ../sha").ok());
+    auto sha = read_file(dir.path() + "/sha");
+    ASSERT_TRUE(sha.ok());
+    std::string commit = sha->substr(0, 40);
+    GitCache cache(dir.path() + "/cache");
+    mode_t before = ::umask(077);
+    auto repo = cache.fetch(src, commit);
+    auto tar = repo.ok() ? cache.checkout_tar(*repo, commit, dir.path()) : Result<std::string>(repo.error());
+    ::umask(before);
+    ASSERT_TRUE(tar.ok()) << tar.error().to_string();
+    auto listing = run_and_capture({"tar", "-tvf", *tar}, Millis(10000), 1 << 20);
+    ASSERT_TRUE(listing.ok() && listing->status.success());
+    auto mode_of = [&](const std::string& path) {
+        std::string line_end = " " + path + "\n";
+        size_t at = listing->output.find(line_end);
+        if (at == std::string::npos) return std::string("missing");
+        size_t start = listing->output.rfind('\n', at);
+        start = start == std::string::npos ? 0 : start + 1;
+        return listing->output.substr(start, 10);
+    };
+    EXPECT_EQ(mode_of("work/src/d/file"), "-rw-r--r--") << listing->output;
+    EXPECT_EQ(mode_of("work/src/run.sh"), "-rwxr-xr-x") << listing->output;
+    EXPECT_EQ(mode_of("work/src/d/"), "drwxr-xr-x") << listing->output;
+    EXPECT_EQ(mode_of("work/"), "drwxr-xr-x") << listing->output;
 }
 
 }  // namespace
