@@ -15,9 +15,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "packaging" / "kilnd.service"
 DOCS = REPO / "docs" / "kilnd.md"
-# The score with the unit's hardening: 5.2 measured with systemd 252 (9.6 before). A change that
+# The score with the unit's hardening: 5.1 measured with systemd 252 (9.6 before). A change that
 # weakens the unit fails here, and must say why in the unit and the docs.
-MAX_EXPOSURE = 5.3
+MAX_EXPOSURE = 5.2
 
 analyze = shutil.which("systemd-analyze")
 pytestmark = pytest.mark.skipif(analyze is None, reason="no systemd-analyze on this machine")
