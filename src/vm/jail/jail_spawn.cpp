@@ -172,7 +172,11 @@ void drop_privileges(const ChildPlan& plan, int pipe_fd) {
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) fail(pipe_fd, kPrivateMounts);
     if (::mount("tmpfs", plan.root.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=1m,nr_inodes=512") != 0)
         fail(pipe_fd, kMountRoot);
+    // The root's folders and files get the modes asked for (0755, 0644) whatever kilnd's umask
+    // (0077 under packaging/kilnd.service): the VM's uid must traverse them to its jail dir.
+    mode_t kilnds_umask = ::umask(022);
     run_mount_ops(plan, pipe_fd);
+    ::umask(kilnds_umask);
     if (::mount(nullptr, plan.root.c_str(), nullptr, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0)
         fail(pipe_fd, kSealRoot);
     // pivot_root(".", "."): the old root ends up stacked on the new one and is detached at once.
