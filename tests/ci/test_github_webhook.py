@@ -342,23 +342,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def environ(pid: int) -> bytes:
+def environ(pid: int) -> bytes | None:
+    """The process's environment (empty for a jailed QEMU), None once it is gone."""
     try:
         return Path(f"/proc/{pid}/environ").read_bytes()
     except OSError:
-        return b""
+        return None
 
 
 def test_nothing_kilnd_spawns_inherits_its_secrets(gh_kilnd):
     """kilnd's own environment holds the webhook secret, the token and a CI secret (the deprecated
     way to give them); the QEMUs (a spare at least, once a job has run) and anything else it has
     started hold none of them, nor any KILN_ variable."""
-    own = environ(gh_kilnd.pid)
+    own = environ(gh_kilnd.pid) or b""
     assert SECRET.encode() in own and SECRET_VALUE.encode() in own  # the control: the check can fire
-    children = wait_until(lambda: [p for p in descendants(gh_kilnd.pid) if environ(p)], 120, interval=1)
+    children = wait_until(lambda: [p for p in descendants(gh_kilnd.pid) if environ(p) is not None], 120, interval=1)
     assert children, "kilnd has no child process to look at (no spare QEMU?)"
     for pid in children:
-        env = environ(pid)
+        env = environ(pid) or b""
         cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
         for needle in (SECRET, GH_TOKEN, SECRET_VALUE):
             assert needle.encode() not in env, f"{cmd} (pid {pid}) has a secret in its environment"
