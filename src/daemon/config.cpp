@@ -72,6 +72,9 @@ const std::map<std::string, std::string>& config_keys() {
         {"log_level", "debug | info | warn | error"},
         {"max_json_body", "bytes of a JSON request body at most"},
         {"max_upload_body", "bytes of a file or tar upload at most"},
+        {"max_exec_output", "bytes of stdout, and of stderr, a buffered exec answers with at most (the rest is dropped and counted)"},
+        {"agent_send_timeout_seconds", "seconds a guest has to take one frame kilnd sends it; past that the guest "
+                                       "stopped reading: its VM is killed and the sandbox marked lost"},
         {"client_timeout_seconds", "a client silent this long is disconnected"},
         {"worker_threads", "HTTP worker threads"},
         {"github_webhook_secret", "the GitHub webhook's shared secret (X-Hub-Signature-256; deprecated: use github_webhook_secret_file)"},
@@ -136,6 +139,10 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.max_json_body = static_cast<size_t>(TRY(parse_int(key, value, 1024, int64_t(1) << 30)));
     } else if (key == "max_upload_body") {
         c.max_upload_body = static_cast<size_t>(TRY(parse_int(key, value, 1024, int64_t(1) << 40)));
+    } else if (key == "max_exec_output") {
+        c.max_exec_output = static_cast<size_t>(TRY(parse_int(key, value, 1024, int64_t(1) << 30)));
+    } else if (key == "agent_send_timeout_seconds") {
+        c.agent_send_timeout_seconds = static_cast<int>(TRY(parse_int(key, value, 1, 86400)));
     } else if (key == "client_timeout_seconds") {
         c.client_timeout_seconds = static_cast<int>(TRY(parse_int(key, value, 1, 3600)));
     } else if (key == "worker_threads") {

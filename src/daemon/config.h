@@ -32,6 +32,8 @@ struct DaemonConfig {
     std::string log_level = "info";
     size_t max_json_body = 1 << 20;
     size_t max_upload_body = 64ull << 20;
+    size_t max_exec_output = 4ull << 20;      // bytes kept per stream of a buffered exec (docs/kilnd.md)
+    int agent_send_timeout_seconds = 120;     // a frame the guest has not taken by then: VM lost
     int client_timeout_seconds = 30;
     int worker_threads = 32;
     // GitHub integration (docs/github.md). The secret and token are never logged. Secrets are

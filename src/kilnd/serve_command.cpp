@@ -142,6 +142,7 @@ int run_serve(const CommandContext& ctx) {
     ServiceConfig service_config{config->data_dir, config->max_sandboxes, config->max_memory_mib,
                                  config->max_ttl_seconds, config->default_ttl_seconds, spares,
                                  &networks, config->network_default};
+    service_config.agent_send_timeout = std::chrono::seconds(config->agent_send_timeout_seconds);
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };
     hooks.create_failed = [&metrics](bool restore_failed) {
@@ -190,6 +191,7 @@ int run_serve(const CommandContext& ctx) {
     http.listen = config->listen;
     http.max_json_body = config->max_json_body;
     http.max_upload_body = config->max_upload_body;
+    http.max_exec_output = config->max_exec_output;
     http.client_timeout_seconds = config->client_timeout_seconds;
     http.worker_threads = config->worker_threads;
     http.version = KILN_VERSION;

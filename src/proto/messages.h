@@ -43,6 +43,7 @@ inline constexpr const char* kReset = "reset";
 inline constexpr size_t kMaxPathLength = 4096;
 inline constexpr size_t kMaxArgs = 4096;
 inline constexpr uint64_t kDefaultOutputLimit = 1ull << 30;  // bytes of stdout+stderr per exec
+inline constexpr uint64_t kUnlimitedOutput = UINT64_MAX;     // forward it all (the host caps it)
 inline constexpr size_t kEntropyBytes = 64;
 inline constexpr size_t kMaxStreams = 256;
 

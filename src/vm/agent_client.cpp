@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "base/errno_error.h"
@@ -33,6 +34,14 @@ namespace {
 constexpr size_t kMaxConnectionErrors = 256;
 
 Error protocol_error(const std::string& message) { return make_error(ErrorCode::ProtocolError, message); }
+
+// "120 s", "2.5 s".
+std::string seconds_text(Millis ms) {
+    char text[32];
+    if (ms.count() % 1000 == 0) std::snprintf(text, sizeof text, "%lld s", static_cast<long long>(ms.count() / 1000));
+    else std::snprintf(text, sizeof text, "%.1f s", static_cast<double>(ms.count()) / 1000.0);
+    return text;
+}
 
 bool is_final(FrameType type) { return type == FrameType::Result || type == FrameType::Error; }
 
@@ -215,8 +224,11 @@ Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadlin
             self->m_send_cv.notify_one();
         }
     } release{this};
-    // Once the first byte is out, the frame is finished whatever the deadline says: a partial
-    // frame would corrupt the connection for every stream. Only the connection ending stops it.
+    // Once the first byte is out, the caller's deadline and cancel no longer apply: a partial
+    // frame would corrupt the connection for every stream. The frame's own deadline does: a
+    // guest that has not taken the whole frame by then stopped reading, and the connection ends.
+    const Millis frame_timeout(m_frame_send_timeout_ms.load());
+    const auto frame_deadline = Clock::now() + frame_timeout;
     size_t done = 0;
     while (done < bytes.size()) {
         if (m_stopping) return make_error(ErrorCode::VmGone, "the agent client was closed");
@@ -232,7 +244,18 @@ Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadlin
         }
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) return errno_error("send to the agent");
-        if (done == 0 && Clock::now() >= deadline) return make_error(ErrorCode::Timeout, "the agent is not reading");
+        auto now = Clock::now();
+        if (done == 0 && now >= deadline && deadline < frame_deadline)
+            return make_error(ErrorCode::Timeout, "the agent is not reading");
+        if (now >= frame_deadline) {
+            Error stalled = make_error(ErrorCode::VmGone, "the guest stopped reading: it took " + std::to_string(done) +
+                                                              " of the " + std::to_string(bytes.size()) +
+                                                              " bytes of a frame in " + seconds_text(frame_timeout) +
+                                                              " (agent_send_timeout)");
+            fail_all(stalled);
+            std::lock_guard state(m_mutex);
+            return m_gone ? *m_gone : stalled;
+        }
         if (done > 0) {
             std::lock_guard state(m_mutex);
             if (m_gone) return *m_gone;
@@ -242,6 +265,8 @@ Status AgentClient::send_bytes(std::string_view bytes, Clock::time_point deadlin
     }
     return ok_status();
 }
+
+void AgentClient::set_frame_send_timeout(Millis timeout) { m_frame_send_timeout_ms = std::max<int64_t>(1, timeout.count()); }
 
 Error AgentClient::send_failure(const Error& error) {
     // A write fails when the peer is gone; the reader is about to learn why. Prefer its reason.
@@ -556,9 +581,11 @@ Result<proto::ExecResult> AgentClient::exec(proto::ExecRequest request, const Ex
 
     std::optional<StdinPump> pump;
     if (request.stdin)
-        pump.emplace(io, [this, stream = call->stream](FrameType type, std::string_view data,
+        pump.emplace(io, [this, stream = call->stream, deadline](FrameType type, std::string_view data,
                                                        const std::atomic<bool>* cancel) {
-            return send_frame(type, stream, data, Clock::time_point::max(), cancel);
+            // The exec's deadline, and each frame's own (set_frame_send_timeout): a guest that
+            // stops reading its stdin cannot hold this thread, nor the exec's caller, forever.
+            return send_frame(type, stream, data, deadline, cancel);
         });
 
     for (;;) {

@@ -60,6 +60,7 @@ class AgentClient {
 public:
     static constexpr size_t kMaxQueuedBytes = 4 * 1024 * 1024;
     static constexpr size_t kChunk = 64 * 1024;  // Data/Stdin frame payloads
+    static constexpr Millis kDefaultFrameSendTimeout{120000};
 
     // Connects to the agent socket (retrying while QEMU creates it).
     static Result<std::unique_ptr<AgentClient>> connect(const std::string& socket_path, Millis timeout,
@@ -100,6 +101,14 @@ public:
     // for, or bytes from the agent this client could not decode. Nothing on timeout.
     std::optional<Error> wait_connection_error(Millis timeout);
 
+    // How long the guest has to take one whole frame once this client holds the connection to
+    // write it. A frame cannot be abandoned half-written without corrupting every stream, so a
+    // guest that stops reading for this long is declared gone: the connection fails for every
+    // call with VmGone ("the guest stopped reading ...") and the VM's owner sees !alive().
+    // An operation's own shorter deadline still ends it with Timeout while none of its frame
+    // has gone out.
+    void set_frame_send_timeout(Millis timeout);
+
     // Called once, on the reader thread, when the connection drops: its Error is what every
     // pending and later call returns. It may block briefly (e.g. to wait for QEMU's exit status).
     void set_gone_reason(std::function<Error()> reason);
@@ -137,6 +146,7 @@ private:
     std::mutex m_send_mutex;
     std::condition_variable m_send_cv;
     bool m_sending = false;  // guarded by m_send_mutex
+    std::atomic<int64_t> m_frame_send_timeout_ms{kDefaultFrameSendTimeout.count()};
 
     mutable std::mutex m_mutex;  // guards everything below
     std::condition_variable m_cv;  // connection errors

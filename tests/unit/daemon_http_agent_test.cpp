@@ -29,6 +29,7 @@ namespace {
 
 constexpr const char* kToken = "kiln_agent-test";
 constexpr const char* kSandbox = "sb-00000000a9e7";
+constexpr size_t kExecOutputCap = 64 * 1024;  // max_exec_output of this suite's server
 
 class OneTokenAuth : public Authenticator {
 public:
@@ -147,6 +148,7 @@ protected:
         config.listen = "127.0.0.1:0";
         config.worker_threads = 4;
         config.client_timeout_seconds = 5;
+        config.max_exec_output = kExecOutputCap;
         auto server = HttpServer::create(config, m_service, m_auth, m_metrics);
         ASSERT_TRUE(server.ok()) << server.error().to_string();
         m_server = std::move(*server);
@@ -226,9 +228,46 @@ TEST_F(DaemonHttpAgent, BufferedExec) {
     r = exec(R"({"cmd":"echo $SANDBOX_VAR $BOTH $OWN","env":{"BOTH":"request","OWN":"x"}})");
     EXPECT_EQ(r["stdout"], "from-sandbox request x\n");
 
-    // Bytes that are not UTF-8 become U+FFFD, and the answer stays valid JSON.
+    // Text stays a plain string, and says so; nothing was cut.
+    EXPECT_EQ(r["stdout_encoding"], "utf-8");
+    EXPECT_EQ(r["stdout_truncated"], false);
+    EXPECT_EQ(r["stdout_dropped_bytes"], 0);
+    EXPECT_FALSE(r.contains("truncated"));
+
+    // Bytes that are not UTF-8 come back whole, as base64 (this used to be "a\uFFFDb": lossy).
     r = exec(R"({"cmd":"printf 'a\\377b'"})");
-    EXPECT_EQ(r["stdout"], "a\xef\xbf\xbd" "b");
+    EXPECT_EQ(r["stdout"], "Yf9i");
+    EXPECT_EQ(r["stdout_encoding"], "base64");
+    EXPECT_EQ(r["stderr_encoding"], "utf-8");
+}
+
+TEST_F(DaemonHttpAgent, BufferedExecOutputIsCappedPerStreamAndSaysWhatItDropped) {
+    // 1 MB on stdout, 100 KB of NULs on stderr, against a cap of 64 KiB per stream.
+    json r = exec(R"({"cmd":"head -c 1000000 /dev/zero | tr \\\\0 y; head -c 100000 /dev/zero >&2; echo done >&2"})");
+    ASSERT_TRUE(r.is_object());
+    EXPECT_EQ(r["exit_code"], 0);
+    EXPECT_EQ(r["stdout"].get<std::string>().size(), kExecOutputCap);
+    EXPECT_EQ(r["stdout_encoding"], "utf-8");
+    EXPECT_EQ(r["stdout_truncated"], true);
+    EXPECT_EQ(r["stdout_dropped_bytes"], 1000000 - kExecOutputCap);
+    // NULs would cost 6 characters each as JSON text: base64, 4/3 of the kept bytes.
+    EXPECT_EQ(r["stderr_encoding"], "base64");
+    EXPECT_EQ(r["stderr"].get<std::string>().size(), (kExecOutputCap + 2) / 3 * 4);
+    EXPECT_EQ(r["stderr_truncated"], true);
+    EXPECT_EQ(r["stderr_dropped_bytes"], 100000 + 5 - kExecOutputCap);
+    EXPECT_EQ(r["truncated"], true);
+}
+
+TEST_F(DaemonHttpAgent, BufferedExecOfAHugeOutputKeepsTheAnswerSmall) {
+    // 64 MiB of NULs: before the cap this was a 6x-escaped body; now the body holds the cap's
+    // base64 (and the command still runs to its end: the rest is read and counted).
+    auto res = client().Post(url("/exec"), R"({"cmd":"head -c 67108864 /dev/zero"})", "application/json");
+    ASSERT_TRUE(res);
+    ASSERT_EQ(res->status, 200);
+    EXPECT_LT(res->body.size(), kExecOutputCap * 4 / 3 + 1024);
+    json r = json::parse(res->body);
+    EXPECT_EQ(r["exit_code"], 0);
+    EXPECT_EQ(r["stdout_dropped_bytes"], (64u << 20) - kExecOutputCap);
 }
 
 TEST_F(DaemonHttpAgent, ExecTimeoutKillsTheCommand) {

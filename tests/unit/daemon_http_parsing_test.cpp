@@ -244,11 +244,19 @@ TEST(DaemonHttpRender, SnapshotTemplateFile) {
     EXPECT_EQ(render(f, "/")["mode"], "4755");
 }
 
+namespace {
+CappedOutput kept(std::string_view bytes) {
+    CappedOutput out(1024);
+    out.append(bytes);
+    return out;
+}
+}  // namespace
+
 TEST(DaemonHttpRender, ExecResultAndErrors) {
     proto::ExecResult r;
     r.exit_code = 3;
     r.duration_ms = 12;
-    json j = render_exec_result(r, "out", "err");
+    json j = render_exec_result(r, kept("out"), kept("err"));
     EXPECT_EQ(j["stdout"], "out");
     EXPECT_EQ(j["stderr"], "err");
     EXPECT_EQ(j["exit_code"], 3);
@@ -257,7 +265,7 @@ TEST(DaemonHttpRender, ExecResultAndErrors) {
     r.signal = 9;
     r.timed_out = true;
     r.output_truncated = true;
-    j = render_exec_result(r, "", "");
+    j = render_exec_result(r, kept(""), kept(""));
     EXPECT_TRUE(j["exit_code"].is_null());
     EXPECT_EQ(j["signal"], 9);
     EXPECT_EQ(j["timed_out"], true);

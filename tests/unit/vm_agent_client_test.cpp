@@ -284,3 +284,71 @@ TEST(AgentClient, LateFramesForAbandonedStreamsAreDropped) {
     ASSERT_TRUE(fresh.ok()) << fresh.error().to_string();
     EXPECT_EQ(fresh->agent_version, "fresh");
 }
+
+// A hostile guest stops reading in the middle of an upload: the frame cannot be abandoned half
+// written, so after the frame timeout the connection ends for every call, with a reason.
+TEST(AgentClient, AGuestThatStopsReadingMidUploadEndsTheConnectionWithinTheFrameTimeout) {
+    FakePeer peer;
+    peer.client->set_frame_send_timeout(Millis(300));
+    auto start = Clock::now();
+    // 16 MiB: far more than the socketpair's buffers hold; the peer never reads a byte.
+    auto written = peer.client->write_file("/big", source_from_string(std::string(16u << 20, 'x')));
+    auto took = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
+    ASSERT_FALSE(written.ok());
+    EXPECT_EQ(written.error().code, ErrorCode::VmGone);
+    EXPECT_NE(written.error().message.find("the guest stopped reading"), std::string::npos) << written.error().message;
+    EXPECT_NE(written.error().message.find("0.3 s (agent_send_timeout)"), std::string::npos) << written.error().message;
+    EXPECT_LT(took, 3000);
+    EXPECT_FALSE(peer.client->alive());
+    auto later = peer.client->ping();
+    ASSERT_FALSE(later.ok());
+    EXPECT_EQ(later.error().message, written.error().message);
+}
+
+// The stdin pump used to send with no deadline at all: an exec without a timeout whose guest
+// stopped reading its stdin held the pump thread, and the caller joining it, forever.
+TEST(AgentClient, AGuestThatStopsReadingStdinDoesNotHoldTheExecForever) {
+    FakePeer peer;
+    peer.client->set_frame_send_timeout(Millis(300));
+    Result<proto::ExecResult> result = make_error(ErrorCode::Internal, "unset");
+    auto start = Clock::now();
+    std::thread t([&] {
+        ExecIo io;
+        io.stdin_data = std::string(16u << 20, 'i');
+        result = peer.client->exec(proto::ExecRequest{.argv = {"cat"}}, io);  // no timeout: the host waits forever
+    });
+    auto request = peer.read_frame();  // the Request frame; then the peer reads nothing more
+    ASSERT_TRUE(request);
+    EXPECT_EQ(request->type, FrameType::Request);
+    t.join();
+    EXPECT_LT(std::chrono::duration_cast<Millis>(Clock::now() - start).count(), 3000);
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error().code, ErrorCode::VmGone);
+    EXPECT_NE(result.error().message.find("the guest stopped reading"), std::string::npos) << result.error().message;
+}
+
+// A guest that keeps reading, however slowly, is not cut off: each frame gets the whole timeout.
+TEST(AgentClient, ASlowButReadingGuestKeepsItsConnection) {
+    FakePeer peer;
+    peer.client->set_frame_send_timeout(Millis(2000));
+    Result<uint64_t> written = make_error(ErrorCode::Internal, "unset");
+    std::thread t([&] { written = peer.client->write_file("/slow", source_from_string(std::string(1u << 20, 's'))); });
+    // Read everything, pausing 200 ms between frames (longer than a frame takes on its own).
+    uint64_t data = 0;
+    for (;;) {
+        auto f = peer.read_frame();
+        ASSERT_TRUE(f);
+        if (f->type == FrameType::Data) {
+            data += f->payload.size();
+            std::this_thread::sleep_for(Millis(data % (256 * 1024) == 0 ? 200 : 0));
+        }
+        if (f->type == FrameType::Eof) {
+            peer.send(FrameType::Result, f->stream, R"({"size":1048576})");
+            break;
+        }
+    }
+    t.join();
+    ASSERT_TRUE(written.ok()) << written.error().to_string();
+    EXPECT_EQ(*written, 1u << 20);
+    EXPECT_TRUE(peer.client->alive());
+}

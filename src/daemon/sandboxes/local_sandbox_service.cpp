@@ -177,6 +177,7 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
                                                         const nlohmann::json& log_fields) {
     if (network) network->close_tap();  // QEMU holds its own copy: the namespace lives as long as QEMU
     auto box = std::make_shared<VmBox>();
+    vm->agent().set_frame_send_timeout(m_config.agent_send_timeout);
     box->vm = std::move(vm);
     box->network = std::move(network);
     std::unique_lock lock(m_mutex);
@@ -600,19 +601,29 @@ std::map<std::string, int64_t> LocalSandboxService::count_by_state() {
 }
 
 void LocalSandboxService::reap_once() {
-    std::vector<std::pair<std::shared_ptr<Entry>, SandboxState>> due;
+    struct Due {
+        std::shared_ptr<Entry> entry;
+        SandboxState state;
+        std::string error;
+    };
+    std::vector<Due> due;
     {
         std::lock_guard lock(m_mutex);
         int64_t now = now_unix_ms();
         for (const auto& [id, e] : m_live) {
             if (e->record.info.state() != SandboxState::Running || !e->box) continue;
-            if (e->record.info.expires_at_ms <= now) due.emplace_back(e, SandboxState::Expired);
-            else if (!e->box->vm->agent().alive()) due.emplace_back(e, SandboxState::Lost);
+            if (e->record.info.expires_at_ms <= now) {
+                due.push_back({e, SandboxState::Expired, ""});
+            } else if (auto gone = e->box->vm->agent().gone_error()) {
+                // Why the connection ended: QEMU's exit, a guest panic, or a guest that stopped
+                // reading (the agent client ends the connection then; the VM is killed below).
+                due.push_back({e, SandboxState::Lost, "the VM stopped: " + gone->message});
+            }
         }
     }
-    for (auto& [entry, state] : due) {
+    for (auto& d : due) {
         // The TTL is a kill from the host (SIGKILL to QEMU): nothing in the guest can delay it.
-        finish(entry, state, state == SandboxState::Lost ? "the VM stopped (QEMU exited or the agent connection dropped)" : "");
+        finish(d.entry, d.state, d.error);
     }
 }
 

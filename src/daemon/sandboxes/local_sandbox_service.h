@@ -33,6 +33,9 @@ struct ServiceConfig {
     // Networks of sandboxes with a NIC (null: every create that needs one is refused, unavailable).
     net::LazyNetworkManager* networks = nullptr;
     net::NetworkPolicy default_network;  // for creates that give none (mode none unless configured)
+    // How long a sandbox's guest has to take each frame sent to its agent; past it the guest is
+    // deemed to have stopped reading and the sandbox ends lost (AgentClient::set_frame_send_timeout).
+    Millis agent_send_timeout = vm::AgentClient::kDefaultFrameSendTimeout;
 };
 
 // What the service reports as it works; kilnd wires these to Metrics (metrics.h). Any may be empty.

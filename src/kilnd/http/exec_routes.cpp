@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "kilnd/http/exec_output.h"
 #include "kilnd/http/request_parsing.h"
 #include "kilnd/http/route_context.h"
 #include "vm/agent_client.h"
@@ -135,8 +136,11 @@ void add_exec_routes(httplib::Server& server, RouteContext& ctx) {
             return;
         }
 
-        body.request.output_limit = kBufferedOutputLimit;
-        std::string out, err;
+        // The cap is the host's: the agent is untrusted, so whatever it sends past the cap is
+        // counted and dropped here. The agent is asked for everything so that the count is
+        // exact; the command runs to its end or its timeout, as it would unbuffered.
+        body.request.output_limit = proto::kUnlimitedOutput;
+        CappedOutput out(ctx.config.max_exec_output), err(ctx.config.max_exec_output);
         vm::ExecIo io;
         io.on_stdout = [&out](std::string_view data) { out.append(data); };
         io.on_stderr = [&err](std::string_view data) { err.append(data); };

@@ -23,6 +23,7 @@ struct HttpConfig {
     std::string listen = "127.0.0.1:7070";   // host:port (port 0: any free port, see port())
     size_t max_json_body = 1 << 20;          // JSON request bodies
     size_t max_upload_body = 64ull << 20;    // file and tar uploads
+    size_t max_exec_output = 4ull << 20;     // bytes kept per stream of a buffered exec
     int client_timeout_seconds = 30;         // a client that sends nothing this long is dropped
     int worker_threads = 32;
     std::string version;                     // for /healthz

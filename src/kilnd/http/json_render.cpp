@@ -58,14 +58,25 @@ json render(const proto::FileInfo& f, const std::string& path) {
                 {"mtime", rfc3339_ms(f.mtime_unix_ns / 1000000)}};
 }
 
-json render_exec_result(const proto::ExecResult& r, std::string_view out, std::string_view err) {
-    json j = {{"stdout", std::string(out)},
-              {"stderr", std::string(err)},
-              {"exit_code", r.signal ? json(nullptr) : json(r.exit_code)},
+namespace {
+void render_stream(json& j, const std::string& name, const CappedOutput& stream) {
+    OutputEncoding encoding = choose_encoding(stream.kept());
+    j[name] = encoding == OutputEncoding::Text ? stream.kept() : base64_encode(stream.kept());
+    j[name + "_encoding"] = encoding_name(encoding);
+    j[name + "_truncated"] = stream.truncated();
+    j[name + "_dropped_bytes"] = stream.dropped();
+}
+}  // namespace
+
+json render_exec_result(const proto::ExecResult& r, const CappedOutput& out, const CappedOutput& err) {
+    json j = {{"exit_code", r.signal ? json(nullptr) : json(r.exit_code)},
               {"signal", r.signal ? json(r.signal) : json(nullptr)},
               {"timed_out", r.timed_out},
               {"duration_ms", r.duration_ms}};
-    if (r.output_truncated) j["truncated"] = true;
+    render_stream(j, "stdout", out);
+    render_stream(j, "stderr", err);
+    // `truncated` predates the per-stream fields: either stream cut, by the host or by the agent.
+    if (r.output_truncated || out.truncated() || err.truncated()) j["truncated"] = true;
     return j;
 }
 

@@ -7,6 +7,7 @@
 
 #include "base/result.h"
 #include "daemon/sandboxes/sandbox_service.h"
+#include "kilnd/http/exec_output.h"
 #include "proto/messages.h"
 
 namespace kiln::daemon::http {
@@ -21,7 +22,9 @@ json render(const SnapshotInfo& snapshot);
 json render(const TemplateInfo& info);
 // A guest FileInfo; `path` is the path asked about (stat) or the folder + name (list).
 json render(const proto::FileInfo& info, const std::string& path);
-json render_exec_result(const proto::ExecResult& result, std::string_view out, std::string_view err);
+// A buffered exec's answer: each stream as text or base64 (<name>_encoding), whether the host cut
+// it (<name>_truncated) and how many bytes it dropped (<name>_dropped_bytes).
+json render_exec_result(const proto::ExecResult& result, const CappedOutput& out, const CappedOutput& err);
 json render_error(const Error& error);
 
 // JSON text, with bytes that are not valid UTF-8 replaced by U+FFFD (guest output is arbitrary).

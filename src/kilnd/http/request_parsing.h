@@ -23,7 +23,6 @@ inline constexpr size_t kMaxMetadataKeyLength = 64;
 inline constexpr size_t kMaxMetadataValueLength = 256;
 inline constexpr size_t kMaxEnvEntries = 256;
 inline constexpr double kDefaultExecTimeoutSeconds = 600;
-inline constexpr uint64_t kBufferedOutputLimit = 16ull << 20;
 
 // An exec as the API takes it, already translated for the agent (env not yet merged with the
 // sandbox's own).
