@@ -188,7 +188,9 @@ Result<int> run_prepare(ApiClient& client, const ExecutorOptions& o) {
     json done = TRY(client.call("POST", sb_path + "/exec", mkdirs));
     if (done.value("exit_code", json()) != json(0))
         return local(ErrorCode::CliIo, "could not create " + o.builds_dir + " and " + o.cache_dir + " in the sandbox: " +
-                                    done.value("stderr", std::string()));
+                                    (done.value("stderr_encoding", "utf-8") == "utf-8"
+                                         ? done.value("stderr", std::string())
+                                         : std::string("(its stderr is binary)")));
     std::printf("Running in kiln sandbox %s (template %s)\n", sandbox_id.c_str(), tmpl.c_str());
     return 0;
 }

@@ -1,8 +1,17 @@
 """Plain records the API returns: exec results and events, file info, snapshots, templates."""
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Any, Optional
+
+
+def _stream_bytes(doc: dict, name: str) -> bytes:
+    """A stream of a buffered exec answer as bytes: text, or base64 when ``<name>_encoding`` says so."""
+    value = doc.get(name, "") or ""
+    if doc.get(f"{name}_encoding") == "base64":
+        return base64.b64decode(value)
+    return value.encode("utf-8", "replace")
 
 
 @dataclass(frozen=True)
@@ -10,6 +19,10 @@ class ExecResult:
     """What a finished command printed and how it ended.
 
     ``exit_code`` is None when a signal killed the command (``signal`` says which).
+    ``stdout`` and ``stderr`` are text (bytes that are not UTF-8 become U+FFFD); ``stdout_bytes``
+    and ``stderr_bytes`` are the exact bytes (kilnd sends binary output as base64). kilnd keeps
+    at most its ``max_exec_output`` (default 4 MiB) of each stream: ``stdout_truncated`` says the
+    rest was dropped and ``stdout_dropped_bytes`` how much (likewise for stderr).
     """
 
     stdout: str
@@ -19,12 +32,24 @@ class ExecResult:
     signal: Optional[int] = None
     timed_out: bool = False
     truncated: bool = False
+    stdout_bytes: bytes = b""
+    stderr_bytes: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    stdout_dropped_bytes: int = 0
+    stderr_dropped_bytes: int = 0
 
     @classmethod
     def from_json(cls, doc: dict) -> "ExecResult":
-        return cls(stdout=doc.get("stdout", ""), stderr=doc.get("stderr", ""), exit_code=doc.get("exit_code"),
-                   duration_ms=float(doc.get("duration_ms", 0)), signal=doc.get("signal"),
-                   timed_out=bool(doc.get("timed_out", False)), truncated=bool(doc.get("truncated", False)))
+        out, err = _stream_bytes(doc, "stdout"), _stream_bytes(doc, "stderr")
+        return cls(stdout=out.decode("utf-8", "replace"), stderr=err.decode("utf-8", "replace"),
+                   exit_code=doc.get("exit_code"), duration_ms=float(doc.get("duration_ms", 0)),
+                   signal=doc.get("signal"), timed_out=bool(doc.get("timed_out", False)),
+                   truncated=bool(doc.get("truncated", False)), stdout_bytes=out, stderr_bytes=err,
+                   stdout_truncated=bool(doc.get("stdout_truncated", False)),
+                   stderr_truncated=bool(doc.get("stderr_truncated", False)),
+                   stdout_dropped_bytes=int(doc.get("stdout_dropped_bytes", 0)),
+                   stderr_dropped_bytes=int(doc.get("stderr_dropped_bytes", 0)))
 
     @property
     def ok(self) -> bool:

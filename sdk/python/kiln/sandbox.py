@@ -141,8 +141,9 @@ class Sandbox:
                 elif ev.kind == "exit":
                     end = ev
             assert end is not None
-            result = ExecResult("".join(out), "".join(err), end.exit_code, end.duration_ms or 0.0, end.signal,
-                                end.timed_out)
+            stdout, stderr = "".join(out), "".join(err)
+            result = ExecResult(stdout, stderr, end.exit_code, end.duration_ms or 0.0, end.signal, end.timed_out,
+                                stdout_bytes=stdout.encode(), stderr_bytes=stderr.encode())
         else:
             body = _exec_body(cmd, env, cwd, timeout_seconds, stdin)
             result = ExecResult.from_json(self._t.json("POST", f"{self._path}/exec", json_body=body,

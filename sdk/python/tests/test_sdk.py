@@ -48,6 +48,14 @@ def test_exec_forms(sb):
     assert r.timed_out
 
 
+def test_exec_binary_output_comes_back_exact(sb):
+    # kilnd answers output that is not text as base64; the SDK gives the bytes, and lossy text.
+    r = sb.exec("printf 'a\\377b\\000'; printf 'caf\\303\\251' >&2")
+    assert r.stdout_bytes == b"a\xffb\x00" and r.stdout == "a\ufffdb\x00"
+    assert r.stderr_bytes == "café".encode() and r.stderr == "café"
+    assert not r.stdout_truncated and r.stdout_dropped_bytes == 0 and not r.truncated
+
+
 def test_exec_stream_events_and_callbacks(sb):
     seen_out, seen_err = [], []
     arrivals = []

@@ -29,11 +29,14 @@ StreamFormat stream_format(const httplib::Request& req) {
 double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
 
 json exit_event(const proto::ExecResult& r) {
-    return json{{"type", "exit"},
-                {"exit_code", r.signal ? json(nullptr) : json(r.exit_code)},
-                {"signal", r.signal ? json(r.signal) : json(nullptr)},
-                {"timed_out", r.timed_out},
-                {"duration_ms", r.duration_ms}};
+    json event = {{"type", "exit"},
+                  {"exit_code", r.signal ? json(nullptr) : json(r.exit_code)},
+                  {"signal", r.signal ? json(r.signal) : json(nullptr)},
+                  {"timed_out", r.timed_out},
+                  {"duration_ms", r.duration_ms}};
+    // The agent's own cap (1 GiB a command) cut the stream; `kiln sandbox exec` reads this.
+    if (r.output_truncated) event["truncated"] = true;
+    return event;
 }
 
 // Runs one streamed exec inside the response's content provider, writing events as they come.
