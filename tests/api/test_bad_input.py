@@ -3,6 +3,7 @@ tarballs that try to escape, garbage on the socket. After each, kilnd must answe
 keep serving (same PID, /healthz, a real exec)."""
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import tarfile
@@ -183,9 +184,11 @@ def test_garbage_tarballs(api, sandbox, data):
     assert api.exec(sandbox["id"], "echo alive")["stdout"] == "alive\n"
 
 
-def test_invalid_utf8_output_becomes_replacement_chars(api, sandbox):
+def test_invalid_utf8_output_comes_back_exact_as_base64(api, sandbox):
+    # Issue 14: this used to be "a\ufffd\ufffdb" (lossy); the buffered answer now keeps the bytes.
     res = api.exec(sandbox["id"], r"printf 'a\377\376b'")
-    assert res["stdout"].startswith("a") and res["stdout"].endswith("b") and "\ufffd" in res["stdout"], res
+    assert res["stdout_encoding"] == "base64", res
+    assert base64.b64decode(res["stdout"]) == b"a\xff\xfeb", res
 
 
 def test_garbage_and_slow_clients_do_not_block_others(kilnd, api):
