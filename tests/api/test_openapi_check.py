@@ -25,7 +25,9 @@ def test_good_documents_pass():
     assert check("GET", "/v1/sandboxes?metadata.repo=x", 200, "application/json; charset=utf-8",
                  {"sandboxes": [GOOD_SANDBOX]}) == []
     assert check("DELETE", "/v1/sandboxes/sb-0123456789ab", 204, None, b"") == []
-    assert check("GET", "/healthz", 200, "application/json", {"status": "ok", "version": "1", "accel": "tcg"}) == []
+    assert check("GET", "/healthz", 200, "application/json",
+                 {"status": "ok", "version": "1", "accel": "tcg",
+                  "confinement": {"jailed": True, "seccomp": True, "vms_allowed": True}}) == []
 
 
 @pytest.mark.parametrize("mutate, expect", [
