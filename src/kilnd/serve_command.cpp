@@ -135,13 +135,16 @@ int run_serve(const CommandContext& ctx) {
     jail.memory_overhead_mib = static_cast<uint32_t>(config->vm_memory_overhead_mib);
     vm::jail::set_jail_settings(jail);
     if (auto c = vm::jail::confinement(); !c.problem.empty()) log::warn("VM confinement", {{"problem", c.problem}});
+    // The networks of spares for templates with a NIC: made ahead, named spare-<tag>-* so that the
+    // reconcile above sweeps the ones a crash left (docs/network.md).
+    net::SpareNetworks spare_networks(networks, config->data_dir);
     std::optional<vm::SparePool> spare_pool;
     if (config->keep_spare) spare_pool.emplace();
     vm::SparePool* spares = spare_pool ? &*spare_pool : nullptr;
-    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, spares, &networks);
+    TemplateBaker baker(config->data_dir + "/templates", *accel_mode, spares, &networks, &spare_networks);
     ServiceConfig service_config{config->data_dir, config->max_sandboxes, config->max_memory_mib,
                                  config->max_ttl_seconds, config->default_ttl_seconds, spares,
-                                 &networks, config->network_default};
+                                 &networks, config->network_default, &spare_networks};
     service_config.agent_send_timeout = std::chrono::seconds(config->agent_send_timeout_seconds);
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };

@@ -35,7 +35,8 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     if (!manifest.kernel_release.empty() && !kernel.release.empty() && kernel.release != manifest.kernel_release)
         return make_error(ErrorCode::SnapshotIncompatible, "snapshot was taken with kernel " + manifest.kernel_release +
                                                        " but the cached kernel is " + kernel.release);
-    if (manifest.nic != request.net.has_value())
+    const bool nic_from_spare = request.spare_nic && !request.net && request.spares && request.id.empty();
+    if (manifest.nic != (request.net.has_value() || nic_from_spare))
         return make_error(ErrorCode::SnapshotIncompatible, manifest.nic ? "snapshot was taken with a NIC: restore it with one"
                                                                 : "snapshot was taken without a NIC: restore it without one");
     t.verify_ms = since_ms(start);
@@ -46,9 +47,11 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     // A spare has its own id, named in its run dir and its QEMU's open paths (QEMU reopens the disk
     // by path when it activates it after the load), so it serves only restores that let Kiln pick the id.
     if (request.spares && request.id.empty() && !request.net) {
-        vm = request.spares->take(request.snapshot_dir, manifest);
+        vm = request.spares->take(request.snapshot_dir, manifest, nic_from_spare ? request.spare_nic : nullptr);
         t.spare = vm != nullptr;
     }
+    if (!vm && nic_from_spare)
+        return make_error(ErrorCode::Unavailable, "no spare QEMU with its own NIC is ready for " + request.snapshot_dir);
     if (!vm) {
         std::string id = request.id.empty() ? TRY(random_hex(6)) : request.id;
         vm = TRY(launch_for_snapshot(request.snapshot_dir, manifest, kernel, id, request.net));

@@ -16,6 +16,7 @@
 namespace kiln::vm {
 
 class SparePool;
+class SpareNic;
 
 struct SnapshotTimings {
     int64_t freeze_ms = 0;   // agent synced the guest and refused new work
@@ -57,10 +58,16 @@ struct RestoreRequest {
     // spare comes with its own), and have it start the next one in the background once this VM is
     // ready. Null: QEMU is started for this restore. See SparePool (spare_pool.h).
     SparePool* spares = nullptr;
-    // The NIC, required when the snapshot was taken with one and refused otherwise (the device
-    // set must match the saved state). A restore with a NIC never uses a spare: the tap fd must
-    // be there when QEMU starts.
+    // The NIC, required when the snapshot was taken with one (unless `spare_nic` is set) and
+    // refused otherwise (the device set must match the saved state). A restore given `net` never
+    // uses a spare: the tap fd must be there when QEMU starts.
     std::optional<NetDevice> net;
+    // Instead of `net`, for a snapshot with a NIC: only a spare that was started with its own NIC
+    // (SparePool::prepare with a SpareNicSource) serves the restore, and that NIC moves to
+    // *spare_nic (also when a later step fails: the caller destroys it after the VM). With no such
+    // spare ready the restore fails `unavailable` having started nothing, *spare_nic stays null, and
+    // the caller makes a NIC and restores again with `net`.
+    std::unique_ptr<SpareNic>* spare_nic = nullptr;
 };
 
 // 1. manifest verified and checked against this host (nothing starts if it fails) 2. disk cloned

@@ -19,23 +19,26 @@ SparePool::SnapshotFileIds SparePool::snapshot_file_ids(const std::string& dir) 
     return {file_id(dir + "/" + kStateFileName), file_id(dir + "/" + kMemoryFileName), file_id(dir + "/" + kDiskFileName)};
 }
 
-std::unique_ptr<Vm> SparePool::take(const std::string& dir, const SnapshotManifest& manifest) {
+std::unique_ptr<Vm> SparePool::take(const std::string& dir, const SnapshotManifest& manifest, std::unique_ptr<SpareNic>* nic) {
     Spare spare;
     {
         std::unique_lock lock(m_mutex);
         m_cv.wait_for(lock, Millis(2000), [&] { return m_starting != dir; });
         auto it = m_spares.find(dir);
         if (it == m_spares.end()) return nullptr;
+        if ((it->second.nic != nullptr) != (nic != nullptr)) return nullptr;  // left for the right caller
         spare = std::move(it->second);
         m_spares.erase(it);
     }
     if (spare.manifest_id != manifest.id || snapshot_file_ids(dir) != spare.files || !spare.vm->qemu_alive())
         return nullptr;  // stale or dead: destroyed here
+    if (nic) *nic = std::move(spare.nic);
     return std::move(spare.vm);
 }
 
-void SparePool::prepare(const std::string& dir) {
+void SparePool::prepare(const std::string& dir, SpareNicSource nic) {
     std::lock_guard lock(m_mutex);
+    if (nic) m_nic_sources[dir] = std::move(nic);
     if (m_spares.count(dir) || m_starting == dir) return;
     for (const auto& queued : m_queue)
         if (queued == dir) return;
@@ -49,6 +52,8 @@ void SparePool::discard(const std::string& dir) {
     {
         std::unique_lock lock(m_mutex);
         std::erase_if(m_queue, [&](const std::string& q) { return dir.empty() || q == dir; });
+        if (dir.empty()) m_nic_sources.clear();
+        else m_nic_sources.erase(dir);
         m_cv.wait(lock, [&] { return m_starting.empty() || (!dir.empty() && m_starting != dir); });
         for (auto it = m_spares.begin(); it != m_spares.end();) {
             if (dir.empty() || it->first == dir) {
@@ -87,8 +92,10 @@ void SparePool::run_worker() {
         std::string dir = std::move(m_queue.front());
         m_queue.pop_front();
         m_starting = dir;
+        SpareNicSource nic;
+        if (auto it = m_nic_sources.find(dir); it != m_nic_sources.end()) nic = it->second;
         lock.unlock();
-        auto spare = start(dir);
+        auto spare = start(dir, nic);
         lock.lock();
         m_starting.clear();
         if (spare && !m_stop) m_spares[dir] = std::move(*spare);
@@ -101,17 +108,29 @@ void SparePool::run_worker() {
     }
 }
 
-std::optional<SparePool::Spare> SparePool::start(const std::string& dir) {
+std::optional<SparePool::Spare> SparePool::start(const std::string& dir, const SpareNicSource& nic_source) {
     SnapshotFileIds files = snapshot_file_ids(dir);
     auto manifest = load_and_verify(dir, VerifyLevel::Sizes);
     if (!manifest.ok()) return std::nullopt;
+    if (manifest->nic && !nic_source) return std::nullopt;  // its restores bring their own NIC
     auto kernel = find_kernel();
     auto id = random_hex(6);
     if (!kernel.ok() || !id.ok()) return std::nullopt;
-    auto vm = launch_for_snapshot(dir, *manifest, *kernel, *id);
-    if (!vm.ok()) return std::nullopt;
+    Spare spare;
+    std::optional<NetDevice> device;
+    if (manifest->nic) {
+        auto made = nic_source();
+        if (!made.ok() || !*made) return std::nullopt;
+        spare.nic = std::move(*made);
+        device = spare.nic->device();
+    }
+    auto vm = launch_for_snapshot(dir, *manifest, *kernel, *id, device);
+    if (!vm.ok()) return std::nullopt;  // the NIC made for it goes too
+    spare.vm = std::move(*vm);
     if (snapshot_file_ids(dir) != files) return std::nullopt;  // changed while we started
-    return Spare{std::move(*vm), manifest->id, files};
+    spare.manifest_id = manifest->id;
+    spare.files = files;
+    return spare;
 }
 
 }  // namespace kiln::vm

@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -17,6 +18,20 @@
 #include "vm/vm.h"
 
 namespace kiln::vm {
+
+// What a spare of a snapshot taken with a NIC holds beside its QEMU: a NIC whose tap exists before
+// the QEMU starts (QEMU inherits the tap fd at exec), and whatever keeps that NIC alive. Only the
+// device is the vm layer's business; the pool's owner (kilnd: a sandbox network, docs/network.md)
+// subclasses this and gets its object back from the restore that takes the spare. Destroyed
+// after the spare's QEMU, when the spare is discarded or found stale.
+class SpareNic {
+public:
+    virtual ~SpareNic() = default;
+    virtual NetDevice device() const = 0;
+};
+// Makes the NIC of one spare; called on the pool's worker before that spare's QEMU starts. An error
+// leaves no spare (the next restore makes its own NIC and QEMU).
+using SpareNicSource = std::function<Result<std::unique_ptr<SpareNic>>()>;
 
 // A spare is a QEMU started for one snapshot: its own id and run dir, a reflink of the snapshot's
 // disk, the memory file mapped copy-on-write, QMP/console/agent connected, the state file's fd
@@ -39,14 +54,19 @@ public:
     SparePool(const SparePool&) = delete;
     SparePool& operator=(const SparePool&) = delete;
 
-    // Queues the start of a spare for `snapshot_dir` (no-op if one exists or is queued).
-    void prepare(const std::string& snapshot_dir);
+    // Queues the start of a spare for `snapshot_dir` (no-op if one exists or is queued). For a
+    // snapshot taken with a NIC, `nic` makes each of its spares' NICs; it is remembered for the
+    // directory (until discard), so later prepare() calls, such as a restore's refill, need not
+    // pass it again. A NIC snapshot without a source gets no spare.
+    void prepare(const std::string& snapshot_dir, SpareNicSource nic = {});
     // The spare for `snapshot_dir`, if there is one for this very snapshot (same manifest id and
     // files) and its QEMU is alive; null otherwise. Waits up to 2 s for one being started (it is
-    // closer to ready than a new QEMU).
-    std::unique_ptr<Vm> take(const std::string& snapshot_dir, const SnapshotManifest& manifest);
-    // Stops the spares of `snapshot_dir` (every spare if empty) and drops queued starts; returns
-    // when their QEMUs are gone.
+    // closer to ready than a new QEMU). A spare with a NIC goes only to a caller that takes its
+    // NIC (`nic` not null: it receives it), one without only to a caller that does not.
+    std::unique_ptr<Vm> take(const std::string& snapshot_dir, const SnapshotManifest& manifest,
+                             std::unique_ptr<SpareNic>* nic = nullptr);
+    // Stops the spares of `snapshot_dir` (every spare if empty), drops queued starts and forgets
+    // the directory's NIC source; returns when their QEMUs are gone and their NICs destroyed.
     void discard(const std::string& snapshot_dir = {});
     // The QEMU pids of the spares waiting now.
     std::vector<pid_t> pids();
@@ -69,6 +89,7 @@ private:
     static SnapshotFileIds snapshot_file_ids(const std::string& snapshot_dir);
 
     struct Spare {
+        std::unique_ptr<SpareNic> nic;  // declared first: destroyed after the QEMU that holds its tap
         std::unique_ptr<Vm> vm;
         std::string manifest_id;
         SnapshotFileIds files;
@@ -76,13 +97,14 @@ private:
 
     void run_worker();
     // A failed start leaves no spare; the next restore starts its own QEMU and reports any error.
-    static std::optional<Spare> start(const std::string& snapshot_dir);
+    static std::optional<Spare> start(const std::string& snapshot_dir, const SpareNicSource& nic);
 
     std::mutex m_mutex;  // guards everything below
     std::condition_variable m_cv;
     std::deque<std::string> m_queue;  // snapshot dirs whose spare is to be started
     std::string m_starting;           // the dir whose spare the worker is starting now
     std::map<std::string, Spare> m_spares;
+    std::map<std::string, SpareNicSource> m_nic_sources;  // by snapshot dir, for NIC snapshots
     bool m_stop = false;
     std::thread m_worker;
 };

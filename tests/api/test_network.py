@@ -90,12 +90,56 @@ def connect(api: ApiClient, sandbox_id: str, address: str, port: int) -> str:
     return r["stdout"]
 
 
-def kiln_netns() -> set[str]:
+def all_kiln_netns() -> set[str]:
     return {n for n in os.listdir("/run/netns") if n.startswith("kiln-")} if os.path.isdir("/run/netns") else set()
 
 
+def veth_alias(name: str) -> str:
+    try:
+        with open(f"/sys/class/net/{name}/ifalias") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def kiln_netns() -> set[str]:
+    """Sandboxes' namespaces (and bake or snapshot helpers'), not spare QEMUs' networks made ahead."""
+    return {n for n in all_kiln_netns() if not n.startswith("kiln-spare-")}
+
+
 def kiln_veths() -> set[str]:
-    return {n for n in os.listdir("/sys/class/net") if n.startswith("kv-")}
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("kv-") and not veth_alias(n).startswith("kiln-sandbox-spare-")}
+
+
+def spare_netns() -> set[str]:
+    return {n for n in all_kiln_netns() if n.startswith("kiln-spare-")}
+
+
+def wait_for_gone(names_now, leftover: set[str], timeout: float = 20) -> set[str]:
+    """`leftover` minus what is gone within `timeout`: sandbox networks are removed in the
+    background after a delete (the DELETE does not wait for the kernel)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = leftover & names_now()
+        if not left or time.monotonic() >= deadline:
+            return left
+        time.sleep(0.1)
+
+
+def created_line(kilnd, sandbox_id: str) -> dict:
+    """kilnd's "sandbox created" log line of one sandbox (its spare, network_ms and timings)."""
+    lines = [line for line in kilnd.log_lines() if line.get("msg") == "sandbox created" and line.get("sandbox") == sandbox_id]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def wait_until_true(predicate, timeout: float):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.1)
 
 
 def make(api: ApiClient, network=None, **fields) -> dict:
@@ -212,8 +256,66 @@ def test_delete_and_ttl_leave_no_network_behind(api):
     while time.monotonic() < deadline and api.get(f"/v1/sandboxes/{b['id']}").json()["state"] != "expired":
         time.sleep(0.2)
     assert api.get(f"/v1/sandboxes/{b['id']}").json()["state"] == "expired"
-    assert kiln_netns() - before_ns == set()
-    assert kiln_veths() - before_veth == set()
+    assert wait_for_gone(kiln_netns, kiln_netns() - before_ns) == set()
+    assert wait_for_gone(kiln_veths, kiln_veths() - before_veth) == set()
+
+
+def test_allowlist_creates_take_a_spare_whose_network_gets_their_own_policy(api, kilnd, server):
+    """A create with an allowlist NIC takes the spare QEMU started ahead with its network (policy
+    none until then); the network is renamed to the sandbox's and holds that sandbox's policy
+    only: two creates in a row with different allowlists each reach their own port alone."""
+    to_a = {"mode": "allowlist", "allow": [f"{SERVER}:{PORT_A}"]}
+    to_b = {"mode": "allowlist", "allow": [f"{SERVER}:{PORT_B}"]}
+    warm = make(api, to_a)  # bakes tiny+net if no test did, and starts its spare
+    api.delete(f"/v1/sandboxes/{warm['id']}")
+    made = []
+    try:
+        for policy in (to_a, to_b):
+            # The spare's network exists before its QEMU starts: wait for one, then for its QEMU.
+            assert wait_until_true(lambda: spare_netns(), 60), "no spare network was made"
+            time.sleep(1)
+            spares_before = spare_netns()
+            sb = make(api, policy)
+            made.append(sb)
+            line = created_line(kilnd, sb["id"])
+            assert line["spare"] is True, line
+            assert line["nic"] is True and line["network"] == "allowlist", line
+            # Its namespace and veth carry the sandbox's names now, not the spare's.
+            assert f"kiln-{sb['id']}" in kiln_netns()
+            assert spares_before - spare_netns(), "the spare's namespace was not taken over"
+            assert any(veth_alias(v) == f"kiln-sandbox-{sb['id']}" for v in kiln_veths())
+        a, b = made
+        assert connect(api, a["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+        assert connect(api, a["id"], SERVER, PORT_B) == ""
+        assert connect(api, b["id"], SERVER, PORT_B).strip() == f"banner-{PORT_B}"
+        assert connect(api, b["id"], SERVER, PORT_A) == ""
+        # The spare network waiting now lets nothing out of its namespace yet.
+        assert wait_until_true(lambda: spare_netns(), 60)
+        name = sorted(spare_netns())[0]
+        rules = subprocess.run(["ip", "netns", "exec", name, "nft", "list", "chain", "inet", "kiln", "forward"],
+                               capture_output=True, text=True, timeout=30)
+        if rules.returncode == 0:  # it may have been taken or discarded meanwhile
+            assert "accept" not in rules.stdout.replace("ct state established,related accept", ""), rules.stdout
+    finally:
+        for sb in made:
+            api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+def test_delete_with_a_nic_does_not_wait_for_its_network(api, kilnd):
+    """The DELETE of a sandbox with a NIC kills the VM and marks the sandbox deleted; its
+    namespace and veth are removed in the background shortly after (logged)."""
+    sb = make(api, {"mode": "open"})
+    ns = f"kiln-{sb['id']}"
+    assert ns in kiln_netns()
+    start = time.monotonic()
+    r = api.delete(f"/v1/sandboxes/{sb['id']}")
+    elapsed = time.monotonic() - start
+    assert r.status == 204, r
+    assert api.get(f"/v1/sandboxes/{sb['id']}").json()["state"] == "deleted"
+    print(f"DELETE with a NIC: {elapsed * 1000:.1f} ms")
+    assert wait_for_gone(kiln_netns, {ns}, 10) == set()
+    assert wait_until_true(lambda: [line for line in kilnd.log_lines()
+                                    if line.get("msg") == "sandbox network removed" and line.get("sandbox") == sb["id"]], 10)
 
 
 def test_kill9_and_restart_leave_no_network_behind(kilnd_factory, recorder):
@@ -223,16 +325,25 @@ def test_kill9_and_restart_leave_no_network_behind(kilnd_factory, recorder):
     ids = [api.create_sandbox(ttl_seconds=600, network={"mode": "open"})["id"] for _ in range(3)]
     assert {f"kiln-{i}" for i in ids} <= kiln_netns()
     assert len(kiln_veths() - before_veth) == 3
+    # This kilnd's spare QEMU for tiny+net, with its network made ahead (named in its log).
+    def spares_of_instance():
+        made = {f"kiln-{line['network']}" for line in instance.log_lines() if line.get("msg") == "spare network made"}
+        return made & spare_netns()
+    spares = wait_until_true(spares_of_instance, 60)
+    assert spares, "no spare network was made for the NIC template"
+    time.sleep(1)  # its QEMU started too
     old_qemus = instance.qemu_pids()
     instance.kill9()
     instance.start()
     assert kiln_netns() - before_ns == set(), "namespaces left after the restart"
     assert kiln_veths() - before_veth == set(), "veths left after the restart"
+    assert spare_netns() & spares == set(), "spare networks left after the restart"
     assert set(instance.qemu_pids()) & set(old_qemus) == set()  # the new kilnd's spare may run
     for i in ids:
         assert api.get(f"/v1/sandboxes/{i}").json()["state"] == "lost"
     swept = [line for line in instance.log_lines() if line.get("msg") == "reconciled"]
     assert swept and swept[-1]["netns_removed"] == 3 and swept[-1]["veths_removed"] == 3
+    assert swept[-1]["spare_netns_removed"] == len(spares) and swept[-1]["spare_veths_removed"] == len(spares)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,17 @@
 #include <thread>
 
 #include "base/child_process.h"
+#include "base/clock.h"
 #include "base/file_util.h"
 #include "base/random.h"
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
+#include "daemon/net/lazy_network_manager.h"
 #include "daemon/net/sandbox_network.h"
+#include "daemon/net/spare_networks.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
+#include "vm/spare_pool.h"
 #include "vm_test_env.h"
 
 namespace kiln::test {
@@ -367,6 +371,59 @@ TEST(NetPlumbing, OrphanSweepAfterACrashLeavesOnlyLiveSandboxes) {
     EXPECT_EQ(count_network(), before);
 }
 
+// A spare network (made ahead for a spare QEMU) is left alone by the orphan sweep while it is
+// held, then becomes exactly one sandbox's: renamed to its id, its policy loaded, and it cannot be
+// assigned again. Once assigned it is that sandbox's to keep out of sweeps, like any other.
+TEST(NetPlumbing, ASpareNetworkSurvivesSweepsThenBecomesOneSandboxs) {
+    KILN_REQUIRE_NETNS();
+    NetCounts before = count_network();
+    std::set<std::string> live = existing_ids();
+    std::string spare_id = "spare-" + test_id();
+    auto net = manager().setup_spare(spare_id);
+    ASSERT_TRUE(net.ok()) << net.error().to_string();
+    auto sweep = manager().cleanup_orphans(live);
+    EXPECT_EQ(sweep.netns_removed, 0);
+    EXPECT_EQ(sweep.veths_removed, 0);
+    EXPECT_TRUE(path_exists("/run/netns/kiln-" + spare_id));
+    auto forward_chain = [&](const std::string& netns) {
+        auto r = run_and_capture({"ip", "netns", "exec", netns, "nft", "list", "chain", "inet", "kiln", "forward"}, Millis(5000));
+        return r.ok() ? r->output : std::string();
+    };
+    std::string spare_rules = forward_chain("kiln-" + spare_id);
+    EXPECT_NE(spare_rules.find("policy drop"), std::string::npos) << spare_rules;
+    EXPECT_EQ(spare_rules.find("10.210.0.2"), std::string::npos) << spare_rules;
+
+    std::string id = test_id();
+    auto start = Clock::now();
+    Status assigned = (*net)->assign(id, policy(R"({"mode":"allowlist","allow":["10.210.0.2:9418"]})"));
+    double assign_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    ASSERT_TRUE(assigned.ok()) << assigned.error().to_string();
+    std::printf("assign (rules + renames): %.2f ms\n", assign_ms);
+    EXPECT_EQ((*net)->sandbox_id(), id);
+    EXPECT_FALSE(path_exists("/run/netns/kiln-" + spare_id));
+    EXPECT_TRUE(path_exists("/run/netns/kiln-" + id));
+    EXPECT_EQ((*net)->host_veth(), NetworkManager::host_veth_name(id));
+    EXPECT_NE(::if_nametoindex(NetworkManager::host_veth_name(id).c_str()), 0u);
+    EXPECT_EQ(::if_nametoindex(NetworkManager::host_veth_name(spare_id).c_str()), 0u);
+    EXPECT_EQ(sh_ok("cat /sys/class/net/" + NetworkManager::host_veth_name(id) + "/ifalias"), "kiln-sandbox-" + id + "\n");
+    EXPECT_NE(sh_ok("ip -o -4 addr show dev " + NetworkManager::host_veth_name(id)).find("/30"), std::string::npos)
+        << "the renamed veth keeps its address";
+    std::string rules = forward_chain("kiln-" + id);
+    EXPECT_NE(rules.find("10.210.0.2 tcp dport 9418 accept"), std::string::npos) << rules;
+    EXPECT_EQ(count_network().nft_tables, before.nft_tables + 1) << "the spare's table is replaced, not added to";
+
+    Status again = (*net)->assign(test_id(), policy(R"({"mode":"open"})"));
+    EXPECT_FALSE(again.ok()) << "a network carries one sandbox's policy, never a second's";
+    EXPECT_TRUE(path_exists("/run/netns/kiln-" + id));
+
+    // No longer held as a spare: a sweep that does not count its sandbox as live removes it.
+    auto orphan_sweep = manager().cleanup_orphans(live);
+    EXPECT_EQ(orphan_sweep.netns_removed, 1);
+    EXPECT_EQ(orphan_sweep.veths_removed, 1);
+    EXPECT_TRUE((*net)->destroy().ok());
+    EXPECT_EQ(count_network(), before);
+}
+
 // The VM tests: one server namespace, sandboxes with real guests.
 class NetVmTest : public ::testing::Test {
 protected:
@@ -570,6 +627,86 @@ TEST_F(NetVmTest, RestoredAndForkedClonesNeedNoReaddressing) {
     EXPECT_NE(guest_connect(**restored, ServerNetns::kServer, 9418).find("kiln-banner"), std::string::npos);
     child->reset();
     restored->reset();
+    (void)remove_tree(dir);
+}
+
+// A spare QEMU of a snapshot with a NIC starts on a network made ahead (SpareNetworks, policy
+// none); the restore that takes it hands that network over, and it is assigned the sandbox's id and
+// policy. Two restores in a row with different allowlists each reach their own port alone; without
+// a spare ready, a restore that asked for one fails having started nothing.
+TEST_F(NetVmTest, SpareWithItsNetworkServesRestoresEachWithItsOwnPolicy) {
+    auto template_net = setup(R"({"mode":"none"})");
+    ASSERT_TRUE(template_net);
+    auto base = boot_with(*template_net, /*snapshottable=*/true);
+    ASSERT_TRUE(base);
+    ASSERT_EQ(guest_sh(*base, daemon::net::guest_setup_command()).result.exit_code, 0);
+    std::string dir = vm::vms_dir() + "/../test-snapshots/net-spare-" + random_hex(6).value();
+    (void)make_dirs(vm::vms_dir() + "/../test-snapshots");
+    vm::SnapshotRequest snap;
+    snap.dir = dir;
+    snap.checksums = false;
+    ASSERT_TRUE(vm::take_snapshot(*base, snap).ok());
+    base.reset();
+    template_net.reset();
+
+    // Its own pool and host table, beside manager()'s.
+    daemon::net::NetworkConfig config;
+    config.pool = "10.207.0.0/16";
+    config.host_table = "kiln_test_spare";
+    config.dns_resolver = "none";
+    daemon::net::LazyNetworkManager networks(config);
+    daemon::net::SpareNetworks spare_networks(networks, dir);
+    {
+        vm::SparePool pool;
+        std::unique_ptr<vm::SpareNic> none;
+        vm::RestoreRequest early;
+        early.snapshot_dir = dir;
+        early.spares = &pool;
+        early.spare_nic = &none;
+        auto refused = vm::restore_snapshot(early);
+        ASSERT_FALSE(refused.ok()) << "no spare was prepared";
+        EXPECT_EQ(refused.error().code, ErrorCode::Unavailable);
+        EXPECT_FALSE(none);
+
+        pool.prepare(dir, spare_networks.source());
+        struct Sandbox {
+            std::unique_ptr<vm::Vm> vm;
+            std::unique_ptr<SandboxNetwork> net;
+        };
+        std::vector<Sandbox> made;
+        for (uint16_t port : {uint16_t(9418), uint16_t(8080)}) {
+            for (int i = 0; i < 300 && pool.pids().empty(); ++i) ::usleep(100 * 1000);
+            ASSERT_EQ(pool.pids().size(), 1u) << "no spare started with its network";
+            std::unique_ptr<vm::SpareNic> nic;
+            vm::RestoreRequest request;
+            request.snapshot_dir = dir;
+            request.spares = &pool;
+            request.spare_nic = &nic;
+            vm::RestoreTimings timings;
+            auto restored = vm::restore_snapshot(request, &timings);
+            ASSERT_TRUE(restored.ok()) << restored.error().to_string();
+            EXPECT_TRUE(timings.spare);
+            ASSERT_TRUE(nic);
+            auto net = daemon::net::SpareNetworks::claim(
+                std::move(nic), test_id(), policy(R"({"mode":"allowlist","allow":["10.210.0.2:)" + std::to_string(port) + "\"]}"));
+            ASSERT_TRUE(net.ok()) << net.error().to_string();
+            (*net)->close_tap();
+            std::printf("restore from a spare with its network: ready in %lld ms\n", static_cast<long long>(timings.ready_ms));
+            made.push_back({std::move(*restored), std::move(*net)});
+        }
+        const std::string& allowed = m_allowed->banner();
+        const std::string& denied = m_denied->banner();
+        EXPECT_NE(guest_connect(*made[0].vm, ServerNetns::kServer, 9418).find(allowed), std::string::npos);
+        EXPECT_EQ(guest_connect(*made[0].vm, ServerNetns::kServer, 8080).find(denied), std::string::npos);
+        EXPECT_NE(guest_connect(*made[1].vm, ServerNetns::kServer, 8080).find(denied), std::string::npos);
+        EXPECT_EQ(guest_connect(*made[1].vm, ServerNetns::kServer, 9418).find(allowed), std::string::npos);
+        for (auto& sb : made) {
+            sb.vm.reset();  // the VM first: QEMU holds the tap
+            sb.net.reset();
+        }
+        pool.discard();  // the refilled spare and its network
+    }
+    if (auto m = networks.get(); m.ok()) (void)(*m)->remove_host_rules();
     (void)remove_tree(dir);
 }
 

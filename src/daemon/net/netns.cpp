@@ -95,6 +95,25 @@ Result<UniqueFd> open_named_netns(const std::string& name) {
     return fd;
 }
 
+Status rename_named_netns(const std::string& name, const std::string& new_name) {
+    if (!valid_name(name) || !valid_name(new_name))
+        return make_error(ErrorCode::InvalidArgument, "bad network namespace name '" + name + "' or '" + new_name + "'");
+    TRY(prepare_netns_dir());
+    std::string from = netns_path(name), to = netns_path(new_name);
+    UniqueFd placeholder(::open(to.c_str(), O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444));
+    if (!placeholder) {
+        if (errno == EEXIST) return make_error(ErrorCode::Conflict, "network namespace " + new_name + " already exists");
+        return errno_error("create " + to);
+    }
+    placeholder.reset();
+    if (::mount(from.c_str(), to.c_str(), "none", MS_BIND, nullptr) != 0) {
+        Error e = errno_error("bind network namespace " + name + " to " + to);
+        (void)::unlink(to.c_str());
+        return e;
+    }
+    return remove_named_netns(name);
+}
+
 Status remove_named_netns(const std::string& name) {
     if (!valid_name(name)) return make_error(ErrorCode::InvalidArgument, "bad network namespace name '" + name + "'");
     std::string path = netns_path(name);

@@ -18,6 +18,9 @@ namespace kiln::daemon::net {
 Result<UniqueFd> create_named_netns(const std::string& name, const std::function<Status()>& inside);
 // Opens an existing named namespace.
 Result<UniqueFd> open_named_netns(const std::string& name);
+// Binds the namespace named `name` under `new_name` too, then removes the old name: a process
+// inside or an fd held keeps working throughout. `conflict` if `new_name` exists.
+Status rename_named_netns(const std::string& name, const std::string& new_name);
 // Unbinds and removes /run/netns/<name>; the namespace itself goes when its last user (a tap fd
 // held by QEMU, an open fd) does. Nothing to remove is success.
 Status remove_named_netns(const std::string& name);

@@ -1,4 +1,4 @@
-// rtnetlink requests built by hand: RTM_NEWLINK (veth, up, MAC, alias), RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE.
+// rtnetlink requests built by hand: RTM_NEWLINK (veth, up, MAC, alias, rename), RTM_DELLINK, RTM_NEWADDR, RTM_NEWROUTE.
 #include "daemon/net/rtnetlink.h"
 
 #include <arpa/inet.h>
@@ -173,6 +173,30 @@ Status RtNetlink::link_up(const std::string& name, const std::string& mac, const
     }
     if (!alias.empty()) m.attr(IFLA_IFALIAS, alias.data(), alias.size());
     return request(m.header(), m.length(), "set " + name + " up");
+}
+
+Status RtNetlink::set_link(int index, const std::string& new_name, const std::string& alias, std::optional<bool> up) {
+    Message m(RTM_NEWLINK, 0);
+    auto* info = m.append_struct<ifinfomsg>();
+    info->ifi_family = AF_UNSPEC;
+    info->ifi_index = index;
+    if (up) {
+        info->ifi_flags = *up ? IFF_UP : 0;
+        info->ifi_change = IFF_UP;
+    }
+    if (!new_name.empty()) m.attr_string(IFLA_IFNAME, new_name);
+    if (!alias.empty()) m.attr(IFLA_IFALIAS, alias.data(), alias.size());
+    return request(m.header(), m.length(), "set link " + std::to_string(index) + (new_name.empty() ? "" : " name " + new_name));
+}
+
+Status RtNetlink::rename_link(const std::string& name, const std::string& new_name, const std::string& alias) {
+    int index = TRY(index_of(name));
+    Status live = set_link(index, new_name, alias, std::nullopt);
+    if (live.ok() || live.error().code == ErrorCode::Conflict) return live;
+    // An older kernel refuses to rename an up link (EBUSY).
+    TRY(set_link(index, "", "", false));
+    TRY(set_link(index, new_name, alias, std::nullopt));
+    return set_link(index, "", "", true);
 }
 
 Status RtNetlink::add_address(const std::string& name, uint32_t address, uint8_t prefix) {

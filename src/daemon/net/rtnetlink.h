@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "base/result.h"
@@ -21,6 +22,9 @@ public:
     Status delete_link(const std::string& name);  // not_found if there is none
     // Sets the MAC (when not empty), the alias (when not empty) and brings the link up.
     Status link_up(const std::string& name, const std::string& mac = {}, const std::string& alias = {});
+    // Renames a link and sets its alias, keeping its addresses; an up link is renamed in place
+    // where the kernel allows it (6.2 and later), else taken down for the rename and brought back up.
+    Status rename_link(const std::string& name, const std::string& new_name, const std::string& alias);
     Status add_address(const std::string& name, uint32_t address, uint8_t prefix);
     Status add_default_route(uint32_t gateway);
 
@@ -28,6 +32,7 @@ private:
     explicit RtNetlink(UniqueFd fd) : m_fd(std::move(fd)) {}
     Status request(void* message, size_t length, const std::string& what);
     Result<int> index_of(const std::string& name);
+    Status set_link(int index, const std::string& new_name, const std::string& alias, std::optional<bool> up);
 
     UniqueFd m_fd;
     uint32_t m_seq = 0;

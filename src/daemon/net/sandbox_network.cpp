@@ -148,7 +148,7 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup(const std::string&
     const std::string ns_name = netns_name(id), veth_name = host_veth_name(id);
     if (::if_nametoindex(veth_name.c_str()) != 0)
         return make_error(ErrorCode::Conflict, "interface " + veth_name + " for sandbox " + id + " already exists");
-    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool));
+    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool, m_dns));
     net->m_policy = policy;
 
     // 1. A /30 no host interface holds (one left by a crash keeps its address until swept).
@@ -197,9 +197,27 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup(const std::string&
     return net;
 }
 
+Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup_spare(const std::string& spare_id) {
+    {
+        // Held before the namespace exists, so a concurrent cleanup_orphans never sees it unheld.
+        std::lock_guard lock(m_spares->mutex);
+        if (!m_spares->ids.insert(spare_id).second)
+            return make_error(ErrorCode::Conflict, "spare network " + spare_id + " already exists");
+    }
+    auto net = setup(spare_id, NetworkPolicy{});
+    if (!net.ok()) {
+        std::lock_guard lock(m_spares->mutex);
+        m_spares->ids.erase(spare_id);
+        return net;
+    }
+    (*net)->m_spare_hold = m_spares;
+    (*net)->m_spare_id = spare_id;
+    return net;
+}
+
 Result<std::unique_ptr<SandboxNetwork>> NetworkManager::adopt(const std::string& id) {
     TRY(validate_id(id));
-    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool));
+    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool, m_dns));
     net->m_netns = netns_name(id);
     net->m_veth = host_veth_name(id);
     net->m_netns_fd = TRY(open_named_netns(net->m_netns));
@@ -219,8 +237,13 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::adopt(const std::string&
 }
 
 OrphanSweep NetworkManager::cleanup_orphans(const std::set<std::string>& live_ids) {
+    std::set<std::string> live = live_ids;
+    {
+        std::lock_guard lock(m_spares->mutex);
+        live.insert(m_spares->ids.begin(), m_spares->ids.end());
+    }
     std::set<std::string> live_netns, live_veths;
-    for (const auto& id : live_ids) {
+    for (const auto& id : live) {
         live_netns.insert(netns_name(id));
         live_veths.insert(host_veth_name(id));
     }
@@ -261,7 +284,39 @@ Status SandboxNetwork::run_inside(const std::function<Status()>& fn) const {
     return run_in_netns(m_netns_fd.get(), fn);
 }
 
+void SandboxNetwork::release_spare_hold() {
+    if (!m_spare_hold) return;
+    std::lock_guard lock(m_spare_hold->mutex);
+    m_spare_hold->ids.erase(m_spare_id);
+    m_spare_hold.reset();
+}
+
+Status SandboxNetwork::assign(const std::string& id, const NetworkPolicy& policy) {
+    TRY(NetworkManager::validate_id(id));
+    if (!m_spare_hold) return make_error(ErrorCode::Conflict, "network " + m_id + " is not an unassigned spare network");
+    if (m_destroyed || !m_netns_fd) return make_error(ErrorCode::NotFound, "spare network " + m_id + " is gone");
+    const std::string veth = NetworkManager::host_veth_name(id), ns = NetworkManager::netns_name(id);
+    // 1. The policy: the whole table replaced in one transaction (the spare's drops everything).
+    std::vector<uint32_t> host_addresses;
+    for (const auto& [name, addr] : interface_addresses()) host_addresses.push_back(addr);
+    std::string ruleset = "delete table inet kiln\n" + sandbox_ruleset(SandboxRulesInput{policy, m_pool->range(), host_addresses, m_dns});
+    TRY(run_in_netns(m_netns_fd.get(), [&] { return load_nft_ruleset(ruleset); }));
+    m_policy = policy;
+    // 2. The names, each recorded as soon as it is the sandbox's, so destroy() removes what exists.
+    //    A crash in between leaves names the reconcile sweeps either way: the spare's by their
+    //    prefix, the sandbox's by its record (written before its create took the spare).
+    m_id = id;
+    auto nl = TRY(RtNetlink::open());
+    TRY(nl.rename_link(m_veth, veth, "kiln-sandbox-" + id));
+    m_veth = veth;
+    TRY(rename_named_netns(m_netns, ns));
+    m_netns = ns;
+    release_spare_hold();  // a sandbox's network now: its owner keeps it out of any sweep
+    return ok_status();
+}
+
 Status SandboxNetwork::destroy() {
+    release_spare_hold();
     if (m_destroyed) return ok_status();
     m_destroyed = true;
     Status first = ok_status();

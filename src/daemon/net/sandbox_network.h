@@ -3,6 +3,7 @@
 
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -43,6 +44,13 @@ struct OrphanSweep {
 
 class SandboxNetwork;
 
+// The ids of spare networks (NetworkManager::setup_spare) that are alive and not yet assigned to
+// a sandbox: cleanup_orphans leaves them alone although no sandbox has their id.
+struct HeldSpareIds {
+    std::mutex mutex;
+    std::set<std::string> ids;
+};
+
 // Thread-safe. Owns the host side: the `ip kiln` nftables table and the address pool.
 // SandboxNetworks share the pool, so they may outlive the manager.
 class NetworkManager {
@@ -55,11 +63,15 @@ public:
     // 4. namespace side addressed and routed, its nftables table loaded (policy included).
     // On failure everything made so far is removed.
     Result<std::unique_ptr<SandboxNetwork>> setup(const std::string& sandbox_id, const NetworkPolicy& policy);
+    // A network made ahead for a spare QEMU (docs/network.md, "Spare networks"): as setup() with
+    // policy none, so nothing leaves it until SandboxNetwork::assign() gives it a sandbox's id and
+    // policy. Until then cleanup_orphans does not sweep it; after a crash it is an orphan like any.
+    Result<std::unique_ptr<SandboxNetwork>> setup_spare(const std::string& spare_id);
     // Takes over the network of a sandbox that outlived a kilnd restart (its QEMU holds the tap):
     // not_found if its namespace is gone. The policy is the one its rules already hold.
     Result<std::unique_ptr<SandboxNetwork>> adopt(const std::string& sandbox_id);
-    // Removes every kiln-* namespace and kv-* veth whose sandbox is not in `live_ids` (left by a
-    // crash of kilnd or QEMU). Their taps and nftables tables live in those namespaces and go
+    // Removes every kiln-* namespace and kv-* veth whose sandbox is not in `live_ids` and that is
+    // not a spare network this manager holds (left by a crash of kilnd or QEMU). Their taps and nftables tables live in those namespaces and go
     // with them.
     OrphanSweep cleanup_orphans(const std::set<std::string>& live_ids);
     // Removes the namespace and host veth of exactly these sandboxes, where they still exist:
@@ -84,6 +96,7 @@ private:
     NetworkConfig m_config;
     std::shared_ptr<AddressPool> m_pool;
     uint32_t m_dns;
+    std::shared_ptr<HeldSpareIds> m_spares = std::make_shared<HeldSpareIds>();
 };
 
 // One sandbox's network. Destroying it (or destroy()) removes the veth pair, the namespace (with
@@ -110,12 +123,21 @@ public:
     // Runs `fn` inside this sandbox's namespace (tests and diagnostics).
     Status run_inside(const std::function<Status()>& fn) const;
 
+    // Makes a spare network (NetworkManager::setup_spare) sandbox `sandbox_id`'s, on the create
+    // path: its nftables table replaced by one with `policy` (the spare's let nothing out), the host
+    // veth renamed kv-<hash of the id> and the namespace kiln-<id>, as if setup() had made them for
+    // that id. A network is assigned at most once: a sandbox's policy never reaches another
+    // sandbox. On failure the caller destroys it (every name it has then is removed).
+    Status assign(const std::string& sandbox_id, const NetworkPolicy& policy);
+
     // Idempotent; the first error is returned but every step is attempted.
     Status destroy();
 
 private:
     friend class NetworkManager;
-    SandboxNetwork(std::string id, std::shared_ptr<AddressPool> pool) : m_id(std::move(id)), m_pool(std::move(pool)) {}
+    SandboxNetwork(std::string id, std::shared_ptr<AddressPool> pool, uint32_t dns)
+        : m_id(std::move(id)), m_pool(std::move(pool)), m_dns(dns) {}
+    void release_spare_hold();
 
     std::string m_id;
     std::string m_netns;
@@ -125,6 +147,9 @@ private:
     NetworkPolicy m_policy;
     NetworkSetupTimings m_timings;
     std::shared_ptr<AddressPool> m_pool;
+    uint32_t m_dns = 0;                          // the manager's resolver, for the rules assign() loads
+    std::shared_ptr<HeldSpareIds> m_spare_hold;  // set while this is an unassigned spare network
+    std::string m_spare_id;                      // its id in m_spare_hold
     UniqueFd m_netns_fd;
     UniqueFd m_tap;
     bool m_destroyed = false;

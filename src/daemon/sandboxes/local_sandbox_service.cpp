@@ -22,10 +22,12 @@
 namespace kiln::daemon {
 
 // Owns a VM and its network; the last holder (the live set or a lease) destroys both, the VM
-// first (QEMU holds the tap that keeps the namespace alive).
+// first (QEMU holds the tap that keeps the namespace alive), the network in the background
+// (NetworkRemover: the caller does not wait for the kernel's veth and namespace teardown).
 struct LocalSandboxService::VmBox {
     std::unique_ptr<vm::Vm> vm;
     std::unique_ptr<net::SandboxNetwork> network;  // null without a NIC
+    std::shared_ptr<net::NetworkRemover> network_remover;
     std::atomic<bool> keep{false};  // shutdown with on_shutdown=keep: leave QEMU running
     ~VmBox() {
         if (keep) {  // deliberately not destroyed: QEMU (and its namespace) outlive kilnd
@@ -34,7 +36,7 @@ struct LocalSandboxService::VmBox {
             return;
         }
         if (vm) vm->destroy();
-        if (network) (void)network->destroy();
+        if (network) network_remover->remove_later(std::move(network));
     }
 };
 
@@ -180,6 +182,7 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
     vm->agent().set_frame_send_timeout(m_config.agent_send_timeout);
     box->vm = std::move(vm);
     box->network = std::move(network);
+    box->network_remover = m_network_remover;
     std::unique_lock lock(m_mutex);
     SandboxInfo& info = entry->record.info;
     if (entry->cancelled || m_stopping) {
@@ -262,28 +265,60 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
         if (!dir.ok()) return fail_create(entry, dir.error(), false);
         source.snapshot_dir = *dir;
     }
-    //    With a NIC, its network first (the record exists, so a crash from here on is swept).
-    std::unique_ptr<net::SandboxNetwork> network;
-    double network_ms = 0;
-    if (nic) {
-        auto net_start = Clock::now();
-        auto made = setup_network(entry->record.info.id, policy);
-        if (!made.ok()) return fail_create(entry, made.error(), false);
-        network = std::move(*made);
-        network_ms = std::chrono::duration<double, std::milli>(Clock::now() - net_start).count();
-    }
     vm::RestoreRequest restore;
     restore.snapshot_dir = source.snapshot_dir;
     restore.hostname = entry->record.info.id;  // what `hostname` says inside is the API's id
     // Spares only for built-ins: one idle QEMU per user snapshot would cost more than it saves.
-    // A restore with a NIC never takes one (the tap must exist when its QEMU starts).
-    if (source.builtin && !nic) restore.spares = m_config.spares;
-    if (network) restore.net = network->nic();
+    // With a NIC, only a spare whose network was made ahead (the tap must exist when its QEMU starts).
+    const bool use_spares = source.builtin && m_config.spares && (!nic || m_config.spare_networks);
     vm::RestoreTimings timings;
-    auto vm = vm::restore_snapshot(restore, &timings);
-    if (!vm.ok()) return fail_create(entry, vm.error(), true);
+    std::unique_ptr<net::SandboxNetwork> network;
+    double network_ms = 0;
+    std::unique_ptr<vm::Vm> vm;
+    if (use_spares && nic) {
+        //    A spare with its network (policy none so far): the network becomes this sandbox's, its
+        //    policy's rules loaded, before the create returns and anything runs in the guest.
+        std::unique_ptr<vm::SpareNic> spare_nic;
+        restore.spares = m_config.spares;
+        restore.spare_nic = &spare_nic;
+        auto restored = vm::restore_snapshot(restore, &timings);
+        if (spare_nic) {  // the spare was taken: its outcome is this create's
+            if (!restored.ok()) return fail_create(entry, restored.error(), true);  // its QEMU is gone, then its network
+            auto net_start = Clock::now();
+            auto claimed = net::SpareNetworks::claim(std::move(spare_nic), entry->record.info.id, policy);
+            network_ms = std::chrono::duration<double, std::milli>(Clock::now() - net_start).count();
+            if (!claimed.ok()) {
+                (*restored)->destroy();
+                return fail_create(entry, claimed.error(), false);
+            }
+            vm = std::move(*restored);
+            network = std::move(*claimed);
+        }
+        restore.spares = nullptr;
+        restore.spare_nic = nullptr;
+    }
+    if (!vm) {
+        //    With a NIC and no spare ready for it, its network first (the record exists, so a crash
+        //    from here on is swept), then QEMU.
+        if (nic) {
+            auto net_start = Clock::now();
+            auto made = setup_network(entry->record.info.id, policy);
+            if (!made.ok()) return fail_create(entry, made.error(), false);
+            network = std::move(*made);
+            network_ms = std::chrono::duration<double, std::milli>(Clock::now() - net_start).count();
+            restore.net = network->nic();
+        } else if (use_spares) {
+            restore.spares = m_config.spares;
+        }
+        auto restored = vm::restore_snapshot(restore, &timings);
+        if (!restored.ok()) return fail_create(entry, restored.error(), true);
+        vm = std::move(*restored);
+        // The first create with a NIC since kilnd started (or one in a burst): a spare with its
+        // network for the next one; the restore of a spare refills it from then on.
+        if (use_spares && nic) m_config.spares->prepare(source.snapshot_dir, m_config.spare_networks->source());
+    }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-    return become_running(entry, std::move(*vm), std::move(network), ms,
+    return become_running(entry, std::move(vm), std::move(network), ms,
                           {{"spare", timings.spare}, {"restore_ready_ms", timings.ready_ms}, {"loaded_ms", timings.loaded_ms},
                            {"network_ms", network_ms}});
 }
@@ -681,6 +716,7 @@ void LocalSandboxService::shutdown(bool destroy_sandboxes) {
         m_live.clear();
     }
     if (m_config.spares) m_config.spares->discard();
+    m_network_remover->wait_idle();  // the networks of the sandboxes ended above, and of earlier deletes
     log::info("sandboxes on shutdown", {{"count", n}, {"action", destroy_sandboxes ? "destroyed" : "kept"}});
 }
 

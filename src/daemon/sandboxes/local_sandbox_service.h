@@ -14,6 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/net/lazy_network_manager.h"
+#include "daemon/net/network_remover.h"
+#include "daemon/net/spare_networks.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "daemon/store/store.h"
 #include "daemon/templates/template_baker.h"
@@ -33,6 +35,10 @@ struct ServiceConfig {
     // Networks of sandboxes with a NIC (null: every create that needs one is refused, unavailable).
     net::LazyNetworkManager* networks = nullptr;
     net::NetworkPolicy default_network;  // for creates that give none (mode none unless configured)
+    // With `spares` and `networks`: creates with a NIC from a built-in take a spare QEMU whose
+    // network was made ahead, and assign it their id and policy (docs/network.md). Null: such
+    // creates make their network and start their QEMU on the create path. Outlives the service.
+    net::SpareNetworks* spare_networks = nullptr;
     // How long a sandbox's guest has to take each frame sent to its agent; past it the guest is
     // deemed to have stopped reading and the sandbox ends lost (AgentClient::set_frame_send_timeout).
     Millis agent_send_timeout = vm::AgentClient::kDefaultFrameSendTimeout;
@@ -72,7 +78,8 @@ public:
 
     // Refuses new work (unavailable), waits for creates in flight, stops the reaper, then either
     // destroys every live sandbox (marked deleted) or leaves their QEMUs running (keep: the next
-    // kilnd's reconcile finds them). Idempotent.
+    // kilnd's reconcile finds them), then waits for the networks being removed in the background.
+    // Idempotent.
     void shutdown(bool destroy_sandboxes);
 
     // The reaper's pass, public for tests: expires sandboxes past expires_at and marks dead VMs lost.
@@ -120,6 +127,9 @@ private:
     bool m_stopping = false;
     bool m_shut_down = false;
     std::thread m_reaper;
+    // Networks of ended sandboxes, removed off the caller's path (a DELETE does not wait for the
+    // veth's removal). Shared with each VmBox, whose last holder may be a lease.
+    const std::shared_ptr<net::NetworkRemover> m_network_remover = std::make_shared<net::NetworkRemover>();
 };
 
 }  // namespace kiln::daemon

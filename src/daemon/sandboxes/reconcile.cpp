@@ -18,6 +18,7 @@
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
 #include "daemon/net/sandbox_network.h"
+#include "daemon/net/spare_networks.h"
 #include "daemon/sandboxes/ids.h"
 
 namespace kiln::daemon {
@@ -128,10 +129,22 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
     report.netns_removed = sweep.netns_removed;
     report.veths_removed = sweep.veths_removed;
     for (const auto& e : sweep.errors) log::warn("reconcile: network clean-up", {{"error", e}});
+    //    The networks of this kilnd's spare QEMUs (killed in step 2): named by a prefix of this
+    //    data dir's, so another kilnd's spares keep theirs. One that a create had begun to take
+    //    over has the sandbox's veth name and was swept above by its record.
+    std::vector<std::string> spares;
+    const std::string spare_prefix = net::spare_network_prefix(data_dir);
+    for (const auto& name : net::list_named_netns(netns_prefix + spare_prefix)) spares.push_back(name.substr(netns_prefix.size()));
+    net::OrphanSweep spare_sweep = net::NetworkManager::cleanup_sandboxes(spares);
+    report.spare_netns_removed = spare_sweep.netns_removed;
+    report.spare_veths_removed = spare_sweep.veths_removed;
+    for (const auto& e : spare_sweep.errors) log::warn("reconcile: spare network clean-up", {{"error", e}});
 
     log::info("reconciled", {{"marked_lost", report.marked_lost},
                              {"netns_removed", report.netns_removed},
                              {"veths_removed", report.veths_removed},
+                             {"spare_netns_removed", report.spare_netns_removed},
+                             {"spare_veths_removed", report.spare_veths_removed},
                              {"marked_deleted", report.marked_deleted},
                              {"qemu_killed", report.qemu_killed},
                              {"orphan_qemu_killed", report.orphan_qemu_killed},

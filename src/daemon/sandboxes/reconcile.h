@@ -22,6 +22,8 @@ struct ReconcileReport {
     int snapshot_dirs_removed = 0;// snapshot directories without a record
     int netns_removed = 0;        // network namespaces of sandboxes of this store that ended
     int veths_removed = 0;        // and their host veths (docs/network.md)
+    int spare_netns_removed = 0;  // namespaces of this kilnd's spare QEMUs (spare-<tag>-*)
+    int spare_veths_removed = 0;  // and their host veths
 };
 
 // Must run before anything of this kilnd starts a QEMU (the bake, spares, creates).

@@ -29,8 +29,9 @@ std::string variant_name(const std::string& name, bool nic) { return nic ? name 
 }  // namespace
 
 TemplateBaker::TemplateBaker(std::string templates_dir, vm::AccelMode accel, vm::SparePool* spares,
-                             net::LazyNetworkManager* networks)
-    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_spares(spares), m_networks(networks) {
+                             net::LazyNetworkManager* networks, net::SpareNetworks* spare_networks)
+    : m_templates_dir(std::move(templates_dir)), m_accel(accel), m_spares(spares), m_networks(networks),
+      m_spare_networks(spare_networks) {
     m_builtins.push_back(BuiltinTemplate{"tiny", "tiny", 1, 256, true});
     m_builtins.push_back(BuiltinTemplate{"base", "base", 1, 512, false});  // CI jobs (docs/ci.md)
 }
@@ -194,7 +195,8 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
     }
     auto ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
     log::info("template baked", {{"template", variant}, {"dir", dir}, {"ms", ms}});
-    if (m_spares && !nic) m_spares->prepare(dir);  // restores with a NIC never take a spare
+    if (m_spares && !nic) m_spares->prepare(dir);
+    if (m_spares && nic && m_spare_networks) m_spares->prepare(dir, m_spare_networks->source());
     return dir;
 }
 

@@ -15,6 +15,7 @@
 
 #include "base/result.h"
 #include "daemon/net/lazy_network_manager.h"
+#include "daemon/net/spare_networks.h"
 #include "vm/accel.h"
 #include "vm/spare_pool.h"
 
@@ -32,14 +33,16 @@ struct BuiltinTemplate {
 
 // Each built-in has two variants, baked separately: without a NIC (what creates with network mode
 // none use: no device, and a spare QEMU), and with one ("<name>+net", baked on first use: eth0 up
-// and addressed the same in every sandbox, docs/network.md), for creates that need a network.
+// and addressed the same in every sandbox, docs/network.md), for creates that need a network (a
+// spare QEMU too, whose network is made ahead: SpareNetworks).
 // Thread-safe. Concurrent ensure() calls for one variant share one bake.
 class TemplateBaker {
 public:
     // `networks` is needed only by NIC bakes (which fail `unavailable` without it). With `spares`,
-    // each NIC-less bake gets a spare QEMU started in that pool (it must outlive the baker).
+    // each NIC-less bake gets a spare QEMU started in that pool (it must outlive the baker), and
+    // with `spare_networks` too each NIC bake gets one with a network made ahead.
     TemplateBaker(std::string templates_dir, vm::AccelMode accel, vm::SparePool* spares,
-                  net::LazyNetworkManager* networks = nullptr);
+                  net::LazyNetworkManager* networks = nullptr, net::SpareNetworks* spare_networks = nullptr);
     ~TemplateBaker();  // stop()
 
     const std::vector<BuiltinTemplate>& builtins() const { return m_builtins; }
@@ -76,6 +79,7 @@ private:
     const vm::AccelMode m_accel;
     vm::SparePool* const m_spares;
     net::LazyNetworkManager* const m_networks;
+    net::SpareNetworks* const m_spare_networks;
     std::vector<BuiltinTemplate> m_builtins;
     std::atomic<bool> m_cancel{false};
 
