@@ -53,6 +53,24 @@ TEST(NetRules, AllowlistPortsOpenTcpAndUdp) {
     EXPECT_NE(r.find("ip daddr 192.0.2.9 udp dport 9418 accept"), std::string::npos);
 }
 
+// A spare's table is loaded with policy none; assigning it to a sandbox appends that sandbox's
+// accepts, and drops of host addresses new since, with additions only (no delete or flush, whose
+// transaction waits for an RCU grace period). Appended, they land where sandbox_ruleset puts them.
+TEST(NetRules, PolicyAdditionsTurnAPolicyNoneTableIntoThePolicysOne) {
+    auto allow = *parse_network_policy_text(R"({"mode":"allowlist","allow":["192.0.2.7:443","198.51.100.0/24"]})");
+    std::string add = sandbox_policy_additions(allow, {});
+    EXPECT_EQ(add,
+              "add rule inet kiln forward ip daddr 192.0.2.7 tcp dport 443 accept\n"
+              "add rule inet kiln forward ip daddr 192.0.2.7 udp dport 443 accept\n"
+              "add rule inet kiln forward ip daddr 198.51.100.0/24 accept\n");
+    for (const auto& rule : policy_rules(allow))
+        EXPECT_NE(sandbox_ruleset(input(allow)).find("    " + rule + "\n"), std::string::npos) << rule;
+    EXPECT_EQ(sandbox_policy_additions(NetworkPolicy{}, {}), "") << "mode none adds nothing";
+    EXPECT_EQ(sandbox_policy_additions(*parse_network_policy_text(R"({"mode":"open"})"), {0xc6336407, 0xc6336407}),
+              "add rule inet kiln forward ip daddr { 198.51.100.7 } drop\nadd rule inet kiln forward accept\n");
+    for (const char* word : {"delete", "flush", "replace", "insert"}) EXPECT_EQ(add.find(word), std::string::npos) << word;
+}
+
 TEST(NetRules, HostTableDropsSandboxInputAndCrossTraffic) {
     std::string r = host_ruleset(*parse_cidr("10.201.0.0/16"));
     EXPECT_NE(r.find("iifname \"kv-*\" drop"), std::string::npos);

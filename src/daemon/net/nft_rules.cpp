@@ -24,6 +24,42 @@ const AllowRule kAlwaysDropped[] = {
 
 }  // namespace
 
+std::vector<std::string> policy_rules(const NetworkPolicy& policy) {
+    std::vector<std::string> rules;
+    switch (policy.mode) {
+        case NetworkMode::None: break;
+        case NetworkMode::Open: rules.push_back("accept"); break;
+        case NetworkMode::Allowlist:
+            for (const AllowRule& rule : policy.allow) {
+                std::string dst = "ip daddr " + (rule.prefix == 32 ? format_ipv4(rule.network) : cidr(rule));
+                if (rule.port == 0) {
+                    rules.push_back(dst + " accept");
+                } else {
+                    rules.push_back(dst + " tcp dport " + std::to_string(rule.port) + " accept");
+                    rules.push_back(dst + " udp dport " + std::to_string(rule.port) + " accept");
+                }
+            }
+            break;
+    }
+    return rules;
+}
+
+std::string sandbox_policy_additions(const NetworkPolicy& policy, const std::vector<uint32_t>& new_host_addresses) {
+    std::string r;
+    // Appended after the fixed drops, as sandbox_ruleset places them: host addresses that appeared
+    // since the table was loaded are dropped before any accept.
+    std::vector<uint32_t> hosts = new_host_addresses;
+    std::sort(hosts.begin(), hosts.end());
+    hosts.erase(std::unique(hosts.begin(), hosts.end()), hosts.end());
+    if (!hosts.empty()) {
+        std::string set;
+        for (uint32_t h : hosts) set += (set.empty() ? "" : ", ") + format_ipv4(h);
+        r += "add rule inet kiln forward ip daddr { " + set + " } drop\n";
+    }
+    for (const auto& rule : policy_rules(policy)) r += "add rule inet kiln forward " + rule + "\n";
+    return r;
+}
+
 std::string sandbox_ruleset(const SandboxRulesInput& in) {
     const std::string tap = std::string("\"") + kTapName + "\"";
     const std::string veth = std::string("\"") + kNetnsVethName + "\"";
@@ -76,21 +112,7 @@ std::string sandbox_ruleset(const SandboxRulesInput& in) {
     r += "    iifname != " + tap + " drop\n";
     r += "    oifname != " + veth + " drop\n";
     r += "    ip daddr { " + drop_set + " } drop\n";
-    switch (in.policy.mode) {
-        case NetworkMode::None: break;
-        case NetworkMode::Open: r += "    accept\n"; break;
-        case NetworkMode::Allowlist:
-            for (const AllowRule& rule : in.policy.allow) {
-                std::string dst = "ip daddr " + (rule.prefix == 32 ? format_ipv4(rule.network) : cidr(rule));
-                if (rule.port == 0) {
-                    r += "    " + dst + " accept\n";
-                } else {
-                    r += "    " + dst + " tcp dport " + std::to_string(rule.port) + " accept\n";
-                    r += "    " + dst + " udp dport " + std::to_string(rule.port) + " accept\n";
-                }
-            }
-            break;
-    }
+    for (const auto& rule : policy_rules(in.policy)) r += "    " + rule + "\n";
     r += "  }\n";
     r += "  chain egress {\n";
     r += "    type nat hook postrouting priority srcnat; policy accept;\n";

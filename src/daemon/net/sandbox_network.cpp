@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <optional>
@@ -148,7 +149,7 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup(const std::string&
     const std::string ns_name = netns_name(id), veth_name = host_veth_name(id);
     if (::if_nametoindex(veth_name.c_str()) != 0)
         return make_error(ErrorCode::Conflict, "interface " + veth_name + " for sandbox " + id + " already exists");
-    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool, m_dns));
+    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool));
     net->m_policy = policy;
 
     // 1. A /30 no host interface holds (one left by a crash keeps its address until swept).
@@ -169,6 +170,7 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup(const std::string&
     if (!host_ns) return errno_error("open the host network namespace");
     auto host_nl = TRY(RtNetlink::open());
     SandboxRulesInput rules{policy, m_pool->range(), host_addresses, m_dns};
+    net->m_ruleset_hosts = host_addresses;
     std::string ruleset = sandbox_ruleset(rules);
     net->m_netns_fd = TRY(create_named_netns(ns_name, [&]() -> Status {
         TRY(write_optional_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1"));
@@ -217,7 +219,7 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup_spare(const std::s
 
 Result<std::unique_ptr<SandboxNetwork>> NetworkManager::adopt(const std::string& id) {
     TRY(validate_id(id));
-    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool, m_dns));
+    std::unique_ptr<SandboxNetwork> net(new SandboxNetwork(id, m_pool));
     net->m_netns = netns_name(id);
     net->m_veth = host_veth_name(id);
     net->m_netns_fd = TRY(open_named_netns(net->m_netns));
@@ -296,11 +298,13 @@ Status SandboxNetwork::assign(const std::string& id, const NetworkPolicy& policy
     if (!m_spare_hold) return make_error(ErrorCode::Conflict, "network " + m_id + " is not an unassigned spare network");
     if (m_destroyed || !m_netns_fd) return make_error(ErrorCode::NotFound, "spare network " + m_id + " is gone");
     const std::string veth = NetworkManager::host_veth_name(id), ns = NetworkManager::netns_name(id);
-    // 1. The policy: the whole table replaced in one transaction (the spare's drops everything).
-    std::vector<uint32_t> host_addresses;
-    for (const auto& [name, addr] : interface_addresses()) host_addresses.push_back(addr);
-    std::string ruleset = "delete table inet kiln\n" + sandbox_ruleset(SandboxRulesInput{policy, m_pool->range(), host_addresses, m_dns});
-    TRY(run_in_netns(m_netns_fd.get(), [&] { return load_nft_ruleset(ruleset); }));
+    // 1. The policy: its accepts appended to the spare's table, which was loaded with policy none
+    //    and so let nothing out until now (additions only: see sandbox_policy_additions).
+    std::vector<uint32_t> new_hosts;
+    for (const auto& [name, addr] : interface_addresses())
+        if (std::find(m_ruleset_hosts.begin(), m_ruleset_hosts.end(), addr) == m_ruleset_hosts.end()) new_hosts.push_back(addr);
+    std::string additions = sandbox_policy_additions(policy, new_hosts);
+    if (!additions.empty()) TRY(run_in_netns(m_netns_fd.get(), [&] { return load_nft_ruleset(additions); }));
     m_policy = policy;
     // 2. The names, each recorded as soon as it is the sandbox's, so destroy() removes what exists.
     //    A crash in between leaves names the reconcile sweeps either way: the spare's by their

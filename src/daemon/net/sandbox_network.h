@@ -124,9 +124,9 @@ public:
     Status run_inside(const std::function<Status()>& fn) const;
 
     // Makes a spare network (NetworkManager::setup_spare) sandbox `sandbox_id`'s, on the create
-    // path: its nftables table replaced by one with `policy` (the spare's let nothing out), the host
-    // veth renamed kv-<hash of the id> and the namespace kiln-<id>, as if setup() had made them for
-    // that id. A network is assigned at most once: a sandbox's policy never reaches another
+    // path: `policy`'s rules appended to its nftables table (loaded with policy none, so the spare
+    // let nothing out), the host veth renamed kv-<hash of the id> and the namespace kiln-<id>: the
+    // same rules and names as setup() would have made for that id. A network is assigned at most once: a sandbox's policy never reaches another
     // sandbox. On failure the caller destroys it (every name it has then is removed).
     Status assign(const std::string& sandbox_id, const NetworkPolicy& policy);
 
@@ -135,8 +135,7 @@ public:
 
 private:
     friend class NetworkManager;
-    SandboxNetwork(std::string id, std::shared_ptr<AddressPool> pool, uint32_t dns)
-        : m_id(std::move(id)), m_pool(std::move(pool)), m_dns(dns) {}
+    SandboxNetwork(std::string id, std::shared_ptr<AddressPool> pool) : m_id(std::move(id)), m_pool(std::move(pool)) {}
     void release_spare_hold();
 
     std::string m_id;
@@ -147,7 +146,7 @@ private:
     NetworkPolicy m_policy;
     NetworkSetupTimings m_timings;
     std::shared_ptr<AddressPool> m_pool;
-    uint32_t m_dns = 0;                          // the manager's resolver, for the rules assign() loads
+    std::vector<uint32_t> m_ruleset_hosts;       // the host addresses its nftables table drops
     std::shared_ptr<HeldSpareIds> m_spare_hold;  // set while this is an unassigned spare network
     std::string m_spare_id;                      // its id in m_spare_hold
     UniqueFd m_netns_fd;
