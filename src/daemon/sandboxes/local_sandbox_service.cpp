@@ -177,7 +177,9 @@ Result<std::unique_ptr<net::SandboxNetwork>> LocalSandboxService::setup_network(
 Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm,
                                                         std::unique_ptr<net::SandboxNetwork> network, double create_ms,
                                                         const nlohmann::json& log_fields) {
-    if (network) network->close_tap();  // QEMU holds its own copy: the namespace lives as long as QEMU
+    // kilnd keeps its copy of the tap fd until the network is removed (in the background): the tap
+    // then outlives QEMU, whose exit would otherwise wait for the kernel to unregister it (an RCU
+    // grace period or more), and with it the DELETE that kills QEMU.
     auto box = std::make_shared<VmBox>();
     vm->agent().set_frame_send_timeout(m_config.agent_send_timeout);
     box->vm = std::move(vm);
