@@ -292,6 +292,41 @@ TEST_F(HostCgroupTest, ForksBeyondPidsMaxFailWithEagain) {
     EXPECT_EQ(wait_for(child), "exit 13");  // three forks, then EAGAIN
 }
 
+// A hostile guest that escaped into QEMU could fork as fast as it can: remove() must still empty
+// the cgroup (on v1 by killing each listed pid, round after round; pids.max bounds the rounds).
+TEST_F(HostCgroupTest, RemoveEmptiesACgroupWhoseProcessesKeepForking) {
+    CgroupLimits limits;
+    limits.memory_bytes = 128 * kMiB;
+    limits.pids_max = 16;
+    std::unique_ptr<VmCgroup> cgroup = make("t-forker", limits);
+    ASSERT_TRUE(cgroup);
+    pid_t forker = spawn_in(*cgroup, [] {
+        for (;;) (void)::fork();  // every child forks on too; EAGAIN once 16 are in the cgroup
+        return 0;
+    });
+    ASSERT_GT(forker, 0);
+    const std::string procs = cgroup->dirs()[0] + "/cgroup.procs";
+    for (int i = 0; i < 200 && parse_pids(trimmed(procs)).size() < 16; ++i) ::usleep(5000);
+    std::vector<int> members = parse_pids(trimmed(procs));
+    EXPECT_EQ(members.size(), 16u);
+
+    auto start = std::chrono::steady_clock::now();
+    Status removed = cgroup->remove();
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+    ASSERT_TRUE(removed.ok()) << removed.error().to_string();
+    std::printf("[ cgroup %s ] removing 16 forking processes took %lld ms\n",
+                m_host->version == CgroupVersion::V1 ? "v1" : "v2", static_cast<long long>(took.count()));
+    EXPECT_EQ(wait_for(forker), "signal 9");
+    for (const std::string& dir : cgroup->dirs()) EXPECT_FALSE(path_exists(dir)) << dir;
+    // Every process that was in it is dead (gone, or a zombie its new parent has yet to reap).
+    for (int pid : members) {
+        std::string stat = trimmed("/proc/" + std::to_string(pid) + "/stat");
+        size_t paren = stat.rfind(')');
+        if (stat[0] == '<' || paren == std::string::npos) continue;
+        EXPECT_EQ(stat.substr(paren + 2, 1), "Z") << pid << ": " << stat;
+    }
+}
+
 TEST_F(HostCgroupTest, SweepRemovesOnlyPrefixedCgroupsAndKillsTheirProcesses) {
     CgroupLimits limits;
     limits.memory_bytes = 64 * kMiB;

@@ -5,11 +5,13 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "base/errno_error.h"
@@ -64,6 +66,30 @@ Result<std::vector<std::string>> list_child_cgroups(const std::string& dir) {
 
 namespace {
 
+// SIGKILLs `pids`, read from `dir`'s cgroup.procs, without ever signalling a stranger: a pid read
+// there may exit and be reused before the kill. A pidfd pins one process; the ones still listed in
+// cgroup.procs after their pidfds were opened are surely in this cgroup. Without pidfds (Linux
+// before 5.3) plain kill(2) it is.
+void kill_listed(const std::string& dir, const std::vector<int>& pids) {
+    std::vector<std::pair<int, UniqueFd>> pinned;
+    for (int pid : pids) {
+        int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+        if (pidfd >= 0) {
+            pinned.emplace_back(pid, UniqueFd(pidfd));
+        } else if (errno != ESRCH) {  // no pidfds (ENOSYS), or none left (EMFILE)
+            ::kill(pid, SIGKILL);
+        }
+    }
+    if (pinned.empty()) return;
+    std::string procs;
+    if (read_small(dir + "/cgroup.procs", procs) != 0) return;
+    const std::vector<int> still = parse_pids(procs);
+    for (const auto& [pid, pidfd] : pinned) {
+        if (std::find(still.begin(), still.end(), pid) != still.end())
+            ::syscall(SYS_pidfd_send_signal, pidfd.get(), SIGKILL, nullptr, 0);
+    }
+}
+
 Status empty_and_remove(const std::string& dir, std::chrono::steady_clock::time_point deadline) {
     for (const std::string& child : TRY(list_child_cgroups(dir))) TRY(empty_and_remove(dir + "/" + child, deadline));
 
@@ -74,14 +100,11 @@ Status empty_and_remove(const std::string& dir, std::chrono::steady_clock::time_
     auto pause = std::chrono::microseconds(100);
     std::string procs;
     while (true) {
-        if (has_kill_file) {
-            Status killed = write_cgroup_file(dir + "/cgroup.kill", "1");
-            if (!killed.ok() && !cgroup_file_exists(dir)) return ok_status();
-        } else {
+        if (!has_kill_file || !write_cgroup_file(dir + "/cgroup.kill", "1").ok()) {
             int err = read_small(dir + "/cgroup.procs", procs);
             if (err == ENOENT) return ok_status();
             if (err != 0) return errno_error("read " + dir + "/cgroup.procs", err);
-            for (int pid : parse_pids(procs)) ::kill(pid, SIGKILL);
+            kill_listed(dir, parse_pids(procs));
         }
         // The kernel refuses (EBUSY) while a process is still in it: a SIGKILLed one leaves when
         // its exit has torn its memory down.
