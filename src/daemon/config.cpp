@@ -69,6 +69,7 @@ const std::map<std::string, std::string>& config_keys() {
         {"jail_uid_base", "first uid (and gid) of the range whose uids jailed QEMUs run as, one per VM"},
         {"jail_uid_count", "how many uids the jail range holds (VMs that can run at once)"},
         {"vm_memory_overhead_mib", "a VM's cgroup memory limit beyond its guest RAM and TCG's translation cache, MiB"},
+        {"vm_memory_limit_mib", "a fixed cgroup memory limit for every VM instead of the computed one, MiB (0: computed)"},
         {"log_level", "debug | info | warn | error"},
         {"max_json_body", "bytes of a JSON request body at most"},
         {"max_upload_body", "bytes of a file or tar upload at most"},
@@ -131,6 +132,8 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.jail_uid_count = TRY(parse_int(key, value, 1, 1 << 24));
     } else if (key == "vm_memory_overhead_mib") {
         c.vm_memory_overhead_mib = TRY(parse_int(key, value, 1, 1 << 20));
+    } else if (key == "vm_memory_limit_mib") {
+        c.vm_memory_limit_mib = TRY(parse_int(key, value, 0, 1 << 24));
     } else if (key == "log_level") {
         if (value != "debug" && value != "info" && value != "warn" && value != "error")
             return bad(key, "'" + value + "' is not debug, info, warn or error");

@@ -29,6 +29,7 @@ struct DaemonConfig {
     int64_t jail_uid_base = 2000000000;
     int64_t jail_uid_count = 65536;
     int64_t vm_memory_overhead_mib = 96;      // a VM's memory limit: guest RAM + TCG cache + this
+    int64_t vm_memory_limit_mib = 0;          // a fixed memory limit for every VM instead; 0: computed
     std::string log_level = "info";
     size_t max_json_body = 1 << 20;
     size_t max_upload_body = 64ull << 20;

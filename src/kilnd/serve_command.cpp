@@ -29,6 +29,7 @@
 #include "kilnd/metrics.h"
 #include "vm/accel.h"
 #include "vm/jail/jail_settings.h"
+#include "vm/jail/vm_cgroups.h"
 #include "vm/spare_pool.h"
 
 #ifndef KILN_VERSION
@@ -113,8 +114,24 @@ int run_serve(const CommandContext& ctx) {
     //    starts a QEMU)
     auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
     if (!db.ok()) return fail("store", db.error());
+    // The VM jail's settings, before anything starts a QEMU (docs/security.md).
+    vm::jail::JailSettings jail = vm::jail::jail_settings();
+    jail.allow_unconfined = config->allow_unconfined;
+    jail.jail = config->jail;
+    jail.uids = {static_cast<uid_t>(config->jail_uid_base), static_cast<uint32_t>(config->jail_uid_count)};
+    jail.memory_overhead_mib = static_cast<uint32_t>(config->vm_memory_overhead_mib);
+    jail.memory_limit_mib = static_cast<uint32_t>(config->vm_memory_limit_mib);
+    vm::jail::set_jail_settings(jail);
+    if (auto c = vm::jail::confinement(); !c.problem.empty()) log::warn("VM confinement", {{"problem", c.problem}});
     SqliteStore store(*db);
     if (auto r = reconcile(store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
+    // The cgroups of this data dir's VMs that a crash left (their QEMUs were killed just above;
+    // anything still in them is killed now). Other kilnds' VMs carry other prefixes.
+    if (auto swept = vm::jail::sweep_vm_cgroups(); swept.ok()) {
+        if (*swept > 0) log::info("VM cgroups swept", {{"removed", *swept}});
+    } else {
+        log::warn("VM cgroups not swept", {{"error", swept.error().message}});
+    }
 
     // 5. metrics  6. spare pool and service  7. template bake (background)
     Metrics metrics(vm::accel_name(accel->accel));
@@ -128,13 +145,6 @@ int run_serve(const CommandContext& ctx) {
     net::LazyNetworkManager networks(network_config);
     // Spare QEMUs (keep_spare): the bakes start them, restores and forks take them. Declared before
     // the baker and the service, so it is destroyed after them, killing any spare still waiting.
-    vm::jail::JailSettings jail = vm::jail::jail_settings();
-    jail.allow_unconfined = config->allow_unconfined;
-    jail.jail = config->jail;
-    jail.uids = {static_cast<uid_t>(config->jail_uid_base), static_cast<uint32_t>(config->jail_uid_count)};
-    jail.memory_overhead_mib = static_cast<uint32_t>(config->vm_memory_overhead_mib);
-    vm::jail::set_jail_settings(jail);
-    if (auto c = vm::jail::confinement(); !c.problem.empty()) log::warn("VM confinement", {{"problem", c.problem}});
     // The networks of spares for templates with a NIC: made ahead, named spare-<tag>-* so that the
     // reconcile above sweeps the ones a crash left (docs/network.md).
     net::SpareNetworks spare_networks(networks, config->data_dir);

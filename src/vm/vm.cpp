@@ -19,7 +19,9 @@
 #include "vm/qemu_version.h"
 #include "vm/jail/jail_settings.h"
 #include "vm/jail/jail_spawn.h"
+#include "vm/jail/cgroup.h"
 #include "vm/jail/uid_lease.h"
+#include "vm/jail/vm_cgroups.h"
 #include "vm/qmp_client.h"
 #include "vm/sealed_memory.h"
 #include "vm/vm_jail.h"
@@ -254,6 +256,13 @@ Status Vm::spawn_qemu(const std::vector<std::string>& argv, bool die_with_owner_
         jail::JailSettings settings = jail::jail_settings();
         m_uid_lease = TRY(jail::UidLease::take(settings.uids, settings.lock_dir));
         auto spec = TRY(jail_spec_for(m_config, m_paths, *m_uid_lease, argv, log.get(), die_with_owner_thread));
+        // Its cgroup; without one only when the host has none and allow_unconfined said to go on.
+        if (auto host = jail::cgroup_host(); host.ok()) {
+            auto limits = jail::vm_cgroup_limits(m_config.memory_mib, m_config.vcpus,
+                                                 m_config.accel == Accel::Tcg ? m_config.tcg_tb_mib : 0);
+            m_cgroup = TRY(jail::VmCgroup::create(**host, jail::cgroup_prefix() + m_id, limits));
+            spec.cgroup_procs_fds = m_cgroup->procs_fds();
+        }
         m_qemu = TRY(jail::spawn_jailed(spec));
         return ok_status();
     }
@@ -353,6 +362,7 @@ std::optional<Error> Vm::qemu_exit_error() {
     auto status = m_qemu->wait_for(Millis(0));
     if (!status) return std::nullopt;
     std::string msg = "QEMU " + status->describe();
+    if (auto oom = memory_limit_reached()) msg = *oom + " (" + msg + ")";
     auto tail = read_file_tail(m_paths.qemu_log, 4096);
     if (tail.ok() && !last_lines(*tail, 10).empty()) msg += "; qemu.log:" + indent_lines(last_lines(*tail, 10));
     return make_error(ErrorCode::QemuFailed, msg);
@@ -378,6 +388,7 @@ Error Vm::gone_error() {
         std::string msg;
         if (status->success()) msg = "the guest rebooted or powered off (QEMU exited with status 0)";
         else msg = "QEMU " + status->describe();
+        if (auto oom = memory_limit_reached()) msg = *oom + " (" + msg + ")";
         auto tail = read_file_tail(m_paths.qemu_log, 4096);
         if (tail.ok() && !last_lines(*tail, 10).empty()) msg += "; qemu.log:" + indent_lines(last_lines(*tail, 10));
         if (m_console) {
@@ -388,6 +399,14 @@ Error Vm::gone_error() {
     }
     return make_error(ErrorCode::VmGone, "the agent connection closed while QEMU (pid " + std::to_string(pid()) +
                                      ") is still running");
+}
+
+std::optional<std::string> Vm::memory_limit_reached() const {
+    if (!m_cgroup) return std::nullopt;
+    auto killed = m_cgroup->oom_killed();
+    if (!killed.ok() || !*killed) return std::nullopt;
+    return "the VM reached its memory limit and the kernel's OOM killer ended its QEMU (cgroup limits: " +
+           m_cgroup->describe_limits() + ")";
 }
 
 bool Vm::qemu_alive() {
@@ -426,6 +445,7 @@ void Vm::destroy() {
     m_console.reset();
     m_qmp.reset();
     m_qemu.reset();
+    m_cgroup.reset();  // QEMU is reaped: its cgroup is empty (remove() kills anything left first)
     m_uid_lease.reset();
     if (!m_keep_run_dir) (void)remove_tree(m_paths.dir);
 }

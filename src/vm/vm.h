@@ -26,6 +26,7 @@ class QmpClient;
 class VmMigration;
 namespace jail {
 class UidLease;
+class VmCgroup;
 }
 
 // KILN_GUEST_ASLR=1: keep address-space randomisation in guests under TCG (off by default there,
@@ -149,6 +150,8 @@ private:
     // boot() step 6: pings until the agent answers, failing fast on QEMU exit or a panic.
     Status wait_for_agent(Clock::time_point deadline, const std::atomic<bool>* cancel);
     std::optional<Error> qemu_exit_error();
+    // Why QEMU died when its cgroup's OOM killer ended it; nothing otherwise.
+    std::optional<std::string> memory_limit_reached() const;
     void on_guest_panic(const PanicReport& report);
 
     VmConfig m_config;
@@ -161,6 +164,7 @@ private:
     std::atomic<bool> m_stopping{false};  // shutdown/destroy in progress: a vm_gone is expected
 
     std::unique_ptr<jail::UidLease> m_uid_lease;  // the jail's uid, held until QEMU is reaped
+    std::unique_ptr<jail::VmCgroup> m_cgroup;     // its QEMU's cgroup, removed once QEMU is reaped
     std::unique_ptr<ChildProcess> m_qemu;
     std::unique_ptr<QmpClient> m_qmp;
     std::unique_ptr<ConsoleLog> m_console;

@@ -7,6 +7,7 @@
 #include <mutex>
 #include <optional>
 
+#include "vm/jail/vm_cgroups.h"
 #include "vm/qemu_version.h"
 
 namespace kiln::vm::jail {
@@ -33,6 +34,7 @@ JailSettings from_environment() {
     env_number("KILN_JAIL_UID_BASE", s.uids.base);
     env_number("KILN_JAIL_UID_COUNT", s.uids.count);
     env_number("KILN_VM_MEMORY_OVERHEAD_MIB", s.memory_overhead_mib);
+    env_number("KILN_VM_MEMORY_LIMIT_MIB", s.memory_limit_mib);
     return s;
 }
 
@@ -58,6 +60,11 @@ Confinement confinement() {
     std::string problem;
     if (!s.jail) problem = "the jail is switched off (jail=false)";
     else if (!c.jailed) problem = "kilnd is not root, so it cannot jail QEMU (own uid, namespaces, pivot_root, cgroups)";
+    if (c.jailed) {
+        auto host = cgroup_host();
+        c.cgroups = host.ok();
+        if (!host.ok()) problem = "no cgroup per VM: " + host.error().message;
+    }
     if (!c.seccomp) {
         if (!problem.empty()) problem += "; ";
         problem += qemu.ok() ? "QEMU's -sandbox (seccomp) failed its start-up probe" : "QEMU cannot run: " + qemu.error().message;

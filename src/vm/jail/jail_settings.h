@@ -22,12 +22,12 @@ struct JailSettings {
     // A VM's memory limit: guest RAM + TCG's translation cache (tcg_tb_mib) + this (QEMU's own
     // heap, its libraries' pages, virtio queues). Measured in docs/security.md.
     uint32_t memory_overhead_mib = 96;
-    uint32_t tcg_tb_mib = 64;             // -accel tcg,tb-size= (also in the limit above)
+    uint32_t memory_limit_mib = 0;        // a fixed limit for every VM instead (tests: a tiny one); 0: computed
     uint32_t max_threads = 128;           // pids.max and RLIMIT_NPROC (QEMU's thread pool is 64)
 };
 
 // The settings every launch uses. Defaults, then KILN_ALLOW_UNCONFINED=1, KILN_JAIL=0, KILN_JAIL_UID_BASE,
-// KILN_JAIL_UID_COUNT and KILN_VM_MEMORY_OVERHEAD_MIB from the environment (read once), unless
+// KILN_JAIL_UID_COUNT, KILN_VM_MEMORY_OVERHEAD_MIB and KILN_VM_MEMORY_LIMIT_MIB from the environment (read once), unless
 // set_jail_settings was called first (kilnd, from its config).
 JailSettings jail_settings();
 void set_jail_settings(const JailSettings& settings);
@@ -37,6 +37,7 @@ void set_jail_settings(const JailSettings& settings);
 struct Confinement {
     bool jailed = false;   // VMs run in the jail (root, namespaces, cgroups work)
     bool seccomp = false;  // QEMU's -sandbox works
+    bool cgroups = false;  // a cgroup per VM can be made (v2, or v1 memory+pids+cpu)
     bool allowed = false;  // VMs may start (confined, or unconfined by allow_unconfined)
     std::string problem;   // empty when jailed && seccomp
 };
