@@ -98,3 +98,64 @@ def test_without_seccomp_vms_are_refused_unless_allow_unconfined_which_every_rep
         metrics = api.get("/metrics").body.decode()
         assert 'kiln_vm_confinement{part="unconfined"} 1' in metrics
         assert 'kiln_vm_confinement{part="seccomp"} 0' in metrics
+
+
+def _cgroup_dirs(pid: int) -> list[str]:
+    """The cgroup folders (v1 memory, pids and cpu here; v2 the one) a process is in."""
+    out = []
+    for line in open(f"/proc/{pid}/cgroup"):
+        _, controllers, path = line.rstrip("\n").split(":", 2)
+        if controllers in ("memory", "pids", "cpu") or controllers == "":
+            root = f"/sys/fs/cgroup/{controllers}" if controllers else "/sys/fs/cgroup/unified"
+            if "/k" in path:  # a VM's cgroup (k<hash>-<id>), not the session's
+                out.append(root + path)
+    return out
+
+
+def test_a_vm_past_its_memory_limit_dies_alone_and_is_lost_with_the_reason(kilnd_factory, recorder):
+    # A fixed 200 MiB limit for every QEMU (the test config's tiny limit): a boot or restore of
+    # `tiny` stays well below it; a guest that fills 230 MiB of tmpfs does not.
+    k = kilnd_factory({"KILN_VM_MEMORY_LIMIT_MIB": "200"}, name="oom")
+    api = ApiClient(k.port, k.tokens["alice"], recorder)
+    victim = api.create_sandbox()["id"]
+    neighbour = api.create_sandbox()["id"]
+    pids_before = set(k.qemu_pids())
+    r = api.post(f"/v1/sandboxes/{victim}/exec",
+                 {"cmd": "mkdir -p /tmp/m && mount -t tmpfs -o size=240m none /tmp/m && "
+                         "dd if=/dev/zero of=/tmp/m/f bs=1M count=230; echo survived"})
+    assert r.status != 200 or "survived" not in r.json().get("stdout", ""), r.body
+
+    def lost():
+        s = api.get(f"/v1/sandboxes/{victim}").json()
+        return s if s["state"] == "lost" else None
+    s = wait_until(lost, 30, interval=0.2)
+    assert s, api.get(f"/v1/sandboxes/{victim}").json()
+    assert "memory limit" in s["error"] and "OOM" in s["error"], s["error"]
+    # The neighbour carries on; kilnd too.
+    assert api.exec(neighbour, "echo still-here")["stdout"] == "still-here\n"
+    assert api.get("/healthz").status == 200
+    assert len(set(k.qemu_pids()) & pids_before) == len(pids_before) - 1, "only the victim's QEMU is gone"
+
+
+def test_a_vms_cgroup_exists_while_it_runs_and_goes_with_it_even_after_a_kill9(kilnd_factory, recorder):
+    k = kilnd_factory({}, name="cgroups")
+    api = ApiClient(k.port, k.tokens["alice"], recorder)
+    first = api.create_sandbox()["id"]
+    dirs = {pid: _cgroup_dirs(pid) for pid in k.qemu_pids()}
+    assert all(len(d) >= 1 for d in dirs.values()), dirs
+    for pid, ds in dirs.items():
+        for d in ds:
+            assert os.path.isdir(d), d
+            procs = open(f"{d}/cgroup.procs").read().split()
+            assert procs == [str(pid)], f"{d} holds only its QEMU: {procs}"
+    # A delete removes its VM's cgroup.
+    api.delete(f"/v1/sandboxes/{first}")
+    gone = [d for ds in dirs.values() for d in ds if not os.path.isdir(d)]
+    assert gone, "the deleted sandbox's cgroup is gone"
+    # A kill -9 leaves the others; the restart sweeps them.
+    api.create_sandbox()
+    left = [d for pid in k.qemu_pids() for d in _cgroup_dirs(pid)]
+    assert left
+    k.kill9()
+    k.start()
+    assert wait_until(lambda: not any(os.path.isdir(d) for d in left), 30), [d for d in left if os.path.isdir(d)]

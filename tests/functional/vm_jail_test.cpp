@@ -14,7 +14,9 @@
 #include "base/random.h"
 #include "base/unique_fd.h"
 #include "vm/guest_artifacts.h"
+#include "vm/jail/cgroup.h"
 #include "vm/jail/jail_settings.h"
+#include "vm/jail/vm_cgroups.h"
 #include "vm/jail/uid_lease.h"
 #include "vm/snapshot.h"
 #include "vm/spare_pool.h"
@@ -115,6 +117,27 @@ TEST_F(JailTest, ARestoredVmsQemuAndASparesRunConfined) {
         EXPECT_FALSE(path_exists(root + data_dir() + "/snapshots"));
         EXPECT_FALSE(path_exists(root + s_dir));
         EXPECT_TRUE(path_exists("/proc/" + std::to_string(pid) + "/root/usr/bin"));
+        // Its own cgroup (v1 on these machines: memory, pids and cpu hierarchies) and its limits.
+        auto cgroups = read_file("/proc/" + std::to_string(pid) + "/cgroup", 1 << 16);
+        ASSERT_TRUE(cgroups.ok());
+        const jail::CgroupHost* host = *jail::cgroup_host();
+        for (const auto& h : host->hierarchies) {
+            std::string relative = h.parent_dir.substr(h.mount_point.size());
+            EXPECT_NE(cgroups->find(relative + "/" + jail::cgroup_prefix()), std::string::npos)
+                << "in " << h.mount_point << ": " << *cgroups;
+        }
+        auto limits_of = jail::vm_cgroup_limits(256, 1, 128);
+        std::string memory_dir;
+        for (const auto& h : host->hierarchies)
+            for (const auto& c : h.controllers)
+                if (c == "memory") memory_dir = h.mount_point;
+        size_t at = cgroups->find(":memory:");
+        if (host->version == jail::CgroupVersion::V1 && at != std::string::npos) {
+            std::string path = cgroups->substr(at + 8, cgroups->find('\n', at) - at - 8);
+            auto limit = read_file(memory_dir + path + "/memory.limit_in_bytes", 64);
+            ASSERT_TRUE(limit.ok());
+            EXPECT_EQ(std::stoull(*limit), limits_of.memory_bytes) << "guest RAM + TCG cache + overhead";
+        }
         auto limits = read_file("/proc/" + std::to_string(pid) + "/limits", 1 << 16);
         ASSERT_TRUE(limits.ok());
         EXPECT_NE(limits->find("Max core file size        0"), std::string::npos) << *limits;
@@ -176,7 +199,12 @@ TEST_F(JailTest, TheJailGoesWithTheVm) {
     std::string run_dir = vm->run_dir();
     jail::JailSettings settings = jail::jail_settings();
     EXPECT_TRUE(jail::uid_leased(settings.lock_dir, uid));
+    const jail::CgroupHost* host = *jail::cgroup_host();
+    std::vector<std::string> cgroup_dirs;
+    for (const auto& h : host->hierarchies) cgroup_dirs.push_back(h.parent_dir + "/" + jail::cgroup_prefix() + vm->id());
+    for (const auto& dir : cgroup_dirs) EXPECT_TRUE(path_exists(dir)) << dir;
     vm->destroy();
     EXPECT_FALSE(jail::uid_leased(settings.lock_dir, uid)) << "the uid is free once QEMU is gone";
     EXPECT_FALSE(path_exists(run_dir));
+    for (const auto& dir : cgroup_dirs) EXPECT_FALSE(path_exists(dir)) << dir;
 }
