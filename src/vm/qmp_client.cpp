@@ -241,8 +241,11 @@ Status QmpClient::migrate_set_capabilities(const MigrationCapabilities& capabili
 }
 
 Status QmpClient::migrate_set_parameters(const MigrationParameters& parameters, Millis timeout) {
-    return run("migrate-set-parameters",
-               json{{"max-bandwidth", parameters.max_bandwidth}, {"downtime-limit", parameters.downtime_limit_ms}}, timeout);
+    json args = json::object();
+    if (parameters.max_bandwidth) args["max-bandwidth"] = *parameters.max_bandwidth;
+    if (parameters.downtime_limit_ms) args["downtime-limit"] = *parameters.downtime_limit_ms;
+    if (parameters.announce_rounds) args["announce-rounds"] = *parameters.announce_rounds;
+    return run("migrate-set-parameters", args, timeout);
 }
 
 Status QmpClient::getfd(const std::string& name, int fd, Millis timeout) {

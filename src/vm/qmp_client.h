@@ -43,9 +43,11 @@ struct MigrationCapabilities {
 };
 
 // migrate-set-parameters: the outgoing stream's limits.
+// Only the parameters that are set are sent.
 struct MigrationParameters {
-    int64_t max_bandwidth = 0;      // bytes per second
-    int64_t downtime_limit_ms = 0;  // the longest stop QEMU may plan for a running source
+    std::optional<int64_t> max_bandwidth;      // bytes per second
+    std::optional<int64_t> downtime_limit_ms;  // the longest stop QEMU may plan for a running source
+    std::optional<int64_t> announce_rounds;    // a destination's self-announcements after the load; 0: none
 };
 
 // One reader thread parses every line QEMU sends: command replies are routed to the caller by

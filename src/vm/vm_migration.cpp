@@ -20,7 +20,14 @@ const std::string kMigrateUri = std::string("fd:") + kMigrateFdName;
 // QEMU throttles a migration to 128 MiB/s and iterates until the rest fits its 300 ms downtime
 // limit, even for a stopped VM, which then waits for every byte: a 24 MB fork stream took ~140 ms
 // instead of ~50. Our VMs are stopped when we migrate them, so neither limit buys anything.
-constexpr MigrationParameters kUnthrottled{int64_t(1) << 40, 100000};
+const MigrationParameters kUnthrottled{int64_t(1) << 40, 100000, std::nullopt};
+
+// After loading a VM with a NIC, QEMU announces it: RARPs from the host side and, the guest's
+// virtio-net driver agreeing (GUEST_ANNOUNCE), a config interrupt that makes the guest send
+// gratuitous ARPs, in rounds from the moment it runs. A Kiln NIC's only neighbour is the tap in its
+// own namespace, which never moves, so nobody needs them, and under TCG the guest's side of the
+// first round ran beside the identity renewal of every create with a NIC.
+const MigrationParameters kNoAnnouncements{std::nullopt, std::nullopt, 0};
 
 }  // namespace
 
@@ -88,6 +95,7 @@ Status VmMigration::resume() {
 
 Status VmMigration::prepare_incoming(int fd, bool ignore_shared) {
     TRY(m_qmp.migrate_set_capabilities(MigrationCapabilities{ignore_shared, /*events=*/true}));
+    if (m_vm.config().net) TRY(m_qmp.migrate_set_parameters(kNoAnnouncements));
     return m_qmp.getfd(kMigrateFdName, fd);
 }
 
