@@ -49,6 +49,7 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     if (request.spares && request.id.empty() && !request.net) {
         vm = request.spares->take(request.snapshot_dir, manifest, nic_from_spare ? request.spare_nic : nullptr);
         t.spare = vm != nullptr;
+        if (vm && nic_from_spare && request.on_spare_nic) request.on_spare_nic();
     }
     if (!vm && nic_from_spare)
         return make_error(ErrorCode::Unavailable, "no spare QEMU with its own NIC is ready for " + request.snapshot_dir);

@@ -5,6 +5,7 @@
 // that was not booted snapshottable is snapshotted through snapshot_any_vm (snapshot_any.h).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -68,6 +69,10 @@ struct RestoreRequest {
     // spare ready the restore fails `unavailable` having started nothing, *spare_nic stays null, and
     // the caller makes a NIC and restores again with `net`.
     std::unique_ptr<SpareNic>* spare_nic = nullptr;
+    // Called on this thread as soon as a spare with its NIC was taken (*spare_nic set), before its
+    // device state loads: the caller may start the NIC's own set-up beside the load and identity
+    // renewal (and must finish it whatever the restore's outcome).
+    std::function<void()> on_spare_nic;
 };
 
 // 1. manifest verified and checked against this host (nothing starts if it fails) 2. disk cloned
