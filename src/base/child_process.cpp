@@ -124,6 +124,18 @@ struct ChildFailure {
 
 }  // namespace
 
+bool child_failed_before_exec(int err_read, pid_t pid, void* report, size_t size) {
+    ssize_t n;
+    do {
+        n = ::read(err_read, report, size);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) return false;
+    int status;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return true;
+}
+
 void reset_signals_in_child() {
     sigset_t none;
     sigemptyset(&none);
@@ -184,14 +196,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
 
     err_write.reset();
     ChildFailure failure{};
-    ssize_t n;
-    do {
-        n = ::read(err_read.get(), &failure, sizeof failure);
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        int status;
-        while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-        }
+    if (child_failed_before_exec(err_read.get(), pid, &failure, sizeof failure)) {
         static const char* stages[] = {"set up its stdio", "chdir", "exec", "set up"};
         std::string what = failure.stage == 1 ? "chdir to " + options.cwd : stages[failure.stage & 3];
         int code_err = failure.err;

@@ -100,6 +100,11 @@ private:
     std::optional<ExitStatus> m_status;  // guarded by m_mutex
 };
 
+// After fork or clone: waits for the child's exec. A child that failed before it wrote `size`
+// bytes (its failure report) to the CLOEXEC pipe `err_read` and exited: true, the report in
+// `report`, the child reaped. A successful exec closes the pipe: false.
+bool child_failed_before_exec(int err_read, pid_t pid, void* report, size_t size);
+
 // Between fork and exec: no signal blocked, every handler back to its default, as a fresh
 // process has them (async-signal-safe: raw syscalls only).
 void reset_signals_in_child();

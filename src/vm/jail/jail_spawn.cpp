@@ -309,14 +309,7 @@ Result<std::unique_ptr<ChildProcess>> spawn_jailed(const JailSpec& spec) {
     UniqueFd owned_pidfd(pidfd);
     err_write.reset();
     ChildFailure failure{};
-    ssize_t n;
-    do {
-        n = ::read(err_read.get(), &failure, sizeof failure);
-    } while (n < 0 && errno == EINTR);
-    if (n > 0) {
-        int status;
-        while (::waitpid(pid_t(pid), &status, 0) < 0 && errno == EINTR) {
-        }
+    if (child_failed_before_exec(err_read.get(), pid_t(pid), &failure, sizeof failure)) {
         std::string what = std::string("jail: the child could not ") + step_name(failure.step);
         if (failure.index >= 0 && size_t(failure.index) < plan.op_labels.size()) what += " (" + plan.op_labels[failure.index] + ")";
         if (failure.step == kExec) what += " " + spec.argv[0];
