@@ -42,7 +42,7 @@ fuzz() {  # fuzz TARGET: a bounded libFuzzer run from the checked-in corpus; its
     return 1
   fi
 }
-for target in frame_decoder agent_messages pipeline junit network_policy api_request tar_check github_webhook; do
+for target in frame_decoder agent_messages pipeline junit network_policy api_request tar_check github_webhook exec_output; do
   step "fuzz $target (${KILN_FUZZ_SECONDS:-30} s)" fuzz "$target"
 done
 
