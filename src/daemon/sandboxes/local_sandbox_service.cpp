@@ -405,24 +405,26 @@ void LocalSandboxService::finish(const std::shared_ptr<Entry>& entry, SandboxSta
         box = std::move(entry->box);
         m_live.erase(it);
     }
-    // Kill first, so an exec in flight on a lease fails now; the VM object (and its run dir) goes
-    // when the last holder drops it, which is here unless a lease is still in flight.
+    // Kill first, so an exec in flight on a lease fails now. Once QEMU has exited the sandbox is
+    // ended and recorded so; its jail (cgroup, uid, run dir) goes after that, when the last holder
+    // drops the VM object, which is here unless a lease is still in flight.
     auto destroy_start = Clock::now();
-    if (box) {
-        box->vm->kill();
-        box.reset();
+    if (box) box->vm->kill();
+    {
+        std::lock_guard lock(m_mutex);
+        SandboxInfo& info = entry->record.info;
+        if (info.move_to(final_state)) {
+            info.error = error;
+            info.ended_at_ms = now_unix_ms();
+            info.qemu_pid = 0;
+            (void)save(entry->record);
+        }
+        m_changed.notify_all();
     }
+    box.reset();
     double destroy_ms = std::chrono::duration<double, std::milli>(Clock::now() - destroy_start).count();
-    std::lock_guard lock(m_mutex);
-    SandboxInfo& info = entry->record.info;
-    if (info.move_to(final_state)) {
-        info.error = error;
-        info.ended_at_ms = now_unix_ms();
-        info.qemu_pid = 0;
-        (void)save(entry->record);
-    }
-    m_changed.notify_all();
-    log::info("sandbox ended", {{"sandbox", info.id}, {"state", state_name(final_state)}, {"error", error}, {"destroy_ms", destroy_ms}});
+    log::info("sandbox ended", {{"sandbox", entry->record.info.id}, {"state", state_name(final_state)}, {"error", error},
+                                {"destroy_ms", destroy_ms}});
 }
 
 Status LocalSandboxService::remove(const Caller& caller, const std::string& id) {
