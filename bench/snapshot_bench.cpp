@@ -15,6 +15,7 @@
 #include "base/random.h"
 #include "bench_util.h"
 #include "stats.h"
+#include "vm/clone_launch.h"
 #include "vm/guest_artifacts.h"
 #include "vm/snapshot.h"
 #include "vm/spare_pool.h"
@@ -112,8 +113,7 @@ int main() {
     }
     auto full_once = [&]() {
         std::string id = must(random_hex(6), "id");
-        std::string run_dir = must(run_dir_for(id), "run dir");
-        must(Result<Ok>(make_dirs(run_dir, 0700)), "mkdir");
+        std::string run_dir = must(new_run_dir(id), "run dir");
         auto start = Clock::now();
         must(clone_file(snap + "/" + kDiskFileName, RunPaths::in(run_dir).disk), "clone disk");
         auto vm = must(start_from_full_state(shape, full_stream, id, guest), "full restore");

@@ -90,9 +90,9 @@ public:
     VmCgroup(const VmCgroup&) = delete;
     VmCgroup& operator=(const VmCgroup&) = delete;
 
-    // One fd per hierarchy, each its cgroup.procs opened O_WRONLY|O_CLOEXEC: a freshly cloned child
-    // that has not exec'd yet joins by writing "0" to each (raw write(2) only). It must do so before
-    // it drops its uid. Owned by the VmCgroup; closed by remove().
+    // One fd per hierarchy, each its cgroup.procs opened O_WRONLY|O_CLOEXEC: a process joins by
+    // a write of its pid (or "0" for the writer itself). kilnd writes QEMU's pid right after clone3,
+    // while the child builds its jail (jail_spawn.cpp). Owned by the VmCgroup; closed by remove().
     const std::vector<int>& procs_fds() const { return m_procs_fds; }
     // The cgroup's folder in each hierarchy.
     const std::vector<std::string>& dirs() const { return m_dirs; }

@@ -32,7 +32,7 @@ struct JailSpec {
     std::vector<std::string> argv;     // argv[0]: an absolute path inside the jail
     std::vector<std::string> env;      // the whole environment ("NAME=value"); empty: none
     std::vector<int> keep_fds;         // inherited under the same numbers (> 2): tap, memfd, lock
-    std::vector<int> cgroup_procs_fds; // each hierarchy's cgroup.procs: the child joins before exec
+    std::vector<int> cgroup_procs_fds; // each hierarchy's cgroup.procs: joined before spawn_jailed returns
     int stdout_fd = -1;                // QEMU's stdout and stderr (its log); -1: /dev/null
     uint64_t max_open_files = 1024;    // RLIMIT_NOFILE
     uint64_t max_processes = 0;        // RLIMIT_NPROC for the jail uid (threads count); 0: unset
@@ -44,7 +44,8 @@ struct JailSpec {
 // exists on the host; the mount lives only in the child's own mount namespace).
 std::string jail_mountpoint();
 
-// clone3 into new mount, PID, network, IPC and UTS namespaces; the child joins its cgroups, builds
+// clone3 into new mount, PID, network, IPC and UTS namespaces (kilnd moves it into its cgroups
+// meanwhile, before this returns); the child builds
 // a read-only tmpfs root with only the binds, pivots into it, sets rlimits, closes every fd but
 // the kept ones, drops every capability and the bounding set, changes to uid/gid, sets
 // no_new_privs, loads Kiln's seccomp filter (seccomp_filter.h) and execs argv with `env`. A
