@@ -141,8 +141,13 @@ def test_a_vms_cgroup_exists_while_it_runs_and_goes_with_it_even_after_a_kill9(k
     k = kilnd_factory({}, name="cgroups")
     api = ApiClient(k.port, k.tokens["alice"], recorder)
     first = api.create_sandbox()["id"]
-    dirs = {pid: _cgroup_dirs(pid) for pid in k.qemu_pids()}
-    assert all(len(d) >= 1 for d in dirs.values()), dirs
+    # kilnd moves a QEMU into its cgroup while it starts (before any guest code runs): a spare
+    # being started in the background may be caught a few ms before that.
+    def all_in_cgroups():
+        found = {pid: _cgroup_dirs(pid) for pid in k.qemu_pids()}
+        return found if all(len(d) >= 1 for d in found.values()) else None
+    dirs = wait_until(all_in_cgroups, 10)
+    assert dirs, {pid: _cgroup_dirs(pid) for pid in k.qemu_pids()}
     for pid, ds in dirs.items():
         for d in ds:
             assert os.path.isdir(d), d
