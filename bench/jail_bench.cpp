@@ -11,6 +11,7 @@
 #include "base/file_util.h"
 #include "base/random.h"
 #include "bench_util.h"
+#include "bench_vm.h"
 #include "stats.h"
 #include "vm/accel.h"
 #include "vm/guest_artifacts.h"
@@ -26,12 +27,6 @@ using namespace kiln::bench;
 
 namespace {
 
-
-void exec_true(Vm& vm) {
-    proto::ExecRequest req;
-    req.argv = {"true"};
-    must(vm.agent().exec(req), "exec true");
-}
 
 void set_jail(bool on) {
     jail::JailSettings s = jail::jail_settings();

@@ -14,6 +14,7 @@
 #include "base/file_util.h"
 #include "base/random.h"
 #include "bench_util.h"
+#include "bench_vm.h"
 #include "stats.h"
 #include "vm/clone_launch.h"
 #include "vm/guest_artifacts.h"
@@ -25,12 +26,6 @@ using namespace kiln::bench;
 using namespace kiln::vm;
 
 namespace {
-
-void exec_true(Vm& vm) {
-    proto::ExecRequest req;
-    req.argv = {"true"};
-    must(vm.agent().exec(req), "exec true");
-}
 
 
 std::string make_snapshot(const std::string& root, uint32_t memory_mib) {
