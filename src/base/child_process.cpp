@@ -37,30 +37,6 @@ std::string path_variable(const std::vector<std::string>& env) {
     return kDefaultPath;
 }
 
-// execvp's search, done in the parent against the *child's* PATH: execvp and execvpe would search
-// ours, and a child given its own environment must find what that environment names. Empty PATH
-// entries (the current directory, to POSIX) are skipped: kilnd never runs what a cwd holds.
-Result<std::string> find_program(const std::string& name, const std::vector<std::string>& env) {
-    if (name.find('/') != std::string::npos) return name;
-    const std::string path = path_variable(env);
-    bool found_unrunnable = false;
-    for (size_t start = 0; start <= path.size();) {
-        size_t colon = path.find(':', start);
-        if (colon == std::string::npos) colon = path.size();
-        std::string dir = path.substr(start, colon - start);
-        start = colon + 1;
-        if (dir.empty()) continue;
-        std::string candidate = dir + "/" + name;
-        struct stat st;
-        if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-        found_unrunnable = true;
-    }
-    if (found_unrunnable) return errno_error("spawn " + name + ": cannot exec (PATH=" + path + ")", EACCES);
-    Error e = errno_error("spawn " + name + ": cannot exec: not found in PATH=" + path, ENOENT);
-    e.code = ErrorCode::NotFound;
-    return e;
-}
 
 ExitStatus decode_wait_status(int status) {
     ExitStatus s;
@@ -123,6 +99,31 @@ struct ChildFailure {
 }
 
 }  // namespace
+
+// execvp's search, done in the parent against the *child's* PATH: execvp and execvpe would search
+// ours, and a child given its own environment must find what that environment names. Empty PATH
+// entries (the current directory, to POSIX) are skipped: kilnd never runs what a cwd holds.
+Result<std::string> find_program(const std::string& name, const std::vector<std::string>& env) {
+    if (name.find('/') != std::string::npos) return name;
+    const std::string path = path_variable(env);
+    bool found_unrunnable = false;
+    for (size_t start = 0; start <= path.size();) {
+        size_t colon = path.find(':', start);
+        if (colon == std::string::npos) colon = path.size();
+        std::string dir = path.substr(start, colon - start);
+        start = colon + 1;
+        if (dir.empty()) continue;
+        std::string candidate = dir + "/" + name;
+        struct stat st;
+        if (::stat(candidate.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+        found_unrunnable = true;
+    }
+    if (found_unrunnable) return errno_error("spawn " + name + ": cannot exec (PATH=" + path + ")", EACCES);
+    Error e = errno_error("spawn " + name + ": cannot exec: not found in PATH=" + path, ENOENT);
+    e.code = ErrorCode::NotFound;
+    return e;
+}
 
 bool child_failed_before_exec(int err_read, pid_t pid, void* report, size_t size) {
     ssize_t n;

@@ -34,6 +34,9 @@ std::vector<std::string> minimal_environment();
 // This process's own environment as NAME=value entries, for a child that acts for the user who
 // ran us (the CLI's git, a test's helper), never for what kilnd starts.
 std::vector<std::string> inherited_environment();
+// execvp's search, in the parent, against the PATH that `env` names (kDefaultPath without one):
+// an absolute path for `name` (itself when it has a '/'), or not_found / permission_denied.
+Result<std::string> find_program(const std::string& name, const std::vector<std::string>& env);
 
 struct SpawnOptions {
     static constexpr int kInherit = -2;  // keep the parent's fd 0/1/2

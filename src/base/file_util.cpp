@@ -72,17 +72,21 @@ Status remove_contents(int dirfd, const std::string& path) {
 Result<std::string> read_file(const std::string& path, size_t max_size) {
     UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
     if (!fd) return errno_error("open " + path);
+    return read_fd(fd.get(), max_size, path);
+}
+
+Result<std::string> read_fd(int fd, size_t max_size, const std::string& name) {
     std::string out;
     char buf[64 * 1024];
     for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return errno_error("read " + path);
+            return errno_error("read " + name);
         }
         if (n == 0) break;
         if (out.size() + static_cast<size_t>(n) > max_size)
-            return make_error(ErrorCode::TooLarge, path + " is larger than " + std::to_string(max_size) + " bytes");
+            return make_error(ErrorCode::TooLarge, name + " is larger than " + std::to_string(max_size) + " bytes");
         out.append(buf, static_cast<size_t>(n));
     }
     return out;

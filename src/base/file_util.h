@@ -10,6 +10,8 @@ namespace kiln {
 
 // Reads a whole file; fails with "too_large" when it holds more than `max_size` bytes.
 Result<std::string> read_file(const std::string& path, size_t max_size = 64 * 1024 * 1024);
+// The rest of an open fd, at most max_size bytes (too_large beyond); `name` is for errors.
+Result<std::string> read_fd(int fd, size_t max_size, const std::string& name);
 // Reads at most the last `max_bytes` of a file (for log tails in error messages).
 Result<std::string> read_file_tail(const std::string& path, size_t max_bytes);
 // Writes `content` to `path` (created with `mode`, truncated if it exists).

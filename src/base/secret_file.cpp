@@ -9,6 +9,7 @@
 #include <cstdio>
 
 #include "base/errno_error.h"
+#include "base/file_util.h"
 #include "base/unique_fd.h"
 
 namespace kiln {
@@ -46,19 +47,7 @@ Result<std::string> read_secret_file(const std::string& path, size_t max_bytes) 
     if (st.st_mode & 077)
         return make_error(ErrorCode::PermissionDenied, what + " has mode " + octal_mode(st.st_mode) +
                                                            ", open to group or others; make it 0600 or 0400 (chmod 600 " + path + ")");
-    std::string out;
-    char buf[4096];
-    for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return errno_error("read " + what);
-        }
-        if (n == 0) break;
-        out.append(buf, static_cast<size_t>(n));
-        if (out.size() > max_bytes)
-            return make_error(ErrorCode::TooLarge, what + " is larger than " + std::to_string(max_bytes) + " bytes");
-    }
+    std::string out = TRY(read_fd(fd.get(), max_bytes, what));
     if (!out.empty() && out.back() == '\n') {
         out.pop_back();
         if (!out.empty() && out.back() == '\r') out.pop_back();

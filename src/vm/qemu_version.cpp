@@ -1,7 +1,6 @@
 // Runs `qemu-system-x86_64 -sandbox ... -version` once and parses the version banner.
 #include "vm/qemu_version.h"
 
-#include <unistd.h>
 
 #include <cstdlib>
 #include <mutex>
@@ -46,24 +45,12 @@ std::string qemu_binary() {
 
 namespace {
 
-// The binary's absolute path (a jailed QEMU is exec'd by path inside its jail), PATH searched
-// for a bare name; the name itself when nothing matches (the run then reports it missing).
+// The binary's absolute path (a jailed QEMU is exec'd by path inside its jail), searched as the
+// probe below runs it (the minimal environment's PATH); the name itself when nothing matches
+// (the probe then reports it missing).
 std::string resolve_binary(const std::string& name) {
-    if (name.find('/') != std::string::npos) return name;
-    const char* path = std::getenv("PATH");
-    std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
-    size_t start = 0;
-    while (start <= dirs.size()) {
-        size_t end = dirs.find(':', start);
-        if (end == std::string::npos) end = dirs.size();
-        std::string dir = dirs.substr(start, end - start);
-        if (!dir.empty() && dir[0] == '/') {
-            std::string candidate = dir + "/" + name;
-            if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-        }
-        start = end + 1;
-    }
-    return name;
+    auto found = find_program(name, minimal_environment());
+    return found.ok() ? *found : name;
 }
 
 Result<QemuInfo> probe() {
