@@ -36,7 +36,7 @@ for _ in $(seq 1 300); do
 done
 curl -sf "$KILN_URL/healthz" >/dev/null || die "kilnd did not answer /healthz within 30 s (log: $logfile)"
 
-KILN_TOKEN=$("$kilnd" token create --name "demo-$(date +%s)")
+KILN_TOKEN=$("$kilnd" token create --name "demo-$(date +%s)" --scope admin)
 export KILN_TOKEN
 
 log "demo: creating a sandbox from the tiny template (the first run bakes the template: boot + snapshot)"

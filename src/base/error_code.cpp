@@ -9,6 +9,7 @@ const char* code_name(ErrorCode code) {
     // No default: -Werror=switch makes a new code without a name a build failure.
     switch (code) {
         case ErrorCode::Unauthorized: return "unauthorized";
+        case ErrorCode::Forbidden: return "forbidden";
         case ErrorCode::InvalidArgument: return "invalid_argument";
         case ErrorCode::NotFound: return "not_found";
         case ErrorCode::TemplateNotFound: return "template_not_found";

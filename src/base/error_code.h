@@ -17,6 +17,7 @@ namespace kiln {
 enum class ErrorCode {
     // The REST API's own codes (api/openapi.yaml, Error.code).
     Unauthorized,
+    Forbidden,  // a valid token without the scope the call needs (docs/tenants.md)
     InvalidArgument,
     NotFound,
     TemplateNotFound,

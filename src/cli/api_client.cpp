@@ -169,7 +169,7 @@ Result<std::unique_ptr<ApiClient>> ApiClient::create(const ApiOptions& options) 
     std::string token = options.token.empty() ? env_or("KILN_TOKEN", "") : options.token;
     ParsedUrl parsed = TRY(parse_url(url));
     if (token.empty())
-        return local_error(ErrorCode::CliUsage, "KILN_TOKEN is not set; create one with `kilnd token create --name NAME`");
+        return local_error(ErrorCode::CliUsage, "KILN_TOKEN is not set; create one with `kilnd token create --name NAME --scope SCOPE`");
     if (token.find_first_of("\r\n") != std::string::npos)
         return local_error(ErrorCode::CliUsage, "the token must not contain line breaks");
     auto client = std::make_unique<httplib::Client>(parsed.origin);

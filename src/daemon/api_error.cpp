@@ -19,6 +19,7 @@ Mapping mapping_for(ErrorCode code) {
     switch (code) {
     // The API's own codes, as they are.
     case ErrorCode::Unauthorized: return {401, ErrorCode::Unauthorized};
+    case ErrorCode::Forbidden: return {403, ErrorCode::Forbidden};
     case ErrorCode::NotFound: return {404, ErrorCode::NotFound};
     case ErrorCode::TemplateNotFound: return {404, ErrorCode::TemplateNotFound};
     case ErrorCode::InvalidArgument: return {422, ErrorCode::InvalidArgument};

@@ -59,6 +59,10 @@ const std::map<std::string, std::string>& config_keys() {
         {"max_memory_mib", "committed guest memory of live sandboxes at most, MiB (429 beyond)"},
         {"max_ttl_seconds", "the largest ttl_seconds a create or PATCH accepts"},
         {"default_ttl_seconds", "ttl_seconds when a create gives none"},
+        {"token_quota", "every token's limits unless it was made with its own: sandboxes, memory_mib, snapshots, "
+                        "snapshot_mib, queued_jobs, lifetime_seconds as key=value,... (the keys given replace the defaults "
+                        "64 sandboxes, 100 snapshots of 102400 MiB in all, 100 queued jobs, a 604800 s lifetime; memory: "
+                        "max_memory_mib only)"},
         {"on_shutdown", "destroy | keep: what SIGTERM does to live sandboxes"},
         {"accel", "auto | kvm | tcg"},
         {"keep_spare", "start a QEMU ahead for each template (faster creates, one idle QEMU each)"},
@@ -111,6 +115,8 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.max_memory_mib = TRY(parse_int(key, value, 0, int64_t(1) << 40));
     } else if (key == "max_ttl_seconds") {
         c.max_ttl_seconds = TRY(parse_int(key, value, 1, int64_t(10) * 365 * 86400));
+    } else if (key == "token_quota") {
+        c.token_quota = with_defaults(TRY(parse_quota_list(value)), c.token_quota);
     } else if (key == "default_ttl_seconds") {
         c.default_ttl_seconds = TRY(parse_int(key, value, 1, int64_t(10) * 365 * 86400));
     } else if (key == "on_shutdown") {

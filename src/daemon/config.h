@@ -7,6 +7,7 @@
 #include <string>
 
 #include "base/result.h"
+#include "daemon/auth/scope.h"
 #include "daemon/net/network_policy.h"
 
 namespace kiln::daemon {
@@ -20,6 +21,9 @@ struct DaemonConfig {
     int64_t max_memory_mib = 16384;           // sum of the live sandboxes' memory_mib
     int64_t max_ttl_seconds = 86400;
     int64_t default_ttl_seconds = 600;
+    // Every token's limits unless it was created with its own (docs/tenants.md): key=value text
+    // as `kilnd token create --quota` takes it.
+    TokenQuota token_quota{64, std::nullopt, 100, 100 * 1024, 100, 7 * 86400};
     OnShutdown on_shutdown = OnShutdown::Destroy;
     std::string accel = "auto";               // auto | kvm | tcg
     bool keep_spare = true;                   // a QEMU started ahead per template (faster creates)

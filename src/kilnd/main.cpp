@@ -31,10 +31,17 @@ int main(int argc, char** argv) {
     auto* serve = app.add_subcommand("serve", "run the daemon (the default)");
     auto* token = app.add_subcommand("token", "manage API tokens (local: needs the data dir)");
     token->require_subcommand(1);
-    std::string name, id_or_name;
+    std::string id_or_name;
+    TokenCreateOptions create_options;
     bool json = false;
     auto* create = token->add_subcommand("create", "create a token and print it once");
-    create->add_option("--name", name, "a label for the token")->required();
+    create->add_option("--name", create_options.name, "a label for the token")->required();
+    create->add_option("--scope", create_options.scopes,
+                       "what it may do, comma-separated: admin, sandboxes, ci:submit, ci:trusted, ci:read "
+                       "(docs/tenants.md)")->required();
+    create->add_option("--quota", create_options.quota,
+                       "its own limits, e.g. sandboxes=4,memory_mib=4096,snapshots=10,snapshot_mib=20480,"
+                       "queued_jobs=20,lifetime_seconds=86400 (others: config token_quota)");
     create->add_flag("--json", json, "print {id, name, token}");
     auto* list = token->add_subcommand("list", "list tokens (never the tokens themselves)");
     list->add_flag("--json", json, "JSON output");
@@ -45,7 +52,7 @@ int main(int argc, char** argv) {
     for (const auto& [key, option] : options)
         if (option->count() > 0) ctx.flags[key] = values[key];
 
-    if (create->parsed()) return run_token_create(ctx, name, json);
+    if (create->parsed()) return run_token_create(ctx, create_options, json);
     if (list->parsed()) return run_token_list(ctx, json);
     if (revoke->parsed()) return run_token_revoke(ctx, id_or_name);
     (void)serve;

@@ -43,11 +43,14 @@ namespace {
 // bytes is stored, so nobody can present it).
 Result<Caller> ci_caller(Store& store) {
     static constexpr const char* kName = "kilnd-ci-internal";
+    // Admin, with no quota of its own: CI's own limits (ci_workers) bound what it runs, and the
+    // jobs' submitters are held to their queued_jobs quota.
+    constexpr ScopeSet kAdmin = static_cast<ScopeSet>(Scope::Admin);
     for (const auto& t : TRY(store.list_tokens()))
-        if (t.name == kName) return Caller{t.id, t.name};
+        if (t.name == kName) return Caller{t.id, t.name, kAdmin, {}};
     std::string hash = sha256_hex(TRY(random_bytes(32)));
-    int64_t id = TRY(store.insert_token(kName, hash, now_unix_ms()));
-    return Caller{id, kName};
+    int64_t id = TRY(store.insert_token(TokenSpec{kName, kAdmin, {}}, hash, now_unix_ms()));
+    return Caller{id, kName, kAdmin, {}};
 }
 
 int fail(const std::string& what, const Error& e) {
@@ -163,7 +166,7 @@ int run_serve(const CommandContext& ctx) {
         if (restore_failed) metrics.count_restore_failure();
     };
     LocalSandboxService service(service_config, store, baker, hooks);
-    TokenStore tokens(store);
+    TokenStore tokens(store, config->token_quota);
     for (const auto& t : baker.builtins())
         if (t.bake_at_start) baker.bake_in_background(t.name);
 
@@ -243,21 +246,30 @@ int run_serve(const CommandContext& ctx) {
     return served.ok() ? 0 : 1;
 }
 
-int run_token_create(const CommandContext& ctx, const std::string& name, bool json) {
+int run_token_create(const CommandContext& ctx, const TokenCreateOptions& options, bool json) {
+    auto scopes = parse_scope_list(options.scopes);
+    if (!scopes.ok()) return fail("token create: --scope", scopes.error());
+    TokenQuota quota;
+    if (!options.quota.empty()) {
+        auto parsed = parse_quota_list(options.quota);
+        if (!parsed.ok()) return fail("token create: --quota", parsed.error());
+        quota = *parsed;
+    }
     auto store = open_token_store(ctx);
     if (!store) return 1;
     TokenStore tokens(*store);
-    auto token = tokens.create(name);
+    auto token = tokens.create(TokenSpec{options.name, *scopes, quota});
     if (!token.ok()) return fail("token create", token.error());
     // The token goes to stdout once and nowhere else (never to the log).
     if (json) {
-        nlohmann::json j = {{"id", token->id}, {"name", token->name}, {"token", token->token}};
+        nlohmann::json j = {{"id", token->id}, {"name", token->name}, {"scopes", scope_names(token->scopes)},
+                            {"token", token->token}};
         std::printf("%s\n", j.dump().c_str());
     } else {
         std::printf("%s\n", token->token.c_str());
     }
     std::fflush(stdout);
-    log::info("token created", {{"token_id", token->id}, {"name", token->name}});
+    log::info("token created", {{"token_id", token->id}, {"name", token->name}, {"scopes", scope_list(token->scopes)}});
     store->close();
     return 0;
 }
@@ -269,9 +281,12 @@ int run_token_list(const CommandContext& ctx, bool json) {
     if (!list.ok()) return fail("token list", list.error());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& t : *list) {
-        if (json) out.push_back({{"id", t.id}, {"name", t.name}, {"created_at", log::rfc3339_ms(t.created_at_ms)}, {"revoked", t.revoked}});
-        else std::printf("%-6lld %-24s %s%s\n", static_cast<long long>(t.id), t.name.c_str(),
-                         log::rfc3339_ms(t.created_at_ms).c_str(), t.revoked ? "  revoked" : "");
+        if (json)
+            out.push_back({{"id", t.id}, {"name", t.name}, {"scopes", scope_names(t.scopes)},
+                           {"quota", nlohmann::json::parse(quota_json(t.quota))},
+                           {"created_at", log::rfc3339_ms(t.created_at_ms)}, {"revoked", t.revoked}});
+        else std::printf("%-6lld %-24s %-40s %s%s\n", static_cast<long long>(t.id), t.name.c_str(),
+                         scope_list(t.scopes).c_str(), log::rfc3339_ms(t.created_at_ms).c_str(), t.revoked ? "  revoked" : "");
     }
     if (json) std::printf("%s\n", out.dump().c_str());
     return 0;

@@ -13,7 +13,12 @@ struct CommandContext {
 };
 
 int run_serve(const CommandContext& ctx);
-int run_token_create(const CommandContext& ctx, const std::string& name, bool json);
+struct TokenCreateOptions {
+    std::string name;
+    std::string scopes;  // "sandboxes,ci:submit" (required)
+    std::string quota;   // "sandboxes=4,..." (optional; unset keys take config token_quota)
+};
+int run_token_create(const CommandContext& ctx, const TokenCreateOptions& options, bool json);
 int run_token_list(const CommandContext& ctx, bool json);
 int run_token_revoke(const CommandContext& ctx, const std::string& id_or_name);
 

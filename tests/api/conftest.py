@@ -20,10 +20,15 @@ def recorder() -> SpecRecorder:
     return SpecRecorder(OpenApiSpec.load())
 
 
+# Scopes of the suite's tokens (docs/tenants.md): alice is the operator (admin, as every token was
+# before scopes); bob an ordinary tenant, so that what is alice's stays 404 to him.
+TOKEN_SCOPES = {"bob": "sandboxes,ci:submit"}
+
+
 def _start(instance: Kilnd, tokens: tuple[str, ...]) -> Kilnd:
     try:
         for name in tokens:
-            instance.create_token(name)
+            instance.create_token(name, TOKEN_SCOPES.get(name, "admin"))
         instance.start()
     except Exception:
         instance.cleanup()

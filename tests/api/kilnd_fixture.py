@@ -109,10 +109,13 @@ class Kilnd:
         env.update(self.extra_env)
         return env
 
-    def create_token(self, name: str) -> str:
-        """`kilnd token create --name NAME`; the token is the last non-empty line of stdout."""
-        out = subprocess.run([str(self.binary), "token", "create", "--name", name], env=self.env(),
-                             capture_output=True, text=True, timeout=60)
+    def create_token(self, name: str, scope: str = "admin", quota: str = "") -> str:
+        """`kilnd token create --name NAME --scope SCOPE [--quota Q]`; the token is the last
+        non-empty line of stdout. Admin by default: most tests act as the single operator."""
+        args = [str(self.binary), "token", "create", "--name", name, "--scope", scope]
+        if quota:
+            args += ["--quota", quota]
+        out = subprocess.run(args, env=self.env(), capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"kilnd token create failed ({out.returncode}): {out.stderr.strip()}")
         lines = [line.strip() for line in out.stdout.splitlines() if line.strip()]

@@ -54,7 +54,7 @@ def test_no_token_and_no_daemon():
         pytest.fail(f"{kiln_binary()} does not exist (build the kiln target)")
     p = run(["sandbox", "list"], url="http://127.0.0.1:7070", token=None)
     assert p.returncode == 125
-    assert p.stderr.decode() == "kiln: KILN_TOKEN is not set; create one with `kilnd token create --name NAME`\n"
+    assert p.stderr.decode() == "kiln: KILN_TOKEN is not set; create one with `kilnd token create --name NAME --scope SCOPE`\n"
     port = free_port()  # nothing listens there
     p = run(["sandbox", "create"], url=f"http://127.0.0.1:{port}", token="t")
     assert p.returncode == 125

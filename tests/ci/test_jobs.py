@@ -71,7 +71,7 @@ def kilnd(tmp_path_factory):
                                 "KILN_CI_BAKE_MIN_IDLE_SECONDS": "0"}, name="ci")
     try:
         instance.create_token("alice")
-        instance.create_token("bob")
+        instance.create_token("bob", "sandboxes,ci:submit")  # an ordinary tenant: alice's jobs are 404 to him
         instance.start()
     except Exception:
         instance.cleanup()

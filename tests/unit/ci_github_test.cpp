@@ -59,7 +59,7 @@ public:
         return info;
     }
     Result<JobInfo> get(const std::string&) override { return make_error(ErrorCode::NotFound, "no"); }
-    Result<std::vector<JobInfo>> list(int) override { return std::vector<JobInfo>{}; }
+    Result<std::vector<JobInfo>> list(int, int64_t) override { return std::vector<JobInfo>{}; }
     Status cancel(const std::string&) override { return ok_status(); }
     void on_state_change(std::function<void(const JobInfo&)> listener) override { listeners.push_back(std::move(listener)); }
     size_t count() {

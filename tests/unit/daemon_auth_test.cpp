@@ -18,14 +18,16 @@ TEST(DaemonAuth, Base64Url) {
     EXPECT_EQ(base64url("\xfb\xff"), "-_8");
 }
 
+constexpr ScopeSet kAdminScope = static_cast<ScopeSet>(Scope::Admin);
+
 TEST(DaemonAuth, CreateAuthenticateRevoke) {
     test::TempDir dir;
     std::string db = dir.path() + "/kilnd.db";
     auto store = SqliteStore::open(db);
     ASSERT_TRUE(store.ok());
     TokenStore tokens(**store);
-    auto a = tokens.create("ci");
-    auto b = tokens.create("ci");
+    auto a = tokens.create(TokenSpec{"ci", kAdminScope, {}});
+    auto b = tokens.create(TokenSpec{"ci", kAdminScope, {}});
     ASSERT_TRUE(a.ok() && b.ok());
     EXPECT_EQ(a->token.rfind("kiln_", 0), 0u);
     EXPECT_EQ(a->token.size(), 5u + 43u);
@@ -50,8 +52,8 @@ TEST(DaemonAuth, CreateAuthenticateRevoke) {
     EXPECT_FALSE(tokens.authenticate(a->token).ok());
     EXPECT_TRUE(tokens.authenticate(b->token).ok());
     EXPECT_EQ(tokens.revoke("nobody").error().code, ErrorCode::NotFound);
-    EXPECT_FALSE(tokens.create("").ok());
-    EXPECT_FALSE(tokens.create("bad name").ok());
+    EXPECT_FALSE(tokens.create(TokenSpec{"", kAdminScope, {}}).ok());
+    EXPECT_FALSE(tokens.create(TokenSpec{"bad name", kAdminScope, {}}).ok());
 
     // Only the hash reaches the disk.
     (*store)->close();
@@ -62,4 +64,56 @@ TEST(DaemonAuth, CreateAuthenticateRevoke) {
     }
     EXPECT_EQ(bytes.find(b->token), std::string::npos);
     EXPECT_NE(bytes.find(sha256_hex(b->token)), std::string::npos);
+}
+
+// Scopes and quotas are stored with the token and come back on every authentication; a token
+// without scopes is refused; the config's defaults fill what the token does not set.
+TEST(DaemonAuth, ScopesAndQuotasRoundTrip) {
+    test::TempDir dir;
+    auto store = SqliteStore::open(dir.path() + "/kilnd.db");
+    ASSERT_TRUE(store.ok());
+    TokenQuota defaults;
+    defaults.sandboxes = 64;
+    defaults.snapshots = 100;
+    TokenStore tokens(**store, defaults);
+    auto scopes = parse_scope_list("sandboxes, ci:submit");
+    ASSERT_TRUE(scopes.ok());
+    auto quota = parse_quota_list("sandboxes=2,queued_jobs=5");
+    ASSERT_TRUE(quota.ok());
+    auto t = tokens.create(TokenSpec{"team-a", *scopes, *quota});
+    ASSERT_TRUE(t.ok()) << t.error().to_string();
+    auto who = tokens.authenticate(t->token);
+    ASSERT_TRUE(who.ok());
+    EXPECT_TRUE(who->has(Scope::Sandboxes));
+    EXPECT_TRUE(who->has(Scope::CiSubmit));
+    EXPECT_FALSE(who->has(Scope::CiTrusted));
+    EXPECT_FALSE(who->has(Scope::CiRead));
+    EXPECT_FALSE(who->is_admin());
+    EXPECT_FALSE(who->may_touch(who->token_id + 1));
+    EXPECT_EQ(who->quota.sandboxes, 2);
+    EXPECT_EQ(who->quota.queued_jobs, 5);
+    EXPECT_EQ(who->quota.snapshots, 100) << "unset: the default";
+    EXPECT_FALSE(who->quota.memory_mib.has_value()) << "unset everywhere: unlimited";
+    EXPECT_EQ(tokens.create(TokenSpec{"none", 0, {}}).error().code, ErrorCode::InvalidArgument);
+
+    auto admin = tokens.create(TokenSpec{"root", kAdminScope, {}});
+    auto as_admin = tokens.authenticate(admin->token);
+    ASSERT_TRUE(as_admin.ok());
+    for (Scope s : kAllScopes) EXPECT_TRUE(as_admin->has(s)) << scope_name(s);
+    EXPECT_TRUE(as_admin->may_touch(who->token_id));
+}
+
+TEST(DaemonAuth, ScopeAndQuotaTextIsChecked) {
+    EXPECT_EQ(scope_list(*parse_scope_list("ci:read,admin")), "admin,ci:read");
+    for (const char* bad : {"", "admin,", "root", "ci:submit,ci:submit", "sandboxes;admin"})
+        EXPECT_FALSE(parse_scope_list(bad).ok()) << bad;
+    for (const char* bad : {"sandboxes", "sandboxes=-1", "sandboxes=1x", "cpu=4", "=3"})
+        EXPECT_FALSE(parse_quota_list(bad).ok()) << bad;
+    auto q = parse_quota_list("lifetime_seconds=3600, snapshot_mib=0");
+    ASSERT_TRUE(q.ok());
+    auto back = parse_quota_json(quota_json(*q));
+    EXPECT_EQ(back.lifetime_seconds, 3600);
+    EXPECT_EQ(back.snapshot_mib, 0);
+    EXPECT_FALSE(back.sandboxes.has_value());
+    EXPECT_FALSE(parse_quota_json("not json").sandboxes.has_value());
 }

@@ -34,7 +34,7 @@ constexpr size_t kExecOutputCap = 64 * 1024;  // max_exec_output of this suite's
 class OneTokenAuth : public Authenticator {
 public:
     Result<Caller> authenticate(std::string_view token) override {
-        if (token == kToken) return Caller{1, "t"};
+        if (token == kToken) return Caller{1, "t", static_cast<ScopeSet>(Scope::Admin), {}};
         return make_error(ErrorCode::Unauthorized, "unknown token");
     }
 };

@@ -29,7 +29,7 @@ constexpr const char* kSandbox = "sb-0123456789ab";
 class FakeAuth : public Authenticator {
 public:
     Result<Caller> authenticate(std::string_view token) override {
-        if (token == kToken) return Caller{7, "test"};
+        if (token == kToken) return Caller{7, "test", static_cast<ScopeSet>(Scope::Admin), {}};
         return make_error(ErrorCode::Unauthorized, "unknown token");
     }
 };

@@ -60,7 +60,10 @@ public:
     virtual ~JobService() = default;
     virtual Result<JobInfo> submit(const JobSpec& spec) = 0;
     virtual Result<JobInfo> get(const std::string& id) = 0;
-    virtual Result<std::vector<JobInfo>> list(int limit) = 0;
+    // Newest first; owner 0: every owner's.
+    virtual Result<std::vector<JobInfo>> list(int limit, int64_t owner_token_id = 0) = 0;
+    // Jobs of this token still queued or running (its queued_jobs quota, docs/tenants.md).
+    virtual Result<int64_t> unfinished_jobs(int64_t /*owner_token_id*/) { return int64_t(0); }
     virtual Status cancel(const std::string& id) = 0;
     // Called whenever a job changes state (for commit statuses); runs on a worker thread.
     virtual void on_state_change(std::function<void(const JobInfo&)> listener) = 0;

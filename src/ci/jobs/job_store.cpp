@@ -212,11 +212,21 @@ Result<std::optional<JobInfo>> JobStore::get(const std::string& id) {
     return std::optional<JobInfo>(TRY(jobs().read(st)));
 }
 
-Result<std::vector<JobInfo>> JobStore::list(int limit) {
+Result<std::vector<JobInfo>> JobStore::list(int limit, int64_t owner_token_id) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare(jobs().select() + " ORDER BY created_at_ms DESC, rowid DESC LIMIT ?"));
+    auto st = TRY(db.prepare(jobs().select() +
+                             " WHERE (?2 = 0 OR owner_token_id = ?2) ORDER BY created_at_ms DESC, rowid DESC LIMIT ?1"));
     st.bind(1, int64_t(limit));
+    st.bind(2, owner_token_id);
     return read_all(jobs(), st);
+}
+
+Result<int64_t> JobStore::count_unfinished(int64_t owner_token_id) {
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("SELECT COUNT(*) FROM ci_jobs WHERE owner_token_id = ? AND state IN ('queued', 'running')"));
+    st.bind(1, owner_token_id);
+    if (!TRY(st.step())) return int64_t(0);
+    return st.column_int(0);
 }
 
 Result<std::optional<JobInfo>> JobStore::claim_next(int64_t now_ms) {

@@ -35,7 +35,8 @@ public:
     Status update(const JobInfo& job);  // every column, by id
     Result<std::optional<JobInfo>> get(const std::string& id);
     // Newest first; owner 0 means every owner.
-    Result<std::vector<JobInfo>> list(int limit);
+    Result<std::vector<JobInfo>> list(int limit, int64_t owner_token_id = 0);
+    Result<int64_t> count_unfinished(int64_t owner_token_id);  // queued or running
     // The oldest queued job, marked running (attempts + 1, started_at) in the same transaction.
     Result<std::optional<JobInfo>> claim_next(int64_t now_ms);
     // After a crash: every running job becomes error ("kilnd restarted"). Returns their ids.

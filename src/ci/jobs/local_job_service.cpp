@@ -127,10 +127,16 @@ Result<JobInfo> LocalJobService::get(const std::string& id) {
     return std::move(**j);
 }
 
-Result<std::vector<JobInfo>> LocalJobService::list(int limit) {
-    auto l = m_store->list(std::clamp(limit, 1, 1000));
+Result<std::vector<JobInfo>> LocalJobService::list(int limit, int64_t owner_token_id) {
+    auto l = m_store->list(std::clamp(limit, 1, 1000), owner_token_id);
     if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
     return std::move(*l);
+}
+
+Result<int64_t> LocalJobService::unfinished_jobs(int64_t owner_token_id) {
+    auto n = m_store->count_unfinished(owner_token_id);
+    if (!n.ok()) return make_error(ErrorCode::Internal, "store: " + n.error().message);
+    return *n;
 }
 
 Status LocalJobService::cancel(const std::string& id) {

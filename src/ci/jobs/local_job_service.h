@@ -40,7 +40,8 @@ public:
 
     Result<JobInfo> submit(const JobSpec& spec) override;
     Result<JobInfo> get(const std::string& id) override;
-    Result<std::vector<JobInfo>> list(int limit) override;
+    Result<std::vector<JobInfo>> list(int limit, int64_t owner_token_id = 0) override;
+    Result<int64_t> unfinished_jobs(int64_t owner_token_id) override;
     Status cancel(const std::string& id) override;
     void on_state_change(std::function<void(const JobInfo&)> listener) override;
 

@@ -47,14 +47,18 @@ std::string base64url(const std::string& bytes) {
     return out;
 }
 
-Result<NewToken> TokenStore::create(const std::string& name) {
+Result<NewToken> TokenStore::create(const TokenSpec& spec) {
+    const std::string& name = spec.name;
     if (!valid_token_name(name))
         return make_error(ErrorCode::InvalidArgument, "token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
+    if (spec.scopes == 0)
+        return make_error(ErrorCode::InvalidArgument,
+                          "a token needs at least one scope: admin, sandboxes, ci:submit, ci:trusted, ci:read");
     std::string token = kTokenPrefix + base64url(TRY(random_bytes(32)));
     int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch()).count();
-    int64_t id = TRY(m_store.insert_token(name, sha256_hex(token), now));
-    return NewToken{id, name, token};
+    int64_t id = TRY(m_store.insert_token(spec, sha256_hex(token), now));
+    return NewToken{id, name, token, spec.scopes};
 }
 
 Status TokenStore::revoke(const std::string& id_or_name) {
@@ -78,7 +82,7 @@ Result<Caller> TokenStore::authenticate(std::string_view bearer_token) {
         CRYPTO_memcmp(record.sha256_hex.data(), hash.data(), hash.size()) != 0)
         return unauthorized();
     if (record.revoked) return unauthorized();
-    return Caller{record.id, record.name};
+    return Caller{record.id, record.name, record.scopes, with_defaults(record.quota, m_defaults)};
 }
 
 }  // namespace kiln::daemon

@@ -16,14 +16,17 @@ struct NewToken {
     int64_t id = 0;
     std::string name;
     std::string token;  // shown once, never stored or logged
+    ScopeSet scopes = 0;
 };
 
 class TokenStore final : public Authenticator {
 public:
-    explicit TokenStore(Store& store) : m_store(store) {}
+    // `defaults`: the limits of a token that has none of its own (config key token_quota).
+    explicit TokenStore(Store& store, TokenQuota defaults = {}) : m_store(store), m_defaults(std::move(defaults)) {}
 
-    // kiln_ + 43 base64url characters (32 random bytes). Names: 1-64 of [A-Za-z0-9._-].
-    Result<NewToken> create(const std::string& name);
+    // kiln_ + 43 base64url characters (32 random bytes). Names: 1-64 of [A-Za-z0-9._-]; at least
+    // one scope.
+    Result<NewToken> create(const TokenSpec& spec);
     Result<std::vector<TokenRecord>> list() { return m_store.list_tokens(); }
     // By id or by name (every token of that name); not_found when nothing was revoked.
     Status revoke(const std::string& id_or_name);
@@ -34,6 +37,7 @@ public:
 
 private:
     Store& m_store;
+    TokenQuota m_defaults;
 };
 
 // Base64url without padding.

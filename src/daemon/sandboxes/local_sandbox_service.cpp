@@ -119,7 +119,7 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
     if (is_snapshot_id(id)) {
         auto rec = m_store.get_snapshot(id);
         if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
-        if (*rec && (*rec)->info.owner_token_id == caller.token_id) {
+        if (*rec && caller.may_touch((*rec)->info.owner_token_id)) {
             // Whether it has a NIC is in its manifest; an unreadable one fails the restore later,
             // with the VM layer's own clear error.
             bool nic = false;
@@ -131,17 +131,30 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
     return make_error(ErrorCode::TemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
 }
 
-Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(SandboxRecord record) {
+Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(const Caller& caller, SandboxRecord record) {
     auto entry = std::make_shared<Entry>();
     std::lock_guard lock(m_mutex);
     if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
-    int64_t memory = 0;
-    for (const auto& [id, e] : m_live) memory += e->record.info.memory_mib;
+    int64_t memory = 0, mine = 0, my_memory = 0;
+    for (const auto& [id, e] : m_live) {
+        memory += e->record.info.memory_mib;
+        if (e->record.info.owner_token_id != caller.token_id) continue;
+        ++mine;
+        my_memory += e->record.info.memory_mib;
+    }
+    // The token's own quota first (docs/tenants.md): it names what the caller can change.
+    if (caller.quota.sandboxes && mine >= *caller.quota.sandboxes)
+        return make_error(ErrorCode::QuotaExceeded, "token quota sandboxes: at most " + std::to_string(*caller.quota.sandboxes) +
+                                                     " live sandboxes for this token; delete one first");
+    if (caller.quota.memory_mib && my_memory + record.info.memory_mib > *caller.quota.memory_mib)
+        return make_error(ErrorCode::QuotaExceeded, "token quota memory_mib: this token's sandboxes would hold " +
+                                                     std::to_string(my_memory + record.info.memory_mib) + " MiB, over its " +
+                                                     std::to_string(*caller.quota.memory_mib) + " MiB");
     if (static_cast<int64_t>(m_live.size()) >= m_config.max_sandboxes)
-        return make_error(ErrorCode::QuotaExceeded, "at most " + std::to_string(m_config.max_sandboxes) +
-                                                     " live sandboxes; delete one first");
+        return make_error(ErrorCode::QuotaExceeded, "max_sandboxes: at most " + std::to_string(m_config.max_sandboxes) +
+                                                     " live sandboxes on this host; delete one first");
     if (memory + record.info.memory_mib > m_config.max_memory_mib)
-        return make_error(ErrorCode::QuotaExceeded, "committed memory would be " + std::to_string(memory + record.info.memory_mib) +
+        return make_error(ErrorCode::QuotaExceeded, "max_memory_mib: committed memory would be " + std::to_string(memory + record.info.memory_mib) +
                                                      " MiB, over the limit of " + std::to_string(m_config.max_memory_mib) + " MiB");
     // 1. The record exists (creating) before any QEMU starts: a crash from here on is reconciled.
     if (auto st = m_store.insert_sandbox(record); !st.ok())
@@ -255,11 +268,12 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     info.template_id = source.template_id;
     info.created_at_ms = now_unix_ms();
     info.expires_at_ms = info.created_at_ms + ttl * 1000;
+    TRY(check_lifetime(caller, info.created_at_ms, info.expires_at_ms));
     info.metadata = request.metadata;
     info.env = request.env;
     info.vcpus = source.vcpus;
     info.memory_mib = source.memory_mib;
-    auto entry = TRY(admit(std::move(record)));
+    auto entry = TRY(admit(caller, std::move(record)));
 
     // 2. The template's snapshot: a built-in one is baked on first use (concurrent creates wait
     //    for one bake). 3. Restore: QEMU starts only now.
@@ -343,13 +357,13 @@ Result<SandboxRecord> LocalSandboxService::owned_record(const Caller& caller, co
     {
         std::lock_guard lock(m_mutex);
         if (auto it = m_live.find(id); it != m_live.end()) {
-            if (it->second->record.info.owner_token_id != caller.token_id) return not_found("sandbox", id);
+            if (!caller.may_touch(it->second->record.info.owner_token_id)) return not_found("sandbox", id);
             return it->second->record;
         }
     }
     auto rec = m_store.get_sandbox(id);
     if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
-    if (!*rec || (*rec)->info.owner_token_id != caller.token_id) return not_found("sandbox", id);
+    if (!*rec || !caller.may_touch((*rec)->info.owner_token_id)) return not_found("sandbox", id);
     return std::move(**rec);
 }
 
@@ -360,7 +374,9 @@ Result<SandboxInfo> LocalSandboxService::get(const Caller& caller, const std::st
 Result<std::vector<SandboxInfo>> LocalSandboxService::list(const Caller& caller, const ListFilter& filter) {
     TRY(validate_metadata(filter.metadata));
     bool live_only = !filter.all_states && !filter.state;
-    auto records = m_store.list_sandboxes(caller.token_id, live_only);
+    if (filter.every_owner && !caller.is_admin())
+        return make_error(ErrorCode::Forbidden, "owner=all lists every token's sandboxes and needs the admin scope");
+    auto records = m_store.list_sandboxes(filter.every_owner ? 0 : caller.token_id, live_only);
     if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
     std::vector<SandboxInfo> out;
     for (auto& r : *records) {
@@ -380,6 +396,7 @@ Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std
     if (it == m_live.end() || it->second->record.info.state() != SandboxState::Running)
         return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state()) + ", not running");
     SandboxRecord& r = it->second->record;
+    TRY(check_lifetime(caller, r.info.created_at_ms, now_unix_ms() + ttl_seconds * 1000));
     r.info.expires_at_ms = now_unix_ms() + ttl_seconds * 1000;
     if (auto st = save(r); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
     m_changed.notify_all();
@@ -467,6 +484,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
         entry = it->second;
         box = entry->box;
     }
+    TRY(check_snapshot_quota(caller));
     std::lock_guard op(entry->op_mutex);
     SnapshotRecord snap;
     snap.info.id = TRY(new_snapshot_id());
@@ -507,6 +525,35 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     return snap.info;
 }
 
+Status LocalSandboxService::check_snapshot_quota(const Caller& caller) {
+    if (!caller.quota.snapshots && !caller.quota.snapshot_mib) return ok_status();
+    auto records = m_store.list_snapshots(caller.token_id);
+    if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
+    int64_t bytes = 0;
+    for (const auto& r : *records) bytes += r.info.size_bytes;
+    if (caller.quota.snapshots && static_cast<int64_t>(records->size()) >= *caller.quota.snapshots)
+        return make_error(ErrorCode::QuotaExceeded, "token quota snapshots: this token keeps " + std::to_string(records->size()) +
+                                                     " snapshots, its limit is " + std::to_string(*caller.quota.snapshots) +
+                                                     "; delete one first");
+    // A snapshot's size is known only once taken: the check is that the token is under its limit
+    // before it starts, so one snapshot may carry it over (by at most that snapshot's size).
+    if (caller.quota.snapshot_mib && bytes >= *caller.quota.snapshot_mib * (int64_t(1) << 20))
+        return make_error(ErrorCode::QuotaExceeded, "token quota snapshot_mib: this token's snapshots hold " +
+                                                     std::to_string(bytes >> 20) + " MiB, its limit is " +
+                                                     std::to_string(*caller.quota.snapshot_mib) + " MiB; delete one first");
+    return ok_status();
+}
+
+Status LocalSandboxService::check_lifetime(const Caller& caller, int64_t created_at_ms, int64_t expires_at_ms) {
+    if (!caller.quota.lifetime_seconds) return ok_status();
+    int64_t last = created_at_ms + *caller.quota.lifetime_seconds * 1000;
+    if (expires_at_ms <= last) return ok_status();
+    return make_error(ErrorCode::QuotaExceeded, "token quota lifetime_seconds: a sandbox of this token lives at most " +
+                                                 std::to_string(*caller.quota.lifetime_seconds) + " s from its creation; "
+                                                 "the largest ttl_seconds now is " +
+                                                 std::to_string(std::max<int64_t>(0, (last - now_unix_ms()) / 1000)));
+}
+
 Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::string& id, const ForkRequest& request) {
     auto start = Clock::now();
     TRY(validate_metadata(request.metadata));
@@ -530,6 +577,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     info.template_id = parent_rec.info.template_id;
     info.created_at_ms = now_unix_ms();
     info.expires_at_ms = info.created_at_ms + ttl * 1000;
+    TRY(check_lifetime(caller, info.created_at_ms, info.expires_at_ms));
     info.metadata = request.metadata.empty() ? parent_rec.info.metadata : request.metadata;
     info.env = parent_rec.info.env;
     info.vcpus = parent_rec.info.vcpus;
@@ -538,7 +586,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     // The child has the parent's device set, so a NIC iff the parent has one, and its policy.
     info.network = parent_rec.info.network;
     info.has_nic = parent_rec.info.has_nic;
-    auto entry = TRY(admit(std::move(record)));
+    auto entry = TRY(admit(caller, std::move(record)));
     std::unique_ptr<net::SandboxNetwork> network;
     if (entry->record.info.has_nic) {
         auto made = setup_network(entry->record.info.id, entry->record.info.network);
@@ -575,7 +623,7 @@ Result<SnapshotInfo> LocalSandboxService::get_snapshot(const Caller& caller, con
     if (!is_snapshot_id(id)) return not_found("snapshot", id);
     auto rec = m_store.get_snapshot(id);
     if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
-    if (!*rec || (*rec)->info.owner_token_id != caller.token_id) return not_found("snapshot", id);
+    if (!*rec || !caller.may_touch((*rec)->info.owner_token_id)) return not_found("snapshot", id);
     return (*rec)->info;
 }
 
@@ -636,6 +684,9 @@ Result<TemplateInfo> LocalSandboxService::get_template(const Caller& caller, con
 
 Status LocalSandboxService::remove_template(const Caller& caller, const std::string& id) {
     if (m_baker.find(id)) {
+        // A built-in's bake is everyone's: dropping it makes every tenant's next create bake again.
+        if (!caller.is_admin())
+            return make_error(ErrorCode::Forbidden, "deleting built-in template " + id + " needs the admin scope");
         auto st = m_baker.drop(id);
         if (!st.ok()) return make_error(ErrorCode::Internal, "dropping template " + id + ": " + st.error().message);
         return ok_status();

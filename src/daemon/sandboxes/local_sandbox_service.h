@@ -102,7 +102,7 @@ private:
     Result<Source> resolve_template(const Caller& caller, const std::string& template_id);
     Result<int64_t> checked_ttl(std::optional<int64_t> ttl_seconds) const;
     // Reserves a live slot (limits checked) and writes the record in state creating.
-    Result<std::shared_ptr<Entry>> admit(SandboxRecord record);
+    Result<std::shared_ptr<Entry>> admit(const Caller& caller, SandboxRecord record);
     // Ends a live sandbox: kills its VM, drops it from the live set, records the final state.
     void finish(const std::shared_ptr<Entry>& entry, SandboxState final_state, const std::string& error);
     // A creating entry whose VM start failed (or was cancelled): record it, free the slot.
@@ -114,6 +114,9 @@ private:
     Result<std::unique_ptr<net::SandboxNetwork>> setup_network(const std::string& id, const net::NetworkPolicy& policy);
     Status save(const SandboxRecord& record);  // logs failures; the in-memory state stays the truth
     Result<SandboxRecord> owned_record(const Caller& caller, const std::string& id);
+    // Token quotas (docs/tenants.md): 429 quota_exceeded naming the quota.
+    Status check_snapshot_quota(const Caller& caller);
+    static Status check_lifetime(const Caller& caller, int64_t created_at_ms, int64_t expires_at_ms);
     void reaper_loop();
 
     const ServiceConfig m_config;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "daemon/auth/scope.h"
 #include "daemon/net/network_policy.h"
 
 namespace kiln::vm {
@@ -30,9 +31,17 @@ namespace kiln::daemon {
 
 // Who is calling: the token that authenticated the request. Sandboxes and snapshots belong to
 // the token that created them; any other token gets not_found.
+// A caller outside a route's scope gets forbidden (403); admin sees every token's objects.
 struct Caller {
     int64_t token_id = 0;
     std::string token_name;
+    ScopeSet scopes = 0;
+    TokenQuota quota;  // the token's limits with kilnd's defaults filled in; unset: unlimited
+
+    bool has(Scope scope) const { return holds(scopes, scope); }
+    bool is_admin() const { return (scopes & static_cast<uint32_t>(Scope::Admin)) != 0; }
+    // Owns the object, or may act on everyone's.
+    bool may_touch(int64_t owner_token_id) const { return owner_token_id == token_id || is_admin(); }
 };
 
 // creating -> running -> deleting -> deleted; running -> expired (TTL); creating|running -> lost
@@ -127,6 +136,7 @@ struct ListFilter {
     bool all_states = false;                 // otherwise only live ones unless `state` is set
     std::optional<SandboxState> state;
     Labels metadata;                         // every pair must match
+    bool every_owner = false;                // every token's (admin only; otherwise forbidden)
 };
 
 // A running sandbox held for one operation (exec, files). While a lease lives the VM object

@@ -56,6 +56,13 @@ CREATE INDEX snapshots_owner ON snapshots(owner_token_id, created_at_ms);
 ALTER TABLE sandboxes ADD COLUMN network_json TEXT NOT NULL DEFAULT '{"mode":"none"}';
 ALTER TABLE sandboxes ADD COLUMN has_nic INTEGER NOT NULL DEFAULT 0;
 )sql"},
+        // 4 is the GitHub delivery log's (ci/github/delivery_log.cpp).
+        // 5: scoped tokens and per-token quotas (docs/tenants.md). Tokens made before scopes
+        // existed could do everything, so they keep it as admin; the upgrade note says so.
+        {5, R"sql(
+ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
+ALTER TABLE tokens ADD COLUMN quota_json TEXT NOT NULL DEFAULT '{}';
+)sql"},
     };
     return list;
 }

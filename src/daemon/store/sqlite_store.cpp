@@ -87,12 +87,24 @@ const SqliteTable<SnapshotRecord>& snapshots() {
     return table;
 }
 
+// Scopes were valid when written; a name this kilnd does not know is refused, not dropped, so a
+// downgrade never widens or narrows a token silently.
+Status read_scopes(TokenRecord& r, const std::string& text) {
+    auto scopes = parse_scope_list(text);
+    if (!scopes.ok()) return make_error(ErrorCode::StoreFailed, "token " + std::to_string(r.id) + ": " + scopes.error().message);
+    r.scopes = *scopes;
+    return ok_status();
+}
+
 const SqliteTable<TokenRecord>& tokens() {
     using R = TokenRecord;
     static const SqliteTable<R> table("tokens",
                                       {column<R>("id", &R::id), column<R>("name", &R::name),
                                        column<R>("sha256", &R::sha256_hex), column<R>("created_at_ms", &R::created_at_ms),
-                                       column<R>("revoked", &R::revoked)},
+                                       column<R>("revoked", &R::revoked),
+                                       computed_column<R>("scopes", [](const R& r) { return scope_list(r.scopes); }, read_scopes),
+                                       computed_column<R>("quota_json", [](const R& r) { return quota_json(r.quota); },
+                                                          [](R& r, const std::string& v) { r.quota = parse_quota_json(v); })},
                                       SqliteTable<R>::Key::Generated);
     return table;
 }
@@ -135,10 +147,10 @@ Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) 
 
 void SqliteStore::close() { m_db->close(); }
 
-Result<int64_t> SqliteStore::insert_token(const std::string& name, const std::string& sha256_hex, int64_t created_at_ms) {
+Result<int64_t> SqliteStore::insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(tokens().insert()));
-    tokens().bind(s, TokenRecord{0, name, sha256_hex, created_at_ms, false});
+    tokens().bind(s, TokenRecord{0, spec.name, sha256_hex, created_at_ms, false, spec.scopes, spec.quota});
     TRY(s.run());
     return db.last_insert_rowid();
 }

@@ -19,7 +19,8 @@ public:
     // tools that need nothing else of kilnd.db.
     static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
 
-    Result<int64_t> insert_token(const std::string& name, const std::string& sha256_hex, int64_t created_at_ms) override;
+    using Store::insert_token;
+    Result<int64_t> insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) override;
     Result<std::optional<TokenRecord>> find_token_by_hash(const std::string& sha256_hex) override;
     Result<std::vector<TokenRecord>> list_tokens() override;
     Result<int> revoke_token(const std::string& id_or_name) override;

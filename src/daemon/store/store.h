@@ -19,6 +19,15 @@ struct TokenRecord {
     std::string sha256_hex;  // of the token; the token itself is never stored
     int64_t created_at_ms = 0;
     bool revoked = false;
+    ScopeSet scopes = 0;
+    TokenQuota quota;  // the token's own overrides (unset: kilnd's defaults)
+};
+
+// What a new token is.
+struct TokenSpec {
+    std::string name;
+    ScopeSet scopes = 0;
+    TokenQuota quota;
 };
 
 // A sandbox's record: what the API shows plus where its VM lives on this host.
@@ -37,7 +46,11 @@ class Store {
 public:
     virtual ~Store() = default;
 
-    virtual Result<int64_t> insert_token(const std::string& name, const std::string& sha256_hex, int64_t created_at_ms) = 0;
+    virtual Result<int64_t> insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) = 0;
+    // A token that may do everything (what every token was before scopes): tests and upgrades.
+    Result<int64_t> insert_token(const std::string& name, const std::string& sha256_hex, int64_t created_at_ms) {
+        return insert_token(TokenSpec{name, static_cast<ScopeSet>(Scope::Admin), {}}, sha256_hex, created_at_ms);
+    }
     virtual Result<std::optional<TokenRecord>> find_token_by_hash(const std::string& sha256_hex) = 0;
     virtual Result<std::vector<TokenRecord>> list_tokens() = 0;
     // Revokes the token with this id or, if `id_or_name` is not a number, every token of that name.

@@ -110,7 +110,7 @@ void stream_exec(RouteContext& ctx, const std::shared_ptr<SandboxLease>& lease, 
 
 void add_exec_routes(httplib::Server& server, RouteContext& ctx) {
     const std::string route = std::string("/v1/sandboxes/") + kId + "/exec";
-    server.Post(route, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(route, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         if (auto st = check_body_size(req, ctx.config.max_upload_body); !st.ok()) return send_error(res, st.error());

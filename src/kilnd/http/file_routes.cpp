@@ -50,7 +50,7 @@ void send_file_info(httplib::Response& res, vm::AgentClient& agent, const std::s
 void add_file_routes(httplib::Server& server, RouteContext& ctx) {
     const std::string base = std::string("/v1/sandboxes/") + kId + "/files";
 
-    server.Get(base, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         auto info = target->lease->agent().stat(target->path);
@@ -72,7 +72,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         });
     }));
 
-    server.Put(base, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Put(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         uint32_t mode = 0644;
         if (req.has_param("mode")) {
             auto m = parse_mode(req.get_param_value("mode"));
@@ -87,7 +87,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         send_file_info(res, agent, target->path);
     }));
 
-    server.Delete(base, authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Delete(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         if (target->path == "/") return send_error(res, make_error(ErrorCode::InvalidArgument, "refusing to remove /"));
@@ -99,13 +99,13 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         res.status = 204;
     }));
 
-    server.Get(base + "/stat", authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base + "/stat", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         send_file_info(res, target->lease->agent(), target->path);
     }));
 
-    server.Get(base + "/list", authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base + "/list", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         auto entries = target->lease->agent().list(target->path);
@@ -116,7 +116,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, json{{"entries", items}});
     }));
 
-    server.Post(base + "/mkdir", authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(base + "/mkdir", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         proto::MkdirRequest m;
@@ -126,7 +126,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         send_file_info(res, target->lease->agent(), target->path);
     }));
 
-    server.Post(base + "/tar", authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(base + "/tar", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         TarLimits limits;
@@ -149,7 +149,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, json{{"entries", checked->entries}, {"bytes", checked->bytes}});
     }));
 
-    server.Get(base + "/tar", authed(ctx, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base + "/tar", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         auto info = target->lease->agent().stat(target->path);

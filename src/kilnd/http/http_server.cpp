@@ -56,6 +56,20 @@ httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler) {
     };
 }
 
+httplib::Server::Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandler handler) {
+    return authed(ctx, [any_of, handler = std::move(handler)](const Caller& caller, const httplib::Request& req,
+                                                              httplib::Response& res) {
+        if ((caller.scopes & any_of) == 0 && !caller.is_admin()) {
+            auto names = scope_names(any_of);
+            std::string list;
+            for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+            return send_error(res, make_error(ErrorCode::Forbidden, "this call needs the " + list + " scope; the token has " +
+                                                                        (caller.scopes ? scope_list(caller.scopes) : "none")));
+        }
+        handler(caller, req, res);
+    });
+}
+
 }  // namespace http
 
 namespace {
@@ -140,6 +154,7 @@ public:
         add_template_routes(m_server, m_ctx);
         add_github_routes(m_server, m_ctx);
         add_job_routes(m_server, m_ctx);
+        add_token_routes(m_server, m_ctx);
         return ok_status();
     }
 

@@ -62,14 +62,23 @@ json render_job(const ci::JobInfo& j) {
                 {"steps_ms", j.steps_ms}};
 }
 
-// A job the caller may see: its own, or one from a webhook (owner 0).
+// Every job route needs one of the CI scopes.
+bool any_ci_scope(const Caller& caller) {
+    return caller.has(Scope::CiSubmit) || caller.has(Scope::CiTrusted) || caller.has(Scope::CiRead);
+}
+
+// A job the caller may see: its own; every job (webhooks' too) with ci:read or admin. Others are
+// not_found, as if they did not exist.
 Result<ci::JobInfo> visible_job(ci::JobService& jobs, const Caller& caller, const std::string& id) {
     if (!plausible_job_id(id)) return job_not_found(id);
     auto j = jobs.get(id);
     if (!j.ok()) return j.error().code == ErrorCode::NotFound ? job_not_found(id) : j.error();
-    if (j->spec.owner_token_id != 0 && j->spec.owner_token_id != caller.token_id) return job_not_found(id);
+    if (j->spec.owner_token_id != caller.token_id && !caller.has(Scope::CiRead)) return job_not_found(id);
     return j;
 }
+
+// A local path is a folder on kilnd's host, which only an operator may hand to a job.
+bool is_local_repo(const std::string& repo) { return !repo.empty() && (repo[0] == '/' || repo.rfind("file:", 0) == 0); }
 
 Result<ci::JobSpec> parse_job_create(const std::string& body, const Caller& caller) {
     if (body.find_first_not_of(" \t\r\n") == std::string::npos)
@@ -89,8 +98,11 @@ Result<ci::JobSpec> parse_job_create(const std::string& body, const Caller& call
     spec.sha = doc.value("sha", "");
     spec.ref = doc.value("ref", "");
     spec.source = "cli";
-    spec.trusted = true;
+    // Trusted jobs may get their repository's secrets; only ci:trusted (or admin) makes them.
+    spec.trusted = caller.has(Scope::CiTrusted);
     spec.owner_token_id = caller.token_id;
+    if (is_local_repo(spec.repo) && !caller.is_admin())
+        return make_error(ErrorCode::Forbidden, "repo: a local path on kilnd's host needs the admin scope; give a git URL");
     return spec;
 }
 
@@ -134,18 +146,29 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         send_error(res, make_error(ErrorCode::Unavailable, "this kilnd runs no CI jobs"));
     };
 
-    server.Post("/v1/jobs", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
+    server.Post("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                            httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
+        if (!caller.has(Scope::CiSubmit) && !caller.has(Scope::CiTrusted))
+            return send_error(res, make_error(ErrorCode::Forbidden, "queueing a job needs the ci:submit or ci:trusted scope"));
         if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());
         auto spec = parse_job_create(req.body, caller);
         if (!spec.ok()) return send_error(res, spec.error());
+        if (caller.quota.queued_jobs) {
+            auto unfinished = ctx.jobs->unfinished_jobs(caller.token_id);
+            if (!unfinished.ok()) return send_error(res, unfinished.error());
+            if (*unfinished >= *caller.quota.queued_jobs)
+                return send_error(res, make_error(ErrorCode::QuotaExceeded,
+                                                  "token quota queued_jobs: this token has " + std::to_string(*unfinished) +
+                                                      " jobs queued or running, its limit is " +
+                                                      std::to_string(*caller.quota.queued_jobs)));
+        }
         auto job = ctx.jobs->submit(*spec);
         if (!job.ok()) return send_error(res, job.error());
         send_json(res, 201, render_job(*job));
     }));
 
-    server.Get("/v1/jobs", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
+    server.Get("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                           httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
         int limit = 100;
@@ -170,11 +193,11 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
                 return send_error(res, make_error(ErrorCode::InvalidArgument, "unknown parameter '" + key.substr(0, 64) + "'"));
             }
         }
-        auto all = ctx.jobs->list(1000);
+        // ci:read (and admin) list every job; the others their own.
+        auto all = ctx.jobs->list(1000, caller.has(Scope::CiRead) ? 0 : caller.token_id);
         if (!all.ok()) return send_error(res, all.error());
         json items = json::array();
         for (const auto& j : *all) {
-            if (j.spec.owner_token_id != 0 && j.spec.owner_token_id != caller.token_id) continue;
             if (state && *state != ci::job_state_name(j.state)) continue;
             items.push_back(render_job(j));
             if (static_cast<int>(items.size()) >= limit) break;
@@ -183,26 +206,28 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     }));
 
     const std::string one = std::string("/v1/jobs/") + kId;
-    server.Get(one, authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(one, authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
         auto j = visible_job(*ctx.jobs, caller, path_id(req));
         if (!j.ok()) return send_error(res, j.error());
         send_json(res, 200, render_job(*j));
     }));
 
-    server.Post(one + "/cancel", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
+    server.Post(one + "/cancel", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                                 httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
+        if (j->spec.owner_token_id != caller.token_id && !caller.is_admin())
+            return send_error(res, make_error(ErrorCode::Forbidden, "cancelling another token's job needs the admin scope"));
         if (auto st = ctx.jobs->cancel(id); !st.ok()) return send_error(res, st.error());
         auto now = ctx.jobs->get(id);
         if (!now.ok()) return send_error(res, now.error());
         send_json(res, 200, render_job(*now));
     }));
 
-    server.Get(one + "/logs", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
+    server.Get(one + "/logs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                              httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
@@ -238,7 +263,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         });
     }));
 
-    server.Get(one + "/artifacts", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
+    server.Get(one + "/artifacts", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                                   httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
@@ -253,7 +278,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, json{{"artifacts", items}});
     }));
 
-    server.Get(one + "/artifacts/(.+)", authed(ctx, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
+    server.Get(one + "/artifacts/(.+)", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
                                                                         httplib::Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);

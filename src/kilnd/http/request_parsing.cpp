@@ -228,6 +228,9 @@ Result<ListFilter> parse_list_filter(const std::multimap<std::string, std::strin
             auto state = parse_state(value);
             if (!state) return invalid("unknown state '" + value.substr(0, 40) + "'");
             filter.state = state;
+        } else if (key == "owner") {
+            if (value != "all" && value != "me") return invalid("owner must be me or all (all: admin only)");
+            filter.every_owner = value == "all";
         } else if (key.rfind("metadata.", 0) == 0) {
             std::string label = key.substr(9);
             if (!valid_label_key(label)) return invalid("metadata filter key '" + label.substr(0, 80) + "' is not valid");

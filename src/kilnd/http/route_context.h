@@ -39,9 +39,16 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx);
 void add_template_routes(httplib::Server& server, RouteContext& ctx);
 void add_github_routes(httplib::Server& server, RouteContext& ctx);  // POST /v1/ci/github
 void add_job_routes(httplib::Server& server, RouteContext& ctx);     // /v1/jobs (job_routes.cpp)
+void add_token_routes(httplib::Server& server, RouteContext& ctx);   // GET /v1/token (token_routes.cpp)
 
 // Wraps a handler with bearer-token auth (401 JSON without a valid token).
 httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler);
+// The same, for a caller holding at least one of `any_of` (admin holds all); 403 forbidden
+// naming them otherwise (docs/tenants.md).
+httplib::Server::Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandler handler);
+inline constexpr ScopeSet kSandboxScope = static_cast<ScopeSet>(Scope::Sandboxes);
+inline constexpr ScopeSet kCiScopes =
+    static_cast<ScopeSet>(Scope::CiSubmit) | static_cast<ScopeSet>(Scope::CiTrusted) | static_cast<ScopeSet>(Scope::CiRead);
 // The body, or an error (413) when it is larger than `limit`.
 Status check_body_size(const httplib::Request& req, size_t limit);
 // Regex fragment for a path id captured as matches[1].
