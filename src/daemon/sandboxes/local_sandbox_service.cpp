@@ -250,6 +250,8 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
         return make_error(ErrorCode::InvalidArgument, "memory_mib must be " + std::to_string(source.memory_mib) +
                                                        " for template " + source.template_id + " (a snapshot fixes it)");
     int64_t ttl = TRY(checked_ttl(request.ttl_seconds));
+    // No TTL asked for: the default, cut to what the token's lifetime cap allows.
+    if (!request.ttl_seconds && caller.quota.lifetime_seconds) ttl = std::min(ttl, std::max<int64_t>(1, *caller.quota.lifetime_seconds));
     // A NIC when the policy lets anything out (built-ins then restore their NIC variant), or when
     // the snapshot has one (the device set is in its saved state; mode none then drops all).
     net::NetworkPolicy policy = request.network.value_or(m_config.default_network);
@@ -558,6 +560,8 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     auto start = Clock::now();
     TRY(validate_metadata(request.metadata));
     int64_t ttl = TRY(checked_ttl(request.ttl_seconds));
+    // No TTL asked for: the default, cut to what the token's lifetime cap allows.
+    if (!request.ttl_seconds && caller.quota.lifetime_seconds) ttl = std::min(ttl, std::max<int64_t>(1, *caller.quota.lifetime_seconds));
     auto parent_rec = TRY(owned_record(caller, id));
     std::shared_ptr<Entry> parent;
     std::shared_ptr<VmBox> box;
