@@ -163,3 +163,16 @@ def test_sandbox_lifecycle(cli, kilnd, tmp_path):
     p = cli("sandbox", "exec", sid, "true")
     assert p.returncode == 125 and p.stderr.decode().startswith("kiln: sandbox_not_running: "), p.stderr
     assert kilnd.healthy()
+
+
+def test_whoami_shows_the_tokens_scopes_and_quotas(cli, kilnd):
+    token = kilnd.create_token("cli-whoami", "sandboxes,ci:read", "sandboxes=3")
+    text = ok(cli("whoami", token=token))
+    assert "cli-whoami" in text and "sandboxes,ci:read" in text, text
+    row = [line.split() for line in text.splitlines() if line.startswith("sandboxes ")]
+    assert row and row[0][1:] == ["0", "3"], text
+    as_json = json.loads(ok(cli("whoami", "--json", token=token)))
+    assert as_json["scopes"] == ["sandboxes", "ci:read"] and as_json["quota"]["sandboxes"] == 3
+    # A call outside its scopes says which scope it needs.
+    p = cli("template", "rm", "tiny", token=token)
+    assert p.returncode != 0 and "forbidden" in p.stderr.decode() and "admin" in p.stderr.decode(), p

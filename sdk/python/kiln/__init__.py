@@ -6,7 +6,7 @@
         print(sb.exec("echo hi").stdout)
 """
 from .client import Kiln, Sandboxes, Snapshots, Templates
-from .errors import (Conflict, ConnectionFailed, ExecTimeout, InvalidArgument, KilnError, NotFound,
+from .errors import (Conflict, ConnectionFailed, ExecTimeout, Forbidden, InvalidArgument, KilnError, NotFound,
                      QuotaExceeded, SandboxGone, ServerError, Unauthorized)
 from .models import ExecEvent, ExecResult, FileInfo, Snapshot, Template
 from .sandbox import Filesystem, Sandbox
@@ -16,6 +16,6 @@ __version__ = "1.0.0"
 __all__ = [
     "Kiln", "Sandbox", "Sandboxes", "Snapshots", "Templates", "Filesystem",
     "ExecEvent", "ExecResult", "FileInfo", "Snapshot", "Template",
-    "KilnError", "Unauthorized", "NotFound", "InvalidArgument", "Conflict", "QuotaExceeded",
+    "KilnError", "Unauthorized", "Forbidden", "NotFound", "InvalidArgument", "Conflict", "QuotaExceeded",
     "ExecTimeout", "SandboxGone", "ServerError", "ConnectionFailed",
 ]

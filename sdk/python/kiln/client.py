@@ -31,6 +31,12 @@ class Kiln:
         """GET /healthz: {status, version, accel}."""
         return self._t.json("GET", "/healthz")
 
+    def whoami(self) -> dict:
+        """GET /v1/token: {id, name, scopes, quota, usage} of this client's token. A quota of
+        None is unlimited; a call outside ``scopes`` raises Forbidden, one past a quota
+        QuotaExceeded naming it."""
+        return self._t.json("GET", "/v1/token")
+
     def metrics(self) -> str:
         """GET /metrics: Prometheus text."""
         return self._t.request("GET", "/metrics", accept="text/plain")[2].decode()

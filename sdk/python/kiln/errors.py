@@ -25,6 +25,10 @@ class Unauthorized(KilnError):
     """The token is missing, unknown or revoked (401)."""
 
 
+class Forbidden(KilnError):
+    """403 forbidden: the token lacks the scope the call needs (docs/tenants.md)."""
+
+
 class NotFound(KilnError):
     """No such sandbox, snapshot or template for this token (404: not_found, template_not_found)."""
 
@@ -64,6 +68,7 @@ class ConnectionFailed(KilnError):
 
 _BY_CODE = {
     "unauthorized": Unauthorized,
+    "forbidden": Forbidden,
     "not_found": NotFound,
     "template_not_found": NotFound,
     "invalid_argument": InvalidArgument,
@@ -74,7 +79,7 @@ _BY_CODE = {
     "unavailable": ServerError,
 }
 
-_BY_STATUS = {401: Unauthorized, 404: NotFound, 400: InvalidArgument, 413: InvalidArgument,
+_BY_STATUS = {401: Unauthorized, 403: Forbidden, 404: NotFound, 400: InvalidArgument, 413: InvalidArgument,
               422: InvalidArgument, 409: Conflict, 429: QuotaExceeded}
 
 

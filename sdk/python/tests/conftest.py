@@ -22,7 +22,7 @@ def kilnd():
     instance = Kilnd(extra_env={"KILN_KEEP_SPARE": "false"}, name="test-sdk")
     try:
         instance.create_token("alice")
-        instance.create_token("bob")
+        instance.create_token("bob", "sandboxes")  # a tenant: alice (admin) sees his, not he hers
         instance.start()
     except Exception:
         instance.cleanup()

@@ -13,8 +13,8 @@ import time
 import pytest
 
 import kiln
-from kiln import (ConnectionFailed, ExecTimeout, InvalidArgument, Kiln, KilnError, NotFound, QuotaExceeded,
-                  SandboxGone, ServerError, Unauthorized)
+from kiln import (ConnectionFailed, ExecTimeout, Forbidden, InvalidArgument, Kiln, KilnError, NotFound,
+                  QuotaExceeded, SandboxGone, ServerError, Unauthorized)
 from kiln.errors import error_for
 from kilnd_fixture import Kilnd, pid_alive, wait_until
 
@@ -177,7 +177,14 @@ def test_typed_errors(k, kilnd):
     with pytest.raises(SandboxGone) as e:
         sb.exec("true")
     assert e.value.code == "sandbox_not_running"
-    for err in (Unauthorized, NotFound, QuotaExceeded, ExecTimeout, SandboxGone, ServerError):
+    # bob may not drop a built-in template's bake (admin only), and says who he is
+    bob = Kiln(kilnd.url, kilnd.tokens["bob"])
+    with pytest.raises(Forbidden) as e:
+        bob.templates.delete("tiny")
+    assert e.value.code == "forbidden" and e.value.status == 403 and "admin" in e.value.message
+    me = bob.whoami()
+    assert me["scopes"] == ["sandboxes"] and me["name"] == "bob" and "sandboxes" in me["quota"]
+    for err in (Unauthorized, Forbidden, NotFound, QuotaExceeded, ExecTimeout, SandboxGone, ServerError):
         assert issubclass(err, KilnError)
     assert isinstance(error_for(500, "internal", "x"), ServerError)
     assert isinstance(error_for(503, "unavailable", "x"), ServerError)
