@@ -98,6 +98,11 @@ const std::map<std::string, std::string>& config_keys() {
         {"ci_network_trusted", "network policy (JSON) of trusted CI jobs' VMs; default {\"mode\":\"none\"}"},
         {"ci_network_untrusted", "network policy (JSON) of untrusted CI jobs (fork pull requests): none or allowlist only"},
         {"network_dns", "IPv4 resolver the guests' DNS is forwarded to (empty: the host's; none: no DNS)"},
+        {"network_open_allow", "non-public destinations mode open may reach after all, comma-separated A.B.C.D[/N][:port] "
+                               "(default none: open reaches the public internet only)"},
+        {"network_max_connections", "connections one sandbox may have tracked at once (default 512; 0: no limit)"},
+        {"network_new_connections_per_second", "new connections one sandbox may open per second (default 100; 0: no limit)"},
+        {"network_new_connection_burst", "new connections one sandbox may open at once above that rate (default 200)"},
     };
     return keys;
 }
@@ -179,6 +184,16 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         if (!value.empty() && value != "none" && !net::parse_ipv4(value).ok())
             return bad(key, "'" + value + "' is not an IPv4 address, none or empty");
         c.network_dns = value;
+    } else if (key == "network_open_allow") {
+        auto allow = net::parse_open_allow(value);
+        if (!allow.ok()) return bad(key, allow.error().message);
+        c.network_egress.open_allow = *allow;
+    } else if (key == "network_max_connections") {
+        c.network_egress.max_connections = static_cast<uint32_t>(TRY(parse_int(key, value, 0, 1000000)));
+    } else if (key == "network_new_connections_per_second") {
+        c.network_egress.new_connections_per_second = static_cast<uint32_t>(TRY(parse_int(key, value, 0, 1000000)));
+    } else if (key == "network_new_connection_burst") {
+        c.network_egress.new_connection_burst = static_cast<uint32_t>(TRY(parse_int(key, value, 1, 1000000)));
     } else if (key == "github_webhook_secret") {
         c.github_webhook_secret = value;
     } else if (key == "github_token") {

@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "daemon/auth/scope.h"
+#include "daemon/net/egress_options.h"
 #include "daemon/net/network_policy.h"
 
 namespace kiln::daemon {
@@ -60,6 +61,9 @@ struct DaemonConfig {
     std::string network_dns;                    // resolver guests' DNS goes to; empty: the host's
     net::NetworkPolicy ci_network_trusted;      // CI jobs' VMs (docs/ci.md); none by default
     net::NetworkPolicy ci_network_untrusted;    // a fork's pull request: none or an allowlist only
+    // network_open_allow and the per-sandbox connection limits (network_max_connections,
+    // network_new_connections_per_second, network_new_connection_burst).
+    net::EgressOptions network_egress;
 };
 
 // Every key the file, env and flags accept, as written in a file (flags: --key-with-dashes,

@@ -142,6 +142,7 @@ int run_serve(const CommandContext& ctx) {
     net::NetworkConfig network_config;
     network_config.pool = config->network_pool;
     network_config.dns_resolver = config->network_dns;
+    network_config.egress = config->network_egress;
     // One host table per pool: a second kilnd on another pool must not replace the first's rules.
     if (config->network_pool != net::NetworkConfig{}.pool)
         network_config.host_table = "kiln_" + sha256_hex(config->network_pool).substr(0, 8);

@@ -56,7 +56,10 @@ TEST(DaemonConfig, RefusesBadValuesNamingTheKey) {
              {"max_ttl_seconds", "0"}, {"on_shutdown", "maybe"}, {"data_dir", "relative"}, {"keep_spare", "perhaps"},
              {"accel", "hvf"}, {"nonsense", "1"}, {"network_default", "{\"mode\":\"wide\"}"},
              {"network_default", "open"}, {"ci_network_untrusted", "{\"mode\":\"open\"}"},
-             {"network_pool", "10.0.0.0/31"}, {"network_dns", "resolver.example"}}) {
+             {"network_pool", "10.0.0.0/31"}, {"network_dns", "resolver.example"},
+             {"network_open_allow", "169.254.169.254"}, {"network_open_allow", "mirror.internal"},
+             {"network_max_connections", "-1"}, {"network_new_connections_per_second", "fast"},
+             {"network_new_connection_burst", "0"}}) {
         auto st = apply_config_value(c, key, value);
         ASSERT_FALSE(st.ok()) << key << "=" << value;
         EXPECT_EQ(st.error().code, ErrorCode::InvalidArgument);
@@ -66,6 +69,14 @@ TEST(DaemonConfig, RefusesBadValuesNamingTheKey) {
     EXPECT_EQ(c.ci_network_untrusted.mode, net::NetworkMode::Allowlist);
     ASSERT_TRUE(apply_config_value(c, "network_default", R"({"mode":"open"})").ok());
     EXPECT_EQ(c.network_default.mode, net::NetworkMode::Open);
+    EXPECT_EQ(c.network_egress.max_connections, 512u) << "default";
+    EXPECT_EQ(c.network_egress.new_connections_per_second, 100u) << "default";
+    EXPECT_EQ(c.network_egress.new_connection_burst, 200u) << "default";
+    EXPECT_TRUE(c.network_egress.open_allow.empty()) << "default: open reaches the public internet only";
+    ASSERT_TRUE(apply_config_value(c, "network_open_allow", "10.1.0.0/16,192.168.3.4:3128").ok());
+    EXPECT_EQ(c.network_egress.open_allow, (std::vector<net::AllowRule>{{0x0a010000, 16, 0}, {0xc0a80304, 32, 3128}}));
+    ASSERT_TRUE(apply_config_value(c, "network_max_connections", "0").ok());
+    EXPECT_EQ(c.network_egress.max_connections, 0u);
     std::string e1 = "KILN_MAX_TTL_SECONDS=60", e2 = "KILN_DEFAULT_TTL_SECONDS=120";
     char* env[] = {e1.data(), e2.data(), nullptr};
     auto bad = load_config("", env, {});

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "daemon/net/address_pool.h"
+#include "daemon/net/egress_options.h"
 #include "daemon/net/nft_rules.h"
 #include "daemon/net/sandbox_network.h"
 
@@ -18,6 +19,12 @@ SandboxRulesInput input(NetworkPolicy policy) {
     in.host_addresses = {0xc0000202, 0x7f000001, 0x0ac90001, 0xc0000202};  // 192.0.2.2 twice, loopback, a pool address
     in.dns_resolver = 0x0affff35;
     return in;
+}
+
+// The context input() gives its rules: the default egress options, its resolver.
+PolicyContext context() {
+    static const EgressOptions defaults;
+    return PolicyContext{defaults, 0x0affff35};
 }
 
 size_t count(const std::string& text, const std::string& what) {
@@ -58,16 +65,20 @@ TEST(NetRules, AllowlistPortsOpenTcpAndUdp) {
 // transaction waits for an RCU grace period). Appended, they land where sandbox_ruleset puts them.
 TEST(NetRules, PolicyAdditionsTurnAPolicyNoneTableIntoThePolicysOne) {
     auto allow = *parse_network_policy_text(R"({"mode":"allowlist","allow":["192.0.2.7:443","198.51.100.0/24"]})");
-    std::string add = sandbox_policy_additions(allow, {});
+    std::string add = sandbox_policy_additions(allow, context(), {});
     EXPECT_EQ(add,
               "add rule inet kiln forward ip daddr 192.0.2.7 tcp dport 443 accept\n"
               "add rule inet kiln forward ip daddr 192.0.2.7 udp dport 443 accept\n"
               "add rule inet kiln forward ip daddr 198.51.100.0/24 accept\n");
-    for (const auto& rule : policy_rules(allow))
+    for (const auto& rule : policy_rules(allow, context()))
         EXPECT_NE(sandbox_ruleset(input(allow)).find("    " + rule + "\n"), std::string::npos) << rule;
-    EXPECT_EQ(sandbox_policy_additions(NetworkPolicy{}, {}), "") << "mode none adds nothing";
-    EXPECT_EQ(sandbox_policy_additions(*parse_network_policy_text(R"({"mode":"open"})"), {0xc6336407, 0xc6336407}),
-              "add rule inet kiln forward ip daddr { 198.51.100.7 } drop\nadd rule inet kiln forward accept\n");
+    EXPECT_EQ(sandbox_policy_additions(NetworkPolicy{}, context(), {}), "") << "mode none adds nothing";
+    auto open = *parse_network_policy_text(R"({"mode":"open"})");
+    std::string open_add = sandbox_policy_additions(open, context(), {0xc6336407, 0xc6336407});
+    EXPECT_EQ(open_add.rfind("add rule inet kiln forward ip daddr { 198.51.100.7 } drop\n", 0), 0u) << open_add;
+    EXPECT_EQ(count(open_add, "add rule inet kiln forward "), 1 + policy_rules(open, context()).size());
+    for (const auto& rule : policy_rules(open, context()))
+        EXPECT_NE(sandbox_ruleset(input(open)).find("    " + rule + "\n"), std::string::npos) << rule;
     for (const char* word : {"delete", "flush", "replace", "insert"}) EXPECT_EQ(add.find(word), std::string::npos) << word;
 }
 

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 
+#include "daemon/net/egress_options.h"
 #include "daemon/net/guest_addressing.h"
 
 namespace kiln::daemon::net {
@@ -11,40 +12,56 @@ namespace {
 uint32_t mask(uint8_t prefix) { return prefix == 0 ? 0 : ~uint32_t(0) << (32 - prefix); }
 bool contains(const AllowRule& net, uint32_t address) { return (address & mask(net.prefix)) == net.network; }
 std::string cidr(const AllowRule& net) { return format_ipv4(net.network) + "/" + std::to_string(net.prefix); }
+std::string destination(const AllowRule& net) { return net.prefix == 32 ? format_ipv4(net.network) : cidr(net); }
 
-// Destinations no sandbox reaches whatever its policy: loopback, "this network", link-local
-// (cloud metadata services live there), multicast and broadcast. The pool and the host's own
-// addresses are added per ruleset.
-const AllowRule kAlwaysDropped[] = {
-    {0x00000000, 8, 0},   // 0.0.0.0/8
-    {0x7f000000, 8, 0},   // 127.0.0.0/8
-    {0xa9fe0000, 16, 0},  // 169.254.0.0/16
-    {0xe0000000, 3, 0},   // 224.0.0.0/3: multicast, reserved, broadcast
-};
+// One accept per entry; an entry with a port opens TCP and UDP to that port only.
+void accept_rules(const std::vector<AllowRule>& allow, std::vector<std::string>& rules) {
+    for (const AllowRule& rule : allow) {
+        std::string dst = "ip daddr " + destination(rule);
+        if (rule.port == 0) {
+            rules.push_back(dst + " accept");
+        } else {
+            rules.push_back(dst + " tcp dport " + std::to_string(rule.port) + " accept");
+            rules.push_back(dst + " udp dport " + std::to_string(rule.port) + " accept");
+        }
+    }
+}
+
+template <typename T, typename F>
+std::string joined(const std::vector<T>& items, F text) {
+    std::string out;
+    for (const auto& item : items) out += (out.empty() ? "" : ", ") + text(item);
+    return out;
+}
+
+// `open`: public destinations only, unless the operator's list names a non-public one. The DNS
+// the gateway forwards (ct status dnat: only the dns chain below DNATs) goes to the configured
+// resolver, which is often private (a VPC or office resolver) and is what `open` promises.
+void open_rules(const PolicyContext& context, std::vector<std::string>& rules) {
+    if (context.dns_resolver)
+        rules.push_back("ct status dnat ip daddr " + format_ipv4(context.dns_resolver) +
+                        " meta l4proto { tcp, udp } th dport 53 accept");
+    accept_rules(context.egress.open_allow, rules);
+    rules.push_back("ip daddr { " + joined(open_dropped_ranges(), destination) + " } counter drop");
+    rules.push_back("ip6 daddr { " + joined(open_dropped_ipv6_ranges(), [](const std::string& s) { return s; }) +
+                    " } counter drop");
+    rules.push_back("accept");
+}
 
 }  // namespace
 
-std::vector<std::string> policy_rules(const NetworkPolicy& policy) {
+std::vector<std::string> policy_rules(const NetworkPolicy& policy, const PolicyContext& context) {
     std::vector<std::string> rules;
     switch (policy.mode) {
         case NetworkMode::None: break;
-        case NetworkMode::Open: rules.push_back("accept"); break;
-        case NetworkMode::Allowlist:
-            for (const AllowRule& rule : policy.allow) {
-                std::string dst = "ip daddr " + (rule.prefix == 32 ? format_ipv4(rule.network) : cidr(rule));
-                if (rule.port == 0) {
-                    rules.push_back(dst + " accept");
-                } else {
-                    rules.push_back(dst + " tcp dport " + std::to_string(rule.port) + " accept");
-                    rules.push_back(dst + " udp dport " + std::to_string(rule.port) + " accept");
-                }
-            }
-            break;
+        case NetworkMode::Open: open_rules(context, rules); break;
+        case NetworkMode::Allowlist: accept_rules(policy.allow, rules); break;
     }
     return rules;
 }
 
-std::string sandbox_policy_additions(const NetworkPolicy& policy, const std::vector<uint32_t>& new_host_addresses) {
+std::string sandbox_policy_additions(const NetworkPolicy& policy, const PolicyContext& context,
+                                     const std::vector<uint32_t>& new_host_addresses) {
     std::string r;
     // Appended after the fixed drops, as sandbox_ruleset places them: host addresses that appeared
     // since the table was loaded are dropped before any accept.
@@ -56,7 +73,7 @@ std::string sandbox_policy_additions(const NetworkPolicy& policy, const std::vec
         for (uint32_t h : hosts) set += (set.empty() ? "" : ", ") + format_ipv4(h);
         r += "add rule inet kiln forward ip daddr { " + set + " } drop\n";
     }
-    for (const auto& rule : policy_rules(policy)) r += "add rule inet kiln forward " + rule + "\n";
+    for (const auto& rule : policy_rules(policy, context)) r += "add rule inet kiln forward " + rule + "\n";
     return r;
 }
 
@@ -68,7 +85,7 @@ std::string sandbox_ruleset(const SandboxRulesInput& in) {
 
     // One interval set; nft refuses overlapping intervals, so host addresses already covered by a
     // dropped range are left out.
-    std::vector<AllowRule> dropped(std::begin(kAlwaysDropped), std::end(kAlwaysDropped));
+    std::vector<AllowRule> dropped = always_dropped_ranges();
     dropped.push_back(in.pool);
     std::vector<uint32_t> hosts = in.host_addresses;
     std::sort(hosts.begin(), hosts.end());
@@ -112,7 +129,15 @@ std::string sandbox_ruleset(const SandboxRulesInput& in) {
     r += "    iifname != " + tap + " drop\n";
     r += "    oifname != " + veth + " drop\n";
     r += "    ip daddr { " + drop_set + " } drop\n";
-    for (const auto& rule : policy_rules(in.policy)) r += "    " + rule + "\n";
+    // Per sandbox (each has its own namespace, so its own conntrack table and these rules' own
+    // state), before the policy: a guest cannot flood the host's conntrack table or the uplink
+    // with new connections. Only new connections get here (replies were accepted above).
+    const EgressOptions& e = in.egress;
+    if (e.new_connections_per_second)
+        r += "    ct state new limit rate over " + std::to_string(e.new_connections_per_second) + "/second burst " +
+             std::to_string(e.new_connection_burst) + " packets counter drop\n";
+    if (e.max_connections) r += "    ct state new ct count over " + std::to_string(e.max_connections) + " counter drop\n";
+    for (const auto& rule : policy_rules(in.policy, PolicyContext{in.egress, in.dns_resolver})) r += "    " + rule + "\n";
     r += "  }\n";
     r += "  chain egress {\n";
     r += "    type nat hook postrouting priority srcnat; policy accept;\n";

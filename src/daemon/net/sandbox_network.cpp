@@ -169,8 +169,10 @@ Result<std::unique_ptr<SandboxNetwork>> NetworkManager::setup(const std::string&
     UniqueFd host_ns(::open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC));
     if (!host_ns) return errno_error("open the host network namespace");
     auto host_nl = TRY(RtNetlink::open());
-    SandboxRulesInput rules{policy, m_pool->range(), host_addresses, m_dns};
+    SandboxRulesInput rules{policy, m_pool->range(), host_addresses, m_dns, m_config.egress};
     net->m_ruleset_hosts = host_addresses;
+    net->m_egress = m_config.egress;
+    net->m_dns = m_dns;
     std::string ruleset = sandbox_ruleset(rules);
     net->m_netns_fd = TRY(create_named_netns(ns_name, [&]() -> Status {
         TRY(write_optional_sysctl("/proc/sys/net/ipv6/conf/all/disable_ipv6", "1"));
@@ -303,7 +305,7 @@ Status SandboxNetwork::assign(const std::string& id, const NetworkPolicy& policy
     std::vector<uint32_t> new_hosts;
     for (const auto& [name, addr] : interface_addresses())
         if (std::find(m_ruleset_hosts.begin(), m_ruleset_hosts.end(), addr) == m_ruleset_hosts.end()) new_hosts.push_back(addr);
-    std::string additions = sandbox_policy_additions(policy, new_hosts);
+    std::string additions = sandbox_policy_additions(policy, PolicyContext{m_egress, m_dns}, new_hosts);
     if (!additions.empty()) TRY(run_in_netns(m_netns_fd.get(), [&] { return load_nft_ruleset(additions); }));
     m_policy = policy;
     // 2. The names, each recorded as soon as it is the sandbox's, so destroy() removes what exists.

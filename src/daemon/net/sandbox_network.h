@@ -11,6 +11,7 @@
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "daemon/net/address_pool.h"
+#include "daemon/net/egress_options.h"
 #include "daemon/net/network_policy.h"
 #include "vm/qemu_command.h"
 
@@ -26,6 +27,8 @@ struct NetworkConfig {
     // forwards only sandbox traffic and replies to it (see docs/network.md).
     bool enable_host_forwarding = true;
     std::string host_table = "kiln";  // the host's nftables table (`ip` family); one per pool
+    // What `open` may reach beyond the public internet, and every sandbox's connection limits.
+    EgressOptions egress;
 };
 
 // Milliseconds from the start of setup().
@@ -147,6 +150,8 @@ private:
     NetworkSetupTimings m_timings;
     std::shared_ptr<AddressPool> m_pool;
     std::vector<uint32_t> m_ruleset_hosts;       // the host addresses its nftables table drops
+    EgressOptions m_egress;                      // its manager's, for the rules assign() appends
+    uint32_t m_dns = 0;                          // the resolver its gateway forwards DNS to
     std::shared_ptr<HeldSpareIds> m_spare_hold;  // set while this is an unassigned spare network
     std::string m_spare_id;                      // its id in m_spare_hold
     UniqueFd m_netns_fd;
