@@ -1,7 +1,8 @@
 """Per-sandbox networks through the API (docs/network.md): the policy field, what a guest can and
-cannot reach, forks and snapshots keeping the NIC, and nothing of a sandbox's network left after a
-delete or after kill -9 of kilnd and a restart (counted). All traffic stays on this machine: the
-servers live in a network namespace this file creates."""
+cannot reach (`open` only the public internet and what the operator adds), the per-sandbox
+connection limit, forks and snapshots keeping the NIC, and nothing of a sandbox's network left after
+a delete or after kill -9 of kilnd and a restart (counted). All traffic stays on this machine: the
+servers live in a network namespace this file creates, with routes from the host to it only."""
 from __future__ import annotations
 
 import os
@@ -11,6 +12,8 @@ import sys
 import threading
 import time
 
+import re
+
 import pytest
 
 from api_client import ApiClient
@@ -18,19 +21,37 @@ from api_client import ApiClient
 SERVER_NS = f"kt-api-{os.getpid()}"
 HOST_VETH = f"kta{os.getpid() % 100000}"
 HOST_END, SERVER = "10.211.0.1", "10.211.0.2"
-PORT_A, PORT_B, GIT_PORT = 9418, 9419, 9420
+PORT_A, PORT_B, GIT_PORT, HOLD_PORT = 9418, 9419, 9420, 9421
+# More addresses of the server (on its eth0, routed from the host over its veth), one per kind of
+# non-public range `open` drops. The operator's list (this file's kilnd) names SERVER only.
+NON_PUBLIC = ["10.211.1.2", "100.64.211.2", "172.16.211.2", "192.168.211.2", "198.18.211.2"]
+DNS_RESOLVER = NON_PUBLIC[0]  # this file's kilnd forwards guests' DNS here (the server answers TCP 53)
 
-# Answers each connection on PORT_A and PORT_B with "banner-<port>" and closes; runs inside SERVER_NS.
+# Answers each connection on PORT_A and PORT_B with "banner-<port>" and closes; on HOLD_PORT says
+# "held" and keeps the connection until the client closes it. Runs inside SERVER_NS.
 SERVER_CODE = r"""
 import socket, sys, threading
-def serve(port):
+def listener(port):
     s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    return s
+def serve(port):
+    s = listener(port)
     while True:
         c, _ = s.accept()
         try: c.sendall(b"banner-%d\n" % port)
         finally: c.close()
-for p in map(int, sys.argv[1:]): threading.Thread(target=serve, args=(p,), daemon=True).start()
+def hold(c):
+    try:
+        c.sendall(b"held\n")
+        while c.recv(4096): pass
+    finally: c.close()
+def serve_held(port):
+    s = listener(port)
+    while True: threading.Thread(target=hold, args=(s.accept()[0],), daemon=True).start()
+hold_port, ports = int(sys.argv[1]), map(int, sys.argv[2:])
+threading.Thread(target=serve_held, args=(hold_port,), daemon=True).start()
+for p in ports: threading.Thread(target=serve, args=(p,), daemon=True).start()
 print("ready", flush=True)
 threading.Event().wait()
 """
@@ -38,6 +59,21 @@ threading.Event().wait()
 
 def sh(cmd: str) -> None:
     subprocess.run(cmd, shell=True, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture(scope="module")
+def kilnd(kilnd_factory):
+    """This file's kilnd: the operator's network_open_allow names the server's first address (a
+    private one, as a package mirror on an internal network would be), so `open` reaches it; the
+    server's NON_PUBLIC addresses it does not name."""
+    instance = kilnd_factory({"KILN_NETWORK_OPEN_ALLOW": SERVER, "KILN_NETWORK_DNS": DNS_RESOLVER}, name="net")
+    yield instance
+    instance.cleanup()
+
+
+@pytest.fixture(scope="module")
+def api(kilnd, recorder) -> ApiClient:
+    return ApiClient(kilnd.port, kilnd.tokens["alice"], recorder)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +85,10 @@ def server():
         sh(f"ip link add {HOST_VETH} type veth peer name eth0 netns {SERVER_NS} && ip addr add {HOST_END}/30 dev {HOST_VETH} "
            f"&& ip link set {HOST_VETH} up && ip -n {SERVER_NS} link set lo up && ip -n {SERVER_NS} addr add {SERVER}/30 dev eth0 "
            f"&& ip -n {SERVER_NS} link set eth0 up")
-        proc = subprocess.Popen(["ip", "netns", "exec", SERVER_NS, sys.executable, "-c", SERVER_CODE, str(PORT_A), str(PORT_B)],
+        for address in NON_PUBLIC:
+            sh(f"ip -n {SERVER_NS} addr add {address}/32 dev eth0 && ip route add {address}/32 dev {HOST_VETH} src {HOST_END}")
+        proc = subprocess.Popen(["ip", "netns", "exec", SERVER_NS, sys.executable, "-c", SERVER_CODE, str(HOLD_PORT),
+                                 str(PORT_A), str(PORT_B), "53"],
                                 stdout=subprocess.PIPE, text=True)
         assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
         yield
@@ -57,7 +96,7 @@ def server():
         if proc:
             proc.kill()
             proc.wait()
-        subprocess.run(["ip", "link", "del", HOST_VETH], capture_output=True)
+        subprocess.run(["ip", "link", "del", HOST_VETH], capture_output=True)  # takes its routes with it
         subprocess.run(["ip", "netns", "del", SERVER_NS], capture_output=True)
 
 
@@ -174,6 +213,117 @@ def test_open_reaches_outside_but_never_the_host(api, server, host_listener):
         assert connect(api, sb["id"], HOST_END, api.port) == ""
         assert connect(api, sb["id"], "127.0.0.1", api.port) == ""
         assert accepted == []
+    finally:
+        api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+def host_banner(address: str, port: int) -> str:
+    """What the host itself (not a sandbox) gets from address:port: the control that the route and
+    the listener work."""
+    with socket.create_connection((address, port), timeout=5) as c:
+        return c.makefile().readline().strip()
+
+
+def drop_count(sandbox_id: str, rule_marker: str) -> int:
+    """Packets the sandbox's forward-chain rule containing `rule_marker` has counted."""
+    out = subprocess.run(["ip", "netns", "exec", f"kiln-{sandbox_id}", "nft", "list", "chain", "inet", "kiln", "forward"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    lines = [line for line in out.splitlines() if rule_marker in line and "counter packets" in line]
+    assert len(lines) == 1, out
+    return int(re.search(r"counter packets (\d+)", lines[0]).group(1))
+
+
+NON_PUBLIC_RULE = "100.64.0.0/10"  # a range only open's non-public drop names
+
+
+def test_open_reaches_no_non_public_address_the_operator_did_not_name(api, server):
+    """`open` is the public internet: the server's private, shared and benchmarking addresses are
+    dropped, although the host reaches each and an allowlist sandbox reaches each through the same
+    path; its first private address is on the operator's list (network_open_allow) and answers."""
+    for address in [SERVER, *NON_PUBLIC]:
+        assert host_banner(address, PORT_A) == f"banner-{PORT_A}", address
+    sb = make(api, {"mode": "open"})
+    listed = make(api, {"mode": "allowlist", "allow": [f"{address}:{PORT_A}" for address in NON_PUBLIC]})
+    try:
+        assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+        dropped = drop_count(sb["id"], NON_PUBLIC_RULE)
+        for address in NON_PUBLIC:
+            assert connect(api, sb["id"], address, PORT_A) == "", address
+        assert drop_count(sb["id"], NON_PUBLIC_RULE) >= dropped + len(NON_PUBLIC), "not dropped by open's rule"
+        for address in NON_PUBLIC:
+            assert connect(api, listed["id"], address, PORT_A).strip() == f"banner-{PORT_A}", address
+    finally:
+        for made in (sb, listed):
+            api.delete(f"/v1/sandboxes/{made['id']}")
+
+
+def test_open_still_gets_dns_from_a_private_resolver(api, server):
+    """This file's kilnd forwards guests' DNS to DNS_RESOLVER, a non-public address of the server not
+    on the operator's list (as a VPC or office resolver is): asked at the gateway it answers (TCP 53
+    here; UDP takes the same rule), asked directly it is dropped like any other such address."""
+    sb = make(api, {"mode": "open"})
+    try:
+        assert connect(api, sb["id"], "172.30.0.1", 53).strip() == "banner-53"
+        assert connect(api, sb["id"], DNS_RESOLVER, 53) == ""
+    finally:
+        api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+LIMIT_CONNECTIONS, LIMIT_RATE, LIMIT_BURST = 4, 1, 3
+
+
+@pytest.fixture(scope="module")
+def limited_api(kilnd_factory, recorder):
+    """A kilnd whose sandboxes may hold LIMIT_CONNECTIONS connections and open LIMIT_RATE new
+    ones a second (LIMIT_BURST at once)."""
+    instance = kilnd_factory({"KILN_NETWORK_OPEN_ALLOW": SERVER, "KILN_NETWORK_MAX_CONNECTIONS": str(LIMIT_CONNECTIONS),
+                              "KILN_NETWORK_NEW_CONNECTIONS_PER_SECOND": str(LIMIT_RATE),
+                              "KILN_NETWORK_NEW_CONNECTION_BURST": str(LIMIT_BURST)}, name="net-limits")
+    yield ApiClient(instance.port, instance.tokens["alice"], recorder)
+    instance.cleanup()
+
+
+def test_a_sandbox_holds_at_most_network_max_connections(limited_api, server):
+    """LIMIT_CONNECTIONS connections held open to the server: one more is dropped (by the ct count
+    rule, its counter shows), and once they are closed the same connection goes through."""
+    api = limited_api
+    sb = make(api, {"mode": "open"})
+    try:
+        # Each nc is fed by a sleep, so it never sends EOF; every fd of the background jobs points
+        # away from the exec's pipes, so the exec returns. Started one a second: the rate limit.
+        hold = "; ".join(f"(sleep 300 </dev/null 2>/dev/null | nc {SERVER} {HOLD_PORT} >/tmp/held{i} 2>/dev/null & "
+                         f"echo $! >>/tmp/holders; sleep 1)" for i in range(LIMIT_CONNECTIONS))
+        wait = "for i in $(seq 1 100); do [ \"$(cat /tmp/held* | grep -c held)\" -ge %d ] && break; sleep 0.1; done" % LIMIT_CONNECTIONS
+        out = api.exec(sb["id"], f"{hold}; {wait}; cat /tmp/held*", timeout_seconds=120)["stdout"]
+        assert out == "held\n" * LIMIT_CONNECTIONS, out
+        time.sleep(LIMIT_BURST / LIMIT_RATE + 1)  # the rate limit's bucket full again: only the count can drop
+        dropped = drop_count(sb["id"], "ct count over")
+        assert connect(api, sb["id"], SERVER, PORT_A) == ""
+        assert drop_count(sb["id"], "ct count over") > dropped
+        api.exec(sb["id"], "kill $(cat /tmp/holders)")
+        time.sleep(LIMIT_BURST / LIMIT_RATE + 1)
+        assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+    finally:
+        api.delete(f"/v1/sandboxes/{sb['id']}")
+
+
+def test_a_sandbox_opens_new_connections_no_faster_than_the_rate_limit(limited_api, server):
+    """Twenty connections started at once (each closed by the server at once, so the count limit
+    hardly matters): about LIMIT_BURST get through, plus LIMIT_RATE a second the attempts took;
+    the rest are dropped by the rate rule (its counter shows)."""
+    api = limited_api
+    sb = make(api, {"mode": "open"})
+    try:
+        time.sleep(LIMIT_BURST / LIMIT_RATE + 1)
+        dropped = drop_count(sb["id"], "limit rate over")
+        script = ("read start _ </proc/uptime; for i in $(seq 1 20); do (nc -w 2 %s %d </dev/null >/tmp/c$i 2>/dev/null &); done; "
+                  "sleep 3; read end _ </proc/uptime; echo $start $end; cat /tmp/c* | grep -c banner; true") % (SERVER, PORT_A)
+        lines = api.exec(sb["id"], script, timeout_seconds=120)["stdout"].split("\n")
+        start, end = map(float, lines[0].split())
+        through = int(lines[1])
+        print(f"{through} of 20 went through in {end - start:.1f} s")
+        assert 1 <= through <= LIMIT_BURST + LIMIT_RATE * (end - start) + 1, through
+        assert drop_count(sb["id"], "limit rate over") > dropped
     finally:
         api.delete(f"/v1/sandboxes/{sb['id']}")
 
