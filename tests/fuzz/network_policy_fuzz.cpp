@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "daemon/net/egress_options.h"
 #include "daemon/net/network_policy.h"
 #include "daemon/net/nft_rules.h"
 
@@ -14,6 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size > 64 * 1024) return 0;  // the HTTP layer caps bodies long before this
     std::string_view text(reinterpret_cast<const char*>(data), size);
     (void)parse_allow_rule(text);
+    (void)parse_open_allow(text);  // kilnd's network_open_allow: the same entries, comma-separated
     auto policy = parse_network_policy_text(text);
     if (!policy.ok()) return 0;
     // Canonical form: parsing what we print gives the same policy back.
@@ -22,6 +24,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     SandboxRulesInput input;
     input.policy = *policy;
     input.pool = AllowRule{0x0ac90000, 16, 0};
+    input.dns_resolver = 0x0affff35;  // open's rules then name the resolver too
     std::string rules = sandbox_ruleset(input);
     // Nothing from the client reaches the ruleset but numbers: no quote, brace or newline injection.
     for (const auto& rule : policy->allow)
