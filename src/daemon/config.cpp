@@ -1,6 +1,7 @@
 // kilnd's configuration sources and their precedence (see config.h).
 #include "daemon/config.h"
 
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <cstring>
@@ -221,7 +222,13 @@ Result<std::map<std::string, std::string>> parse_config_text(const std::string& 
             const auto& v = it.value();
             if (v.is_string()) out[it.key()] = v.get<std::string>();
             else if (v.is_number_integer() || v.is_boolean()) out[it.key()] = v.dump();
-            else return bad(it.key(), "must be a string, an integer or a boolean");
+            else if (v.is_array() && std::all_of(v.begin(), v.end(), [](const auto& e) { return e.is_string(); })) {
+                // A list key (network_open_allow) as JSON reads it: the comma-separated form it
+                // has in key=value files and the environment.
+                std::string joined;
+                for (const auto& e : v) joined += (joined.empty() ? "" : ",") + e.get<std::string>();
+                out[it.key()] = joined;
+            } else return bad(it.key(), "must be a string, an integer, a boolean or a list of strings");
         }
     } else {
         size_t line_no = 0, pos = 0;

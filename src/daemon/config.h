@@ -74,7 +74,8 @@ const std::map<std::string, std::string>& config_keys();  // key -> description
 // of range, or when the key is unknown.
 Status apply_config_value(DaemonConfig& config, const std::string& key, const std::string& value);
 
-// Key/value pairs from a config file: a JSON object (numbers, strings, booleans) or lines of
+// Key/value pairs from a config file: a JSON object (numbers, strings, booleans; a list of strings
+// becomes its comma-separated form) or lines of
 // key=value ('#' comments, blank lines). Unknown keys are an error (a typo must not pass silently).
 Result<std::map<std::string, std::string>> parse_config_text(const std::string& text);
 

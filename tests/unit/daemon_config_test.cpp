@@ -27,6 +27,9 @@ TEST(DaemonConfig, FileFormats) {
     EXPECT_EQ(kv->at("listen"), "127.0.0.1:1");
     EXPECT_EQ(kv->at("max_ttl_seconds"), "60");
     EXPECT_FALSE(parse_config_text("{\"listen\": [1]}").ok());
+    auto list = parse_config_text(R"({"network_open_allow": ["10.1.0.0/16", "192.168.3.4:3128"]})");
+    ASSERT_TRUE(list.ok()) << list.error().to_string();
+    EXPECT_EQ(list->at("network_open_allow"), "10.1.0.0/16,192.168.3.4:3128");
     EXPECT_FALSE(parse_config_text("{not json").ok());
     EXPECT_FALSE(parse_config_text("no equals sign").ok());
     auto typo = parse_config_text("max_sandbox=3");
