@@ -236,6 +236,16 @@ def drop_count(sandbox_id: str, rule_marker: str) -> int:
 NON_PUBLIC_RULE = "100.64.0.0/10"  # a range only open's non-public drop names
 
 
+def network_state(sandbox_id: str) -> str:
+    """The sandbox's forward chain (with its counters) and conntrack table, for a failure's message."""
+    ns = f"kiln-{sandbox_id}"
+    chain = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "chain", "inet", "kiln", "forward"],
+                           capture_output=True, text=True, timeout=30).stdout
+    tracked = subprocess.run(["ip", "netns", "exec", ns, "cat", "/proc/net/nf_conntrack"],
+                             capture_output=True, text=True, timeout=30).stdout
+    return f"\n{chain}\nconntrack:\n{tracked}"
+
+
 def test_open_reaches_no_non_public_address_the_operator_did_not_name(api, server):
     """`open` is the public internet: the server's private, shared and benchmarking addresses are
     dropped, although the host reaches each and an allowlist sandbox reaches each through the same
@@ -293,16 +303,17 @@ def test_a_sandbox_holds_at_most_network_max_connections(limited_api, server):
         # away from the exec's pipes, so the exec returns. Started one a second: the rate limit.
         hold = "; ".join(f"(sleep 300 </dev/null 2>/dev/null | nc {SERVER} {HOLD_PORT} >/tmp/held{i} 2>/dev/null & "
                          f"echo $! >>/tmp/holders; sleep 1)" for i in range(LIMIT_CONNECTIONS))
-        wait = "for i in $(seq 1 100); do [ \"$(cat /tmp/held* | grep -c held)\" -ge %d ] && break; sleep 0.1; done" % LIMIT_CONNECTIONS
+        wait = "for i in $(seq 1 300); do [ \"$(cat /tmp/held* | grep -c held)\" -ge %d ] && break; sleep 0.1; done" % LIMIT_CONNECTIONS
         out = api.exec(sb["id"], f"{hold}; {wait}; cat /tmp/held*", timeout_seconds=120)["stdout"]
-        assert out == "held\n" * LIMIT_CONNECTIONS, out
+        assert out == "held\n" * LIMIT_CONNECTIONS, out + network_state(sb["id"])
         time.sleep(LIMIT_BURST / LIMIT_RATE + 1)  # the rate limit's bucket full again: only the count can drop
         dropped = drop_count(sb["id"], "ct count over")
-        assert connect(api, sb["id"], SERVER, PORT_A) == ""
-        assert drop_count(sb["id"], "ct count over") > dropped
-        api.exec(sb["id"], "kill $(cat /tmp/holders)")
+        assert connect(api, sb["id"], SERVER, PORT_A) == "", network_state(sb["id"])
+        assert drop_count(sb["id"], "ct count over") > dropped, network_state(sb["id"])
+        killed = api.exec(sb["id"], "kill $(cat /tmp/holders) && echo killed")
+        assert killed["stdout"] == "killed\n", killed
         time.sleep(LIMIT_BURST / LIMIT_RATE + 1)
-        assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}"
+        assert connect(api, sb["id"], SERVER, PORT_A).strip() == f"banner-{PORT_A}", network_state(sb["id"])
     finally:
         api.delete(f"/v1/sandboxes/{sb['id']}")
 
