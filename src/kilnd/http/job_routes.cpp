@@ -62,11 +62,6 @@ json render_job(const ci::JobInfo& j) {
                 {"steps_ms", j.steps_ms}};
 }
 
-// Every job route needs one of the CI scopes.
-bool any_ci_scope(const Caller& caller) {
-    return caller.has(Scope::CiSubmit) || caller.has(Scope::CiTrusted) || caller.has(Scope::CiRead);
-}
-
 // A job the caller may see: its own; every job (webhooks' too) with ci:read or admin. Others are
 // not_found, as if they did not exist.
 Result<ci::JobInfo> visible_job(ci::JobService& jobs, const Caller& caller, const std::string& id) {
