@@ -89,6 +89,12 @@ const std::map<std::string, std::string>& config_keys() {
         {"github_token_file", "a file (mode 0600, owned by root) holding github_token"},
         {"github_webhook_secret_file", "a file (mode 0600, owned by root) holding github_webhook_secret"},
         {"ci_secrets_dir", "a folder of CI secrets: one file (mode 0600) per secret, named after it"},
+        {"ci_secrets_policy", "a file (mode 0600, owned by root) saying which repositories (and branches) each CI "
+                              "secret goes to; a secret it does not name goes to no job (docs/tenants-ci.md)"},
+        {"github_webhook_secrets_dir", "a folder of per-repository webhook secrets: <dir>/<owner>/<repo> (mode 0600) "
+                                       "is the secret of owner/repo's deliveries, instead of github_webhook_secret"},
+        {"github_repos", "the repositories the GitHub webhook accepts deliveries for, comma-separated owner/repo or "
+                         "owner/*; empty: every repository (docs/github.md)"},
         {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
         {"ci_workers", "CI jobs run at once (each in its own VM)"},
         {"ci_bakes_kept", "CI bakes (snapshots) kept; after a new bake the least recently used beyond this many are deleted"},
@@ -199,9 +205,25 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.github_webhook_secret = value;
     } else if (key == "github_token") {
         c.github_token = value;
-    } else if (key == "github_webhook_secret_file" || key == "github_token_file" || key == "ci_secrets_dir") {
+    } else if (key == "github_webhook_secret_file" || key == "github_token_file" || key == "ci_secrets_dir" ||
+               key == "ci_secrets_policy" || key == "github_webhook_secrets_dir") {
         if (!value.empty() && value[0] != '/') return bad(key, "must be an absolute path");
-        (key == "ci_secrets_dir" ? c.ci_secrets_dir : key == "github_token_file" ? c.github_token_file : c.github_webhook_secret_file) = value;
+        (key == "ci_secrets_dir"               ? c.ci_secrets_dir
+         : key == "ci_secrets_policy"          ? c.ci_secrets_policy
+         : key == "github_webhook_secrets_dir" ? c.github_webhook_secrets_dir
+         : key == "github_token_file"          ? c.github_token_file
+                                               : c.github_webhook_secret_file) = value;
+    } else if (key == "github_repos") {
+        for (size_t pos = 0; pos <= value.size();) {
+            size_t comma = std::min(value.find(',', pos), value.size());
+            std::string entry = value.substr(pos, comma - pos);
+            size_t slash = entry.find('/');
+            if (!entry.empty() && (slash == std::string::npos || slash == 0 || slash + 1 == entry.size() ||
+                                   entry.find('/', slash + 1) != std::string::npos))
+                return bad(key, "'" + entry.substr(0, 100) + "' is not owner/repo or owner/*");
+            pos = comma + 1;
+        }
+        c.github_repos = value;
     } else if (key == "github_api_url" || key == "public_url") {
         if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0)
             return bad(key, "must start with http:// or https://");

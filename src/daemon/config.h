@@ -55,6 +55,9 @@ struct DaemonConfig {
     int64_t ci_bake_min_idle_seconds = 600;  // a bake used this recently is never evicted
     int ci_workers = 2;      // CI jobs run at once (docs/ci.md)
     std::string ci_secrets_dir;  // one 0600 file per CI secret, named after it (daemon/secrets.h)
+    std::string ci_secrets_policy;  // which repositories each CI secret goes to (ci/jobs/secret_policy.h)
+    std::string github_webhook_secrets_dir;  // <dir>/<owner>/<repo>: a repository's own webhook secret
+    std::string github_repos;  // the webhook's repository allowlist: owner/repo,owner/*; empty: all
     // Sandbox networking (docs/network.md).
     net::NetworkPolicy network_default;         // creates without `network`: mode none unless set
     std::string network_pool = "10.201.0.0/16"; // one /30 per sandbox with a NIC

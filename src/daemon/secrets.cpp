@@ -100,6 +100,21 @@ Result<DaemonSecrets> load_secrets(const DaemonConfig& config, char** envp) {
     TRY(load_github_secret(secrets, &secrets.github_token, kTokenCredential, config.github_token, config.github_token_file,
                            credentials_dir, envp));
 
+    if (!config.github_webhook_secrets_dir.empty()) {
+        const std::string& dir = config.github_webhook_secrets_dir;
+        TRY(check_secret_dir(dir));
+        for (const auto& owner : TRY(list_dir(dir))) {
+            TRY(check_secret_dir(dir + "/" + owner));
+            for (const auto& repo : TRY(list_dir(dir + "/" + owner))) {
+                std::string path = dir + "/" + owner + "/" + repo;
+                std::string name = owner + "/" + repo;
+                for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                std::string* slot = &secrets.github_repo_webhook_secrets[name];
+                TRY(SecretSlot("webhook secret of " + name, slot, secrets).set("github_webhook_secrets_dir file " + path,
+                                                                               TRY(read_secret_file(path))));
+            }
+        }
+    }
     if (!config.ci_secrets_dir.empty()) {
         TRY(check_secret_dir(config.ci_secrets_dir));
         for (const auto& name : TRY(list_dir(config.ci_secrets_dir))) {

@@ -16,6 +16,8 @@ struct DaemonSecrets {
     std::string github_webhook_secret;       // empty: the webhook answers 503
     std::string github_token;                // empty: no commit statuses
     std::map<std::string, std::string> ci;   // NAME -> value, what trusted jobs may ask for
+    // owner/repo (lowercase) -> that repository's own webhook secret (github_webhook_secrets_dir).
+    std::map<std::string, std::string> github_repo_webhook_secrets;
     // Where each secret came from ("github_token_file /etc/kiln/token", "environment
     // KILN_CI_SECRET_X", ...), for the start-up log; never a value.
     std::map<std::string, std::string> sources;
@@ -35,6 +37,8 @@ inline constexpr const char* kCiSecretEnvPrefix = "KILN_CI_SECRET_";
 //  - GitHub's two: `github_webhook_secret` / `github_token` (config file, environment or flag),
 //    or `github_webhook_secret_file` / `github_token_file`, or else, when it holds one,
 //    $CREDENTIALS_DIRECTORY/github_webhook_secret / github_token;
+//  - per-repository webhook secrets: the files <owner>/<repo> of `github_webhook_secrets_dir`
+//    (the folder and each owner's folder checked as ci_secrets_dir is);
 //  - CI secrets: the files of `ci_secrets_dir` (file name = secret name), the
 //    $CREDENTIALS_DIRECTORY/ci_secret_<NAME> files, and KILN_CI_SECRET_<NAME> variables.
 // Every file goes through read_secret_file (root's or ours, no group/other bits); a CI secret's

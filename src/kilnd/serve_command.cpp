@@ -179,6 +179,13 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.runner.jobs_dir = config->data_dir + "/jobs";
     jobs_config.runner.caller = *ci_owner;
     jobs_config.runner.secrets = secrets->ci;
+    {
+        std::vector<std::string> configured;
+        for (const auto& [name, value] : secrets->ci) configured.push_back(name);
+        auto policy = ci::load_secret_policy(config->ci_secrets_policy, configured);
+        if (!policy.ok()) return fail("ci_secrets_policy", policy.error());
+        jobs_config.runner.secret_policy = std::move(*policy);
+    }
     jobs_config.runner.max_ttl_seconds = config->max_ttl_seconds;
     jobs_config.runner.trusted_network = config->ci_network_trusted;
     jobs_config.runner.bakes_kept = config->ci_bakes_kept;
@@ -194,6 +201,8 @@ int run_serve(const CommandContext& ctx) {
     // 7c. GitHub webhooks over the queue (docs/github.md); the delivery log is a table in kilnd.db.
     ci::github::GithubConfig github_config{secrets->github_webhook_secret, config->github_api_url, secrets->github_token,
                                            config->public_url.empty() ? "http://" + config->listen : config->public_url};
+    github_config.repo_webhook_secrets = secrets->github_repo_webhook_secrets;
+    github_config.repos = ci::github::parse_repo_allowlist(config->github_repos);
     auto deliveries = ci::github::DeliveryLog::open(*db);
     if (!deliveries.ok()) return fail("github", deliveries.error());
     auto github = ci::github::GithubWebhook::create(github_config, **jobs, std::move(*deliveries));

@@ -131,9 +131,9 @@ struct Rig {
     StatusServer statuses;
     FakeJobs jobs;
     std::unique_ptr<GithubWebhook> hook;
+    GithubConfig config{kSecret, statuses.api_url(), "ghs_test", "http://kiln.example:7070/", {}, {}};
 
     void open() {
-        GithubConfig config{kSecret, statuses.api_url(), "ghs_test", "http://kiln.example:7070/"};
         auto made = GithubWebhook::create(config, jobs, open_deliveries(dir.path() + "/kilnd.db"));
         ASSERT_TRUE(made.ok()) << made.error().to_string();
         hook = std::move(*made);
@@ -367,6 +367,66 @@ TEST(GithubWebhookFlow, DeliveriesSurviveARestartAndFailedSubmitsCanBeRedelivere
     EXPECT_EQ(r.status, 200);
     EXPECT_EQ(r.body["duplicate"], true);
     EXPECT_EQ(rig.jobs.count(), 1u);
+}
+
+TEST(GithubWebhookFlow, TheSameBodyUnderANewDeliveryIdIsAReplay) {
+    Rig rig;
+    rig.open();
+    std::string body = fixture("push.json");
+    auto r = rig.send("push", "d-20", body);
+    ASSERT_EQ(r.status, 201) << r.body.dump();
+    std::string job_id = r.body["job_id"];
+    // Captured and replayed with a fresh X-GitHub-Delivery (the HMAC does not cover it).
+    r = rig.send("push", "d-21", body);
+    EXPECT_EQ(r.status, 200) << r.body.dump();
+    EXPECT_EQ(r.body["duplicate"], true);
+    EXPECT_EQ(r.body["job_id"], job_id);
+    EXPECT_NE(r.body["reason"].get<std::string>().find("d-20"), std::string::npos) << r.body.dump();
+    EXPECT_EQ(rig.jobs.count(), 1u);
+    // Across a restart too; a different body is a new delivery.
+    rig.hook.reset();
+    rig.open();
+    EXPECT_EQ(rig.send("push", "d-22", body).status, 200);
+    json other = json::parse(body);
+    other["after"] = "0000000000000000000000000000000000000001";
+    other["head_commit"]["id"] = "0000000000000000000000000000000000000001";
+    EXPECT_EQ(rig.send("push", "d-23", other.dump()).status, 201);
+    EXPECT_EQ(rig.jobs.count(), 2u);
+}
+
+TEST(GithubWebhookFlow, RepositorySecretsAndAllowlist) {
+    Rig rig;
+    const std::string own = "hello-world's own secret";
+    rig.config.repo_webhook_secrets["codertocat/hello-world"] = own;
+    rig.open();
+    std::string body = fixture("push.json");  // repository Codertocat/Hello-World
+    // The global secret no longer speaks for a repository with its own.
+    auto r = rig.send("push", "d-30", body);
+    EXPECT_EQ(r.status, 401) << r.body.dump();
+    r = rig.hook->handle({"push", "d-30", signature_header(own, body), body});
+    EXPECT_EQ(r.status, 201) << r.body.dump();
+    // Another repository still verifies against the global secret, and not against this one's.
+    json other = json::parse(body);
+    other["repository"]["full_name"] = "acme/app";
+    other["repository"]["clone_url"] = "https://github.com/acme/app.git";
+    std::string other_body = other.dump();
+    EXPECT_EQ(rig.hook->handle({"push", "d-31", signature_header(own, other_body), other_body}).status, 401);
+    EXPECT_EQ(rig.send("push", "d-31", other_body).status, 201);
+    EXPECT_EQ(rig.jobs.count(), 2u);
+
+    // github_repos: a signed delivery of a repository not on it is refused, naming it.
+    Rig listed;
+    listed.config.repos = parse_repo_allowlist("acme/*, Codertocat/Other");
+    listed.open();
+    r = listed.send("push", "d-32", body);
+    EXPECT_EQ(r.status, 403) << r.body.dump();
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find("codertocat/hello-world"), std::string::npos);
+    EXPECT_EQ(listed.send("push", "d-33", other_body).status, 201);
+    EXPECT_EQ(listed.jobs.count(), 1u);
+    EXPECT_TRUE(repo_allowed({}, "any/thing"));
+    EXPECT_TRUE(repo_allowed(parse_repo_allowlist("acme/*"), "ACME/App"));
+    EXPECT_FALSE(repo_allowed(parse_repo_allowlist("acme/*"), "acmex/app"));
+    EXPECT_FALSE(repo_allowed(parse_repo_allowlist("acme/app"), "acme/app2"));
 }
 
 TEST(GithubWebhookFlow, IgnoredEventsPingsAndBadInput) {

@@ -166,15 +166,15 @@ TEST(KilndDb, ModulesDeclareDistinctVersionsInOneOrder) {
             ++count;
         }
     EXPECT_EQ(versions.size(), count) << "a version is declared twice";
-    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5}));
+    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7}));
 }
 
 TEST(KilndDb, ANewFileGetsEveryModulesTables) {
     test::TempDir dir;
     auto db = open_kilnd_db(dir.path() + "/kilnd.db");
     ASSERT_TRUE(db.ok()) << db.error().to_string();
-    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5}));
-    EXPECT_EQ(*schema_version(**db), 5);
+    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7}));
+    EXPECT_EQ(*schema_version(**db), 7);
     SqliteStore store(*db);
     EXPECT_TRUE(store.list_tokens().ok());
     EXPECT_TRUE(ci::JobStore::open(*db).ok());
@@ -190,8 +190,8 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
     for (int round = 0; round < 2; ++round) {  // the second open finds nothing to do
         auto db = open_kilnd_db(path);
         ASSERT_TRUE(db.ok()) << db.error().to_string();
-        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5})) << "round " << round;
-        EXPECT_EQ(*schema_version(**db), 5);
+        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7})) << "round " << round;
+        EXPECT_EQ(*schema_version(**db), 7);
 
         SqliteStore store(*db);
         auto tokens = store.list_tokens();
@@ -264,7 +264,7 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
 
         auto deliveries = ci::github::DeliveryLog::open(*db);
         ASSERT_TRUE(deliveries.ok()) << deliveries.error().to_string();
-        auto claim = (*deliveries)->claim("d-1", "push", now);
+        auto claim = (*deliveries)->claim("d-1", "push", "body-of-a-new-delivery", now);
         ASSERT_TRUE(claim.ok());
         EXPECT_FALSE(claim->first) << "the delivery recorded by the old kilnd was forgotten";
         EXPECT_EQ(claim->job_id, "job-00000000000a");
@@ -343,7 +343,7 @@ TEST(KilndDb, OneConnectionServesEveryThread) {
                 r.info.template_id = "tiny";
                 if (!store.insert_sandbox(r).ok()) ++failures;
                 if (!r.info.move_to(SandboxState::Running) || !store.update_sandbox(r).ok()) ++failures;
-                auto c = deliveries->claim(std::string("d-") + id, "push", now_unix_ms());
+                auto c = deliveries->claim(std::string("d-") + id, "push", std::string("body-") + id, now_unix_ms());
                 if (!c.ok() || !c->first) ++failures;
                 if (!store.list_sandboxes(owner, true).ok()) ++failures;
             }

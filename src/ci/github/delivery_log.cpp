@@ -12,13 +12,15 @@ struct DeliveryRow {
     std::string event;
     int64_t received_at_ms = 0;
     std::string job_id;
+    std::string body_sha256;  // "" in rows from before migration 7
 };
 
 const SqliteTable<DeliveryRow>& deliveries() {
     using D = DeliveryRow;
     static const SqliteTable<D> table("github_deliveries",
                                       {column<D>("delivery_id", &D::delivery_id), column<D>("event", &D::event),
-                                       column<D>("received_at_ms", &D::received_at_ms), column<D>("job_id", &D::job_id)});
+                                       column<D>("received_at_ms", &D::received_at_ms), column<D>("job_id", &D::job_id),
+                                       column<D>("body_sha256", &D::body_sha256)});
     return table;
 }
 
@@ -36,6 +38,13 @@ CREATE TABLE IF NOT EXISTS github_deliveries (
   job_id TEXT NOT NULL DEFAULT ''
 );
 )sql"},
+        // 7: the body's SHA-256, unique: the signature covers the body but not X-GitHub-Delivery,
+        // so a captured delivery replayed under a new id must still be a duplicate. Older rows
+        // keep '' (outside the index).
+        {7, R"sql(
+ALTER TABLE github_deliveries ADD COLUMN body_sha256 TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX github_deliveries_body ON github_deliveries (body_sha256) WHERE body_sha256 <> '';
+)sql"},
     };
     return list;
 }
@@ -50,19 +59,25 @@ Result<std::unique_ptr<DeliveryLog>> DeliveryLog::open(std::shared_ptr<SqliteDb>
     return std::unique_ptr<DeliveryLog>(new DeliveryLog(std::move(db)));
 }
 
-Result<DeliveryClaim> DeliveryLog::claim(const std::string& delivery_id, const std::string& event, int64_t now_ms) {
+Result<DeliveryClaim> DeliveryLog::claim(const std::string& delivery_id, const std::string& event,
+                                         const std::string& body_sha256, int64_t now_ms) {
     auto db = m_db->session();
     auto insert = TRY(db.prepare(deliveries().insert("INSERT OR IGNORE")));
-    deliveries().bind(insert, DeliveryRow{delivery_id, event, now_ms, ""});
+    deliveries().bind(insert, DeliveryRow{delivery_id, event, now_ms, "", body_sha256});
     TRY(insert.run());
     DeliveryClaim claim;
     if (db.changes() == 1) {
         claim.first = true;
         return claim;
     }
-    auto select = TRY(db.prepare(deliveries().select() + " WHERE delivery_id = ?"));
-    select.bind(1, delivery_id);
-    if (TRY(select.step())) claim.job_id = TRY(deliveries().read(select)).job_id;
+    // Seen before under this id, or this body under another: the row that holds either.
+    auto select = TRY(db.prepare(deliveries().select() + " WHERE delivery_id = ? OR (body_sha256 = ? AND body_sha256 <> '')"));
+    select.bind(1, delivery_id).bind(2, body_sha256);
+    if (TRY(select.step())) {
+        DeliveryRow row = TRY(deliveries().read(select));
+        claim.job_id = row.job_id;
+        claim.first_delivery = row.delivery_id;
+    }
     return claim;
 }
 

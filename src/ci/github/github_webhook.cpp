@@ -1,6 +1,7 @@
 // The GitHub webhook flow (see github_webhook.h).
 #include "ci/github/github_webhook.h"
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <deque>
@@ -9,6 +10,7 @@
 #include <optional>
 
 #include "base/json_log.h"
+#include "base/sha256.h"
 #include "ci/github/delivery_log.h"
 #include "ci/github/status_poster.h"
 #include "ci/github/webhook_event.h"
@@ -36,6 +38,23 @@ bool plausible_delivery(const std::string& id) {
     for (char c : id)
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '-')) return false;
     return true;
+}
+
+std::string lowercase(std::string s) {
+    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return s;
+}
+
+// repository.full_name of a body whose signature is not checked yet, lowercase; "" when it has
+// none. Used only to choose the secret the signature must match: nothing else is read before.
+std::string unverified_repository(std::string_view body) {
+    json doc = json::parse(body, nullptr, false);
+    if (!doc.is_object()) return "";
+    auto repo = doc.find("repository");
+    if (repo == doc.end() || !repo->is_object()) return "";
+    auto name = repo->find("full_name");
+    if (name == repo->end() || !name->is_string()) return "";
+    return lowercase(name->get<std::string>());
 }
 
 int64_t now_ms() {
@@ -94,6 +113,28 @@ private:
 
 }  // namespace
 
+std::vector<std::string> parse_repo_allowlist(const std::string& text) {
+    std::vector<std::string> out;
+    for (size_t pos = 0; pos <= text.size();) {
+        size_t comma = std::min(text.find(',', pos), text.size());
+        std::string entry = text.substr(pos, comma - pos);
+        entry.erase(0, entry.find_first_not_of(" \t"));
+        entry.erase(entry.find_last_not_of(" \t") + 1);
+        if (!entry.empty()) out.push_back(lowercase(entry));
+        pos = comma + 1;
+    }
+    return out;
+}
+
+bool repo_allowed(const std::vector<std::string>& allowlist, const std::string& full_name) {
+    if (allowlist.empty()) return true;
+    const std::string name = lowercase(full_name);
+    const std::string owner = name.substr(0, name.find('/'));
+    for (const auto& entry : allowlist)
+        if (entry == name || entry == owner + "/*") return true;
+    return false;
+}
+
 std::string job_url(const std::string& public_url, const std::string& job_id) {
     std::string base = public_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
@@ -148,26 +189,41 @@ Result<std::unique_ptr<GithubWebhook>> GithubWebhook::create(GithubConfig config
 }
 
 WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
-    if (m_config.webhook_secret.empty())
+    if (m_config.webhook_secret.empty() && m_config.repo_webhook_secrets.empty())
         return error_response(make_error(ErrorCode::Unavailable, "the GitHub webhook is not configured (github_webhook_secret)"));
     if (req.signature.empty())
         return error_response(make_error(ErrorCode::Unauthorized, "an X-Hub-Signature-256 header is required"));
-    if (!verify_signature(m_config.webhook_secret, req.body, req.signature))
+    // A repository with its own secret verifies against it alone (the global one would let any
+    // holder of it speak for that repository); the others against the global secret. The body is
+    // read unverified only to choose which: nothing else of it counts until the signature matches.
+    const std::string repository = unverified_repository(req.body);
+    auto own = m_config.repo_webhook_secrets.find(repository);
+    const std::string& secret = own != m_config.repo_webhook_secrets.end() ? own->second : m_config.webhook_secret;
+    if (!verify_signature(secret, req.body, req.signature))
         return error_response(make_error(ErrorCode::Unauthorized, "X-Hub-Signature-256 does not match the body"));
     if (req.event.empty()) return error_response(make_error(ErrorCode::InvalidArgument, "an X-GitHub-Event header is required"));
     if (!plausible_delivery(req.delivery))
         return error_response(make_error(ErrorCode::InvalidArgument, "X-GitHub-Delivery is missing or not a delivery id"));
+    // Signed, so the repository is the sender's: refused when it is not on github_repos.
+    if (!repository.empty() && !repo_allowed(m_config.repos, repository))
+        return error_response(make_error(ErrorCode::Forbidden, "repository " + repository.substr(0, 200) +
+                                                                   " is not on this kilnd's github_repos"));
 
     auto parsed = parse_webhook_event(req.event, req.body);
     if (!parsed.ok()) return error_response(make_error(ErrorCode::InvalidArgument, parsed.error().message));
     const WebhookEvent& ev = *parsed;
     if (ev.kind == EventKind::Ping) return result(200, false, "pong");
     if (ev.kind == EventKind::Ignored) return result(202, false, ev.reason);
+    // The secret and the allowlist were chosen by the name read above: the event must be that one's.
+    if (lowercase(ev.repo_full_name) != repository)
+        return error_response(make_error(ErrorCode::InvalidArgument, "repository.full_name is ambiguous in the body"));
 
-    auto claim = m_deliveries->claim(req.delivery, req.event, now_ms());
+    auto claim = m_deliveries->claim(req.delivery, req.event, sha256_hex(std::string(req.body)), now_ms());
     if (!claim.ok()) return error_response(make_error(ErrorCode::Internal, "delivery log: " + claim.error().message));
     if (!claim->first) {
-        WebhookResponse r = result(200, false, "delivery " + req.delivery + " was handled already");
+        WebhookResponse r = result(200, false, claim->first_delivery == req.delivery
+                                                   ? "delivery " + req.delivery + " was handled already"
+                                                   : "this body was delivered before, as delivery " + claim->first_delivery);
         r.body["duplicate"] = true;
         if (!claim->job_id.empty()) r.body["job_id"] = claim->job_id;
         return r;

@@ -12,10 +12,12 @@
 #include "base/json_log.h"
 #include "base/sha256.h"
 #include "base/unique_fd.h"
+#include "ci/jobs/canonical_repo.h"
 #include "ci/jobs/git_source.h"
 #include "ci/jobs/glob_match.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_store.h"
+#include "ci/jobs/secret_forms.h"
 #include "ci/junit/junit_summary.h"
 #include "ci/pipeline/pipeline_parser.h"
 #include "daemon/sandboxes/ids.h"
@@ -117,31 +119,60 @@ bool JobAttempt::prepare_source() {
 }
 
 void JobAttempt::choose_secrets() {
-    // A bake is snapshotted and an untrusted job's code is nobody's: neither gets secrets.
-    if (m_job.spec.trusted) {
-        for (const auto& name : m_pipeline.secrets) {
-            if (auto it = m_spec_secrets.find(name); it != m_spec_secrets.end()) m_secret_env[name] = it->second;
-            else if (auto c = m_runner.m_config.secrets.find(name); c != m_runner.m_config.secrets.end())
-                m_secret_env[name] = c->second;
-            else m_log.event({{"type", "warning"}, {"message", "secret " + name + " is not configured on this kilnd"}});
+    // A bake is snapshotted and an untrusted job's code is nobody's: neither gets secrets. A
+    // trusted job gets a configured secret only where ci_secrets_policy lets it go (its
+    // repository, and branch when the secret names branches); each one withheld is said in the
+    // log, with why, never with its value.
+    const std::string repository = canonical_repository(m_job.spec);
+    const std::string branch = job_branch(m_job.spec);
+    for (const auto& name : m_pipeline.secrets) {
+        auto withheld = [&](const std::string& reason) {
+            m_log.event({{"type", "warning"}, {"secret", name}, {"message", reason}});
+        };
+        if (!m_job.spec.trusted) {
+            withheld("secret " + name + " is withheld: the job is untrusted (queued by a token without ci:trusted, or a "
+                                        "fork's pull request)");
+            continue;
         }
-    } else if (!m_pipeline.secrets.empty()) {
-        m_log.event({{"type", "warning"}, {"message", "untrusted job (e.g. a fork's pull request): no secrets"}});
+        if (auto it = m_spec_secrets.find(name); it != m_spec_secrets.end()) {  // the submitter's own value
+            m_secret_env[name] = it->second;
+            continue;
+        }
+        auto configured = m_runner.m_config.secrets.find(name);
+        if (configured == m_runner.m_config.secrets.end()) {
+            withheld("secret " + name + " is not configured on this kilnd");
+            continue;
+        }
+        SecretDecision decision = m_runner.m_config.secret_policy.decide(name, repository, branch);
+        if (!decision.allowed) {
+            withheld(decision.reason);
+            continue;
+        }
+        m_secret_env[name] = configured->second;
     }
     std::vector<std::string> masked;
-    for (const auto& [name, value] : m_secret_env) masked.push_back(value);
+    for (const auto& [name, value] : m_secret_env)
+        for (auto& form : secret_forms(value)) masked.push_back(std::move(form));
+    // Longest first across secrets too: one secret's form may hold another's.
+    std::stable_sort(masked.begin(), masked.end(), [](const std::string& a, const std::string& b) { return a.size() > b.size(); });
     m_log.set_masked(std::move(masked));
 }
 
 bool JobAttempt::choose_template() {
     const Pipeline& p = m_pipeline;
+    const std::string repository = canonical_repository(m_job.spec);
+    if (!allowed_template(repository)) return false;
     m_template_id = p.template_name;
+    m_template_shown = p.template_name;
     if (p.bake) {
-        // The trust class is part of the key: a bake runs the job's own code and commands, so an
-        // untrusted job's bake must never become a trusted job's VM. The policy is too: a bake
-        // with a NIC and one without are different device sets (docs/network.md).
-        std::string text = p.template_name + '\0' + p.bake->run + '\0' + (m_job.spec.trusted ? "trusted" : "untrusted") +
-                           '\0' + daemon::net::to_json(network()).dump() + '\0';
+        // The repository is part of the key: another repository copying this one's bake section
+        // and lockfile gets a bake of its own, never this one's VM. The trust class is too: a bake
+        // runs the job's own code and commands, so an untrusted job's bake must never become a
+        // trusted job's VM. The policy is too: a bake with a NIC and one without are different
+        // device sets (docs/network.md).
+        std::string text = (repository.empty() ? "raw:" + m_job.spec.repo : repository) + '\0' + p.template_name + '\0' +
+                           p.bake->run + '\0' + (m_job.spec.trusted ? "trusted" : "untrusted") + '\0' +
+                           daemon::net::to_json(network()).dump() + '\0';
         for (const auto& f : p.bake->key_files) {
             auto id = m_runner.m_git.blob_id(m_cache_repo, m_job.sha, f);
             if (!id.ok()) return fail(JobState::Error, "hashing " + f + ": " + id.error().message, true);
@@ -153,15 +184,37 @@ bool JobAttempt::choose_template() {
         if (entry.ok() && *entry && m_runner.m_service.get_snapshot(m_runner.m_config.caller, (*entry)->snapshot_id).ok()) {
             m_outcome.bake_hit = true;
             m_template_id = (*entry)->snapshot_id;
+            m_template_shown = "the bake " + m_outcome.template_key;  // never the snapshot's id (docs/tenants-ci.md)
         } else if (entry.ok() && *entry) {
             (void)m_runner.m_store.drop_bake(m_outcome.template_key);  // its snapshot is gone: bake again
         }
+    } else if (m_template_is_snapshot) {
+        m_outcome.template_key = "snapshot-" + sha256_hex(p.template_name).substr(0, 16);
+        m_template_shown = "a bake of this repository (" + m_outcome.template_key + ")";
     } else {
         m_outcome.template_key = p.template_name;
     }
-    m_log.event({{"type", "template"}, {"template", p.template_name}, {"key", m_outcome.template_key},
-                 {"bake", p.bake ? (m_outcome.bake_hit ? "hit" : "miss") : "none"}});
+    m_log.event({{"type", "template"}, {"template", m_template_is_snapshot ? m_outcome.template_key : p.template_name},
+                 {"key", m_outcome.template_key}, {"bake", p.bake ? (m_outcome.bake_hit ? "hit" : "miss") : "none"}});
     return true;
+}
+
+bool JobAttempt::allowed_template(const std::string& repository) {
+    // A built-in template, or a snapshot that is one of this repository's bakes (its name says
+    // whose): never another repository's VM, whose disk holds that repository's checkout. The
+    // same answer whether or not such a snapshot exists, so that ids cannot be probed.
+    const std::string& name = m_pipeline.template_name;
+    auto t = m_runner.m_service.get_template(m_runner.m_config.caller, name);
+    if (t.ok() && t->kind == "builtin") return true;
+    if (t.ok() && t->kind == "snapshot" && !repository.empty() && t->name.rfind(bake_snapshot_prefix(repository), 0) == 0) {
+        m_template_is_snapshot = true;
+        return true;
+    }
+    if (!t.ok() && t.error().code != ErrorCode::NotFound && t.error().code != ErrorCode::TemplateNotFound)
+        return fail(JobState::Error, "looking up template " + name + ": " + t.error().message, true);
+    return fail(JobState::Error, ".kiln.yml: template: '" + name +
+                                     "' is neither a built-in template of this kilnd nor a bake of this repository (" +
+                                     (repository.empty() ? m_job.spec.repo : repository) + ")");
 }
 
 bool JobAttempt::start_vm() {
@@ -177,12 +230,12 @@ bool JobAttempt::start_vm() {
         // A template that is not there is the pipeline's mistake, unless it was a bake found a
         // moment ago: then it was evicted in between, and the retry bakes it again.
         bool user = sandbox.error().code == ErrorCode::TemplateNotFound && !m_outcome.bake_hit;
-        return fail(JobState::Error, "creating the job's VM from " + m_template_id + ": " + sandbox.error().message, !user);
+        return fail(JobState::Error, "creating the job's VM from " + m_template_shown + ": " + sandbox.error().message, !user);
     }
     // From here tear_down removes the VM, and the watchdog can stop the job by removing it too.
     m_sandbox_id = sandbox->id;
     m_control.set_sandbox(m_sandbox_id);
-    m_log.event({{"type", "vm"}, {"sandbox", m_sandbox_id}, {"from", m_template_id}, {"create_ms", sandbox->create_ms}});
+    m_log.event({{"type", "vm"}, {"sandbox", m_sandbox_id}, {"from", m_template_shown}, {"create_ms", sandbox->create_ms}});
     if (m_control.stopped()) return stopped_by_watchdog();
     auto lease = service.lease(m_runner.m_config.caller, m_sandbox_id);
     if (!lease.ok()) return vm_failure("the job's VM", lease.error());
@@ -235,10 +288,11 @@ bool JobAttempt::bake_on_miss() {
                                           "exited with status " + std::to_string(bake.exit_code)));
     }
     const daemon::Caller& caller = m_runner.m_config.caller;
-    auto snap = m_runner.m_service.snapshot(caller, m_sandbox_id, kBakeSnapshotPrefix + m_outcome.template_key);
+    auto snap = m_runner.m_service.snapshot(caller, m_sandbox_id,
+                                            bake_snapshot_prefix(canonical_repository(m_job.spec)) + m_outcome.template_key);
     if (snap.ok()) {
         (void)m_runner.m_store.put_bake(BakeEntry{m_outcome.template_key, p.template_name, snap->id}, now_unix_ms());
-        m_log.event({{"type", "baked"}, {"key", m_outcome.template_key}, {"snapshot", snap->id}});
+        m_log.event({{"type", "baked"}, {"key", m_outcome.template_key}});  // not the snapshot's id: others' jobs read logs
         m_runner.collect_bakes();  // a new bake may push the least recently used beyond the limit
     } else if (m_control.stopped()) {
         return stopped_by_watchdog();

@@ -36,11 +36,14 @@ public:
     // and parsed on the host; the job's cap starts; the checkout's tar starts on its own thread,
     // to be ready as the VM is.
     bool prepare_source();
-    // The secrets' values (trusted jobs only, the names the pipeline asks for), masked in the log.
+    // The secrets' values (trusted jobs only, the names the pipeline asks for, where the secret
+    // policy lets them go), masked in the log in every form secret_forms gives.
     void choose_secrets();
-    // What the VM is created from: a bake's snapshot when the bake key was baked before, else the
-    // pipeline's template.
+    // What the VM is created from: a bake's snapshot when the bake key (which holds the job's
+    // repository) was baked before, else the pipeline's template, which allowed_template checks.
     bool choose_template();
+    // template: a built-in template or a bake of the job's own repository, else the job fails.
+    bool allowed_template(const std::string& repository);
     // The job's VM, and a lease of it for the agent calls of the phases below.
     bool start_vm();
     // The exact commit in the VM: one command extracts the tar and git confirms HEAD.
@@ -106,6 +109,8 @@ private:
     // The VM: what it is created from, its sandbox id (tear_down removes it), the lease the agent
     // calls go through.
     std::string m_template_id;
+    std::string m_template_shown;        // what the log and errors call it: never a snapshot's id
+    bool m_template_is_snapshot = false;  // template: names one of this repository's bakes
     std::string m_sandbox_id;
     std::shared_ptr<daemon::SandboxLease> m_lease;
     vm::AgentClient* m_agent = nullptr;

@@ -7,6 +7,7 @@
 
 #include "base/clock.h"
 #include "base/json_log.h"
+#include "ci/jobs/canonical_repo.h"
 #include "ci/jobs/job_attempt.h"
 #include "ci/jobs/job_store.h"
 
@@ -48,6 +49,10 @@ void JobRunner::collect_bakes() {
     for (const auto& snap : *owned)
         if (snap.name.rfind(kBakeSnapshotPrefix, 0) == 0 && !live.count(snap.id) && snap.created_at_ms < now - kUnnamedBakeGraceMs)
             remove(snap.id, "ci: bake snapshot no bake names, deleted");
+}
+
+std::string bake_snapshot_prefix(const std::string& repository) {
+    return std::string(kBakeSnapshotPrefix) + repo_tag(repository) + "-";
 }
 
 std::string JobRunner::artifact_path(const std::string& job_id, size_t index) const {

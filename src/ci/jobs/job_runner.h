@@ -14,6 +14,7 @@
 
 #include "base/clock.h"
 #include "ci/jobs/job_service.h"
+#include "ci/jobs/secret_policy.h"
 #include "daemon/sandboxes/sandbox_service.h"
 
 namespace kiln::ci {
@@ -22,14 +23,17 @@ class GitCache;
 class JobLog;
 class JobStore;
 
-// The bake snapshots' names: ci-bake-<template key>.
+// The bake snapshots' names: ci-bake-<repo_tag of the repository>-<template key>.
 inline constexpr const char* kBakeSnapshotPrefix = "ci-bake-";
+// "ci-bake-<repo_tag(repository)>-": the start of the names of a repository's bakes.
+std::string bake_snapshot_prefix(const std::string& repository);
 inline constexpr int64_t kUnnamedBakeGraceMs = 10 * 60 * 1000;
 
 struct RunnerConfig {
     std::string jobs_dir;                         // $DATA/jobs: <id>/log.ndjson, <id>/artifacts/
     daemon::Caller caller;                        // the internal CI token that owns job VMs and bakes
     std::map<std::string, std::string> secrets;   // kilnd's configured secret values by name
+    SecretPolicy secret_policy;                   // where each may go (ci_secrets_policy); none: nowhere
     int64_t max_ttl_seconds = 86400;              // the service's limit on a sandbox's TTL
     // What may leave a job's VM (docs/network.md): trusted jobs, and untrusted ones (a fork's pull
     // request: none or an allowlist, never open; config validation refuses open).
