@@ -54,10 +54,17 @@ def example(examples, event: str, action: str | None = None, deleted: bool | Non
     raise LookupError(f"no recorded {event} {action or ''} payload")
 
 
+# The repository the payloads name: ci_secrets_policy gives DEPLOY_KEY to it (docs/tenants-ci.md).
+FULL_NAME = "kiln-test/Hello-World"
+
+
 def point_at(payload: dict, repo: Path, sha: str, fork: bool = False) -> dict:
     """The recorded payload, with the repository and commit fields naming our local repository."""
     payload["repository"]["clone_url"] = str(repo)
+    payload["repository"]["full_name"] = FULL_NAME
     if "pull_request" in payload:
+        payload["pull_request"]["base"]["repo"]["full_name"] = FULL_NAME
+        payload["pull_request"]["head"]["repo"]["full_name"] = FULL_NAME
         payload["pull_request"]["head"]["sha"] = sha
         if fork:
             head_repo = payload["pull_request"]["head"]["repo"]
@@ -174,8 +181,12 @@ def test_repo(tmp_path_factory) -> dict[str, object]:
 # --- kilnd --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def gh_kilnd(statuses):
+def gh_kilnd(statuses, tmp_path_factory):
+    policy = tmp_path_factory.mktemp("ci-policy") / "policy"
+    policy.write_text(f"DEPLOY_KEY {FULL_NAME}\n")  # case does not matter
+    policy.chmod(0o600)
     instance = Kilnd(name="github", extra_env={
+        "KILN_CI_SECRETS_POLICY": str(policy),
         "KILN_GITHUB_WEBHOOK_SECRET": SECRET,
         "KILN_GITHUB_API_URL": statuses.api_url,
         "KILN_GITHUB_TOKEN": GH_TOKEN,
@@ -299,6 +310,13 @@ def test_push_runs_once_with_secrets_and_posts_statuses(gh_kilnd, examples, test
         status, again = post_webhook(gh_kilnd, "push", payload, delivery=delivery)
         assert status == 200 and again["duplicate"] is True and again["job_id"] == job_id
     assert [j["id"] for j in jobs_for_delivery(gh_kilnd, delivery)] == [job_id]
+    # A captured delivery replayed under a new X-GitHub-Delivery (the signature does not cover
+    # it): the body's SHA-256 makes it the same delivery, so no new job either.
+    replayed = str(uuid.uuid4())
+    status, again = post_webhook(gh_kilnd, "push", payload, delivery=replayed)
+    assert status == 200 and again["duplicate"] is True and again["job_id"] == job_id, again
+    assert delivery in again["reason"], again
+    assert jobs_for_delivery(gh_kilnd, replayed) == []
 
     job = wait_for_job(gh_kilnd, job_id)
     assert job["state"] == "passed", job_log(gh_kilnd, job_id)

@@ -66,8 +66,14 @@ def kilnd(tmp_path_factory):
     secrets_dir.chmod(0o700)
     (secrets_dir / "DEPLOY_KEY").write_text(SECRET + "\n")
     (secrets_dir / "DEPLOY_KEY").chmod(0o600)
+    # Every repository these tests make lives under pytest's base folder: DEPLOY_KEY goes to them
+    # (a secret the policy does not name goes to no job; tests/ci/test_tenancy.py has the rest).
+    policy = secrets_dir.parent / "ci-secrets-policy"
+    policy.write_text(f"DEPLOY_KEY {tmp_path_factory.getbasetemp()}/*\n")
+    policy.chmod(0o600)
     # One bake kept, evictable at once: the bake test sees a new bake delete the one before.
-    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", "KILN_CI_SECRETS_DIR": str(secrets_dir), "KILN_CI_BAKES_KEPT": "1",
+    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2", "KILN_CI_SECRETS_DIR": str(secrets_dir),
+                                "KILN_CI_SECRETS_POLICY": str(policy), "KILN_CI_BAKES_KEPT": "1",
                                 "KILN_CI_BAKE_MIN_IDLE_SECONDS": "0"}, name="ci")
     try:
         instance.create_token("alice")
@@ -277,10 +283,13 @@ def test_hostile_job_cannot_touch_the_next_job_or_the_host(api, kilnd, repo, tmp
     print(f"hostile job took {took:.1f} s")
 
 
-def baked_snapshot(api: ApiClient, job_id: str) -> str:
-    events = [e for e in logs(api, job_id) if e["type"] == "baked"]
-    assert len(events) == 1, events
-    return events[0]["snapshot"]
+def baked_snapshot(kilnd: Kilnd, template_key: str) -> str:
+    """The bake's snapshot id, from kilnd.db: the job's log and record never show it."""
+    import sqlite3
+    with sqlite3.connect(f"file:{kilnd.data_dir / 'kilnd.db'}?mode=ro", uri=True) as db:
+        row = db.execute("SELECT snapshot_id FROM ci_bake_cache WHERE key = ?", (template_key,)).fetchone()
+    assert row, f"no bake with key {template_key}"
+    return row[0]
 
 
 def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_rebakes(api, repo, kilnd):
@@ -296,6 +305,7 @@ def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_reba
     j1 = wait_job(api, submit(api, repo, sha1)["id"])
     assert j1["state"] == "passed" and j1["bake_hit"] is False, j1
     assert "baking left-pad 1.0.0" in output(logs(api, j1["id"]))
+    snapshot1 = baked_snapshot(kilnd, j1["template_key"])
 
     sha2 = repo.commit({"src.txt": "b\n", "gone.txt": None})  # code changed, lockfile not
     j2 = wait_job(api, submit(api, repo, sha2)["id"])
@@ -304,6 +314,9 @@ def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_reba
     assert "clean checkout" in output(logs(api, j2["id"])), output(logs(api, j2["id"]))
     assert j2["template_key"] == j1["template_key"]
     assert "baking" not in output(logs(api, j2["id"]))
+    # Bake and snapshot ids never reach a job's log or record (others may read them).
+    for j in (j1, j2):
+        assert "snap-" not in str(logs(api, j["id"])) and "snap-" not in str(j), j
 
     sha3 = repo.commit({"deps.lock": "left-pad 2.0.0\n"})
     j3 = wait_job(api, submit(api, repo, sha3)["id"])
@@ -312,8 +325,8 @@ def test_second_job_with_the_same_lockfile_is_a_bake_hit_and_a_new_lockfile_reba
     assert "baking left-pad 2.0.0" in output(logs(api, j3["id"]))
     # ci_bakes_kept=1: the new bake evicted the old one, its snapshot included.
     snapshots = kilnd.data_dir / "snapshots"
-    assert not (snapshots / baked_snapshot(api, j1["id"])).exists(), sorted(p.name for p in snapshots.iterdir())
-    assert (snapshots / baked_snapshot(api, j3["id"])).is_dir()
+    assert not (snapshots / snapshot1).exists(), sorted(p.name for p in snapshots.iterdir())
+    assert (snapshots / baked_snapshot(kilnd, j3["template_key"])).is_dir()
     j4 = wait_job(api, submit(api, repo, sha1)["id"])  # the first lockfile again: baked anew
     assert j4["state"] == "passed" and j4["bake_hit"] is False, j4
 
