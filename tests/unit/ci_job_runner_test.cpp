@@ -68,7 +68,16 @@ public:
     Result<std::vector<SnapshotInfo>> list_snapshots(const Caller&) override { return unused(); }
     Status remove_snapshot(const Caller&, const std::string&) override { return unused(); }
     Result<std::vector<daemon::TemplateInfo>> list_templates(const Caller&) override { return unused(); }
-    Result<daemon::TemplateInfo> get_template(const Caller&, const std::string&) override { return unused(); }
+    // "base" is built in; kBakeSnapshot is a snapshot named `bake_name`; nothing else exists.
+    Result<daemon::TemplateInfo> get_template(const Caller&, const std::string& id) override {
+        daemon::TemplateInfo t;
+        t.id = id;
+        if (id == "base") t.kind = "builtin";
+        else if (id == kBakeSnapshot) t.kind = "snapshot", t.name = bake_name;
+        else return make_error(ErrorCode::NotFound, "no template '" + id + "'");
+        return t;
+    }
+    std::string bake_name = "ci-bake-someone-else";
     Status remove_template(const Caller&, const std::string&) override { return unused(); }
     std::map<std::string, int64_t> count_by_state() override { return {}; }
 
@@ -203,16 +212,35 @@ TEST_F(CiJobRunnerTest, TheJobsOwnMistakesAreNotRetried) {
         EXPECT_EQ(out.error.rfind("getting the code: ", 0), 0u) << out.error;
     }
     {
-        // A template that does not exist is the pipeline's.
+        // A template that does not exist is the pipeline's, and said as one that may not be used.
         JobControl control;
-        service.create_error = make_error(ErrorCode::TemplateNotFound, "no template nope");
         auto out = run(commit({{".kiln.yml", "template: nope\nsteps:\n  - name: t\n    run: \"true\"\n"}}), control);
         EXPECT_EQ(out.state, JobState::Error);
         EXPECT_FALSE(out.retryable) << out.error;
-        EXPECT_EQ(out.template_key, "nope");
+        EXPECT_NE(out.error.find("template: 'nope' is neither a built-in template"), std::string::npos) << out.error;
         EXPECT_FALSE(tar_left());
     }
-    EXPECT_EQ(service.calls, (std::vector<std::string>{"create nope"})) << "no VM to remove";
+    {
+        // Another repository's bake: refused the same way, before any VM.
+        JobControl control;
+        auto out = run(commit({{".kiln.yml", std::string("template: ") + kBakeSnapshot + "\nsteps:\n  - name: t\n    run: \"true\"\n"}}),
+                       control);
+        EXPECT_EQ(out.state, JobState::Error);
+        EXPECT_FALSE(out.retryable) << out.error;
+        EXPECT_NE(out.error.find("nor a bake of this repository (" + dir.path() + "/src)"), std::string::npos) << out.error;
+    }
+    EXPECT_TRUE(service.calls.empty()) << "no VM was created";
+}
+
+TEST_F(CiJobRunnerTest, APipelineMayNameItsOwnRepositorysBake) {
+    service.bake_name = bake_snapshot_prefix(dir.path() + "/src") + "0123456789abcdef";
+    service.create_error = make_error(ErrorCode::Internal, "stop here");
+    JobControl control;
+    auto out = run(commit({{".kiln.yml", std::string("template: ") + kBakeSnapshot + "\nsteps:\n  - name: t\n    run: \"true\"\n"}}),
+                   control);
+    EXPECT_EQ(service.calls, (std::vector<std::string>{std::string("create ") + kBakeSnapshot}));
+    EXPECT_EQ(out.template_key.rfind("snapshot-", 0), 0u) << out.template_key;
+    EXPECT_EQ(out.error.find(kBakeSnapshot), std::string::npos) << "the snapshot's id is not shown: " << out.error;
 }
 
 // A bake found a moment ago whose snapshot is gone by the create (evicted in between) is not the
