@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <map>
+
 #include "base/file_util.h"
 #include "base/secret_file.h"
 #include "daemon/secrets.h"
@@ -165,5 +167,40 @@ TEST(LoadSecrets, FileKeysMustBeAbsolute) {
         auto r = load_config("", nullptr, {{key, "relative/path"}});
         ASSERT_FALSE(r.ok()) << key;
         EXPECT_NE(r.error().message.find(key), std::string::npos);
+    }
+}
+
+TEST(LoadSecrets, PerRepositoryWebhookSecrets) {
+    test::TempDir dir;
+    const std::string root = dir.path() + "/hooks";
+    ASSERT_TRUE(make_dirs(root + "/Acme", 0700).ok());
+    ::chmod(root.c_str(), 0700);
+    secret_file(root + "/Acme/App", "app-secret\n");
+    DaemonConfig config;
+    config.github_webhook_secrets_dir = root;
+    Env env;
+    auto loaded = load_secrets(config, env.get());
+    ASSERT_TRUE(loaded.ok()) << loaded.error().to_string();
+    EXPECT_EQ(loaded->github_repo_webhook_secrets, (std::map<std::string, std::string>{{"acme/app", "app-secret"}}));
+    EXPECT_EQ(loaded->sources.at("webhook secret of acme/app"), "github_webhook_secrets_dir file " + root + "/Acme/App");
+    // A loose owner folder or file stops kilnd, naming it.
+    ::chmod((root + "/Acme").c_str(), 0777);
+    auto loose = load_secrets(config, env.get());
+    ASSERT_FALSE(loose.ok());
+    EXPECT_NE(loose.error().message.find(root + "/Acme"), std::string::npos) << loose.error().message;
+}
+
+TEST(LoadSecrets, TenancyConfigKeys) {
+    DaemonConfig config;
+    EXPECT_TRUE(apply_config_value(config, "ci_secrets_policy", "/etc/kiln/ci-policy").ok());
+    EXPECT_EQ(config.ci_secrets_policy, "/etc/kiln/ci-policy");
+    EXPECT_FALSE(apply_config_value(config, "ci_secrets_policy", "relative").ok());
+    EXPECT_TRUE(apply_config_value(config, "github_webhook_secrets_dir", "/etc/kiln/hooks").ok());
+    EXPECT_TRUE(apply_config_value(config, "github_repos", "acme/app, acme/*,other/x").ok());
+    EXPECT_EQ(config.github_repos, "acme/app, acme/*,other/x");
+    for (const char* bad : {"acme", "acme/app/x", "/app", "acme/"}) {
+        auto st = apply_config_value(config, "github_repos", bad);
+        ASSERT_FALSE(st.ok()) << bad;
+        EXPECT_NE(st.error().message.find("github_repos"), std::string::npos) << st.error().message;
     }
 }
