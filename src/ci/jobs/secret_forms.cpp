@@ -4,31 +4,12 @@
 #include <algorithm>
 #include <set>
 
+#include "base/base64.h"
+
 namespace kiln::ci {
 namespace {
 
-constexpr const char* kStandard = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-constexpr const char* kUrlSafe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 constexpr size_t kMinForm = 6;
-
-std::string base64(const std::string& data, const char* alphabet, bool pad) {
-    std::string out;
-    size_t i = 0;
-    for (; i + 3 <= data.size(); i += 3) {
-        uint32_t n = (uint32_t(uint8_t(data[i])) << 16) | (uint32_t(uint8_t(data[i + 1])) << 8) | uint8_t(data[i + 2]);
-        for (int shift = 18; shift >= 0; shift -= 6) out += alphabet[(n >> shift) & 63];
-    }
-    size_t rest = data.size() - i;
-    if (rest > 0) {
-        uint32_t n = uint32_t(uint8_t(data[i])) << 16;
-        if (rest == 2) n |= uint32_t(uint8_t(data[i + 1])) << 8;
-        out += alphabet[(n >> 18) & 63];
-        out += alphabet[(n >> 12) & 63];
-        if (rest == 2) out += alphabet[(n >> 6) & 63];
-        if (pad) out += rest == 1 ? "==" : "=";
-    }
-    return out;
-}
 
 std::string hex(const std::string& data, const char* digits) {
     std::string out;
@@ -49,15 +30,15 @@ std::vector<std::string> secret_forms(const std::string& value) {
     };
     add(hex(value, "0123456789abcdef"));
     add(hex(value, "0123456789ABCDEF"));
-    for (const char* alphabet : {kStandard, kUrlSafe}) {
-        add(base64(value, alphabet, true));
-        add(base64(value, alphabet, false));
+    for (Base64Alphabet alphabet : {Base64Alphabet::Standard, Base64Alphabet::UrlSafe}) {
+        add(base64_encode(value, alphabet, true));
+        add(base64_encode(value, alphabet, false));
         // With k bytes before the value in its group, character i of the encoding holds bits
         // [6i, 6i+6) of the stream: it depends on the value alone from the first character past
         // the k bytes (ceil(8k/6)) to the last one whose bits all lie within the value
         // (floor(8(k+n)/6) - 1); the ones beyond also hold the bytes after it.
         for (size_t k = 0; k < 3; ++k) {
-            std::string encoded = base64(std::string(k, '\0') + value, alphabet, false);
+            std::string encoded = base64_encode(std::string(k, '\0') + value, alphabet, false);
             size_t first = (8 * k + 5) / 6;
             size_t end = 8 * (k + value.size()) / 6;
             if (end > first) add(encoded.substr(first, end - first));

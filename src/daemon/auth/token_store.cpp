@@ -5,6 +5,7 @@
 
 #include <chrono>
 
+#include "base/base64.h"
 #include "base/random.h"
 #include "base/sha256.h"
 
@@ -24,28 +25,7 @@ Error unauthorized() { return make_error(ErrorCode::Unauthorized, "missing, unkn
 
 }  // namespace
 
-std::string base64url(const std::string& bytes) {
-    static const char* alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    size_t i = 0;
-    auto at = [&](size_t k) { return static_cast<uint32_t>(static_cast<unsigned char>(bytes[k])); };
-    for (; i + 3 <= bytes.size(); i += 3) {
-        uint32_t v = at(i) << 16 | at(i + 1) << 8 | at(i + 2);
-        for (int shift : {18, 12, 6, 0}) out += alphabet[(v >> shift) & 63];
-    }
-    size_t rest = bytes.size() - i;
-    if (rest == 1) {
-        uint32_t v = at(i) << 16;
-        out += alphabet[(v >> 18) & 63];
-        out += alphabet[(v >> 12) & 63];
-    } else if (rest == 2) {
-        uint32_t v = at(i) << 16 | at(i + 1) << 8;
-        out += alphabet[(v >> 18) & 63];
-        out += alphabet[(v >> 12) & 63];
-        out += alphabet[(v >> 6) & 63];
-    }
-    return out;
-}
+std::string base64url(const std::string& bytes) { return base64_encode(bytes, Base64Alphabet::UrlSafe, false); }
 
 Result<NewToken> TokenStore::create(const TokenSpec& spec) {
     const std::string& name = spec.name;

@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "base/base64.h"
+
 namespace kiln::daemon::http {
 
 void CappedOutput::append(std::string_view data) {
@@ -76,28 +78,6 @@ OutputEncoding choose_encoding(std::string_view bytes) {
     return json_escaped_length(bytes) <= 2 * bytes.size() ? OutputEncoding::Text : OutputEncoding::Base64;
 }
 
-std::string base64_encode(std::string_view bytes) {
-    static constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    out.reserve((bytes.size() + 2) / 3 * 4);
-    size_t i = 0;
-    for (; i + 3 <= bytes.size(); i += 3) {
-        uint32_t v = (uint32_t(uint8_t(bytes[i])) << 16) | (uint32_t(uint8_t(bytes[i + 1])) << 8) | uint8_t(bytes[i + 2]);
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += kAlphabet[(v >> 6) & 63];
-        out += kAlphabet[v & 63];
-    }
-    size_t rest = bytes.size() - i;
-    if (rest > 0) {
-        uint32_t v = uint32_t(uint8_t(bytes[i])) << 16;
-        if (rest == 2) v |= uint32_t(uint8_t(bytes[i + 1])) << 8;
-        out += kAlphabet[(v >> 18) & 63];
-        out += kAlphabet[(v >> 12) & 63];
-        out += rest == 2 ? kAlphabet[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    return out;
-}
+std::string base64_encode(std::string_view bytes) { return kiln::base64_encode(bytes); }
 
 }  // namespace kiln::daemon::http
