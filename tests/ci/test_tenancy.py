@@ -177,3 +177,11 @@ def test_same_bake_section_different_repositories_different_bakes_and_no_borrowi
     jo = wait_job(alice, submit(alice, victim, own)["id"])
     assert jo["state"] == "passed" and "left-pad 1.0.0" in output(logs(alice, jo["id"])), jo
     assert "snap-" not in str(logs(alice, jo["id"])) and "snap-" not in jo["template_key"], jo
+
+
+def test_kilnd_says_at_start_which_secrets_go_to_no_job(world):
+    import json
+    lines = [json.loads(line) for line in world["kilnd"].log_path.read_text().splitlines() if line.startswith("{")]
+    unscoped = [entry.get("secret") for entry in lines if "secret goes to no job" in entry.get("msg", "")]
+    assert unscoped == ["UNSCOPED"], unscoped
+    assert not any("unscoped-secret-value" in json.dumps(entry) for entry in lines)
