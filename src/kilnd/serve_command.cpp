@@ -160,6 +160,7 @@ int run_serve(const CommandContext& ctx) {
                                  config->max_ttl_seconds, config->default_ttl_seconds, spares,
                                  &networks, config->network_default, &spare_networks};
     service_config.agent_send_timeout = std::chrono::seconds(config->agent_send_timeout_seconds);
+    service_config.private_allow = config->network_egress.open_allow;
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };
     hooks.create_failed = [&metrics](bool restore_failed) {

@@ -44,6 +44,9 @@ def test_a_call_outside_the_tokens_scopes_is_403_naming_them(tokens, api_bob):
     # Built-in templates are everyone's: only admin drops their bake.
     _forbidden(api_bob.delete("/v1/templates/tiny"))
     _forbidden(api_bob.get(query("/v1/sandboxes", owner="all")))
+    # A tenant's allowlist reaches public addresses only (the host's private network is not its).
+    r = api_bob.post("/v1/sandboxes", {"template": "tiny", "network": {"mode": "allowlist", "allow": ["10.0.0.0/8"]}})
+    assert r.status == 403 and r.error_code == "forbidden" and "network.allow" in r.json()["error"]["message"], r
     # A local path is a folder on kilnd's host: admin only, whatever the CI scope.
     r = tokens["trusted"].post("/v1/jobs", {"repo": "/etc", "sha": "b" * 40})
     _forbidden(r)

@@ -142,5 +142,35 @@ TEST(OpenEgress, OperatorAllowlistParsing) {
     EXPECT_FALSE(parse_open_allow(many).ok());
 }
 
+
+// A tenant's allowlist reaches public addresses only, unless the operator's list covers the
+// private one it names (an entry straddling a private range counts as private).
+TEST(OpenEgress, TenantAllowlistsNamePublicAddressesOnly) {
+    auto policy = [](std::vector<std::string> entries) {
+        NetworkPolicy p;
+        p.mode = NetworkMode::Allowlist;
+        for (const auto& e : entries) p.allow.push_back(*parse_allow_rule(e));
+        return p;
+    };
+    std::vector<AllowRule> none;
+    EXPECT_TRUE(check_tenant_allowlist(policy({"93.184.216.34:443", "1.1.1.1"}), none).ok());
+    for (const char* bad : {"10.0.0.0/8", "10.1.2.3:22", "192.168.1.1", "100.100.100.200", "168.63.129.16:80",
+                            "172.16.0.0/12", "0.0.0.0/4"}) {
+        auto r = check_tenant_allowlist(policy({"1.1.1.1", bad}), none);
+        ASSERT_FALSE(r.ok()) << bad;
+        EXPECT_EQ(r.error().code, ErrorCode::Forbidden);
+        EXPECT_NE(r.error().message.find("network.allow"), std::string::npos) << r.error().message;
+    }
+    auto op = parse_open_allow("10.20.0.0/16,192.168.1.5:443");
+    ASSERT_TRUE(op.ok());
+    EXPECT_TRUE(check_tenant_allowlist(policy({"10.20.3.4:80"}), *op).ok());
+    EXPECT_TRUE(check_tenant_allowlist(policy({"192.168.1.5:443"}), *op).ok());
+    EXPECT_FALSE(check_tenant_allowlist(policy({"192.168.1.5:22"}), *op).ok()) << "the operator allowed port 443 only";
+    EXPECT_FALSE(check_tenant_allowlist(policy({"10.0.0.0/8"}), *op).ok()) << "wider than what the operator allowed";
+    NetworkPolicy open;
+    open.mode = NetworkMode::Open;
+    EXPECT_TRUE(check_tenant_allowlist(open, none).ok()) << "open drops private ranges itself";
+}
+
 }  // namespace
 }  // namespace kiln::daemon::net

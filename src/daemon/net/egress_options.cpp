@@ -57,6 +57,31 @@ bool overlaps(const AllowRule& a, const AllowRule& b) {
     return (a.network & prefix_mask(shorter)) == (b.network & prefix_mask(shorter));
 }
 
+namespace {
+
+// `inner` names nothing `outer` does not: same or longer prefix inside it, and its port if `outer` has one.
+bool covers(const AllowRule& outer, const AllowRule& inner) {
+    return outer.prefix <= inner.prefix && overlaps(outer, inner) && (outer.port == 0 || outer.port == inner.port);
+}
+
+}  // namespace
+
+Status check_tenant_allowlist(const NetworkPolicy& policy, const std::vector<AllowRule>& operator_allow) {
+    if (policy.mode != NetworkMode::Allowlist) return ok_status();
+    for (const AllowRule& rule : policy.allow) {
+        bool is_private = false;
+        for (const AllowRule& dropped : open_dropped_ranges()) is_private = is_private || overlaps(rule, dropped);
+        if (!is_private) continue;
+        bool allowed = false;
+        for (const AllowRule& op : operator_allow) allowed = allowed || covers(op, rule);
+        if (!allowed)
+            return make_error(ErrorCode::Forbidden, "network.allow: " + rule.to_string() +
+                                                        " reaches a private or reserved range; only an admin token, or "
+                                                        "the operator's network_open_allow, may name one");
+    }
+    return ok_status();
+}
+
 Result<std::vector<AllowRule>> parse_open_allow(std::string_view text) {
     std::vector<AllowRule> rules;
     if (trimmed(text).empty()) return rules;

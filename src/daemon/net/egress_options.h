@@ -25,6 +25,12 @@ const std::vector<std::string>& open_dropped_ipv6_ranges();
 
 bool overlaps(const AllowRule& a, const AllowRule& b);
 
+// A tenant's allowlist may name public destinations only: an entry that reaches into
+// open_dropped_ranges() must lie inside one of the operator's `network_open_allow` entries, or the
+// tenant could point its sandbox at the host's private network (SSRF). Forbidden naming the entry.
+// (Admin tokens are not checked: kilnd's operator may name anything.)
+Status check_tenant_allowlist(const NetworkPolicy& policy, const std::vector<AllowRule>& operator_allow);
+
 // kilnd-wide (config), the same for every sandbox it makes.
 struct EgressOptions {
     // network_open_allow: non-public destinations `open` may reach after all (an internal package

@@ -12,6 +12,7 @@
 #include "base/clock.h"
 #include "base/file_util.h"
 #include "base/json_log.h"
+#include "daemon/net/egress_options.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/sandbox_state.h"
 #include "vm/jail/jail_settings.h"
@@ -255,6 +256,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     // A NIC when the policy lets anything out (built-ins then restore their NIC variant), or when
     // the snapshot has one (the device set is in its saved state; mode none then drops all).
     net::NetworkPolicy policy = request.network.value_or(m_config.default_network);
+    if (request.network && !caller.is_admin()) TRY(net::check_tenant_allowlist(policy, m_config.private_allow));
     bool nic = source.nic || policy.mode != net::NetworkMode::None;
     if (nic && !source.builtin && !source.nic)
         return make_error(ErrorCode::InvalidArgument, "network mode " + std::string(net::mode_name(policy.mode)) + " needs a NIC, and snapshot " +

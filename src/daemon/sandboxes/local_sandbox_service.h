@@ -42,6 +42,9 @@ struct ServiceConfig {
     // How long a sandbox's guest has to take each frame sent to its agent; past it the guest is
     // deemed to have stopped reading and the sandbox ends lost (AgentClient::set_frame_send_timeout).
     Millis agent_send_timeout = vm::AgentClient::kDefaultFrameSendTimeout;
+    // The operator's network_open_allow: the only private destinations a non-admin token's
+    // allowlist may name (net::check_tenant_allowlist).
+    std::vector<net::AllowRule> private_allow;
 };
 
 // What the service reports as it works; kilnd wires these to Metrics (metrics.h). Any may be empty.
