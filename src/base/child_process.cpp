@@ -4,12 +4,15 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -47,7 +50,7 @@ ExitStatus decode_wait_status(int status) {
 
 // What the child reports through the error pipe when it cannot exec.
 struct ChildFailure {
-    int stage;  // 0: dup2, 1: chdir, 2: exec, 3: setup
+    int stage;  // 0: dup2, 1: chdir, 2: exec, 3: setup, 4: mount namespace, 5: change user
     int err;
 };
 
@@ -61,6 +64,20 @@ struct ChildFailure {
 // Runs in the child between fork and exec: only async-signal-safe calls from here on.
 [[noreturn]] void child_main(const SpawnOptions& options, const char* program, char* const* argv, char* const* envp,
                              int dev_null, int pipe_fd, pid_t parent) {
+    if (const auto& as = options.run_as) {
+        if (!as->bind_source.empty()) {
+            if (::unshare(CLONE_NEWNS) != 0) child_fail(pipe_fd, 4);
+            // Private first, so that the bind never propagates back to the host's namespace.
+            if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) child_fail(pipe_fd, 4);
+            if (::mount(as->bind_source.c_str(), as->bind_target.c_str(), nullptr, MS_BIND | MS_REC, nullptr) != 0)
+                child_fail(pipe_fd, 4);
+        }
+        // Raw syscalls: glibc's wrappers signal every thread, and after fork only this one exists.
+        if (::syscall(SYS_setgroups, 0, nullptr) != 0) child_fail(pipe_fd, 5);
+        if (::syscall(SYS_setresgid, as->gid, as->gid, as->gid) != 0) child_fail(pipe_fd, 5);
+        if (::syscall(SYS_setresuid, as->uid, as->uid, as->uid) != 0) child_fail(pipe_fd, 5);
+    }
+    // After the user change, which clears the parent-death signal.
     if (options.die_with_parent) {
         if (::prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) child_fail(pipe_fd, 3);
         if (::getppid() != parent) ::_exit(127);  // the parent died before prctl took effect
@@ -198,8 +215,9 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
     err_write.reset();
     ChildFailure failure{};
     if (child_failed_before_exec(err_read.get(), pid, &failure, sizeof failure)) {
-        static const char* stages[] = {"set up its stdio", "chdir", "exec", "set up"};
-        std::string what = failure.stage == 1 ? "chdir to " + options.cwd : stages[failure.stage & 3];
+        static const char* stages[] = {"set up its stdio", "chdir", "exec", "set up", "set up its mount namespace",
+                                       "change to its user"};
+        std::string what = failure.stage == 1 ? "chdir to " + options.cwd : stages[std::clamp(failure.stage, 0, 5)];
         int code_err = failure.err;
         Error e = errno_error("spawn " + name + ": cannot " + what, code_err);
         if (failure.stage == 2 && code_err == ENOENT) e.code = ErrorCode::NotFound;
@@ -272,34 +290,49 @@ ExitStatus ChildProcess::kill_and_reap() {
 
 Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout, size_t max_output,
                                     const std::vector<std::string>& env) {
+    SpawnOptions options;
+    options.argv = argv;
+    options.env = env;
+    return run_and_capture(options, timeout, max_output);
+}
+
+Result<CapturedRun> run_and_capture(const SpawnOptions& spawn, Millis timeout, size_t max_output,
+                                    const std::function<Status()>& watch) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) return errno_error("pipe2");
     UniqueFd read_end(fds[0]), write_end(fds[1]);
-    SpawnOptions options;
-    options.argv = argv;
+    SpawnOptions options = spawn;
+    options.stdin_fd = SpawnOptions::kDevNull;
     options.stdout_fd = write_end.get();
     options.stderr_fd = write_end.get();
-    options.env = env;
+    const std::string name = options.argv.empty() ? std::string() : options.argv[0];
     auto child = TRY(ChildProcess::spawn(options));
     write_end.reset();
 
     CapturedRun run;
     auto deadline = Clock::now() + timeout;
+    constexpr int kWatchEveryMs = 200;
     char buf[16 * 1024];
     for (;;) {
         int left = remaining_ms(deadline);
         if (left == 0) {
             child->kill_and_reap();
-            return make_error(ErrorCode::Timeout, argv[0] + " did not finish within " + std::to_string(timeout.count()) + " ms");
+            return make_error(ErrorCode::Timeout, name + " did not finish within " + std::to_string(timeout.count()) + " ms");
+        }
+        if (watch) {
+            if (auto st = watch(); !st.ok()) {
+                child->kill_and_reap();
+                return st.error();
+            }
         }
         struct pollfd p{read_end.get(), POLLIN, 0};
-        int r = ::poll(&p, 1, left);
+        int r = ::poll(&p, 1, watch ? std::min(left, kWatchEveryMs) : left);
         if (r < 0 && errno != EINTR) return errno_error("poll");
         if (r <= 0) continue;
         ssize_t n = ::read(read_end.get(), buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR) continue;
-            return errno_error("read output of " + argv[0]);
+            return errno_error("read output of " + name);
         }
         if (n == 0) break;
         size_t room = max_output - std::min(max_output, run.output.size());
@@ -308,9 +341,10 @@ Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis
     auto status = child->wait_for(Millis(remaining_ms(deadline)));
     if (!status) {
         child->kill_and_reap();
-        return make_error(ErrorCode::Timeout, argv[0] + " did not exit within " + std::to_string(timeout.count()) + " ms");
+        return make_error(ErrorCode::Timeout, name + " did not exit within " + std::to_string(timeout.count()) + " ms");
     }
     run.status = *status;
+    if (watch) TRY(watch());  // the last word on what the finished child left
     return run;
 }
 

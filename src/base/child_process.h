@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -59,6 +60,16 @@ struct SpawnOptions {
     // The child's whole environment (NAME=value entries, given to execve). argv[0] without a '/'
     // is looked up in *this* environment's PATH (the default PATH when it has none).
     std::vector<std::string> env = minimal_environment();
+    // Another user for the child (kilnd is root): no supplementary groups, then this gid and uid,
+    // before exec. With `bind_source`, the child first gets a mount namespace of its own in which
+    // that host folder also appears at `bind_target`: a folder under kilnd's 0700 data dir that
+    // the new user can then reach (git on the host: ci/jobs/git_source.cpp).
+    struct RunAs {
+        uid_t uid = 0;
+        gid_t gid = 0;
+        std::string bind_source, bind_target;
+    };
+    std::optional<RunAs> run_as;
 };
 
 // Every fd other than the chosen 0/1/2 is closed in the child. SIGCHLD must not be SIG_IGN in the
@@ -122,5 +133,10 @@ struct CapturedRun {
 Result<CapturedRun> run_and_capture(const std::vector<std::string>& argv, Millis timeout,
                                     size_t max_output = 256 * 1024,
                                     const std::vector<std::string>& env = minimal_environment());
+// The same for a child as `options` describe it (argv, env, run_as; its stdio is the capture's).
+// `watch`, when given, is called about every 200 ms while the child runs: an error from it kills
+// the child and is returned (e.g. a fetch whose repository passed its size cap).
+Result<CapturedRun> run_and_capture(const SpawnOptions& options, Millis timeout, size_t max_output,
+                                    const std::function<Status()>& watch = {});
 
 }  // namespace kiln

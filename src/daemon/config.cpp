@@ -97,6 +97,11 @@ const std::map<std::string, std::string>& config_keys() {
                          "owner/*; empty: every repository (docs/github.md)"},
         {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
         {"ci_workers", "CI jobs run at once (each in its own VM)"},
+        {"ci_repos", "repository URL prefixes (comma or space separated) that jobs of non-admin tokens and webhooks may "
+                     "come from, e.g. https://github.com/acme/; empty (default): only admin tokens may queue jobs"},
+        {"ci_git_uid", "uid (and gid) git runs as when kilnd fetches a URL for a job (default 1999999999, a uid of its own)"},
+        {"ci_repo_max_mib", "a repository's cache on kilnd's host at most, MiB: a fetch that passes it is stopped (default 2048)"},
+        {"ci_git_timeout_seconds", "one git fetch of a job's code at most, seconds (ls-remote: at most 60 of them; default 600)"},
         {"ci_bakes_kept", "CI bakes (snapshots) kept; after a new bake the least recently used beyond this many are deleted"},
         {"ci_bake_min_idle_seconds", "a CI bake used within this many seconds is never deleted to make room"},
         {"network_default", "network policy of creates that give none, as JSON: {\"mode\":\"none\"} (default), "
@@ -170,6 +175,14 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.worker_threads = static_cast<int>(TRY(parse_int(key, value, 1, 1024)));
     } else if (key == "ci_workers") {
         c.ci_workers = static_cast<int>(TRY(parse_int(key, value, 1, 64)));
+    } else if (key == "ci_repos") {
+        c.ci_repos = value;  // checked where it is used: ci::RepoAllowlist::parse, at start-up
+    } else if (key == "ci_git_uid") {
+        c.ci_git_uid = TRY(parse_int(key, value, 1, int64_t(4294967294)));
+    } else if (key == "ci_repo_max_mib") {
+        c.ci_repo_max_mib = TRY(parse_int(key, value, 1, int64_t(1) << 30));
+    } else if (key == "ci_git_timeout_seconds") {
+        c.ci_git_timeout_seconds = TRY(parse_int(key, value, 1, 86400));
     } else if (key == "ci_bakes_kept") {
         c.ci_bakes_kept = static_cast<int>(TRY(parse_int(key, value, 1, 100000)));
     } else if (key == "ci_bake_min_idle_seconds") {
@@ -291,6 +304,9 @@ std::map<std::string, std::string> config_from_env(char** envp) {
 Status validate_config(const DaemonConfig& c) {
     if (c.jail_uid_base + c.jail_uid_count > int64_t(4294967294))
         return make_error(ErrorCode::InvalidArgument, "config: jail_uid_base + jail_uid_count passes the largest uid");
+    if (c.ci_git_uid >= c.jail_uid_base && c.ci_git_uid < c.jail_uid_base + c.jail_uid_count)
+        return make_error(ErrorCode::InvalidArgument, "config: ci_git_uid is inside the jail's uid range (jail_uid_base, "
+                                                      "jail_uid_count): git and the VMs must not share a uid");
     if (c.default_ttl_seconds > c.max_ttl_seconds)
         return make_error(ErrorCode::InvalidArgument, "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
                                                   ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");

@@ -58,6 +58,13 @@ struct DaemonConfig {
     std::string ci_secrets_policy;  // which repositories each CI secret goes to (ci/jobs/secret_policy.h)
     std::string github_webhook_secrets_dir;  // <dir>/<owner>/<repo>: a repository's own webhook secret
     std::string github_repos;  // the webhook's repository allowlist: owner/repo,owner/*; empty: all
+    // Where CI code may come from (docs/ci.md): repository prefixes for non-admin callers and
+    // webhooks (comma or space separated, checked by ci::RepoAllowlist at start-up), the user git
+    // runs as for URLs, a cache repository's size cap and one git fetch's time limit.
+    std::string ci_repos;
+    int64_t ci_git_uid = 1999999999;  // just below the default jail range: a uid of its own
+    int64_t ci_repo_max_mib = 2048;
+    int64_t ci_git_timeout_seconds = 600;
     // Sandbox networking (docs/network.md).
     net::NetworkPolicy network_default;         // creates without `network`: mode none unless set
     std::string network_pool = "10.201.0.0/16"; // one /30 per sandbox with a NIC

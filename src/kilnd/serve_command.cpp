@@ -3,7 +3,9 @@
 
 #include <signal.h>
 #include <pthread.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <optional>
 #include <thread>
@@ -193,7 +195,21 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.runner.bake_min_idle_ms = config->ci_bake_min_idle_seconds * 1000;
     jobs_config.runner.untrusted_network = config->ci_network_untrusted;
     jobs_config.workers = config->ci_workers;
-    jobs_config.git_cache_dir = config->data_dir + "/ci/git";
+    jobs_config.git.dir = config->data_dir + "/ci/git";
+    jobs_config.git.max_repo_bytes = uint64_t(config->ci_repo_max_mib) << 20;
+    jobs_config.git.fetch_timeout = Millis(config->ci_git_timeout_seconds * 1000);
+    jobs_config.git.quick_timeout = Millis(std::min<int64_t>(config->ci_git_timeout_seconds, 60) * 1000);
+    if (::geteuid() == 0) {
+        jobs_config.git.git_uid = static_cast<uid_t>(config->ci_git_uid);
+        jobs_config.git.git_gid = static_cast<gid_t>(config->ci_git_uid);
+    } else {
+        log::warn("ci: kilnd is not root, so git fetches job code as kilnd's own user (ci_git_uid is not used)", {});
+    }
+    auto repos = ci::RepoAllowlist::parse(config->ci_repos);
+    if (!repos.ok()) return fail("config", repos.error());
+    jobs_config.repos = *repos;
+    if (repos->empty())
+        log::info("ci: ci_repos is empty: only admin tokens may queue jobs (webhook jobs are refused)", {});
     auto job_store = ci::JobStore::open(*db);
     if (!job_store.ok()) return fail("ci", job_store.error());
     auto jobs = ci::LocalJobService::create(jobs_config, service, std::move(*job_store));

@@ -237,7 +237,8 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
         // The route's contract (api/openapi.yaml) answers the sender's mistakes and the service's
         // limits as themselves; anything else is kilnd's own failure: a plain 500 internal.
         ErrorCode c = job.error().code;
-        bool passed_on = c == ErrorCode::InvalidArgument || c == ErrorCode::QuotaExceeded || c == ErrorCode::Unavailable;
+        bool passed_on = c == ErrorCode::InvalidArgument || c == ErrorCode::QuotaExceeded || c == ErrorCode::Unavailable ||
+                         c == ErrorCode::Forbidden;  // a repository outside ci_repos
         return error_response(make_error(passed_on ? c : ErrorCode::Internal, "the job could not be queued: " + job.error().message));
     }
     if (auto st = m_deliveries->set_job(req.delivery, job->id); !st.ok())

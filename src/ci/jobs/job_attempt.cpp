@@ -91,11 +91,13 @@ bool JobAttempt::prepare_source() {
     m_log.event({{"type", "attempt"}, {"attempt", m_job.attempts}, {"sha", m_job.sha}, {"repo", m_job.spec.repo}});
     const int64_t host_start = now_mono();  // phase timings go into the log (docs/ci.md's breakdown)
     GitCache& git = m_runner.m_git;
-    auto cache_repo = git.fetch(m_job.spec.repo, m_job.sha);
+    auto cache_repo = git.fetch(m_job.spec.repo, m_job.sha, m_job.spec.ref);
     if (!cache_repo.ok()) {
-        // A bad repository or an unknown commit is the job's; anything else may pass on a retry.
+        // A bad repository, an unknown commit, one past the size cap or a server that does not
+        // answer in time is the job's; anything else may pass on a retry.
         const ErrorCode code = cache_repo.error().code;
-        bool user_error = code == ErrorCode::InvalidArgument || code == ErrorCode::NotFound;
+        bool user_error = code == ErrorCode::InvalidArgument || code == ErrorCode::NotFound ||
+                          code == ErrorCode::TooLarge || code == ErrorCode::Timeout;
         return fail(JobState::Error, "getting the code: " + cache_repo.error().message, !user_error);
     }
     m_cache_repo = std::move(*cache_repo);

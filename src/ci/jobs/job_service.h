@@ -18,9 +18,12 @@ enum class JobState { Queued, Running, Passed, Failed, Error, Cancelled };
 const char* job_state_name(JobState state);
 
 struct JobSpec {
-    std::string repo;          // a git URL or an absolute local path on kilnd's host
+    std::string repo;          // a git URL or an absolute local path on kilnd's host (canonical once queued)
     std::string sha;           // the exact commit (40 hex); required when ref is empty
-    std::string ref;           // resolved to a SHA at submit time when sha is empty
+    std::string ref;           // when sha is empty: resolved to a SHA by the worker that claims the job
+    // Set by the API for an admin token: any URL (ci_repos does not apply) and local paths.
+    // Not stored: it is decided when the job is queued.
+    bool any_repo = false;
     bool trusted = true;       // false: a fork PR - no secrets, restricted network
     std::map<std::string, std::string> secrets;  // values for the pipeline's secret names (trusted only)
     std::string source;        // "cli" | "github" | "gitlab"
@@ -43,7 +46,7 @@ struct JobInfo {
     std::string id;  // job-<12 hex>
     JobState state = JobState::Queued;
     JobSpec spec;
-    std::string sha;  // resolved
+    std::string sha;  // resolved; "" while a job queued with a ref waits for a worker
     int attempts = 0;
     std::string error;
     std::string template_key;  // the baked template used (cache key)

@@ -21,7 +21,7 @@ LocalJobService::LocalJobService(JobServiceConfig config, daemon::SandboxService
     : m_config(std::move(config)),
       m_service(service),
       m_store(std::move(store)),
-      m_git(m_config.git_cache_dir),
+      m_git(m_config.git),
       m_runner(m_config.runner, service, *m_store, m_git) {}
 
 Result<std::unique_ptr<LocalJobService>> LocalJobService::create(JobServiceConfig config, daemon::SandboxService& service,
@@ -80,24 +80,30 @@ void LocalJobService::notify(const JobInfo& job) {
 }
 
 Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
-    TRY(validate_repo(spec.repo));
     JobInfo job;
     job.spec = spec;
     job.spec.secrets.clear();
+    // What is checked here is what the worker fetches: the canonical spelling is what is stored.
+    job.spec.repo = TRY(normalize_repo(spec.repo));
+    if (!spec.any_repo) {
+        if (is_local_repo(job.spec.repo) && !m_config.repos.allows(job.spec.repo))
+            return make_error(ErrorCode::Forbidden, "repo: a local path on kilnd's host needs the admin scope; give a git URL");
+        if (m_config.repos.empty())
+            return make_error(ErrorCode::Forbidden, "repo: this kilnd has no ci_repos (the repository prefixes jobs may come "
+                                                    "from), so only an admin token may queue a job");
+        if (!m_config.repos.allows(job.spec.repo))
+            return make_error(ErrorCode::Forbidden, "repo: " + job.spec.repo.substr(0, 300) +
+                                                        " is not under any of this kilnd's ci_repos prefixes");
+    }
     if (!spec.sha.empty()) {
         if (!is_full_sha(spec.sha)) return make_error(ErrorCode::InvalidArgument, "sha must be a full commit id: 40 lowercase hex digits");
         if (!spec.ref.empty()) TRY(validate_ref(spec.ref));
         job.sha = spec.sha;
     } else {
-        std::string ref = spec.ref.empty() ? "HEAD" : spec.ref;
-        auto sha = m_git.resolve_ref(spec.repo, ref);
-        if (!sha.ok()) {
-            ErrorCode c = sha.error().code;
-            if (c == ErrorCode::InvalidArgument || c == ErrorCode::NotFound) return sha.error();
-            return make_error(ErrorCode::InvalidArgument, "cannot resolve " + ref + " in " + spec.repo + ": " + sha.error().message);
-        }
-        job.sha = *sha;
-        job.spec.ref = ref;
+        // Resolved by the worker that claims the job (resolve_sha): git here would hold an HTTP
+        // thread for as long as the repository's server takes. The record's sha is "" until then.
+        job.spec.ref = spec.ref.empty() ? "HEAD" : spec.ref;
+        TRY(validate_ref(job.spec.ref));
     }
     if (job.spec.source.empty()) job.spec.source = "cli";
     job.id = "job-" + TRY(random_hex(6));
@@ -206,7 +212,8 @@ void LocalJobService::run_one(JobInfo job) {
         out.retryable = true;
     } else {
         log::info("ci: job started", {{"job", job.id}, {"attempt", job.attempts}});
-        out = m_runner.run(job, secrets, **log_file, *control, [&](const RunOutcome& o) {
+        if (!job.sha.empty() || resolve_sha(job, log_file->get(), out))
+            out = m_runner.run(job, secrets, **log_file, *control, [&](const RunOutcome& o) {
             job.steps = o.steps;
             job.template_key = o.template_key;
             job.bake_hit = o.bake_hit;
@@ -257,6 +264,22 @@ void LocalJobService::run_one(JobInfo job) {
                                 {"error", job.error.substr(0, 300)}});
     notify(job);
     if (retry) m_wake.notify_all();
+}
+
+bool LocalJobService::resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out) {
+    auto sha = m_git.resolve_ref(job.spec.repo, job.spec.ref);
+    if (!sha.ok()) {
+        out = RunOutcome{};
+        out.state = JobState::Error;
+        out.error = "resolving " + job.spec.ref + " in " + job.spec.repo + ": " + sha.error().message;
+        return false;
+    }
+    job.sha = *sha;
+    if (log) log->event({{"type", "resolved"}, {"ref", job.spec.ref}, {"sha", job.sha}});
+    if (auto st = m_store->update(job); !st.ok())
+        log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()}});
+    notify(job);
+    return true;
 }
 
 void LocalJobService::watchdog_loop() {

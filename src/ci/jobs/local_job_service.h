@@ -15,6 +15,7 @@
 #include "ci/jobs/job_runner.h"
 #include "ci/jobs/job_service.h"
 #include "ci/jobs/job_store.h"
+#include "ci/jobs/repo_url.h"
 
 namespace kiln::ci {
 
@@ -22,7 +23,10 @@ struct JobServiceConfig {
     RunnerConfig runner;
     int workers = 2;           // KILN_CI_WORKERS
     int max_attempts = 3;      // an infrastructure error is retried at most twice
-    std::string git_cache_dir; // $DATA/ci/git
+    GitCacheConfig git;        // $DATA/ci/git, the git user, the size cap
+    // ci_repos: where jobs of non-admin callers and webhooks may come from; empty: only admin
+    // callers may queue jobs (docs/ci.md "Where code may come from").
+    RepoAllowlist repos;
 };
 
 class LocalJobService final : public JobService {
@@ -56,6 +60,9 @@ private:
     void worker_loop();
     void watchdog_loop();
     void run_one(JobInfo job);
+    // A job queued with a ref: its commit, found now on the worker (never on an HTTP thread).
+    // An error ends the job (recorded in `out`); not retried, as it is the repository's.
+    bool resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out);
     void notify(const JobInfo& job);
 
     const JobServiceConfig m_config;

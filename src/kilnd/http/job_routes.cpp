@@ -96,6 +96,7 @@ Result<ci::JobSpec> parse_job_create(const std::string& body, const Caller& call
     // Trusted jobs may get their repository's secrets; only ci:trusted (or admin) makes them.
     spec.trusted = caller.has(Scope::CiTrusted);
     spec.owner_token_id = caller.token_id;
+    spec.any_repo = caller.is_admin();  // others: ci_repos decides (ci::LocalJobService::submit)
     if (is_local_repo(spec.repo) && !caller.is_admin())
         return make_error(ErrorCode::Forbidden, "repo: a local path on kilnd's host needs the admin scope; give a git URL");
     return spec;
