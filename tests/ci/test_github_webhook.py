@@ -181,12 +181,14 @@ def test_repo(tmp_path_factory) -> dict[str, object]:
 # --- kilnd --------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def gh_kilnd(statuses, tmp_path_factory):
+def gh_kilnd(statuses, tmp_path_factory, test_repo):
     policy = tmp_path_factory.mktemp("ci-policy") / "policy"
     policy.write_text(f"DEPLOY_KEY {FULL_NAME}\n")  # case does not matter
     policy.chmod(0o600)
     instance = Kilnd(name="github", extra_env={
         "KILN_CI_SECRETS_POLICY": str(policy),
+        # Webhook jobs come only from ci_repos; the payloads name the local test repository.
+        "KILN_CI_REPOS": str(test_repo["path"]),
         "KILN_GITHUB_WEBHOOK_SECRET": SECRET,
         "KILN_GITHUB_API_URL": statuses.api_url,
         "KILN_GITHUB_TOKEN": GH_TOKEN,

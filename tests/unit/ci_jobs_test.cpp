@@ -231,7 +231,8 @@ TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {
                    " && test \"$(git rev-parse HEAD)\" = " + *tag + " && test \"$(cat d/deps.lock)\" = lock" +
                    " && test -z \"$(git status --porcelain)\"").ok());
     EXPECT_FALSE(std::filesystem::exists(dir.path() + "/checkout")) << "the staging checkout is removed";
-    EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, ErrorCode::GitFailed);
+    // An unknown commit: refused by id, and not the tip of HEAD either.
+    EXPECT_EQ(cache.fetch(src, std::string(40, 'b')).error().code, ErrorCode::NotFound);
 }
 
 // kilnd runs with UMask=0077 under its systemd unit: the checkout it makes is then 0600/0700 on

@@ -82,10 +82,10 @@ uint64_t disk_usage(const std::string& path) {
     return total;
 }
 
-// mkdir (if missing) owned by uid:gid with `mode`, whatever the umask.
-Status make_owned_dir(const std::string& path, unsigned mode, std::optional<uid_t> uid, gid_t gid) {
+// mkdir (if missing) with `mode` whatever the umask, owned by the user git runs as (if not kilnd).
+Status make_owned_dir(const std::string& path, unsigned mode, const std::optional<SpawnOptions::RunAs>& owner) {
     TRY(make_dirs(path, mode));
-    if (uid && ::chown(path.c_str(), *uid, gid) != 0)
+    if (owner && ::chown(path.c_str(), owner->uid, owner->gid) != 0)
         return make_error(ErrorCode::IoError, "chown " + path + ": " + std::strerror(errno));
     if (::chmod(path.c_str(), mode) != 0) return make_error(ErrorCode::IoError, "chmod " + path + ": " + std::strerror(errno));
     return ok_status();
@@ -155,8 +155,6 @@ GitCache::GitCache(GitCacheConfig config) : m_config(std::move(config)) {
 
 GitCache::~GitCache() = default;
 
-std::vector<std::string> GitCache::staging_dirs() const { return {m_local->real + "/work", m_remote->real + "/work"}; }
-
 const GitCache::Area& GitCache::area_of(const std::string& cache_repo) const {
     return cache_repo.starts_with(m_remote->real + "/") ? *m_remote : *m_local;
 }
@@ -166,10 +164,11 @@ Status GitCache::prepare(const Area& area) {
     if (area.prepared) return ok_status();
     TRY(make_dirs(m_config.dir, 0700));
     // The remote area and everything in it belong to the git user, which never sees the rest.
-    std::optional<uid_t> owner = area.run_as ? std::optional<uid_t>(area.run_as->uid) : std::nullopt;
-    gid_t group = area.run_as ? area.run_as->gid : 0;
-    for (const std::string& dir : {area.real, area.real + "/work"}) TRY(make_owned_dir(dir, 0700, owner, group));
-    if (!area.local) TRY(make_owned_dir(area.real + "/home", 0700, owner, group));
+    // Checkouts a crash left half made: none of this process's can be under way yet, since each
+    // follows a fetch, and the first fetch prepares its area.
+    (void)remove_tree(area.real + "/work");
+    for (const std::string& dir : {area.real, area.real + "/work"}) TRY(make_owned_dir(dir, 0700, area.run_as));
+    if (!area.local) TRY(make_owned_dir(area.real + "/home", 0700, area.run_as));
     const_cast<Area&>(area).prepared = true;
     return ok_status();
 }
@@ -336,9 +335,7 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
         std::string path;
         ~Cleanup() { (void)remove_tree(path); }
     } cleanup{tmp};
-    std::optional<uid_t> owner = area.run_as ? std::optional<uid_t>(area.run_as->uid) : std::nullopt;
-    gid_t group = area.run_as ? area.run_as->gid : 0;
-    for (const std::string& d : {tmp, tmp + "/work", tmp + "/work/src"}) TRY(make_owned_dir(d, 0755, owner, group));
+    for (const std::string& d : {tmp, tmp + "/work", tmp + "/work/src"}) TRY(make_owned_dir(d, 0755, area.run_as));
     // No hooks or sample files (--template=), no FETCH_HEAD or reflog naming this host; one pack
     // however few the objects (fetch.unpackLimit), so the VM gets a pack and its index as they are.
     auto init = TRY(area.git({"init", "-q", "--template=", src_view}, quick));

@@ -63,11 +63,9 @@ public:
     // with its .git (HEAD detached at `sha`, one pack of the history the cache has, an index),
     // made on the host so that the VM only extracts it (each new code path in a TCG guest is
     // slow). The checkout is staged in the cache's own folder (work/<basename of dir>), by the
-    // user that fetched it. too_large when the commit's files exceed 4 GiB. The caller removes the tar.
+    // user that fetched it; what a crash leaves there goes when the area is first used again.
+    // too_large when the commit's files exceed 4 GiB. The caller removes the tar.
     Result<std::string> checkout_tar(const std::string& cache_repo, const std::string& sha, const std::string& dir);
-
-    // Where checkouts are staged (work/ of each area), for sweeping what a crash left.
-    std::vector<std::string> staging_dirs() const;
 
 private:
     struct Area;
