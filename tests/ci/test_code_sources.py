@@ -2,8 +2,9 @@
 kilnd and real git: repositories served over loopback by `git daemon`, the operator's `ci_repos`
 allowlist, local paths for admin tokens only, git run as the unprivileged ci_git_uid, the size
 cap per repository, and a ref resolved by the worker, not on the HTTP thread, even when the git
-server never answers. No job here reaches a VM: each ends before (refused, or an error once its
-code is fetched), so the tests stay quick."""
+server never answers. All jobs but one end before a VM (refused, or an error once their code is
+fetched), so the tests stay quick; the one runs in a real VM from the checkout the unprivileged
+git made."""
 from __future__ import annotations
 
 import os
@@ -18,14 +19,15 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "api"))
+sys.path.insert(0, str(HERE))
 
 from api_client import ApiClient  # noqa: E402
 from kilnd_fixture import Kilnd, free_port, wait_until  # noqa: E402
 from openapi_check import OpenApiSpec, SpecRecorder  # noqa: E402
+from test_jobs import check, wait_job  # noqa: E402  (tests/ci/test_jobs.py's helpers)
 
 GIT_UID = 1999999999  # kilnd's default ci_git_uid
 GIT_TIMEOUT = 5       # ci_git_timeout_seconds: how long the hanging server is waited for
-FINAL = {"passed", "failed", "error", "cancelled"}
 
 
 def git(*args: str, cwd: Path | None = None) -> str:
@@ -90,6 +92,12 @@ def served(tmp_path_factory):
         # Random bytes do not compress: the pack is ~3 MiB, past a 1 MiB cap.
         "big": make_repo(base / "allowed", "big.git", {"blob.bin": os.urandom(3 << 20)}),
         "other": make_repo(base / "other", "x.git", {"README": b"x\n"}),
+        "runs": make_repo(base / "allowed", "runs.git", {
+            ".kiln.yml": b"template: base\nsteps:\n  - name: inspect\n    run: |\n"
+                         b"      test \"$(git rev-parse HEAD)\" = \"$KILN_COMMIT_SHA\"\n"
+                         b"      test -z \"$(git status --porcelain)\"\n"
+                         b"      test \"$(cat hello.txt)\" = hello && echo checkout-ok\n",
+            "hello.txt": b"hello\n"}),
     }
     port = free_port()
     daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}", "--export-all",
@@ -138,20 +146,6 @@ def recorder() -> SpecRecorder:
 @pytest.fixture(scope="module")
 def bob(kilnd, recorder) -> ApiClient:
     return ApiClient(kilnd.port, kilnd.tokens["bob"], recorder)
-
-
-def check(r):
-    assert not r.errors, f"response does not follow api/openapi.yaml: {r.errors}"
-    return r
-
-
-def wait_job(api: ApiClient, job_id: str, timeout: float = 120) -> dict:
-    def final():
-        j = check(api.get(f"/v1/jobs/{job_id}")).json()
-        return j if j["state"] in FINAL else None
-    job = wait_until(final, timeout, interval=0.2)
-    assert job, f"job {job_id} did not finish within {timeout} s: {api.get(f'/v1/jobs/{job_id}').json()}"
-    return job
 
 
 def test_a_repository_outside_ci_repos_is_refused(bob, served):
@@ -228,3 +222,14 @@ def test_a_hanging_git_server_does_not_hold_the_http_request(bob, hanging):
     assert job["state"] == "error" and "resolving main in " + repo in job["error"], job
     assert "did not finish within" in job["error"], job
     assert hanging.held, "git never connected to the hanging server"
+
+
+def test_a_job_from_a_url_runs_from_the_checkout_the_git_user_made(bob, kilnd, served):
+    sha = served["shas"]["runs"]
+    r = check(bob.post("/v1/jobs", {"repo": f"{served['url']}/allowed/runs.git", "sha": sha}))
+    assert r.status == 201, r
+    job = wait_job(bob, r.json()["id"], timeout=600)
+    log = check(bob.get(f"/v1/jobs/{job['id']}/logs?follow=false")).ndjson()
+    text = "".join(e.get("data", "") for e in log)
+    assert job["state"] == "passed" and "checkout-ok" in text, (job, text[-2000:])
+    assert not any((kilnd.data_dir / "ci" / "git" / "remote" / "work").iterdir()), "the staged checkout is removed"
