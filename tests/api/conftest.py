@@ -38,8 +38,9 @@ def _start(instance: Kilnd, tokens: tuple[str, ...]) -> Kilnd:
 
 @pytest.fixture(scope="session")
 def kilnd():
-    """The session's kilnd (default config) with tokens 'alice' and 'bob'."""
-    instance = _start(Kilnd(name="test"), ("alice", "bob"))
+    """The session's kilnd (default config but for ci_repos) with tokens 'alice' and 'bob'.
+    ci_repos names a dead loopback port, where test_tenants' jobs of tokens without admin go."""
+    instance = _start(Kilnd(name="test", extra_env={"KILN_CI_REPOS": "http://127.0.0.1:9/"}), ("alice", "bob"))
     yield instance
     leftover = instance.cleanup()
     if leftover:

@@ -52,7 +52,9 @@ def world(tmp_path_factory):
     policy.write_text(f"X_KEY {x.path} git://127.0.0.1:{port}/z\nY_KEY {y.path}\n")
     policy.chmod(0o600)
     instance = Kilnd(name="tenancy", extra_env={"KILN_CI_WORKERS": "2", "KILN_CI_SECRETS_DIR": str(secrets_dir),
-                                                "KILN_CI_SECRETS_POLICY": str(policy)})
+                                                "KILN_CI_SECRETS_POLICY": str(policy),
+                                                # bob (no admin) may queue jobs from z only
+                                                "KILN_CI_REPOS": f"git://127.0.0.1:{port}/z"})
     try:
         instance.create_token("alice")                      # admin: local paths, trusted
         instance.create_token("bob", "ci:submit")           # untrusted jobs only
