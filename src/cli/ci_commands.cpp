@@ -173,10 +173,10 @@ void add_ci_commands(CLI::App& app, CliContext& ctx) {
     group->require_subcommand(1);
     auto o = std::make_shared<CiRunOptions>();
     auto* run = group->add_subcommand("run", "Queue a job, follow its log, print the JUnit summary");
-    run->add_option("repo", o->repo, "A git URL, or a local folder (a repository, or any folder: its current files)")
+    run->add_option("repo", o->repo, "A git URL (under kilnd's ci_repos), or a local folder (a repository, or any folder: its current files; needs an admin token)")
         ->required();
     auto* sha = run->add_option("--sha", o->sha, "The exact commit (40 hex digits)");
-    run->add_option("--ref", o->ref, "A branch or tag, resolved to a commit when queued (default HEAD)")->excludes(sha);
+    run->add_option("--ref", o->ref, "A branch or tag, resolved to a commit by the worker that takes the job (default HEAD)")->excludes(sha);
     add_api_options(run, o->api);
     run->footer("Exit status: 0 passed, 1 failed, 125 error or cancelled (or kiln itself failed).");
     run->callback([o, &ctx] {
