@@ -9,6 +9,7 @@ PACKAGES=(
   nlohmann-json3-dev libcpp-httplib-dev libsqlite3-dev libssl-dev libseccomp-dev
   libarchive-dev libyaml-cpp-dev libexpat1-dev libpq-dev libspdlog-dev libfmt-dev libcli11-dev
   libnftables-dev  # sandbox nftables tables loaded in-process (src/daemon/net)
+  libboost-dev     # Boost.Beast/Asio: kilnd's HTTP server (docs/http.md); httplib is only a client now
   libgtest-dev libgmock-dev libbenchmark-dev
   # the VMM
   qemu-system-x86 qemu-utils

@@ -82,7 +82,9 @@ const std::map<std::string, std::string>& config_keys() {
         {"agent_send_timeout_seconds", "seconds a guest has to take one frame kilnd sends it; past that the guest "
                                        "stopped reading: its VM is killed and the sandbox marked lost"},
         {"client_timeout_seconds", "a client silent this long is disconnected"},
-        {"worker_threads", "HTTP worker threads"},
+        {"worker_threads", "HTTP request pool threads (route handlers; streams use none of them)"},
+        {"max_requests_per_token", "API requests one token may have in flight at once (429 quota_exceeded beyond)"},
+        {"max_streams_per_token", "streams (log follow, exec streams, downloads) one token may have open at once (429 beyond)"},
         {"github_webhook_secret", "the GitHub webhook's shared secret (X-Hub-Signature-256; deprecated: use github_webhook_secret_file)"},
         {"github_api_url", "GitHub API base for commit statuses (GitHub Enterprise: https://HOST/api/v3)"},
         {"github_token", "token that may post commit statuses (deprecated: use github_token_file)"},
@@ -173,6 +175,10 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.client_timeout_seconds = static_cast<int>(TRY(parse_int(key, value, 1, 3600)));
     } else if (key == "worker_threads") {
         c.worker_threads = static_cast<int>(TRY(parse_int(key, value, 1, 1024)));
+    } else if (key == "max_requests_per_token") {
+        c.max_requests_per_token = static_cast<int>(TRY(parse_int(key, value, 1, 100000)));
+    } else if (key == "max_streams_per_token") {
+        c.max_streams_per_token = static_cast<int>(TRY(parse_int(key, value, 1, 100000)));
     } else if (key == "ci_workers") {
         c.ci_workers = static_cast<int>(TRY(parse_int(key, value, 1, 64)));
     } else if (key == "ci_repos") {

@@ -42,6 +42,8 @@ struct DaemonConfig {
     int agent_send_timeout_seconds = 120;     // a frame the guest has not taken by then: VM lost
     int client_timeout_seconds = 30;
     int worker_threads = 32;
+    int max_requests_per_token = 64;          // API requests in flight per token (docs/http.md)
+    int max_streams_per_token = 256;          // open streams (log follow, exec streams) per token
     // GitHub integration (docs/github.md). The secret and token are never logged. Secrets are
     // best given as files (the *_file keys, or $CREDENTIALS_DIRECTORY): daemon/secrets.h reads
     // them; the plain keys (and their KILN_* variables) are deprecated.

@@ -237,6 +237,8 @@ int run_serve(const CommandContext& ctx) {
     http.max_exec_output = config->max_exec_output;
     http.client_timeout_seconds = config->client_timeout_seconds;
     http.worker_threads = config->worker_threads;
+    http.max_requests_per_token = config->max_requests_per_token;
+    http.max_streams_per_token = config->max_streams_per_token;
     http.version = KILN_VERSION;
     http.accel = vm::accel_name(accel->accel);
     auto server = HttpServer::create(http, service, tokens, metrics);

@@ -19,7 +19,7 @@ namespace {
 
 enum class StreamFormat { None, Ndjson, Sse };
 
-StreamFormat stream_format(const httplib::Request& req) {
+StreamFormat stream_format(const Request& req) {
     std::string accept = req.get_header_value("Accept");
     if (accept.find("application/x-ndjson") != std::string::npos) return StreamFormat::Ndjson;
     if (accept.find("text/event-stream") != std::string::npos) return StreamFormat::Sse;
@@ -42,7 +42,7 @@ json exit_event(const proto::ExecResult& r) {
 // Runs one streamed exec inside the response's content provider, writing events as they come.
 // A client that goes away kills the command (its whole process group, through the agent).
 void stream_exec(RouteContext& ctx, const std::shared_ptr<SandboxLease>& lease, const ExecBody& body,
-                 StreamFormat format, httplib::DataSink& sink) {
+                 StreamFormat format, DataSink& sink, const std::string& request_id) {
     std::mutex sink_mutex;  // the exec's callbacks and the keep-alive thread both write
     bool client_gone = false;
     std::atomic<uint32_t> stream{0};
@@ -102,15 +102,15 @@ void stream_exec(RouteContext& ctx, const std::shared_ptr<SandboxLease>& lease, 
     if (std::string rest = out_carry.flush(); !rest.empty()) emit(json{{"type", "stdout"}, {"data", rest}});
     if (std::string rest = err_carry.flush(); !rest.empty()) emit(json{{"type", "stderr"}, {"data", rest}});
     if (result.ok()) emit(exit_event(*result));
-    else emit(json{{"type", "error"}, {"error", render_error(api_error(result.error()))["error"]}});
+    else emit(json{{"type", "error"}, {"error", render_error(api_error(result.error(), request_id))["error"]}});
     sink.done();
 }
 
 }  // namespace
 
-void add_exec_routes(httplib::Server& server, RouteContext& ctx) {
+void add_exec_routes(Router& server, RouteContext& ctx) {
     const std::string route = std::string("/v1/sandboxes/") + kId + "/exec";
-    server.Post(route, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(route, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         if (auto st = check_body_size(req, ctx.config.max_upload_body); !st.ok()) return send_error(res, st.error());
@@ -132,8 +132,8 @@ void add_exec_routes(httplib::Server& server, RouteContext& ctx) {
             if (format == StreamFormat::Sse) res.set_header("Cache-Control", "no-cache");
             res.set_chunked_content_provider(
                 format == StreamFormat::Sse ? "text/event-stream" : "application/x-ndjson",
-                [&ctx, shared_lease, shared_body, format](size_t, httplib::DataSink& sink) {
-                    stream_exec(ctx, shared_lease, *shared_body, format, sink);
+                [&ctx, shared_lease, shared_body, format, request_id = req.request_id](size_t, DataSink& sink) {
+                    stream_exec(ctx, shared_lease, *shared_body, format, sink, request_id);
                     return true;
                 });
             return;
@@ -153,7 +153,7 @@ void add_exec_routes(httplib::Server& server, RouteContext& ctx) {
         ctx.metrics.observe_exec_ms(ms_since(start));
         if (!result.ok()) return send_error(res, result.error());
         send_json(res, 200, render_exec_result(*result, out, err));
-    }));
+    }), ctx.config.max_upload_body);
 }
 
 }  // namespace kiln::daemon::http

@@ -18,7 +18,7 @@ struct FileTarget {
     std::string path;
 };
 
-Result<FileTarget> file_target(RouteContext& ctx, const Caller& caller, const httplib::Request& req) {
+Result<FileTarget> file_target(RouteContext& ctx, const Caller& caller, const Request& req) {
     std::string id = path_id(req);
     if (!plausible_sandbox_id(id)) return sandbox_not_found(id);
     if (!req.has_param("path")) return make_error(ErrorCode::InvalidArgument, "the path query parameter is required");
@@ -39,7 +39,7 @@ std::pair<std::string, std::string> split_parent(const std::string& path) {
     return {parent, trimmed.substr(slash + 1)};
 }
 
-void send_file_info(httplib::Response& res, vm::AgentClient& agent, const std::string& path) {
+void send_file_info(Response& res, vm::AgentClient& agent, const std::string& path) {
     auto info = agent.stat(path);
     if (!info.ok()) return send_error(res, info.error());
     send_json(res, 200, render(*info, path));
@@ -47,10 +47,10 @@ void send_file_info(httplib::Response& res, vm::AgentClient& agent, const std::s
 
 }  // namespace
 
-void add_file_routes(httplib::Server& server, RouteContext& ctx) {
+void add_file_routes(Router& server, RouteContext& ctx) {
     const std::string base = std::string("/v1/sandboxes/") + kId + "/files";
 
-    server.Get(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         auto info = target->lease->agent().stat(target->path);
@@ -59,7 +59,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
             return send_error(res, make_error(ErrorCode::InvalidArgument, target->path + " is a folder: use files/list or files/tar"));
         auto shared = std::make_shared<FileTarget>(std::move(*target));
         res.status = 200;
-        res.set_chunked_content_provider("application/octet-stream", [shared](size_t, httplib::DataSink& sink) {
+        res.set_chunked_content_provider("application/octet-stream", [shared](size_t, DataSink& sink) {
             // Errors after the headers cannot change the status: the transfer then ends without
             // its final chunk (returning false), which clients see as an error, not a short file.
             auto read = shared->lease->agent().read_file(shared->path, [&sink](std::string_view data) -> Status {
@@ -72,7 +72,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         });
     }));
 
-    server.Put(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Put(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         uint32_t mode = 0644;
         if (req.has_param("mode")) {
             auto m = parse_mode(req.get_param_value("mode"));
@@ -85,9 +85,9 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         auto written = agent.write_file(target->path, vm::source_from_string(req.body), mode);
         if (!written.ok()) return send_error(res, written.error());
         send_file_info(res, agent, target->path);
-    }));
+    }), ctx.config.max_upload_body);
 
-    server.Delete(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Delete(base, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         if (target->path == "/") return send_error(res, make_error(ErrorCode::InvalidArgument, "refusing to remove /"));
@@ -99,13 +99,13 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         res.status = 204;
     }));
 
-    server.Get(base + "/stat", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base + "/stat", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         send_file_info(res, target->lease->agent(), target->path);
     }));
 
-    server.Get(base + "/list", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base + "/list", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         auto entries = target->lease->agent().list(target->path);
@@ -116,7 +116,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, json{{"entries", items}});
     }));
 
-    server.Post(base + "/mkdir", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(base + "/mkdir", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         proto::MkdirRequest m;
@@ -126,7 +126,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         send_file_info(res, target->lease->agent(), target->path);
     }));
 
-    server.Post(base + "/tar", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(base + "/tar", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         TarLimits limits;
@@ -147,9 +147,9 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
                                                                     std::to_string(out->result.shell_status()) +
                                                                     "): " + out->stderr_data.substr(0, 500)));
         send_json(res, 200, json{{"entries", checked->entries}, {"bytes", checked->bytes}});
-    }));
+    }), ctx.config.max_upload_body);
 
-    server.Get(base + "/tar", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(base + "/tar", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto target = file_target(ctx, caller, req);
         if (!target.ok()) return send_error(res, target.error());
         auto info = target->lease->agent().stat(target->path);
@@ -164,7 +164,7 @@ void add_file_routes(httplib::Server& server, RouteContext& ctx) {
         x->timeout_ms = 3600 * 1000;
         auto lease = target->lease;
         res.status = 200;
-        res.set_chunked_content_provider("application/x-tar", [lease, x](size_t, httplib::DataSink& sink) {
+        res.set_chunked_content_provider("application/x-tar", [lease, x](size_t, DataSink& sink) {
             uint32_t stream = 0;
             bool gone = false;
             vm::ExecIo io;

@@ -9,8 +9,8 @@ namespace {
 constexpr size_t kMaxWebhookBody = 25u << 20;
 }  // namespace
 
-void add_github_routes(httplib::Server& server, RouteContext& ctx) {
-    server.Post("/v1/ci/github", [&ctx](const httplib::Request& req, httplib::Response& res) {
+void add_github_routes(Router& server, RouteContext& ctx) {
+    server.Post("/v1/ci/github", [&ctx](const Request& req, Response& res) {
         if (auto st = check_body_size(req, kMaxWebhookBody); !st.ok()) {
             send_error(res, st.error());
             return;
@@ -24,7 +24,7 @@ void add_github_routes(httplib::Server& server, RouteContext& ctx) {
                                            req.get_header_value("X-Hub-Signature-256"), req.body};
         auto answer = ctx.config.github_webhook->handle(request);
         send_json(res, answer.status, answer.body);
-    });
+    }, kMaxWebhookBody);
 }
 
 }  // namespace kiln::daemon::http

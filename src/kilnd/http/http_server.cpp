@@ -1,64 +1,102 @@
-// HttpServer over cpp-httplib: auth, error mapping, limits, logging, and the route groups.
+// HttpServer over Boost.Beast/Asio: the listener, the event loop's threads, the request pool,
+// auth and error mapping, and the route groups. One connection's work is connection.cpp.
 #include "kilnd/http/http_server.h"
 
 #include <strings.h>
 
-#include <chrono>
-#include <regex>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <thread>
 
 #include "base/json_log.h"
+#include "base/random.h"
 #include "daemon/api_error.h"
+#include "kilnd/http/connection.h"
 #include "kilnd/http/route_context.h"
-#include "proto/messages.h"
 #include "vm/jail/jail_settings.h"
 
 namespace kiln::daemon {
 
 namespace http {
 
-Error api_error(const Error& e) {
+namespace {
+std::string public_message(const std::string& request_id) { return "internal error (request " + request_id + ")"; }
+}  // namespace
+
+std::string new_request_id() {
+    auto hex = random_hex(8);
+    if (hex.ok()) return *hex;
+    static std::atomic<uint64_t> counter{0};
+    return "n" + std::to_string(++counter);
+}
+
+Error api_error(const Error& e, const std::string& request_id) {
     ApiError api = to_api_error(e);
+    if (api.http_status >= 500 && api.code == ErrorCode::Internal) {
+        log::error("internal error", {{"request_id", request_id}, {"error", e.to_string()}});
+        return make_error(api.code, public_message(request_id));
+    }
     return make_error(api.code, std::move(api.message));
 }
 
-void send_json(httplib::Response& res, int status, const json& body) {
+void send_json(Response& res, int status, const json& body) {
     res.status = status;
+    if (status == 500) {
+        // Whoever built this body (a route, the webhook), its message may hold e.what(), a QEMU
+        // log tail or a host path: the log keeps it, the client gets the request id.
+        log::error("internal error", {{"request_id", res.request_id}, {"answer", body}});
+        json shown{{"error", {{"code", "internal"}, {"message", public_message(res.request_id)}}}};
+        res.set_content(dump(shown) + "\n", "application/json");
+        return;
+    }
     res.set_content(dump(body) + "\n", "application/json");
 }
 
-void send_error(httplib::Response& res, const Error& error) {
+void send_error(Response& res, const Error& error) {
     ApiError api = to_api_error(error);
+    if (api.http_status == 500) {
+        log::error("internal error", {{"request_id", res.request_id}, {"error", error.to_string()}});
+        res.status = 500;
+        res.set_content(dump(render_error(make_error(ErrorCode::Internal, public_message(res.request_id)))) + "\n",
+                        "application/json");
+        return;
+    }
     send_json(res, api.http_status, render_error(make_error(api.code, std::move(api.message))));
 }
 
-Status check_body_size(const httplib::Request& req, size_t limit) {
+Status check_body_size(const Request& req, size_t limit) {
     if (req.body.size() > limit)
         return make_error(ErrorCode::BodyTooLarge, "the request body is " + std::to_string(req.body.size()) +
                                                 " bytes; the limit for this route is " + std::to_string(limit));
     return ok_status();
 }
 
-httplib::Server::Handler authed(RouteContext& ctx, AuthedHandler handler) {
-    return [&ctx, handler = std::move(handler)](const httplib::Request& req, httplib::Response& res) {
-        std::string header = req.get_header_value("Authorization");
-        static constexpr std::string_view kBearer = "Bearer ";
-        // The scheme is case-insensitive (RFC 7235); the token is not.
-        if (header.size() <= kBearer.size() || strncasecmp(header.c_str(), kBearer.data(), kBearer.size()) != 0) {
-            send_error(res, make_error(ErrorCode::Unauthorized, "an Authorization: Bearer <token> header is required"));
-            return;
-        }
-        auto caller = ctx.auth.authenticate(std::string_view(header).substr(kBearer.size()));
-        if (!caller.ok()) {
-            send_error(res, caller.error());
-            return;
-        }
-        handler(*caller, req, res);
-    };
+Result<Caller> authenticate_bearer(Authenticator& auth, const Request& req) {
+    std::string header = req.get_header_value("Authorization");
+    static constexpr std::string_view kBearer = "Bearer ";
+    // The scheme is case-insensitive (RFC 7235); the token is not.
+    if (header.size() <= kBearer.size() || strncasecmp(header.c_str(), kBearer.data(), kBearer.size()) != 0)
+        return make_error(ErrorCode::Unauthorized, "an Authorization: Bearer <token> header is required");
+    return auth.authenticate(std::string_view(header).substr(kBearer.size()));
 }
 
-httplib::Server::Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandler handler) {
-    return authed(ctx, [any_of, handler = std::move(handler)](const Caller& caller, const httplib::Request& req,
-                                                              httplib::Response& res) {
+Handler authed(RouteContext&, AuthedHandler handler) {
+    return Handler(
+        [handler = std::move(handler)](const Request& req, Response& res) {
+            // The server authenticated the request before it read the body (connection.cpp).
+            if (!req.caller) return send_error(res, make_error(ErrorCode::Unauthorized, "no token"));
+            handler(*req.caller, req, res);
+        },
+        true);
+}
+
+Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandler handler) {
+    return authed(ctx, [any_of, handler = std::move(handler)](const Caller& caller, const Request& req, Response& res) {
         if ((caller.scopes & any_of) == 0 && !caller.is_admin()) {
             auto names = scope_names(any_of);
             std::string list;
@@ -75,11 +113,20 @@ httplib::Server::Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandle
 namespace {
 
 using namespace http;
+namespace net = boost::asio;
+using tcp = net::ip::tcp;
+
+// The event loop's threads: they parse, route, authenticate, write answers and run log tails;
+// two keep /healthz answering while one is busy.
+constexpr int kEventLoopThreads = 2;
 
 class HttpServerImpl final : public HttpServer {
 public:
     HttpServerImpl(HttpConfig config, SandboxService& service, Authenticator& auth, Metrics& metrics)
-        : m_ctx{std::move(config), service, auth, metrics} {
+        : m_ctx{std::move(config), service, auth, metrics},
+          m_router(m_ctx.config.max_json_body),
+          m_limiter(m_ctx.config.max_requests_per_token, m_ctx.config.max_streams_per_token),
+          m_acceptor(net::make_strand(m_ioc)) {
         m_ctx.jobs = m_ctx.config.jobs;
     }
 
@@ -96,42 +143,9 @@ public:
         }
         if (m_host.size() > 2 && m_host.front() == '[' && m_host.back() == ']') m_host = m_host.substr(1, m_host.size() - 2);
 
-        const int workers = m_ctx.config.worker_threads > 0 ? m_ctx.config.worker_threads : 32;
-        m_server.new_task_queue = [workers] { return new httplib::ThreadPool(static_cast<size_t>(workers)); };
-        m_server.set_payload_max_length(std::max(m_ctx.config.max_upload_body, m_ctx.config.max_json_body));
-        m_server.set_read_timeout(m_ctx.config.client_timeout_seconds, 0);
-        m_server.set_write_timeout(m_ctx.config.client_timeout_seconds, 0);
-        m_server.set_keep_alive_timeout(std::min(m_ctx.config.client_timeout_seconds, 10));
-        m_server.set_tcp_nodelay(true);
-
-        m_server.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-            std::string what = "unexpected failure";
-            try {
-                if (ep) std::rethrow_exception(ep);
-            } catch (const std::exception& e) {
-                what = e.what();
-            } catch (...) {
-            }
-            log::error("request failed", {{"error", what}});
-            send_json(res, 500, render_error(make_error(ErrorCode::Internal, what)));
-        });
-        // Statuses httplib sets itself (404 for no route, 413 over the payload limit, 400 for a
-        // bad request line) get the API's JSON error body too.
-        m_server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
-            if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-            Error e = res.status == 404   ? make_error(ErrorCode::NotFound, "no route " + req.method + " " + req.path)
-                      : res.status == 413 ? make_error(ErrorCode::InvalidArgument, "the request body is too large")
-                                          : make_error(ErrorCode::InvalidArgument, "bad request");
-            res.set_content(dump(render_error(e)) + "\n", "application/json");
-            return httplib::Server::HandlerResponse::Handled;
-        }));
-        m_server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-            m_ctx.metrics.count_http_request(res.status);
-            // The path only: query strings may carry file paths of a user's job, and headers the token.
-            log::debug("request", {{"method", req.method}, {"path", req.path}, {"status", res.status}});
-        });
-
-        m_server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
+        // Cheap and never blocking: answered on the event loop, so a full request pool does not
+        // make kilnd look dead.
+        m_router.GetOnEventLoop("/healthz", [this](const Request&, Response& res) {
             // Said on every call, not once: an operator who set allow_unconfined must keep seeing it.
             auto confinement = vm::jail::confinement();
             json body{{"status", "ok"}, {"version", m_ctx.config.version}, {"accel", m_ctx.config.accel},
@@ -143,57 +157,124 @@ public:
             }
             send_json(res, 200, body);
         });
-        m_server.Get("/metrics", authed(m_ctx, [this](const Caller&, const httplib::Request&, httplib::Response& res) {
+        m_router.Get("/metrics", authed(m_ctx, [this](const Caller&, const Request&, Response& res) {
                          res.status = 200;
                          res.set_content(m_ctx.metrics.render(m_ctx.service.count_by_state()),
                                          "text/plain; version=0.0.4");
                      }));
-        add_sandbox_routes(m_server, m_ctx);
-        add_exec_routes(m_server, m_ctx);
-        add_file_routes(m_server, m_ctx);
-        add_template_routes(m_server, m_ctx);
-        add_github_routes(m_server, m_ctx);
-        add_job_routes(m_server, m_ctx);
-        add_token_routes(m_server, m_ctx);
+        add_sandbox_routes(m_router, m_ctx);
+        add_exec_routes(m_router, m_ctx);
+        add_file_routes(m_router, m_ctx);
+        add_template_routes(m_router, m_ctx);
+        add_github_routes(m_router, m_ctx);
+        add_job_routes(m_router, m_ctx);
+        add_token_routes(m_router, m_ctx);
         return ok_status();
     }
 
     Status bind() override {
-        if (m_port == 0) {
-            int port = m_server.bind_to_any_port(m_host.c_str());
-            if (port < 0) return make_error(ErrorCode::Internal, "cannot listen on " + m_host + " (any port)");
-            m_bound_port = port;
-        } else {
-            if (!m_server.bind_to_port(m_host.c_str(), m_port))
-                return make_error(ErrorCode::Internal, "cannot listen on " + m_ctx.config.listen +
-                                                        " (in use by another process, or not an address of this host)");
-            m_bound_port = m_port;
+        boost::system::error_code ec;
+        tcp::resolver resolver(m_ioc);
+        auto endpoints = resolver.resolve(m_host, std::to_string(m_port), tcp::resolver::passive, ec);
+        if (ec || endpoints.empty())
+            return make_error(ErrorCode::Internal, "cannot listen on " + m_ctx.config.listen + ": not an address (" + ec.message() + ")");
+        std::string last_error;
+        for (const auto& entry : endpoints) {
+            tcp::endpoint endpoint = entry.endpoint();
+            m_acceptor.open(endpoint.protocol(), ec);
+            if (ec) {
+                last_error = ec.message();
+                continue;
+            }
+            m_acceptor.set_option(net::socket_base::reuse_address(true), ec);
+            if (endpoint.address().is_v6()) m_acceptor.set_option(net::ip::v6_only(true), ec);
+            m_acceptor.bind(endpoint, ec);
+            if (!ec) m_acceptor.listen(net::socket_base::max_listen_connections, ec);
+            if (!ec) {
+                m_bound_port = m_acceptor.local_endpoint().port();
+                return ok_status();
+            }
+            last_error = ec.message();
+            boost::system::error_code ignored;
+            m_acceptor.close(ignored);
         }
-        return ok_status();
+        return make_error(ErrorCode::Internal, "cannot listen on " + m_ctx.config.listen + " (" + last_error +
+                                                   ": in use by another process, or not an address of this host)");
     }
 
     int port() const override { return m_bound_port; }
 
     Status serve() override {
-        if (!m_server.listen_after_bind()) {
+        if (m_stopped) return ok_status();
+        const int workers = m_ctx.config.worker_threads > 0 ? m_ctx.config.worker_threads : 32;
+        WorkPool pool(workers);
+        ServerLimits limits;
+        limits.header_timeout = std::chrono::seconds(m_ctx.config.client_timeout_seconds);
+        limits.keep_alive_timeout = std::chrono::seconds(std::min(m_ctx.config.client_timeout_seconds, 10));
+        limits.client_timeout = std::chrono::seconds(m_ctx.config.client_timeout_seconds);
+        ServerCore core(m_ioc, m_router, m_ctx.auth, m_ctx.metrics, pool, m_limiter, limits);
+        {
+            std::lock_guard lock(m_mutex);
             if (m_stopped) return ok_status();
-            return make_error(ErrorCode::Internal, "the HTTP server stopped unexpectedly");
+            m_core = &core;
+        }
+        accept_next();
+        std::vector<std::thread> threads;
+        for (int i = 1; i < kEventLoopThreads; ++i) threads.emplace_back([this] { m_ioc.run(); });
+        m_ioc.run();  // returns once stopped and every connection, handler and stream has ended
+        for (auto& t : threads) t.join();
+        {
+            std::lock_guard lock(m_mutex);
+            m_core = nullptr;
         }
         return ok_status();
     }
 
     void stop() override {
+        std::lock_guard lock(m_mutex);
+        if (m_stopped) return;
         m_stopped = true;
-        m_server.stop();
+        if (!m_core) return;
+        // On the acceptor's strand: its accept handler runs there too.
+        net::post(m_acceptor.get_executor(), [this, core = m_core] {
+            boost::system::error_code ignored;
+            m_acceptor.close(ignored);
+            m_retry_timer.reset();
+            core->stop_all();
+        });
     }
 
 private:
+    void accept_next() {
+        // Each connection gets its own strand: its handlers never run at once.
+        m_acceptor.async_accept(net::make_strand(m_ioc), [this](boost::system::error_code ec, tcp::socket socket) {
+            if (ec == net::error::operation_aborted || !m_acceptor.is_open()) return;
+            if (ec) {
+                // Out of fds (or a transient error): try again shortly rather than spin.
+                log::warn("http accept", {{"error", ec.message()}});
+                m_retry_timer = std::make_unique<net::steady_timer>(m_acceptor.get_executor(), std::chrono::milliseconds(100));
+                m_retry_timer->async_wait([this](boost::system::error_code wec) {
+                    if (!wec && m_acceptor.is_open()) accept_next();
+                });
+                return;
+            }
+            m_core->accept(std::move(socket));
+            accept_next();
+        });
+    }
+
     RouteContext m_ctx;
-    httplib::Server m_server;
+    Router m_router;
+    TokenLimiter m_limiter;
+    net::io_context m_ioc;
+    tcp::acceptor m_acceptor;
+    std::unique_ptr<net::steady_timer> m_retry_timer;
+    std::mutex m_mutex;
+    ServerCore* m_core = nullptr;
     std::string m_host;
     int m_port = 0;
     int m_bound_port = 0;
-    std::atomic<bool> m_stopped{false};
+    bool m_stopped = false;
 };
 
 }  // namespace

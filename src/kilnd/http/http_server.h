@@ -1,4 +1,5 @@
-// HttpServer: kilnd's REST API (api/openapi.yaml) over cpp-httplib, in front of SandboxService.
+// HttpServer: kilnd's REST API (api/openapi.yaml) over Boost.Beast/Asio, in front of SandboxService.
+// Limits, threads and streams: docs/http.md.
 #pragma once
 
 #include <cstddef>
@@ -25,7 +26,9 @@ struct HttpConfig {
     size_t max_upload_body = 64ull << 20;    // file and tar uploads
     size_t max_exec_output = 4ull << 20;     // bytes kept per stream of a buffered exec
     int client_timeout_seconds = 30;         // a client that sends nothing this long is dropped
-    int worker_threads = 32;
+    int worker_threads = 32;                 // the request pool (handlers); streams use none of it
+    int max_requests_per_token = 64;         // requests in flight per token (429 beyond)
+    int max_streams_per_token = 256;         // open streams per token (429 beyond)
     std::string version;                     // for /healthz
     std::string accel;                       // "kvm" | "tcg", for /healthz and /metrics
     ci::github::GithubWebhook* github_webhook = nullptr;  // POST /v1/ci/github (not owned); null: 503

@@ -6,7 +6,6 @@
 
 #include <memory>
 #include <regex>
-#include <thread>
 
 #include "base/unique_fd.h"
 #include "ci/jobs/job_service.h"
@@ -137,13 +136,13 @@ struct LogFollower {
 
 }  // namespace
 
-void add_job_routes(httplib::Server& server, RouteContext& ctx) {
-    auto unavailable = [](httplib::Response& res) {
+void add_job_routes(Router& server, RouteContext& ctx) {
+    auto unavailable = [](Response& res) {
         send_error(res, make_error(ErrorCode::Unavailable, "this kilnd runs no CI jobs"));
     };
 
-    server.Post("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
-                                                           httplib::Response& res) {
+    server.Post("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
+                                                           Response& res) {
         if (!ctx.jobs) return unavailable(res);
         if (!caller.has(Scope::CiSubmit) && !caller.has(Scope::CiTrusted))
             return send_error(res, make_error(ErrorCode::Forbidden, "queueing a job needs the ci:submit or ci:trusted scope"));
@@ -164,8 +163,8 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 201, render_job(*job));
     }));
 
-    server.Get("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
-                                                          httplib::Response& res) {
+    server.Get("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
+                                                          Response& res) {
         if (!ctx.jobs) return unavailable(res);
         int limit = 100;
         std::optional<std::string> state;
@@ -202,15 +201,15 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
     }));
 
     const std::string one = std::string("/v1/jobs/") + kId;
-    server.Get(one, authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(one, authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req, Response& res) {
         if (!ctx.jobs) return unavailable(res);
         auto j = visible_job(*ctx.jobs, caller, path_id(req));
         if (!j.ok()) return send_error(res, j.error());
         send_json(res, 200, render_job(*j));
     }));
 
-    server.Post(one + "/cancel", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
-                                                                httplib::Response& res) {
+    server.Post(one + "/cancel", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
+                                                                Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
@@ -223,8 +222,8 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, render_job(*now));
     }));
 
-    server.Get(one + "/logs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
-                                                             httplib::Response& res) {
+    server.Get(one + "/logs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
+                                                             Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
@@ -238,29 +237,25 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
             return send_error(res, make_error(ErrorCode::InvalidArgument, "follow must be true or false"));
         follower->follow = follow != "false" && follow != "0";
         res.status = 200;
-        res.set_chunked_content_provider("application/x-ndjson", [follower](size_t, httplib::DataSink& sink) {
-            for (;;) {
-                if (sink.is_writable && !sink.is_writable()) return false;  // the client left
-                // Read the state before the file: a job that is final now has written its last line.
-                bool final_now = true;
-                if (follower->follow) {
-                    auto j = follower->jobs->get(follower->id);
-                    final_now = !j.ok() || is_final(j->state);
-                }
-                std::string lines;
-                size_t n = follower->read_new(lines);
-                if (!lines.empty()) return sink.write(lines.data(), lines.size());
-                if (n == 0 && final_now) {
-                    sink.done();
-                    return true;
-                }
-                std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        // A tail on the server's event loop, not a thread: called again while it returns true,
+        // soon after what it wrote went out, later while the log is quiet (http_message.h).
+        res.set_tail_content_provider("application/x-ndjson", [follower](DataSink& sink) {
+            // Read the state before the file: a job that is final now has written its last line.
+            bool final_now = true;
+            if (follower->follow) {
+                auto j = follower->jobs->get(follower->id);
+                final_now = !j.ok() || is_final(j->state);
             }
+            std::string lines;
+            size_t n = follower->read_new(lines);
+            if (!lines.empty()) return sink.write(lines.data(), lines.size());
+            if (n == 0 && final_now) sink.done();
+            return true;
         });
     }));
 
-    server.Get(one + "/artifacts", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
-                                                                  httplib::Response& res) {
+    server.Get(one + "/artifacts", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
+                                                                  Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
@@ -274,8 +269,8 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, json{{"artifacts", items}});
     }));
 
-    server.Get(one + "/artifacts/(.+)", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const httplib::Request& req,
-                                                                        httplib::Response& res) {
+    server.Get(one + "/artifacts/(.+)", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
+                                                                        Response& res) {
         if (!ctx.jobs) return unavailable(res);
         std::string id = path_id(req);
         std::string name = req.matches[2].str();
@@ -294,7 +289,7 @@ void add_job_routes(httplib::Server& server, RouteContext& ctx) {
         ::fstat(f, &st);
         res.status = 200;
         res.set_content_provider(static_cast<size_t>(st.st_size), "application/octet-stream",
-                                 [fd](size_t offset, size_t length, httplib::DataSink& sink) {
+                                 [fd](size_t offset, size_t length, DataSink& sink) {
                                      char buf[64 * 1024];
                                      ssize_t n = ::pread(fd->get(), buf, std::min(length, sizeof buf), static_cast<off_t>(offset));
                                      if (n <= 0) return false;

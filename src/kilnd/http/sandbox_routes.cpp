@@ -17,7 +17,7 @@ bool plausible_id(const std::string& id, const char* prefix) {
 
 }  // namespace
 
-std::string path_id(const httplib::Request& req) { return req.matches.size() > 1 ? req.matches[1].str() : ""; }
+std::string path_id(const Request& req) { return req.matches.size() > 1 ? req.matches[1].str() : ""; }
 
 bool plausible_sandbox_id(const std::string& id) { return plausible_id(id, "sb-"); }
 bool plausible_snapshot_id(const std::string& id) { return plausible_id(id, "snap-"); }
@@ -26,8 +26,8 @@ Error sandbox_not_found(const std::string& id) {
     return make_error(ErrorCode::NotFound, "no sandbox '" + id.substr(0, 80) + "'");
 }
 
-void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
-    server.Post("/v1/sandboxes", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+void add_sandbox_routes(Router& server, RouteContext& ctx) {
+    server.Post("/v1/sandboxes", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());
         auto request = parse_create(req.body);
         if (!request.ok()) return send_error(res, request.error());
@@ -36,7 +36,7 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 201, render(*created));
     }));
 
-    server.Get("/v1/sandboxes", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get("/v1/sandboxes", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         auto filter = parse_list_filter(req.params);
         if (!filter.ok()) return send_error(res, filter.error());
         auto list = ctx.service.list(caller, *filter);
@@ -47,7 +47,7 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
     }));
 
     const std::string one = std::string("/v1/sandboxes/") + kId;
-    server.Get(one, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Get(one, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         auto s = ctx.service.get(caller, id);
@@ -55,7 +55,7 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, render(*s));
     }));
 
-    server.Patch(one, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Patch(one, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());
@@ -66,7 +66,7 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 200, render(*s));
     }));
 
-    server.Delete(one, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Delete(one, authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         auto st = ctx.service.remove(caller, id);
@@ -74,7 +74,7 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
         res.status = 204;
     }));
 
-    server.Post(one + "/snapshot", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(one + "/snapshot", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());
@@ -85,7 +85,7 @@ void add_sandbox_routes(httplib::Server& server, RouteContext& ctx) {
         send_json(res, 201, render(*snap));
     }));
 
-    server.Post(one + "/fork", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const httplib::Request& req, httplib::Response& res) {
+    server.Post(one + "/fork", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
         std::string id = path_id(req);
         if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
         if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());

@@ -11,8 +11,8 @@ json limit_or_null(const std::optional<int64_t>& v) { return v ? json(*v) : json
 
 }  // namespace
 
-void add_token_routes(httplib::Server& server, RouteContext& ctx) {
-    server.Get("/v1/token", authed(ctx, [&ctx](const Caller& caller, const httplib::Request&, httplib::Response& res) {
+void add_token_routes(Router& server, RouteContext& ctx) {
+    server.Get("/v1/token", authed(ctx, [&ctx](const Caller& caller, const Request&, Response& res) {
         const TokenQuota& q = caller.quota;
         json usage = json::object();
         if (auto live = ctx.service.list(caller, ListFilter{}); live.ok()) {
