@@ -165,6 +165,7 @@ protected:
         json body;
         std::string raw;
         std::string content_type;
+        std::string request_id;
     };
     Answer send(const std::string& method, const std::string& path, const std::string& body = "",
                 const httplib::Headers& headers = {}, bool with_token = true) {
@@ -189,6 +190,7 @@ protected:
         a.status = res->status;
         a.raw = res->body;
         a.content_type = res->get_header_value("Content-Type");
+        a.request_id = res->get_header_value("X-Request-Id");
         a.body = json::parse(res->body, nullptr, false);
         if (a.body.is_discarded()) a.body = nullptr;
         return a;
@@ -444,4 +446,124 @@ TEST_F(DaemonHttpServer, GarbageOnTheSocketKeepsTheServerUp) {
         ::close(fd);
     }
     EXPECT_EQ(send("GET", "/healthz", "", {}, false).status, 200);
+}
+
+namespace {
+// Sends `request` on a fresh socket (as much of it as the server takes) and returns what comes
+// back until the server closes or `timeout_ms` passes.
+std::string raw_exchange(int port, const std::string& request, int timeout_ms = 5000) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+        ::close(fd);
+        return "";
+    }
+    timeval tv{timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    size_t off = 0;
+    while (off < request.size()) {
+        ssize_t n = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) break;
+        off += static_cast<size_t>(n);
+    }
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n <= 0) break;
+        out.append(buf, static_cast<size_t>(n));
+        // One answer is enough once its body (Content-Length) is complete.
+        auto head_end = out.find("\r\n\r\n");
+        auto cl = out.find("Content-Length: ");
+        if (head_end != std::string::npos && cl != std::string::npos && cl < head_end &&
+            out.size() >= head_end + 4 + std::stoul(out.substr(cl + 16)))
+            break;
+    }
+    ::close(fd);
+    return out;
+}
+int status_of(const std::string& answer) { return answer.size() > 12 ? std::atoi(answer.c_str() + 9) : 0; }
+}  // namespace
+
+TEST_F(DaemonHttpServer, InternalErrorsSayOnlyInternalErrorWithTheRequestId) {
+    m_service.next_create_error = make_error(ErrorCode::Internal, "QEMU died: /var/lib/kiln/vms/x/qemu.log: boom");
+    auto a = send("POST", "/v1/sandboxes", "{}");
+    expect_error(a, 500, "internal");
+    ASSERT_EQ(a.request_id.size(), 16u) << a.raw;
+    EXPECT_EQ(a.body["error"]["message"], "internal error (request " + a.request_id + ")");
+    EXPECT_EQ(a.raw.find("/var/lib"), std::string::npos) << a.raw;
+    EXPECT_EQ(a.raw.find("QEMU"), std::string::npos) << a.raw;
+    // A code the API does not list (was "<code>: <message>" in the answer) is hidden the same way.
+    m_service.next_create_error = make_error(ErrorCode::GitFailed, "git at /root/.ssh failed");
+    a = send("POST", "/v1/sandboxes", "{}");
+    expect_error(a, 500, "internal");
+    EXPECT_EQ(a.raw.find("/root"), std::string::npos) << a.raw;
+    m_service.next_create_error.reset();
+    // Every answer has its own id.
+    auto b = send("GET", "/healthz", "", {}, false);
+    auto c = send("GET", "/healthz", "", {}, false);
+    EXPECT_EQ(b.request_id.size(), 16u);
+    EXPECT_NE(b.request_id, c.request_id);
+    EXPECT_EQ(send("GET", "/v1/nothing").request_id.size(), 16u);
+}
+
+TEST_F(DaemonHttpServer, ChunkedBodiesPastTheRouteLimitAre413) {
+    // 4 KiB JSON limit here: 64 chunks of 1 KiB pass it; the answer comes before the last ones.
+    std::string request = std::string("POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kToken +
+                          "\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < 64; ++i) request += "400\r\n" + std::string(1024, ' ') + "\r\n";
+    request += "0\r\n\r\n";
+    std::string answer = raw_exchange(m_server->port(), request);
+    EXPECT_EQ(status_of(answer), 413) << answer.substr(0, 300);
+    EXPECT_NE(answer.find("\"invalid_argument\""), std::string::npos) << answer.substr(0, 300);
+    EXPECT_NE(answer.find("X-Request-Id: "), std::string::npos) << answer.substr(0, 300);
+    // Within the limit, chunked is fine.
+    std::string small = std::string("POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") + kToken +
+                        "\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n";
+    EXPECT_EQ(status_of(raw_exchange(m_server->port(), small)), 201);
+    EXPECT_EQ(send("GET", "/healthz", "", {}, false).status, 200);
+}
+
+TEST_F(DaemonHttpServer, ABadTokenOrAnOversizedLengthIsAnsweredBeforeTheBody) {
+    size_t before = calls();
+    // Declares 1 GiB and sends none of it: answered from the headers alone.
+    std::string answer = raw_exchange(m_server->port(),
+                                      "POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer nope\r\n"
+                                      "Content-Length: 1073741824\r\n\r\n");
+    EXPECT_EQ(status_of(answer), 401) << answer;
+    answer = raw_exchange(m_server->port(), std::string("POST /v1/sandboxes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ") +
+                                                kToken + "\r\nContent-Length: 1073741824\r\n\r\n");
+    EXPECT_EQ(status_of(answer), 413) << answer;
+    // Expect: 100-continue gets its 413 instead of a 100.
+    answer = raw_exchange(m_server->port(), std::string("PUT /v1/sandboxes/") + kSandbox + "/files?path=/x HTTP/1.1\r\n" +
+                                                "Host: x\r\nAuthorization: Bearer " + kToken +
+                                                "\r\nExpect: 100-continue\r\nContent-Length: 999999999\r\n\r\n");
+    EXPECT_EQ(status_of(answer), 413) << answer;
+    EXPECT_EQ(calls(), before);
+}
+
+TEST_F(DaemonHttpServer, HugeHeadersAre431) {
+    std::string line = "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(1 << 20, 'a') + "\r\n\r\n";
+    EXPECT_EQ(status_of(raw_exchange(m_server->port(), line)), 431);
+    std::string many = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    for (int i = 0; i < 10000; ++i) many += "X-H: v\r\n";
+    EXPECT_EQ(status_of(raw_exchange(m_server->port(), many + "\r\n")), 431);
+    // A long target: 414 (it would otherwise run the route regexes over it).
+    EXPECT_EQ(status_of(raw_exchange(m_server->port(), "GET /" + std::string(20000, 'a') + " HTTP/1.1\r\nHost: x\r\n\r\n")), 414);
+    EXPECT_EQ(send("GET", "/healthz", "", {}, false).status, 200);
+}
+
+TEST_F(DaemonHttpServer, KeepAliveServesSeveralRequestsOnOneConnection) {
+    httplib::Client client("127.0.0.1", m_server->port());
+    client.set_keep_alive(true);
+    client.set_default_headers({{"Authorization", std::string("Bearer ") + kToken}});
+    for (int i = 0; i < 5; ++i) {
+        auto res = client.Get("/v1/sandboxes");
+        ASSERT_TRUE(res);
+        EXPECT_EQ(res->status, 200);
+    }
 }

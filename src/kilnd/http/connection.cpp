@@ -2,6 +2,7 @@
 #include "kilnd/http/connection.h"
 
 #include <array>
+#include <limits>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -67,6 +68,9 @@ private:
         m_phase = Phase::Head;
         m_parser.emplace();
         m_parser->header_limit(static_cast<std::uint32_t>(m_core.limits.max_header_bytes));
+        // No body limit while the head is read (Beast would check Content-Length against its
+        // default): the route's limit is set once the route is known, before any body is read.
+        m_parser->body_limit(std::numeric_limits<std::uint64_t>::max());
         m_req = std::make_unique<Request>();
         m_res = Response{};
         m_token.reset();
