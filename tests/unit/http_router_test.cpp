@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "kilnd/http/http_message.h"
+#include "kilnd/http/json_render.h"
 #include "kilnd/http/router.h"
 #include "kilnd/http/stream_channel.h"
 #include "kilnd/http/token_limiter.h"
@@ -163,4 +164,12 @@ TEST(HttpStreamChannel, AFullQueueHoldsTheProducerUntilTakenOrGone) {
     EXPECT_EQ(state.load(), 2);
     EXPECT_TRUE(channel.gone());
     EXPECT_FALSE(channel.write("w", 1));
+}
+
+TEST(HttpErrors, QemuLogTailsAreCutFromWhatClientsSee) {
+    std::string vm_gone = "QEMU exited with status 1; qemu.log:\n  qemu: /var/lib/kiln/vms/sb-1/disk.qcow2: error"
+                          "; last console lines:\n  [ 1.0] Kernel panic";
+    EXPECT_EQ(without_host_logs(vm_gone), "QEMU exited with status 1; last console lines:\n  [ 1.0] Kernel panic");
+    EXPECT_EQ(without_host_logs("memory limit reached (OOM); qemu.log:\n  /var/lib/x"), "memory limit reached (OOM)");
+    EXPECT_EQ(without_host_logs("no sandbox 'sb-1'"), "no sandbox 'sb-1'");
 }

@@ -41,7 +41,7 @@ Error api_error(const Error& e, const std::string& request_id) {
         log::error("internal error", {{"request_id", request_id}, {"error", e.to_string()}});
         return make_error(api.code, public_message(request_id));
     }
-    return make_error(api.code, std::move(api.message));
+    return make_error(api.code, without_host_logs(api.message));
 }
 
 void send_json(Response& res, int status, const json& body) {
@@ -66,7 +66,10 @@ void send_error(Response& res, const Error& error) {
                         "application/json");
         return;
     }
-    send_json(res, api.http_status, render_error(make_error(api.code, std::move(api.message))));
+    std::string shown = without_host_logs(api.message);
+    if (shown != api.message)
+        log::warn("error details kept from the client", {{"request_id", res.request_id}, {"error", error.to_string()}});
+    send_json(res, api.http_status, render_error(make_error(api.code, std::move(shown))));
 }
 
 Status check_body_size(const Request& req, size_t limit) {

@@ -19,7 +19,7 @@ json render(const SandboxInfo& s) {
               {"network", net::to_json(s.network)}};
     if (s.ended_at_ms) j["ended_at"] = rfc3339_ms(s.ended_at_ms);
     if (!s.parent_id.empty()) j["parent_id"] = s.parent_id;
-    if (!s.error.empty()) j["error"] = s.error;
+    if (!s.error.empty()) j["error"] = without_host_logs(s.error);
     if (s.create_ms > 0) j["create_ms"] = s.create_ms;
     return j;
 }
@@ -78,6 +78,15 @@ json render_exec_result(const proto::ExecResult& r, const CappedOutput& out, con
     // `truncated` predates the per-stream fields: either stream cut, by the host or by the agent.
     if (r.output_truncated || out.truncated() || err.truncated()) j["truncated"] = true;
     return j;
+}
+
+std::string without_host_logs(const std::string& message) {
+    static constexpr std::string_view kQemuLog = "; qemu.log:";
+    static constexpr std::string_view kConsole = "; last console lines:";
+    size_t start = message.find(kQemuLog);
+    if (start == std::string::npos) return message;
+    size_t end = message.find(kConsole, start);
+    return message.substr(0, start) + (end == std::string::npos ? std::string() : message.substr(end));
 }
 
 json render_error(const Error& e) { return json{{"error", {{"code", code_name(e.code)}, {"message", e.message}}}}; }

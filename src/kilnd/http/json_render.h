@@ -26,6 +26,9 @@ json render(const proto::FileInfo& info, const std::string& path);
 // it (<name>_truncated) and how many bytes it dropped (<name>_dropped_bytes).
 json render_exec_result(const proto::ExecResult& result, const CappedOutput& out, const CappedOutput& err);
 json render_error(const Error& error);
+// A VM's failure as the API shows it: without the "; qemu.log:" section the VM layer appends
+// (QEMU's own lines name host paths); the guest's console lines and the reason stay.
+std::string without_host_logs(const std::string& message);
 
 // JSON text, with bytes that are not valid UTF-8 replaced by U+FFFD (guest output is arbitrary).
 std::string dump(const json& value);
