@@ -112,6 +112,7 @@ def test_two_gib_chunked_posts_get_413_without_being_buffered(flood_kilnd):
     assert status == 413, body
     assert sent < 256 * MiB, f"kilnd read {sent} bytes before refusing"
     peak = proc_status_kib(pid, "VmHWM")
+    print(f"\nkilnd RSS before {before} KiB, peak after two 2 GiB chunked POSTs {peak} KiB (bound {bound_kib} KiB)")
     assert peak < bound_kib, f"kilnd's peak RSS {peak} KiB passed the bound {bound_kib} KiB (RSS before: {before} KiB)"
     assert flood_kilnd.healthy()
 
@@ -225,6 +226,7 @@ def test_healthz_answers_with_500_log_follows_open(flood_kilnd, recorder):
             assert status == 200 and headers.get("transfer-encoding") == "chunked", (status, headers)
         assert api.get(f"/v1/jobs/{job_id}").json()["state"] in ("queued", "running")
         times = [healthz_ms(flood_kilnd.port) for _ in range(7)]
+        print(f"\n/healthz with 500 log follows open: {[round(t, 1) for t in times]} ms")
         assert statistics.median(times) < 50, times
         # The pool is not held either: an ordinary call answers at once.
         start = time.perf_counter()
@@ -232,6 +234,7 @@ def test_healthz_answers_with_500_log_follows_open(flood_kilnd, recorder):
         assert (time.perf_counter() - start) < 1.0
         # Every follow is still open (each is a socket and a timer in kilnd, not a thread).
         threads = len(list((__import__("pathlib").Path(f"/proc/{flood_kilnd.pid}/task")).iterdir()))
+        print(f"kilnd threads with 500 follows open: {threads}")
         assert threads < 200, f"kilnd has {threads} threads with 500 follows open"
         for s in follows:
             s.close()

@@ -3,6 +3,8 @@
 
 #include <strings.h>
 
+#include <charconv>
+
 namespace kiln::daemon::http {
 
 bool CaseInsensitiveLess::operator()(const std::string& a, const std::string& b) const {
@@ -38,24 +40,17 @@ void Response::set_tail_content_provider(const std::string& type, TailProvider p
     tail_provider = std::move(provider);
 }
 
-namespace {
-int hex_value(char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-}  // namespace
-
 std::string percent_decode(std::string_view text, bool plus_is_space) {
     std::string out;
     out.reserve(text.size());
     for (size_t i = 0; i < text.size(); ++i) {
         char c = text[i];
         if (c == '%' && i + 2 < text.size()) {
-            int hi = hex_value(text[i + 1]), lo = hex_value(text[i + 2]);
-            if (hi >= 0 && lo >= 0) {
-                out += static_cast<char>(hi * 16 + lo);
+            unsigned value = 0;
+            const char* first = text.data() + i + 1;
+            auto [end, ec] = std::from_chars(first, first + 2, value, 16);
+            if (ec == std::errc() && end == first + 2) {
+                out += static_cast<char>(value);
                 i += 2;
                 continue;
             }
