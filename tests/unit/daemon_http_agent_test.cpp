@@ -157,7 +157,7 @@ protected:
     }
     void TearDown() override {
         m_server->stop();
-        m_thread.join();
+        if (m_thread.joinable()) m_thread.join();
         std::string cmd = "rm -rf '" + m_dir + "'";
         (void)!std::system(cmd.c_str());
     }
@@ -354,6 +354,33 @@ TEST_F(DaemonHttpAgent, SseClientGoneKillsASilentCommand) {
     EXPECT_EQ(::kill(pid, 0), 0);
     ::close(fd);
     EXPECT_TRUE(pid_gone(pid, std::chrono::seconds(15))) << "a silent command outlived its SSE client";
+}
+
+TEST_F(DaemonHttpAgent, NdjsonClientGoneKillsASilentCommand) {
+    // NDJSON has no comment line to write, but the server sees the socket close by itself.
+    auto [fd, pid] = start_stream(m_server->port(), url("/exec"), "application/x-ndjson", R"({"cmd":"exec sleep 60"})",
+                                  "\"type\":\"start\"");
+    ASSERT_GT(pid, 1);
+    EXPECT_EQ(::kill(pid, 0), 0);
+    ::close(fd);
+    EXPECT_TRUE(pid_gone(pid, std::chrono::seconds(5))) << "a silent command outlived its NDJSON client";
+}
+
+TEST_F(DaemonHttpAgent, StopEndsOpenStreamsAndServeReturns) {
+    // An open stream of a silent command does not keep the server from stopping: its connection
+    // is closed, its command killed, and serve() returns.
+    auto [fd, pid] = start_stream(m_server->port(), url("/exec"), "application/x-ndjson", R"({"cmd":"exec sleep 60"})",
+                                  "\"type\":\"start\"");
+    ASSERT_GT(pid, 1);
+    auto start = std::chrono::steady_clock::now();
+    m_server->stop();
+    m_thread.join();
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+    EXPECT_TRUE(pid_gone(pid, std::chrono::seconds(5)));
+    char buf[4096];
+    while (::read(fd, buf, sizeof buf) > 0) {
+    }
+    ::close(fd);
 }
 
 TEST_F(DaemonHttpAgent, FilesRoundTrip) {

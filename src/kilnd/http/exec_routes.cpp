@@ -60,19 +60,21 @@ void stream_exec(RouteContext& ctx, const std::shared_ptr<SandboxLease>& lease, 
         std::lock_guard lock(sink_mutex);
         write_locked(text);
     };
-    // A client that goes away is only noticed at a write. SSE has comments, which every reader
-    // skips: one every 5 s finds a departed client of a silent command (`sleep 1000`). NDJSON has
-    // no such line, so there the command runs on until its timeout or its next output.
+    // The server sees a client leave (or kilnd stop) without a write (sink.is_writable): a
+    // silent command (`sleep 1000`) of a departed client is killed within a second, in either
+    // format. SSE also gets a comment every 5 s, which every reader skips.
     std::condition_variable beat_cv;
     bool finished = false;
-    std::thread beat;
-    if (format == StreamFormat::Sse) {
-        beat = std::thread([&] {
-            std::unique_lock lock(sink_mutex);
-            while (!beat_cv.wait_for(lock, std::chrono::seconds(5), [&] { return finished; }))
-                write_locked(": keep-alive\n\n");
-        });
-    }
+    std::thread beat([&] {
+        std::unique_lock lock(sink_mutex);
+        for (int tick = 1; !beat_cv.wait_for(lock, std::chrono::seconds(1), [&] { return finished; }); ++tick) {
+            if (!client_gone && sink.is_writable && !sink.is_writable()) {
+                client_gone = true;
+                if (stream) (void)lease->agent().send_signal(stream, SIGKILL);
+            }
+            if (format == StreamFormat::Sse && tick % 5 == 0) write_locked(": keep-alive\n\n");
+        }
+    });
     Utf8Carry out_carry, err_carry;
     vm::ExecIo io;
     io.on_started = [&](uint32_t s, int pid) {
