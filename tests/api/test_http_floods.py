@@ -117,6 +117,33 @@ def test_two_gib_chunked_posts_get_413_without_being_buffered(flood_kilnd):
     assert flood_kilnd.healthy()
 
 
+def test_unsigned_webhook_bodies_are_capped_server_wide(flood_kilnd):
+    """Nobody's token bounds the webhook's bodies: at most 8 are read at once (503 beyond)."""
+    head = (b"POST /v1/ci/github HTTP/1.1\r\nHost: kilnd\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: x\r\n"
+            b"X-Hub-Signature-256: sha256=00\r\nContent-Length: %d\r\n\r\n" % (20 * MiB))
+    held = []
+    for _ in range(8):
+        s = connect(flood_kilnd.port)
+        s.sendall(head + b"{" * MiB)
+        held.append(s)
+    time.sleep(0.5)
+    s = connect(flood_kilnd.port)
+    s.sendall(head)
+    status, _, body = read_answer(s, timeout=10)
+    s.close()
+    assert status == 503 and b"unavailable" in body, body
+    for s in held:
+        s.close()
+    # The slots come back with their connections.
+    def accepted():
+        s = connect(flood_kilnd.port)
+        s.sendall(head.replace(b"%d" % (20 * MiB), b"2") + b"{}")
+        status, _, _ = read_answer(s, timeout=10)
+        s.close()
+        return status if status != 503 else None
+    assert wait_until(accepted, 10) == 401
+
+
 def test_a_bad_token_costs_no_body_read(flood_kilnd):
     """401 from the headers alone: the client declares 1 GiB, sends none of it, and is answered."""
     s = connect(flood_kilnd.port)

@@ -129,6 +129,11 @@ private:
             m_token_kind = TokenLimiter::Kind::Request;
             m_req->caller = std::move(*caller);
         }
+        if (!m_route->handler.authenticated && m_body_unread) {
+            if (!m_core.try_acquire_anonymous_body())
+                return reject(make_error(ErrorCode::Unavailable, "too many requests without a token are sending bodies at once; try again"));
+            m_anonymous_body = true;
+        }
         const size_t limit = m_route->max_body;
         if (auto length = m_parser->content_length(); length && *length > limit)
             return reject(body_too_large(limit));
@@ -449,6 +454,8 @@ private:
     void release_token() {
         if (m_token) m_core.limiter.release(*m_token, m_token_kind);
         m_token.reset();
+        if (m_anonymous_body) m_core.release_anonymous_body();
+        m_anonymous_body = false;
     }
 
     void on_stop() {
@@ -500,6 +507,7 @@ private:
     bool m_keep_alive = false;
     bool m_body_unread = false;
     std::optional<int64_t> m_token;
+    bool m_anonymous_body = false;  // holds one of ServerLimits::max_anonymous_bodies
     TokenLimiter::Kind m_token_kind = TokenLimiter::Kind::Request;
     // Streams.
     std::shared_ptr<StreamChannel> m_channel;
@@ -533,6 +541,18 @@ void ServerCore::remove(Connection* connection) {
 bool ServerCore::stopping() const {
     std::lock_guard lock(m_mutex);
     return m_stopping;
+}
+
+bool ServerCore::try_acquire_anonymous_body() {
+    std::lock_guard lock(m_mutex);
+    if (m_anonymous_bodies >= limits.max_anonymous_bodies) return false;
+    ++m_anonymous_bodies;
+    return true;
+}
+
+void ServerCore::release_anonymous_body() {
+    std::lock_guard lock(m_mutex);
+    if (m_anonymous_bodies > 0) --m_anonymous_bodies;
 }
 
 void ServerCore::stop_all() {

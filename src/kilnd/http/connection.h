@@ -29,6 +29,9 @@ struct ServerLimits {
     std::chrono::seconds keep_alive_timeout{10};  // an idle kept-alive connection's next request head
     std::chrono::seconds client_timeout{30};      // each body read and each write of the answer
     size_t stream_queue_bytes = 256 * 1024;       // a threaded stream's queue (back-pressure beyond)
+    // Bodies read at once for routes without a token (the webhook, 25 MiB each): nobody's cap
+    // bounds them otherwise, so together they stay under 8 x 25 MiB (503 beyond).
+    int max_anonymous_bodies = 8;
 };
 
 class Connection;
@@ -53,6 +56,8 @@ public:
     // Ends every connection's idle wait and stream; handlers in flight finish and answer.
     void stop_all();
     bool stopping() const;
+    bool try_acquire_anonymous_body();
+    void release_anonymous_body();
 
 private:
     friend class Connection;
@@ -61,6 +66,7 @@ private:
 
     mutable std::mutex m_mutex;
     bool m_stopping = false;
+    int m_anonymous_bodies = 0;
     std::unordered_map<Connection*, std::weak_ptr<Connection>> m_connections;
 };
 
