@@ -9,6 +9,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <chrono>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -43,6 +45,8 @@ public:
     ListFilter last_filter;
     int64_t last_ttl = 0;
     std::optional<Error> next_create_error;
+    std::chrono::milliseconds create_delay{0};
+    std::atomic<bool> create_started{false};
 
     void record(std::string call) {
         std::lock_guard lock(mutex);
@@ -59,6 +63,8 @@ public:
     }
     Result<SandboxInfo> create(const Caller& caller, const CreateRequest& request) override {
         record("create");
+        create_started = true;
+        std::this_thread::sleep_for(create_delay);
         EXPECT_EQ(caller.token_id, 7);
         last_create = request;
         if (next_create_error) return *next_create_error;
@@ -566,4 +572,59 @@ TEST_F(DaemonHttpServer, KeepAliveServesSeveralRequestsOnOneConnection) {
         ASSERT_TRUE(res);
         EXPECT_EQ(res->status, 200);
     }
+}
+
+TEST_F(DaemonHttpServer, StopLetsARequestInFlightFinish) {
+    m_service.create_delay = std::chrono::milliseconds(800);
+    std::thread stopper([this] {
+        while (!m_service.create_started) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        m_server->stop();  // from another thread, while the handler runs
+    });
+    auto a = send("POST", "/v1/sandboxes", "{}");
+    stopper.join();
+    EXPECT_EQ(a.status, 201) << a.raw;
+    m_thread.join();  // serve() returned
+    // Nothing listens any more.
+    httplib::Client client("127.0.0.1", m_server->port());
+    client.set_connection_timeout(1, 0);
+    EXPECT_FALSE(client.Get("/healthz"));
+}
+
+TEST(DaemonHttpListen, Ipv6AndNamesAndBadAddresses) {
+    FakeService service;
+    FakeAuth auth;
+    Metrics metrics{"tcg"};
+    for (const char* listen : {"[::1]:0", "localhost:0"}) {
+        SCOPED_TRACE(listen);
+        HttpConfig config;
+        config.listen = listen;
+        auto server = HttpServer::create(config, service, auth, metrics);
+        ASSERT_TRUE(server.ok()) << server.error().to_string();
+        ASSERT_TRUE((*server)->bind().ok());
+        ASSERT_GT((*server)->port(), 0);
+        std::thread serving([&] { (void)(*server)->serve(); });
+        httplib::Client client(std::string(listen).rfind("[::1]", 0) == 0 ? "::1" : "localhost", (*server)->port());
+        auto res = client.Get("/healthz");
+        EXPECT_TRUE(res && res->status == 200);
+        if (res) {
+            EXPECT_FALSE(res->get_header_value("X-Request-Id").empty());
+        }
+        (*server)->stop();
+        serving.join();
+    }
+    // A port in use is a clear error at bind().
+    HttpConfig first_config;
+    first_config.listen = "127.0.0.1:0";
+    auto first = HttpServer::create(first_config, service, auth, metrics);
+    ASSERT_TRUE(first.ok() && (*first)->bind().ok());
+    HttpConfig taken;
+    taken.listen = "127.0.0.1:" + std::to_string((*first)->port());
+    auto second = HttpServer::create(taken, service, auth, metrics);
+    ASSERT_TRUE(second.ok());
+    auto bound = (*second)->bind();
+    ASSERT_FALSE(bound.ok());
+    EXPECT_NE(bound.error().message.find("in use"), std::string::npos) << bound.error().message;
+    HttpConfig bad;
+    bad.listen = "127.0.0.1:99999";
+    EXPECT_FALSE(HttpServer::create(bad, service, auth, metrics).ok());
 }
