@@ -121,6 +121,8 @@ private:
             // From the headers alone: a request without a valid token costs no body read.
             auto caller = authenticate_bearer(m_core.auth, *m_req);
             if (!caller.ok()) return reject(caller.error());
+            if (m_route->handler.admits)
+                if (auto admitted = m_route->handler.admits(*caller); !admitted.ok()) return reject(admitted.error());
             if (!m_core.limiter.try_acquire(caller->token_id, TokenLimiter::Kind::Request))
                 return reject(make_error(ErrorCode::QuotaExceeded,
                                          "this token already has " + std::to_string(m_core.limiter.cap(TokenLimiter::Kind::Request)) +
@@ -267,10 +269,11 @@ private:
         msg->keep_alive(m_keep_alive);
         msg->body() = std::move(m_res.body);
         msg->prepare_payload();
+        count_answer(m_res.status);
         m_stream.expires_after(m_core.limits.client_timeout);
         bhttp::async_write(m_stream, *msg, [self = shared_from_this(), msg](beast::error_code ec, size_t) {
             self->m_stream.expires_never();
-            self->end_request(msg->result_int());
+            self->release_token();
             if (ec) return self->close();
             if (self->m_body_unread) return self->linger_close();
             if (!self->m_keep_alive) return self->close();
@@ -284,7 +287,7 @@ private:
         m_phase = Phase::Stream;
         m_keep_alive = false;  // a stream ends its connection: the watch read below owns the socket
         m_res_is_sized = m_res.stream == Response::Stream::Sized;
-        m_stream_status = m_res.status;
+        count_answer(m_res.status);
         auto head = std::make_shared<bhttp::response<bhttp::empty_body>>();
         head->version(11);
         head->result(static_cast<unsigned>(m_res.status));
@@ -437,18 +440,19 @@ private:
         m_res.tail_provider = nullptr;
         if (!complete && m_req)
             log::debug("stream ended early", {{"request_id", m_req->request_id}, {"bytes", m_bytes_streamed}});
-        end_request(m_stream_status);
+        release_token();
         close();
     }
 
     // ---- ends ------------------------------------------------------------------------------
-    void end_request(int status) {
+    // Counted and logged as the answer starts, so that a client that reads it and asks /metrics
+    // at once sees it counted.
+    void count_answer(int status) {
         m_core.metrics.count_http_request(status);
         // The path only: query strings may carry file paths of a user's job, and headers the token.
         if (m_req)
             log::debug("request", {{"method", m_req->method}, {"path", m_req->path.substr(0, 256)}, {"status", status},
                                    {"request_id", m_req->request_id}});
-        release_token();
     }
 
     void release_token() {
@@ -515,7 +519,6 @@ private:
     std::chrono::milliseconds m_tail_pause = kTailFirstPause;
     bool m_writing = false;
     bool m_res_is_sized = false;
-    int m_stream_status = 200;
     uint64_t m_bytes_streamed = 0;
     std::array<char, 16 * 1024> m_scratch{};
 };

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "base/result.h"
 #include "daemon/sandboxes/sandbox_service.h"
 
 namespace kiln::daemon::http {
@@ -96,6 +97,9 @@ struct Response {
 struct Handler {
     std::function<void(const Request&, Response&)> fn;
     bool authenticated = false;
+    // For authenticated routes: whether the caller may make this call at all (its scopes),
+    // checked with the token, before the body is read. Empty: any caller.
+    std::function<Status(const Caller&)> admits;
 
     Handler() = default;
     template <typename F, typename = std::enable_if_t<std::is_invocable_v<F, const Request&, Response&>>>

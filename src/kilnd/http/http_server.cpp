@@ -98,17 +98,25 @@ Handler authed(RouteContext&, AuthedHandler handler) {
         true);
 }
 
+namespace {
+Status check_scopes(const Caller& caller, ScopeSet any_of) {
+    if ((caller.scopes & any_of) != 0 || caller.is_admin()) return ok_status();
+    auto names = scope_names(any_of);
+    std::string list;
+    for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+    return make_error(ErrorCode::Forbidden, "this call needs the " + list + " scope; the token has " +
+                                                (caller.scopes ? scope_list(caller.scopes) : "none"));
+}
+}  // namespace
+
 Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandler handler) {
-    return authed(ctx, [any_of, handler = std::move(handler)](const Caller& caller, const Request& req, Response& res) {
-        if ((caller.scopes & any_of) == 0 && !caller.is_admin()) {
-            auto names = scope_names(any_of);
-            std::string list;
-            for (size_t i = 0; i < names.size(); ++i) list += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
-            return send_error(res, make_error(ErrorCode::Forbidden, "this call needs the " + list + " scope; the token has " +
-                                                                        (caller.scopes ? scope_list(caller.scopes) : "none")));
-        }
+    Handler h = authed(ctx, [any_of, handler = std::move(handler)](const Caller& caller, const Request& req, Response& res) {
+        if (auto st = check_scopes(caller, any_of); !st.ok()) return send_error(res, st.error());
         handler(caller, req, res);
     });
+    // The same check before the body is read: a call outside the token's scopes costs no body.
+    h.admits = [any_of](const Caller& caller) { return check_scopes(caller, any_of); };
+    return h;
 }
 
 }  // namespace http
