@@ -1,7 +1,14 @@
-// glob_match: segment-wise fnmatch with `**` (see glob_match.h).
+// glob_match: segment-wise fnmatch with `**` (see glob_match.h), as a set of pattern positions
+// advanced one path segment at a time (an NFA simulation): each (pattern segment, path segment)
+// pair is compared at most once, so a pattern such as `**/a/**/a/.../**/b` costs at most
+// pattern segments x path segments fnmatch calls where the old recursive search backtracked
+// exponentially.
 #include "ci/jobs/glob_match.h"
 
 #include <fnmatch.h>
+
+#include <algorithm>
+#include <limits>
 
 namespace kiln::ci {
 namespace {
@@ -19,37 +26,77 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-bool match_from(const std::vector<std::string>& pat, size_t pi, const std::vector<std::string>& path, size_t si) {
-    if (pi == pat.size()) return si == path.size();
-    if (pat[pi] == "**") {
-        for (size_t k = si; k <= path.size(); ++k)
-            if (match_from(pat, pi + 1, path, k)) return true;
-        return false;
+// Adds to `states` every position reachable from it without taking a path segment: a `**` may
+// match zero segments, so the position after it is reachable too (ascending, so runs of `**` chain).
+void close_over_double_stars(const std::vector<std::string>& pat, std::vector<char>& states) {
+    for (size_t pi = 0; pi < pat.size(); ++pi)
+        if (states[pi] && pat[pi] == "**") states[pi + 1] = 1;
+}
+
+// False when the budget runs out (`matched` is then meaningless).
+bool match_segments(const std::vector<std::string>& pat, const std::vector<std::string>& segments, uint64_t& budget,
+                    bool& matched) {
+    // states[pi]: the first pi pattern segments can match the path segments taken so far.
+    std::vector<char> states(pat.size() + 1, 0), next(pat.size() + 1, 0);
+    states[0] = 1;
+    close_over_double_stars(pat, states);
+    for (const std::string& segment : segments) {
+        std::fill(next.begin(), next.end(), 0);
+        bool any = false;
+        for (size_t pi = 0; pi < pat.size(); ++pi) {
+            if (!states[pi]) continue;
+            if (pat[pi] == "**") {
+                next[pi] = 1;  // `**` takes this segment and may take more
+                any = true;
+                continue;
+            }
+            if (budget == 0) return false;
+            --budget;
+            if (fnmatch(pat[pi].c_str(), segment.c_str(), 0) == 0) {
+                next[pi + 1] = 1;
+                any = true;
+            }
+        }
+        if (!any) {
+            matched = false;
+            return true;
+        }
+        close_over_double_stars(pat, next);
+        states.swap(next);
     }
-    if (si == path.size()) return false;
-    if (fnmatch(pat[pi].c_str(), path[si].c_str(), 0) != 0) return false;
-    return match_from(pat, pi + 1, path, si + 1);
+    matched = states[pat.size()] != 0;
+    return true;
 }
 
 }  // namespace
 
 bool glob_match(const std::string& pattern, const std::string& path) {
-    auto pat = split(pattern);
-    // Consecutive ** are one (keeps the search linear in practice).
-    std::vector<std::string> compact;
-    for (auto& p : pat)
-        if (!(p == "**" && !compact.empty() && compact.back() == "**")) compact.push_back(p);
-    return match_from(compact, 0, split(path), 0);
+    uint64_t unlimited = std::numeric_limits<uint64_t>::max();
+    bool matched = false;
+    match_segments(split(pattern), split(path), unlimited, matched);
+    return matched;
 }
 
-std::vector<std::string> glob_filter(const std::vector<std::string>& patterns, const std::vector<std::string>& paths) {
-    std::vector<std::string> out;
-    for (const auto& p : paths)
-        for (const auto& g : patterns)
-            if (glob_match(g, p)) {
-                out.push_back(p);
+GlobFiltered glob_filter(const std::vector<std::string>& patterns, const std::vector<std::string>& paths,
+                         uint64_t max_comparisons) {
+    std::vector<std::vector<std::string>> split_patterns;
+    for (const auto& g : patterns) split_patterns.push_back(split(g));
+    GlobFiltered out;
+    uint64_t budget = max_comparisons;
+    for (const auto& p : paths) {
+        const std::vector<std::string> segments = split(p);
+        for (const auto& pat : split_patterns) {
+            bool matched = false;
+            if (!match_segments(pat, segments, budget, matched)) {
+                out.complete = false;
+                return out;
+            }
+            if (matched) {
+                out.paths.push_back(p);
                 break;
             }
+        }
+    }
     return out;
 }
 

@@ -13,6 +13,7 @@
 #include "base/sha256.h"
 #include "base/unique_fd.h"
 #include "ci/jobs/canonical_repo.h"
+#include "ci/jobs/checkout_listing.h"
 #include "ci/jobs/git_source.h"
 #include "ci/jobs/glob_match.h"
 #include "ci/jobs/job_log.h"
@@ -30,6 +31,7 @@ constexpr const char* kCheckout = "/work/src";
 constexpr size_t kMaxPipelineBytes = 256 * 1024;
 constexpr size_t kMaxJunitBytes = 64ull << 20;
 constexpr size_t kMaxArtifacts = 1000;
+constexpr size_t kMaxListingBytes = 16 << 20;  // find's output: ~200,000 names
 constexpr uint64_t kMaxArtifactBytes = 1ull << 30;  // all of a job's artifacts together
 constexpr uint64_t kStepOutputLimit = 4ull << 30;   // the agent's cap; our log has its own, lower
 constexpr int64_t kHostGraceMs = 30000;             // past a step's timeout, the host stops waiting
@@ -55,20 +57,6 @@ std::string checkout_script() {
            " fi;"
            // HEAD must name the commit, and the commit must be readable in the VM's repository.
            " git rev-parse --verify HEAD^{commit}";
-}
-
-// The NUL-separated names `find -print0` printed, without their "./".
-std::vector<std::string> split_found_files(const std::string& text) {
-    std::vector<std::string> files;
-    for (size_t pos = 0; pos < text.size();) {
-        size_t end = text.find('\0', pos);
-        if (end == std::string::npos) break;  // cut off by the cap: not a whole name
-        std::string f = text.substr(pos, end - pos);
-        if (f.rfind("./", 0) == 0) f = f.substr(2);
-        if (!f.empty()) files.push_back(std::move(f));
-        pos = end + 1;
-    }
-    return files;
 }
 
 }  // namespace
@@ -483,22 +471,39 @@ bool JobAttempt::list_checkout(std::vector<std::string>& files) {
     find.argv = {"find", ".", "-path", "./.git", "-prune", "-o", "-type", "f", "-print0"};
     find.cwd = kCheckout;
     find.timeout_ms = static_cast<uint64_t>(std::min<int64_t>(left_ms(), 120000));
-    auto listed = agent.exec_collect(find, std::nullopt, 16 << 20);
+    auto listed = agent.exec_collect(find, std::nullopt, kMaxListingBytes);
     if (!listed.ok() && (!agent.alive() || m_control.stopped()))
         return vm_failure("listing the checkout", listed.error());
     if (!listed.ok()) {  // the job broke its own VM (no find, say): its reports are simply missing
         m_log.event({{"type", "warning"}, {"message", "listing the checkout failed: " + listed.error().message}});
         return true;
     }
-    files = split_found_files(listed->stdout_data);
+    // Capped in files and depth, so matching the globs stays cheap whatever tree the job made.
+    const ListingLimits limits;
+    CheckoutListing listing = parse_checkout_listing(listed->stdout_data, limits);
+    if (listed->stdout_data.size() >= kMaxListingBytes) listing.cut_short = true;
+    if (std::string warning = listing.warning(limits); !warning.empty())
+        m_log.event({{"type", "warning"}, {"message", warning}});
+    files = std::move(listing.files);
     return true;
+}
+
+std::vector<std::string> JobAttempt::matching_files(const std::vector<std::string>& globs,
+                                                   const std::vector<std::string>& files, const char* key) {
+    GlobFiltered matched = glob_filter(globs, files);
+    if (!matched.complete)
+        m_log.event({{"type", "warning"}, {"message", std::string("matching the ") + key +
+                                                           " globs took too long; files after " +
+                                                           std::to_string(matched.paths.size()) +
+                                                           " matches were not considered"}});
+    return std::move(matched.paths);
 }
 
 bool JobAttempt::read_junit_reports(const std::vector<std::string>& files) {
     vm::AgentClient& agent = *m_agent;
     JunitSummary sum;
     int reports = 0;
-    for (const auto& f : glob_filter(m_pipeline.junit, files)) {
+    for (const auto& f : matching_files(m_pipeline.junit, files, "junit")) {
         std::string xml;
         auto read = agent.read_file(std::string(kCheckout) + "/" + f, [&](std::string_view d) -> Status {
             if (xml.size() + d.size() > kMaxJunitBytes) return make_error(ErrorCode::TooLarge, "over 64 MiB");
@@ -530,7 +535,7 @@ bool JobAttempt::copy_artifacts(const std::vector<std::string>& files) {
     (void)remove_tree(m_job_dir + "/artifacts");
     (void)make_dirs(m_job_dir + "/artifacts", 0700);
     uint64_t total = 0;
-    for (const auto& f : glob_filter(m_pipeline.artifacts, files)) {
+    for (const auto& f : matching_files(m_pipeline.artifacts, files, "artifacts")) {
         if (m_outcome.artifacts.size() >= kMaxArtifacts) {
             m_log.event({{"type", "warning"}, {"message", "more than 1000 artifacts: the rest are dropped"}});
             break;

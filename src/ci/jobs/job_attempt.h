@@ -84,6 +84,9 @@ private:
 
     // collect_results' parts; false when the VM failed (the attempt ended).
     bool list_checkout(std::vector<std::string>& files);
+    // The files matching `globs` (the pipeline's `key`), with a warning in the log if matching was cut short.
+    std::vector<std::string> matching_files(const std::vector<std::string>& globs, const std::vector<std::string>& files,
+                                            const char* key);
     bool read_junit_reports(const std::vector<std::string>& files);
     bool copy_artifacts(const std::vector<std::string>& files);
 
