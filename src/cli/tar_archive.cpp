@@ -191,7 +191,8 @@ Result<uint64_t> unpack_into(int fd, const std::string& dest, const std::string&
     auto in_dest = TRY(ScopedChdir::enter(dest));
     ReadArchive in = TRY(open_tar(fd));
     // No ARCHIVE_EXTRACT_UNLINK: with it libarchive would quietly replace a symlink that an entry
-    // writes through; without it, that is an error.
+    // writes through; without it, that is an error. No ARCHIVE_EXTRACT_OWNER (or _ACL, _XATTR,
+    // _FFLAGS): what is extracted belongs to whoever runs the CLI, with only the tar's rwx bits.
     WriteArchive out(archive_write_disk_new());
     archive_write_disk_set_options(out.get(), ARCHIVE_EXTRACT_TIME | ARCHIVE_EXTRACT_PERM |
                                                   ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
@@ -216,6 +217,10 @@ Result<uint64_t> unpack_into(int fd, const std::string& dest, const std::string&
             return tar_error("kilnd's tarball has a device, fifo or socket: " + name);
         std::string target = dest + "/" + name;  // for messages
         archive_entry_set_pathname(entry, name.c_str());
+        // The permission bits only: ARCHIVE_EXTRACT_PERM restores setuid, setgid and sticky bits
+        // too, and with no ARCHIVE_EXTRACT_OWNER the file is ours, so a root-owned 04755 entry
+        // extracted by root would be a setuid-root program the guest chose.
+        archive_entry_set_perm(entry, archive_entry_perm(entry) & 0777);
         if (archive_write_header(out.get(), entry) != ARCHIVE_OK)
             return tar_error("cannot extract " + name + ": " + archive_message(out.get()));
         const void* block;

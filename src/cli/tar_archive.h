@@ -27,7 +27,8 @@ Result<std::vector<std::string>> tar_names(int fd);
 // Extracts the tar read from `fd` under the existing folder `dest`, dropping `strip` (a first
 // name component such as "src") from every name that has it, and the entry named `strip` itself. The tar comes from a guest,
 // so it is hostile: absolute names, `..` components, links through symlinks, hard links,
-// devices and fifos are refused; owners are not restored. Returns the number of entries.
+// devices and fifos are refused; owners are not restored, and of the modes only the rwx bits
+// (never setuid, setgid or sticky). Returns the number of entries.
 Result<uint64_t> unpack_into(int fd, const std::string& dest, const std::string& strip = "");
 
 }  // namespace kiln::cli

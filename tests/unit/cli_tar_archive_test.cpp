@@ -32,6 +32,8 @@ struct TarEntry {
     mode_t type = AE_IFREG;
     std::string data;
     std::string link;  // symlink target, or hard link target when type is 0
+    mode_t perm = 0644;
+    int64_t owner = 0;  // uid and gid
 };
 
 // Writes a tar with exactly these entries (what a hostile guest could send) to an unlinked file.
@@ -43,7 +45,9 @@ UniqueFd make_tar(const std::vector<TarEntry>& entries) {
     for (const auto& e : entries) {
         archive_entry* entry = archive_entry_new();
         archive_entry_set_pathname(entry, e.name.c_str());
-        archive_entry_set_perm(entry, 0644);
+        archive_entry_set_perm(entry, e.perm);
+        archive_entry_set_uid(entry, e.owner);
+        archive_entry_set_gid(entry, e.owner);
         if (e.type == 0) {
             archive_entry_set_filetype(entry, AE_IFREG);
             archive_entry_set_hardlink(entry, e.link.c_str());
@@ -131,6 +135,33 @@ TEST(CliTar, UnpackRefusesEveryWayOut) {
         EXPECT_NE(std::string(cwd), dest) << "unpack_into left the working directory in " << dest;
     }
     fs::remove_all(root);
+}
+
+TEST(CliTar, UnpackKeepsOnlyPermissionBitsAndNoOwners) {
+    // What `kiln sandbox cp sb:/dir .` gets from a hostile guest: a root-owned setuid program,
+    // a setgid folder, a sticky world-writable folder, and a file owned by someone else.
+    std::string dest = temp_dir();
+    UniqueFd tar = make_tar({{"suid", AE_IFREG, "#!/bin/sh\n", "", 04755, 0},
+                             {"sgid-dir", AE_IFDIR, "", "", 02775, 0},
+                             {"sgid-dir/tool", AE_IFREG, "x", "", 06711, 0},
+                             {"sticky", AE_IFDIR, "", "", 01777, 0},
+                             {"theirs", AE_IFREG, "x", "", 0640, 4242}});
+    auto r = unpack_into(tar.get(), dest);
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    EXPECT_EQ(*r, 5u);
+    struct Expect {
+        const char* name;
+        mode_t perm;
+    };
+    for (const Expect& e : {Expect{"suid", 0755}, Expect{"sgid-dir", 0775}, Expect{"sgid-dir/tool", 0711},
+                            Expect{"sticky", 0777}, Expect{"theirs", 0640}}) {
+        struct stat st;
+        ASSERT_EQ(::lstat((dest + "/" + e.name).c_str(), &st), 0) << e.name;
+        EXPECT_EQ(st.st_mode & 07777, e.perm) << e.name << " has mode 0" << std::oct << (st.st_mode & 07777);
+        EXPECT_EQ(st.st_uid, ::geteuid()) << e.name;  // whoever extracts owns it
+        EXPECT_EQ(st.st_gid, ::getegid()) << e.name;
+    }
+    fs::remove_all(dest);
 }
 
 TEST(CliTar, DamagedTarIsAnErrorNotACrash) {
