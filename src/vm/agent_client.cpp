@@ -53,6 +53,15 @@ Result<json> result_json(const Frame& frame, const std::string& what) {
     return proto::parse_json_object(frame.payload);
 }
 
+// The "size" a read or write Result reports, or `fallback` when it has none. Anything but an
+// unsigned integer is the agent's error: json::value() would throw instead, out of the call.
+Result<uint64_t> result_size(const json& result, uint64_t fallback, const std::string& what) {
+    auto it = result.find("size");
+    if (it == result.end()) return fallback;
+    if (!it->is_number_unsigned()) return protocol_error(what + ": the agent's 'size' is not a byte count");
+    return it->get<uint64_t>();
+}
+
 }  // namespace
 
 ByteSource source_from_string(std::string data) {
@@ -440,7 +449,7 @@ Result<uint64_t> AgentClient::read_file(const std::string& path, const ByteSink&
         if (!is_final(frame->type)) continue;
         close_stream(call);
         json j = TRY(result_json(*frame, "read " + path));
-        uint64_t size = j.value("size", received);
+        uint64_t size = TRY(result_size(j, received, "read " + path));
         if (size != received)
             return protocol_error("read " + path + ": the agent reported " + std::to_string(size) + " bytes but sent " +
                                   std::to_string(received));
@@ -495,7 +504,7 @@ Result<uint64_t> AgentClient::write_file(const std::string& path, const ByteSour
         if (!is_final(frame->type)) continue;
         close_stream(call);
         json j = TRY(result_json(*frame, "write " + path));
-        return j.value("size", sent);
+        return result_size(j, sent, "write " + path);
     }
 }
 

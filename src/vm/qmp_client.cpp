@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <type_traits>
 
 #include "base/errno_error.h"
 #include "base/unix_socket.h"
@@ -20,10 +21,29 @@ constexpr size_t kMaxLine = 16 * 1024 * 1024;
 
 Error gone(const std::string& why) { return make_error(ErrorCode::VmGone, "QMP connection closed: " + why); }
 
+// A field of a QMP message, or `fallback` when the message is not an object or the field is
+// missing or of another type: json::value() would throw instead, on the reader thread (which
+// ends kilnd) or in a caller that does not expect it.
+template <typename T>
+T field_or(const json& object, const char* key, T fallback) {
+    if (!object.is_object()) return fallback;
+    auto it = object.find(key);
+    if (it == object.end()) return fallback;
+    if constexpr (std::is_same_v<T, std::string>) {
+        return it->is_string() ? it->get<std::string>() : fallback;
+    } else if constexpr (std::is_same_v<T, bool>) {
+        return it->is_boolean() ? it->get<bool>() : fallback;
+    } else {
+        return it->is_number_integer() ? it->get<T>() : fallback;
+    }
+}
+
 // Reads one '\n'-terminated line synchronously (used before the reader thread starts).
 Result<std::string> read_line(int fd, std::string& buffer, Clock::time_point deadline) {
+    size_t scanned = 0;  // no '\n' before this: a long line is scanned once, not once per read
     for (;;) {
-        size_t nl = buffer.find('\n');
+        size_t nl = buffer.find('\n', scanned);
+        scanned = buffer.size();
         if (nl != std::string::npos) {
             std::string line = buffer.substr(0, nl);
             buffer.erase(0, nl + 1);
@@ -59,10 +79,20 @@ Result<json> read_message(int fd, std::string& buffer, Clock::time_point deadlin
 
 }  // namespace
 
+std::string qmp_string(const json& object, const char* key) { return field_or(object, key, std::string()); }
+
 Result<std::unique_ptr<QmpClient>> QmpClient::connect(const std::string& socket_path, Millis timeout,
                                                       const std::function<std::optional<Error>()>& should_stop) {
     auto deadline = Clock::now() + timeout;
     UniqueFd fd = TRY(connect_unix_retry(socket_path, timeout, should_stop));
+    return negotiate(std::move(fd), deadline);
+}
+
+Result<std::unique_ptr<QmpClient>> QmpClient::adopt(UniqueFd fd, Millis timeout) {
+    return negotiate(std::move(fd), Clock::now() + timeout);
+}
+
+Result<std::unique_ptr<QmpClient>> QmpClient::negotiate(UniqueFd fd, Clock::time_point deadline) {
     TRY(set_nonblocking(fd.get()));
     std::string buffer;
     json greeting = TRY(read_message(fd.get(), buffer, deadline));
@@ -72,7 +102,7 @@ Result<std::unique_ptr<QmpClient>> QmpClient::connect(const std::string& socket_
         json reply = TRY(read_message(fd.get(), buffer, deadline));
         if (reply.contains("event")) continue;
         if (reply.contains("error"))
-            return make_error(ErrorCode::QmpError, "qmp_capabilities: " + reply["error"].value("desc", std::string("?")));
+            return make_error(ErrorCode::QmpError, "qmp_capabilities: " + field_or(reply["error"], "desc", std::string("?")));
         break;
     }
     std::unique_ptr<QmpClient> client(new QmpClient(std::move(fd), std::move(greeting)));
@@ -90,11 +120,13 @@ QmpClient::~QmpClient() {
 void QmpClient::reader_loop(std::string buffer) {
     std::string why = "QEMU closed the socket";
     for (;;) {
-        size_t nl;
-        while ((nl = buffer.find('\n')) != std::string::npos) {
-            handle_line(buffer.substr(0, nl));
-            buffer.erase(0, nl + 1);
+        // Lines are taken from `start` and the buffer compacted once per read, not once per line.
+        size_t start = 0, nl;
+        while ((nl = buffer.find('\n', start)) != std::string::npos) {
+            handle_line(buffer.substr(start, nl - start));
+            start = nl + 1;
         }
+        buffer.erase(0, start);
         if (buffer.size() > kMaxLine) {
             why = "QMP line too long";
             break;
@@ -132,6 +164,8 @@ void QmpClient::handle_line(const std::string& line) {
     if (j.is_discarded() || !j.is_object()) return;  // nothing sane to route it to
     std::lock_guard lock(m_mutex);
     if (j.contains("event")) {
+        if (!j["event"].is_string()) return;  // wait_event() matches names: nothing to match
+        if (j.contains("data") && !j["data"].is_object()) j["data"] = json::object();
         m_events.push_back(std::move(j));
         if (m_events.size() > kMaxEvents) m_events.pop_front();
         m_cv.notify_all();
@@ -145,7 +179,7 @@ void QmpClient::handle_line(const std::string& line) {
     m_pending.erase(it);
     pending->done = true;
     if (auto err = j.find("error"); err != j.end() && err->is_object()) {
-        pending->result = make_error(ErrorCode::QmpError, err->value("desc", std::string("unknown QMP error")));
+        pending->result = make_error(ErrorCode::QmpError, field_or(*err, "desc", std::string("unknown QMP error")));
     } else {
         pending->result = j.value("return", json::object());
     }
@@ -225,13 +259,13 @@ Status QmpClient::quit(Millis timeout) { return run("quit", json::object(), time
 
 Result<QmpRunState> QmpClient::query_status(Millis timeout) {
     json reply = TRY(execute("query-status", json::object(), timeout));
-    return QmpRunState{reply.value("status", ""), reply.value("running", false)};
+    return QmpRunState{qmp_string(reply, "status"), field_or(reply, "running", false)};
 }
 
 Result<QemuVersion> QmpClient::query_version(Millis timeout) {
     json reply = TRY(execute("query-version", json::object(), timeout));
-    json qemu = reply.value("qemu", json::object());
-    return QemuVersion{qemu.value("major", 0), qemu.value("minor", 0), qemu.value("micro", 0)};
+    json qemu = reply.is_object() ? reply.value("qemu", json::object()) : json::object();
+    return QemuVersion{field_or(qemu, "major", 0), field_or(qemu, "minor", 0), field_or(qemu, "micro", 0)};
 }
 
 Status QmpClient::migrate_set_capabilities(const MigrationCapabilities& capabilities, Millis timeout) {
@@ -262,7 +296,8 @@ Status QmpClient::migrate_cancel(Millis timeout) { return run("migrate_cancel", 
 
 Result<MigrationInfo> QmpClient::query_migrate(Millis timeout) {
     json reply = TRY(execute("query-migrate", json::object(), timeout));
-    return MigrationInfo{reply.value("status", ""), reply.value("error-desc", ""), reply.dump()};
+    return MigrationInfo{qmp_string(reply, "status"), qmp_string(reply, "error-desc"),
+                         reply.dump(-1, ' ', false, json::error_handler_t::replace)};
 }
 
 Result<json> QmpClient::wait_event(const std::string& name, Millis timeout) {
@@ -270,7 +305,7 @@ Result<json> QmpClient::wait_event(const std::string& name, Millis timeout) {
     std::unique_lock lock(m_mutex);
     for (;;) {
         for (auto it = m_events.begin(); it != m_events.end(); ++it) {
-            if (it->value("event", std::string()) == name) {
+            if (qmp_string(*it, "event") == name) {
                 json event = std::move(*it);
                 m_events.erase(it);
                 return event;
@@ -290,6 +325,13 @@ std::deque<json> QmpClient::events() const {
 void QmpClient::clear_events() {
     std::lock_guard lock(m_mutex);
     m_events.clear();
+}
+
+json QmpClient::qemu_version() const {
+    auto qmp = m_greeting.find("QMP");  // the greeting is an object (negotiate checked)
+    if (qmp == m_greeting.end() || !qmp->is_object()) return json::object();
+    auto version = qmp->find("version");
+    return version != qmp->end() && version->is_object() ? *version : json::object();
 }
 
 bool QmpClient::connected() const {

@@ -50,6 +50,10 @@ struct MigrationParameters {
     std::optional<int64_t> announce_rounds;    // a destination's self-announcements after the load; 0: none
 };
 
+// The string field `key` of a QMP message, or "" when the message is not an object or the field
+// is missing or not a string (QEMU's replies are read as hostile: a QEMU runs guest code).
+std::string qmp_string(const json& object, const char* key);
+
 // One reader thread parses every line QEMU sends: command replies are routed to the caller by
 // "id", events (SHUTDOWN, RESET, STOP, RESUME, MIGRATION, ...) are kept for wait_event().
 // Every call may be made from any thread.
@@ -65,6 +69,8 @@ public:
     // capabilities. `should_stop` ends the wait early with its error (e.g. QEMU exited).
     static Result<std::unique_ptr<QmpClient>> connect(const std::string& socket_path, Millis timeout,
                                                       const std::function<std::optional<Error>()>& should_stop = {});
+    // The same over an already connected stream socket (the fuzz target uses a socketpair).
+    static Result<std::unique_ptr<QmpClient>> adopt(UniqueFd fd, Millis timeout);
     ~QmpClient();
 
     QmpClient(const QmpClient&) = delete;
@@ -97,12 +103,14 @@ public:
 
     bool connected() const;
     // QEMU's version as reported in the greeting, e.g. {"major":7,"minor":2,"micro":22}.
-    json qemu_version() const { return m_greeting.value("QMP", json::object()).value("version", json::object()); }
+    json qemu_version() const;
 
     static constexpr size_t kMaxEvents = 1000;
 
 private:
     QmpClient(UniqueFd fd, json greeting) : m_fd(std::move(fd)), m_greeting(std::move(greeting)) {}
+    // Reads the greeting, negotiates capabilities and starts the reader thread.
+    static Result<std::unique_ptr<QmpClient>> negotiate(UniqueFd fd, Clock::time_point deadline);
     void reader_loop(std::string pending);
     void handle_line(const std::string& line);
 

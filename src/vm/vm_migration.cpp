@@ -53,7 +53,7 @@ Result<std::string> VmMigration::wait_migration_end(Clock::time_point deadline) 
     for (;;) {
         auto ev = m_qmp.wait_event("MIGRATION", Millis(std::max(1, remaining_ms(deadline))));
         if (!ev.ok()) return std::move(ev).error();
-        std::string status = ev->value("data", json::object()).value("status", "");
+        std::string status = qmp_string(ev->value("data", json::object()), "status");  // "data" is an object or absent
         if (status == "completed" || status == "failed" || status == "cancelled") return status;
     }
 }
