@@ -1,13 +1,14 @@
-# Thin front door over CMake and scripts/. The two commands the README promises:
+# Thin front door over CMake and scripts/. The commands the README promises:
 #   make demo   - installs what is missing, builds everything, runs the main job
 #   make test   - the same set-up, then the whole test suite
+#   make fuzz   - every libFuzzer target for 10 minutes, new finds merged into tests/fuzz/corpus
 # Guest artifacts are cached in $(KILN_CACHE) (default /var/cache/kiln), keyed by their inputs.
 
 JOBS ?= 2
 BUILD ?= build/release
 export KILN_JOBS := $(JOBS)
 
-.PHONY: all deps build kernel images image-tiny image-base data-dir setup demo test unit-test asan-test fuzz-test vm-test bench clean
+.PHONY: all deps build kernel images image-tiny image-base data-dir setup demo test fuzz unit-test asan-test fuzz-test vm-test bench clean
 
 all: build
 
@@ -40,6 +41,11 @@ demo: setup image-base
 
 test: setup image-base
 	@scripts/test.sh $(BUILD)
+
+# Long libFuzzer runs (FUZZ_SECONDS per target, default 600) that merge new finds into the
+# checked-in corpora: see docs/testing.md.
+fuzz: deps
+	@scripts/fuzz.sh
 
 bench: setup
 	@scripts/bench.sh $(BUILD)

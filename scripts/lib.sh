@@ -34,3 +34,13 @@ point_link() {
   ln -sfn "$target" "$link.tmp.$$"
   mv -T "$link.tmp.$$" "$link"
 }
+
+# fuzz_targets: the libFuzzer targets, one per tests/fuzz/NAME_fuzz.cpp, each with its corpus in
+# tests/fuzz/corpus/NAME/ (scripts/test.sh runs them briefly, scripts/fuzz.sh at length).
+fuzz_targets() {
+  local f
+  for f in "$KILN_ROOT"/tests/fuzz/*_fuzz.cpp; do
+    f=$(basename "$f")
+    echo "${f%_fuzz.cpp}"
+  done
+}

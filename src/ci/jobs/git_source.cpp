@@ -13,6 +13,7 @@
 #include "base/child_process.h"
 #include "base/file_util.h"
 #include "base/sha256.h"
+#include "ci/jobs/git_output.h"
 #include "ci/jobs/repo_url.h"
 
 namespace kiln::ci {
@@ -193,19 +194,7 @@ Result<std::string> GitCache::resolve_ref(const std::string& repo_text, const st
     }
     const CapturedRun& run = *listed;
     if (!run.status.success()) return git_failed("listing the refs of " + repo, run);
-    // Lines: "<sha>\t<name>". Prefer the exact name, then a branch, then a tag (peeled).
-    std::map<std::string, std::string> refs;
-    size_t pos = 0;
-    while (pos < run.output.size()) {
-        size_t nl = run.output.find('\n', pos);
-        std::string line = run.output.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-        pos = nl == std::string::npos ? run.output.size() : nl + 1;
-        auto tab = line.find('\t');
-        if (tab == std::string::npos) continue;
-        refs[line.substr(tab + 1)] = line.substr(0, tab);
-    }
-    for (const std::string& name : {ref, "refs/heads/" + ref, "refs/tags/" + ref + "^{}", "refs/tags/" + ref})
-        if (auto it = refs.find(name); it != refs.end() && is_full_sha(it->second)) return it->second;
+    if (auto sha = ref_sha_in_ls_remote(run.output, ref)) return *sha;
     return make_error(ErrorCode::NotFound, "no ref '" + ref + "' in " + repo);
 }
 
@@ -285,14 +274,7 @@ Result<std::string> GitCache::blob_id(const std::string& cache_repo, const std::
     auto run = TRY(area.git({"-C", area.to_view(cache_repo), "ls-tree", "--full-tree", sha, "--", path},
                             m_config.quick_timeout, 64 * 1024));
     if (!run.status.success()) return git_failed("listing " + path, run);
-    std::string line = trim(run.output);
-    auto tab = line.find('\t');
-    if (tab == std::string::npos || line.substr(tab + 1) != path) return std::string();
-    std::string head = line.substr(0, tab);  // mode type id
-    auto sp1 = head.find(' '), sp2 = head.rfind(' ');
-    if (sp1 == std::string::npos || sp2 == sp1 || head.substr(sp1 + 1, sp2 - sp1 - 1) != "blob") return std::string();
-    std::string id = head.substr(sp2 + 1);
-    return is_full_sha(id) ? id : std::string();
+    return blob_id_in_ls_tree(run.output, path);
 }
 
 Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const std::string& sha, const std::string& dir) {
@@ -311,15 +293,7 @@ Result<std::string> GitCache::checkout_tar(const std::string& cache_repo, const 
     if (!tree.status.success()) return git_failed("listing " + sha, tree);
     if (tree.output.size() >= kMaxTreeListing)
         return make_error(ErrorCode::TooLarge, "the commit has too many files for a job's checkout");
-    uint64_t total = 0;
-    for (size_t pos = 0; pos < tree.output.size();) {
-        size_t end = tree.output.find('\0', pos);
-        if (end == std::string::npos) end = tree.output.size();
-        // "<mode> <type> <id> <size>\t<path>": the size is "-" for a submodule's commit.
-        std::string head = tree.output.substr(pos, tree.output.find('\t', pos) - pos);
-        if (auto sp = head.rfind(' '); sp != std::string::npos) total += std::strtoull(head.c_str() + sp + 1, nullptr, 10);
-        pos = end + 1;
-    }
+    const uint64_t total = total_size_in_ls_tree(tree.output);
     if (total > kMaxCheckoutBytes)
         return make_error(ErrorCode::TooLarge, "the commit's files come to " + std::to_string(total >> 20) + " MiB; a job's checkout may have " +
                                            std::to_string(kMaxCheckoutBytes >> 20) + " MiB");

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "base/errno_error.h"
+#include "ci/jobs/secret_mask.h"
 
 namespace kiln::ci {
 
@@ -23,16 +24,10 @@ void JobLog::set_masked(std::vector<std::string> values) {
     std::lock_guard lock(m_mutex);
     m_masked.clear();
     for (auto& v : values)
-        if (v.size() >= 3) m_masked.push_back(std::move(v));  // masking "a" would garble every line
+        if (v.size() >= kMinMaskedBytes) m_masked.push_back(std::move(v));
 }
 
-std::string JobLog::mask(std::string text) const {
-    for (const auto& secret : m_masked) {
-        for (size_t pos = text.find(secret); pos != std::string::npos; pos = text.find(secret, pos + 3))
-            text.replace(pos, secret.size(), "***");
-    }
-    return text;
-}
+std::string JobLog::mask(std::string text) const { return mask_secrets(std::move(text), m_masked); }
 
 void JobLog::output(std::string_view step, std::string_view stream, std::string_view data) {
     write_line(nlohmann::json{{"type", "output"}, {"step", step}, {"stream", stream}, {"data", data}}, true);
