@@ -74,8 +74,10 @@ TEST(CiGlobLinear, PathologicalDoubleStarsFinishInMilliseconds) {
 
 TEST(CiGlobLinear, AgreesWithTheBruteForceReference) {
     std::mt19937 rng(15);
-    const std::vector<std::string> pattern_parts = {"**", "*", "a", "b", "?", "a*", "*b", "[ab]", "[!a]", ".", ""};
-    const std::vector<std::string> path_parts = {"a", "b", "ab", "ba", "c", ".", "", ".a"};
+    // Plain names (compared without fnmatch), escapes and an unterminated bracket among them.
+    const std::vector<std::string> pattern_parts = {"**", "*", "a", "b", "?", "a*", "*b", "[ab]", "[!a]", ".", "",
+                                                    "\\a", "\\*", "[a", "ab"};
+    const std::vector<std::string> path_parts = {"a", "b", "ab", "ba", "c", ".", "", ".a", "*", "[a"};
     auto pick = [&](const std::vector<std::string>& from) { return from[rng() % from.size()]; };
     int matches = 0;
     for (int i = 0; i < 20000; ++i) {

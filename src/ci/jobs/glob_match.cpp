@@ -26,15 +26,34 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
+// A pattern segment, classified once: most are `**` or plain names, which need no fnmatch.
+struct Segment {
+    enum Kind { AnyFolders, Literal, Glob } kind;
+    std::string text;
+};
+
+std::vector<Segment> compile(const std::string& pattern) {
+    std::vector<Segment> out;
+    for (auto& part : split(pattern)) {
+        // Without *, ? or [ (or a \ escaping one), fnmatch with no flags in the C locale (kilnd
+        // sets no other) matches exactly the same bytes.
+        Segment::Kind kind = part == "**" ? Segment::AnyFolders
+                             : part.find_first_of("*?[\\") == std::string::npos ? Segment::Literal
+                                                                                : Segment::Glob;
+        out.push_back({kind, std::move(part)});
+    }
+    return out;
+}
+
 // Adds to `states` every position reachable from it without taking a path segment: a `**` may
 // match zero segments, so the position after it is reachable too (ascending, so runs of `**` chain).
-void close_over_double_stars(const std::vector<std::string>& pat, std::vector<char>& states) {
+void close_over_double_stars(const std::vector<Segment>& pat, std::vector<char>& states) {
     for (size_t pi = 0; pi < pat.size(); ++pi)
-        if (states[pi] && pat[pi] == "**") states[pi + 1] = 1;
+        if (states[pi] && pat[pi].kind == Segment::AnyFolders) states[pi + 1] = 1;
 }
 
 // False when the budget runs out (`matched` is then meaningless).
-bool match_segments(const std::vector<std::string>& pat, const std::vector<std::string>& segments, uint64_t& budget,
+bool match_segments(const std::vector<Segment>& pat, const std::vector<std::string>& segments, uint64_t& budget,
                     bool& matched) {
     // states[pi]: the first pi pattern segments can match the path segments taken so far.
     std::vector<char> states(pat.size() + 1, 0), next(pat.size() + 1, 0);
@@ -45,14 +64,15 @@ bool match_segments(const std::vector<std::string>& pat, const std::vector<std::
         bool any = false;
         for (size_t pi = 0; pi < pat.size(); ++pi) {
             if (!states[pi]) continue;
-            if (pat[pi] == "**") {
+            const Segment& p = pat[pi];
+            if (p.kind == Segment::AnyFolders) {
                 next[pi] = 1;  // `**` takes this segment and may take more
                 any = true;
                 continue;
             }
             if (budget == 0) return false;
             --budget;
-            if (fnmatch(pat[pi].c_str(), segment.c_str(), 0) == 0) {
+            if (p.kind == Segment::Literal ? p.text == segment : fnmatch(p.text.c_str(), segment.c_str(), 0) == 0) {
                 next[pi + 1] = 1;
                 any = true;
             }
@@ -73,19 +93,19 @@ bool match_segments(const std::vector<std::string>& pat, const std::vector<std::
 bool glob_match(const std::string& pattern, const std::string& path) {
     uint64_t unlimited = std::numeric_limits<uint64_t>::max();
     bool matched = false;
-    match_segments(split(pattern), split(path), unlimited, matched);
+    match_segments(compile(pattern), split(path), unlimited, matched);
     return matched;
 }
 
 GlobFiltered glob_filter(const std::vector<std::string>& patterns, const std::vector<std::string>& paths,
                          uint64_t max_comparisons) {
-    std::vector<std::vector<std::string>> split_patterns;
-    for (const auto& g : patterns) split_patterns.push_back(split(g));
+    std::vector<std::vector<Segment>> compiled;
+    for (const auto& g : patterns) compiled.push_back(compile(g));
     GlobFiltered out;
     uint64_t budget = max_comparisons;
     for (const auto& p : paths) {
         const std::vector<std::string> segments = split(p);
-        for (const auto& pat : split_patterns) {
+        for (const auto& pat : compiled) {
             bool matched = false;
             if (!match_segments(pat, segments, budget, matched)) {
                 out.complete = false;
