@@ -21,17 +21,15 @@
 #include <thread>
 #include <vector>
 
+#include "fuzz_support.h"
 #include "proto/wire.h"
 #include "vm/agent_client.h"
 
 using namespace kiln;
 using namespace kiln::vm;
+using kiln::fuzz::check;
 
 namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
 
 constexpr size_t kMaxOutput = 4096;
 constexpr size_t kMaxBulk = 8 << 20;

@@ -7,17 +7,15 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_support.h"
 #include "kilnd/http/json_render.h"
 #include "kilnd/http/request_parsing.h"
 
 using namespace kiln::daemon;
 using namespace kiln::daemon::http;
+using kiln::fuzz::check;
 
 namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
 
 void check_labels(const Labels& labels, size_t max_keys) {
     check(labels.size() <= max_keys);

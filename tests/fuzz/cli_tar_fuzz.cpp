@@ -14,15 +14,14 @@
 #include <string>
 #include <system_error>
 
+#include "fuzz_support.h"
 #include "cli/tar_archive.h"
+
+using kiln::fuzz::check;
 
 namespace fs = std::filesystem;
 
 namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
 
 // One temp dir per process: <root>/dest is emptied and remade for each input. (Never freed: the
 // exit handler that removes the dir runs after static destructors would have.)

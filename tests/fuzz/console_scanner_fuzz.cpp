@@ -7,17 +7,11 @@
 #include <cstdlib>
 #include <string_view>
 
+#include "fuzz_support.h"
 #include "vm/console_scanner.h"
 
 using namespace kiln::vm;
-
-namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-}  // namespace
+using kiln::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;

@@ -7,24 +7,15 @@
 #include <limits>
 #include <string>
 
+#include "fuzz_support.h"
 #include "ci/jobs/git_output.h"
 #include "ci/jobs/git_source.h"
 
 using namespace kiln::ci;
-
-namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-}  // namespace
+using kiln::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    std::string input(reinterpret_cast<const char*>(data), size);
-    size_t nl = input.find('\n');
-    std::string name = input.substr(0, nl);
-    std::string output = nl == std::string::npos ? std::string() : input.substr(nl + 1);
+    auto [name, output] = kiln::fuzz::split_once(kiln::fuzz::as_string(data, size), "\n");
 
     if (auto sha = ref_sha_in_ls_remote(output, name)) {
         check(is_full_sha(*sha));

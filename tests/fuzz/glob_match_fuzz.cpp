@@ -3,71 +3,36 @@
 // listing). Checks: glob_match agrees with the old recursive matcher (the reference semantics)
 // wherever that one is cheap enough to run, glob_filter agrees with glob_match and honours its
 // budget, and the listing's caps hold. A slow input is a libFuzzer timeout: the point of item 9.
-#include <fnmatch.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "fuzz_support.h"
 #include "ci/jobs/checkout_listing.h"
 #include "ci/jobs/glob_match.h"
+#include "../glob_reference.h"
 
 using namespace kiln::ci;
-
-namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-std::vector<std::string> split(const std::string& s) {
-    std::vector<std::string> out;
-    std::string part;
-    for (size_t i = 0; i <= s.size(); ++i) {
-        if (i == s.size() || s[i] == '/') {
-            if (!part.empty() && part != ".") out.push_back(part);
-            part.clear();
-        } else {
-            part += s[i];
-        }
-    }
-    return out;
-}
-
-bool reference(const std::vector<std::string>& pat, size_t pi, const std::vector<std::string>& path, size_t si) {
-    if (pi == pat.size()) return si == path.size();
-    if (pat[pi] == "**") {
-        for (size_t k = si; k <= path.size(); ++k)
-            if (reference(pat, pi + 1, path, k)) return true;
-        return false;
-    }
-    if (si == path.size()) return false;
-    if (fnmatch(pat[pi].c_str(), path[si].c_str(), 0) != 0) return false;
-    return reference(pat, pi + 1, path, si + 1);
-}
-
-}  // namespace
+using namespace kiln::testing;
+using kiln::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    std::string input(reinterpret_cast<const char*>(data), size);
-    size_t nl = input.find('\n');
-    std::string pattern = input.substr(0, nl);
-    std::string rest = nl == std::string::npos ? std::string() : input.substr(nl + 1);
+    auto [pattern, rest] = kiln::fuzz::split_once(kiln::fuzz::as_string(data, size), "\n");
     // fnmatch stops at NUL: the real inputs (YAML strings, find's names) cannot hold one either.
     std::string path = rest.substr(0, rest.find('\0'));
     pattern = pattern.substr(0, pattern.find('\0'));
 
     bool matched = glob_match(pattern, path);
-    std::vector<std::string> pat = split(pattern), segments = split(path);
+    std::vector<std::string> pat = glob_reference_split(pattern), segments = glob_reference_split(path);
     size_t stars = 0;
     for (const auto& p : pat) stars += p == "**";
-    if (stars <= 4 && segments.size() <= 12) check(matched == reference(pat, 0, segments, 0));
+    if (stars <= 4 && segments.size() <= 12) check(matched == glob_reference_match(pat, 0, segments, 0));
 
     CheckoutListing listing = parse_checkout_listing(rest, ListingLimits{50, 6});
     check(listing.files.size() <= 50);
-    for (const auto& f : listing.files) check(!f.empty() && split(f).size() <= 6);
+    for (const auto& f : listing.files) check(!f.empty() && glob_reference_split(f).size() <= 6);
     check(listing.warning(ListingLimits{50, 6}).empty() == (!listing.too_deep && !listing.past_max_files && !listing.cut_short));
 
     auto all = glob_filter({pattern}, listing.files);

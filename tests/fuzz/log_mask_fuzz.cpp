@@ -9,23 +9,14 @@
 #include <string>
 #include <vector>
 
+#include "fuzz_support.h"
 #include "ci/jobs/secret_mask.h"
 
 using namespace kiln::ci;
-
-namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-}  // namespace
+using kiln::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    std::string input(reinterpret_cast<const char*>(data), size);
-    size_t end = input.find("\n\n");
-    std::string head = input.substr(0, end);
-    std::string text = end == std::string::npos ? std::string() : input.substr(end + 2);
+    auto [head, text] = kiln::fuzz::split_once(kiln::fuzz::as_string(data, size), "\n\n");
     std::vector<std::string> secrets;
     for (size_t pos = 0; pos <= head.size();) {
         size_t nl = head.find('\n', pos);

@@ -12,17 +12,16 @@
 #include <cstdlib>
 #include <string>
 #include <thread>
+#include <tuple>
 
+#include "fuzz_support.h"
 #include "vm/qmp_client.h"
 
 using namespace kiln;
 using namespace kiln::vm;
+using kiln::fuzz::check;
 
 namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
 
 void write_all(int fd, const std::string& bytes) {
     size_t done = 0;
@@ -47,10 +46,9 @@ void read_command(int fd) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-    std::string input(reinterpret_cast<const char*>(data), size);
-    size_t split = input.find("\n\n");
-    std::string handshake = input.substr(0, split == std::string::npos ? input.size() : split + 1);
-    std::string later = split == std::string::npos ? std::string() : input.substr(split + 2);
+    std::string handshake, later;  // (not a structured binding: the peer's lambda captures them)
+    std::tie(handshake, later) = kiln::fuzz::split_once(kiln::fuzz::as_string(data, size), "\n\n");
+    handshake += '\n';  // the blank line's first '\n' ends the handshake's last line
 
     int sv[2];
     check(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);

@@ -7,17 +7,11 @@
 #include <cstdlib>
 #include <string>
 
+#include "fuzz_support.h"
 #include "vm/snapshot_manifest.h"
 
 using namespace kiln::vm;
-
-namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-}  // namespace
+using kiln::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size > kMaxManifestBytes) return 0;

@@ -11,17 +11,11 @@
 #include <string>
 #include <string_view>
 
+#include "fuzz_support.h"
 #include "kilnd/http/tar_check.h"
 
 using namespace kiln::daemon::http;
-
-namespace {
-
-void check(bool condition) {
-    if (!condition) std::abort();
-}
-
-}  // namespace
+using kiln::fuzz::check;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size > 1 << 20) return 0;

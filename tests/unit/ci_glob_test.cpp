@@ -3,7 +3,6 @@
 // which defines the semantics), the comparison budget cuts matching short, and the checkout
 // listing's caps leave out what they say.
 #include <gtest/gtest.h>
-#include <fnmatch.h>
 
 #include <chrono>
 #include <random>
@@ -12,40 +11,10 @@
 
 #include "ci/jobs/checkout_listing.h"
 #include "ci/jobs/glob_match.h"
+#include "../glob_reference.h"
 
 namespace kiln::ci {
 namespace {
-
-std::vector<std::string> reference_split(const std::string& s) {
-    std::vector<std::string> out;
-    std::string part;
-    for (size_t i = 0; i <= s.size(); ++i) {
-        if (i == s.size() || s[i] == '/') {
-            if (!part.empty() && part != ".") out.push_back(part);
-            part.clear();
-        } else {
-            part += s[i];
-        }
-    }
-    return out;
-}
-
-// The matcher as it was before it became linear: exponential on `**/a/**/a/...`, obviously right.
-bool reference_match(const std::vector<std::string>& pat, size_t pi, const std::vector<std::string>& path, size_t si) {
-    if (pi == pat.size()) return si == path.size();
-    if (pat[pi] == "**") {
-        for (size_t k = si; k <= path.size(); ++k)
-            if (reference_match(pat, pi + 1, path, k)) return true;
-        return false;
-    }
-    if (si == path.size()) return false;
-    if (fnmatch(pat[pi].c_str(), path[si].c_str(), 0) != 0) return false;
-    return reference_match(pat, pi + 1, path, si + 1);
-}
-
-bool reference_glob(const std::string& pattern, const std::string& path) {
-    return reference_match(reference_split(pattern), 0, reference_split(path), 0);
-}
 
 double elapsed_ms(std::chrono::steady_clock::time_point since) {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - since).count();
@@ -85,7 +54,7 @@ TEST(CiGlobLinear, AgreesWithTheBruteForceReference) {
         for (size_t n = rng() % 6; n > 0; --n) pattern += pick(pattern_parts) + (n > 1 ? "/" : "");
         for (size_t n = rng() % 6; n > 0; --n) path += pick(path_parts) + (n > 1 ? "/" : "");
         if (rng() % 4 == 0) path = "/" + path;
-        bool expected = reference_glob(pattern, path);
+        bool expected = kiln::testing::glob_reference(pattern, path);
         ASSERT_EQ(glob_match(pattern, path), expected) << "pattern '" << pattern << "' path '" << path << "'";
         matches += expected;
     }
