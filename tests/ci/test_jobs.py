@@ -206,6 +206,28 @@ def test_failing_test_fails_the_job_with_the_failures_counted(api, repo):
     assert "should not run" not in output(logs(api, job["id"]))
 
 
+def test_hostile_globs_over_a_deep_tree_end_at_once_and_the_caps_say_what_they_skipped(api, repo):
+    # `**/a/**/a/.../**/b` (100 pairs, near the 512-byte limit) against 64 nested `a` folders: the
+    # old matcher backtracked through C(164, 100) splits, holding the CI worker for good. A report
+    # 140 folders deep is past the listing's depth cap: skipped, and the log says so.
+    pathological = "**/a/" * 100 + "**/b"
+    sha = repo.commit({".kiln.yml": pipeline(
+        "  - name: tree\n    run: |\n"
+        "      mkdir -p \"$(printf 'a/%.0s' $(seq 64))\" && touch \"$(printf 'a/%.0s' $(seq 64))c\"\n"
+        "      deep=$(printf 'd/%.0s' $(seq 140)) && mkdir -p \"$deep\"\n"
+        "      echo '<testsuite tests=\"5\"/>' > \"${deep}r.xml\"\n"
+        "      mkdir -p reports && echo '<testsuite tests=\"2\"/>' > reports/ok.xml\n",
+        extra=f'junit: ["{pathological}", "reports/*.xml", "**/r.xml"]\n')})
+    start = time.monotonic()
+    job = wait_job(api, submit(api, repo, sha)["id"])
+    assert job["state"] == "passed", job
+    assert job["junit"]["tests"] == 2, "the report past the depth cap was read, or reports/ok.xml was not"
+    events = logs(api, job["id"])
+    warnings = [e["message"] for e in events if e["type"] == "warning"]
+    assert any("1 files deeper than 128 folders were skipped" in w for w in warnings), warnings
+    print(f"job with the pathological glob took {time.monotonic() - start:.1f} s")
+
+
 def test_step_timeout_fails_the_job(api, repo):
     sha = repo.commit({".kiln.yml": pipeline("  - name: slow\n    run: sleep 120\n    timeout_seconds: 2\n")})
     start = time.monotonic()
