@@ -184,6 +184,38 @@ TEST(CiJobLog, MasksSecretsAndCapsOutput) {
     EXPECT_NE(text->find("\"end\""), std::string::npos) << "events after the cap must still be written";
 }
 
+// A secret can arrive split between two chunks of a step's output (the agent sends what one
+// read of the pipe gave): the log holds back a possible start of a secret until the next chunk,
+// or until anything else is logged, so neither half is written on its own.
+TEST(CiJobLog, MasksASecretSplitAcrossOutputChunks) {
+    test::TempDir dir;
+    std::string path = dir.path() + "/log.ndjson";
+    auto log = JobLog::open(path);
+    ASSERT_TRUE(log.ok());
+    (*log)->set_masked({"hunter2-secret"});
+    (*log)->output("s", "stdout", "the key is hunt");
+    (*log)->output("s", "stderr", "an error between the halves\n");
+    (*log)->output("s", "stdout", "er2-secret!\n");
+    (*log)->output("s", "stdout", "ends with hunter2-sec");  // only a start of it: written before the next event
+    (*log)->event({{"type", "step_finished"}, {"step", "s"}});
+    (*log)->output("t", "stdout", "hunter2-");
+    log->reset();  // closing the log writes what it held
+    auto text = read_file(path);
+    ASSERT_TRUE(text.ok());
+    std::string stdout_data, order;
+    for (size_t pos = 0; pos < text->size();) {
+        size_t nl = text->find('\n', pos);
+        auto line = nlohmann::json::parse(text->substr(pos, nl - pos));
+        pos = nl + 1;
+        order += line["type"].get<std::string>() + " ";
+        if (line["type"] == "output" && line["stream"] == "stdout") stdout_data += line["data"].get<std::string>();
+    }
+    EXPECT_EQ(stdout_data, "the key is ***!\nends with hunter2-sechunter2-");
+    EXPECT_EQ(text->find("er2-secret"), std::string::npos) << *text;
+    // Everything a step printed is in the log before its step_finished.
+    EXPECT_EQ(order, "output output output output output step_finished output ") << *text;
+}
+
 using fixtures::sh;
 
 TEST(CiGitCache, ResolveFetchReadAndCheckoutTar) {

@@ -27,21 +27,38 @@ void JobLog::set_masked(std::vector<std::string> values) {
         if (v.size() >= kMinMaskedBytes) m_masked.push_back(std::move(v));
 }
 
-std::string JobLog::mask(std::string text) const { return mask_secrets(std::move(text), m_masked); }
-
-void JobLog::output(std::string_view step, std::string_view stream, std::string_view data) {
-    write_line(nlohmann::json{{"type", "output"}, {"step", step}, {"stream", stream}, {"data", data}}, true);
+JobLog::~JobLog() {
+    std::lock_guard lock(m_mutex);
+    write_held_output();
 }
 
-void JobLog::event(nlohmann::json e) { write_line(e, false); }
+void JobLog::output(std::string_view step, std::string_view stream, std::string_view data) {
+    std::lock_guard lock(m_mutex);
+    std::string& held = m_held[{std::string(step), std::string(stream)}];
+    std::string now = mask_chunk(held, data, m_masked);
+    if (!now.empty()) write_line(nlohmann::json{{"type", "output"}, {"step", step}, {"stream", stream}, {"data", now}}, true);
+}
+
+void JobLog::event(nlohmann::json e) {
+    std::lock_guard lock(m_mutex);
+    write_held_output();  // a step's output comes before its step_finished
+    write_line(e, false);
+}
+
+void JobLog::write_held_output() {
+    for (auto& [key, held] : m_held) {
+        if (held.empty()) continue;
+        write_line(nlohmann::json{{"type", "output"}, {"step", key.first}, {"stream", key.second}, {"data", held}}, true);
+        held.clear();
+    }
+}
 
 void JobLog::write_line(const nlohmann::json& e_in, bool is_output) {
-    std::lock_guard lock(m_mutex);
-    nlohmann::json e = e_in;
+    nlohmann::json e = e_in;  // output's "data" comes masked (mask_chunk)
     e["ts"] = std::chrono::duration_cast<std::chrono::milliseconds>(
                   std::chrono::system_clock::now().time_since_epoch()).count();
-    if (is_output && e.contains("data")) e["data"] = mask(e["data"].get<std::string>());
-    if (e.contains("message") && e["message"].is_string()) e["message"] = mask(e["message"].get<std::string>());
+    if (e.contains("message") && e["message"].is_string())
+        e["message"] = mask_secrets(e["message"].get<std::string>(), m_masked);
     std::string line = e.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
     if (is_output && m_size + line.size() > m_max) {
         if (m_truncated) return;

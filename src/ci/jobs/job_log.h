@@ -4,10 +4,12 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -22,18 +24,22 @@ public:
     static constexpr uint64_t kDefaultMaxBytes = 32ull << 20;
 
     static Result<std::unique_ptr<JobLog>> open(const std::string& path, uint64_t max_bytes = kDefaultMaxBytes);
+    ~JobLog();  // writes the output it still held
 
     // Values replaced by "***" in output and messages (empty and very short ones are ignored).
     void set_masked(std::vector<std::string> values);
-    // {"type": "output", "step": ..., "stream": "stdout"|"stderr", "data": ...}
+    // {"type": "output", "step": ..., "stream": "stdout"|"stderr", "data": ...}. An end of `data`
+    // that may be the start of a secret is held back until the stream's next output shows (so a
+    // secret split between two chunks is masked), or until the next event, which comes after it.
     void output(std::string_view step, std::string_view stream, std::string_view data);
     // Any other event; `event` must be an object with "type". A "ts" (unix ms) is added.
     void event(nlohmann::json event);
 
 private:
     JobLog(UniqueFd fd, uint64_t size, uint64_t max_bytes) : m_fd(std::move(fd)), m_size(size), m_max(max_bytes) {}
+    // Both with m_mutex held.
     void write_line(const nlohmann::json& event, bool is_output);
-    std::string mask(std::string text) const;
+    void write_held_output();
 
     std::mutex m_mutex;
     UniqueFd m_fd;
@@ -41,6 +47,7 @@ private:
     const uint64_t m_max;
     bool m_truncated = false;
     std::vector<std::string> m_masked;
+    std::map<std::pair<std::string, std::string>, std::string> m_held;  // (step, stream): masked, not yet written
 };
 
 }  // namespace kiln::ci
