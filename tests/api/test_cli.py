@@ -121,13 +121,19 @@ def test_sandbox_lifecycle(cli, kilnd, tmp_path):
         out = ok(cli("sandbox", "exec", sid,
                      "cat /work/f.txt /work/up/one.txt /work/up/link; /work/up/sub/two.sh; /fresh/sub/two.sh"))
         assert out == "one\none\none\ntwo\ntwo\n", out
-        ok(cli("sandbox", "exec", sid, "mkdir -p /work/made/deep && echo made > /work/made/deep/m.txt"))
+        # A guest's setuid/setgid program and sticky folder come down with their rwx bits only
+        # (the CLI runs as root here: a kept setuid bit would be a root program the guest chose).
+        ok(cli("sandbox", "exec", sid, "mkdir -p /work/made/deep && echo made > /work/made/deep/m.txt"
+               " && cp /bin/true /work/made/suid && chmod 6755 /work/made/suid"
+               " && mkdir /work/made/tmp && chmod 1777 /work/made/tmp"))
         down = tmp_path / "down"
         down.mkdir()
         ok(cli("sandbox", "cp", f"{sid}:/work/f.txt", str(down)))
         assert (down / "f.txt").read_text() == "one\n"
         ok(cli("sandbox", "cp", f"{sid}:/work/made", str(down)))
         assert (down / "made" / "deep" / "m.txt").read_text() == "made\n"
+        assert oct((down / "made" / "suid").lstat().st_mode & 0o7777) == oct(0o755)
+        assert oct((down / "made" / "tmp").lstat().st_mode & 0o7777) == oct(0o777)
         ok(cli("sandbox", "cp", f"{sid}:/work/up", str(down / "again")))
         assert (down / "again" / "sub" / "two.sh").read_text() == "#!/bin/sh\necho two\n"
         assert os.access(down / "again" / "sub" / "two.sh", os.X_OK)
