@@ -9,7 +9,6 @@
 
 #include "fuzz_support.h"
 #include "ci/jobs/git_output.h"
-#include "ci/jobs/git_source.h"
 
 using namespace kiln::ci;
 using kiln::fuzz::check;

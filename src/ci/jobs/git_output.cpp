@@ -4,9 +4,15 @@
 #include <limits>
 #include <map>
 
-#include "ci/jobs/git_source.h"
 
 namespace kiln::ci {
+
+bool is_full_sha(const std::string& t) {
+    if (t.size() != 40) return false;
+    for (char c : t)
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
 
 std::optional<std::string> ref_sha_in_ls_remote(std::string_view output, const std::string& ref) {
     std::map<std::string, std::string, std::less<>> refs;

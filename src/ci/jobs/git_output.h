@@ -10,6 +10,8 @@
 
 namespace kiln::ci {
 
+bool is_full_sha(const std::string& text);  // 40 lowercase hex digits
+
 // `git ls-remote -- REPO REF` lines, "<sha>\t<name>": the commit of `ref`, preferring the exact
 // name, then the branch, then the tag peeled, then the tag itself. nullopt when none has a full SHA.
 std::optional<std::string> ref_sha_in_ls_remote(std::string_view output, const std::string& ref);

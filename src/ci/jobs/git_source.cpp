@@ -116,13 +116,6 @@ struct GitCache::Area {
     }
 };
 
-bool is_full_sha(const std::string& t) {
-    if (t.size() != 40) return false;
-    for (char c : t)
-        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-    return true;
-}
-
 Status validate_repo(const std::string& repo) {
     TRY(normalize_repo(repo));
     return ok_status();

@@ -22,6 +22,7 @@
 
 #include "base/clock.h"
 #include "base/result.h"
+#include "ci/jobs/git_output.h"  // is_full_sha
 
 namespace kiln::ci {
 
@@ -29,7 +30,6 @@ namespace kiln::ci {
 Status validate_repo(const std::string& repo);
 // A ref name as git check-ref-format would take it, or HEAD (invalid_argument otherwise).
 Status validate_ref(const std::string& ref);
-bool is_full_sha(const std::string& text);  // 40 lowercase hex digits
 
 struct GitCacheConfig {
     std::string dir;  // e.g. $DATA/ci/git
