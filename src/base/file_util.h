@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include "base/result.h"
@@ -23,6 +24,9 @@ Status make_dirs(const std::string& path, unsigned mode = 0755);
 // rm -rf that never follows symlinks; a missing path is not an error.
 Status remove_tree(const std::string& path);
 bool path_exists(const std::string& path);
+// Bytes allocated on disk for `path`, a file or a tree (symlinks not followed, holes not
+// counted; a folder's own block neither); 0 when it is missing. What a `du` would say, for retention caps and logs.
+uint64_t allocated_bytes(const std::string& path);
 // The last `max_lines` lines of `text`.
 std::string last_lines(const std::string& text, size_t max_lines);
 

@@ -122,7 +122,7 @@ void show_event(const json& e) {
         print_error("<== " + str("step") + ": " + state + detail + " in " + seconds(e.value("duration_ms", int64_t(0))));
     } else if (type == "baked") {
         print_error("baked template saved as " + str("snapshot"));
-    } else if (type == "warning" || type == "truncated" || type == "retry") {
+    } else if (type == "warning" || type == "truncated" || type == "retry" || type == "interrupted") {
         print_error(type + ": " + str("message"));
     }
 }

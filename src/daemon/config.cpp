@@ -106,6 +106,14 @@ const std::map<std::string, std::string>& config_keys() {
         {"ci_git_timeout_seconds", "one git fetch of a job's code at most, seconds (ls-remote: at most 60 of them; default 600)"},
         {"ci_bakes_kept", "CI bakes (snapshots) kept; after a new bake the least recently used beyond this many are deleted"},
         {"ci_bake_min_idle_seconds", "a CI bake used within this many seconds is never deleted to make room"},
+        {"min_free_disk_mib", "new work (create, fork, snapshot, CI job) is refused with 503 while the data dir's disk "
+                              "has less free than this, MiB (0: no floor; see min_free_disk_percent)"},
+        {"min_free_disk_percent", "the same floor as a percentage of the data dir's disk; the larger of the two applies"},
+        {"ci_job_retention_days", "a finished CI job's log, artifacts and record are deleted this many days after it ended (0: kept)"},
+        {"ci_jobs_max_gib", "all CI jobs' files (logs, artifacts) at most, GiB: the oldest finished jobs' files go first (0: no cap)"},
+        {"ci_git_retention_days", "a git mirror under ci/git that no job fetched from for this many days is deleted (0: kept)"},
+        {"ci_git_max_gib", "all git mirrors under ci/git at most, GiB: the least recently used go first (0: no cap)"},
+        {"retention_interval_seconds", "how often the retention limits above are applied"},
         {"network_default", "network policy of creates that give none, as JSON: {\"mode\":\"none\"} (default), "
                             "{\"mode\":\"open\"} or {\"mode\":\"allowlist\",\"allow\":[...]}"},
         {"network_pool", "IPv4 range for the sandboxes' veth links, one /30 each (default 10.201.0.0/16)"},
@@ -193,6 +201,17 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.ci_bakes_kept = static_cast<int>(TRY(parse_int(key, value, 1, 100000)));
     } else if (key == "ci_bake_min_idle_seconds") {
         c.ci_bake_min_idle_seconds = TRY(parse_int(key, value, 0, int64_t(365) * 86400));
+    } else if (key == "min_free_disk_mib") {
+        c.min_free_disk_mib = TRY(parse_int(key, value, 0, int64_t(1) << 40));
+    } else if (key == "min_free_disk_percent") {
+        c.min_free_disk_percent = TRY(parse_int(key, value, 0, 99));
+    } else if (key == "ci_job_retention_days" || key == "ci_git_retention_days") {
+        (key == "ci_job_retention_days" ? c.ci_job_retention_days : c.ci_git_retention_days) =
+            TRY(parse_int(key, value, 0, 36500));
+    } else if (key == "ci_jobs_max_gib" || key == "ci_git_max_gib") {
+        (key == "ci_jobs_max_gib" ? c.ci_jobs_max_gib : c.ci_git_max_gib) = TRY(parse_int(key, value, 0, int64_t(1) << 30));
+    } else if (key == "retention_interval_seconds") {
+        c.retention_interval_seconds = TRY(parse_int(key, value, 1, int64_t(7) * 86400));
     } else if (key == "network_default") {
         auto policy = net::parse_network_policy_text(value);
         if (!policy.ok()) return bad(key, policy.error().message);

@@ -67,6 +67,17 @@ struct DaemonConfig {
     int64_t ci_git_uid = 1999999999;  // just below the default jail range: a uid of its own
     int64_t ci_repo_max_mib = 2048;
     int64_t ci_git_timeout_seconds = 600;
+    // Disk hygiene (docs/kilnd.md, "Disk"). New work (a create, fork, snapshot, job) is refused
+    // with 503 while the data dir's filesystem has less free than the larger of these two.
+    int64_t min_free_disk_mib = 2048;
+    int64_t min_free_disk_percent = 2;
+    // Retention, applied every retention_interval_seconds, oldest first, never to a job that has
+    // not finished or a git mirror a queued or running job needs. 0 days: kept forever; 0 GiB: no cap.
+    int64_t ci_job_retention_days = 30;  // a finished job's files (log, artifacts) and row
+    int64_t ci_jobs_max_gib = 0;         // all job dirs together: the oldest finished jobs' files go first
+    int64_t ci_git_retention_days = 14;  // a ci/git mirror no job fetched from for this long
+    int64_t ci_git_max_gib = 0;          // all mirrors together: the least recently used go first
+    int64_t retention_interval_seconds = 3600;
     // Sandbox networking (docs/network.md).
     net::NetworkPolicy network_default;         // creates without `network`: mode none unless set
     std::string network_pool = "10.201.0.0/16"; // one /30 per sandbox with a NIC

@@ -20,6 +20,7 @@
 #include "daemon/auth/token_store.h"
 #include "daemon/config.h"
 #include "daemon/data_dir.h"
+#include "daemon/disk_guard.h"
 #include "daemon/secrets.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
@@ -163,6 +164,10 @@ int run_serve(const CommandContext& ctx) {
                                  &networks, config->network_default, &spare_networks};
     service_config.agent_send_timeout = std::chrono::seconds(config->agent_send_timeout_seconds);
     service_config.private_allow = config->network_egress.open_allow;
+    // The free-space floor for new work (docs/kilnd.md, "Disk").
+    const DiskGuard disk(config->data_dir, DiskFloor{static_cast<uint64_t>(config->min_free_disk_mib) << 20,
+                                                     static_cast<uint32_t>(config->min_free_disk_percent)});
+    service_config.disk = &disk;
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };
     hooks.create_failed = [&metrics](bool restore_failed) {
@@ -210,6 +215,11 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.repos = *repos;
     if (repos->empty())
         log::info("ci: ci_repos is empty: only admin tokens may queue jobs (webhook jobs are refused)", {});
+    jobs_config.disk = &disk;
+    constexpr int64_t kDayMs = 86400 * 1000;
+    jobs_config.retention = {config->ci_job_retention_days * kDayMs, static_cast<uint64_t>(config->ci_jobs_max_gib) << 30,
+                             config->ci_git_retention_days * kDayMs, static_cast<uint64_t>(config->ci_git_max_gib) << 30,
+                             config->retention_interval_seconds * 1000};
     auto job_store = ci::JobStore::open(*db);
     if (!job_store.ok()) return fail("ci", job_store.error());
     auto jobs = ci::LocalJobService::create(jobs_config, service, std::move(*job_store));
@@ -241,6 +251,7 @@ int run_serve(const CommandContext& ctx) {
     http.max_streams_per_token = config->max_streams_per_token;
     http.version = KILN_VERSION;
     http.accel = vm::accel_name(accel->accel);
+    http.disk = &disk;
     auto server = HttpServer::create(http, service, tokens, metrics);
     if (!server.ok()) return fail("http", server.error());
     if (auto st = (*server)->bind(); !st.ok()) {

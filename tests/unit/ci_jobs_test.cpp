@@ -98,13 +98,40 @@ TEST_F(CiJobStoreTest, QueueOrderClaimAndCrashReconcile) {
     done.artifacts = {"out/a.txt"};
     ASSERT_TRUE(store->update(done).ok());
 
-    auto failed = store->fail_running(200);
-    ASSERT_TRUE(failed.ok());
-    EXPECT_EQ(*failed, std::vector<std::string>{"job-000000000001"});
+    // A restart interrupts job 1 (running, attempt 1): it is queued again, its record of the
+    // interrupted attempt cleared; the finished job 2 is left alone.
+    JobInfo mid = **first;
+    mid.steps = {StepRecord{"build", "running", -1, 0}};
+    mid.template_key = "k1";
+    ASSERT_TRUE(store->update(mid).ok());
+    auto interrupted = store->recover_interrupted(200, 1);
+    ASSERT_TRUE(interrupted.ok());
+    ASSERT_EQ(interrupted->size(), 1u);
+    EXPECT_EQ((*interrupted)[0].job.id, "job-000000000001");
+    EXPECT_EQ((*interrupted)[0].attempt, 1);
+    EXPECT_TRUE((*interrupted)[0].requeued);
     auto a = store->get("job-000000000001");
     ASSERT_TRUE(a.ok() && *a);
+    EXPECT_EQ((*a)->state, JobState::Queued);
+    EXPECT_EQ((*a)->restarts, 1);
+    EXPECT_TRUE((*a)->steps.empty());
+    EXPECT_EQ((*a)->template_key, "");
+    // Its second attempt is claimed (attempts 2) and interrupted again: final, with the reason.
+    auto again = store->claim_next(300);
+    ASSERT_TRUE(again.ok() && *again);
+    EXPECT_EQ((*again)->attempts, 2);
+    auto second_stop = store->recover_interrupted(400, 1);
+    ASSERT_TRUE(second_stop.ok());
+    ASSERT_EQ(second_stop->size(), 1u);
+    EXPECT_FALSE((*second_stop)[0].requeued);
+    EXPECT_EQ((*second_stop)[0].attempt, 2);
+    a = store->get("job-000000000001");
+    ASSERT_TRUE(a.ok() && *a);
     EXPECT_EQ((*a)->state, JobState::Error);
-    EXPECT_NE((*a)->error.find("kilnd"), std::string::npos);
+    EXPECT_EQ((*a)->restarts, 2);
+    EXPECT_EQ((*a)->finished_at_ms, 400);
+    EXPECT_NE((*a)->error.find("kilnd stopped"), std::string::npos) << (*a)->error;
+    EXPECT_NE((*a)->error.find("not run again"), std::string::npos) << (*a)->error;
     auto b = store->get("job-000000000002");
     ASSERT_TRUE(b.ok() && *b);
     EXPECT_EQ((*b)->state, JobState::Failed);

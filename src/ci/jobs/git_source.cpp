@@ -2,6 +2,7 @@
 // (see git_source.h for who runs it and where).
 #include "ci/jobs/git_source.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -191,6 +192,13 @@ Result<std::string> GitCache::resolve_ref(const std::string& repo_text, const st
     return make_error(ErrorCode::NotFound, "no ref '" + ref + "' in " + repo);
 }
 
+std::string GitCache::mirror_path(const std::string& repo_text) const {
+    auto repo = normalize_repo(repo_text);
+    if (!repo.ok()) return "";
+    const Area& area = is_local_repo(*repo) ? *m_local : *m_remote;
+    return area.real + "/" + sha256_hex(*repo).substr(0, 24) + ".git";
+}
+
 Result<std::string> GitCache::fetch(const std::string& repo_text, const std::string& sha, const std::string& ref) {
     const std::string repo = TRY(normalize_repo(repo_text));
     if (!is_full_sha(sha)) return make_error(ErrorCode::InvalidArgument, "sha must be 40 lowercase hex digits");
@@ -200,6 +208,10 @@ Result<std::string> GitCache::fetch(const std::string& repo_text, const std::str
     const std::string cache_repo = area.real + "/" + sha256_hex(repo).substr(0, 24) + ".git";
     const std::string view = area.to_view(cache_repo);
     std::lock_guard lock(repo_mutex(cache_repo));
+    struct MarkUsed {  // on every path out, once git is done with it: retention goes by it
+        const std::string& path;
+        ~MarkUsed() { ::utimensat(AT_FDCWD, path.c_str(), nullptr, 0); }
+    } mark_used{cache_repo};
     const Millis quick = m_config.quick_timeout;
     auto have_commit = [&]() -> Result<bool> {
         auto have = TRY(area.git({"-C", view, "cat-file", "-e", sha + "^{commit}"}, quick));

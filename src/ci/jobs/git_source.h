@@ -50,9 +50,13 @@ public:
 
     // `git ls-remote` of the ref: its commit (annotated tags peeled). not_found if no such ref.
     Result<std::string> resolve_ref(const std::string& repo, const std::string& ref);
+    // The cache repository (mirror) of `repo` (its area's <hash of the canonical URL>.git); ""
+    // for a repository string that does not parse.
+    std::string mirror_path(const std::string& repo) const;
     // Makes sure `sha` is in the cache repository of `repo`; returns that repository's path. A URL
     // is fetched with --depth=1 by the commit's id; a server that refuses ids is asked for `ref`
     // (HEAD when empty), which must then be that commit. too_large past max_repo_bytes.
+    // Each call marks the mirror used now (its folder's mtime), which retention goes by.
     Result<std::string> fetch(const std::string& repo, const std::string& sha, const std::string& ref = "");
     // The file's contents at `sha` (nullopt when the commit has no such file); at most max_bytes.
     Result<std::optional<std::string>> read_file(const std::string& cache_repo, const std::string& sha,

@@ -48,6 +48,9 @@ struct JobInfo {
     JobSpec spec;
     std::string sha;  // resolved; "" while a job queued with a ref waits for a worker
     int attempts = 0;
+    // kilnd restarts that interrupted the job while it ran: the first puts it back in the queue
+    // (the next attempt runs), a second ends it as error (LocalJobService::start).
+    int restarts = 0;
     std::string error;
     std::string template_key;  // the baked template used (cache key)
     bool bake_hit = false;

@@ -100,6 +100,7 @@ const SqliteTable<JobInfo>& jobs() {
                             }),
          column<J>("sha", &J::sha),
          column<J>("attempts", &J::attempts),
+         column<J>("restarts", &J::restarts),
          column<J>("error", &J::error),
          column<J>("template_key", &J::template_key),
          column<J>("bake_hit", &J::bake_hit),
@@ -173,6 +174,10 @@ CREATE TABLE ci_bake_cache (
   used_at_ms INTEGER NOT NULL
 );
 )sql"},
+        // 8: how many kilnd restarts interrupted a job (one is retried, a second is final).
+        {8, R"sql(
+ALTER TABLE ci_jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
+)sql"},
     };
     return list;
 }
@@ -245,17 +250,71 @@ Result<std::optional<JobInfo>> JobStore::claim_next(int64_t now_ms) {
     });
 }
 
-Result<std::vector<std::string>> JobStore::fail_running(int64_t now_ms) {
+Result<std::vector<InterruptedJob>> JobStore::recover_interrupted(int64_t now_ms, int max_restarts) {
     auto db = m_db->session();
-    std::vector<std::string> ids;
-    auto sel = TRY(db.prepare("SELECT id FROM ci_jobs WHERE state = 'running'"));
-    while (TRY(sel.step())) ids.push_back(sel.column_text(0));
-    auto upd = TRY(db.prepare(
-        "UPDATE ci_jobs SET state = 'error', finished_at_ms = ?, "
-        "error = 'kilnd stopped while the job ran (crash or kill); its VM was destroyed by the reconcile' "
-        "WHERE state = 'running'"));
-    TRY(upd.bind(1, now_ms).run());
-    return ids;
+    return db.transaction([&]() -> Result<std::vector<InterruptedJob>> {
+        auto sel = TRY(db.prepare(jobs().select() + " WHERE state = 'running' ORDER BY created_at_ms, rowid"));
+        std::vector<JobInfo> running = TRY(read_all(jobs(), sel));
+        std::vector<InterruptedJob> out;
+        for (JobInfo& j : running) {
+            const int attempt = j.attempts;
+            j.restarts += 1;
+            const bool again = j.restarts <= max_restarts;
+            if (again) {
+                // Back in the queue with nothing of the interrupted attempt in its record: the next
+                // attempt fills steps, results and the bake in afresh (its log keeps both, marked).
+                j.state = JobState::Queued;
+                j.error.clear();
+                j.template_key.clear();
+                j.bake_hit = false;
+                j.steps.clear();
+                j.junit.reset();
+                j.artifacts.clear();
+                j.steps_ms = 0;
+            } else {
+                j.state = JobState::Error;
+                j.finished_at_ms = now_ms;
+                j.error = "kilnd stopped (crash or kill) while the job ran, " + std::to_string(j.restarts) +
+                          " times, the last in attempt " + std::to_string(attempt) +
+                          ": not run again (its VM was destroyed when kilnd restarted)";
+            }
+            auto upd = TRY(db.prepare(jobs().update()));
+            jobs().bind(upd, j);
+            TRY(upd.run());
+            out.push_back(InterruptedJob{std::move(j), attempt, again});
+        }
+        return out;
+    });
+}
+
+Result<std::vector<JobAge>> JobStore::job_ages() {
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("SELECT id, spec_json, state, finished_at_ms FROM ci_jobs"));
+    std::vector<JobAge> out;
+    while (TRY(st.step())) {
+        JobAge a;
+        a.id = st.column_text(0);
+        a.repo = parse_spec(st.column_text(1), 0).repo;
+        // A state this kilnd does not know is final (as the jobs table reads it).
+        a.finished = is_final(parse_job_state(st.column_text(2)).value_or(JobState::Error));
+        a.finished_at_ms = st.column_int(3);
+        out.push_back(std::move(a));
+    }
+    return out;
+}
+
+Result<std::vector<std::string>> JobStore::delete_finished_before(int64_t before_ms) {
+    auto db = m_db->session();
+    return db.transaction([&]() -> Result<std::vector<std::string>> {
+        static constexpr const char* kWhere = " WHERE state NOT IN ('queued', 'running') AND finished_at_ms < ?";
+        auto sel = TRY(db.prepare(std::string("SELECT id FROM ci_jobs") + kWhere));
+        sel.bind(1, before_ms);
+        std::vector<std::string> ids;
+        while (TRY(sel.step())) ids.push_back(sel.column_text(0));
+        auto del = TRY(db.prepare(std::string("DELETE FROM ci_jobs") + kWhere));
+        TRY(del.bind(1, before_ms).run());
+        return ids;
+    });
 }
 
 Result<std::optional<BakeEntry>> JobStore::find_bake(const std::string& key, int64_t now_ms) {

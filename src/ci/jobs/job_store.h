@@ -24,6 +24,21 @@ struct BakeEntry {
     std::string snapshot_id;
 };
 
+// A job a kilnd restart interrupted (JobStore::recover_interrupted).
+struct InterruptedJob {
+    JobInfo job;          // its record as now stored
+    int attempt = 0;      // the attempt that was interrupted
+    bool requeued = false;  // queued again; false: ended as error (it was interrupted before)
+};
+
+// What the retention pruner needs of every job's row.
+struct JobAge {
+    std::string id;
+    std::string repo;
+    bool finished = false;
+    int64_t finished_at_ms = 0;
+};
+
 // Thread-safe.
 class JobStore {
 public:
@@ -39,8 +54,15 @@ public:
     Result<int64_t> count_unfinished(int64_t owner_token_id);  // queued or running
     // The oldest queued job, marked running (attempts + 1, started_at) in the same transaction.
     Result<std::optional<JobInfo>> claim_next(int64_t now_ms);
-    // After a crash: every running job becomes error ("kilnd restarted"). Returns their ids.
-    Result<std::vector<std::string>> fail_running(int64_t now_ms);
+    // After a crash, before any worker starts: every job still marked running was interrupted.
+    // Each counts one more restart; with at most `max_restarts` it is queued again (its record of
+    // the interrupted attempt cleared), beyond that it ends as error saying why.
+    Result<std::vector<InterruptedJob>> recover_interrupted(int64_t now_ms, int max_restarts);
+
+    // Every job's id, repository and whether (and when) it finished: for the retention pruner.
+    Result<std::vector<JobAge>> job_ages();
+    // Deletes the rows of jobs that finished before `before_ms`; returns their ids.
+    Result<std::vector<std::string>> delete_finished_before(int64_t before_ms);
 
     // A bake found is marked used now (used_at_ms), which keeps it from eviction for a while.
     Result<std::optional<BakeEntry>> find_bake(const std::string& key, int64_t now_ms);

@@ -1,7 +1,11 @@
 // LocalJobService: queue, workers, watchdog and reconcile (see local_job_service.h).
 #include "ci/jobs/local_job_service.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cstdio>
+#include <filesystem>
 #include <set>
 
 #include "base/clock.h"
@@ -10,6 +14,7 @@
 #include "base/random.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_state.h"
+#include "ci/jobs/startup_sweep.h"
 #include "daemon/sandboxes/ids.h"
 
 namespace kiln::ci {
@@ -33,22 +38,44 @@ Result<std::unique_ptr<LocalJobService>> LocalJobService::create(JobServiceConfi
 LocalJobService::~LocalJobService() { stop(); }
 
 Status LocalJobService::start() {
-    auto failed = TRY(m_store->fail_running(now_unix_ms()));
-    for (const auto& id : failed) {
-        log::warn("ci: job was running when kilnd stopped; recorded as error", {{"job", id}});
-        if (auto j = m_store->get(id); j.ok() && *j) {
-            if (auto l = JobLog::open(m_runner.log_path(id)); l.ok())
-                (*l)->event({{"type", "end"}, {"state", "error"}, {"message", (*j)->error}});
-            notify(**j);
-        }
-    }
+    // Nothing runs yet: whatever an attempt was writing when kilnd stopped is a leftover.
+    sweep_interrupted_work(m_config.runner.jobs_dir, m_config.git.dir);
+    report_interrupted(TRY(m_store->recover_interrupted(now_unix_ms(), m_config.max_restarts)));
     m_runner.collect_bakes();
     std::lock_guard lock(m_mutex);
     int n = std::max(1, m_config.workers);
     for (int i = 0; i < n; ++i) m_threads.emplace_back([this] { worker_loop(); });
     m_threads.emplace_back([this] { watchdog_loop(); });
+    m_threads.emplace_back([this] { retention_loop(); });
     log::info("ci: job workers started", {{"workers", n}});
     return ok_status();
+}
+
+void LocalJobService::report_interrupted(const std::vector<InterruptedJob>& jobs) {
+    for (const auto& [job, attempt, requeued] : jobs) {
+        // The log goes on, appended: the interrupted attempt's lines stay (what it printed is
+        // worth reading), and this line separates them from the next attempt's, which begins
+        // with its own "attempt" event.
+        (void)make_dirs(m_config.runner.jobs_dir + "/" + job.id, 0700);
+        auto log_file = JobLog::open(m_runner.log_path(job.id));
+        if (requeued) {
+            log::warn("ci: job was running when kilnd stopped; queued again",
+                      {{"job", job.id}, {"interrupted_attempt", attempt}, {"restarts", job.restarts}});
+            if (log_file.ok())
+                (*log_file)->event({{"type", "interrupted"}, {"attempt", attempt}, {"requeued", true},
+                                    {"message", "attempt " + std::to_string(attempt) +
+                                                    " was interrupted by a kilnd restart; the job runs again"}});
+        } else {
+            log::warn("ci: job was running when kilnd stopped, again; recorded as error",
+                      {{"job", job.id}, {"interrupted_attempt", attempt}, {"restarts", job.restarts}});
+            if (log_file.ok()) {
+                (*log_file)->event({{"type", "interrupted"}, {"attempt", attempt}, {"requeued", false},
+                                    {"message", "attempt " + std::to_string(attempt) + " was interrupted by a kilnd restart"}});
+                (*log_file)->event({{"type", "end"}, {"state", "error"}, {"message", job.error}});
+            }
+        }
+        notify(job);
+    }
 }
 
 void LocalJobService::stop() {
@@ -80,6 +107,9 @@ void LocalJobService::notify(const JobInfo& job) {
 }
 
 Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
+    // A job fetches, tars and checks out its code, and may bake: refused now rather than failed
+    // half way on a full disk.
+    if (m_config.disk) TRY(m_config.disk->check("queue a CI job"));
     JobInfo job;
     job.spec = spec;
     job.spec.secrets.clear();
@@ -178,6 +208,12 @@ void LocalJobService::worker_loop() {
         {
             std::unique_lock lock(m_mutex);
             if (m_stopping) return;
+            if (disk_too_full()) {
+                // Queued jobs (a webhook's, say) wait for room rather than fail half way; the
+                // pruner or the operator frees it.
+                m_wake.wait_for(lock, std::chrono::seconds(5));
+                continue;
+            }
             auto claimed = m_store->claim_next(now_unix_ms());
             if (!claimed.ok()) {
                 log::error("ci: claiming a job failed", {{"error", claimed.error().to_string()}});
@@ -280,6 +316,134 @@ bool LocalJobService::resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out) {
         log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()}});
     notify(job);
     return true;
+}
+
+bool LocalJobService::disk_too_full() {
+    if (!m_config.disk) return false;
+    auto reading = m_config.disk->read();
+    bool short_now = reading.ok() && !reading->ok;
+    if (short_now != m_disk_short) {  // said once per change, not on every poll
+        if (short_now)
+            log::warn("ci: queued jobs wait: the disk is nearly full",
+                      {{"free_bytes", reading->space.free_bytes}, {"required_free_bytes", reading->required_free_bytes}});
+        else
+            log::info("ci: disk space is back; queued jobs start again", {});
+        m_disk_short = short_now;
+    }
+    return short_now;
+}
+
+void LocalJobService::retention_loop() {
+    std::unique_lock lock(m_mutex);
+    while (!m_stopping) {
+        lock.unlock();
+        prune_once();
+        lock.lock();
+        m_wake.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(1000, m_config.retention.interval_ms)),
+                        [this] { return m_stopping; });
+    }
+}
+
+void LocalJobService::prune_once() {
+    const int64_t now = now_unix_ms();
+    prune_jobs(now);
+    prune_mirrors(now);
+}
+
+void LocalJobService::prune_jobs(int64_t now) {
+    const RetentionConfig& r = m_config.retention;
+    const std::string& jobs_dir = m_config.runner.jobs_dir;
+    auto remove_dir = [&](const std::string& id) {
+        if (auto st = remove_tree(jobs_dir + "/" + id); !st.ok())
+            log::warn("ci: retention could not remove a job's files", {{"job", id}, {"error", st.error().message}});
+    };
+    int rows = 0;
+    if (r.job_max_age_ms > 0) {
+        // Rows first: a job whose row is gone is no longer shown, so its files may go.
+        auto deleted = m_store->delete_finished_before(now - r.job_max_age_ms);
+        if (!deleted.ok()) log::warn("ci: retention could not delete old jobs", {{"error", deleted.error().to_string()}});
+        else for (const auto& id : *deleted) remove_dir(id);
+        rows = deleted.ok() ? int(deleted->size()) : 0;
+    }
+    auto ages = m_store->job_ages();
+    if (!ages.ok()) {
+        log::warn("ci: retention could not list jobs", {{"error", ages.error().to_string()}});
+        return;
+    }
+    std::map<std::string, const JobAge*> by_id;
+    for (const auto& a : *ages) by_id[a.id] = &a;
+    // Every job dir: a job's own, or one whose row is gone (the files of a deleted row that a
+    // crash left), which ages from its mtime.
+    std::vector<PruneCandidate> candidates;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(jobs_dir, ec)) {
+        if (!e.is_directory(ec) || e.is_symlink(ec)) continue;
+        PruneCandidate c;
+        c.name = e.path().filename().string();
+        if (auto it = by_id.find(c.name); it != by_id.end()) {
+            c.in_use = !it->second->finished;
+            c.last_used_ms = it->second->finished_at_ms;
+        } else {
+            struct stat st {};
+            if (::stat(e.path().c_str(), &st) != 0) continue;
+            c.last_used_ms = int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000;
+        }
+        c.bytes = allocated_bytes(e.path().string());
+        candidates.push_back(std::move(c));
+    }
+    PruneChoice choice = choose_prunable(std::move(candidates), now, r.job_max_age_ms, r.jobs_max_bytes);
+    for (const auto& id : choice.expired) remove_dir(id);  // rows gone already (or never there)
+    for (const auto& id : choice.over_cap) remove_dir(id);  // the row stays until its age: its record is small
+    if (rows + choice.expired.size() + choice.over_cap.size() > 0)
+        log::info("ci: retention pruned jobs", {{"rows", rows}, {"dirs_expired", choice.expired.size()},
+                                                {"dirs_over_cap", choice.over_cap.size()}});
+}
+
+void LocalJobService::prune_mirrors(int64_t now) {
+    const RetentionConfig& r = m_config.retention;
+    const std::string& git_dir = m_config.git.dir;
+    if (r.git_max_age_ms <= 0 && r.git_max_bytes == 0) return;
+    // The mirrors and their sizes, read without the lock (a walk of each). A candidate's name is
+    // its path relative to ci/git (area/<hash>.git).
+    std::vector<PruneCandidate> candidates;
+    for (const auto& folder : mirror_folders(git_dir)) {
+        std::error_code ec;
+        for (const auto& e : std::filesystem::directory_iterator(folder, ec)) {
+            const std::string path = e.path().string();
+            if (!path.ends_with(".git") || !e.is_directory(ec) || e.is_symlink(ec)) continue;
+            struct stat st {};
+            if (::stat(path.c_str(), &st) != 0) continue;
+            candidates.push_back(PruneCandidate{path.substr(git_dir.size() + 1), false,
+                                                int64_t(st.st_mtim.tv_sec) * 1000 + st.st_mtim.tv_nsec / 1000000,
+                                                allocated_bytes(path)});
+        }
+    }
+    std::vector<std::string> doomed;
+    {
+        // Under the lock no worker claims a job: every job that may touch a mirror from now on
+        // is queued or running in the store, and its mirror is left alone. The chosen mirrors are
+        // renamed before the lock is released; a later job fetches its repository anew.
+        std::lock_guard lock(m_mutex);
+        auto ages = m_store->job_ages();
+        if (!ages.ok()) {
+            log::warn("ci: retention could not list jobs", {{"error", ages.error().to_string()}});
+            return;
+        }
+        std::set<std::string> needed;
+        for (const auto& a : *ages)
+            if (!a.finished) needed.insert(m_git.mirror_path(a.repo));
+        for (auto& c : candidates) c.in_use = needed.count(git_dir + "/" + c.name) > 0;
+        PruneChoice choice = choose_prunable(std::move(candidates), now, r.git_max_age_ms, r.git_max_bytes);
+        for (auto* list : {&choice.expired, &choice.over_cap})
+            for (const auto& name : *list) {
+                std::string from = git_dir + "/" + name, to = from + kPruningSuffix;
+                if (::rename(from.c_str(), to.c_str()) == 0) doomed.push_back(to);
+            }
+    }
+    for (const auto& path : doomed)
+        if (auto st = remove_tree(path); !st.ok())
+            log::warn("ci: retention could not remove a git mirror", {{"error", st.error().message}});
+    if (!doomed.empty()) log::info("ci: retention pruned git mirrors", {{"mirrors", doomed.size()}});
 }
 
 void LocalJobService::watchdog_loop() {

@@ -1,6 +1,7 @@
 // LocalJobService: the JobService of one kilnd: jobs queued in SQLite (JobStore), N worker
 // threads each running one job at a time (JobRunner), a watchdog that enforces cancel and each
-// job's hard cap by destroying its VM, and the start-up reconcile of jobs a crash interrupted.
+// job's hard cap by destroying its VM, the start-up reconcile of jobs a crash interrupted, and
+// the retention pruner (job_retention.h).
 #pragma once
 
 #include <condition_variable>
@@ -12,10 +13,12 @@
 #include <vector>
 
 #include "ci/jobs/git_source.h"
+#include "ci/jobs/job_retention.h"
 #include "ci/jobs/job_runner.h"
 #include "ci/jobs/job_service.h"
 #include "ci/jobs/job_store.h"
 #include "ci/jobs/repo_url.h"
+#include "daemon/disk_guard.h"
 
 namespace kiln::ci {
 
@@ -27,6 +30,13 @@ struct JobServiceConfig {
     // ci_repos: where jobs of non-admin callers and webhooks may come from; empty: only admin
     // callers may queue jobs (docs/ci.md "Where code may come from").
     RepoAllowlist repos;
+    // A job interrupted by a kilnd restart runs again this many times; the next restart that
+    // interrupts it ends it as error.
+    int max_restarts = 1;
+    RetentionConfig retention;
+    // Submits are refused (503) and queued jobs wait while the disk is nearly full; null: no
+    // floor. Outlives the service.
+    const daemon::DiskGuard* disk = nullptr;
 };
 
 class LocalJobService final : public JobService {
@@ -36,8 +46,10 @@ public:
                                                            std::unique_ptr<JobStore> store);
     ~LocalJobService() override;  // stop()
 
-    // Marks jobs a previous kilnd left running as error (their VMs were killed by the sandbox
-    // reconcile), then starts the workers and the watchdog. Queued jobs are picked up.
+    // Sweeps what interrupted attempts left on disk (startup_sweep.h); queues again the jobs a
+    // previous kilnd left running (their VMs were killed by the sandbox reconcile) that no restart
+    // interrupted before, and ends as error those one did (JobStore::recover_interrupted); then
+    // starts the workers, the watchdog and the pruner. Queued jobs are picked up.
     Status start();
     // Stops taking jobs; jobs running now are ended (recorded error) and their VMs destroyed.
     void stop();
@@ -55,10 +67,20 @@ public:
         return m_runner.artifact_path(id, index);
     }
 
+    // One pass of the retention pruner (it runs every RetentionConfig::interval_ms; public for tests).
+    void prune_once();
+
 private:
     LocalJobService(JobServiceConfig config, daemon::SandboxService& service, std::unique_ptr<JobStore> store);
     void worker_loop();
     void watchdog_loop();
+    void retention_loop();
+    // True while the disk guard says the disk is nearly full (logged when that changes).
+    bool disk_too_full();
+    void prune_jobs(int64_t now_ms);
+    void prune_mirrors(int64_t now_ms);
+    // Writes the end (or requeue) of the jobs a restart interrupted to their logs.
+    void report_interrupted(const std::vector<InterruptedJob>& jobs);
     void run_one(JobInfo job);
     // A job queued with a ref: its commit, found now on the worker (never on an HTTP thread).
     // An error ends the job (recorded in `out`); not retried, as it is the repository's.
@@ -74,6 +96,7 @@ private:
     std::mutex m_mutex;  // guards everything below
     std::condition_variable m_wake;
     bool m_stopping = false;
+    bool m_disk_short = false;  // workers leave the queue alone while the disk is nearly full
     std::map<std::string, std::shared_ptr<JobControl>> m_active;      // running jobs
     std::map<std::string, std::map<std::string, std::string>> m_secrets;  // secret values given at submit
     std::vector<std::function<void(const JobInfo&)>> m_listeners;

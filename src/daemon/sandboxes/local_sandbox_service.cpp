@@ -4,9 +4,6 @@
 // so that a sandbox's records reach the store in the order they changed.
 #include "daemon/sandboxes/local_sandbox_service.h"
 
-#include <sys/stat.h>
-
-#include <filesystem>
 #include <future>
 
 #include "base/clock.h"
@@ -44,6 +41,7 @@ struct LocalSandboxService::VmBox {
 
 struct LocalSandboxService::Entry {
     SandboxRecord record;           // guarded by the service's m_mutex
+    int64_t ttl_deadline_ms = 0;    // record.info.expires_at_ms on the monotonic clock; guarded by m_mutex
     std::shared_ptr<VmBox> box;     // null while creating; guarded by m_mutex
     bool cancelled = false;         // removed while creating; guarded by m_mutex
     std::mutex op_mutex;            // one snapshot or fork at a time per sandbox
@@ -64,17 +62,6 @@ namespace {
 
 Error not_found(const std::string& what, const std::string& id) {
     return make_error(ErrorCode::NotFound, "no " + what + " '" + id + "'");
-}
-
-// Bytes allocated under `dir` (holes not counted).
-uint64_t allocated_bytes(const std::string& dir) {
-    uint64_t total = 0;
-    std::error_code ec;
-    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir, ec)) {
-        struct stat st {};
-        if (::lstat(entry.path().c_str(), &st) == 0) total += static_cast<uint64_t>(st.st_blocks) * 512;
-    }
-    return total;
 }
 
 // A VM-layer error as an API error: the VM going away is the sandbox not running.
@@ -161,6 +148,7 @@ Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(c
     if (auto st = m_store.insert_sandbox(record); !st.ok())
         return make_error(ErrorCode::Internal, "store: " + st.error().message);
     entry->record = std::move(record);
+    entry->ttl_deadline_ms = m_config.clock.deadline_of(entry->record.info.expires_at_ms);
     m_live[entry->record.info.id] = entry;
     return entry;
 }
@@ -262,6 +250,8 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
         return make_error(ErrorCode::InvalidArgument, "network mode " + std::string(net::mode_name(policy.mode)) + " needs a NIC, and snapshot " +
                                                        source.template_id + " was taken from a sandbox without one (network mode none)");
     if (nic && !m_config.networks) return make_error(ErrorCode::Unavailable, "sandbox networking is not enabled in this kilnd");
+    // A restore writes the VM's overlay and run dir, and a built-in's first use bakes it.
+    if (m_config.disk) TRY(m_config.disk->check("create a sandbox"));
 
     SandboxRecord record;
     SandboxInfo& info = record.info;
@@ -270,7 +260,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     info.network = policy;
     info.has_nic = nic;
     info.template_id = source.template_id;
-    info.created_at_ms = now_unix_ms();
+    info.created_at_ms = m_config.clock.wall_ms();
     info.expires_at_ms = info.created_at_ms + ttl * 1000;
     TRY(check_lifetime(caller, info.created_at_ms, info.expires_at_ms));
     info.metadata = request.metadata;
@@ -400,8 +390,10 @@ Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std
     if (it == m_live.end() || it->second->record.info.state() != SandboxState::Running)
         return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state()) + ", not running");
     SandboxRecord& r = it->second->record;
-    TRY(check_lifetime(caller, r.info.created_at_ms, now_unix_ms() + ttl_seconds * 1000));
-    r.info.expires_at_ms = now_unix_ms() + ttl_seconds * 1000;
+    const int64_t expires_at_ms = m_config.clock.wall_ms() + ttl_seconds * 1000;
+    TRY(check_lifetime(caller, r.info.created_at_ms, expires_at_ms));
+    r.info.expires_at_ms = expires_at_ms;
+    it->second->ttl_deadline_ms = m_config.clock.deadline_of(r.info.expires_at_ms);
     if (auto st = save(r); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
     m_changed.notify_all();
     return r.info;
@@ -477,6 +469,8 @@ Result<std::shared_ptr<SandboxLease>> LocalSandboxService::lease(const Caller& c
 Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const std::string& id, const std::string& name) {
     if (!name.empty()) TRY(validate_name(name));
     auto rec = TRY(owned_record(caller, id));
+    // A snapshot writes the guest's whole memory and its disk's changes.
+    if (m_config.disk) TRY(m_config.disk->check("take a snapshot"));
     std::shared_ptr<Entry> entry;
     std::shared_ptr<VmBox> box;
     {
@@ -565,6 +559,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     // No TTL asked for: the default, cut to what the token's lifetime cap allows.
     if (!request.ttl_seconds && caller.quota.lifetime_seconds) ttl = std::min(ttl, std::max<int64_t>(1, *caller.quota.lifetime_seconds));
     auto parent_rec = TRY(owned_record(caller, id));
+    if (m_config.disk) TRY(m_config.disk->check("fork a sandbox"));
     std::shared_ptr<Entry> parent;
     std::shared_ptr<VmBox> box;
     {
@@ -581,7 +576,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     info.id = TRY(new_sandbox_id());
     info.owner_token_id = caller.token_id;
     info.template_id = parent_rec.info.template_id;
-    info.created_at_ms = now_unix_ms();
+    info.created_at_ms = m_config.clock.wall_ms();
     info.expires_at_ms = info.created_at_ms + ttl * 1000;
     TRY(check_lifetime(caller, info.created_at_ms, info.expires_at_ms));
     info.metadata = request.metadata.empty() ? parent_rec.info.metadata : request.metadata;
@@ -718,10 +713,9 @@ void LocalSandboxService::reap_once() {
     std::vector<Due> due;
     {
         std::lock_guard lock(m_mutex);
-        int64_t now = now_unix_ms();
         for (const auto& [id, e] : m_live) {
             if (e->record.info.state() != SandboxState::Running || !e->box) continue;
-            if (e->record.info.expires_at_ms <= now) {
+            if (m_config.clock.until(e->ttl_deadline_ms) <= 0) {
                 due.push_back({e, SandboxState::Expired, ""});
             } else if (auto gone = e->box->vm->agent().gone_error()) {
                 // Why the connection ended: QEMU's exit, a guest panic, or a guest that stopped
@@ -741,10 +735,9 @@ void LocalSandboxService::reaper_loop() {
     while (!m_stopping) {
         // Wake at the next deadline, and at least every 250 ms to notice VMs that died.
         int64_t wait_ms = 250;
-        int64_t now = now_unix_ms();
         for (const auto& [id, e] : m_live) {
             if (e->record.info.state() == SandboxState::Running)
-                wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, e->record.info.expires_at_ms - now));
+                wait_ms = std::min<int64_t>(wait_ms, std::max<int64_t>(0, m_config.clock.until(e->ttl_deadline_ms)));
         }
         if (wait_ms > 0) m_changed.wait_for(lock, std::chrono::milliseconds(wait_ms));
         if (m_stopping) break;

@@ -13,10 +13,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "daemon/disk_guard.h"
 #include "daemon/net/lazy_network_manager.h"
 #include "daemon/net/network_remover.h"
 #include "daemon/net/spare_networks.h"
 #include "daemon/sandboxes/sandbox_service.h"
+#include "daemon/sandboxes/ttl_clock.h"
 #include "daemon/store/store.h"
 #include "daemon/templates/template_baker.h"
 #include "vm/spare_pool.h"
@@ -45,6 +47,12 @@ struct ServiceConfig {
     // The operator's network_open_allow: the only private destinations a non-admin token's
     // allowlist may name (net::check_tenant_allowlist).
     std::vector<net::AllowRule> private_allow;
+    // Creates, forks and snapshots ask it first (503 on a nearly full disk); null: no floor.
+    // Outlives the service.
+    const DiskGuard* disk = nullptr;
+    // TTLs: expires_at on the wall clock, the reaper's deadlines on the monotonic one (tests set
+    // clocks that jump).
+    TtlClock clock;
 };
 
 // What the service reports as it works; kilnd wires these to Metrics (metrics.h). Any may be empty.
@@ -85,7 +93,8 @@ public:
     // Idempotent.
     void shutdown(bool destroy_sandboxes);
 
-    // The reaper's pass, public for tests: expires sandboxes past expires_at and marks dead VMs lost.
+    // The reaper's pass, public for tests: expires sandboxes past their TTL (on the monotonic
+    // clock: ttl_clock.h) and marks dead VMs lost.
     void reap_once();
 
 private:

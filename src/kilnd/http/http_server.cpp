@@ -166,6 +166,14 @@ public:
                 body["status"] = confinement.allowed ? "unconfined" : "degraded";
                 body["confinement"]["problem"] = confinement.problem;
             }
+            // One statvfs: what the free-space guard decides new work by (docs/kilnd.md, "Disk").
+            if (m_ctx.config.disk) {
+                if (auto d = m_ctx.config.disk->read(); d.ok()) {
+                    body["disk"] = {{"free_bytes", d->space.free_bytes}, {"total_bytes", d->space.total_bytes},
+                                    {"min_free_bytes", d->required_free_bytes}, {"ok", d->ok}};
+                    if (!d->ok && body["status"] == "ok") body["status"] = "degraded";
+                }
+            }
             send_json(res, 200, body);
         });
         m_router.Get("/metrics", authed(m_ctx, [this](const Caller&, const Request&, Response& res) {

@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "daemon/auth/authenticator.h"
+#include "daemon/disk_guard.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "kilnd/metrics.h"
 
@@ -33,6 +34,7 @@ struct HttpConfig {
     std::string accel;                       // "kvm" | "tcg", for /healthz and /metrics
     ci::github::GithubWebhook* github_webhook = nullptr;  // POST /v1/ci/github (not owned); null: 503
     ci::JobService* jobs = nullptr;                       // /v1/jobs (not owned); null: 503
+    const DiskGuard* disk = nullptr;  // /healthz reports the data disk's free space (not owned)
 };
 
 class HttpServer {

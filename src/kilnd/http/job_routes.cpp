@@ -48,6 +48,7 @@ json render_job(const ci::JobInfo& j) {
                 {"trusted", j.spec.trusted},
                 {"labels", j.spec.labels},
                 {"attempts", j.attempts},
+                {"restarts", j.restarts},
                 {"error", j.error},
                 {"template_key", j.template_key},
                 {"bake_hit", j.bake_hit},
