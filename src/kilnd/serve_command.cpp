@@ -176,11 +176,13 @@ int run_serve(const CommandContext& ctx) {
     };
     LocalSandboxService service(service_config, store, baker, hooks);
     TokenStore tokens(store, config->token_quota);
+    // A bake writes a snapshot: not on a nearly full disk (the first create bakes it later).
     for (const auto& t : baker.builtins())
-        if (t.bake_at_start) baker.bake_in_background(t.name);
+        if (t.bake_at_start && disk.check("bake a template").ok()) baker.bake_in_background(t.name);
 
-    // 7b. CI jobs: the queue; start() below runs its reconcile (jobs a crash left running become
-    // error; the sandbox reconcile above already killed their VMs), then the workers.
+    // 7b. CI jobs: the queue; start() below sweeps what interrupted jobs left and runs its
+    // reconcile (jobs a crash left running are queued again once; the sandbox reconcile above
+    // already killed their VMs), then the workers and the retention pruner.
     auto ci_owner = ci_caller(store);
     if (!ci_owner.ok()) return fail("ci", ci_owner.error());
     ci::JobServiceConfig jobs_config;
