@@ -55,27 +55,36 @@ def test_kill9_during_checkout_sweeps_it_and_attempt_2_runs_to_completion(record
     try:
         api = ApiClient(instance.port, instance.tokens["alice"], recorder)
         repo = Repo(tmp_path / "big-repo")
-        # 160 MiB that does not compress: the host fetches it into its mirror, copies it into the
-        # job's repository, checks it out and tars it, which takes seconds even on a fast disk.
-        blobs = {f"data/blob{i:02}.bin": None for i in range(32)}
-        for name in blobs:
-            p = repo.path / name
-            p.parent.mkdir(parents=True, exist_ok=True)
-            p.write_bytes(os.urandom(5 << 20))
+        # 96 MiB that does not compress: the host copies it into the job's repository, checks it
+        # out and tars it, which takes seconds, so the kill below lands inside the checkout.
+        (repo.path / "data").mkdir()
+        for i in range(24):
+            (repo.path / "data" / f"blob{i:02}.bin").write_bytes(os.urandom(4 << 20))
         sha = repo.commit({".kiln.yml": pipeline("  - name: count\n    run: ls data | wc -l > count.txt; cat count.txt\n")})
         job_id = submit(api, repo, sha)["id"]
         checkout = job_dir(instance, job_id) / "checkout"
         tar = job_dir(instance, job_id) / "code.tar"
-        # The checkout folder exists from the start of the checkout until its tar is made.
-        assert wait_until(lambda: checkout.exists(), 300, interval=0.01), \
+        def on_disk() -> int:
+            return sum(f.stat().st_blocks * 512 for f in job_dir(instance, job_id).rglob("*")
+                       if f.is_file() and not f.is_symlink())
+
+        def mid_checkout() -> bool:
+            # The checkout folder exists from the start of the checkout until its tar is made; the
+            # tar until the VM has read it. Killed once megabytes of it are on the host's disk.
+            try:
+                return (checkout.exists() or tar.exists()) and on_disk() > (8 << 20)
+            except FileNotFoundError:  # a file went while it was counted
+                return False
+        assert wait_until(mid_checkout, 300, interval=0.02), \
             f"the job's checkout never appeared: {check(api.get(f'/v1/jobs/{job_id}')).json()}"
         instance.kill9()
-        assert checkout.exists() or tar.exists(), "the kill came after the checkout: nothing left to sweep"
-        left = sum(f.stat().st_blocks * 512 for f in job_dir(instance, job_id).rglob("*") if f.is_file())
+        left = on_disk()
+        assert (checkout.exists() or tar.exists()) and left > (8 << 20), "the kill came after the checkout"
 
         instance.start()
         swept = sweep_line(instance)
         assert swept and swept["checkouts"] + swept["tars"] >= 1, f"no start-up sweep in kilnd's log; {left} bytes were left"
+        assert swept["bytes"] >= (8 << 20), swept
         job = wait_job(api, job_id, timeout=600)
         assert job["state"] == "passed", job
         assert job["attempts"] == 2 and job["restarts"] == 1, job
@@ -88,7 +97,7 @@ def test_kill9_during_checkout_sweeps_it_and_attempt_2_runs_to_completion(record
         # The line separates the attempts: attempt 1's events before it, attempt 2's after.
         cut = events.index(marks[0])
         assert any(e["type"] == "attempt" and e["attempt"] == 2 for e in events[cut:])
-        assert "32" in "".join(e.get("data", "") for e in events[cut:] if e["type"] == "output")
+        assert "24" in "".join(e.get("data", "") for e in events[cut:] if e["type"] == "output")
         assert events[-1]["type"] == "end" and events[-1]["state"] == "passed"
         # Nothing of either attempt's checkout is left.
         assert not checkout.exists() and not tar.exists()

@@ -5,11 +5,13 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <future>
 #include <thread>
 
+#include "base/clock.h"
 #include "base/file_util.h"
 #include "base/json_log.h"
 #include "daemon/data_dir.h"
@@ -70,8 +72,9 @@ protected:
         m_alice = Caller{*s_store->insert_token("alice-" + std::to_string(++s_tokens), std::string(60, 'a') + std::to_string(1000 + s_tokens), 0), "alice"};
         m_bob = Caller{*s_store->insert_token("bob-" + std::to_string(s_tokens), std::string(60, 'b') + std::to_string(1000 + s_tokens), 0), "bob"};
     }
-    void make_service(int64_t max_sandboxes = 8, int64_t max_memory_mib = 4096) {
+    void make_service(int64_t max_sandboxes = 8, int64_t max_memory_mib = 4096, TtlClock clock = {}) {
         ServiceConfig c;
+        c.clock = std::move(clock);
         c.data_dir = s_data;
         c.max_sandboxes = max_sandboxes;
         c.max_memory_mib = max_memory_mib;
@@ -202,6 +205,38 @@ TEST_F(DaemonService, TtlKillsAStoppedGuestFromTheHost) {
     EXPECT_GE(info.ended_at_ms, info.expires_at_ms);
     EXPECT_LT(info.ended_at_ms - info.expires_at_ms, 3000) << "killed promptly at the TTL";
     EXPECT_FALSE(process_alive(sb->qemu_pid));
+}
+
+// The reaper goes by the monotonic clock: the wall clock (the service's, here one the test moves)
+// jumping a day ahead expires nothing; jumping a day back keeps nothing past its TTL.
+TEST_F(DaemonService, TtlsFollowTheMonotonicClockWhenTheWallClockJumps) {
+    auto wall_offset_ms = std::make_shared<std::atomic<int64_t>>(0);
+    TtlClock clock;
+    clock.wall_ms = [wall_offset_ms] { return now_unix_ms() + wall_offset_ms->load(); };
+    make_service(8, 4096, clock);
+    constexpr int64_t kDayMs = 86400 * 1000;
+    CreateRequest long_lived;
+    long_lived.ttl_seconds = 3600;
+    auto a = m_service->create(m_alice, long_lived);
+    ASSERT_TRUE(a.ok()) << a.error().to_string();
+    wall_offset_ms->store(2 * kDayMs);  // NTP steps the clock two days ahead
+    m_service->reap_once();
+    std::this_thread::sleep_for(std::chrono::milliseconds(600));  // the reaper's own passes too
+    EXPECT_EQ(state_of(a->id), SandboxState::Running) << "expired by a wall clock jump";
+    EXPECT_EQ(m_service->get(m_alice, a->id)->expires_at_ms, a->expires_at_ms) << "the API's expires_at stays as set";
+
+    CreateRequest short_lived;
+    short_lived.ttl_seconds = 2;
+    auto b = m_service->create(m_alice, short_lived);
+    ASSERT_TRUE(b.ok()) << b.error().to_string();
+    EXPECT_GT(b->expires_at_ms, now_unix_ms() + kDayMs) << "expires_at is on the (jumped) wall clock";
+    wall_offset_ms->store(-kDayMs);  // and back, three days: expires_at is now three days away
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (state_of(b->id) == SandboxState::Running && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    EXPECT_EQ(state_of(b->id), SandboxState::Expired) << "kept past its TTL by a wall clock jump back";
+    EXPECT_EQ(state_of(a->id), SandboxState::Running);
+    EXPECT_TRUE(m_service->remove(m_alice, a->id).ok());
 }
 
 TEST_F(DaemonService, DeleteDuringAnExecKillsTheVmAtOnce) {
