@@ -62,10 +62,12 @@ def test_kill9_during_checkout_sweeps_it_and_attempt_2_runs_to_completion(record
             (repo.path / "data" / f"blob{i:02}.bin").write_bytes(os.urandom(4 << 20))
         sha = repo.commit({".kiln.yml": pipeline("  - name: count\n    run: ls data | wc -l > count.txt; cat count.txt\n")})
         job_id = submit(api, repo, sha)["id"]
-        checkout = job_dir(instance, job_id) / "checkout"
+        # A local path's checkout is staged in the git cache's local area (git_source.h), its tar
+        # made in the job's folder.
+        checkout = instance.data_dir / "ci" / "git" / "local" / "work" / job_id
         tar = job_dir(instance, job_id) / "code.tar"
         def on_disk() -> int:
-            return sum(f.stat().st_blocks * 512 for f in job_dir(instance, job_id).rglob("*")
+            return sum(f.stat().st_blocks * 512 for d in (checkout, job_dir(instance, job_id)) for f in d.rglob("*")
                        if f.is_file() and not f.is_symlink())
 
         def mid_checkout() -> bool:
