@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Optional
@@ -215,3 +216,30 @@ class Kilnd:
             shutil.rmtree(self.data_dir, ignore_errors=True)
             shutil.rmtree(self.log_dir, ignore_errors=True)
         return leftover
+
+
+class HangingServer:
+    """A listener on loopback that accepts connections and never answers (a git server that hangs:
+    a job fetching from it stays in its checkout). close() drops every held connection."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.held: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def close(self):
+        self.sock.close()
+        for c in self.held:
+            c.close()

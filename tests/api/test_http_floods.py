@@ -13,7 +13,7 @@ import time
 
 import pytest
 from api_client import ApiClient
-from kilnd_fixture import wait_until
+from kilnd_fixture import HangingServer, wait_until
 
 WEBHOOK_SECRET = "floods-secret"
 MiB = 1 << 20
@@ -197,32 +197,6 @@ def test_a_slow_header_is_dropped_and_costs_no_answer(kilnd_factory):
     assert closed and time.monotonic() - start < 6
 
 
-class SilentGitServer:
-    """Accepts connections and never answers: a job fetching from it stays in its checkout."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self):
-        self.sock.close()
-        for c in self.held:
-            c.close()
-
-
 def healthz_ms(port: int) -> float:
     start = time.perf_counter()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -235,7 +209,7 @@ def healthz_ms(port: int) -> float:
 
 
 def test_healthz_answers_with_500_log_follows_open(flood_kilnd, recorder):
-    git = SilentGitServer()
+    git = HangingServer()
     api = ApiClient(flood_kilnd.port, flood_kilnd.tokens["alice"], recorder)
     try:
         r = api.post("/v1/jobs", {"repo": f"http://127.0.0.1:{git.port}/repo.git", "sha": "a" * 40})
@@ -302,7 +276,7 @@ def test_per_token_caps(kilnd_factory, recorder):
     assert wait_until(lambda: alice.get("/v1/sandboxes").status == 200, 10)
 
     # Streams: two log follows of a job that stays in its checkout; the third is refused.
-    git = SilentGitServer()
+    git = HangingServer()
     try:
         r = alice.post("/v1/jobs", {"repo": f"http://127.0.0.1:{git.port}/repo.git", "sha": "b" * 40})
         assert r.status == 201, r

@@ -11,7 +11,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ sys.path.insert(0, str(HERE.parent / "api"))
 sys.path.insert(0, str(HERE))
 
 from api_client import ApiClient  # noqa: E402
-from kilnd_fixture import Kilnd, free_port, wait_until  # noqa: E402
+from kilnd_fixture import HangingServer, Kilnd, free_port, wait_until  # noqa: E402
 from openapi_check import OpenApiSpec, SpecRecorder  # noqa: E402
 from test_jobs import check, wait_job  # noqa: E402  (tests/ci/test_jobs.py's helpers)
 
@@ -55,32 +54,6 @@ def listening(port: int) -> bool:
         return True
     except OSError:
         return False
-
-
-class HangingServer:
-    """A listener on loopback that accepts connections and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def close(self):
-        self.sock.close()
-        for c in self.held:
-            c.close()
 
 
 @pytest.fixture(scope="module")
