@@ -8,7 +8,6 @@ import json
 import select
 import socket
 import statistics
-import threading
 import time
 
 import pytest
