@@ -8,7 +8,7 @@ JOBS ?= 2
 BUILD ?= build/release
 export KILN_JOBS := $(JOBS)
 
-.PHONY: all deps build kernel images image-tiny image-base data-dir setup demo test fuzz unit-test asan-test fuzz-test vm-test bench clean
+.PHONY: all deps build kernel images image-tiny image-base data-dir setup demo test fuzz bench clean
 
 all: build
 
