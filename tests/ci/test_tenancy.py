@@ -138,7 +138,7 @@ def test_a_ci_submit_job_gets_no_secret_even_for_a_repository_the_secret_goes_to
     assert r.json()["trusted"] is False
     job = wait_job(bob, r.json()["id"])
     events = logs(bob, job["id"])
-    assert job["state"] == "passed", (job, output(events))
+    assert job["state"] == "passed", (job["error"], job, output(events))
     assert "no secret here" in output(events)
     assert "untrusted" in warnings(events)["X_KEY"], warnings(events)
 
