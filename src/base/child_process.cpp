@@ -110,7 +110,15 @@ struct ChildFailure {
     }
     for (int fd : options.keep_fds)
         if (fd != pipe_fd && ::fcntl(fd, F_SETFD, 0) != 0) child_fail(pipe_fd, 3);
-    if (!options.cwd.empty() && ::chdir(options.cwd.c_str()) != 0) child_fail(pipe_fd, 1);
+    if (!options.cwd.empty()) {
+        if (::chdir(options.cwd.c_str()) != 0) child_fail(pipe_fd, 1);
+    } else if (const auto& as = options.run_as) {
+        // The parent's directory is no place for another user: it may be unreadable to it, or
+        // hidden under the bind (kilnd started from a folder in /tmp: git then fails to stat its
+        // own working directory). Its own bound folder, else the root.
+        const char* dir = as->bind_target.empty() ? "/" : as->bind_target.c_str();
+        if (::chdir(dir) != 0) child_fail(pipe_fd, 1);
+    }
     ::execve(program, argv, envp);  // only `envp`: nothing of ours is inherited
     child_fail(pipe_fd, 2);
 }
@@ -217,7 +225,7 @@ Result<std::unique_ptr<ChildProcess>> ChildProcess::spawn(const SpawnOptions& op
     if (child_failed_before_exec(err_read.get(), pid, &failure, sizeof failure)) {
         static const char* stages[] = {"set up its stdio", "chdir", "exec", "set up", "set up its mount namespace",
                                        "change to its user"};
-        std::string what = failure.stage == 1 ? "chdir to " + options.cwd : stages[std::clamp(failure.stage, 0, 5)];
+        std::string what = failure.stage == 1 ? "chdir to " + (options.cwd.empty() ? std::string("its own folder") : options.cwd) : stages[std::clamp(failure.stage, 0, 5)];
         int code_err = failure.err;
         Error e = errno_error("spawn " + name + ": cannot " + what, code_err);
         if (failure.stage == 2 && code_err == ENOENT) e.code = ErrorCode::NotFound;

@@ -36,7 +36,18 @@ TEST(ChildRunAs, TheChildHasTheUidNoGroupsAndSeesTheBoundFolder) {
     EXPECT_EQ(st.st_uid, kUid);
     EXPECT_FALSE(path_exists("/tmp/made") && ::stat("/tmp/made", &st) == 0 && st.st_uid == kUid)
         << "the bind stayed in the child's mount namespace";
-    // Without a bind: only the user changes.
+    // The child starts in its bound folder, not in the parent's (kilnd started from a folder under
+    // /tmp had every URL fetch fail: git could not stat a cwd the bind hid).
+    options.argv = {"sh", "-c", "pwd; ls"};
+    run = run_and_capture(options, Millis(10000), 4096);
+    ASSERT_TRUE(run.ok() && run->status.success()) << (run.ok() ? run->output : run.error().to_string());
+    EXPECT_EQ(run->output, "/tmp\nhello\nmade\n");
+    // Without a bind: only the user changes, and the child starts at the root.
+    options.argv = {"sh", "-c", "pwd"};
+    options.run_as = SpawnOptions::RunAs{kUid, kUid, "", ""};
+    run = run_and_capture(options, Millis(10000), 4096);
+    ASSERT_TRUE(run.ok() && run->status.success());
+    EXPECT_EQ(run->output, "/\n");
     options.argv = {"id", "-u"};
     options.run_as = SpawnOptions::RunAs{kUid, kUid, "", ""};
     run = run_and_capture(options, Millis(10000), 4096);
