@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "base/sha256.h"
+#include "ci/jobs/repo_url.h"
 
 namespace kiln::ci {
 namespace {
@@ -16,17 +17,12 @@ std::string lower(std::string_view s) {
     return out;
 }
 
-// Appends the path's non-empty segments; false when one is "." or "..".
+// The path's non-empty segments (repo_url's split, the one the fetch side uses); false when
+// one is "." or "..".
 bool split_path(std::string_view path, std::vector<std::string>& segments) {
-    size_t pos = 0;
-    while (pos <= path.size()) {
-        size_t slash = path.find('/', pos);
-        if (slash == std::string_view::npos) slash = path.size();
-        std::string_view seg = path.substr(pos, slash - pos);
-        if (seg == "." || seg == "..") return false;
-        if (!seg.empty()) segments.emplace_back(seg);
-        pos = slash + 1;
-    }
+    auto split = path_segments(std::string(path));
+    if (!split.ok()) return false;
+    segments = std::move(*split);
     return true;
 }
 

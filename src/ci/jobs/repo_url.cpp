@@ -15,22 +15,6 @@ std::string lower(std::string s) {
     return s;
 }
 
-// "/a//b/" -> {"a", "b"}; `.` and `..` are refused rather than resolved: a path that needs
-// them is either a mistake or a trick, and git would resolve them differently from us.
-Result<std::vector<std::string>> path_segments(const std::string& path) {
-    std::vector<std::string> out;
-    for (size_t pos = 0; pos <= path.size();) {
-        size_t slash = path.find('/', pos);
-        if (slash == std::string::npos) slash = path.size();
-        std::string seg = path.substr(pos, slash - pos);
-        pos = slash + 1;
-        if (seg.empty()) continue;
-        if (seg == "." || seg == "..") return bad_repo("'.' and '..' are not allowed in a repository's path");
-        out.push_back(std::move(seg));
-    }
-    return out;
-}
-
 std::string join(const std::vector<std::string>& segments) {
     std::string out;
     for (const auto& s : segments) out += "/" + s;
@@ -131,6 +115,22 @@ std::string match_key(const std::string& canonical) {
 }
 
 }  // namespace
+
+// `.` and `..` are refused rather than resolved: a path that needs
+// them is either a mistake or a trick, and git would resolve them differently from us.
+Result<std::vector<std::string>> path_segments(const std::string& path) {
+    std::vector<std::string> out;
+    for (size_t pos = 0; pos <= path.size();) {
+        size_t slash = path.find('/', pos);
+        if (slash == std::string::npos) slash = path.size();
+        std::string seg = path.substr(pos, slash - pos);
+        pos = slash + 1;
+        if (seg.empty()) continue;
+        if (seg == "." || seg == "..") return bad_repo("'.' and '..' are not allowed in a repository's path");
+        out.push_back(std::move(seg));
+    }
+    return out;
+}
 
 Result<std::string> normalize_repo(const std::string& repo) { return normalize(repo, true); }
 

@@ -21,6 +21,9 @@ namespace kiln::ci {
 // hosts and more than 2048 bytes.
 Result<std::string> normalize_repo(const std::string& repo);
 
+// "/a//b/" -> {"a", "b"}: the non-empty segments; invalid_argument when one is "." or "..".
+Result<std::vector<std::string>> path_segments(const std::string& path);
+
 // A canonical repository (normalize_repo) that names a folder on kilnd's host.
 bool is_local_repo(const std::string& canonical);
 
