@@ -49,42 +49,42 @@ TEST(Pipeline, ParsesTheDocumentedExample) {
     ASSERT_FALSE(text.empty()) << "no ```yaml block in docs/pipeline.md";
     auto pipeline = parse_pipeline(text);
     ASSERT_TRUE(pipeline.ok()) << pipeline.error().to_string();
-    EXPECT_EQ(pipeline->template_name, "base");
-    EXPECT_EQ(pipeline->timeout_seconds, 1800u);
-    ASSERT_TRUE(pipeline->bake.has_value());
-    EXPECT_EQ(pipeline->bake->key_files, std::vector<std::string>{"package-lock.json"});
-    EXPECT_EQ(pipeline->bake->run, "npm ci");
-    EXPECT_EQ(pipeline->env.at("NODE_ENV"), "test");
-    EXPECT_EQ(pipeline->env.at("CI"), "true");
-    EXPECT_EQ(pipeline->secrets, std::vector<std::string>{"NPM_TOKEN"});
-    ASSERT_EQ(pipeline->steps.size(), 2u);
-    EXPECT_EQ(pipeline->steps[0].name, "lint");
-    EXPECT_EQ(pipeline->steps[0].run, "npm run lint");
-    EXPECT_EQ(pipeline->steps[0].timeout_seconds, 120u);
-    EXPECT_TRUE(pipeline->steps[0].env.empty());
-    EXPECT_EQ(pipeline->steps[1].name, "test");
-    EXPECT_EQ(pipeline->steps[1].run, "npm test -- --reporters=default --reporters=jest-junit\n");
-    EXPECT_EQ(pipeline->steps[1].timeout_seconds, 900u);
-    EXPECT_EQ(pipeline->steps[1].env.at("JEST_JUNIT_OUTPUT_DIR"), "reports");
-    EXPECT_EQ(pipeline->junit, std::vector<std::string>{"reports/*.xml"});
-    EXPECT_EQ(pipeline->artifacts, (std::vector<std::string>{"coverage/lcov.info", "dist/**"}));
+    EXPECT_EQ(pipeline->jobs[0].template_name, "base");
+    EXPECT_EQ(pipeline->jobs[0].timeout_seconds, 1800u);
+    ASSERT_TRUE(pipeline->jobs[0].bake.has_value());
+    EXPECT_EQ(pipeline->jobs[0].bake->key_files, std::vector<std::string>{"package-lock.json"});
+    EXPECT_EQ(pipeline->jobs[0].bake->run, "npm ci");
+    EXPECT_EQ(pipeline->jobs[0].env.at("NODE_ENV"), "test");
+    EXPECT_EQ(pipeline->jobs[0].env.at("CI"), "true");
+    EXPECT_EQ(pipeline->jobs[0].secrets, std::vector<std::string>{"NPM_TOKEN"});
+    ASSERT_EQ(pipeline->jobs[0].steps.size(), 2u);
+    EXPECT_EQ(pipeline->jobs[0].steps[0].name, "lint");
+    EXPECT_EQ(pipeline->jobs[0].steps[0].run, "npm run lint");
+    EXPECT_EQ(pipeline->jobs[0].steps[0].timeout_seconds, 120u);
+    EXPECT_TRUE(pipeline->jobs[0].steps[0].env.empty());
+    EXPECT_EQ(pipeline->jobs[0].steps[1].name, "test");
+    EXPECT_EQ(pipeline->jobs[0].steps[1].run, "npm test -- --reporters=default --reporters=jest-junit\n");
+    EXPECT_EQ(pipeline->jobs[0].steps[1].timeout_seconds, 900u);
+    EXPECT_EQ(pipeline->jobs[0].steps[1].env.at("JEST_JUNIT_OUTPUT_DIR"), "reports");
+    EXPECT_EQ(pipeline->jobs[0].junit, std::vector<std::string>{"reports/*.xml"});
+    EXPECT_EQ(pipeline->jobs[0].artifacts, (std::vector<std::string>{"coverage/lcov.info", "dist/**"}));
 }
 
 TEST(Pipeline, MinimalFileGetsTheDefaults) {
     auto pipeline = parse_pipeline(kMinimal);
     ASSERT_TRUE(pipeline.ok()) << pipeline.error().to_string();
-    EXPECT_EQ(pipeline->template_name, "base");
-    EXPECT_EQ(pipeline->timeout_seconds, PipelineLimits::kDefaultTimeoutSeconds);
-    EXPECT_FALSE(pipeline->bake.has_value());
-    EXPECT_FALSE(pipeline->steps[0].timeout_seconds.has_value());
-    EXPECT_TRUE(pipeline->env.empty() && pipeline->secrets.empty() && pipeline->junit.empty() &&
-                pipeline->artifacts.empty());
+    EXPECT_EQ(pipeline->jobs[0].template_name, "base");
+    EXPECT_EQ(pipeline->jobs[0].timeout_seconds, PipelineLimits::kDefaultTimeoutSeconds);
+    EXPECT_FALSE(pipeline->jobs[0].bake.has_value());
+    EXPECT_FALSE(pipeline->jobs[0].steps[0].timeout_seconds.has_value());
+    EXPECT_TRUE(pipeline->jobs[0].env.empty() && pipeline->jobs[0].secrets.empty() && pipeline->jobs[0].junit.empty() &&
+                pipeline->jobs[0].artifacts.empty());
 }
 
 TEST(Pipeline, EnvValuesAreTheTextAsWritten) {
     auto pipeline = parse_pipeline(std::string(kMinimal) + "env: {A: 1, B: true, C: \"\", D: '007', E: 1.50}\n");
     ASSERT_TRUE(pipeline.ok()) << pipeline.error().to_string();
-    EXPECT_EQ(pipeline->env, (std::map<std::string, std::string>{
+    EXPECT_EQ(pipeline->jobs[0].env, (std::map<std::string, std::string>{
                                  {"A", "1"}, {"B", "true"}, {"C", ""}, {"D", "007"}, {"E", "1.50"}}));
 }
 

@@ -152,6 +152,8 @@ std::optional<StatusFor> status_for_job(const JobInfo& info) {
             if (info.attempts > 0) return StatusFor{"pending", "queued again after an infrastructure error"};
             return StatusFor{"pending", info.spec.trusted ? "queued in kiln" : "queued in kiln (untrusted: no secrets)"};
         case JobState::Running: return StatusFor{"pending", "running in a fresh kiln VM"};
+        case JobState::Waiting: return StatusFor{"pending", "waiting for the jobs it needs"};
+        case JobState::Skipped: return StatusFor{"error", "skipped" + (info.error.empty() ? "" : ": " + info.error)};
         case JobState::Passed: return StatusFor{"success", "passed" + tests()};
         case JobState::Failed: return StatusFor{"failure", "failed" + tests()};
         case JobState::Error: return StatusFor{"error", "kiln error" + (info.error.empty() ? "" : ": " + info.error)};

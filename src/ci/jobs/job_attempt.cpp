@@ -94,10 +94,10 @@ bool JobAttempt::prepare_source() {
     if (!*yml) return fail(JobState::Error, "the commit " + m_job.sha + " has no .kiln.yml at its top level");
     auto pipeline = parse_pipeline(**yml);
     if (!pipeline.ok()) return fail(JobState::Error, ".kiln.yml is invalid:\n" + pipeline.error().message);
-    m_pipeline = std::move(*pipeline);
+    m_def = std::move(pipeline->jobs.front());
     // The hard cap covers everything from here: bake, clone, steps, reports.
-    m_control.deadline_ms = now_mono() + int64_t(m_pipeline.timeout_seconds) * 1000;
-    for (const auto& s : m_pipeline.steps) m_outcome.steps.push_back(StepRecord{s.name, "pending", -1, 0});
+    m_control.deadline_ms = now_mono() + int64_t(m_def.timeout_seconds) * 1000;
+    for (const auto& s : m_def.steps) m_outcome.steps.push_back(StepRecord{s.name, "pending", -1, 0});
     m_progress(m_outcome);
 
     if (auto st = make_dirs(m_job_dir, 0700); !st.ok()) return fail(JobState::Error, st.error().to_string(), true);
@@ -115,7 +115,7 @@ void JobAttempt::choose_secrets() {
     // log, with why, never with its value.
     const std::string repository = canonical_repository(m_job.spec);
     const std::string branch = job_branch(m_job.spec);
-    for (const auto& name : m_pipeline.secrets) {
+    for (const auto& name : m_def.secrets) {
         auto withheld = [&](const std::string& reason) {
             m_log.event({{"type", "warning"}, {"secret", name}, {"message", reason}});
         };
@@ -149,7 +149,7 @@ void JobAttempt::choose_secrets() {
 }
 
 bool JobAttempt::choose_template() {
-    const Pipeline& p = m_pipeline;
+    const JobDefinition& p = m_def;
     const std::string repository = canonical_repository(m_job.spec);
     if (!allowed_template(repository)) return false;
     m_template_id = p.template_name;
@@ -193,7 +193,7 @@ bool JobAttempt::allowed_template(const std::string& repository) {
     // A built-in template, or a snapshot that is one of this repository's bakes (its name says
     // whose): never another repository's VM, whose disk holds that repository's checkout. The
     // same answer whether or not such a snapshot exists, so that ids cannot be probed.
-    const std::string& name = m_pipeline.template_name;
+    const std::string& name = m_def.template_name;
     auto t = m_runner.m_service.get_template(m_runner.m_config.caller, name);
     if (t.ok() && t->kind == "builtin") return true;
     if (t.ok() && t->kind == "snapshot" && !repository.empty() && t->name.rfind(bake_snapshot_prefix(repository), 0) == 0) {
@@ -211,7 +211,7 @@ bool JobAttempt::start_vm() {
     daemon::SandboxService& service = m_runner.m_service;
     daemon::CreateRequest create;
     create.template_id = m_template_id;
-    create.ttl_seconds = std::min<int64_t>(m_runner.m_config.max_ttl_seconds, int64_t(m_pipeline.timeout_seconds) + 300);
+    create.ttl_seconds = std::min<int64_t>(m_runner.m_config.max_ttl_seconds, int64_t(m_def.timeout_seconds) + 300);
     create.metadata = {{"ci_job", m_job.id}};
     create.network = network();
     if (m_control.stopped()) return stopped_by_watchdog();
@@ -265,7 +265,7 @@ bool JobAttempt::check_out() {
 }
 
 bool JobAttempt::bake_on_miss() {
-    const Pipeline& p = m_pipeline;
+    const JobDefinition& p = m_def;
     if (!p.bake || m_outcome.bake_hit) return true;
     // No secrets: the snapshot keeps whatever the bake leaves. This VM then goes on as the job's,
     // which is what a restore of the new snapshot would give.
@@ -295,7 +295,7 @@ bool JobAttempt::bake_on_miss() {
 }
 
 bool JobAttempt::run_steps() {
-    const Pipeline& p = m_pipeline;
+    const JobDefinition& p = m_def;
     const Env base_env = job_env();
     for (size_t i = 0; i < p.steps.size(); ++i) {
         const auto& step = p.steps[i];
@@ -321,7 +321,7 @@ bool JobAttempt::run_steps() {
 }
 
 bool JobAttempt::collect_results() {
-    const Pipeline& p = m_pipeline;
+    const JobDefinition& p = m_def;
     if (m_vm_stuck) {
         m_log.event({{"type", "warning"}, {"message", "the VM stopped answering: no reports or artifacts"}});
         return true;
@@ -337,7 +337,7 @@ bool JobAttempt::collect_results() {
 
 void JobAttempt::conclude() {
     if (m_control.timed_out) {
-        fail(JobState::Failed, "the job ran past its timeout_seconds (" + std::to_string(m_pipeline.timeout_seconds) + " s)");
+        fail(JobState::Failed, "the job ran past its timeout_seconds (" + std::to_string(m_def.timeout_seconds) + " s)");
         return;
     }
     m_outcome.state = m_all_passed ? JobState::Passed : JobState::Failed;
@@ -376,7 +376,7 @@ bool JobAttempt::fail(JobState state, std::string error, bool retryable) {
 bool JobAttempt::vm_failure(const std::string& what, const Error& error) {
     if (m_control.cancel) return fail(JobState::Cancelled, "cancelled");
     if (m_control.timed_out)
-        return fail(JobState::Failed, "the job ran past its timeout_seconds (" + std::to_string(m_pipeline.timeout_seconds) +
+        return fail(JobState::Failed, "the job ran past its timeout_seconds (" + std::to_string(m_def.timeout_seconds) +
                                           " s); its VM was destroyed");
     return fail(JobState::Error, what + ": " + error.to_string(), true);
 }
@@ -394,7 +394,7 @@ const daemon::net::NetworkPolicy& JobAttempt::network() const {
 // ---- steps --------------------------------------------------------------------------------------
 
 JobAttempt::Env JobAttempt::job_env() const {
-    Env env = m_pipeline.env;
+    Env env = m_def.env;
     env["CI"] = "true";
     env["KILN_JOB_ID"] = m_job.id;
     env["KILN_COMMIT_SHA"] = m_job.sha;
@@ -503,7 +503,7 @@ bool JobAttempt::read_junit_reports(const std::vector<std::string>& files) {
     vm::AgentClient& agent = *m_agent;
     JunitSummary sum;
     int reports = 0;
-    for (const auto& f : matching_files(m_pipeline.junit, files, "junit")) {
+    for (const auto& f : matching_files(m_def.junit, files, "junit")) {
         std::string xml;
         auto read = agent.read_file(std::string(kCheckout) + "/" + f, [&](std::string_view d) -> Status {
             if (xml.size() + d.size() > kMaxJunitBytes) return make_error(ErrorCode::TooLarge, "over 64 MiB");
@@ -535,7 +535,7 @@ bool JobAttempt::copy_artifacts(const std::vector<std::string>& files) {
     (void)remove_tree(m_job_dir + "/artifacts");
     (void)make_dirs(m_job_dir + "/artifacts", 0700);
     uint64_t total = 0;
-    for (const auto& f : matching_files(m_pipeline.artifacts, files, "artifacts")) {
+    for (const auto& f : matching_files(m_def.artifacts, files, "artifacts")) {
         if (m_outcome.artifacts.size() >= kMaxArtifacts) {
             m_log.event({{"type", "warning"}, {"message", "more than 1000 artifacts: the rest are dropped"}});
             break;

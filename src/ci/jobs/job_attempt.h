@@ -104,7 +104,7 @@ private:
 
     // The source: the cache repository holding the commit, the parsed .kiln.yml, the checkout's tar.
     std::string m_cache_repo;
-    Pipeline m_pipeline;
+    JobDefinition m_def;  // this job's definition in the parsed .kiln.yml
     std::optional<CheckoutTar> m_checkout_tar;
 
     Env m_secret_env;  // only the steps get these, never the bake

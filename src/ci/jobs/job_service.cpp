@@ -11,6 +11,20 @@ const char* job_state_name(JobState state) {
         case JobState::Failed: return "failed";
         case JobState::Error: return "error";
         case JobState::Cancelled: return "cancelled";
+        case JobState::Waiting: return "waiting";
+        case JobState::Skipped: return "skipped";
+    }
+    return "error";
+}
+
+const char* pipeline_state_name(PipelineState state) {
+    switch (state) {
+        case PipelineState::Queued: return "queued";
+        case PipelineState::Running: return "running";
+        case PipelineState::Passed: return "passed";
+        case PipelineState::Failed: return "failed";
+        case PipelineState::Error: return "error";
+        case PipelineState::Cancelled: return "cancelled";
     }
     return "error";
 }

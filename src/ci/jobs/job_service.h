@@ -14,8 +14,15 @@
 
 namespace kiln::ci {
 
-enum class JobState { Queued, Running, Passed, Failed, Error, Cancelled };
+// Waiting: its `needs` have not all ended yet. Skipped: one of them did not pass (the job never ran;
+// its error says which).
+enum class JobState { Queued, Running, Passed, Failed, Error, Cancelled, Waiting, Skipped };
 const char* job_state_name(JobState state);
+
+// A pipeline run: every job of one commit's .kiln.yml (docs/pipeline.md). Queued until a worker
+// plans it (reads the file and records its jobs), then running until every job has ended.
+enum class PipelineState { Queued, Running, Passed, Failed, Error, Cancelled };
+const char* pipeline_state_name(PipelineState state);
 
 struct JobSpec {
     std::string repo;          // a git URL or an absolute local path on kilnd's host (canonical once queued)
@@ -40,12 +47,19 @@ struct StepRecord {
     std::string state;  // pending | running | passed | failed | timed_out | skipped
     int exit_code = -1;
     int64_t duration_ms = 0;
+    int64_t started_at_ms = 0;  // unix ms; 0 while it has not started
+    int shard = -1;             // the shard (0-based) that ran it; -1: the job's own VM, before any fan-out
 };
 
 struct JobInfo {
     std::string id;  // job-<12 hex>
     JobState state = JobState::Queued;
-    JobSpec spec;
+    JobSpec spec;    // its pipeline's
+    std::string pipeline_id;  // pipeline-<12 hex>
+    // Its PlannedJob name ("lint", "test (18, debian)"); "" for the pipeline's first job until a
+    // worker has planned the pipeline.
+    std::string name;
+    std::vector<std::string> needs;  // ids of the jobs of the same pipeline it runs after
     std::string sha;  // resolved; "" while a job queued with a ref waits for a worker
     int attempts = 0;
     // kilnd restarts that interrupted the job while it ran: the first puts it back in the queue
@@ -56,14 +70,26 @@ struct JobInfo {
     bool bake_hit = false;
     std::vector<StepRecord> steps;
     std::optional<JunitTotals> junit;
-    std::vector<std::string> artifacts;  // relative names
+    std::vector<std::string> artifacts;  // relative names; a sharded job's are "shard-<i>/<name>"
     int64_t created_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;
     int64_t steps_ms = 0;  // the steps' own run time (for the overhead figure)
+};
+
+struct PipelineInfo {
+    std::string id;  // pipeline-<12 hex>
+    PipelineState state = PipelineState::Queued;
+    JobSpec spec;     // what was submitted (never its secrets)
+    std::string sha;  // resolved; "" until planned when queued with a ref
+    std::string error;  // why it failed or errored: the file's problems, or the jobs that did not pass
+    int64_t created_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;
+    std::vector<JobInfo> jobs;  // in plan order (file order); get_pipeline and list_pipelines fill it
 };
 
 class JobService {
 public:
     virtual ~JobService() = default;
+    // Queues a pipeline; returns its first job (pipeline_id names the pipeline). Its other jobs
+    // exist once a worker has read the commit's .kiln.yml.
     virtual Result<JobInfo> submit(const JobSpec& spec) = 0;
     virtual Result<JobInfo> get(const std::string& id) = 0;
     // Newest first; owner 0: every owner's.
@@ -73,10 +99,23 @@ public:
     virtual Status cancel(const std::string& id) = 0;
     // Called whenever a job changes state (for commit statuses); runs on a worker thread.
     virtual void on_state_change(std::function<void(const JobInfo&)> listener) = 0;
+
+    // Pipelines. get/list fill PipelineInfo::jobs. Cancelling a pipeline cancels every job of it
+    // not yet ended (waiting and queued ones at once, running ones through the watchdog).
+    virtual Result<PipelineInfo> get_pipeline(const std::string& /*id*/) { return no_pipelines(); }
+    virtual Result<std::vector<PipelineInfo>> list_pipelines(int /*limit*/, int64_t /*owner_token_id*/ = 0) {
+        return no_pipelines();
+    }
+    virtual Status cancel_pipeline(const std::string& /*id*/) { return no_pipelines(); }
+    // Called whenever a pipeline changes state; runs on a worker (or HTTP) thread.
+    virtual void on_pipeline_change(std::function<void(const PipelineInfo&)> /*listener*/) {}
     // Where the job's NDJSON log and its artifacts (by index in JobInfo::artifacts) are on the
     // host, for the HTTP layer; "" when this service keeps none. (Added by the jobs helper.)
     virtual std::string log_path(const std::string& /*id*/) const { return ""; }
     virtual std::string artifact_path(const std::string& /*id*/, size_t /*index*/) const { return ""; }
+
+private:
+    static Error no_pipelines() { return make_error(ErrorCode::Unavailable, "this job service keeps no pipelines"); }
 };
 
 }  // namespace kiln::ci

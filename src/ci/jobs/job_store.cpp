@@ -13,8 +13,15 @@ using nlohmann::json;
 
 std::optional<JobState> parse_job_state(std::string_view name) {
     for (JobState s : {JobState::Queued, JobState::Running, JobState::Passed, JobState::Failed, JobState::Error,
-                       JobState::Cancelled})
+                       JobState::Cancelled, JobState::Waiting, JobState::Skipped})
         if (name == job_state_name(s)) return s;
+    return std::nullopt;
+}
+
+std::optional<PipelineState> parse_pipeline_state(std::string_view name) {
+    for (PipelineState s : {PipelineState::Queued, PipelineState::Running, PipelineState::Passed, PipelineState::Failed,
+                            PipelineState::Error, PipelineState::Cancelled})
+        if (name == pipeline_state_name(s)) return s;
     return std::nullopt;
 }
 

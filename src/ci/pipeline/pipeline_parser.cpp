@@ -65,8 +65,12 @@ public:
             m_out.issues.push_back(loaded.issue);
             return std::move(m_out);
         }
+        // The one-job form (a top-level `steps`) until `jobs:` is read (issue 16).
         Pipeline pipeline;
-        read_root(*loaded.root, pipeline);
+        JobDefinition job;
+        job.name = kSingleJobName;
+        read_root(*loaded.root, job);
+        pipeline.jobs.push_back(std::move(job));
         std::stable_sort(m_out.issues.begin(), m_out.issues.end(),
                          [](const SourceIssue& a, const SourceIssue& b) { return a.line < b.line; });
         if (m_out.issues.empty()) m_out.pipeline = std::move(pipeline);
@@ -211,7 +215,7 @@ private:
         return out;
     }
 
-    void read_root(const YamlNode& root, Pipeline& pipeline) {
+    void read_root(const YamlNode& root, JobDefinition& pipeline) {
         if (root.kind == Kind::Null) {
             issue(root, "the file is empty; a pipeline needs at least `steps`");
             return;
@@ -257,7 +261,7 @@ private:
         read_steps(*steps, pipeline, job_timeout);
     }
 
-    void read_bake(const YamlNode& node, Pipeline& pipeline) {
+    void read_bake(const YamlNode& node, JobDefinition& pipeline) {
         if (!expect_kind(node, Kind::Map, "bake", "a map (key_files, run)")) return;
         PipelineBake bake;
         bool has_run = false;
@@ -279,7 +283,7 @@ private:
         pipeline.bake = std::move(bake);
     }
 
-    void read_steps(const YamlNode& node, Pipeline& pipeline, const YamlNode* job_timeout) {
+    void read_steps(const YamlNode& node, JobDefinition& pipeline, const YamlNode* job_timeout) {
         if (!expect_kind(node, Kind::Sequence, "steps", "a list of steps")) return;
         if (node.items.empty()) {
             issue(node, "steps must have at least one step");
@@ -345,6 +349,24 @@ Result<Pipeline> parse_pipeline(std::string_view text) {
     std::string message;
     for (const SourceIssue& issue : parsed.issues) message += (message.empty() ? "" : "\n") + issue.to_string();
     return make_error(ErrorCode::InvalidPipeline, message);
+}
+
+}  // namespace kiln::ci
+
+namespace kiln::ci {
+
+std::string matrix_env_name(const std::string& axis) {
+    std::string out = "KILN_MATRIX_";
+    for (char c : axis) out += (c >= 'a' && c <= 'z') ? char(c - 'a' + 'A') : c;
+    return out;
+}
+
+std::vector<PlannedJob> plan_pipeline(const Pipeline& pipeline) {
+    // Without matrices for now (issue 16 adds them): one job per definition.
+    std::vector<PlannedJob> out;
+    for (std::size_t i = 0; i < pipeline.jobs.size(); ++i)
+        out.push_back(PlannedJob{pipeline.jobs[i].name, i, {}, pipeline.jobs[i].needs});
+    return out;
 }
 
 }  // namespace kiln::ci
