@@ -18,9 +18,9 @@
 #include "ci/jobs/glob_match.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_store.h"
+#include "ci/jobs/pipeline_source.h"
 #include "ci/jobs/secret_forms.h"
 #include "ci/junit/junit_summary.h"
-#include "ci/pipeline/pipeline_parser.h"
 #include "daemon/sandboxes/ids.h"
 #include "vm/agent_client.h"
 
@@ -28,7 +28,6 @@ namespace kiln::ci {
 namespace {
 
 constexpr const char* kCheckout = "/work/src";
-constexpr size_t kMaxPipelineBytes = 256 * 1024;
 constexpr size_t kMaxJunitBytes = 64ull << 20;
 constexpr size_t kMaxArtifacts = 1000;
 constexpr size_t kMaxListingBytes = 16 << 20;  // find's output: ~200,000 names
@@ -79,22 +78,12 @@ bool JobAttempt::prepare_source() {
     m_log.event({{"type", "attempt"}, {"attempt", m_job.attempts}, {"sha", m_job.sha}, {"repo", m_job.spec.repo}});
     const int64_t host_start = now_mono();  // phase timings go into the log (docs/ci.md's breakdown)
     GitCache& git = m_runner.m_git;
-    auto cache_repo = git.fetch(m_job.spec.repo, m_job.sha, m_job.spec.ref);
-    if (!cache_repo.ok()) {
-        // A bad repository, an unknown commit, one past the size cap or a server that does not
-        // answer in time is the job's; anything else may pass on a retry.
-        const ErrorCode code = cache_repo.error().code;
-        bool user_error = code == ErrorCode::InvalidArgument || code == ErrorCode::NotFound ||
-                          code == ErrorCode::TooLarge || code == ErrorCode::Timeout;
-        return fail(JobState::Error, "getting the code: " + cache_repo.error().message, !user_error);
-    }
-    m_cache_repo = std::move(*cache_repo);
-    auto yml = git.read_file(m_cache_repo, m_job.sha, ".kiln.yml", kMaxPipelineBytes);
-    if (!yml.ok()) return fail(JobState::Error, "reading .kiln.yml: " + yml.error().message);
-    if (!*yml) return fail(JobState::Error, "the commit " + m_job.sha + " has no .kiln.yml at its top level");
-    auto pipeline = parse_pipeline(**yml);
-    if (!pipeline.ok()) return fail(JobState::Error, ".kiln.yml is invalid:\n" + pipeline.error().message);
-    m_def = std::move(pipeline->jobs.front());
+    auto loaded = load_pipeline(git, m_job.spec, m_job.sha);
+    if (auto* problem = std::get_if<PipelineLoadError>(&loaded))
+        return fail(JobState::Error, problem->message, problem->retryable);
+    auto& source = std::get<LoadedPipeline>(loaded);
+    m_cache_repo = std::move(source.cache_repo);
+    m_def = std::move(source.pipeline.jobs.front());
     // The hard cap covers everything from here: bake, clone, steps, reports.
     m_control.deadline_ms = now_mono() + int64_t(m_def.timeout_seconds) * 1000;
     for (const auto& s : m_def.steps) m_outcome.steps.push_back(StepRecord{s.name, "pending", -1, 0});
