@@ -166,15 +166,15 @@ TEST(KilndDb, ModulesDeclareDistinctVersionsInOneOrder) {
             ++count;
         }
     EXPECT_EQ(versions.size(), count) << "a version is declared twice";
-    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7, 8}));
+    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9}));
 }
 
 TEST(KilndDb, ANewFileGetsEveryModulesTables) {
     test::TempDir dir;
     auto db = open_kilnd_db(dir.path() + "/kilnd.db");
     ASSERT_TRUE(db.ok()) << db.error().to_string();
-    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8}));
-    EXPECT_EQ(*schema_version(**db), 8);
+    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9}));
+    EXPECT_EQ(*schema_version(**db), 9);
     SqliteStore store(*db);
     EXPECT_TRUE(store.list_tokens().ok());
     EXPECT_TRUE(ci::JobStore::open(*db).ok());
@@ -190,8 +190,8 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
     for (int round = 0; round < 2; ++round) {  // the second open finds nothing to do
         auto db = open_kilnd_db(path);
         ASSERT_TRUE(db.ok()) << db.error().to_string();
-        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8})) << "round " << round;
-        EXPECT_EQ(*schema_version(**db), 8);
+        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9})) << "round " << round;
+        EXPECT_EQ(*schema_version(**db), 9);
 
         SqliteStore store(*db);
         auto tokens = store.list_tokens();
@@ -254,6 +254,16 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
         EXPECT_EQ(j.artifacts, std::vector<std::string>{"out/a.txt"});
         EXPECT_EQ(j.finished_at_ms, 7900);
         EXPECT_EQ(j.steps_ms, 600);
+        // A job from before pipelines is a pipeline of one job (migration 9).
+        EXPECT_EQ(j.pipeline_id, "pipeline-00000000000a");
+        EXPECT_EQ(j.name, "job");
+        auto pipeline = (*jobs)->get_pipeline("pipeline-00000000000a");
+        ASSERT_TRUE(pipeline.ok() && pipeline->has_value());
+        EXPECT_EQ((*pipeline)->state, ci::PipelineState::Passed);
+        EXPECT_EQ((*pipeline)->spec.repo, "/srv/acme");
+        EXPECT_EQ((*pipeline)->finished_at_ms, 7900);
+        ASSERT_EQ((*pipeline)->jobs.size(), 1u);
+        EXPECT_EQ((*pipeline)->jobs[0].id, "job-00000000000a");
         auto listed = (*jobs)->list(10);
         ASSERT_TRUE(listed.ok());
         EXPECT_EQ(listed->size(), 2u);

@@ -73,6 +73,7 @@ struct JobInfo {
     std::vector<std::string> artifacts;  // relative names; a sharded job's are "shard-<i>/<name>"
     int64_t created_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;
     int64_t steps_ms = 0;  // the steps' own run time (for the overhead figure)
+    int plan_index = 0;    // its place in the pipeline's plan (file order)
 };
 
 struct PipelineInfo {
@@ -82,6 +83,7 @@ struct PipelineInfo {
     std::string sha;  // resolved; "" until planned when queued with a ref
     std::string error;  // why it failed or errored: the file's problems, or the jobs that did not pass
     int64_t created_at_ms = 0, started_at_ms = 0, finished_at_ms = 0;
+    bool cancel_requested = false;  // cancel_pipeline was called: it ends as cancelled
     std::vector<JobInfo> jobs;  // in plan order (file order); get_pipeline and list_pipelines fill it
 };
 

@@ -54,7 +54,8 @@ JobSpec parse_spec(const std::string& text, int64_t owner) {
 std::string steps_json(const std::vector<StepRecord>& steps) {
     json a = json::array();
     for (const auto& s : steps)
-        a.push_back({{"name", s.name}, {"state", s.state}, {"exit_code", s.exit_code}, {"duration_ms", s.duration_ms}});
+        a.push_back({{"name", s.name}, {"state", s.state}, {"exit_code", s.exit_code}, {"duration_ms", s.duration_ms},
+                     {"started_at_ms", s.started_at_ms}, {"shard", s.shard}});
     return dump(a);
 }
 
@@ -65,7 +66,8 @@ std::vector<StepRecord> parse_steps(const std::string& text) {
     for (const auto& e : j) {
         if (!e.is_object()) continue;
         out.push_back(StepRecord{e.value("name", ""), e.value("state", ""), e.value("exit_code", -1),
-                                 e.value("duration_ms", int64_t(0))});
+                                 e.value("duration_ms", int64_t(0)), e.value("started_at_ms", int64_t(0)),
+                                 e.value("shard", -1)});
     }
     return out;
 }
@@ -83,12 +85,13 @@ std::optional<JunitTotals> parse_junit(const std::string& text) {
                        j.value("skipped", int64_t(0))};
 }
 
-void read_artifacts(JobInfo& j, const std::string& text) {
-    j.artifacts.clear();
+std::vector<std::string> parse_strings(const std::string& text) {
+    std::vector<std::string> out;
     auto a = json::parse(text, nullptr, false);
     if (a.is_array())
         for (const auto& e : a)
-            if (e.is_string()) j.artifacts.push_back(e.get<std::string>());
+            if (e.is_string()) out.push_back(e.get<std::string>());
+    return out;
 }
 
 const SqliteTable<JobInfo>& jobs() {
@@ -115,12 +118,49 @@ const SqliteTable<JobInfo>& jobs() {
                             [](J& j, const std::string& v) { j.steps = parse_steps(v); }),
          computed_column<J>("junit_json", [](const J& j) { return junit_json(j.junit); },
                             [](J& j, const std::string& v) { j.junit = parse_junit(v); }),
-         computed_column<J>("artifacts_json", [](const J& j) { return dump(json(j.artifacts)); }, read_artifacts),
+         computed_column<J>("artifacts_json", [](const J& j) { return dump(json(j.artifacts)); },
+                            [](J& j, const std::string& v) { j.artifacts = parse_strings(v); }),
          column<J>("created_at_ms", &J::created_at_ms),
          column<J>("started_at_ms", &J::started_at_ms),
          column<J>("finished_at_ms", &J::finished_at_ms),
-         column<J>("steps_ms", &J::steps_ms)});
+         column<J>("steps_ms", &J::steps_ms),
+         column<J>("pipeline_id", &J::pipeline_id),
+         column<J>("name", &J::name),
+         computed_column<J>("needs_json", [](const J& j) { return dump(json(j.needs)); },
+                            [](J& j, const std::string& v) { j.needs = parse_strings(v); }),
+         column<J>("plan_index", &J::plan_index)});
     return table;
+}
+
+const SqliteTable<PipelineInfo>& pipelines() {
+    using P = PipelineInfo;
+    static const SqliteTable<P> table(
+        "ci_pipelines",
+        {column<P>("id", &P::id),
+         column<P>("owner_token_id", &P::spec, &JobSpec::owner_token_id),
+         // A state this kilnd does not know reads as error.
+         computed_column<P>("state", [](const P& p) { return std::string(pipeline_state_name(p.state)); },
+                            [](P& p, const std::string& v) { p.state = parse_pipeline_state(v).value_or(PipelineState::Error); }),
+         computed_column<P>("spec_json", [](const P& p) { return spec_json(p.spec); },
+                            [](P& p, const std::string& v) {
+                                int64_t owner = p.spec.owner_token_id;
+                                p.spec = parse_spec(v, owner);
+                            }),
+         column<P>("sha", &P::sha),
+         column<P>("error", &P::error),
+         column<P>("cancel_requested", &P::cancel_requested),
+         column<P>("created_at_ms", &P::created_at_ms),
+         column<P>("started_at_ms", &P::started_at_ms),
+         column<P>("finished_at_ms", &P::finished_at_ms)});
+    return table;
+}
+
+// A job's or a pipeline's row, by id, in a session (inside a transaction or not).
+template <class Row>
+Status write_row(SqliteDb::Session& db, const SqliteTable<Row>& table, const Row& row, bool insert) {
+    auto st = TRY(db.prepare(insert ? table.insert() : table.update()));
+    table.bind(st, row);
+    return st.run();
 }
 
 // A bake's row: the entry and when it was made and last used (eviction goes by use).
@@ -185,6 +225,34 @@ CREATE TABLE ci_bake_cache (
         {8, R"sql(
 ALTER TABLE ci_jobs ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;
 )sql"},
+        // 9: pipelines of several jobs (docs/pipeline.md). Each job names its pipeline, its name
+        // in the plan, the jobs it needs and its place in the plan. A job from before becomes a
+        // pipeline of one job: named `job`, or unnamed while still queued (the worker that claims
+        // it plans it, as any new pipeline's first job).
+        {9, R"sql(
+CREATE TABLE ci_pipelines (
+  id TEXT PRIMARY KEY,
+  owner_token_id INTEGER NOT NULL DEFAULT 0,
+  state TEXT NOT NULL,
+  spec_json TEXT NOT NULL,
+  sha TEXT NOT NULL DEFAULT '',
+  error TEXT NOT NULL DEFAULT '',
+  cancel_requested INTEGER NOT NULL DEFAULT 0,
+  created_at_ms INTEGER NOT NULL,
+  started_at_ms INTEGER NOT NULL DEFAULT 0,
+  finished_at_ms INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX ci_pipelines_created ON ci_pipelines(created_at_ms);
+ALTER TABLE ci_jobs ADD COLUMN pipeline_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE ci_jobs ADD COLUMN name TEXT NOT NULL DEFAULT '';
+ALTER TABLE ci_jobs ADD COLUMN needs_json TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE ci_jobs ADD COLUMN plan_index INTEGER NOT NULL DEFAULT 0;
+INSERT INTO ci_pipelines (id, owner_token_id, state, spec_json, sha, error, created_at_ms, started_at_ms, finished_at_ms)
+  SELECT 'pipeline-' || substr(id, 5), owner_token_id, state, spec_json, sha, error, created_at_ms, started_at_ms,
+         finished_at_ms FROM ci_jobs;
+UPDATE ci_jobs SET pipeline_id = 'pipeline-' || substr(id, 5), name = CASE WHEN state = 'queued' THEN '' ELSE 'job' END;
+CREATE INDEX ci_jobs_pipeline ON ci_jobs(pipeline_id, plan_index);
+)sql"},
     };
     return list;
 }
@@ -198,15 +266,77 @@ Result<std::unique_ptr<JobStore>> JobStore::open(std::shared_ptr<SqliteDb> db) {
         auto s = db->session();
         TRY(s.prepare(jobs().select() + " LIMIT 0"));
         TRY(s.prepare(bakes().select() + " LIMIT 0"));
+        TRY(s.prepare(pipelines().select() + " LIMIT 0"));
     }
     return std::unique_ptr<JobStore>(new JobStore(std::move(db)));
 }
 
 Status JobStore::insert(const JobInfo& j) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare(jobs().insert()));
-    jobs().bind(st, j);
-    return st.run();
+    return write_row(db, jobs(), j, true);
+}
+
+Status JobStore::insert_pipeline(const PipelineInfo& p, const JobInfo& first) {
+    auto db = m_db->session();
+    return db.transaction([&]() -> Status {
+        TRY(write_row(db, pipelines(), p, true));
+        return write_row(db, jobs(), first, true);
+    });
+}
+
+Status JobStore::save_plan(const PipelineInfo& p, const std::vector<JobInfo>& rows, const std::string& first_id) {
+    auto db = m_db->session();
+    return db.transaction([&]() -> Status {
+        TRY(write_row(db, pipelines(), p, false));
+        for (const auto& row : rows) TRY(write_row(db, jobs(), row, row.id != first_id));
+        return ok_status();
+    });
+}
+
+Status JobStore::save_progress(const PipelineInfo& p, const std::vector<size_t>& changed_jobs) {
+    auto db = m_db->session();
+    return db.transaction([&]() -> Status {
+        TRY(write_row(db, pipelines(), p, false));
+        for (size_t i : changed_jobs)
+            if (i < p.jobs.size()) TRY(write_row(db, jobs(), p.jobs[i], false));
+        return ok_status();
+    });
+}
+
+Result<std::optional<PipelineInfo>> JobStore::get_pipeline(const std::string& id) {
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(pipelines().select() + " WHERE id = ?"));
+    st.bind(1, id);
+    if (!TRY(st.step())) return std::optional<PipelineInfo>();
+    PipelineInfo p = TRY(pipelines().read(st));
+    auto js = TRY(db.prepare(jobs().select() + " WHERE pipeline_id = ? ORDER BY plan_index, rowid"));
+    js.bind(1, id);
+    p.jobs = TRY(read_all(jobs(), js));
+    return std::optional<PipelineInfo>(std::move(p));
+}
+
+Result<std::vector<PipelineInfo>> JobStore::list_pipelines(int limit, int64_t owner_token_id) {
+    std::vector<std::string> ids;
+    {
+        auto db = m_db->session();
+        auto st = TRY(db.prepare("SELECT id FROM ci_pipelines WHERE (?2 = 0 OR owner_token_id = ?2) "
+                                 "ORDER BY created_at_ms DESC, rowid DESC LIMIT ?1"));
+        st.bind(1, int64_t(limit));
+        st.bind(2, owner_token_id);
+        while (TRY(st.step())) ids.push_back(st.column_text(0));
+    }
+    std::vector<PipelineInfo> out;
+    for (const auto& id : ids)
+        if (auto p = TRY(get_pipeline(id))) out.push_back(std::move(*p));
+    return out;
+}
+
+Result<std::vector<std::string>> JobStore::unfinished_pipelines() {
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("SELECT id FROM ci_pipelines WHERE state IN ('queued', 'running') ORDER BY created_at_ms"));
+    std::vector<std::string> out;
+    while (TRY(st.step())) out.push_back(st.column_text(0));
+    return out;
 }
 
 Status JobStore::update(const JobInfo& j) {
@@ -235,7 +365,7 @@ Result<std::vector<JobInfo>> JobStore::list(int limit, int64_t owner_token_id) {
 
 Result<int64_t> JobStore::count_unfinished(int64_t owner_token_id) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare("SELECT COUNT(*) FROM ci_jobs WHERE owner_token_id = ? AND state IN ('queued', 'running')"));
+    auto st = TRY(db.prepare("SELECT COUNT(*) FROM ci_jobs WHERE owner_token_id = ? AND state IN ('queued', 'running', 'waiting')"));
     st.bind(1, owner_token_id);
     if (!TRY(st.step())) return int64_t(0);
     return st.column_int(0);
@@ -313,13 +443,17 @@ Result<std::vector<JobAge>> JobStore::job_ages() {
 Result<std::vector<std::string>> JobStore::delete_finished_before(int64_t before_ms) {
     auto db = m_db->session();
     return db.transaction([&]() -> Result<std::vector<std::string>> {
-        static constexpr const char* kWhere = " WHERE state NOT IN ('queued', 'running') AND finished_at_ms < ?";
+        static constexpr const char* kWhere = " WHERE state NOT IN ('queued', 'running', 'waiting') AND finished_at_ms < ?";
         auto sel = TRY(db.prepare(std::string("SELECT id FROM ci_jobs") + kWhere));
         sel.bind(1, before_ms);
         std::vector<std::string> ids;
         while (TRY(sel.step())) ids.push_back(sel.column_text(0));
         auto del = TRY(db.prepare(std::string("DELETE FROM ci_jobs") + kWhere));
         TRY(del.bind(1, before_ms).run());
+        // A pipeline goes with its last job.
+        auto orphans = TRY(db.prepare("DELETE FROM ci_pipelines WHERE state NOT IN ('queued', 'running') AND "
+                                      "NOT EXISTS (SELECT 1 FROM ci_jobs WHERE ci_jobs.pipeline_id = ci_pipelines.id)"));
+        TRY(orphans.run());
         return ids;
     });
 }

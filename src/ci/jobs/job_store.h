@@ -48,10 +48,23 @@ public:
 
     Status insert(const JobInfo& job);
     Status update(const JobInfo& job);  // every column, by id
+
+    // Pipelines (ci_pipelines, migration 9). A new pipeline and its first job, in one transaction.
+    Status insert_pipeline(const PipelineInfo& pipeline, const JobInfo& first);
+    // A pipeline planned: its row, and its jobs' (`first_id`'s updated, the others inserted).
+    Status save_plan(const PipelineInfo& pipeline, const std::vector<JobInfo>& rows, const std::string& first_id);
+    // The pipeline's row and the rows of the jobs advance_pipeline changed, in one transaction.
+    Status save_progress(const PipelineInfo& pipeline, const std::vector<size_t>& changed_jobs);
+    // With its jobs, in plan order.
+    Result<std::optional<PipelineInfo>> get_pipeline(const std::string& id);
+    // Newest first, with their jobs; owner 0 means every owner.
+    Result<std::vector<PipelineInfo>> list_pipelines(int limit, int64_t owner_token_id = 0);
+    // Queued or running pipelines, oldest first.
+    Result<std::vector<std::string>> unfinished_pipelines();
     Result<std::optional<JobInfo>> get(const std::string& id);
     // Newest first; owner 0 means every owner.
     Result<std::vector<JobInfo>> list(int limit, int64_t owner_token_id = 0);
-    Result<int64_t> count_unfinished(int64_t owner_token_id);  // queued or running
+    Result<int64_t> count_unfinished(int64_t owner_token_id);  // queued, waiting or running
     // The oldest queued job, marked running (attempts + 1, started_at) in the same transaction.
     Result<std::optional<JobInfo>> claim_next(int64_t now_ms);
     // After a crash, before any worker starts: every job still marked running was interrupted.
@@ -61,7 +74,8 @@ public:
 
     // Every job's id, repository and whether (and when) it finished: for the retention pruner.
     Result<std::vector<JobAge>> job_ages();
-    // Deletes the rows of jobs that finished before `before_ms`; returns their ids.
+    // Deletes the rows of jobs that finished before `before_ms`, and the pipelines left without a
+    // job; returns the jobs' ids.
     Result<std::vector<std::string>> delete_finished_before(int64_t before_ms);
 
     // A bake found is marked used now (used_at_ms), which keeps it from eviction for a while.

@@ -14,6 +14,8 @@
 #include "base/random.h"
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_state.h"
+#include "ci/jobs/pipeline_schedule.h"
+#include "ci/jobs/pipeline_source.h"
 #include "ci/jobs/startup_sweep.h"
 #include "daemon/sandboxes/ids.h"
 
@@ -42,6 +44,10 @@ Status LocalJobService::start() {
     sweep_interrupted_work(m_config.runner.jobs_dir, m_config.git.dir);
     report_interrupted(TRY(m_store->recover_interrupted(now_unix_ms(), m_config.max_restarts)));
     m_runner.collect_bakes();
+    // A kilnd that stopped between a job's end and its pipeline's move on left it behind.
+    auto pipelines = m_store->unfinished_pipelines();
+    if (!pipelines.ok()) return pipelines.error();
+    for (const auto& id : *pipelines) advance(id);
     std::lock_guard lock(m_mutex);
     int n = std::max(1, m_config.workers);
     for (int i = 0; i < n; ++i) m_threads.emplace_back([this] { worker_loop(); });
@@ -139,21 +145,196 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
     job.id = "job-" + TRY(random_hex(6));
     job.state = JobState::Queued;
     job.created_at_ms = now_unix_ms();
+    // The pipeline and its first job: the worker that claims the job reads .kiln.yml and plans
+    // the pipeline's other jobs (plan_pipeline_of).
+    PipelineInfo pipeline;
+    pipeline.id = "pipeline-" + TRY(random_hex(6));
+    pipeline.spec = job.spec;
+    pipeline.sha = job.sha;
+    pipeline.created_at_ms = job.created_at_ms;
+    job.pipeline_id = pipeline.id;
     {
         std::lock_guard lock(m_mutex);
         if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
-        if (!spec.secrets.empty()) m_secrets[job.id] = spec.secrets;
+        if (!spec.secrets.empty()) m_secrets[pipeline.id] = spec.secrets;
     }
-    if (auto st = m_store->insert(job); !st.ok()) {
+    if (auto st = m_store->insert_pipeline(pipeline, job); !st.ok()) {
         std::lock_guard lock(m_mutex);
-        m_secrets.erase(job.id);
+        m_secrets.erase(pipeline.id);
         return make_error(ErrorCode::Internal, "store: " + st.error().message);
     }
-    log::info("ci: job queued", {{"job", job.id}, {"repo", job.spec.repo}, {"sha", job.sha}, {"source", job.spec.source},
-                                 {"trusted", job.spec.trusted}});
+    log::info("ci: pipeline queued", {{"pipeline", pipeline.id}, {"job", job.id}, {"repo", job.spec.repo}, {"sha", job.sha},
+                                      {"source", job.spec.source}, {"trusted", job.spec.trusted}});
     notify(job);
+    pipeline.jobs = {job};
+    notify_pipeline(pipeline);
     m_wake.notify_all();
     return job;
+}
+
+Result<PipelineInfo> LocalJobService::get_pipeline(const std::string& id) {
+    auto p = m_store->get_pipeline(id);
+    if (!p.ok()) return make_error(ErrorCode::Internal, "store: " + p.error().message);
+    if (!*p) return make_error(ErrorCode::NotFound, "no pipeline '" + id.substr(0, 80) + "'");
+    return std::move(**p);
+}
+
+Result<std::vector<PipelineInfo>> LocalJobService::list_pipelines(int limit, int64_t owner_token_id) {
+    auto l = m_store->list_pipelines(std::clamp(limit, 1, 1000), owner_token_id);
+    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    return std::move(*l);
+}
+
+void LocalJobService::on_pipeline_change(std::function<void(const PipelineInfo&)> listener) {
+    std::lock_guard lock(m_mutex);
+    m_pipeline_listeners.push_back(std::move(listener));
+}
+
+void LocalJobService::notify_pipeline(const PipelineInfo& pipeline) {
+    std::vector<std::function<void(const PipelineInfo&)>> listeners;
+    {
+        std::lock_guard lock(m_mutex);
+        listeners = m_pipeline_listeners;
+    }
+    for (auto& l : listeners) l(pipeline);
+}
+
+void LocalJobService::log_end(const JobInfo& job) {
+    (void)make_dirs(m_config.runner.jobs_dir + "/" + job.id, 0700);
+    if (auto lg = JobLog::open(m_runner.log_path(job.id)); lg.ok())
+        (*lg)->event({{"type", "end"}, {"state", job_state_name(job.state)}, {"message", job.error}});
+}
+
+Status LocalJobService::cancel_pipeline(const std::string& id) {
+    PipelineInfo p;
+    std::vector<size_t> ended;
+    {
+        std::lock_guard lock(m_mutex);
+        auto got = m_store->get_pipeline(id);
+        if (!got.ok()) return make_error(ErrorCode::Internal, "store: " + got.error().message);
+        if (!*got) return make_error(ErrorCode::NotFound, "no pipeline '" + id.substr(0, 80) + "'");
+        p = std::move(**got);
+        if (is_final(p.state)) return ok_status();  // ended: nothing to do
+        p.cancel_requested = true;
+        const int64_t now = now_unix_ms();
+        for (size_t i = 0; i < p.jobs.size(); ++i) {
+            JobInfo& j = p.jobs[i];
+            if (j.state == JobState::Queued || j.state == JobState::Waiting) {
+                // Decided under the lock: no worker can claim it meanwhile.
+                j.state = JobState::Cancelled;
+                j.error = "cancelled with its pipeline before it started";
+                j.finished_at_ms = now;
+                ended.push_back(i);
+            } else if (auto it = m_active.find(j.id); it != m_active.end()) {
+                it->second->cancel = true;  // the watchdog destroys its VMs; its worker records the end
+            }
+        }
+        if (auto st = m_store->save_progress(p, ended); !st.ok())
+            return make_error(ErrorCode::Internal, "store: " + st.error().message);
+    }
+    log::info("ci: pipeline cancelled", {{"pipeline", id}, {"jobs_not_started", ended.size()}});
+    for (size_t i : ended) {
+        log_end(p.jobs[i]);
+        notify(p.jobs[i]);
+    }
+    advance(id);  // ends it now if no job of it was running
+    m_wake.notify_all();
+    return ok_status();
+}
+
+void LocalJobService::advance(const std::string& pipeline_id) {
+    PipelineInfo p;
+    PipelineAdvance moved;
+    {
+        // Under the lock: no worker claims, and no cancel changes, a job of it meanwhile.
+        std::lock_guard lock(m_mutex);
+        auto got = m_store->get_pipeline(pipeline_id);
+        if (!got.ok() || !*got) {
+            log::error("ci: reading a pipeline to move it on failed",
+                       {{"pipeline", pipeline_id}, {"error", got.ok() ? "not found" : got.error().to_string()}});
+            return;
+        }
+        p = std::move(**got);
+        moved = advance_pipeline(p, now_unix_ms());
+        if (moved.changed_jobs.empty() && !moved.pipeline_changed) return;
+        if (auto st = m_store->save_progress(p, moved.changed_jobs); !st.ok()) {
+            log::error("ci: recording a pipeline failed", {{"pipeline", pipeline_id}, {"error", st.error().to_string()}});
+            return;
+        }
+        if (moved.pipeline_changed) m_secrets.erase(pipeline_id);
+    }
+    for (size_t i : moved.changed_jobs) {
+        const JobInfo& j = p.jobs[i];
+        if (j.state == JobState::Skipped) {
+            log_end(j);
+            log::info("ci: job skipped", {{"job", j.id}, {"name", j.name}, {"why", j.error.substr(0, 300)}});
+        }
+        notify(j);
+    }
+    if (moved.pipeline_changed) {
+        log::info("ci: pipeline ended", {{"pipeline", p.id}, {"state", pipeline_state_name(p.state)},
+                                         {"jobs", p.jobs.size()}, {"error", p.error.substr(0, 300)}});
+        notify_pipeline(p);
+    }
+    m_wake.notify_all();
+}
+
+bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out) {
+    auto loaded = load_pipeline(m_git, job.spec, job.sha);
+    if (auto* problem = std::get_if<PipelineLoadError>(&loaded)) {
+        out = RunOutcome{};
+        out.state = JobState::Error;
+        out.error = problem->message;
+        out.retryable = problem->retryable;
+        return false;
+    }
+    const std::vector<PlannedJob> plan = plan_pipeline(std::get<LoadedPipeline>(loaded).pipeline);
+    bool ids_ok = true;
+    std::vector<JobInfo> rows = plan_rows(job, plan, [&ids_ok] {
+        auto hex = random_hex(6);
+        ids_ok = ids_ok && hex.ok();
+        return hex.ok() ? "job-" + *hex : std::string();
+    });
+    PipelineInfo p;
+    {
+        std::lock_guard lock(m_mutex);
+        auto got = m_store->get_pipeline(job.pipeline_id);
+        if (ids_ok && got.ok() && *got) {
+            p = std::move(**got);
+            p.state = PipelineState::Running;
+            p.sha = job.sha;
+            if (p.started_at_ms == 0) p.started_at_ms = now_unix_ms();
+            // Cancelled while this worker read the file: the other jobs never start.
+            if (p.cancel_requested)
+                for (auto& row : rows)
+                    if (row.id != job.id) {
+                        row.state = JobState::Cancelled;
+                        row.error = "cancelled with its pipeline before it started";
+                        row.finished_at_ms = now_unix_ms();
+                    }
+            if (auto st = m_store->save_plan(p, rows, job.id); !st.ok()) got = st.error();
+        }
+        if (!ids_ok || !got.ok() || !*got) {
+            out = RunOutcome{};
+            out.state = JobState::Error;
+            out.error = "recording the pipeline's jobs: " + (got.ok() ? std::string("no random ids or no pipeline row")
+                                                                      : got.error().message);
+            out.retryable = true;
+            return false;
+        }
+    }
+    nlohmann::json names = nlohmann::json::array();
+    for (auto& row : rows) {
+        names.push_back(row.name);
+        if (row.id == job.id) job = row;
+    }
+    if (log) log->event({{"type", "pipeline"}, {"pipeline", job.pipeline_id}, {"job", job.name}, {"jobs", names}});
+    log::info("ci: pipeline planned", {{"pipeline", job.pipeline_id}, {"jobs", rows.size()}});
+    for (const auto& row : rows) notify(row);
+    p.jobs = rows;
+    notify_pipeline(p);
+    m_wake.notify_all();
+    return true;
 }
 
 Result<JobInfo> LocalJobService::get(const std::string& id) {
@@ -188,17 +369,15 @@ Status LocalJobService::cancel(const std::string& id) {
     if (!j.ok()) return make_error(ErrorCode::Internal, "store: " + j.error().message);
     if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
     JobInfo job = **j;
-    if (job.state != JobState::Queued) return ok_status();  // finished: nothing to do
+    if (job.state != JobState::Queued && job.state != JobState::Waiting) return ok_status();  // finished: nothing to do
     job.state = JobState::Cancelled;
     job.error = "cancelled before it started";
     job.finished_at_ms = now_unix_ms();
     if (auto st = m_store->update(job); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
-    m_secrets.erase(id);
     lock.unlock();
-    (void)make_dirs(m_config.runner.jobs_dir + "/" + id, 0700);
-    if (auto lg = JobLog::open(m_runner.log_path(id)); lg.ok())
-        (*lg)->event({{"type", "end"}, {"state", "cancelled"}, {"message", job.error}});
+    log_end(job);
     notify(job);
+    advance(job.pipeline_id);  // its dependents are skipped; the pipeline may end
     return ok_status();
 }
 
@@ -236,7 +415,7 @@ void LocalJobService::run_one(JobInfo job) {
     {
         std::lock_guard lock(m_mutex);
         control = m_active[job.id];
-        if (auto it = m_secrets.find(job.id); it != m_secrets.end()) secrets = it->second;
+        if (auto it = m_secrets.find(job.pipeline_id); it != m_secrets.end()) secrets = it->second;
     }
     notify(job);
     (void)make_dirs(m_config.runner.jobs_dir + "/" + job.id, 0700);
@@ -248,7 +427,10 @@ void LocalJobService::run_one(JobInfo job) {
         out.retryable = true;
     } else {
         log::info("ci: job started", {{"job", job.id}, {"attempt", job.attempts}});
-        if (!job.sha.empty() || resolve_sha(job, log_file->get(), out))
+        bool ready = job.sha.empty() ? resolve_sha(job, log_file->get(), out) : true;
+        // The pipeline's first job plans it: reads .kiln.yml and records every job.
+        if (ready && job.name.empty()) ready = plan_pipeline_of(job, log_file->get(), out);
+        if (ready)
             out = m_runner.run(job, secrets, **log_file, *control, [&](const RunOutcome& o) {
             job.steps = o.steps;
             job.template_key = o.template_key;
@@ -291,8 +473,6 @@ void LocalJobService::run_one(JobInfo job) {
                                                                      {"errors", job.junit->errors},
                                                                      {"skipped", job.junit->skipped}}
                                                     : nlohmann::json(nullptr)}});
-        std::lock_guard lock(m_mutex);
-        m_secrets.erase(job.id);
     }
     if (auto st = m_store->update(job); !st.ok())
         log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()}});
@@ -300,6 +480,7 @@ void LocalJobService::run_one(JobInfo job) {
                                 {"error", job.error.substr(0, 300)}});
     notify(job);
     if (retry) m_wake.notify_all();
+    else advance(job.pipeline_id);  // the jobs that need it, and the pipeline's end
 }
 
 bool LocalJobService::resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out) {

@@ -60,6 +60,10 @@ public:
     Result<int64_t> unfinished_jobs(int64_t owner_token_id) override;
     Status cancel(const std::string& id) override;
     void on_state_change(std::function<void(const JobInfo&)> listener) override;
+    Result<PipelineInfo> get_pipeline(const std::string& id) override;
+    Result<std::vector<PipelineInfo>> list_pipelines(int limit, int64_t owner_token_id = 0) override;
+    Status cancel_pipeline(const std::string& id) override;
+    void on_pipeline_change(std::function<void(const PipelineInfo&)> listener) override;
 
     // For the log route: the job's log file (it may not exist yet while queued).
     std::string log_path(const std::string& id) const override { return m_runner.log_path(id); }
@@ -86,6 +90,15 @@ private:
     // An error ends the job (recorded in `out`); not retried, as it is the repository's.
     bool resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out);
     void notify(const JobInfo& job);
+    void notify_pipeline(const PipelineInfo& pipeline);
+    // A pipeline's first job, claimed: its .kiln.yml read, every job of it recorded (this one
+    // named, the others queued or waiting). An error ends the job (recorded in `out`).
+    bool plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out);
+    // After jobs of the pipeline ended: its waiting jobs queued or skipped, its own end
+    // (advance_pipeline), recorded and told to the listeners.
+    void advance(const std::string& pipeline_id);
+    // The "end" line of a job that ended without running (cancelled, skipped).
+    void log_end(const JobInfo& job);
 
     const JobServiceConfig m_config;
     daemon::SandboxService& m_service;
@@ -98,8 +111,9 @@ private:
     bool m_stopping = false;
     bool m_disk_short = false;  // workers leave the queue alone while the disk is nearly full
     std::map<std::string, std::shared_ptr<JobControl>> m_active;      // running jobs
-    std::map<std::string, std::map<std::string, std::string>> m_secrets;  // secret values given at submit
+    std::map<std::string, std::map<std::string, std::string>> m_secrets;  // by pipeline: secret values given at submit
     std::vector<std::function<void(const JobInfo&)>> m_listeners;
+    std::vector<std::function<void(const PipelineInfo&)>> m_pipeline_listeners;
     std::vector<std::thread> m_threads;
 };
 
