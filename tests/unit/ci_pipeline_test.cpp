@@ -127,7 +127,7 @@ TEST(Pipeline, StepTimeoutCannotExceedTheJobs) {
 TEST(Pipeline, UnknownAndDuplicateKeysAreErrorsWithTheirLine) {
     EXPECT_EQ(only_issue(std::string(kMinimal) + "timeout_secnods: 5\n"),
               "line 4, column 1: unknown key `timeout_secnods`; expected one of: template, bake, env, secrets, "
-              "steps, junit, artifacts, timeout_seconds");
+              "steps, junit, artifacts, timeout_seconds, jobs");
     EXPECT_EQ(only_issue("steps:\n  - name: a\n    run: x\n    tiemout_seconds: 5\n"),
               "line 4, column 5: unknown key `steps[0].tiemout_seconds`; expected one of: name, run, timeout_seconds, env");
     EXPECT_EQ(only_issue("bake: {run: x, key_file: [a]}\n" + std::string(kMinimal)),
@@ -138,11 +138,13 @@ TEST(Pipeline, UnknownAndDuplicateKeysAreErrorsWithTheirLine) {
 }
 
 TEST(Pipeline, MissingPartsAreNamed) {
-    EXPECT_EQ(only_issue(""), "line 1, column 1: the file is empty; a pipeline needs at least `steps`");
-    EXPECT_EQ(only_issue("# only a comment\n"), "line 1, column 1: the file is empty; a pipeline needs at least `steps`");
-    EXPECT_EQ(only_issue("template: base\n"), "line 1, column 1: `steps` is missing; a pipeline needs at least one step");
+    EXPECT_EQ(only_issue(""), "line 1, column 1: the file is empty; a pipeline needs `steps` (a single job) or `jobs`");
+    EXPECT_EQ(only_issue("# only a comment\n"),
+              "line 1, column 1: the file is empty; a pipeline needs `steps` (a single job) or `jobs`");
+    EXPECT_EQ(only_issue("template: base\n"),
+              "line 1, column 1: `steps` is missing; a pipeline needs `steps` (a single job) or `jobs`");
     EXPECT_EQ(only_issue("steps: []\n"), "line 1, column 8: steps must have at least one step");
-    EXPECT_EQ(only_issue("- a\n- b\n"), "line 1, column 1: the top level must be a map (template, steps, …), not a list");
+    EXPECT_EQ(only_issue("- a\n- b\n"), "line 1, column 1: the top level must be a map (jobs, or template, steps, …), not a list");
     auto issues = issues_of("steps:\n  - timeout_seconds: 5\n");
     EXPECT_EQ(issues, (std::vector<std::string>{"line 2, column 5: steps[0] needs a `name`",
                                                 "line 2, column 5: steps[0] needs a `run` (the commands of the step)"}));

@@ -31,6 +31,8 @@ struct PipelineLimits {
     static constexpr std::size_t kMaxMatrixCombinations = 32;  // per job
     static constexpr std::size_t kMaxMatrixValueBytes = 128;
     static constexpr std::uint32_t kMaxParallel = 16;          // `parallel: N`
+    // A planned name ("test (18, debian)") is a folder's name under /work/needs: NAME_MAX.
+    static constexpr std::size_t kMaxPlannedNameBytes = 255;
 };
 
 struct PipelineBake {
