@@ -23,6 +23,7 @@ const YamlNode* find_key(const YamlNode& map, const char* key) {
 
 class PipelineReader {
 public:
+    // Every problem, in the order of the file.
     PipelineParse run(std::string_view text) {
         PipelineParse out;
         YamlLoadResult loaded = load_yaml(text);
@@ -33,7 +34,9 @@ public:
         Pipeline pipeline = read_root(*loaded.root);
         out.issues = std::move(m_reader.issues());
         std::stable_sort(out.issues.begin(), out.issues.end(),
-                         [](const SourceIssue& a, const SourceIssue& b) { return a.line < b.line; });
+                         [](const SourceIssue& a, const SourceIssue& b) {
+                             return std::pair(a.line, a.column) < std::pair(b.line, b.column);
+                         });
         if (out.issues.empty()) out.pipeline = std::move(pipeline);
         return out;
     }
