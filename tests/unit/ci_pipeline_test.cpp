@@ -12,17 +12,27 @@ using namespace kiln::ci;
 
 namespace {
 
-// The first ```yaml block of docs/pipeline.md: the doc's example is what these tests parse.
-std::string doc_example() {
+// The ```yaml blocks of docs/pipeline.md, in order: the doc's examples are what these tests parse.
+std::vector<std::string> doc_yaml_blocks() {
     std::ifstream in(std::string(KILN_SOURCE_DIR) + "/docs/pipeline.md");
     std::stringstream all;
     all << in.rdbuf();
     std::string doc = all.str();
-    auto start = doc.find("```yaml\n");
-    if (start == std::string::npos) return "";
-    start += 8;
-    auto end = doc.find("```", start);
-    return end == std::string::npos ? "" : doc.substr(start, end - start);
+    std::vector<std::string> blocks;
+    for (auto start = doc.find("```yaml\n"); start != std::string::npos; start = doc.find("```yaml\n", start)) {
+        start += 8;
+        auto end = doc.find("```", start);
+        if (end == std::string::npos) break;
+        blocks.push_back(doc.substr(start, end - start));
+        start = end + 3;
+    }
+    return blocks;
+}
+
+// The first block: the one-job example.
+std::string doc_example() {
+    auto blocks = doc_yaml_blocks();
+    return blocks.empty() ? "" : blocks[0];
 }
 
 // The issues of a file that must be refused, one string each ("line 3, column 5: …").
@@ -68,6 +78,46 @@ TEST(Pipeline, ParsesTheDocumentedExample) {
     EXPECT_EQ(pipeline->jobs[0].steps[1].env.at("JEST_JUNIT_OUTPUT_DIR"), "reports");
     EXPECT_EQ(pipeline->jobs[0].junit, std::vector<std::string>{"reports/*.xml"});
     EXPECT_EQ(pipeline->jobs[0].artifacts, (std::vector<std::string>{"coverage/lcov.info", "dist/**"}));
+}
+
+TEST(Pipeline, ParsesEveryYamlBlockOfTheDoc) {
+    auto blocks = doc_yaml_blocks();
+    ASSERT_GE(blocks.size(), 2u) << "docs/pipeline.md shows a one-job file and a pipeline of several jobs";
+    for (const std::string& block : blocks) {
+        auto pipeline = parse_pipeline(block);
+        EXPECT_TRUE(pipeline.ok()) << (pipeline.ok() ? "" : pipeline.error().to_string()) << "\n" << block;
+    }
+}
+
+// The doc's pipeline: lint, a matrix, a job that needs them, and a sharded suite forked after its install.
+TEST(Pipeline, TheDocumentedPipelinePlansAsTheDocSays) {
+    auto blocks = doc_yaml_blocks();
+    ASSERT_GE(blocks.size(), 2u);
+    auto pipeline = parse_pipeline(blocks[1]);
+    ASSERT_TRUE(pipeline.ok()) << pipeline.error().to_string();
+    ASSERT_EQ(pipeline->jobs.size(), 4u);
+    const JobDefinition& e2e = pipeline->jobs[3];
+    EXPECT_EQ(e2e.name, "e2e");
+    EXPECT_EQ(e2e.parallel, 4u);
+    EXPECT_EQ(e2e.fork_after, "install");
+    EXPECT_EQ(e2e.env.at("CI"), "true");  // the top-level env, under each job's
+    EXPECT_EQ(pipeline->jobs[0].env.at("CI"), "true");
+
+    std::vector<PlannedJob> plan = plan_pipeline(*pipeline);
+    std::vector<std::string> names;
+    for (const auto& planned : plan) names.push_back(planned.name);
+    const std::vector<std::string> tests = {"test (18, sqlite)", "test (18, postgres)", "test (20, sqlite)",
+                                            "test (20, postgres)"};
+    EXPECT_EQ(names, (std::vector<std::string>{"lint", tests[0], tests[1], tests[2], tests[3], "build", "e2e"}));
+    ASSERT_EQ(plan.size(), 7u);
+    EXPECT_TRUE(plan[0].needs.empty());
+    EXPECT_EQ(plan[1].definition, 1u);
+    EXPECT_EQ(plan[1].matrix, (std::map<std::string, std::string>{{"node", "18"}, {"db", "sqlite"}}));
+    EXPECT_EQ(plan[4].matrix, (std::map<std::string, std::string>{{"node", "20"}, {"db", "postgres"}}));
+    EXPECT_TRUE(plan[4].needs.empty());
+    EXPECT_EQ(plan[5].needs, (std::vector<std::string>{"lint", tests[0], tests[1], tests[2], tests[3]}));
+    EXPECT_EQ(plan[6].needs, std::vector<std::string>{"build"});
+    EXPECT_EQ(plan[6].definition, 3u);
 }
 
 TEST(Pipeline, MinimalFileGetsTheDefaults) {
