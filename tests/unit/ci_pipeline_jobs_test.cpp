@@ -3,25 +3,13 @@
 #include <gtest/gtest.h>
 
 #include "ci/pipeline/pipeline_parser.h"
+#include "pipeline_test_support.h"
 
 using namespace kiln;
 using namespace kiln::ci;
+using namespace kiln::ci::pipeline_test;
 
 namespace {
-
-std::vector<std::string> issues_of(const std::string& text) {
-    PipelineParse parsed = parse_pipeline_detailed(text);
-    EXPECT_FALSE(parsed.pipeline.has_value()) << text;
-    std::vector<std::string> out;
-    for (const auto& issue : parsed.issues) out.push_back(issue.to_string());
-    return out;
-}
-
-std::string only_issue(const std::string& text) {
-    auto issues = issues_of(text);
-    EXPECT_EQ(issues.size(), 1u) << ::testing::PrintToString(issues);
-    return issues.empty() ? "" : issues[0];
-}
 
 Pipeline parsed(const std::string& text) {
     auto result = parse_pipeline(text);
@@ -240,30 +228,25 @@ TEST(PipelineJobs, MatrixValuesAndAxes) {
     EXPECT_EQ(pipeline.jobs[0].matrix[0].values, (Names{"18", "20", "22"}));  // scalars as written
     EXPECT_EQ(pipeline.jobs[0].matrix[1].values, (Names{"true", "off"}));
 
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {}\n")), "line 5, column 13: jobs.t.matrix must have at least one axis");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: [a]\n")),
-              "line 5, column 13: jobs.t.matrix must be a map of axis: [values], not a list");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {node: []}\n")),
-              "line 5, column 20: jobs.t.matrix.node must have at least one value");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {node: 18}\n")),
-              "line 5, column 20: jobs.t.matrix.node must be a list of values, not a single value");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {node-version: [18]}\n")),
-              "line 5, column 14: an axis of jobs.t.matrix must be a name of letters, digits and _, not starting with a "
-              "digit");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {node: [18], NODE: [20]}\n")),
-              "line 5, column 26: jobs.t.matrix.NODE sets the same variable (KILN_MATRIX_NODE) as jobs.t.matrix.node");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {node: [18, 18]}\n")),
-              "line 5, column 25: jobs.t.matrix.node[1] `18` is listed twice");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {os: [debian/12]}\n")),
-              "line 5, column 19: jobs.t.matrix.os[0] must not contain `/`");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {os: [\"a\\tb\"]}\n")),
-              "line 5, column 19: jobs.t.matrix.os[0] must not contain control characters");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {os: [\"\"]}\n")),
-              "line 5, column 19: jobs.t.matrix.os[0] must not be empty");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {os: [[a]]}\n")),
-              "line 5, column 19: jobs.t.matrix.os[0] must be a string, not a list");
-    EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: {os: [" + std::string(129, 'x') + "]}\n")),
-              "line 5, column 19: jobs.t.matrix.os[0] is 129 bytes; the limit is 128");
+    // Each bad matrix of job `t` (written on line 5) and its one error.
+    const std::vector<std::pair<std::string, std::string>> bad = {
+        {"{}", "line 5, column 13: jobs.t.matrix must have at least one axis"},
+        {"[a]", "line 5, column 13: jobs.t.matrix must be a map of axis: [values], not a list"},
+        {"{node: []}", "line 5, column 20: jobs.t.matrix.node must have at least one value"},
+        {"{node: 18}", "line 5, column 20: jobs.t.matrix.node must be a list of values, not a single value"},
+        {"{node-version: [18]}",
+         "line 5, column 14: an axis of jobs.t.matrix must be a name of letters, digits and _, not starting with a digit"},
+        {"{node: [18], NODE: [20]}",
+         "line 5, column 26: jobs.t.matrix.NODE sets the same variable (KILN_MATRIX_NODE) as jobs.t.matrix.node"},
+        {"{node: [18, 18]}", "line 5, column 25: jobs.t.matrix.node[1] `18` is listed twice"},
+        {"{os: [debian/12]}", "line 5, column 19: jobs.t.matrix.os[0] must not contain `/`"},
+        {"{os: [\"a\\tb\"]}", "line 5, column 19: jobs.t.matrix.os[0] must not contain control characters"},
+        {"{os: [\"\"]}", "line 5, column 19: jobs.t.matrix.os[0] must not be empty"},
+        {"{os: [[a]]}", "line 5, column 19: jobs.t.matrix.os[0] must be a string, not a list"},
+        {"{os: [" + std::string(129, 'x') + "]}", "line 5, column 19: jobs.t.matrix.os[0] is 129 bytes; the limit is 128"},
+    };
+    for (const auto& [matrix, expected] : bad)
+        EXPECT_EQ(only_issue("jobs:\n" + job("t", "    matrix: " + matrix + "\n")), expected) << matrix;
     EXPECT_TRUE(parse_pipeline("jobs:\n" + job("t", "    matrix: {os: [" + std::string(128, 'x') + "]}\n")).ok());
 }
 

@@ -6,9 +6,11 @@
 
 #include "ci/pipeline/pipeline_parser.h"
 #include "ci/pipeline/yaml_tree.h"
+#include "pipeline_test_support.h"
 
 using namespace kiln;
 using namespace kiln::ci;
+using namespace kiln::ci::pipeline_test;
 
 namespace {
 
@@ -33,21 +35,6 @@ std::vector<std::string> doc_yaml_blocks() {
 std::string doc_example() {
     auto blocks = doc_yaml_blocks();
     return blocks.empty() ? "" : blocks[0];
-}
-
-// The issues of a file that must be refused, one string each ("line 3, column 5: …").
-std::vector<std::string> issues_of(const std::string& text) {
-    PipelineParse parsed = parse_pipeline_detailed(text);
-    EXPECT_FALSE(parsed.pipeline.has_value()) << text;
-    std::vector<std::string> out;
-    for (const auto& issue : parsed.issues) out.push_back(issue.to_string());
-    return out;
-}
-
-std::string only_issue(const std::string& text) {
-    auto issues = issues_of(text);
-    EXPECT_EQ(issues.size(), 1u) << ::testing::PrintToString(issues);
-    return issues.empty() ? "" : issues[0];
 }
 
 const char* kMinimal = "steps:\n  - name: test\n    run: make test\n";

@@ -138,15 +138,8 @@ private:
     void read_steps(const YamlNode& node) {
         std::string steps_path = at("steps");
         if (!m_reader.expect_kind(node, Kind::Sequence, steps_path, "a list of steps")) return;
-        if (node.items.empty()) {
-            m_reader.issue(node, steps_path + " must have at least one step");
+        if (!m_reader.count_within(node, steps_path, node.items.size(), PipelineLimits::kMaxSteps, "step", "steps"))
             return;
-        }
-        if (node.items.size() > PipelineLimits::kMaxSteps) {
-            m_reader.issue(node, steps_path + " has " + std::to_string(node.items.size()) + " steps; the limit is " +
-                              std::to_string(PipelineLimits::kMaxSteps));
-            return;
-        }
         std::map<std::string, std::size_t> index_of_name;
         for (std::size_t i = 0; i < node.items.size(); ++i) {
             const YamlNode& item = node.items[i];
@@ -222,15 +215,8 @@ private:
     void read_matrix(const YamlNode& node) {
         std::string where = at("matrix");
         if (!m_reader.expect_kind(node, Kind::Map, where, "a map of axis: [values]")) return;
-        if (node.entries.empty()) {
-            m_reader.issue(node, where + " must have at least one axis");
+        if (!m_reader.count_within(node, where, node.entries.size(), PipelineLimits::kMaxMatrixAxes, "axis", "axes"))
             return;
-        }
-        if (node.entries.size() > PipelineLimits::kMaxMatrixAxes) {
-            m_reader.issue(node, where + " has " + std::to_string(node.entries.size()) + " axes; the limit is " +
-                              std::to_string(PipelineLimits::kMaxMatrixAxes));
-            return;
-        }
         std::map<std::string, std::string> axis_of_variable;  // KILN_MATRIX_NODE -> node
         std::size_t combinations = 1;
         for (const auto& [key, value] : node.entries) {

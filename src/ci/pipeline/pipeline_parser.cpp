@@ -92,15 +92,8 @@ private:
     std::vector<JobSource> read_jobs(const YamlNode& node, Pipeline& pipeline) {
         std::vector<JobSource> sources;
         if (!m_reader.expect_kind(node, Kind::Map, "jobs", "a map of job name: job")) return sources;
-        if (node.entries.empty()) {
-            m_reader.issue(node, "jobs must have at least one job");
+        if (!m_reader.count_within(node, "jobs", node.entries.size(), PipelineLimits::kMaxJobs, "job", "jobs"))
             return sources;
-        }
-        if (node.entries.size() > PipelineLimits::kMaxJobs) {
-            m_reader.issue(node, "jobs has " + std::to_string(node.entries.size()) + " jobs; the limit is " +
-                                     std::to_string(PipelineLimits::kMaxJobs));
-            return sources;
-        }
         std::map<std::string, int> first_line;
         for (const auto& [key, value] : node.entries) {
             if (key.kind != Kind::Scalar || !is_job_name(key.scalar)) {

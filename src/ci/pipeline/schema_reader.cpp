@@ -151,6 +151,19 @@ std::optional<std::uint32_t> SchemaReader::count_value(const YamlNode& node, con
     return static_cast<std::uint32_t>(*value);
 }
 
+bool SchemaReader::count_within(const YamlNode& node, const std::string& path, std::size_t count, std::size_t max,
+                                const char* one, const char* many) {
+    if (count == 0) {
+        issue(node, path + " must have at least one " + one);
+        return false;
+    }
+    if (count > max) {
+        issue(node, path + " has " + std::to_string(count) + " " + many + "; the limit is " + std::to_string(max));
+        return false;
+    }
+    return true;
+}
+
 std::map<std::string, std::string> SchemaReader::env_value(const YamlNode& node, const std::string& path) {
     std::map<std::string, std::string> env;
     if (!expect_kind(node, Kind::Map, path, "a map of NAME: value")) return env;

@@ -59,6 +59,11 @@ public:
     std::optional<std::uint32_t> count_value(const YamlNode& node, const std::string& path, std::uint32_t min,
                                              std::uint32_t max);
 
+    // A list or map of `count` entries has 1 to `max` of them: "steps must have at least one step",
+    // "steps has 65 steps; the limit is 64" (`one` and `many` name an entry).
+    bool count_within(const YamlNode& node, const std::string& path, std::size_t count, std::size_t max,
+                      const char* one, const char* many);
+
     std::map<std::string, std::string> env_value(const YamlNode& node, const std::string& path);
 
     // A list of strings, each checked by `check` (which returns why it is wrong, or "").
