@@ -146,8 +146,9 @@ TEST(PipelineJobs, JobNamesAndTheJobsMap) {
     EXPECT_TRUE(parse_pipeline("jobs:\n" + job(std::string(64, 'a')) + job("Build_2-x")).ok());
     EXPECT_EQ(only_issue("jobs: {}\n"), "line 1, column 7: jobs must have at least one job");
     EXPECT_EQ(only_issue("jobs: [a]\n"), "line 1, column 7: jobs must be a map of job name: job, not a list");
-    EXPECT_EQ(only_issue("jobs:\n  a: make\n"), "line 2, column 6: jobs.a must be a map (steps, needs, matrix, …), not a "
-                                                "single value");
+    // Still a job: the one that needs it has no error of its own.
+    EXPECT_EQ(only_issue("jobs:\n  a: make\n" + job("b", "    needs: a\n")),
+              "line 2, column 6: jobs.a must be a map (steps, needs, matrix, …), not a single value");
     std::string many = "jobs:\n";
     for (std::size_t i = 0; i <= PipelineLimits::kMaxJobs; ++i) many += job("j" + std::to_string(i));
     EXPECT_EQ(only_issue(many), "line 2, column 3: jobs has 65 jobs; the limit is 64");

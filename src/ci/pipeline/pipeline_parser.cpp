@@ -108,11 +108,14 @@ private:
                 continue;
             }
             std::string path = "jobs." + key.scalar;
-            if (!m_reader.expect_kind(value, Kind::Map, path, "a map (steps, needs, matrix, …)")) continue;
             JobDefinition job;
             job.name = key.scalar;
-            JobSource source = read_job(m_reader, value, JobForm::InJobs, path, job);
-            source.at = &key;  // problems of the job as a whole point at its name
+            JobSource source{&key, path, {}};  // problems of the job as a whole point at its name
+            // A job that is not a map is still a job: the needs naming it are not errors too.
+            if (m_reader.expect_kind(value, Kind::Map, path, "a map (steps, needs, matrix, …)")) {
+                source = read_job(m_reader, value, JobForm::InJobs, path, job);
+                source.at = &key;
+            }
             pipeline.jobs.push_back(std::move(job));
             sources.push_back(std::move(source));
         }
