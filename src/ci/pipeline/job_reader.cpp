@@ -52,15 +52,16 @@ public:
             } else if (key == "env") {
                 m_job.env = m_reader.env_value(v, where);
             } else if (key == "secrets") {
-                m_job.secrets = m_reader.string_list(v, where, PipelineLimits::kMaxSecrets, PipelineLimits::kMaxNameBytes,
-                                              [](const std::string& s) -> std::string {
-                                                  return is_env_name(s) ? "" : "must be a variable name (letters, digits and _)";
-                                              });
+                m_job.secrets = m_reader.string_list(
+                    v, where, PipelineLimits::kMaxSecrets, PipelineLimits::kMaxNameBytes,
+                    [](const std::string& s) -> std::string {
+                        return is_env_name(s) ? "" : "must be a variable name (letters, digits and _)";
+                    });
             } else if (key == "steps") {
                 steps = &v;
             } else if (key == "junit" || key == "artifacts") {
                 auto globs = m_reader.string_list(v, where, PipelineLimits::kMaxGlobs, PipelineLimits::kMaxPathBytes,
-                                           relative_path_problem);
+                                                  relative_path_problem);
                 (key == "junit" ? m_job.junit : m_job.artifacts) = std::move(globs);
             } else if (key == "timeout_seconds") {
                 m_timeout = &v;
@@ -80,12 +81,13 @@ public:
         }
         for (const std::string& name : m_job.secrets) {
             if (m_job.env.count(name))
-                m_reader.issue(node, at("env") + "." + name + " is also listed in secrets; a secret's value comes from the server");
+                m_reader.issue(node, at("env") + "." + name +
+                                         " is also listed in secrets; a secret's value comes from the server");
         }
         if (!steps) {
             m_reader.issue(node, m_form == JobForm::TopLevel
-                              ? "`steps` is missing; a pipeline needs `steps` (a single job) or `jobs`"
-                              : "`" + at("steps") + "` is missing; a job needs at least one step");
+                                     ? "`steps` is missing; a pipeline needs `steps` (a single job) or `jobs`"
+                                     : "`" + at("steps") + "` is missing; a job needs at least one step");
             return std::move(m_source);
         }
         read_steps(*steps);
@@ -123,15 +125,16 @@ private:
                 has_run = true;
             } else {
                 bake.key_files = m_reader.string_list(*value, where + ".key_files", PipelineLimits::kMaxKeyFiles,
-                                               PipelineLimits::kMaxPathBytes, [](const std::string& s) {
-                                                   std::string problem = relative_path_problem(s);
-                                                   if (problem.empty() && s.find_first_of("*?[") != std::string::npos)
-                                                       problem = "must be a file's path, not a glob";
-                                                   return problem;
-                                               });
+                                                      PipelineLimits::kMaxPathBytes, [](const std::string& s) {
+                                                          std::string problem = relative_path_problem(s);
+                                                          if (problem.empty() && s.find_first_of("*?[") != std::string::npos)
+                                                              problem = "must be a file's path, not a glob";
+                                                          return problem;
+                                                      });
             }
         }
-        if (!has_run) m_reader.issue(node, where + ".run is missing; it holds the commands whose result is snapshotted");
+        if (!has_run)
+            m_reader.issue(node, where + ".run is missing; it holds the commands whose result is snapshotted");
         m_job.bake = std::move(bake);
     }
 
@@ -158,7 +161,7 @@ private:
                         m_reader.issue(v, where + " must be one line without control characters");
                     } else if (auto [it, fresh] = index_of_name.emplace(*name, i); !fresh) {
                         m_reader.issue(v, where + " `" + *name + "` is already the name of " + steps_path + "[" +
-                                       std::to_string(it->second) + "]");
+                                              std::to_string(it->second) + "]");
                     } else {
                         step.name = *name;
                     }
@@ -169,10 +172,11 @@ private:
                     step.timeout_seconds = m_reader.seconds_value(v, where);
                     if (step.timeout_seconds && *step.timeout_seconds > m_job.timeout_seconds)
                         m_reader.issue(v, where + " (" + std::to_string(*step.timeout_seconds) +
-                                       ") is longer than the job's timeout_seconds (" +
-                                       std::to_string(m_job.timeout_seconds) +
-                                       (m_timeout ? ", line " + std::to_string(m_timeout->line) : std::string(", the default")) +
-                                       ")");
+                                              ") is longer than the job's timeout_seconds (" +
+                                              std::to_string(m_job.timeout_seconds) +
+                                              (m_timeout ? ", line " + std::to_string(m_timeout->line)
+                                                         : std::string(", the default")) +
+                                              ")");
                 } else {
                     step.env = m_reader.env_value(v, where);
                 }
@@ -201,13 +205,14 @@ private:
         } else if (node.kind == Kind::Sequence) {
             if (node.items.size() > PipelineLimits::kMaxJobs) {
                 m_reader.issue(node, where + " has " + std::to_string(node.items.size()) + " entries; the limit is " +
-                                  std::to_string(PipelineLimits::kMaxJobs));
+                                         std::to_string(PipelineLimits::kMaxJobs));
                 return;
             }
             for (std::size_t i = 0; i < node.items.size(); ++i)
                 add(node.items[i], where + "[" + std::to_string(i) + "]");
         } else {
-            m_reader.issue(node, where + " must be a job's name or a list of them, not " + SchemaReader::kind_name(node));
+            m_reader.issue(node,
+                           where + " must be a job's name or a list of them, not " + SchemaReader::kind_name(node));
         }
     }
 
@@ -221,14 +226,16 @@ private:
         std::size_t combinations = 1;
         for (const auto& [key, value] : node.entries) {
             if (key.kind != Kind::Scalar || !is_env_name(key.scalar) || key.scalar.size() > PipelineLimits::kMaxNameBytes) {
-                m_reader.issue(key, "an axis of " + where + " must be a name of letters, digits and _, not starting with a digit");
+                m_reader.issue(key, "an axis of " + where +
+                                        " must be a name of letters, digits and _, not starting with a digit");
                 continue;
             }
             std::string axis_path = where + "." + key.scalar;
             // `node` and `NODE` would both set KILN_MATRIX_NODE.
             auto [it, fresh] = axis_of_variable.emplace(matrix_env_name(key.scalar), key.scalar);
             if (!fresh) {
-                m_reader.issue(key, axis_path + " sets the same variable (" + it->first + ") as " + where + "." + it->second);
+                m_reader.issue(key, axis_path + " sets the same variable (" + it->first + ") as " + where + "." +
+                                        it->second);
                 continue;
             }
             if (!m_reader.expect_kind(value, Kind::Sequence, axis_path, "a list of values")) continue;
@@ -237,8 +244,8 @@ private:
                 continue;
             }
             combinations = std::min(combinations * value.items.size(), PipelineLimits::kMaxMatrixCombinations + 1);
-            auto values = m_reader.string_list(value, axis_path, value.items.size(), PipelineLimits::kMaxMatrixValueBytes,
-                                        matrix_value_problem);
+            auto values = m_reader.string_list(value, axis_path, value.items.size(),
+                                               PipelineLimits::kMaxMatrixValueBytes, matrix_value_problem);
             if (values.size() == value.items.size()) m_job.matrix.push_back(MatrixAxis{key.scalar, std::move(values)});
         }
         if (combinations > PipelineLimits::kMaxMatrixCombinations) {
@@ -247,9 +254,9 @@ private:
             std::size_t exact = 1;
             for (const auto& entry : node.entries)
                 exact = std::min(exact * std::max<std::size_t>(entry.value.items.size(), 1), kCountCap);
-            m_reader.issue(node, where + " makes " + (exact == kCountCap ? std::string("over a billion") : std::to_string(exact)) +
-                                     " combinations; at most " +
-                              std::to_string(PipelineLimits::kMaxMatrixCombinations));
+            std::string count = exact == kCountCap ? std::string("over a billion") : std::to_string(exact);
+            m_reader.issue(node, where + " makes " + count + " combinations; at most " +
+                                     std::to_string(PipelineLimits::kMaxMatrixCombinations));
             m_job.matrix.clear();  // counted once: the plan's total is not a second error for it
         }
     }
@@ -258,7 +265,8 @@ private:
         std::string where = at("fork_after");
         const std::string& name = *m_job.fork_after;
         if (m_job.parallel < 2) {
-            m_reader.issue(node, where + " needs `parallel` of 2 or more: the number of shards forked after `" + name + "`");
+            m_reader.issue(node, where + " needs `parallel` of 2 or more: the number of shards forked after `" +
+                                     name + "`");
             return;
         }
         std::vector<std::string> names;
@@ -268,10 +276,11 @@ private:
         if (names.empty() || std::find(names.begin(), names.end(), "") != names.end()) return;
         auto found = std::find(names.begin(), names.end(), name);
         if (found == names.end()) {
-            m_reader.issue(node, where + " `" + name + "` is not a step of " + (m_source.path.empty() ? "the job" : m_source.path) +
-                              "; its steps are: " + join_names(names));
+            m_reader.issue(node, where + " `" + name + "` is not a step of " + m_source.path + "; its steps are: " +
+                                     join_names(names));
         } else if (found + 1 == names.end()) {
-            m_reader.issue(node, where + " names the last step (`" + name + "`): the shards would have no step to run");
+            m_reader.issue(node,
+                           where + " names the last step (`" + name + "`): the shards would have no step to run");
         }
     }
 
