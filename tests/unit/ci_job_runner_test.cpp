@@ -16,6 +16,7 @@
 #include "ci/jobs/job_log.h"
 #include "ci/jobs/job_runner.h"
 #include "ci/jobs/job_store.h"
+#include "ci/pipeline/pipeline.h"
 #include "ci_test_support.h"
 #include "daemon_test_dir.h"
 
@@ -36,6 +37,7 @@ public:
     std::vector<std::string> calls;
     std::optional<Error> create_error;
     std::function<void()> on_create;  // e.g. the watchdog's cancel arriving during the create
+    std::function<void()> on_lease;
 
     Result<SandboxInfo> create(const Caller&, const daemon::CreateRequest& request) override {
         calls.push_back("create " + request.template_id);
@@ -48,6 +50,7 @@ public:
     }
     Result<std::shared_ptr<daemon::SandboxLease>> lease(const Caller&, const std::string& id) override {
         calls.push_back("lease " + id);
+        if (on_lease) on_lease();
         return make_error(ErrorCode::SandboxNotRunning, "the sandbox is gone");
     }
     Status remove(const Caller&, const std::string& id) override {
@@ -152,13 +155,16 @@ const std::map<std::string, std::string> kOneStep = {{".kiln.yml", "steps:\n  - 
 
 TEST_F(CiJobRunnerTest, AVmThatCannotBeLeasedIsRemovedAndTheAttemptMayBeRetried) {
     JobControl control;
+    std::vector<std::string> known_to_watchdog;
+    service.on_lease = [&] { known_to_watchdog = control.sandboxes(); };
     auto out = run(commit(kOneStep), control);
     EXPECT_EQ(out.state, JobState::Error);
     EXPECT_TRUE(out.retryable) << out.error;
     EXPECT_EQ(out.error.rfind("the job's VM: ", 0), 0u) << out.error;
     EXPECT_EQ(service.calls, (std::vector<std::string>{"create base", std::string("lease ") + kSandbox,
                                                         std::string("remove ") + kSandbox}));
-    EXPECT_EQ(control.sandbox(), kSandbox) << "the watchdog knows the VM to destroy";
+    EXPECT_EQ(known_to_watchdog, std::vector<std::string>{kSandbox}) << "the watchdog knows the VM to destroy";
+    EXPECT_TRUE(control.sandboxes().empty()) << "a removed VM is no longer the job's";
     EXPECT_EQ(events(), (std::vector<std::string>{"attempt", "code", "template", "vm", "vm_removed"}));
     ASSERT_EQ(out.steps.size(), 1u);
     EXPECT_EQ(out.steps[0].state, "pending");
@@ -230,6 +236,27 @@ TEST_F(CiJobRunnerTest, TheJobsOwnMistakesAreNotRetried) {
         EXPECT_NE(out.error.find("nor a bake of this repository (" + dir.path() + "/src)"), std::string::npos) << out.error;
     }
     EXPECT_TRUE(service.calls.empty()) << "no VM was created";
+}
+
+// The attempt runs the planned job of its record's name: a one-job file's job is `job`; a name the
+// plan does not have is the pipeline's mistake (the file changed under the same SHA cannot happen;
+// a hand-made row can), before any VM.
+TEST_F(CiJobRunnerTest, TheAttemptRunsThePlannedJobOfItsName) {
+    const std::string sha = commit(kOneStep);
+    job.name = kSingleJobName;
+    JobControl named;
+    auto out = run(sha, named);
+    EXPECT_EQ(service.calls.front(), "create base") << out.error;
+    EXPECT_TRUE(out.retryable) << out.error;  // the lease fails here: infrastructure
+
+    service.calls.clear();
+    job.name = "deploy";
+    JobControl unknown;
+    out = run(sha, unknown);
+    EXPECT_EQ(out.state, JobState::Error);
+    EXPECT_FALSE(out.retryable);
+    EXPECT_EQ(out.error, ".kiln.yml at " + sha + " has no job named 'deploy'");
+    EXPECT_TRUE(service.calls.empty());
 }
 
 TEST_F(CiJobRunnerTest, APipelineMayNameItsOwnRepositorysBake) {

@@ -33,17 +33,18 @@ const Result<std::string>& CheckoutTar::wait() {
 }
 
 vm::ByteSource CheckoutTar::source() {
-    return [this](char* buf, size_t cap) -> Result<size_t> {
-        if (!m_fd) {
+    auto fd = std::make_shared<UniqueFd>();
+    return [this, fd](char* buf, size_t cap) -> Result<size_t> {
+        if (!*fd) {
             int64_t start = monotonic_ms();
             const auto& path = wait();
             m_waited_ms = monotonic_ms() - start;
             if (!path.ok()) return path.error();
-            m_fd = UniqueFd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
-            if (!m_fd)
+            *fd = UniqueFd(::open(path->c_str(), O_RDONLY | O_CLOEXEC));
+            if (!*fd)
                 return make_error(ErrorCode::IoError, "opening the checkout's tar: " + std::string(std::strerror(errno)));
         }
-        ssize_t n = ::read(m_fd.get(), buf, cap);
+        ssize_t n = ::read(fd->get(), buf, cap);
         if (n < 0) return make_error(ErrorCode::IoError, "reading the checkout's tar: " + std::string(std::strerror(errno)));
         return static_cast<size_t>(n);
     };

@@ -36,6 +36,8 @@ public:
     int64_t waited_ms() const { return m_waited_ms; }  // how long the VM's command waited for it
 
     // The tar's bytes; an error if it could not be made (the command then sees a cut-off stream).
+    // Each call gives a reader of its own (the VMs of a sharded job's fresh shards read it at once);
+    // a reader opens the tar on its first read, so remove() must wait until every reader has read.
     vm::ByteSource source();
 
 private:
@@ -44,7 +46,6 @@ private:
     std::future<Result<std::string>> m_future;
     std::once_flag m_once;
     std::optional<Result<std::string>> m_result;
-    UniqueFd m_fd;
 };
 
 }  // namespace kiln::ci

@@ -1,10 +1,12 @@
-// JobAttempt: one attempt of a job in a fresh VM, phase by phase (see job_attempt.h and docs/ci.md).
+// JobAttempt: one attempt of a job in fresh VMs, phase by phase (see job_attempt.h and docs/ci.md);
+// the shards' fan-out is in job_shards.cpp, the needed jobs' artifacts in job_needs.cpp.
 #include "ci/jobs/job_attempt.h"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <utility>
 
 #include "base/clock.h"
@@ -28,6 +30,7 @@ namespace kiln::ci {
 namespace {
 
 constexpr const char* kCheckout = "/work/src";
+constexpr const char* kNeedsDir = "/work/needs";
 constexpr size_t kMaxJunitBytes = 64ull << 20;
 constexpr size_t kMaxArtifacts = 1000;
 constexpr size_t kMaxListingBytes = 16 << 20;  // find's output: ~200,000 names
@@ -83,13 +86,40 @@ bool JobAttempt::prepare_source() {
         return fail(JobState::Error, problem->message, problem->retryable);
     auto& source = std::get<LoadedPipeline>(loaded);
     m_cache_repo = std::move(source.cache_repo);
-    m_def = std::move(source.pipeline.jobs.front());
-    // The hard cap covers everything from here: bake, clone, steps, reports.
+    // The plan is the one the pipeline's worker made from the same file (plan_pipeline is
+    // deterministic): this job is the planned job of its name. A row from before pipelines has no
+    // name and was the file's only job.
+    const std::vector<PlannedJob> plan = plan_pipeline(source.pipeline);
+    auto planned = std::find_if(plan.begin(), plan.end(), [&](const PlannedJob& j) { return j.name == m_job.name; });
+    if (m_job.name.empty()) planned = plan.begin();
+    if (planned == plan.end() || planned->definition >= source.pipeline.jobs.size())
+        return fail(JobState::Error, ".kiln.yml at " + m_job.sha + " has no job named '" + m_job.name + "'");
+    m_def = std::move(source.pipeline.jobs[planned->definition]);
+    m_planned_name = planned->name;
+    m_matrix = planned->matrix;
+    m_shards = static_cast<int>(std::clamp<uint32_t>(m_def.parallel, 1, PipelineLimits::kMaxParallel));
+    if (m_shards > 1 && m_def.fork_after) {
+        auto step = std::find_if(m_def.steps.begin(), m_def.steps.end(),
+                                 [&](const PipelineStep& s) { return s.name == *m_def.fork_after; });
+        if (step == m_def.steps.end())  // parse_pipeline refuses it; a plan from elsewhere is not trusted
+            return fail(JobState::Error, ".kiln.yml: job " + m_def.name + ": fork_after names no step ('" +
+                                             *m_def.fork_after + "')");
+        m_fork_index = static_cast<size_t>(step - m_def.steps.begin());
+    }
+    // The hard cap covers everything from here: bake, clone, steps, reports; and every shard.
     m_control.deadline_ms = now_mono() + int64_t(m_def.timeout_seconds) * 1000;
-    for (const auto& s : m_def.steps) m_outcome.steps.push_back(StepRecord{s.name, "pending", -1, 0});
-    m_progress(m_outcome);
+    {
+        std::lock_guard lock(m_mutex);
+        m_outcome.steps = planned_step_records();
+        m_progress(m_outcome);
+    }
 
     if (auto st = make_dirs(m_job_dir, 0700); !st.ok()) return fail(JobState::Error, st.error().to_string(), true);
+    if (!m_def.artifacts.empty()) {  // a retried attempt starts its artifacts afresh
+        (void)remove_tree(m_job_dir + "/artifacts");
+        if (auto st = make_dirs(m_job_dir + "/artifacts", 0700); !st.ok())
+            return fail(JobState::Error, st.error().to_string(), true);
+    }
     m_log.event({{"type", "code"}, {"host_ms", now_mono() - host_start}});
     // The checkout's tar is made on another thread while the VM is created and the command that
     // extracts it starts: that command waits on its stdin for the tar.
@@ -196,12 +226,22 @@ bool JobAttempt::allowed_template(const std::string& repository) {
                                      (repository.empty() ? m_job.spec.repo : repository) + ")");
 }
 
-bool JobAttempt::start_vm() {
+bool JobAttempt::run_vms() {
+    if (m_shards > 1 && !m_fork_index) return run_fresh_shards();
+    // The job's own VM: all its steps, or those up to fork_after before its shards are forked.
+    m_checkouts_left = 1;
+    AttemptVm& vm = add_vm(-1);
+    if (!start_vm(vm) || !check_out(vm) || !bake_on_miss(vm) || !copy_needs(vm)) return false;
+    if (!m_fork_index) return run_steps(vm, 0, m_def.steps.size()) && collect_results(vm);
+    return run_steps(vm, 0, *m_fork_index + 1) && run_forked_shards(vm);
+}
+
+bool JobAttempt::start_vm(AttemptVm& vm) {
     daemon::SandboxService& service = m_runner.m_service;
     daemon::CreateRequest create;
     create.template_id = m_template_id;
-    create.ttl_seconds = std::min<int64_t>(m_runner.m_config.max_ttl_seconds, int64_t(m_def.timeout_seconds) + 300);
-    create.metadata = {{"ci_job", m_job.id}};
+    create.ttl_seconds = vm_ttl_seconds();
+    create.metadata = vm_metadata(vm.shard);
     create.network = network();
     if (m_control.stopped()) return stopped_by_watchdog();
     auto sandbox = service.create(m_runner.m_config.caller, create);
@@ -212,18 +252,22 @@ bool JobAttempt::start_vm() {
         return fail(JobState::Error, "creating the job's VM from " + m_template_shown + ": " + sandbox.error().message, !user);
     }
     // From here tear_down removes the VM, and the watchdog can stop the job by removing it too.
-    m_sandbox_id = sandbox->id;
-    m_control.set_sandbox(m_sandbox_id);
-    m_log.event({{"type", "vm"}, {"sandbox", m_sandbox_id}, {"from", m_template_shown}, {"create_ms", sandbox->create_ms}});
+    vm.sandbox_id = sandbox->id;
+    m_control.add_sandbox(vm.sandbox_id);
+    event(vm, {{"type", "vm"}, {"sandbox", vm.sandbox_id}, {"from", m_template_shown}, {"create_ms", sandbox->create_ms}});
+    return lease_vm(vm);
+}
+
+bool JobAttempt::lease_vm(AttemptVm& vm) {
     if (m_control.stopped()) return stopped_by_watchdog();
-    auto lease = service.lease(m_runner.m_config.caller, m_sandbox_id);
+    auto lease = m_runner.m_service.lease(m_runner.m_config.caller, vm.sandbox_id);
     if (!lease.ok()) return vm_failure("the job's VM", lease.error());
-    m_lease = std::move(*lease);
-    m_agent = &m_lease->agent();
+    vm.lease = std::move(*lease);
+    vm.agent = &vm.lease->agent();
     return true;
 }
 
-bool JobAttempt::check_out() {
+bool JobAttempt::check_out(AttemptVm& vm) {
     // The host made the checkout (GitCache::checkout_tar, still under way perhaps); one guest
     // command extracts it from stdin and has git confirm HEAD.
     const int64_t checkout_start = now_mono();
@@ -233,11 +277,13 @@ bool JobAttempt::check_out() {
     checkout.timeout_ms = static_cast<uint64_t>(std::min<int64_t>(left_ms(), 600000));
     vm::ExecIo io;
     io.stdin_source = m_checkout_tar->source();
-    auto co = m_agent->exec_collect(checkout, std::move(io), 1 << 20);
+    auto co = vm.agent->exec_collect(checkout, std::move(io), 1 << 20);
+    // The tar goes once the last VM that reads it has (a fresh shard's may still be starting).
+    const bool last_reader = --m_checkouts_left == 0;
     if (!co.ok()) return vm_failure("checking out in the VM", co.error());
     if (const auto& made = m_checkout_tar->wait(); !made.ok())  // a commit over 4 GiB is the job's
         return fail(JobState::Error, "preparing the checkout: " + made.error().message, made.error().code != ErrorCode::TooLarge);
-    m_checkout_tar->remove();
+    if (last_reader) m_checkout_tar->remove();
     std::string head = co->stdout_data;
     while (!head.empty() && (head.back() == '\n' || head.back() == '\r')) head.pop_back();
     if (head.size() > 40) head = head.substr(head.size() - 40);
@@ -248,26 +294,29 @@ bool JobAttempt::check_out() {
                         std::to_string(co->result.shell_status()) + "): " + last_lines(co->stderr_data, 5),
                     true);
     }
-    m_log.event({{"type", "checkout"}, {"sha", head}, {"checkout_ms", now_mono() - checkout_start},
-                 {"tar_ms", m_checkout_tar->made_ms()}, {"tar_wait_ms", m_checkout_tar->waited_ms()}});
+    event(vm, {{"type", "checkout"}, {"sha", head}, {"checkout_ms", now_mono() - checkout_start},
+               {"tar_ms", m_checkout_tar->made_ms()}, {"tar_wait_ms", m_checkout_tar->waited_ms()}});
     return true;
 }
 
-bool JobAttempt::bake_on_miss() {
+bool JobAttempt::bake_on_miss(AttemptVm& vm) {
     const JobDefinition& p = m_def;
     if (!p.bake || m_outcome.bake_hit) return true;
-    // No secrets: the snapshot keeps whatever the bake leaves. This VM then goes on as the job's,
-    // which is what a restore of the new snapshot would give.
+    // No secrets, and no shard's variables: the snapshot keeps whatever the bake leaves. This VM
+    // then goes on as the job's, which is what a restore of the new snapshot would give.
     StepRecord bake{"bake", "pending", -1, 0};
-    if (auto ran = run_script("bake", p.bake->run, job_env(), std::nullopt, bake); !ran.ok())
+    bake.shard = vm.shard;
+    if (auto ran = run_script(vm, "bake", p.bake->run, job_env(-1), std::nullopt, bake, std::nullopt); !ran.ok())
         return vm_failure("the bake", ran.error());
     if (bake.state != "passed") {
         if (m_control.timed_out) return stopped_by_watchdog();
         return fail(JobState::Failed, "the bake (bake.run) " + (bake.state == "timed_out" ? std::string("timed out") :
                                           "exited with status " + std::to_string(bake.exit_code)));
     }
+    // Fresh shards each ran the same bake: one snapshot of it (shard 0's) is enough.
+    if (vm.shard > 0) return true;
     const daemon::Caller& caller = m_runner.m_config.caller;
-    auto snap = m_runner.m_service.snapshot(caller, m_sandbox_id,
+    auto snap = m_runner.m_service.snapshot(caller, vm.sandbox_id,
                                             bake_snapshot_prefix(canonical_repository(m_job.spec)) + m_outcome.template_key);
     if (snap.ok()) {
         (void)m_runner.m_store.put_bake(BakeEntry{m_outcome.template_key, p.template_name, snap->id}, now_unix_ms());
@@ -283,44 +332,52 @@ bool JobAttempt::bake_on_miss() {
     return true;
 }
 
-bool JobAttempt::run_steps() {
+bool JobAttempt::run_steps(AttemptVm& vm, size_t first, size_t end) {
     const JobDefinition& p = m_def;
-    const Env base_env = job_env();
-    for (size_t i = 0; i < p.steps.size(); ++i) {
+    const Env base_env = job_env(vm.shard);
+    for (size_t i = first; i < end; ++i) {
         const auto& step = p.steps[i];
-        if (!m_all_passed || m_control.stopped()) {
-            m_outcome.steps[i].state = "skipped";
+        const size_t index = record_index(vm.shard, i);
+        StepRecord record{step.name, "pending", -1, 0};
+        record.shard = vm.shard;
+        if (!vm.passed || m_control.stopped() || m_abandoned) {
+            record.state = "skipped";
+            publish_step(index, record);
             continue;
         }
         // The pipeline's environment, then the step's, then the secrets.
         Env env = base_env;
         for (const auto& [k, v] : step.env) env[k] = v;
         for (const auto& [k, v] : m_secret_env) env[k] = v;
-        auto ran = run_script(step.name, step.run, env, step.timeout_seconds, m_outcome.steps[i]);
-        m_outcome.steps_ms += m_outcome.steps[i].duration_ms;
+        auto ran = run_script(vm, step.name, step.run, env, step.timeout_seconds, record, index);
+        publish_step(index, record);
         if (!ran.ok()) {
-            for (size_t j = i + 1; j < p.steps.size(); ++j) m_outcome.steps[j].state = "skipped";
-            return vm_failure("step " + step.name, ran.error());
+            for (size_t j = i + 1; j < end; ++j) {
+                StepRecord skipped{p.steps[j].name, "skipped", -1, 0};
+                skipped.shard = vm.shard;
+                publish_step(record_index(vm.shard, j), skipped);
+            }
+            return vm_failure("step " + step.name + (vm.shard >= 0 ? " of shard " + std::to_string(vm.shard) : ""),
+                              ran.error());
         }
-        if (m_outcome.steps[i].state != "passed") m_all_passed = false;
-        m_progress(m_outcome);
+        if (record.state != "passed") vm.passed = false;
     }
     if (m_control.cancel) return fail(JobState::Cancelled, "cancelled");
-    return true;
+    return !ended();  // another shard's VM may have ended the attempt meanwhile
 }
 
-bool JobAttempt::collect_results() {
+bool JobAttempt::collect_results(AttemptVm& vm) {
     const JobDefinition& p = m_def;
-    if (m_vm_stuck) {
-        m_log.event({{"type", "warning"}, {"message", "the VM stopped answering: no reports or artifacts"}});
+    if (vm.stuck) {
+        event(vm, {{"type", "warning"}, {"message", "the VM stopped answering: no reports or artifacts"}});
         return true;
     }
     if (p.junit.empty() && p.artifacts.empty()) return true;
     // The globs are matched here, on the host, against a listing: never by a guest shell.
     std::vector<std::string> files;
-    if (!list_checkout(files)) return false;
-    if (!p.junit.empty() && !read_junit_reports(files)) return false;
-    if (!p.artifacts.empty() && !copy_artifacts(files)) return false;
+    if (!list_checkout(vm, files)) return false;
+    if (!p.junit.empty() && !read_junit_reports(vm, files)) return false;
+    if (!p.artifacts.empty() && !copy_artifacts(vm, files)) return false;
     return true;
 }
 
@@ -329,37 +386,62 @@ void JobAttempt::conclude() {
         fail(JobState::Failed, "the job ran past its timeout_seconds (" + std::to_string(m_def.timeout_seconds) + " s)");
         return;
     }
-    m_outcome.state = m_all_passed ? JobState::Passed : JobState::Failed;
-    if (m_all_passed) return;
+    std::lock_guard lock(m_mutex);
+    // Passed only if every step of every VM passed: one failing shard fails the job.
+    const StepRecord* failed = nullptr;
     for (const auto& s : m_outcome.steps)
-        if (s.state == "failed" || s.state == "timed_out") {
-            m_outcome.error = "step " + s.name + (s.state == "timed_out" ? " timed out" : " exited with status " +
-                                                                                std::to_string(s.exit_code));
+        if (s.state != "passed") {
+            failed = &s;
             break;
         }
+    m_outcome.state = failed ? JobState::Failed : JobState::Passed;
+    m_ended = true;
+    if (!failed) return;
+    for (const auto& s : m_outcome.steps)
+        if (s.state == "failed" || s.state == "timed_out") {
+            failed = &s;
+            break;
+        }
+    m_outcome.error = "step " + failed->name + (failed->shard >= 0 ? " of shard " + std::to_string(failed->shard) : "") +
+                      (failed->state == "timed_out" ? " timed out"
+                       : failed->state == "failed"  ? " exited with status " + std::to_string(failed->exit_code)
+                                                    : " did not run");
+}
+
+void JobAttempt::remove_vm(AttemptVm& vm) {
+    // The lease goes first: the VM object it holds is released before the sandbox is removed.
+    vm.agent = nullptr;
+    vm.lease.reset();
+    if (vm.sandbox_id.empty()) return;
+    const std::string id = std::exchange(vm.sandbox_id, std::string());
+    int64_t start = now_mono();
+    auto st = m_runner.m_service.remove(m_runner.m_config.caller, id);
+    if (!st.ok()) log::warn("ci: removing a job's VM failed", {{"sandbox", id}, {"error", st.error().to_string()}});
+    m_control.remove_sandbox(id);
+    event(vm, {{"type", "vm_removed"}, {"sandbox", id}, {"remove_ms", now_mono() - start}});
 }
 
 void JobAttempt::tear_down() {
-    // The lease goes first: the VM object it holds is released before the sandbox is removed.
-    m_agent = nullptr;
-    m_lease.reset();
-    if (!m_sandbox_id.empty()) {
-        const std::string id = std::exchange(m_sandbox_id, std::string());
-        int64_t start = now_mono();
-        auto st = m_runner.m_service.remove(m_runner.m_config.caller, id);
-        if (!st.ok()) log::warn("ci: removing a job's VM failed", {{"sandbox", id}, {"error", st.error().to_string()}});
-        m_log.event({{"type", "vm_removed"}, {"sandbox", id}, {"remove_ms", now_mono() - start}});
-    }
-    m_checkout_tar.reset();  // waits for the tar's thread if the VM never read it, and removes the tar
+    for (auto& vm : m_vms) remove_vm(*vm);
+    m_checkout_tar.reset();  // waits for the tar's thread if no VM read it, and removes the tar
+    if (!m_needs_tar.empty()) ::unlink(std::exchange(m_needs_tar, std::string()).c_str());
 }
 
 // ---- how an attempt ends ------------------------------------------------------------------------
 
 bool JobAttempt::fail(JobState state, std::string error, bool retryable) {
+    std::lock_guard lock(m_mutex);
+    if (m_ended) return false;
+    m_ended = true;
     m_outcome.state = state;
     m_outcome.error = std::move(error);
     m_outcome.retryable = retryable;
     return false;
+}
+
+bool JobAttempt::ended() {
+    std::lock_guard lock(m_mutex);
+    return m_ended;
 }
 
 bool JobAttempt::vm_failure(const std::string& what, const Error& error) {
@@ -380,19 +462,65 @@ const daemon::net::NetworkPolicy& JobAttempt::network() const {
     return m_job.spec.trusted ? m_runner.m_config.trusted_network : m_runner.m_config.untrusted_network;
 }
 
+int64_t JobAttempt::vm_ttl_seconds() const {
+    return std::min<int64_t>(m_runner.m_config.max_ttl_seconds, int64_t(m_def.timeout_seconds) + 300);
+}
+
+daemon::Labels JobAttempt::vm_metadata(int shard) const {
+    daemon::Labels labels{{"ci_job", m_job.id}};
+    if (shard >= 0) labels["ci_shard"] = std::to_string(shard);
+    return labels;
+}
+
 // ---- steps --------------------------------------------------------------------------------------
 
-JobAttempt::Env JobAttempt::job_env() const {
+JobAttempt::Env JobAttempt::job_env(int shard) const {
     Env env = m_def.env;
     env["CI"] = "true";
     env["KILN_JOB_ID"] = m_job.id;
     env["KILN_COMMIT_SHA"] = m_job.sha;
+    for (const auto& [axis, value] : m_matrix) env[matrix_env_name(axis)] = value;
+    env["KILN_JOB_NAME"] = m_planned_name;
+    if (!m_job.pipeline_id.empty()) env["KILN_PIPELINE_ID"] = m_job.pipeline_id;
+    env["KILN_NEEDS_DIR"] = kNeedsDir;
+    if (shard >= 0) {
+        env["KILN_SHARD_INDEX"] = std::to_string(shard);
+        env["KILN_SHARD_COUNT"] = std::to_string(m_shards);
+    }
     return env;
 }
 
-Status JobAttempt::run_script(const std::string& name, const std::string& script, const Env& env,
-                              std::optional<uint32_t> timeout_seconds, StepRecord& record) {
-    vm::AgentClient& agent = *m_agent;
+void JobAttempt::publish_step(size_t index, const StepRecord& record) {
+    std::lock_guard lock(m_mutex);
+    if (index >= m_outcome.steps.size()) return;
+    m_outcome.steps[index] = record;
+    // The steps' own run time, for the overhead figure: shards run at once, so the steps before
+    // the fork and then the slowest shard's.
+    int64_t own = 0;
+    std::map<int, int64_t> shards;
+    for (const auto& s : m_outcome.steps) (s.shard < 0 ? own : shards[s.shard]) += s.duration_ms;
+    int64_t slowest = 0;
+    for (const auto& [shard, ms] : shards) slowest = std::max(slowest, ms);
+    m_outcome.steps_ms = own + slowest;
+    m_progress(m_outcome);
+}
+
+void JobAttempt::skip_pending_steps() {
+    std::lock_guard lock(m_mutex);
+    bool changed = false;
+    for (auto& s : m_outcome.steps)
+        if (s.state == "pending") s.state = "skipped", changed = true;
+    if (changed) m_progress(m_outcome);
+}
+
+void JobAttempt::event(const AttemptVm& vm, nlohmann::json e) {
+    if (vm.shard >= 0) e["shard"] = vm.shard;
+    m_log.event(std::move(e));
+}
+
+Status JobAttempt::run_script(AttemptVm& vm, const std::string& name, const std::string& script, const Env& env,
+                              std::optional<uint32_t> timeout_seconds, StepRecord& record, std::optional<size_t> index) {
+    vm::AgentClient& agent = *vm.agent;
     proto::ExecRequest req;
     req.argv = {"sh", "-e", "-c", script};
     req.cwd = kCheckout;
@@ -408,12 +536,13 @@ Status JobAttempt::run_script(const std::string& name, const std::string& script
     req.timeout_ms = static_cast<uint64_t>(limit);
     req.output_limit = kStepOutputLimit;
     vm::ExecIo io;
-    io.on_stdout = [&](std::string_view d) { m_log.output(name, "stdout", d); };
-    io.on_stderr = [&](std::string_view d) { m_log.output(name, "stderr", d); };
+    io.on_stdout = [&](std::string_view d) { m_log.output(name, "stdout", d, vm.shard); };
+    io.on_stderr = [&](std::string_view d) { m_log.output(name, "stderr", d, vm.shard); };
     io.host_timeout = Millis(limit + kHostGraceMs);
     record.state = "running";
-    m_progress(m_outcome);
-    m_log.event({{"type", "step_started"}, {"step", name}});
+    record.started_at_ms = now_unix_ms();
+    if (index) publish_step(*index, record);
+    event(vm, {{"type", "step_started"}, {"step", name}});
     int64_t start = now_mono();
     auto r = agent.exec(req, io);
     record.duration_ms = now_mono() - start;
@@ -421,23 +550,23 @@ Status JobAttempt::run_script(const std::string& name, const std::string& script
         // The agent did not end the command in time (a fork bomb can starve it): the step
         // timed out, and this VM is not trusted with anything more.
         record.state = "timed_out";
-        m_vm_stuck = true;
+        vm.stuck = true;
         if (capped) m_control.timed_out = true;
-        m_log.event({{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"duration_ms", record.duration_ms},
-                     {"message", "the VM did not answer in time"}});
+        event(vm, {{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"duration_ms", record.duration_ms},
+                   {"message", "the VM did not answer in time"}});
         return ok_status();
     }
     if (!r.ok() && agent.alive() && !m_control.stopped() && r.error().code != ErrorCode::VmGone) {
         // The agent refused the command (the job deleted /bin/sh, say): the step failed.
         record.state = "failed";
         record.exit_code = 127;
-        m_log.event({{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"exit_code", record.exit_code},
-                     {"message", r.error().message}});
+        event(vm, {{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"exit_code", record.exit_code},
+                   {"message", r.error().message}});
         return ok_status();
     }
     if (!r.ok()) {
         record.state = m_control.timed_out ? "timed_out" : "failed";  // the watchdog ended the job at its cap
-        m_log.event({{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"error", r.error().message}});
+        event(vm, {{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"error", r.error().message}});
         return r.error();
     }
     record.exit_code = r->shell_status();
@@ -447,15 +576,15 @@ Status JobAttempt::run_script(const std::string& name, const std::string& script
     } else {
         record.state = record.exit_code == 0 ? "passed" : "failed";
     }
-    m_log.event({{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"exit_code", record.exit_code},
-                 {"duration_ms", record.duration_ms}, {"output_truncated", r->output_truncated}});
+    event(vm, {{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"exit_code", record.exit_code},
+               {"duration_ms", record.duration_ms}, {"output_truncated", r->output_truncated}});
     return ok_status();
 }
 
 // ---- results ------------------------------------------------------------------------------------
 
-bool JobAttempt::list_checkout(std::vector<std::string>& files) {
-    vm::AgentClient& agent = *m_agent;
+bool JobAttempt::list_checkout(AttemptVm& vm, std::vector<std::string>& files) {
+    vm::AgentClient& agent = *vm.agent;
     proto::ExecRequest find;
     find.argv = {"find", ".", "-path", "./.git", "-prune", "-o", "-type", "f", "-print0"};
     find.cwd = kCheckout;
@@ -464,7 +593,7 @@ bool JobAttempt::list_checkout(std::vector<std::string>& files) {
     if (!listed.ok() && (!agent.alive() || m_control.stopped()))
         return vm_failure("listing the checkout", listed.error());
     if (!listed.ok()) {  // the job broke its own VM (no find, say): its reports are simply missing
-        m_log.event({{"type", "warning"}, {"message", "listing the checkout failed: " + listed.error().message}});
+        event(vm, {{"type", "warning"}, {"message", "listing the checkout failed: " + listed.error().message}});
         return true;
     }
     // Capped in files and depth, so matching the globs stays cheap whatever tree the job made.
@@ -472,27 +601,27 @@ bool JobAttempt::list_checkout(std::vector<std::string>& files) {
     CheckoutListing listing = parse_checkout_listing(listed->stdout_data, limits);
     if (listed->stdout_data.size() >= kMaxListingBytes) listing.cut_short = true;
     if (std::string warning = listing.warning(limits); !warning.empty())
-        m_log.event({{"type", "warning"}, {"message", warning}});
+        event(vm, {{"type", "warning"}, {"message", warning}});
     files = std::move(listing.files);
     return true;
 }
 
-std::vector<std::string> JobAttempt::matching_files(const std::vector<std::string>& globs,
+std::vector<std::string> JobAttempt::matching_files(const AttemptVm& vm, const std::vector<std::string>& globs,
                                                    const std::vector<std::string>& files, const char* key) {
     GlobFiltered matched = glob_filter(globs, files);
     if (!matched.complete)
-        m_log.event({{"type", "warning"}, {"message", std::string("matching the ") + key +
-                                                           " globs took too long; files after " +
-                                                           std::to_string(matched.paths.size()) +
-                                                           " matches were not considered"}});
+        event(vm, {{"type", "warning"}, {"message", std::string("matching the ") + key +
+                                                         " globs took too long; files after " +
+                                                         std::to_string(matched.paths.size()) +
+                                                         " matches were not considered"}});
     return std::move(matched.paths);
 }
 
-bool JobAttempt::read_junit_reports(const std::vector<std::string>& files) {
-    vm::AgentClient& agent = *m_agent;
+bool JobAttempt::read_junit_reports(AttemptVm& vm, const std::vector<std::string>& files) {
+    vm::AgentClient& agent = *vm.agent;
     JunitSummary sum;
     int reports = 0;
-    for (const auto& f : matching_files(m_def.junit, files, "junit")) {
+    for (const auto& f : matching_files(vm, m_def.junit, files, "junit")) {
         std::string xml;
         auto read = agent.read_file(std::string(kCheckout) + "/" + f, [&](std::string_view d) -> Status {
             if (xml.size() + d.size() > kMaxJunitBytes) return make_error(ErrorCode::TooLarge, "over 64 MiB");
@@ -501,54 +630,78 @@ bool JobAttempt::read_junit_reports(const std::vector<std::string>& files) {
         }, Millis(std::min<int64_t>(left_ms(), 120000)));
         if (!read.ok()) {
             if (!agent.alive()) return vm_failure("reading " + f, read.error());
-            m_log.event({{"type", "warning"}, {"message", "JUnit report " + f + ": " + read.error().message}});
+            event(vm, {{"type", "warning"}, {"message", "JUnit report " + f + ": " + read.error().message}});
             continue;
         }
         auto s = read_junit_summary(xml);
         if (!s.ok()) {
-            m_log.event({{"type", "warning"}, {"message", "JUnit report " + f + ": " + s.error().message}});
+            event(vm, {{"type", "warning"}, {"message", "JUnit report " + f + ": " + s.error().message}});
             continue;
         }
         sum += *s;
         ++reports;
     }
-    m_outcome.junit = JunitTotals{int64_t(sum.tests), int64_t(sum.failures), int64_t(sum.errors), int64_t(sum.skipped)};
-    m_log.event({{"type", "junit"}, {"reports", reports}, {"tests", sum.tests}, {"failures", sum.failures},
-                 {"errors", sum.errors}, {"skipped", sum.skipped}});
+    {
+        // The job's totals are the sum over its shards.
+        std::lock_guard lock(m_mutex);
+        JunitTotals& totals = m_outcome.junit ? *m_outcome.junit : m_outcome.junit.emplace();
+        totals.tests += int64_t(sum.tests);
+        totals.failures += int64_t(sum.failures);
+        totals.errors += int64_t(sum.errors);
+        totals.skipped += int64_t(sum.skipped);
+    }
+    event(vm, {{"type", "junit"}, {"reports", reports}, {"tests", sum.tests}, {"failures", sum.failures},
+               {"errors", sum.errors}, {"skipped", sum.skipped}});
     return true;
 }
 
-bool JobAttempt::copy_artifacts(const std::vector<std::string>& files) {
-    vm::AgentClient& agent = *m_agent;
-    // A retried attempt starts its artifacts afresh.
-    (void)remove_tree(m_job_dir + "/artifacts");
-    (void)make_dirs(m_job_dir + "/artifacts", 0700);
-    uint64_t total = 0;
-    for (const auto& f : matching_files(m_def.artifacts, files, "artifacts")) {
-        if (m_outcome.artifacts.size() >= kMaxArtifacts) {
-            m_log.event({{"type", "warning"}, {"message", "more than 1000 artifacts: the rest are dropped"}});
-            break;
+bool JobAttempt::copy_artifacts(AttemptVm& vm, const std::vector<std::string>& files) {
+    vm::AgentClient& agent = *vm.agent;
+    // A shard's artifacts are kept apart: shard-<i>/<name>.
+    const std::string prefix = vm.shard >= 0 ? "shard-" + std::to_string(vm.shard) + "/" : "";
+    // Each file is read into a name of this VM's own, then numbered among the job's artifacts
+    // (artifact_path) under the lock: shards copy at once.
+    const std::string part = m_job_dir + "/artifacts/part-" + std::to_string(vm.shard + 1);
+    size_t count = 0;
+    uint64_t bytes = 0;
+    for (const auto& f : matching_files(vm, m_def.artifacts, files, "artifacts")) {
+        {
+            std::lock_guard lock(m_mutex);
+            if (m_outcome.artifacts.size() >= kMaxArtifacts) {
+                m_log.event({{"type", "warning"}, {"message", "more than 1000 artifacts: the rest are dropped"}});
+                break;
+            }
         }
-        std::string dest = m_runner.artifact_path(m_job.id, m_outcome.artifacts.size());
-        int fd = ::open(dest.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int fd = ::open(part.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0) break;
         UniqueFd owned(fd);
         auto read = agent.read_file(std::string(kCheckout) + "/" + f, [&](std::string_view d) -> Status {
-            if (total + d.size() > kMaxArtifactBytes) return make_error(ErrorCode::TooLarge, "the job's artifacts pass 1 GiB");
-            total += d.size();
+            if (m_artifact_bytes.fetch_add(d.size()) + d.size() > kMaxArtifactBytes) {
+                m_artifact_bytes -= d.size();
+                return make_error(ErrorCode::TooLarge, "the job's artifacts pass 1 GiB");
+            }
+            bytes += d.size();
             if (::write(owned.get(), d.data(), d.size()) != static_cast<ssize_t>(d.size()))
                 return make_error(ErrorCode::IoError, "writing the artifact on the host");
             return ok_status();
         }, Millis(std::min<int64_t>(left_ms(), 600000)));
+        owned.reset();
         if (!read.ok()) {
-            ::unlink(dest.c_str());
+            ::unlink(part.c_str());
             if (!agent.alive()) return vm_failure("reading " + f, read.error());
-            m_log.event({{"type", "warning"}, {"message", "artifact " + f + ": " + read.error().message}});
+            event(vm, {{"type", "warning"}, {"message", "artifact " + f + ": " + read.error().message}});
             continue;
         }
-        m_outcome.artifacts.push_back(f);
+        std::lock_guard lock(m_mutex);
+        if (m_outcome.artifacts.size() >= kMaxArtifacts ||
+            ::rename(part.c_str(), m_runner.artifact_path(m_job.id, m_outcome.artifacts.size()).c_str()) != 0) {
+            ::unlink(part.c_str());
+            continue;
+        }
+        m_outcome.artifacts.push_back(prefix + f);
+        ++count;
     }
-    m_log.event({{"type", "artifacts"}, {"count", m_outcome.artifacts.size()}, {"bytes", total}});
+    event(vm, {{"type", "artifacts"}, {"count", count}, {"bytes", bytes}});
     return true;
 }
 

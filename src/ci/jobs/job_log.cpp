@@ -32,11 +32,21 @@ JobLog::~JobLog() {
     write_held_output();
 }
 
-void JobLog::output(std::string_view step, std::string_view stream, std::string_view data) {
+namespace {
+
+nlohmann::json output_event(int shard, std::string_view step, std::string_view stream, const std::string& data) {
+    nlohmann::json e{{"type", "output"}, {"step", step}, {"stream", stream}, {"data", data}};
+    if (shard >= 0) e["shard"] = shard;
+    return e;
+}
+
+}  // namespace
+
+void JobLog::output(std::string_view step, std::string_view stream, std::string_view data, int shard) {
     std::lock_guard lock(m_mutex);
-    std::string& held = m_held[{std::string(step), std::string(stream)}];
+    std::string& held = m_held[{shard, std::string(step), std::string(stream)}];
     std::string now = mask_chunk(held, data, m_masked);
-    if (!now.empty()) write_line(nlohmann::json{{"type", "output"}, {"step", step}, {"stream", stream}, {"data", now}}, true);
+    if (!now.empty()) write_line(output_event(shard, step, stream, now), true);
 }
 
 void JobLog::event(nlohmann::json e) {
@@ -48,7 +58,8 @@ void JobLog::event(nlohmann::json e) {
 void JobLog::write_held_output() {
     for (auto& [key, held] : m_held) {
         if (held.empty()) continue;
-        write_line(nlohmann::json{{"type", "output"}, {"step", key.first}, {"stream", key.second}, {"data", held}}, true);
+        const auto& [shard, step, stream] = key;
+        write_line(output_event(shard, step, stream, held), true);
         held.clear();
     }
 }

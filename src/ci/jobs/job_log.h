@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -28,10 +29,12 @@ public:
 
     // Values replaced by "***" in output and messages (empty and very short ones are ignored).
     void set_masked(std::vector<std::string> values);
-    // {"type": "output", "step": ..., "stream": "stdout"|"stderr", "data": ...}. An end of `data`
-    // that may be the start of a secret is held back until the stream's next output shows (so a
-    // secret split between two chunks is masked), or until the next event, which comes after it.
-    void output(std::string_view step, std::string_view stream, std::string_view data);
+    // {"type": "output", "step": ..., "stream": "stdout"|"stderr", "data": ...}, and "shard": i when
+    // a shard's VM printed it (shard >= 0; -1: the job's own VM). An end of `data` that may be the
+    // start of a secret is held back until the same shard's stream's next output shows (so a secret
+    // split between two chunks is masked), or until the next event, which comes after it.
+    // Thread-safe: a sharded job's shards write at once.
+    void output(std::string_view step, std::string_view stream, std::string_view data, int shard = -1);
     // Any other event; `event` must be an object with "type". A "ts" (unix ms) is added.
     void event(nlohmann::json event);
 
@@ -47,7 +50,8 @@ private:
     const uint64_t m_max;
     bool m_truncated = false;
     std::vector<std::string> m_masked;
-    std::map<std::pair<std::string, std::string>, std::string> m_held;  // (step, stream): masked, not yet written
+    // (shard, step, stream): masked, not yet written.
+    std::map<std::tuple<int, std::string, std::string>, std::string> m_held;
 };
 
 }  // namespace kiln::ci

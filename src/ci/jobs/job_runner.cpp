@@ -70,11 +70,9 @@ RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::s
     // cancel, the cap) has set its outcome, and the rest are skipped.
     if (attempt.prepare_source()) {
         attempt.choose_secrets();
-        if (attempt.choose_template() && attempt.start_vm() && attempt.check_out() && attempt.bake_on_miss() &&
-            attempt.run_steps() && attempt.collect_results())
-            attempt.conclude();
+        if (attempt.choose_template() && attempt.gather_needs() && attempt.run_vms()) attempt.conclude();
     }
-    // Whatever happened above, the VM goes (the attempt's destructor does it too if a phase threw).
+    // Whatever happened above, every VM goes (the attempt's destructor does it too if a phase threw).
     // The outcome is taken after it, so the log's vm_removed comes before the worker's end event.
     attempt.tear_down();
     return attempt.take_outcome();

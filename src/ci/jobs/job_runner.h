@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,25 +48,31 @@ struct RunnerConfig {
 };
 
 // Shared by the worker running a job and the watchdog that enforces cancel and the hard cap:
-// the watchdog destroys the job's current VM, which ends whatever the worker waits on.
+// the watchdog destroys every VM the job has (its own, and its shards'), which ends whatever the
+// worker and its shard threads wait on.
 struct JobControl {
     std::atomic<bool> cancel{false};
     std::atomic<bool> timed_out{false};
     std::atomic<int64_t> deadline_ms{0};  // monotonic_ms(); 0: none yet
 
-    void set_sandbox(const std::string& id) {
+    // A VM of the job, from its create or fork until it is removed.
+    void add_sandbox(const std::string& id) {
         std::lock_guard lock(mutex);
-        sandbox_id = id;
+        sandbox_ids.insert(id);
     }
-    std::string sandbox() {
+    void remove_sandbox(const std::string& id) {
         std::lock_guard lock(mutex);
-        return sandbox_id;
+        sandbox_ids.erase(id);
+    }
+    std::vector<std::string> sandboxes() {
+        std::lock_guard lock(mutex);
+        return {sandbox_ids.begin(), sandbox_ids.end()};
     }
     bool stopped() const { return cancel || timed_out; }
 
 private:
     std::mutex mutex;
-    std::string sandbox_id;
+    std::set<std::string> sandbox_ids;
 };
 
 struct RunOutcome {

@@ -642,9 +642,11 @@ void LocalJobService::watchdog_loop() {
         }
         lock.unlock();
         for (auto& [id, c] : to_kill) {
-            std::string sb = c->sandbox();
-            // Removing the sandbox kills its QEMU; every agent call the worker waits on then fails.
-            if (!sb.empty() && destroyed.insert(sb).second) {
+            // Every VM of the job (a sharded job has several; one forked or created after this
+            // pass is found by the next). Removing a sandbox kills its QEMU; every agent call the
+            // worker and its shard threads wait on then fails.
+            for (const std::string& sb : c->sandboxes()) {
+                if (!destroyed.insert(sb).second) continue;
                 if (m_service.remove(m_config.runner.caller, sb).ok())
                     log::info("ci: job VM destroyed", {{"job", id}, {"sandbox", sb},
                                                       {"why", c->cancel ? "cancel" : "timeout"}});
