@@ -99,12 +99,10 @@ def run(api: Api, repo: Path, sha: str) -> dict:
 
 def main() -> int:
     runs = int(os.environ.get("KILN_BENCH_PIPELINE_RUNS", "5"))
-    kilnd = Kilnd(extra_env={"KILN_CI_WORKERS": "1"}, name="pipeline-bench")
+    kilnd = Kilnd.launched({"KILN_CI_WORKERS": "1"}, "pipeline-bench", {"bench": "admin"})
     work = Path(tempfile.mkdtemp(prefix="kiln-pipeline-bench-"))
     try:
-        token = kilnd.create_token("bench")
-        kilnd.start()
-        api = Api(kilnd.port, token)
+        api = Api(kilnd.port, kilnd.tokens["bench"])
         accel = api.call("GET", "/healthz")["accel"]
         repos = {}
         for kind in LABELS:

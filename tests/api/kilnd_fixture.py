@@ -110,6 +110,20 @@ class Kilnd:
         env.update(self.extra_env)
         return env
 
+    @classmethod
+    def launched(cls, extra_env: Optional[dict[str, str]] = None, name: str = "test",
+                 tokens: Optional[dict[str, str]] = None) -> "Kilnd":
+        """A started kilnd with these tokens (name -> scope) created first; cleaned up if the start fails."""
+        instance = cls(extra_env, name)
+        try:
+            for token, scope in (tokens or {}).items():
+                instance.create_token(token, scope)
+            instance.start()
+        except Exception:
+            instance.cleanup()
+            raise
+        return instance
+
     def create_token(self, name: str, scope: str = "admin", quota: str = "") -> str:
         """`kilnd token create --name NAME --scope SCOPE [--quota Q]`; the token is the last
         non-empty line of stdout. Admin by default: most tests act as the single operator."""

@@ -25,38 +25,25 @@ sys.path.insert(0, str(HERE.parent / "api"))
 
 from api_client import ApiClient, query  # noqa: E402
 from kilnd_fixture import Kilnd, wait_until  # noqa: E402
-from openapi_check import OpenApiSpec, SpecRecorder  # noqa: E402
-from test_jobs import Repo, check, logs, output, submit, wait_job  # noqa: E402
+# The jobs tests' fixtures (api over this module's kilnd, the spec recorder, a repository) and helpers.
+from test_jobs import api, check, logs, output, recorder, repo, submit, wait_job  # noqa: E402,F401
 
 PIPELINE_FINAL = {"passed", "failed", "error", "cancelled"}
 
 
 @pytest.fixture(scope="module")
-def recorder() -> SpecRecorder:
-    return SpecRecorder(OpenApiSpec.load())
-
-
-@pytest.fixture(scope="module")
 def kilnd():
-    instance = Kilnd(extra_env={"KILN_CI_WORKERS": "2"}, name="ci-shards")
-    try:
-        instance.create_token("alice")  # admin: sees every owner's sandboxes (the CI token's job VMs)
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
+    # alice is admin: she sees every owner's sandboxes (the job VMs belong to kilnd's CI token).
+    instance = Kilnd.launched({"KILN_CI_WORKERS": "2"}, "ci-shards", {"alice": "admin"})
     yield instance
     instance.cleanup()
 
 
-@pytest.fixture(scope="module")
-def api(kilnd, recorder) -> ApiClient:
-    return ApiClient(kilnd.port, kilnd.tokens["alice"], recorder)
-
-
-@pytest.fixture()
-def repo(tmp_path) -> Repo:
-    return Repo(tmp_path / "repo")
+def sharded_job(parallel: int, steps: str, fork_after: str | None = None, extra: str = "") -> str:
+    """A .kiln.yml of one job `suite` in `parallel` shards; `steps` as written under `steps:`."""
+    return ("jobs:\n  suite:\n    template: base\n"
+            f"    parallel: {parallel}\n" + (f"    fork_after: {fork_after}\n" if fork_after else "") +
+            extra + "    steps:\n" + steps)
 
 
 def job_vms(api: ApiClient, job_id: str, live_only: bool = False) -> list[dict]:
@@ -77,6 +64,7 @@ def fields(line: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in line.split() if "=" in part)
 
 
+RESULTS = "    junit: [\"reports/*.xml\"]\n    artifacts: [\"out/*\"]\n"
 # Each shard writes a JUnit report with shard index + 1 tests (one failing nowhere), and an artifact.
 SHARD_REPORT = (
     "          n=$((KILN_SHARD_INDEX + 1)); mkdir -p reports out\n"
@@ -86,15 +74,7 @@ SHARD_REPORT = (
 
 
 def test_fork_after_runs_the_prepare_once_and_forks_four_separate_shards(api, repo):
-    sha = repo.commit({".kiln.yml": (
-        "jobs:\n"
-        "  suite:\n"
-        "    template: base\n"
-        "    parallel: 4\n"
-        "    fork_after: prepare\n"
-        "    junit: [\"reports/*.xml\"]\n"
-        "    artifacts: [\"out/*\"]\n"
-        "    steps:\n"
+    sha = repo.commit({".kiln.yml": sharded_job(4, fork_after="prepare", extra=RESULTS, steps=(
         "      - name: prepare\n"
         "        run: |\n"
         "          echo prepared >> /work/prepare-count\n"
@@ -104,7 +84,7 @@ def test_fork_after_runs_the_prepare_once_and_forks_four_separate_shards(api, re
         "          echo \"count=$(wc -l < /work/prepare-count) index=$KILN_SHARD_INDEX of=$KILN_SHARD_COUNT"
         " host=$(hostname) rand=$(head -c 16 /dev/urandom | od -An -x | tr -d ' \\n')"
         " warm=$(cat warm.txt) name=$KILN_JOB_NAME\"\n"
-        + SHARD_REPORT)})
+        + SHARD_REPORT))})
     job = wait_job(api, submit(api, repo, sha)["id"], timeout=600)
     assert job["state"] == "passed", (job["error"], job["steps"])
     # One record for prepare (the job's own VM), then test once per shard.
@@ -143,21 +123,14 @@ def test_fork_after_runs_the_prepare_once_and_forks_four_separate_shards(api, re
 
 
 def test_without_fork_after_each_shard_is_a_fresh_vm_running_every_step(api, repo):
-    sha = repo.commit({".kiln.yml": (
-        "jobs:\n"
-        "  fresh:\n"
-        "    template: base\n"
-        "    parallel: 2\n"
-        "    junit: [\"reports/*.xml\"]\n"
-        "    artifacts: [\"out/*\"]\n"
-        "    steps:\n"
+    sha = repo.commit({".kiln.yml": sharded_job(2, extra=RESULTS, steps=(
         "      - name: setup\n"
         "        run: echo setup >> /work/setup-count\n"
         "      - name: test\n"
         "        run: |\n"
         "          echo \"count=$(wc -l < /work/setup-count) index=$KILN_SHARD_INDEX of=$KILN_SHARD_COUNT"
         " host=$(hostname) head=$(git rev-parse HEAD)\"\n"
-        + SHARD_REPORT)})
+        + SHARD_REPORT))})
     job = wait_job(api, submit(api, repo, sha)["id"], timeout=600)
     assert job["state"] == "passed", (job["error"], job["steps"])
     assert [(s["name"], s["shard"]) for s in job["steps"]] == [
@@ -178,13 +151,7 @@ def test_without_fork_after_each_shard_is_a_fresh_vm_running_every_step(api, rep
 
 
 def test_a_failing_shard_fails_the_job_and_the_others_run_to_their_end(api, repo):
-    sha = repo.commit({".kiln.yml": (
-        "jobs:\n"
-        "  suite:\n"
-        "    template: base\n"
-        "    parallel: 3\n"
-        "    fork_after: prepare\n"
-        "    steps:\n"
+    sha = repo.commit({".kiln.yml": sharded_job(3, fork_after="prepare", steps=(
         "      - name: prepare\n"
         "        run: echo ready\n"
         "      - name: test\n"
@@ -192,7 +159,7 @@ def test_a_failing_shard_fails_the_job_and_the_others_run_to_their_end(api, repo
         "          if [ \"$KILN_SHARD_INDEX\" = 1 ]; then echo shard one fails; exit 3; fi\n"
         "          sleep 2; echo test-done-$KILN_SHARD_INDEX\n"
         "      - name: after\n"
-        "        run: echo after-done-$KILN_SHARD_INDEX\n")})
+        "        run: echo after-done-$KILN_SHARD_INDEX\n"))})
     job = wait_job(api, submit(api, repo, sha)["id"], timeout=600)
     assert job["state"] == "failed", job
     assert job["attempts"] == 1, "a failing shard was retried as if the VM had failed"
@@ -210,17 +177,11 @@ def test_a_failing_shard_fails_the_job_and_the_others_run_to_their_end(api, repo
 
 
 def test_cancel_ends_every_shard(api, repo):
-    sha = repo.commit({".kiln.yml": (
-        "jobs:\n"
-        "  suite:\n"
-        "    template: base\n"
-        "    parallel: 2\n"
-        "    fork_after: prepare\n"
-        "    steps:\n"
+    sha = repo.commit({".kiln.yml": sharded_job(2, fork_after="prepare", steps=(
         "      - name: prepare\n"
         "        run: echo ready\n"
         "      - name: wait\n"
-        "        run: echo started-$KILN_SHARD_INDEX; sleep 300\n")})
+        "        run: echo started-$KILN_SHARD_INDEX; sleep 300\n"))})
     job_id = submit(api, repo, sha)["id"]
 
     def both_started():

@@ -79,10 +79,11 @@ void JobAttempt::run_shard(AttemptVm& vm, const std::function<bool()>& phases) {
 }
 
 bool JobAttempt::run_forked_shards(AttemptVm& parent) {
-    // The steps up to fork_after did not all pass (or the VM stopped answering): no shard runs.
+    // The steps up to fork_after did not all pass (or the VM stopped answering): no shard runs,
+    // and what those steps left is the job's results (a failed install's logs, say).
     if (!parent.passed || parent.stuck) {
         skip_pending_steps();
-        return true;
+        return collect_results(parent);
     }
     const size_t first = *m_fork_index + 1;
     daemon::ForkRequest request;
