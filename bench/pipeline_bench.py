@@ -14,7 +14,8 @@ The same suite as four jobs, each timed as the job's wall time (started -> finis
       the timing, by one untimed job);
   (d) one VM running the 4 shards in a row (no `parallel`).
 The four run in turns (a, b, c, d, a, b, ...) so that the host's load falls on each alike;
-KILN_BENCH_PIPELINE_RUNS (5) runs of each. One CI worker: one job at a time. Prints medians and p99
+KILN_BENCH_PIPELINE_RUNS (5) runs of each; KILN_BENCH_PIPELINE_ROUNDS (1) makes the shards' tests
+that many times longer (the same install). One CI worker: one job at a time. Prints medians and p99
 (with few runs, p99 is the slowest run) and the ratios the issue sets targets for: (b)/(a) >= 1.5,
 (a)/(c) <= 1.2. Run: KILN_BUILD=build/release bench/pipeline_bench.py"""
 from __future__ import annotations
@@ -46,7 +47,8 @@ cat $(seq -f 'deps/f%g.c' 0 199) > deps/lib.c
 gcc -O1 -shared -fPIC -o deps/libsuite.so deps/lib.c
 """
 
-# One shard's tests: its quarter of the library's 200 functions, checked by a compiled program.
+# One shard's tests: its quarter of the library's 200 functions, checked by a compiled program,
+# built and run ROUNDS times (KILN_BENCH_PIPELINE_ROUNDS: a longer suite, the same install).
 TEST = r"""set -e
 n=${KILN_SHARD_COUNT:-1}; s=${KILN_SHARD_INDEX:-0}
 mkdir -p reports
@@ -56,8 +58,10 @@ mkdir -p reports
   i=$s; while [ $i -lt 200 ]; do echo "if (f$i(2) != 2 * $i + $((i % 7))) bad++;"; i=$((i + n)); done
   echo 'puts(bad ? "bad" : "ok"); return bad != 0; }'
 } > reports/t$s.c
-gcc -O0 -o reports/t$s reports/t$s.c -Ldeps -lsuite
-LD_LIBRARY_PATH=deps ./reports/t$s
+for round in $(seq ROUNDS); do
+  gcc -O0 -o reports/t$s reports/t$s.c -Ldeps -lsuite
+  LD_LIBRARY_PATH=deps ./reports/t$s
+done
 cases=$(( (200 - s + n - 1) / n ))
 echo "<testsuite tests=\"$cases\" failures=\"0\"></testsuite>" > reports/shard-$s.xml
 """
@@ -67,9 +71,10 @@ def indent(script: str, spaces: int) -> str:
     return "".join(" " * spaces + line + "\n" for line in script.splitlines())
 
 
-def job_file(kind: str) -> str:
+def job_file(kind: str, rounds: int) -> str:
+    test = TEST.replace("ROUNDS", str(rounds))
     steps_install = "      - name: install\n        run: |\n" + indent(INSTALL, 10)
-    steps_test = "      - name: test\n        run: |\n" + indent(TEST, 10)
+    steps_test = "      - name: test\n        run: |\n" + indent(test, 10)
     head = "jobs:\n  suite:\n    template: base\n    junit: [\"reports/*.xml\"]\n    timeout_seconds: 1800\n"
     if kind == "fork":
         return head + "    parallel: 4\n    fork_after: install\n    steps:\n" + steps_install + steps_test
@@ -79,7 +84,7 @@ def job_file(kind: str) -> str:
         return (head + "    parallel: 4\n    bake:\n      run: |\n" + indent(INSTALL, 8) + "    steps:\n" + steps_test)
     # One VM, the 4 shards' tests in a row.
     in_a_row = "for s in 0 1 2 3; do KILN_SHARD_INDEX=$s KILN_SHARD_COUNT=4 sh -e -c \"$TEST\"; done"
-    return (head + "    env:\n      TEST: |\n" + indent(TEST, 8) + "    steps:\n" + steps_install +
+    return (head + "    env:\n      TEST: |\n" + indent(test, 8) + "    steps:\n" + steps_install +
             "      - name: test\n        run: |\n" + indent(in_a_row, 10))
 
 
@@ -99,6 +104,7 @@ def run(api: Api, repo: Path, sha: str) -> dict:
 
 def main() -> int:
     runs = int(os.environ.get("KILN_BENCH_PIPELINE_RUNS", "5"))
+    rounds = int(os.environ.get("KILN_BENCH_PIPELINE_ROUNDS", "1"))
     kilnd = Kilnd.launched({"KILN_CI_WORKERS": "1"}, "pipeline-bench", {"bench": "admin"})
     work = Path(tempfile.mkdtemp(prefix="kiln-pipeline-bench-"))
     try:
@@ -106,7 +112,7 @@ def main() -> int:
         accel = api.call("GET", "/healthz")["accel"]
         repos = {}
         for kind in LABELS:
-            repos[kind] = (work / kind, make_repo(work / kind, {".kiln.yml": job_file(kind)}))
+            repos[kind] = (work / kind, make_repo(work / kind, {".kiln.yml": job_file(kind, rounds)}))
         # Untimed: the base template's first restore, and (c)'s bake.
         print(f"pipeline_bench ({accel}): warming up, and making (c)'s bake", flush=True)
         warm = {kind: run(api, *repos[kind]) for kind in ("serial", "bake")}
@@ -127,7 +133,7 @@ def main() -> int:
 
         med = {k: statistics.median(v) for k, v in wall.items()}
         p99 = {k: pct(v, 99) for k, v in wall.items()}
-        print(f"job wall time, a suite in 4 shards, {runs} runs each, {accel}:")
+        print(f"job wall time, a suite in 4 shards (tests built and run {rounds}x), {runs} runs each, {accel}:")
         for kind, label in LABELS.items():
             print(f"  {label:42s} p50 {med[kind]:7.0f} ms   p99 {p99[kind]:7.0f} ms   "
                   f"= {med[kind] / med['fork']:.2f}x (a)'s median")

@@ -10,3 +10,5 @@ for b in "$build"/bench/*_bench; do
 done
 log "bench: ci_bench.py (CI jobs on a real kilnd; needs the base image)"
 KILN_BUILD="$build" /usr/bin/python3 bench/ci_bench.py
+log "bench: pipeline_bench.py (a 4-shard suite: fork fan-out, fresh VMs, a bake, one VM; needs the base image)"
+KILN_BUILD="$build" /usr/bin/python3 bench/pipeline_bench.py

@@ -5,6 +5,7 @@
 // tests/ci/test_jobs.py on real VMs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <mutex>
@@ -34,13 +35,14 @@ constexpr const char* kBakeSnapshot = "snap-00000000000b";
 // here), only kBakeSnapshot exists.
 class RecordingService : public daemon::SandboxService {
 public:
-    std::vector<std::string> calls;
+    std::vector<std::string> calls;  // guarded by calls_mutex while shards run
+    std::mutex calls_mutex;
     std::optional<Error> create_error;
     std::function<void()> on_create;  // e.g. the watchdog's cancel arriving during the create
     std::function<void()> on_lease;
 
     Result<SandboxInfo> create(const Caller&, const daemon::CreateRequest& request) override {
-        calls.push_back("create " + request.template_id);
+        record("create " + request.template_id);
         if (on_create) on_create();
         if (create_error) return *create_error;
         SandboxInfo s;
@@ -49,12 +51,12 @@ public:
         return s;
     }
     Result<std::shared_ptr<daemon::SandboxLease>> lease(const Caller&, const std::string& id) override {
-        calls.push_back("lease " + id);
+        record("lease " + id);
         if (on_lease) on_lease();
         return make_error(ErrorCode::SandboxNotRunning, "the sandbox is gone");
     }
     Status remove(const Caller&, const std::string& id) override {
-        calls.push_back("remove " + id);
+        record("remove " + id);
         return ok_status();
     }
     Result<SnapshotInfo> get_snapshot(const Caller&, const std::string& id) override {
@@ -85,8 +87,12 @@ public:
     std::map<std::string, int64_t> count_by_state() override { return {}; }
 
 private:
+    void record(std::string call) {
+        std::lock_guard lock(calls_mutex);
+        calls.push_back(std::move(call));
+    }
     Error unused() {
-        calls.push_back("unexpected");
+        record("unexpected");
         return make_error(ErrorCode::Internal, "not used by the runner's early phases");
     }
 };
@@ -236,6 +242,36 @@ TEST_F(CiJobRunnerTest, TheJobsOwnMistakesAreNotRetried) {
         EXPECT_NE(out.error.find("nor a bake of this repository (" + dir.path() + "/src)"), std::string::npos) << out.error;
     }
     EXPECT_TRUE(service.calls.empty()) << "no VM was created";
+}
+
+// A sharded job's step records: the steps up to fork_after once (the job's own VM, shard -1), then
+// the rest once per shard; without fork_after, every step once per shard. Fresh shards each create
+// their VM (on threads of their own), and every VM created is removed.
+TEST_F(CiJobRunnerTest, ShardsHaveTheirOwnStepRecordsAndVms) {
+    const std::string steps = "    steps:\n      - name: prepare\n        run: \"true\"\n"
+                              "      - name: test\n        run: \"true\"\n";
+    JobControl forked;
+    auto out = run(commit({{".kiln.yml", "jobs:\n  suite:\n    parallel: 3\n    fork_after: prepare\n" + steps}}), forked);
+    std::vector<std::pair<std::string, int>> layout;
+    for (const auto& s : out.steps) layout.emplace_back(s.name, s.shard);
+    EXPECT_EQ(layout, (std::vector<std::pair<std::string, int>>{{"prepare", -1}, {"test", 0}, {"test", 1}, {"test", 2}}));
+    EXPECT_EQ(service.calls.size(), 3u) << "one VM before the fork: create, lease (fails here), remove";
+
+    service.calls.clear();
+    JobControl fresh;
+    out = run(commit({{".kiln.yml", "jobs:\n  suite:\n    parallel: 2\n" + steps}}), fresh);
+    layout.clear();
+    for (const auto& s : out.steps) layout.emplace_back(s.name, s.shard);
+    EXPECT_EQ(layout, (std::vector<std::pair<std::string, int>>{{"prepare", 0}, {"test", 0}, {"prepare", 1}, {"test", 1}}));
+    EXPECT_EQ(out.state, JobState::Error);
+    EXPECT_TRUE(out.retryable) << out.error;
+    EXPECT_EQ(out.error.rfind("the job's VM: ", 0), 0u) << out.error;
+    std::sort(service.calls.begin(), service.calls.end());
+    EXPECT_EQ(service.calls, (std::vector<std::string>{"create base", "create base", std::string("lease ") + kSandbox,
+                                                        std::string("lease ") + kSandbox, std::string("remove ") + kSandbox,
+                                                        std::string("remove ") + kSandbox}));
+    EXPECT_TRUE(fresh.sandboxes().empty());
+    EXPECT_FALSE(tar_left());
 }
 
 // The attempt runs the planned job of its record's name: a one-job file's job is `job`; a name the

@@ -106,10 +106,12 @@ TEST(CiStartupSweep, RemovesInterruptedCheckoutsTarsPartialsAndGitLeftoversOnly)
     ASSERT_TRUE(make_dirs(job + "/checkout/work/src/.git", 0700).ok());
     ASSERT_TRUE(write_file(job + "/checkout/work/src/big", std::string(1 << 20, 'x')).ok());
     ASSERT_TRUE(write_file(job + "/code.tar", std::string(1 << 16, 't')).ok());
+    ASSERT_TRUE(write_file(job + "/needs.tar", "the needed jobs' artifacts").ok());
     ASSERT_TRUE(write_file(job + "/log.ndjson", "{}\n").ok());
     ASSERT_TRUE(make_dirs(job + "/artifacts", 0700).ok());
     ASSERT_TRUE(write_file(job + "/artifacts/0", "kept").ok());
     ASSERT_TRUE(write_file(job + "/artifacts.partial", "half").ok());
+    ASSERT_TRUE(write_file(job + "/artifact-2.partial", "a shard's half").ok());
     const std::string mirror = git + "/0123456789abcdef01234567.git";
     ASSERT_TRUE(make_dirs(mirror + "/refs/kiln/jobs", 0700).ok());
     ASSERT_TRUE(make_dirs(mirror + "/objects/pack", 0700).ok());
@@ -129,12 +131,12 @@ TEST(CiStartupSweep, RemovesInterruptedCheckoutsTarsPartialsAndGitLeftoversOnly)
 
     SweepReport r = sweep_interrupted_work(jobs, git);
     EXPECT_EQ(r.checkouts, 2);  // the job dir's and the staged one
-    EXPECT_EQ(r.tars, 1);
-    EXPECT_EQ(r.partials, 1);
+    EXPECT_EQ(r.tars, 2);      // code.tar, needs.tar
+    EXPECT_EQ(r.partials, 2);
     // shallow.lock, the ref's lock, tmp_pack, incoming-, two .pruning mirrors, the remote area's lock
     EXPECT_EQ(r.git_leftovers, 7);
     EXPECT_GE(r.bytes, uint64_t(1) << 20);
-    for (const char* gone : {"/checkout", "/code.tar", "/artifacts.partial"}) EXPECT_FALSE(path_exists(job + gone)) << gone;
+    for (const char* gone : {"/checkout", "/code.tar", "/needs.tar", "/artifacts.partial", "/artifact-2.partial"}) EXPECT_FALSE(path_exists(job + gone)) << gone;
     for (const char* kept : {"/log.ndjson", "/artifacts/0"}) EXPECT_TRUE(path_exists(job + kept)) << kept;
     for (const char* gone : {"/shallow.lock", "/refs/kiln/jobs/abc.lock", "/objects/pack/tmp_pack_XYZ", "/objects/incoming-abc123"})
         EXPECT_FALSE(path_exists(mirror + gone)) << gone;

@@ -660,8 +660,9 @@ bool JobAttempt::copy_artifacts(AttemptVm& vm, const std::vector<std::string>& f
     // A shard's artifacts are kept apart: shard-<i>/<name>.
     const std::string prefix = vm.shard >= 0 ? "shard-" + std::to_string(vm.shard) + "/" : "";
     // Each file is read into a name of this VM's own, then numbered among the job's artifacts
-    // (artifact_path) under the lock: shards copy at once.
-    const std::string part = m_job_dir + "/artifacts/part-" + std::to_string(vm.shard + 1);
+    // (artifact_path) under the lock: shards copy at once. A .partial left by a kilnd killed
+    // meanwhile goes in the start-up sweep.
+    const std::string part = m_job_dir + "/artifact-" + std::to_string(vm.shard + 1) + ".partial";
     size_t count = 0;
     uint64_t bytes = 0;
     for (const auto& f : matching_files(vm, m_def.artifacts, files, "artifacts")) {

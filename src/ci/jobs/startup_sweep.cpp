@@ -34,7 +34,7 @@ void sweep_job_dir(const fs::path& dir, SweepReport& report) {
         const std::string name = e.path().filename().string();
         if (name == "checkout") {
             if (sweep(e.path(), report)) ++report.checkouts;
-        } else if (name == "code.tar") {
+        } else if (name == "code.tar" || name == "needs.tar") {
             if (sweep(e.path(), report)) ++report.tars;
         } else if (ends_with(name, ".partial")) {
             if (sweep(e.path(), report)) ++report.partials;
