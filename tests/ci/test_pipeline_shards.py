@@ -8,7 +8,7 @@ the `base` template, real git repositories made here.
   the log says which shard printed what; no VM of the job is left.
 - without fork_after: N fresh VMs, each checking the commit out and running every step;
 - a failing shard fails the job while the others run to their end;
-- cancel ends every shard;
+- cancel and the job's cap end every shard;
 - a job that `needs` others gets their artifacts under /work/needs/<planned name>/ (a matrix job's
   combinations included), with the pipeline's variables.
 """
@@ -194,6 +194,22 @@ def test_cancel_ends_every_shard(api, repo):
     job = wait_job(api, job_id, timeout=120)
     assert job["state"] == "cancelled", job
     assert wait_until(lambda: not job_vms(api, job_id, live_only=True), 30), job_vms(api, job_id, live_only=True)
+
+
+def test_the_jobs_cap_ends_every_shard(api, repo):
+    # No step timeout: only the job's timeout_seconds stops the shards, through the watchdog.
+    sha = repo.commit({".kiln.yml": sharded_job(2, fork_after="prepare", extra="    timeout_seconds: 10\n", steps=(
+        "      - name: prepare\n"
+        "        run: echo ready\n"
+        "      - name: wait\n"
+        "        run: sleep 300\n"))})
+    job = wait_job(api, submit(api, repo, sha)["id"], timeout=180)
+    assert job["state"] == "failed", job
+    assert "timeout_seconds" in job["error"], job["error"]
+    assert job["duration_ms"] < 60_000, job
+    assert {(s["name"], s["shard"]): s["state"] for s in job["steps"]} == {
+        ("prepare", None): "passed", ("wait", 0): "timed_out", ("wait", 1): "timed_out"}, job["steps"]
+    assert wait_until(lambda: not job_vms(api, job["id"], live_only=True), 30), job_vms(api, job["id"], live_only=True)
 
 
 def wait_pipeline(api: ApiClient, pipeline_id: str, timeout: float = 900) -> dict:
