@@ -112,13 +112,18 @@ def submit(api: ApiClient, repo: Repo, sha: str | None = None, **extra) -> dict:
     return job
 
 
-def wait_job(api: ApiClient, job_id: str, timeout: float = 300) -> dict:
+def wait_final(api: ApiClient, path: str, timeout: float = 300) -> dict:
+    """GETs a job or pipeline record until its state is final; the record."""
     def final():
-        j = check(api.get(f"/v1/jobs/{job_id}")).json()
-        return j if j["state"] in FINAL else None
-    job = wait_until(final, timeout, interval=0.3)
-    assert job, f"job {job_id} did not finish within {timeout} s: {api.get(f'/v1/jobs/{job_id}').json()}"
-    return job
+        record = check(api.get(path)).json()
+        return record if record["state"] in FINAL else None
+    record = wait_until(final, timeout, interval=0.3)
+    assert record, f"{path} did not finish within {timeout} s: {api.get(path).json()}"
+    return record
+
+
+def wait_job(api: ApiClient, job_id: str, timeout: float = 300) -> dict:
+    return wait_final(api, f"/v1/jobs/{job_id}", timeout)
 
 
 def logs(api: ApiClient, job_id: str) -> list[dict]:

@@ -26,9 +26,7 @@ sys.path.insert(0, str(HERE.parent / "api"))
 from api_client import ApiClient, query  # noqa: E402
 from kilnd_fixture import Kilnd, wait_until  # noqa: E402
 # The jobs tests' fixtures (api over this module's kilnd, the spec recorder, a repository) and helpers.
-from test_jobs import api, check, logs, output, recorder, repo, submit, wait_job  # noqa: E402,F401
-
-PIPELINE_FINAL = {"passed", "failed", "error", "cancelled"}
+from test_jobs import api, check, logs, output, recorder, repo, submit, wait_final, wait_job  # noqa: E402,F401
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +62,7 @@ def fields(line: str) -> dict[str, str]:
     return dict(part.split("=", 1) for part in line.split() if "=" in part)
 
 
+PREPARE = "      - name: prepare\n        run: echo ready\n"  # the step the shards fork after
 RESULTS = "    junit: [\"reports/*.xml\"]\n    artifacts: [\"out/*\"]\n"
 # Each shard writes a JUnit report with shard index + 1 tests (one failing nowhere), and an artifact.
 SHARD_REPORT = (
@@ -151,9 +150,7 @@ def test_without_fork_after_each_shard_is_a_fresh_vm_running_every_step(api, rep
 
 
 def test_a_failing_shard_fails_the_job_and_the_others_run_to_their_end(api, repo):
-    sha = repo.commit({".kiln.yml": sharded_job(3, fork_after="prepare", steps=(
-        "      - name: prepare\n"
-        "        run: echo ready\n"
+    sha = repo.commit({".kiln.yml": sharded_job(3, fork_after="prepare", steps=PREPARE + (
         "      - name: test\n"
         "        run: |\n"
         "          if [ \"$KILN_SHARD_INDEX\" = 1 ]; then echo shard one fails; exit 3; fi\n"
@@ -177,9 +174,7 @@ def test_a_failing_shard_fails_the_job_and_the_others_run_to_their_end(api, repo
 
 
 def test_cancel_ends_every_shard(api, repo):
-    sha = repo.commit({".kiln.yml": sharded_job(2, fork_after="prepare", steps=(
-        "      - name: prepare\n"
-        "        run: echo ready\n"
+    sha = repo.commit({".kiln.yml": sharded_job(2, fork_after="prepare", steps=PREPARE + (
         "      - name: wait\n"
         "        run: echo started-$KILN_SHARD_INDEX; sleep 300\n"))})
     job_id = submit(api, repo, sha)["id"]
@@ -198,9 +193,7 @@ def test_cancel_ends_every_shard(api, repo):
 
 def test_the_jobs_cap_ends_every_shard(api, repo):
     # No step timeout: only the job's timeout_seconds stops the shards, through the watchdog.
-    sha = repo.commit({".kiln.yml": sharded_job(2, fork_after="prepare", extra="    timeout_seconds: 10\n", steps=(
-        "      - name: prepare\n"
-        "        run: echo ready\n"
+    sha = repo.commit({".kiln.yml": sharded_job(2, fork_after="prepare", extra="    timeout_seconds: 10\n", steps=PREPARE + (
         "      - name: wait\n"
         "        run: sleep 300\n"))})
     job = wait_job(api, submit(api, repo, sha)["id"], timeout=180)
@@ -210,15 +203,6 @@ def test_the_jobs_cap_ends_every_shard(api, repo):
     assert {(s["name"], s["shard"]): s["state"] for s in job["steps"]} == {
         ("prepare", None): "passed", ("wait", 0): "timed_out", ("wait", 1): "timed_out"}, job["steps"]
     assert wait_until(lambda: not job_vms(api, job["id"], live_only=True), 30), job_vms(api, job["id"], live_only=True)
-
-
-def wait_pipeline(api: ApiClient, pipeline_id: str, timeout: float = 900) -> dict:
-    def final():
-        p = check(api.get(f"/v1/pipelines/{pipeline_id}")).json()
-        return p if p["state"] in PIPELINE_FINAL else None
-    p = wait_until(final, timeout, interval=0.5)
-    assert p, f"pipeline {pipeline_id} did not finish: {api.get(f'/v1/pipelines/{pipeline_id}').json()}"
-    return p
 
 
 def test_a_job_gets_the_artifacts_of_the_jobs_it_needs(api, repo):
@@ -249,7 +233,7 @@ def test_a_job_gets_the_artifacts_of_the_jobs_it_needs(api, repo):
         "          cat \"/work/needs/gen (plain)/gen/value.txt\" \"/work/needs/gen (spicy)/gen/value.txt\"\n"
         "          echo \"pipeline=$KILN_PIPELINE_ID shard=$KILN_SHARD_INDEX\"\n")})
     first = submit(api, repo, sha)
-    pipeline = wait_pipeline(api, first["pipeline"])
+    pipeline = wait_final(api, f"/v1/pipelines/{first['pipeline']}", timeout=900)
     by_name = {j["name"]: j for j in pipeline["jobs"]}
     assert pipeline["state"] == "passed", pipeline
     assert set(by_name) == {"build", "gen (plain)", "gen (spicy)", "use"}, by_name.keys()
