@@ -1,7 +1,8 @@
 // JobRunner: runs one attempt of a job (run(): a JobAttempt's phases, job_attempt.h and docs/ci.md:
 // the VM from the template or a bake's snapshot, the exact commit checked out from a tar made on the
-// host, the bake on a key miss, the steps, JUnit totals and artifacts, the VM destroyed whatever
-// happened), and keeps the bakes within their bounds (collect_bakes()).
+// host, the bake on a key miss, the needed jobs' artifacts, the steps (a sharded job's in N VMs),
+// JUnit totals and artifacts, every VM destroyed whatever happened), and keeps the bakes within
+// their bounds (collect_bakes()).
 #pragma once
 
 #include <atomic>
