@@ -39,6 +39,7 @@ public:
     std::mutex mutex;
     std::vector<JobSpec> submitted;
     std::vector<std::function<void(const JobInfo&)>> listeners;
+    std::vector<std::function<void(const PipelineInfo&)>> pipeline_listeners;
     bool fail_next = false;
 
     Result<JobInfo> submit(const JobSpec& spec) override {
@@ -52,16 +53,33 @@ public:
         char id[32];
         std::snprintf(id, sizeof id, "job-%012zx", submitted.size());
         info.id = id;
+        std::snprintf(id, sizeof id, "pipeline-%012zx", submitted.size());
+        info.pipeline_id = id;
         info.spec = spec;
         info.sha = spec.sha;
-        // As the real queue does: the submission is a state change (to queued) too.
+        // As the real queue does: the submission is a state change (to queued) too, of the job
+        // (not named before the pipeline is planned) and of its pipeline.
         for (auto& l : listeners) l(info);
+        PipelineInfo pipeline;
+        pipeline.id = info.pipeline_id;
+        pipeline.spec = spec;
+        pipeline.sha = spec.sha;
+        for (auto& l : pipeline_listeners) l(pipeline);
         return info;
     }
     Result<JobInfo> get(const std::string&) override { return make_error(ErrorCode::NotFound, "no"); }
     Result<std::vector<JobInfo>> list(int, int64_t) override { return std::vector<JobInfo>{}; }
     Status cancel(const std::string&) override { return ok_status(); }
     void on_state_change(std::function<void(const JobInfo&)> listener) override { listeners.push_back(std::move(listener)); }
+    void on_pipeline_change(std::function<void(const PipelineInfo&)> listener) override {
+        pipeline_listeners.push_back(std::move(listener));
+    }
+    void report(const JobInfo& info) {
+        for (auto& l : listeners) l(info);
+    }
+    void report(const PipelineInfo& info) {
+        for (auto& l : pipeline_listeners) l(info);
+    }
     size_t count() {
         std::lock_guard lock(mutex);
         return submitted.size();
@@ -267,6 +285,7 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     ASSERT_EQ(r.status, 201) << r.body.dump();
     EXPECT_EQ(r.body["trusted"], true);
     std::string job_id = r.body["job_id"];
+    EXPECT_EQ(r.body["pipeline_id"], "pipeline-000000000001");
     ASSERT_EQ(rig.jobs.count(), 1u);
     const JobSpec& spec = rig.jobs.submitted[0];
     EXPECT_EQ(spec.source, "github");
@@ -283,32 +302,60 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     EXPECT_EQ(r.body["job_id"], job_id);
     EXPECT_EQ(rig.jobs.count(), 1u);
 
-    // The job runs and passes: pending, then success, each with target_url to the job.
+
+    // Queued, the pipeline has a pending status of its own (context "kiln", linking to the
+    // pipeline); its first job, not named before the pipeline is planned, has none yet.
+    auto posts = rig.statuses.posts(1);
+    ASSERT_EQ(posts.size(), 1u);
+    EXPECT_EQ(posts[0]["context"], "kiln");
+    EXPECT_EQ(posts[0]["state"], "pending");
+    EXPECT_EQ(posts[0]["description"], "queued in kiln");
+    EXPECT_EQ(posts[0]["target_url"], "http://kiln.example:7070/v1/pipelines/pipeline-000000000001");
+
+    // Planned as one job ("job": a file with top-level steps), which runs and passes: pending,
+    // then success under kiln/job linking to the job; then the pipeline passes.
     JobInfo info = {};
     info.id = job_id;
+    info.pipeline_id = "pipeline-000000000001";
+    info.name = "job";
     info.spec = spec;
     info.sha = spec.sha;
     info.state = JobState::Running;
-    for (auto& l : rig.jobs.listeners) l(info);
+    rig.jobs.report(info);
     info.state = JobState::Passed;
     info.junit = JunitTotals{3, 0, 0, 0};
-    for (auto& l : rig.jobs.listeners) l(info);
-    auto posts = rig.statuses.posts(3);
-    ASSERT_EQ(posts.size(), 3u);
-    EXPECT_EQ(posts[0]["state"], "pending");
+    rig.jobs.report(info);
+    PipelineInfo pipeline;
+    pipeline.id = info.pipeline_id;
+    pipeline.spec = spec;
+    pipeline.sha = spec.sha;
+    pipeline.state = PipelineState::Passed;
+    pipeline.jobs = {info};
+    rig.jobs.report(pipeline);
+    posts = rig.statuses.posts(4);
+    ASSERT_EQ(posts.size(), 4u);
     EXPECT_EQ(posts[1]["state"], "pending");
     EXPECT_EQ(posts[2]["state"], "success");
+    EXPECT_EQ(posts[2]["description"], "passed: 3 tests, 0 failures, 0 errors");
+    for (int i : {1, 2}) {
+        EXPECT_EQ(posts[i]["context"], "kiln/job");
+        EXPECT_EQ(posts[i]["target_url"], "http://kiln.example:7070/v1/jobs/" + job_id);
+    }
+    EXPECT_EQ(posts[3]["context"], "kiln");
+    EXPECT_EQ(posts[3]["state"], "success");
+    EXPECT_EQ(posts[3]["description"], "passed: 1 of 1 job passed");
     for (const auto& p : posts) {
-        EXPECT_EQ(p["target_url"], "http://kiln.example:7070/v1/jobs/" + job_id);
         EXPECT_EQ(p["_repo"], "Codertocat/Hello-World");
         EXPECT_EQ(p["_sha"], "ec26c3e57ca3a959ca5aad62de7213c562f8c821");
         EXPECT_EQ(p["_auth"], "Bearer ghs_test");
-        EXPECT_EQ(p["context"], "kiln");
     }
 
-    // A late "running" from a racing thread after the final status is not posted.
+    // A late "running" from a racing thread after the final status is not posted, for the job
+    // nor for the pipeline.
     info.state = JobState::Running;
-    for (auto& l : rig.jobs.listeners) l(info);
+    rig.jobs.report(info);
+    pipeline.state = PipelineState::Running;
+    rig.jobs.report(pipeline);
 
     // A fork PR: untrusted, no secrets, network restricted to the git host.
     json fork = json::parse(body);
@@ -326,27 +373,72 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     // The first job ended: nothing more is posted for it, whatever a racing thread reports.
     info.state = JobState::Failed;
     info.junit = JunitTotals{3, 1, 0, 0};
-    for (auto& l : rig.jobs.listeners) l(info);
+    rig.jobs.report(info);
     info.state = JobState::Error;
-    for (auto& l : rig.jobs.listeners) l(info);
-    posts = rig.statuses.posts(4);
-    ASSERT_EQ(posts.size(), 4u);  // the fork's queued status; the first job's ended already
-    EXPECT_EQ(posts[3]["state"], "pending");
-    EXPECT_EQ(posts[3]["description"], "queued in kiln (untrusted: no secrets)");
+    rig.jobs.report(info);
+    posts = rig.statuses.posts(5);
+    ASSERT_EQ(posts.size(), 5u);  // the fork's pipeline queued; the first job and pipeline ended already
+    EXPECT_EQ(posts[4]["state"], "pending");
+    EXPECT_EQ(posts[4]["context"], "kiln");
+    EXPECT_EQ(posts[4]["description"], "queued in kiln (untrusted: no secrets)");
     JobInfo other = info;  // a job that fails, and one that cannot run
     other.id = "job-00000000aaaa";
+    other.name = "test (18, debian)";
     other.state = JobState::Failed;
-    for (auto& l : rig.jobs.listeners) l(other);
+    rig.jobs.report(other);
     other.id = "job-00000000bbbb";
+    other.name = "deploy";
+    other.state = JobState::Skipped;
+    other.error = "needs test (18, debian), which failed";
+    rig.jobs.report(other);
+    other.id = "job-00000000cccc";
+    other.name = "";  // the first job of a pipeline that could not be planned: only the pipeline's status
     other.state = JobState::Error;
     other.error = "no .kiln.yml";
-    for (auto& l : rig.jobs.listeners) l(other);
-    posts = rig.statuses.posts(6);
-    ASSERT_EQ(posts.size(), 6u);
-    EXPECT_EQ(posts[4]["state"], "failure");
-    EXPECT_EQ(posts[4]["description"], "failed: 3 tests, 1 failures, 0 errors");
-    EXPECT_EQ(posts[5]["state"], "error");
-    EXPECT_EQ(posts[5]["description"], "kiln error: no .kiln.yml");
+    rig.jobs.report(other);
+    posts = rig.statuses.posts(7);
+    ASSERT_EQ(posts.size(), 7u);
+    EXPECT_EQ(posts[5]["state"], "failure");
+    EXPECT_EQ(posts[5]["context"], "kiln/test (18, debian)");
+    EXPECT_EQ(posts[5]["description"], "failed: 3 tests, 1 failures, 0 errors");
+    EXPECT_EQ(posts[6]["state"], "error");
+    EXPECT_EQ(posts[6]["context"], "kiln/deploy");
+    EXPECT_EQ(posts[6]["description"], "skipped: needs test (18, debian), which failed");
+}
+
+TEST(GithubStatuses, PipelineDescriptionsCountTheJobs) {
+    PipelineInfo p;
+    p.state = PipelineState::Queued;
+    EXPECT_EQ(status_for_pipeline(p)->description, "queued in kiln");
+    p.spec.trusted = false;
+    EXPECT_EQ(status_for_pipeline(p)->description, "queued in kiln (untrusted: no secrets)");
+    for (JobState s : {JobState::Passed, JobState::Passed, JobState::Passed, JobState::Running, JobState::Waiting}) {
+        JobInfo j;
+        j.state = s;
+        p.jobs.push_back(j);
+    }
+    p.state = PipelineState::Running;
+    EXPECT_EQ(status_for_pipeline(p)->state, "pending");
+    EXPECT_EQ(status_for_pipeline(p)->description, "running: 3 of 5 jobs passed, 2 not done");
+    p.jobs[3].state = JobState::Failed;
+    p.jobs[4].state = JobState::Skipped;
+    p.state = PipelineState::Failed;
+    EXPECT_EQ(status_for_pipeline(p)->state, "failure");
+    EXPECT_EQ(status_for_pipeline(p)->description, "failed: 3 of 5 jobs passed, 1 failed, 1 skipped");
+    p.jobs.pop_back();
+    p.jobs[3].state = JobState::Passed;
+    p.state = PipelineState::Passed;
+    EXPECT_EQ(status_for_pipeline(p)->state, "success");
+    EXPECT_EQ(pipeline_counts(p), "4 of 4 jobs passed");
+    p.state = PipelineState::Cancelled;
+    p.jobs[0].state = JobState::Cancelled;
+    EXPECT_EQ(status_for_pipeline(p)->state, "error");
+    EXPECT_EQ(status_for_pipeline(p)->description, "cancelled: 3 of 4 jobs passed, 1 cancelled");
+    PipelineInfo broken;
+    broken.state = PipelineState::Error;
+    broken.error = ".kiln.yml: jobs.deploy.needs: no job 'tset'";
+    EXPECT_EQ(status_for_pipeline(broken)->state, "error");
+    EXPECT_EQ(status_for_pipeline(broken)->description, "kiln error: .kiln.yml: jobs.deploy.needs: no job 'tset'");
 }
 
 TEST(GithubWebhookFlow, DeliveriesSurviveARestartAndFailedSubmitsCanBeRedelivered) {

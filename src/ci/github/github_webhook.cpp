@@ -88,10 +88,11 @@ JobSpec job_spec(const WebhookEvent& ev, const WebhookRequest& req) {
     return spec;
 }
 
-// The jobs whose final status was posted (the most recent ones; a job ends once).
-class FinishedJobs {
+// The jobs and pipelines whose final status was posted (the most recent ones; each ends once).
+// Each job and each pipeline has a context of its own, so its id stands for its context.
+class FinishedStatuses {
 public:
-    // False when a status for `id` must not be posted: it is pending and the job has ended.
+    // False when a status for `id` must not be posted: it is pending and `id` has ended.
     bool admit(const std::string& id, bool final_state) {
         std::lock_guard lock(m_mutex);
         if (m_ids.count(id)) return false;
@@ -135,10 +136,60 @@ bool repo_allowed(const std::vector<std::string>& allowlist, const std::string& 
     return false;
 }
 
-std::string job_url(const std::string& public_url, const std::string& job_id) {
+namespace {
+std::string api_url(const std::string& public_url, const std::string& path) {
     std::string base = public_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
-    return base + "/v1/jobs/" + job_id;
+    return base + path;
+}
+}  // namespace
+
+std::string job_url(const std::string& public_url, const std::string& job_id) {
+    return api_url(public_url, "/v1/jobs/" + job_id);
+}
+
+std::string pipeline_url(const std::string& public_url, const std::string& pipeline_id) {
+    return api_url(public_url, "/v1/pipelines/" + pipeline_id);
+}
+
+std::string job_context(const JobInfo& info) { return std::string(kPipelineContext) + "/" + info.name; }
+
+std::string pipeline_counts(const PipelineInfo& info) {
+    size_t passed = 0, failed = 0, skipped = 0, errored = 0, cancelled = 0, unfinished = 0;
+    for (const auto& j : info.jobs) {
+        switch (j.state) {
+            case JobState::Passed: ++passed; break;
+            case JobState::Failed: ++failed; break;
+            case JobState::Skipped: ++skipped; break;
+            case JobState::Error: ++errored; break;
+            case JobState::Cancelled: ++cancelled; break;
+            case JobState::Queued:
+            case JobState::Running:
+            case JobState::Waiting: ++unfinished; break;
+        }
+    }
+    std::string out = std::to_string(passed) + " of " + std::to_string(info.jobs.size()) +
+                      (info.jobs.size() == 1 ? " job" : " jobs") + " passed";
+    for (auto [n, what] : {std::pair{failed, "failed"}, {errored, "errored"}, {skipped, "skipped"},
+                           {cancelled, "cancelled"}, {unfinished, "not done"}})
+        if (n) out += ", " + std::to_string(n) + " " + what;
+    return out;
+}
+
+std::optional<StatusFor> status_for_pipeline(const PipelineInfo& info) {
+    // Before planning the pipeline has no jobs to count.
+    auto counts = [&info]() { return info.jobs.empty() ? std::string() : ": " + pipeline_counts(info); };
+    switch (info.state) {
+        case PipelineState::Queued:
+            return StatusFor{"pending", info.spec.trusted ? "queued in kiln" : "queued in kiln (untrusted: no secrets)"};
+        case PipelineState::Running: return StatusFor{"pending", "running" + counts()};
+        case PipelineState::Passed: return StatusFor{"success", "passed" + counts()};
+        case PipelineState::Failed: return StatusFor{"failure", "failed" + counts()};
+        case PipelineState::Error:
+            return StatusFor{"error", "kiln error" + (info.error.empty() ? counts() : ": " + info.error)};
+        case PipelineState::Cancelled: return StatusFor{"error", "cancelled" + counts()};
+    }
+    return std::nullopt;
 }
 
 std::optional<StatusFor> status_for_job(const JobInfo& info) {
@@ -172,19 +223,30 @@ Result<std::unique_ptr<GithubWebhook>> GithubWebhook::create(GithubConfig config
                                                              std::unique_ptr<DeliveryLog> deliveries) {
     auto poster = std::make_shared<StatusPoster>(config.api_url, config.token);
     if (config.token.empty()) log::info("github: no github_token configured; commit statuses are not posted", {});
-    // The listener owns what it uses: it may run on a worker thread at any time. The queue calls
-    // it for every state change, the submission (queued) included, in order per job; `finished`
-    // keeps a late "pending" from a racing thread from overwriting a job's final status.
-    auto finished = std::make_shared<FinishedJobs>();
+    // The listeners own what they use: they may run on a worker thread at any time. The queue
+    // calls them for every state change, the submission (queued) included, in order per job and
+    // per pipeline; `finished` keeps a late "pending" from a racing thread from overwriting a
+    // final status (per context: a job's or the pipeline's).
+    auto finished = std::make_shared<FinishedStatuses>();
     jobs.on_state_change([poster, finished, public_url = config.public_url](const JobInfo& info) {
-        if (info.spec.source != "github") return;
+        if (info.spec.source != "github" || info.name.empty()) return;  // unnamed: not planned yet
         auto repo = info.spec.labels.find(kLabelRepo);
         if (repo == info.spec.labels.end()) return;
         auto status = status_for_job(info);
         if (!status) return;
         if (!finished->admit(info.id, status->state != "pending")) return;
         poster->post_async(CommitStatus{repo->second, info.sha.empty() ? info.spec.sha : info.sha, status->state,
-                                        job_url(public_url, info.id), status->description});
+                                        job_url(public_url, info.id), status->description, job_context(info)});
+    });
+    jobs.on_pipeline_change([poster, finished, public_url = config.public_url](const PipelineInfo& info) {
+        if (info.spec.source != "github") return;
+        auto repo = info.spec.labels.find(kLabelRepo);
+        if (repo == info.spec.labels.end()) return;
+        auto status = status_for_pipeline(info);
+        if (!status) return;
+        if (!finished->admit(info.id, status->state != "pending")) return;
+        poster->post_async(CommitStatus{repo->second, info.sha.empty() ? info.spec.sha : info.sha, status->state,
+                                        pipeline_url(public_url, info.id), status->description, kPipelineContext});
     });
     return std::unique_ptr<GithubWebhook>(
         new GithubWebhook(std::move(config), jobs, std::move(deliveries), std::move(poster)));
@@ -246,9 +308,10 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
     if (auto st = m_deliveries->set_job(req.delivery, job->id); !st.ok())
         log::warn("github: delivery log", {{"delivery", req.delivery}, {"error", st.error().message}});
     log::info("github: job queued", {{"delivery", req.delivery}, {"event", req.event}, {"repo", ev.repo_full_name},
-                                     {"sha", ev.sha}, {"job", job->id}, {"trusted", ev.trusted}});
+                                     {"sha", ev.sha}, {"job", job->id}, {"pipeline", job->pipeline_id}, {"trusted", ev.trusted}});
     WebhookResponse r = result(201, true, ev.trusted ? "job queued" : "job queued untrusted: " + ev.untrusted_reason);
     r.body["job_id"] = job->id;
+    r.body["pipeline_id"] = job->pipeline_id;
     r.body["trusted"] = ev.trusted;
     return r;
 }

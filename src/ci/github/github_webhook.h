@@ -1,5 +1,6 @@
 // GithubWebhook: POST /v1/ci/github without the HTTP: signature, deduplication, payload, job
-// submission, and the commit statuses that follow the job (pending, then success/failure/error).
+// submission, and the commit statuses that follow the pipeline and each of its jobs (pending, then
+// success/failure/error).
 #pragma once
 
 #include <memory>
@@ -27,7 +28,7 @@ struct WebhookRequest {
 
 struct WebhookResponse {
     int status = 200;
-    nlohmann::json body;  // an API error object or {accepted, reason, job_id, trusted, duplicate}
+    nlohmann::json body;  // an API error object or {accepted, reason, job_id, pipeline_id, trusted, duplicate}
 };
 
 // Labels the job gets (JobSpec.labels); the network helper reads the last two.
@@ -61,7 +62,16 @@ struct StatusFor {
     std::string state, description;
 };
 std::optional<StatusFor> status_for_job(const JobInfo& info);
-// <public_url>/v1/jobs/<id>
+// The pipeline's status for `info`'s state, its description counting the jobs ("passed: 3 of 4
+// jobs passed, 1 skipped").
+std::optional<StatusFor> status_for_pipeline(const PipelineInfo& info);
+// "3 of 4 jobs passed, 1 skipped": the jobs by state (those not ended as "not done").
+std::string pipeline_counts(const PipelineInfo& info);
+// <public_url>/v1/jobs/<id>, <public_url>/v1/pipelines/<id>
 std::string job_url(const std::string& public_url, const std::string& job_id);
+std::string pipeline_url(const std::string& public_url, const std::string& pipeline_id);
+// The pipeline's status has the context "kiln"; each (planned, so named) job "kiln/<job name>".
+inline constexpr const char* kPipelineContext = "kiln";
+std::string job_context(const JobInfo& info);
 
 }  // namespace kiln::ci::github

@@ -187,6 +187,7 @@ public:
         add_template_routes(m_router, m_ctx);
         add_github_routes(m_router, m_ctx);
         add_job_routes(m_router, m_ctx);
+        add_pipeline_routes(m_router, m_ctx);
         add_token_routes(m_router, m_ctx);
         return ok_status();
     }

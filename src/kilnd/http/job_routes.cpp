@@ -5,10 +5,10 @@
 #include <unistd.h>
 
 #include <memory>
-#include <regex>
 
 #include "base/unique_fd.h"
 #include "ci/jobs/job_service.h"
+#include "kilnd/http/ci_route_helpers.h"
 #include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
@@ -16,91 +16,6 @@ namespace kiln::daemon::http {
 namespace {
 
 constexpr size_t kLogChunk = 256 * 1024;
-
-bool plausible_job_id(const std::string& id) {
-    static const std::regex kJob("^job-[0-9a-f]{12}$");
-    return std::regex_match(id, kJob);
-}
-
-Error job_not_found(const std::string& id) { return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'"); }
-
-bool is_final(ci::JobState s) { return s != ci::JobState::Queued && s != ci::JobState::Running; }
-
-json time_or_null(int64_t ms) { return ms ? json(rfc3339_ms(ms)) : json(nullptr); }
-
-json render_job(const ci::JobInfo& j) {
-    json steps = json::array();
-    for (const auto& s : j.steps)
-        steps.push_back({{"name", s.name}, {"state", s.state},
-                         {"exit_code", s.exit_code >= 0 ? json(s.exit_code) : json(nullptr)},
-                         {"duration_ms", s.duration_ms}});
-    json junit = nullptr;
-    if (j.junit)
-        junit = {{"tests", j.junit->tests}, {"failures", j.junit->failures}, {"errors", j.junit->errors},
-                 {"skipped", j.junit->skipped}};
-    // Never the secrets: JobSpec::secrets is not rendered, by design.
-    return json{{"id", j.id},
-                {"state", ci::job_state_name(j.state)},
-                {"repo", j.spec.repo},
-                {"sha", j.sha},
-                {"ref", j.spec.ref},
-                {"source", j.spec.source.empty() ? "cli" : j.spec.source},
-                {"trusted", j.spec.trusted},
-                {"labels", j.spec.labels},
-                {"attempts", j.attempts},
-                {"restarts", j.restarts},
-                {"error", j.error},
-                {"template_key", j.template_key},
-                {"bake_hit", j.bake_hit},
-                {"steps", steps},
-                {"junit", junit},
-                {"artifacts", j.artifacts},
-                {"created_at", rfc3339_ms(j.created_at_ms)},
-                {"started_at", time_or_null(j.started_at_ms)},
-                {"finished_at", time_or_null(j.finished_at_ms)},
-                {"duration_ms", j.finished_at_ms && j.started_at_ms ? j.finished_at_ms - j.started_at_ms : 0},
-                {"steps_ms", j.steps_ms}};
-}
-
-// A job the caller may see: its own; every job (webhooks' too) with ci:read or admin. Others are
-// not_found, as if they did not exist.
-Result<ci::JobInfo> visible_job(ci::JobService& jobs, const Caller& caller, const std::string& id) {
-    if (!plausible_job_id(id)) return job_not_found(id);
-    auto j = jobs.get(id);
-    if (!j.ok()) return j.error().code == ErrorCode::NotFound ? job_not_found(id) : j.error();
-    if (j->spec.owner_token_id != caller.token_id && !caller.has(Scope::CiRead)) return job_not_found(id);
-    return j;
-}
-
-// A local path is a folder on kilnd's host, which only an operator may hand to a job.
-bool is_local_repo(const std::string& repo) { return !repo.empty() && (repo[0] == '/' || repo.rfind("file:", 0) == 0); }
-
-Result<ci::JobSpec> parse_job_create(const std::string& body, const Caller& caller) {
-    if (body.find_first_not_of(" \t\r\n") == std::string::npos)
-        return make_error(ErrorCode::MalformedBody, "the request body is empty; a JSON object is expected");
-    json doc = json::parse(body, nullptr, false);
-    if (doc.is_discarded()) return make_error(ErrorCode::MalformedBody, "the request body is not valid JSON");
-    if (!doc.is_object()) return make_error(ErrorCode::MalformedBody, "the request body must be a JSON object");
-    ci::JobSpec spec;
-    for (const auto& [key, value] : doc.items()) {
-        if (key != "repo" && key != "sha" && key != "ref")
-            return make_error(ErrorCode::InvalidArgument, "unknown field '" + key.substr(0, 64) + "'");
-        if (!value.is_string()) return make_error(ErrorCode::InvalidArgument, key + " must be a string");
-    }
-    if (!doc.contains("repo") || doc["repo"].get<std::string>().empty())
-        return make_error(ErrorCode::InvalidArgument, "repo is required (a git URL or an absolute path on kilnd's host)");
-    spec.repo = doc["repo"].get<std::string>();
-    spec.sha = doc.value("sha", "");
-    spec.ref = doc.value("ref", "");
-    spec.source = "cli";
-    // Trusted jobs may get their repository's secrets; only ci:trusted (or admin) makes them.
-    spec.trusted = caller.has(Scope::CiTrusted);
-    spec.owner_token_id = caller.token_id;
-    spec.any_repo = caller.is_admin();  // others: ci_repos decides (ci::LocalJobService::submit)
-    if (is_local_repo(spec.repo) && !caller.is_admin())
-        return make_error(ErrorCode::Forbidden, "repo: a local path on kilnd's host needs the admin scope; give a git URL");
-    return spec;
-}
 
 // Follows the log file: whole lines as they are appended, until the job is final and read out.
 struct LogFollower {
@@ -138,9 +53,7 @@ struct LogFollower {
 }  // namespace
 
 void add_job_routes(Router& server, RouteContext& ctx) {
-    auto unavailable = [](Response& res) {
-        send_error(res, make_error(ErrorCode::Unavailable, "this kilnd runs no CI jobs"));
-    };
+    auto unavailable = [](Response& res) { send_error(res, no_ci_jobs()); };
 
     server.Post("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
                                                            Response& res) {
@@ -148,17 +61,9 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         if (!caller.has(Scope::CiSubmit) && !caller.has(Scope::CiTrusted))
             return send_error(res, make_error(ErrorCode::Forbidden, "queueing a job needs the ci:submit or ci:trusted scope"));
         if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());
-        auto spec = parse_job_create(req.body, caller);
+        auto spec = parse_submission(req.body, caller);
         if (!spec.ok()) return send_error(res, spec.error());
-        if (caller.quota.queued_jobs) {
-            auto unfinished = ctx.jobs->unfinished_jobs(caller.token_id);
-            if (!unfinished.ok()) return send_error(res, unfinished.error());
-            if (*unfinished >= *caller.quota.queued_jobs)
-                return send_error(res, make_error(ErrorCode::QuotaExceeded,
-                                                  "token quota queued_jobs: this token has " + std::to_string(*unfinished) +
-                                                      " jobs queued or running, its limit is " +
-                                                      std::to_string(*caller.quota.queued_jobs)));
-        }
+        if (auto st = check_queued_jobs_quota(*ctx.jobs, caller); !st.ok()) return send_error(res, st.error());
         auto job = ctx.jobs->submit(*spec);
         if (!job.ok()) return send_error(res, job.error());
         send_json(res, 201, render_job(*job));
@@ -167,36 +72,23 @@ void add_job_routes(Router& server, RouteContext& ctx) {
     server.Get("/v1/jobs", authed(ctx, kCiScopes, [&ctx, unavailable](const Caller& caller, const Request& req,
                                                           Response& res) {
         if (!ctx.jobs) return unavailable(res);
-        int limit = 100;
-        std::optional<std::string> state;
-        for (const auto& [key, value] : req.params) {
-            if (key == "limit") {
-                try {
-                    size_t used = 0;
-                    limit = std::stoi(value, &used);
-                    if (used != value.size() || limit < 1 || limit > 1000) throw std::out_of_range("limit");
-                } catch (const std::exception&) {
-                    return send_error(res, make_error(ErrorCode::InvalidArgument, "limit must be an integer from 1 to 1000"));
-                }
-            } else if (key == "state") {
-                bool known = false;
-                for (auto s : {ci::JobState::Queued, ci::JobState::Running, ci::JobState::Passed, ci::JobState::Failed,
-                               ci::JobState::Error, ci::JobState::Cancelled})
-                    known = known || value == ci::job_state_name(s);
-                if (!known) return send_error(res, make_error(ErrorCode::InvalidArgument, "unknown state '" + value.substr(0, 32) + "'"));
-                state = value;
-            } else {
-                return send_error(res, make_error(ErrorCode::InvalidArgument, "unknown parameter '" + key.substr(0, 64) + "'"));
-            }
-        }
+        static const std::vector<std::string> kStates = [] {
+            std::vector<std::string> names;
+            for (auto st : {ci::JobState::Queued, ci::JobState::Running, ci::JobState::Passed, ci::JobState::Failed,
+                            ci::JobState::Error, ci::JobState::Cancelled, ci::JobState::Waiting, ci::JobState::Skipped})
+                names.push_back(ci::job_state_name(st));
+            return names;
+        }();
+        auto query = parse_list_query(req, kStates);
+        if (!query.ok()) return send_error(res, query.error());
         // ci:read (and admin) list every job; the others their own.
         auto all = ctx.jobs->list(1000, caller.has(Scope::CiRead) ? 0 : caller.token_id);
         if (!all.ok()) return send_error(res, all.error());
         json items = json::array();
         for (const auto& j : *all) {
-            if (state && *state != ci::job_state_name(j.state)) continue;
+            if (query->state && *query->state != ci::job_state_name(j.state)) continue;
             items.push_back(render_job(j));
-            if (static_cast<int>(items.size()) >= limit) break;
+            if (static_cast<int>(items.size()) >= query->limit) break;
         }
         send_json(res, 200, json{{"jobs", items}});
     }));
@@ -215,8 +107,7 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
-        if (j->spec.owner_token_id != caller.token_id && !caller.is_admin())
-            return send_error(res, make_error(ErrorCode::Forbidden, "cancelling another token's job needs the admin scope"));
+        if (auto st = check_may_cancel(caller, j->spec, "job"); !st.ok()) return send_error(res, st.error());
         if (auto st = ctx.jobs->cancel(id); !st.ok()) return send_error(res, st.error());
         auto now = ctx.jobs->get(id);
         if (!now.ok()) return send_error(res, now.error());

@@ -42,6 +42,7 @@ void add_file_routes(Router& server, RouteContext& ctx);
 void add_template_routes(Router& server, RouteContext& ctx);
 void add_github_routes(Router& server, RouteContext& ctx);  // POST /v1/ci/github
 void add_job_routes(Router& server, RouteContext& ctx);     // /v1/jobs (job_routes.cpp)
+void add_pipeline_routes(Router& server, RouteContext& ctx);  // /v1/pipelines (pipeline_routes.cpp)
 void add_token_routes(Router& server, RouteContext& ctx);   // GET /v1/token (token_routes.cpp)
 
 // A handler that takes a bearer token: the server authenticates it from the headers before it

@@ -1,0 +1,43 @@
+// What /v1/jobs and /v1/pipelines share: their JSON, who may see a job or pipeline, the body of a
+// submission, the queued_jobs quota and the list filters. Internal to src/kilnd/http.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "base/result.h"
+#include "ci/jobs/job_service.h"
+#include "kilnd/http/route_context.h"
+
+namespace kiln::daemon::http {
+
+json render_job(const ci::JobInfo& job);
+json render_pipeline(const ci::PipelineInfo& pipeline);
+
+// A job ends once; Waiting is not final (it has not started).
+bool is_final(ci::JobState state);
+
+// A job or pipeline the caller may see: its own; every one (webhooks' too) with ci:read or
+// admin. Others are not_found, as if they did not exist; so are ids the API cannot have issued.
+Result<ci::JobInfo> visible_job(ci::JobService& jobs, const Caller& caller, const std::string& id);
+Result<ci::PipelineInfo> visible_pipeline(ci::JobService& jobs, const Caller& caller, const std::string& id);
+
+// Cancelling is for the owner, or an admin ("job" or "pipeline" names it in the error).
+Status check_may_cancel(const Caller& caller, const ci::JobSpec& spec, const std::string& what);
+// The answer of every CI route when kilnd runs no CI jobs (RouteContext::jobs is null).
+Error no_ci_jobs();
+
+// The JobSpec of a POST /v1/jobs or /v1/pipelines body {repo, sha|ref} for this caller.
+Result<ci::JobSpec> parse_submission(const std::string& body, const Caller& caller);
+// Refuses a submission past the caller's queued_jobs quota (docs/tenants.md).
+Status check_queued_jobs_quota(ci::JobService& jobs, const Caller& caller);
+
+// The query of a list route: limit (1..1000, default 100) and an optional state, which must be one
+// of `states` (the names of that resource's states).
+struct ListQuery {
+    int limit = 100;
+    std::optional<std::string> state;
+};
+Result<ListQuery> parse_list_query(const Request& req, const std::vector<std::string>& states);
+
+}  // namespace kiln::daemon::http
