@@ -52,7 +52,15 @@ std::string format_table(const std::vector<std::vector<std::string>>& rows) {
 
 namespace {
 
-// "2026-11-28T15:21:06.123Z" (or without the fraction) -> unix seconds.
+std::string duration_text(int64_t seconds) {
+    if (seconds < 60) return std::to_string(seconds) + "s";
+    if (seconds < 3600) return std::to_string(seconds / 60) + "m";
+    if (seconds < 86400 * 2) return std::to_string(seconds / 3600) + "h";
+    return std::to_string(seconds / 86400) + "d";
+}
+
+}  // namespace
+
 bool parse_rfc3339(const std::string& text, time_t& out) {
     struct tm tm = {};
     const char* end = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -64,15 +72,6 @@ bool parse_rfc3339(const std::string& text, time_t& out) {
     out = ::timegm(&tm);
     return true;
 }
-
-std::string duration_text(int64_t seconds) {
-    if (seconds < 60) return std::to_string(seconds) + "s";
-    if (seconds < 3600) return std::to_string(seconds / 60) + "m";
-    if (seconds < 86400 * 2) return std::to_string(seconds / 3600) + "h";
-    return std::to_string(seconds / 86400) + "d";
-}
-
-}  // namespace
 
 std::string relative_time(const std::string& rfc3339) {
     time_t t;

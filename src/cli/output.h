@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <ctime>
 #include <map>
 #include <string>
 #include <thread>
@@ -26,6 +27,9 @@ void print_json(const nlohmann::json& value);
 
 // Left-aligned columns separated by two spaces; the first row is the header.
 std::string format_table(const std::vector<std::vector<std::string>>& rows);
+
+// "2026-11-28T15:21:06.123Z" (or without the fraction) -> unix seconds; false when it is not that.
+bool parse_rfc3339(const std::string& text, time_t& out);
 
 // "5s ago" / "in 9m" from an RFC 3339 timestamp (the raw string when it does not parse).
 std::string relative_time(const std::string& rfc3339);
