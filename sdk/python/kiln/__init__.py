@@ -1,4 +1,5 @@
-"""Kiln's Python SDK: sandboxes (one microVM each) over kilnd's REST API, standard library only.
+"""Kiln's Python SDK: sandboxes (one microVM each) and CI pipelines over kilnd's REST API, standard
+library only.
 
     from kiln import Kiln
     k = Kiln()  # KILN_URL and KILN_TOKEN from the environment
@@ -9,12 +10,13 @@ from .client import Kiln, Sandboxes, Snapshots, Templates
 from .errors import (Conflict, ConnectionFailed, ExecTimeout, Forbidden, InvalidArgument, KilnError, NotFound,
                      QuotaExceeded, SandboxGone, ServerError, Unauthorized)
 from .models import ExecEvent, ExecResult, FileInfo, Snapshot, Template
+from .pipelines import Job, Pipeline, Pipelines, Step
 from .sandbox import Filesystem, Sandbox
 
 __version__ = "1.0.0"
 
 __all__ = [
-    "Kiln", "Sandbox", "Sandboxes", "Snapshots", "Templates", "Filesystem",
+    "Kiln", "Sandbox", "Sandboxes", "Snapshots", "Templates", "Filesystem", "Pipelines", "Pipeline", "Job", "Step",
     "ExecEvent", "ExecResult", "FileInfo", "Snapshot", "Template",
     "KilnError", "Unauthorized", "Forbidden", "NotFound", "InvalidArgument", "Conflict", "QuotaExceeded",
     "ExecTimeout", "SandboxGone", "ServerError", "ConnectionFailed",

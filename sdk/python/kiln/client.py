@@ -1,4 +1,4 @@
-"""Kiln: the SDK's entry point, with the sandboxes, templates and snapshots collections."""
+"""Kiln: the SDK's entry point, with the sandboxes, templates, snapshots and pipelines collections."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,7 @@ from typing import Any, Mapping, Optional
 
 from ._http import Transport
 from .models import Snapshot, Template
+from .pipelines import Pipelines
 from .sandbox import Sandbox
 
 DEFAULT_URL = "http://127.0.0.1:7070"
@@ -26,6 +27,7 @@ class Kiln:
         self.sandboxes = Sandboxes(self._t)
         self.templates = Templates(self._t)
         self.snapshots = Snapshots(self._t)
+        self.pipelines = Pipelines(self._t)
 
     def health(self) -> dict:
         """GET /healthz: {status, version, accel}."""
