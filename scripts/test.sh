@@ -61,7 +61,7 @@ step "API tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest 
 step "Python SDK tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q sdk/python/tests
 step "CI job tests (real kilnd, real VMs from the base template)" env KILN_BUILD="$build" "$py" -m pytest -q \
   tests/ci/test_jobs.py tests/ci/test_tenancy.py tests/ci/test_code_sources.py tests/ci/test_disk_hygiene.py \
-  tests/ci/test_pipeline_shards.py
+  tests/ci/test_pipeline_shards.py tests/ci/test_pipelines.py
 step "GitHub webhook and GitLab executor tests (real kilnd)" env KILN_BUILD="$build" "$py" -m pytest -q \
   tests/ci/test_github_webhook.py tests/ci/test_gitlab_executor.py
 

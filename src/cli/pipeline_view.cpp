@@ -87,7 +87,10 @@ std::string detail(const json& job, const json& pipeline) {
         std::string step = step_in(job, true);
         return step.empty() ? text_of(job, "error") : "step " + step;
     }
-    return text_of(job, "error");  // skipped: why; error: what went wrong
+    std::string error = text_of(job, "error");  // skipped: why; error: what went wrong
+    const std::string kSkipped = "skipped: ";    // the state is in the line already
+    if (state == "skipped" && error.rfind(kSkipped, 0) == 0) error.erase(0, kSkipped.size());
+    return error;
 }
 
 // Cut to the terminal's width, so that a line never wraps (the redraw counts lines), and never

@@ -324,16 +324,23 @@ def test_push_runs_once_with_secrets_and_posts_statuses(gh_kilnd, examples, test
     assert job["state"] == "passed", job_log(gh_kilnd, job_id)
     assert SECRET_VALUE not in job_log(gh_kilnd, job_id)  # masked
 
-    posts = wait_until(lambda: (lambda p: p if p and p[-1]["body"]["state"] != "pending" else None)(
-        statuses.for_sha(sha)), 30)
+    # Two contexts: the pipeline's ("kiln", linking to it) and its one job's ("kiln/job": a file
+    # with top-level steps is one job named "job"), each pending and then success.
+    def final_posts():
+        posts = statuses.for_sha(sha)
+        pipeline_posts = [p for p in posts if p["body"]["context"] == "kiln"]
+        return posts if pipeline_posts and pipeline_posts[-1]["body"]["state"] != "pending" else None
+    posts = wait_until(final_posts, 30)
     assert posts, statuses.for_sha(sha)
-    states = [p["body"]["state"] for p in posts]
-    assert states[0] == "pending" and states[-1] == "success", states
+    assert {p["body"]["context"] for p in posts} == {"kiln", "kiln/job"}, posts
+    targets = {"kiln": f"{PUBLIC_URL}/v1/pipelines/{answer['pipeline_id']}", "kiln/job": f"{PUBLIC_URL}/v1/jobs/{job_id}"}
+    for context, target in targets.items():
+        states = [p["body"]["state"] for p in posts if p["body"]["context"] == context]
+        assert states[0] == "pending" and states[-1] == "success", (context, states)
     for p in posts:
         assert p["path"] == f"/api/v3/repos/{payload['repository']['full_name']}/statuses/{sha}"
         assert p["auth"] == f"Bearer {GH_TOKEN}"
-        assert p["body"]["target_url"] == f"{PUBLIC_URL}/v1/jobs/{job_id}"
-        assert p["body"]["context"] == "kiln"
+        assert p["body"]["target_url"] == targets[p["body"]["context"]], p
     # Even after the job ended, the same delivery makes nothing new.
     status, again = post_webhook(gh_kilnd, "push", payload, delivery=delivery)
     assert status == 200 and again["duplicate"] is True

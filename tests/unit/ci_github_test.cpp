@@ -389,7 +389,7 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     other.id = "job-00000000bbbb";
     other.name = "deploy";
     other.state = JobState::Skipped;
-    other.error = "needs test (18, debian), which failed";
+    other.error = "skipped: it needs test (18, debian), which did not pass";
     rig.jobs.report(other);
     other.id = "job-00000000cccc";
     other.name = "";  // the first job of a pipeline that could not be planned: only the pipeline's status
@@ -403,7 +403,7 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     EXPECT_EQ(posts[5]["description"], "failed: 3 tests, 1 failures, 0 errors");
     EXPECT_EQ(posts[6]["state"], "error");
     EXPECT_EQ(posts[6]["context"], "kiln/deploy");
-    EXPECT_EQ(posts[6]["description"], "skipped: needs test (18, debian), which failed");
+    EXPECT_EQ(posts[6]["description"], "skipped: it needs test (18, debian), which did not pass");
 }
 
 TEST(GithubStatuses, PipelineDescriptionsCountTheJobs) {

@@ -55,8 +55,8 @@ TEST(CliPipelineView, JobLines) {
     EXPECT_EQ(job_line(p["jobs"][2], p, 9, kFiveSecondsIn), "test (20)  running       5.0 s  step install");
     EXPECT_EQ(job_line(p["jobs"][3], p, 9, kFiveSecondsIn), "deploy     waiting              needs lint, test (18)");
     p["jobs"][3]["state"] = "skipped";
-    p["jobs"][3]["error"] = "needs test (18), which failed";
-    EXPECT_EQ(job_line(p["jobs"][3], p, 9, kFiveSecondsIn), "deploy     skipped              needs test (18), which failed");
+    p["jobs"][3]["error"] = "skipped: it needs test (18), which did not pass";
+    EXPECT_EQ(job_line(p["jobs"][3], p, 9, kFiveSecondsIn), "deploy     skipped              it needs test (18), which did not pass");
     // Before the planner named it, the pipeline's first job.
     json first = {{"id", "job-000000000009"}, {"name", ""}, {"state", "queued"}};
     EXPECT_EQ(job_line(first, p, 0, kFiveSecondsIn), "(planning)  queued");

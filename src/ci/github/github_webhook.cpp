@@ -204,7 +204,8 @@ std::optional<StatusFor> status_for_job(const JobInfo& info) {
             return StatusFor{"pending", info.spec.trusted ? "queued in kiln" : "queued in kiln (untrusted: no secrets)"};
         case JobState::Running: return StatusFor{"pending", "running in a fresh kiln VM"};
         case JobState::Waiting: return StatusFor{"pending", "waiting for the jobs it needs"};
-        case JobState::Skipped: return StatusFor{"error", "skipped" + (info.error.empty() ? "" : ": " + info.error)};
+        // The queue's reason reads "skipped: it needs ..., which did not pass".
+        case JobState::Skipped: return StatusFor{"error", info.error.empty() ? "skipped" : info.error};
         case JobState::Passed: return StatusFor{"success", "passed" + tests()};
         case JobState::Failed: return StatusFor{"failure", "failed" + tests()};
         case JobState::Error: return StatusFor{"error", "kiln error" + (info.error.empty() ? "" : ": " + info.error)};
