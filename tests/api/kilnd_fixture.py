@@ -15,7 +15,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_ROOT = Path(os.environ.get("KILN_TEST_DATA_ROOT", "/var/lib/kiln"))
@@ -257,3 +257,18 @@ class HangingServer:
         self.sock.close()
         for c in self.held:
             c.close()
+
+
+def serving(instance: Kilnd, *admin_tokens: str) -> Iterator[Kilnd]:
+    """For a module's kilnd fixture (`yield from serving(Kilnd(...), "admin")`): creates the admin
+    tokens, starts kilnd and yields it; afterwards stops it, failing when QEMU was left behind."""
+    try:
+        for name in admin_tokens:
+            instance.create_token(name)
+        instance.start()
+    except Exception:
+        instance.cleanup()
+        raise
+    yield instance
+    leftover = instance.cleanup()
+    assert not leftover, f"kilnd left QEMU processes behind: {leftover}"

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from kilnd_fixture import Kilnd, wait_until  # noqa: E402
+from kilnd_fixture import Kilnd, serving, wait_until  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "webhook-secret-" + uuid.uuid4().hex
@@ -197,15 +197,7 @@ def gh_kilnd(statuses, tmp_path_factory, test_repo):
         # Trusted jobs may reach out; a fork's pull request keeps the default, mode none (no NIC).
         "KILN_CI_NETWORK_TRUSTED": '{"mode":"open"}',
     })
-    try:
-        instance.create_token("admin")
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
-    yield instance
-    leftover = instance.cleanup()
-    assert not leftover, f"kilnd left QEMU processes behind: {leftover}"
+    yield from serving(instance, "admin")
 
 
 def post_webhook(kilnd: Kilnd, event: str, payload, delivery: str | None = None, secret: str = SECRET,

@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from kilnd_fixture import Kilnd, free_port  # noqa: E402
+from kilnd_fixture import Kilnd, free_port, serving  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 # Runner's exit codes are whatever its environment says; unusual ones prove we read them.
@@ -34,15 +34,7 @@ def kiln_binary() -> Path:
 @pytest.fixture(scope="module")
 def gl_kilnd():
     instance = Kilnd(name="gitlab")
-    try:
-        instance.create_token("runner")
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
-    yield instance
-    leftover = instance.cleanup()
-    assert not leftover, f"kilnd left QEMU processes behind: {leftover}"
+    yield from serving(instance, "runner")
 
 
 class Runner:

@@ -20,13 +20,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "api"))
 sys.path.insert(0, str(HERE))
 
-from kilnd_fixture import Kilnd, wait_until  # noqa: E402
+from kilnd_fixture import Kilnd, serving, wait_until  # noqa: E402
 # The webhook suite's recorded payloads, signing and status recorder (tests/ci/test_github_webhook.py).
 from test_github_webhook import (FULL_NAME, GH_TOKEN, PUBLIC_URL, SECRET, StatusRecorder, api_get,  # noqa: E402
-                                 example, examples, job_log, point_at, post_webhook)
+                                 example, examples, job_log, point_at, post_webhook, statuses)
 from test_jobs import Repo, kiln_cli  # noqa: E402
 
-assert examples  # a fixture, used by name below
+assert examples and statuses  # fixtures (module-scoped: this module gets its own), used by name below
 
 PIPELINE_TIMEOUT = 1200  # seconds: four jobs, three of them at once, under TCG on a shared machine
 # Long enough that the three independent jobs' steps overlap even when their VMs start seconds apart.
@@ -76,13 +76,6 @@ def when(rfc3339: str) -> float:
 
 
 @pytest.fixture(scope="module")
-def statuses():
-    recorder = StatusRecorder()
-    yield recorder
-    recorder.close()
-
-
-@pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> Repo:
     return Repo(tmp_path_factory.mktemp("pipelines") / "Hello-World")
 
@@ -97,15 +90,7 @@ def kilnd(statuses, repo):
         "KILN_GITHUB_TOKEN": GH_TOKEN,
         "KILN_PUBLIC_URL": PUBLIC_URL,
     })
-    try:
-        instance.create_token("admin")
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
-    yield instance
-    leftover = instance.cleanup()
-    assert not leftover, f"kilnd left QEMU processes behind: {leftover}"
+    yield from serving(instance, "admin")
 
 
 def run_pipeline(kilnd: Kilnd, examples, repo: Repo, fail_on: str) -> tuple[str, dict]:
