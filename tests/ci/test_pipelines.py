@@ -22,7 +22,7 @@ sys.path.insert(0, str(HERE))
 
 from kilnd_fixture import Kilnd, serving, wait_until  # noqa: E402
 # The webhook suite's recorded payloads, signing and status recorder (tests/ci/test_github_webhook.py).
-from test_github_webhook import (FULL_NAME, GH_TOKEN, PUBLIC_URL, SECRET, StatusRecorder, api_get,  # noqa: E402
+from test_github_webhook import (FULL_NAME, GH_TOKEN, PUBLIC_URL, SECRET, api_get,  # noqa: E402
                                  example, examples, job_log, point_at, post_webhook, statuses)
 from test_jobs import Repo, kiln_cli  # noqa: E402
 
