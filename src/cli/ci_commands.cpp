@@ -155,15 +155,36 @@ private:
     static Status stream(const ApiOptions& api, const std::string& job_id) {
         auto client = TRY(ApiClient::create(api));
         client->set_read_timeout(24 * 3600);  // a bake can run long without a line
-        return client->stream_ndjson("/v1/jobs/" + job_id + "/logs", nullptr, [](const json& e) {
-            if (e.value("type", "") != "end") show_event(e);
-            return true;
-        }, "GET");
+        // An event with a field of an unexpected type must not end the process from this thread.
+        try {
+            return client->stream_ndjson("/v1/jobs/" + job_id + "/logs", nullptr, [](const json& e) {
+                if (e.is_object() && e.value("type", "") != "end") show_event(e);
+                return true;
+            }, "GET");
+        } catch (const json::exception& e) {
+            return local(ErrorCode::CliProtocol, std::string("job log event: ") + e.what());
+        }
     }
 
     Status m_status = ok_status();
     std::thread m_thread;
 };
+
+// kilnd's Pipeline with the fields this command reads of the right types (so that reading them
+// cannot throw), or a protocol error.
+Result<json> checked_pipeline(json pipeline) {
+    auto is_text = [](const json& o, const char* key) { return o.contains(key) && o[key].is_string(); };
+    auto is_int = [](const json& o, const char* key) { return !o.contains(key) || o[key].is_number_integer(); };
+    bool ok = pipeline.is_object() && is_text(pipeline, "id") && is_text(pipeline, "state") &&
+              is_text(pipeline, "sha") && is_text(pipeline, "error") && is_int(pipeline, "duration_ms") &&
+              pipeline.contains("jobs") && pipeline["jobs"].is_array() && !pipeline["jobs"].empty() &&
+              pipeline["id"].get<std::string>().rfind("pipeline-", 0) == 0;
+    for (const auto& job : ok ? pipeline["jobs"] : json::array())
+        ok = ok && job.is_object() && is_text(job, "id") && is_text(job, "name") && is_text(job, "state") &&
+             is_text(job, "error") && is_int(job, "duration_ms");
+    if (!ok) return local(ErrorCode::CliProtocol, "kilnd answered a pipeline without its id, state or jobs");
+    return pipeline;
+}
 
 bool pipeline_final(const json& pipeline) {
     std::string state = pipeline.value("state", "");
@@ -212,11 +233,8 @@ PipelineView make_view(bool following) {
 
 Result<int> ci_run(ApiClient& client, const CiRunOptions& o) {
     json body = TRY(job_request(o));
-    json pipeline = TRY(client.call("POST", "/v1/pipelines", body));
-    std::string id = pipeline.value("id", "");
-    if (id.rfind("pipeline-", 0) != 0 || !pipeline.contains("jobs") || !pipeline["jobs"].is_array() ||
-        pipeline["jobs"].empty())
-        return local(ErrorCode::CliProtocol, "kilnd answered the pipeline without an id or jobs");
+    json pipeline = TRY(checked_pipeline(TRY(client.call("POST", "/v1/pipelines", body))));
+    std::string id = pipeline["id"];
     print_error("pipeline " + id + " queued (" + pipeline.value("sha", "") + ")");
 
     // Ctrl-C cancels the pipeline (every job of it; their VMs are destroyed); we then watch it end.
@@ -256,7 +274,7 @@ Result<int> ci_run(ApiClient& client, const CiRunOptions& o) {
         if (view && !one_job) view->update(pipeline);
         if (pipeline_final(pipeline)) break;
         std::this_thread::sleep_for(std::chrono::seconds(1));
-        pipeline = TRY(client.call("GET", "/v1/pipelines/" + id));
+        pipeline = TRY(checked_pipeline(TRY(client.call("GET", "/v1/pipelines/" + id))));
     }
     if (log)
         if (auto st = log->wait(); !st.ok()) print_api_error(st.error());
