@@ -254,16 +254,13 @@ Result<int> ci_run(ApiClient& client, const CiRunOptions& o) {
             // Which log to show is known once the pipeline is planned: the job asked for, or the
             // only one (then the output is a one-job run's: its log and its result).
             one_job = pipeline["jobs"].size() == 1;
-            json target = nullptr;
-            if (!o.follow.empty()) {
-                target = find_job(pipeline, o.follow);
-                if (target.is_null()) {
-                    std::string names;
-                    for (const auto& n : job_names(pipeline)) names += (names.empty() ? "" : ", ") + n;
-                    print_error("warning: no job '" + o.follow + "' in pipeline " + id + " (its jobs: " + names + ")");
-                }
-            } else if (one_job) {
+            json target = o.follow.empty() ? json(nullptr) : find_job(pipeline, o.follow);
+            if (target.is_null() && one_job) {
                 target = pipeline["jobs"][0];
+            } else if (target.is_null() && !o.follow.empty()) {
+                std::string names;
+                for (const auto& n : job_names(pipeline)) names += (names.empty() ? "" : ", ") + n;
+                print_error("warning: no job '" + o.follow + "' in pipeline " + id + " (its jobs: " + names + ")");
             }
             if (target.is_object()) {
                 if (!one_job) print_error("following job " + target.value("name", "") + " (" + target.value("id", "") + ")");
