@@ -275,8 +275,8 @@ Result<int> ci_run(ApiClient& client, const CiRunOptions& o) {
     }
     if (log)
         if (auto st = log->wait(); !st.ok()) print_api_error(st.error());
-    // The followed job's last lines were printed after the pipeline's final state was read.
-    if (log && !one_job) view->update(pipeline);
+    // The job lines came between the followed job's log: all of them once more, after it.
+    if (log && !one_job) PipelineView(STDERR_FILENO, false).update(pipeline);
 
     if (o.api.json_output) print_json(pipeline);
     std::string error = pipeline.value("error", "");
