@@ -259,16 +259,11 @@ class HangingServer:
             c.close()
 
 
-def serving(instance: Kilnd, *admin_tokens: str) -> Iterator[Kilnd]:
-    """For a module's kilnd fixture (`yield from serving(Kilnd(...), "admin")`): creates the admin
-    tokens, starts kilnd and yields it; afterwards stops it, failing when QEMU was left behind."""
-    try:
-        for name in admin_tokens:
-            instance.create_token(name)
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
+def serving(extra_env: Optional[dict[str, str]] = None, name: str = "test",
+            tokens: Optional[dict[str, str]] = None) -> Iterator[Kilnd]:
+    """For a module's kilnd fixture (`yield from serving(env, name, {"admin": "admin"})`): a
+    Kilnd.launched one; afterwards stopped, failing when QEMU was left behind."""
+    instance = Kilnd.launched(extra_env, name, tokens)
     yield instance
     leftover = instance.cleanup()
     assert not leftover, f"kilnd left QEMU processes behind: {leftover}"

@@ -185,7 +185,7 @@ def gh_kilnd(statuses, tmp_path_factory, test_repo):
     policy = tmp_path_factory.mktemp("ci-policy") / "policy"
     policy.write_text(f"DEPLOY_KEY {FULL_NAME}\n")  # case does not matter
     policy.chmod(0o600)
-    instance = Kilnd(name="github", extra_env={
+    yield from serving({
         "KILN_CI_SECRETS_POLICY": str(policy),
         # Webhook jobs come only from ci_repos; the payloads name the local test repository.
         "KILN_CI_REPOS": str(test_repo["path"]),
@@ -196,8 +196,7 @@ def gh_kilnd(statuses, tmp_path_factory, test_repo):
         "KILN_CI_SECRET_DEPLOY_KEY": SECRET_VALUE,
         # Trusted jobs may reach out; a fork's pull request keeps the default, mode none (no NIC).
         "KILN_CI_NETWORK_TRUSTED": '{"mode":"open"}',
-    })
-    yield from serving(instance, "admin")
+    }, "github", {"admin": "admin"})
 
 
 def post_webhook(kilnd: Kilnd, event: str, payload, delivery: str | None = None, secret: str = SECRET,

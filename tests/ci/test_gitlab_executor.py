@@ -33,8 +33,7 @@ def kiln_binary() -> Path:
 
 @pytest.fixture(scope="module")
 def gl_kilnd():
-    instance = Kilnd(name="gitlab")
-    yield from serving(instance, "runner")
+    yield from serving(None, "gitlab", {"runner": "admin"})
 
 
 class Runner:

@@ -20,11 +20,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "api"))
 sys.path.insert(0, str(HERE))
 
+from api_client import ApiClient  # noqa: E402
 from kilnd_fixture import Kilnd, serving, wait_until  # noqa: E402
+from openapi_check import OpenApiSpec, SpecRecorder  # noqa: E402
 # The webhook suite's recorded payloads, signing and status recorder (tests/ci/test_github_webhook.py).
-from test_github_webhook import (FULL_NAME, GH_TOKEN, PUBLIC_URL, SECRET, api_get,  # noqa: E402
+from test_github_webhook import (FULL_NAME, GH_TOKEN, PUBLIC_URL, SECRET,  # noqa: E402
                                  example, examples, job_log, point_at, post_webhook, statuses)
-from test_jobs import Repo, kiln_cli  # noqa: E402
+from test_jobs import Repo, kiln_cli, wait_final  # noqa: E402
 
 assert examples and statuses  # fixtures (module-scoped: this module gets its own), used by name below
 
@@ -82,32 +84,29 @@ def repo(tmp_path_factory) -> Repo:
 
 @pytest.fixture(scope="module")
 def kilnd(statuses, repo):
-    instance = Kilnd(name="pipelines", extra_env={
+    yield from serving({
         "KILN_CI_WORKERS": "3",  # the three independent jobs at once
         "KILN_CI_REPOS": str(repo.path),
         "KILN_GITHUB_WEBHOOK_SECRET": SECRET,
         "KILN_GITHUB_API_URL": statuses.api_url,
         "KILN_GITHUB_TOKEN": GH_TOKEN,
         "KILN_PUBLIC_URL": PUBLIC_URL,
-    })
-    yield from serving(instance, "admin")
+    }, "pipelines", {"admin": "admin"})
 
 
-def run_pipeline(kilnd: Kilnd, examples, repo: Repo, fail_on: str) -> tuple[str, dict]:
+@pytest.fixture(scope="module")
+def api(kilnd) -> ApiClient:
+    """The admin's client; its answers are checked against api/openapi.yaml."""
+    return ApiClient(kilnd.port, kilnd.tokens["admin"], SpecRecorder(OpenApiSpec.load()))
+
+
+def run_pipeline(kilnd: Kilnd, api: ApiClient, examples, repo: Repo, fail_on: str) -> tuple[str, dict]:
     """Commits the pipeline, pushes it through the webhook, waits for its end; (sha, pipeline)."""
     sha = repo.commit({".kiln.yml": PIPELINE.format(fail_on=fail_on)}, message=f"fail on {fail_on}")
     payload = point_at(example(examples, "push", deleted=False), repo.path, sha)
     status, answer = post_webhook(kilnd, "push", payload, delivery=str(uuid.uuid4()))
     assert status == 201, answer
-    pid = answer["pipeline_id"]
-
-    def ended():
-        code, p = api_get(kilnd, f"/v1/pipelines/{pid}")
-        assert code == 200, p
-        return p if p["state"] not in ("queued", "running") else None
-    pipeline = wait_until(ended, PIPELINE_TIMEOUT, interval=1)
-    assert pipeline, f"pipeline {pid} did not end in {PIPELINE_TIMEOUT} s: {api_get(kilnd, f'/v1/pipelines/{pid}')}"
-    return sha, pipeline
+    return sha, wait_final(api, f"/v1/pipelines/{answer['pipeline_id']}", PIPELINE_TIMEOUT)
 
 
 def final_statuses(statuses: StatusRecorder, sha: str, contexts: set[str]) -> dict[str, list[dict]]:
@@ -123,8 +122,8 @@ def final_statuses(statuses: StatusRecorder, sha: str, contexts: set[str]) -> di
     return found
 
 
-def test_independent_jobs_overlap_and_the_dependent_one_sees_their_artifacts(kilnd, examples, repo, statuses):
-    sha, p = run_pipeline(kilnd, examples, repo, fail_on="none")
+def test_independent_jobs_overlap_and_the_dependent_one_sees_their_artifacts(kilnd, api, examples, repo, statuses):
+    sha, p = run_pipeline(kilnd, api, examples, repo, fail_on="none")
     jobs = {j["name"]: j for j in p["jobs"]}
     assert [j["name"] for j in p["jobs"]] == ["lint", "test (1)", "test (2)", "report"], p
     assert p["state"] == "passed" and all(j["state"] == "passed" for j in p["jobs"]), p
@@ -161,8 +160,8 @@ def test_independent_jobs_overlap_and_the_dependent_one_sees_their_artifacts(kil
     assert by_context["kiln"][-1]["body"]["description"] == "passed: 4 of 4 jobs passed"
 
 
-def test_a_failed_matrix_job_skips_the_dependent_one_and_fails_the_pipeline(kilnd, examples, repo, statuses):
-    sha, p = run_pipeline(kilnd, examples, repo, fail_on="2")
+def test_a_failed_matrix_job_skips_the_dependent_one_and_fails_the_pipeline(kilnd, api, examples, repo, statuses):
+    sha, p = run_pipeline(kilnd, api, examples, repo, fail_on="2")
     jobs = {j["name"]: j for j in p["jobs"]}
     assert p["state"] == "failed" and "test (2)" in p["error"], p
     assert [jobs[n]["state"] for n in ("lint", "test (1)", "test (2)", "report")] == \

@@ -229,25 +229,22 @@ Result<std::unique_ptr<GithubWebhook>> GithubWebhook::create(GithubConfig config
     // per pipeline; `finished` keeps a late "pending" from a racing thread from overwriting a
     // final status (per context: a job's or the pipeline's).
     auto finished = std::make_shared<FinishedStatuses>();
-    jobs.on_state_change([poster, finished, public_url = config.public_url](const JobInfo& info) {
-        if (info.spec.source != "github" || info.name.empty()) return;  // unnamed: not planned yet
-        auto repo = info.spec.labels.find(kLabelRepo);
-        if (repo == info.spec.labels.end()) return;
-        auto status = status_for_job(info);
-        if (!status) return;
-        if (!finished->admit(info.id, status->state != "pending")) return;
-        poster->post_async(CommitStatus{repo->second, info.sha.empty() ? info.spec.sha : info.sha, status->state,
-                                        job_url(public_url, info.id), status->description, job_context(info)});
+    // The status of a job or pipeline (`id`, its `spec` and resolved `sha`) under `context`: for
+    // webhook submissions only (they name the repository), never a pending after a final one.
+    auto post = [poster, finished](const std::string& id, const JobSpec& spec, const std::string& sha,
+                                   const std::optional<StatusFor>& status, std::string target_url, std::string context) {
+        auto repo = spec.labels.find(kLabelRepo);
+        if (spec.source != "github" || repo == spec.labels.end() || !status) return;
+        if (!finished->admit(id, status->state != "pending")) return;
+        poster->post_async(CommitStatus{repo->second, sha.empty() ? spec.sha : sha, status->state, std::move(target_url),
+                                        status->description, std::move(context)});
+    };
+    jobs.on_state_change([post, public_url = config.public_url](const JobInfo& info) {
+        if (info.name.empty()) return;  // the first job, before the pipeline is planned: no context yet
+        post(info.id, info.spec, info.sha, status_for_job(info), job_url(public_url, info.id), job_context(info));
     });
-    jobs.on_pipeline_change([poster, finished, public_url = config.public_url](const PipelineInfo& info) {
-        if (info.spec.source != "github") return;
-        auto repo = info.spec.labels.find(kLabelRepo);
-        if (repo == info.spec.labels.end()) return;
-        auto status = status_for_pipeline(info);
-        if (!status) return;
-        if (!finished->admit(info.id, status->state != "pending")) return;
-        poster->post_async(CommitStatus{repo->second, info.sha.empty() ? info.spec.sha : info.sha, status->state,
-                                        pipeline_url(public_url, info.id), status->description, kPipelineContext});
+    jobs.on_pipeline_change([post, public_url = config.public_url](const PipelineInfo& info) {
+        post(info.id, info.spec, info.sha, status_for_pipeline(info), pipeline_url(public_url, info.id), kPipelineContext);
     });
     return std::unique_ptr<GithubWebhook>(
         new GithubWebhook(std::move(config), jobs, std::move(deliveries), std::move(poster)));
