@@ -103,14 +103,21 @@ void LocalJobService::on_state_change(std::function<void(const JobInfo&)> listen
     m_listeners.push_back(std::move(listener));
 }
 
-void LocalJobService::notify(const JobInfo& job) {
-    std::vector<std::function<void(const JobInfo&)>> listeners;
+namespace {
+// Calls each listener with `value`, on a copy of the list taken under `mutex`: a listener may
+// take time (a status post queues) and must not hold the queue's lock.
+template <class T>
+void call_listeners(std::mutex& mutex, const std::vector<std::function<void(const T&)>>& listeners, const T& value) {
+    std::vector<std::function<void(const T&)>> copy;
     {
-        std::lock_guard lock(m_mutex);
-        listeners = m_listeners;
+        std::lock_guard lock(mutex);
+        copy = listeners;
     }
-    for (auto& l : listeners) l(job);
+    for (auto& l : copy) l(value);
 }
+}  // namespace
+
+void LocalJobService::notify(const JobInfo& job) { call_listeners(m_mutex, m_listeners, job); }
 
 Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
     // A job fetches, tars and checks out its code, and may bake: refused now rather than failed
@@ -191,12 +198,7 @@ void LocalJobService::on_pipeline_change(std::function<void(const PipelineInfo&)
 }
 
 void LocalJobService::notify_pipeline(const PipelineInfo& pipeline) {
-    std::vector<std::function<void(const PipelineInfo&)>> listeners;
-    {
-        std::lock_guard lock(m_mutex);
-        listeners = m_pipeline_listeners;
-    }
-    for (auto& l : listeners) l(pipeline);
+    call_listeners(m_mutex, m_pipeline_listeners, pipeline);
 }
 
 void LocalJobService::log_end(const JobInfo& job) {
