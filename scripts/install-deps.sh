@@ -18,6 +18,8 @@ PACKAGES=(
   xfsprogs debootstrap
   # tests, benchmarks, networking
   python3 python3-pytest python3-yaml python3-venv iproute2 nftables iperf3 sqlite3 postgresql curl
+  # the dashboard's browser tests (tests/ui): Debian's Chromium, its driver and Selenium, headless
+  chromium chromium-driver python3-selenium
 )
 # npm fetches GitHub's recorded webhook payloads for the tests (scripts/fetch-webhook-examples.sh);
 # a Node.js install that brings its own npm already has it.

@@ -3,12 +3,13 @@
 
 #include "ci/github/delivery_log.h"
 #include "ci/jobs/job_store.h"
+#include "daemon/auth/session_store.h"
 #include "daemon/store/migrations.h"
 
 namespace kiln::daemon {
 
 std::vector<Migrations> kilnd_migrations() {
-    return {migrations(), ci::job_migrations(), ci::github::delivery_migrations()};
+    return {migrations(), ci::job_migrations(), ci::github::delivery_migrations(), session_migrations()};
 }
 
 Result<std::shared_ptr<SqliteDb>> open_kilnd_db(const std::string& path) {

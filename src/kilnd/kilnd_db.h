@@ -14,7 +14,7 @@
 namespace kiln::daemon {
 
 // Every module's migrations of kilnd.db, for run_migrations (their versions are global: 1 and 3
-// the daemon's, 2 CI's jobs, 4 GitHub's deliveries).
+// the daemon's, 2 CI's jobs, 4 GitHub's deliveries, 10 the dashboard's sessions).
 std::vector<Migrations> kilnd_migrations();
 
 // Opens (creating) `path` and brings its schema up to date: every module's migrations that the

@@ -17,6 +17,7 @@
 #include "ci/github/delivery_log.h"
 #include "ci/github/github_webhook.h"
 #include "ci/jobs/local_job_service.h"
+#include "daemon/auth/session_store.h"
 #include "daemon/auth/token_store.h"
 #include "daemon/config.h"
 #include "daemon/data_dir.h"
@@ -176,6 +177,8 @@ int run_serve(const CommandContext& ctx) {
     };
     LocalSandboxService service(service_config, store, baker, hooks);
     TokenStore tokens(store, config->token_quota);
+    // The dashboard's sign-in sessions (table ui_sessions); also what checks bearer tokens.
+    SessionStore sessions(*db, tokens);
     // A bake writes a snapshot: not on a nearly full disk (the first create bakes it later).
     for (const auto& t : baker.builtins())
         if (t.bake_at_start && disk.check("bake a template").ok()) baker.bake_in_background(t.name);
@@ -254,7 +257,9 @@ int run_serve(const CommandContext& ctx) {
     http.version = KILN_VERSION;
     http.accel = vm::accel_name(accel->accel);
     http.disk = &disk;
-    auto server = HttpServer::create(http, service, tokens, metrics);
+    http.public_url = config->public_url;
+    http.sessions = &sessions;
+    auto server = HttpServer::create(http, service, sessions, metrics);
     if (!server.ok()) return fail("http", server.error());
     if (auto st = (*server)->bind(); !st.ok()) {
         service.shutdown(true);

@@ -22,6 +22,7 @@
 #include "ci/jobs/job_store.h"
 #include "ci/jobs/pipeline_source.h"
 #include "ci/jobs/secret_forms.h"
+#include "ci/junit/junit_cases.h"
 #include "ci/junit/junit_summary.h"
 #include "daemon/sandboxes/ids.h"
 #include "vm/agent_client.h"
@@ -638,6 +639,7 @@ bool JobAttempt::read_junit_reports(AttemptVm& vm, const std::vector<std::string
             event(vm, {{"type", "warning"}, {"message", "JUnit report " + f + ": " + s.error().message}});
             continue;
         }
+        (void)keep_junit_report(m_job_dir, f, xml);  // its cases, for GET /v1/jobs/{id}/tests
         sum += *s;
         ++reports;
     }

@@ -87,6 +87,17 @@ struct PipelineInfo {
     std::vector<JobInfo> jobs;  // in plan order (file order); get_pipeline and list_pipelines fill it
 };
 
+// One page of a list (GET /v1/jobs, /v1/pipelines with a cursor): newest first, after the row
+// `before_id` (the last of the previous page; "" for the first), filtered by owner (0: every
+// owner's), state name and repository ("": any).
+struct ListPage {
+    int limit = 100;
+    int64_t owner_token_id = 0;
+    std::string state;
+    std::string repo;
+    std::string before_id;
+};
+
 class JobService {
 public:
     virtual ~JobService() = default;
@@ -109,6 +120,9 @@ public:
         return no_pipelines();
     }
     virtual Status cancel_pipeline(const std::string& /*id*/) { return no_pipelines(); }
+    // Pages (ListPage): the store's own queries in LocalJobService; this service keeps none.
+    virtual Result<std::vector<JobInfo>> list_page(const ListPage& /*page*/) { return no_pipelines(); }
+    virtual Result<std::vector<PipelineInfo>> list_pipelines_page(const ListPage& /*page*/) { return no_pipelines(); }
     // Called whenever a pipeline changes state; runs on a worker (or HTTP) thread.
     virtual void on_pipeline_change(std::function<void(const PipelineInfo&)> /*listener*/) {}
     // Where the job's NDJSON log and its artifacts (by index in JobInfo::artifacts) are on the

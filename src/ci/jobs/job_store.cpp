@@ -1,6 +1,7 @@
 // JobStore over SQLite (see job_store.h).
 #include "ci/jobs/job_store.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "base/sqlite_db.h"
@@ -361,6 +362,42 @@ Result<std::vector<JobInfo>> JobStore::list(int limit, int64_t owner_token_id) {
     st.bind(1, int64_t(limit));
     st.bind(2, owner_token_id);
     return read_all(jobs(), st);
+}
+
+namespace {
+// The WHERE of a page over ci_jobs or ci_pipelines (both have these columns): ?1 limit, ?2 owner,
+// ?3 state, ?4 repo, ?5 the id the page starts after.
+std::string page_where(const char* table) {
+    return std::string(" WHERE (?2 = 0 OR owner_token_id = ?2) AND (?3 = '' OR state = ?3)"
+                       " AND (?4 = '' OR json_extract(spec_json, '$.repo') = ?4)"
+                       " AND (?5 = '' OR (created_at_ms, rowid) < (SELECT created_at_ms, rowid FROM ") + table +
+           " WHERE id = ?5)) ORDER BY created_at_ms DESC, rowid DESC LIMIT ?1";
+}
+void bind_page(SqliteStatement& st, const ListPage& page) {
+    st.bind(1, int64_t(std::clamp(page.limit, 1, 1000))).bind(2, page.owner_token_id).bind(3, page.state);
+    st.bind(4, page.repo).bind(5, page.before_id);
+}
+}  // namespace
+
+Result<std::vector<JobInfo>> JobStore::list_page(const ListPage& page) {
+    auto db = m_db->session();
+    auto st = TRY(db.prepare(jobs().select() + page_where("ci_jobs")));
+    bind_page(st, page);
+    return read_all(jobs(), st);
+}
+
+Result<std::vector<PipelineInfo>> JobStore::list_pipelines_page(const ListPage& page) {
+    std::vector<std::string> ids;
+    {
+        auto db = m_db->session();
+        auto st = TRY(db.prepare("SELECT id FROM ci_pipelines" + page_where("ci_pipelines")));
+        bind_page(st, page);
+        while (TRY(st.step())) ids.push_back(st.column_text(0));
+    }
+    std::vector<PipelineInfo> out;
+    for (const auto& id : ids)
+        if (auto p = TRY(get_pipeline(id))) out.push_back(std::move(*p));
+    return out;
 }
 
 Result<int64_t> JobStore::count_unfinished(int64_t owner_token_id) {

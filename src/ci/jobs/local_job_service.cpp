@@ -192,6 +192,18 @@ Result<std::vector<PipelineInfo>> LocalJobService::list_pipelines(int limit, int
     return std::move(*l);
 }
 
+Result<std::vector<JobInfo>> LocalJobService::list_page(const ListPage& page) {
+    auto l = m_store->list_page(page);
+    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    return std::move(*l);
+}
+
+Result<std::vector<PipelineInfo>> LocalJobService::list_pipelines_page(const ListPage& page) {
+    auto l = m_store->list_pipelines_page(page);
+    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    return std::move(*l);
+}
+
 void LocalJobService::on_pipeline_change(std::function<void(const PipelineInfo&)> listener) {
     std::lock_guard lock(m_mutex);
     m_pipeline_listeners.push_back(std::move(listener));

@@ -62,6 +62,8 @@ public:
     void on_state_change(std::function<void(const JobInfo&)> listener) override;
     Result<PipelineInfo> get_pipeline(const std::string& id) override;
     Result<std::vector<PipelineInfo>> list_pipelines(int limit, int64_t owner_token_id = 0) override;
+    Result<std::vector<JobInfo>> list_page(const ListPage& page) override;
+    Result<std::vector<PipelineInfo>> list_pipelines_page(const ListPage& page) override;
     Status cancel_pipeline(const std::string& id) override;
     void on_pipeline_change(std::function<void(const PipelineInfo&)> listener) override;
 

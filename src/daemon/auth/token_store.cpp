@@ -51,7 +51,10 @@ Result<Caller> TokenStore::authenticate(std::string_view bearer_token) {
     // Cheap shape checks first: anything that cannot be one of our tokens is not looked up.
     if (bearer_token.size() < 8 || bearer_token.size() > 256 || bearer_token.substr(0, 5) != kTokenPrefix)
         return unauthorized();
-    std::string hash = sha256_hex(std::string(bearer_token));
+    return authenticate_hash(sha256_hex(std::string(bearer_token)));
+}
+
+Result<Caller> TokenStore::authenticate_hash(const std::string& hash) {
     auto found = m_store.find_token_by_hash(hash);
     if (!found.ok()) return make_error(ErrorCode::Internal, "token store: " + found.error().message);
     if (!*found) return unauthorized();

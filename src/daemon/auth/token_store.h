@@ -34,6 +34,9 @@ public:
     // Hashes the presented token, looks the hash up, and compares it again in constant time
     // (CRYPTO_memcmp) so a timing difference never tells how much of a token matched.
     Result<Caller> authenticate(std::string_view bearer_token) override;
+    // The same for a token known by its SHA-256 (a dashboard session keeps only that): revoked or
+    // unknown is unauthorized.
+    Result<Caller> authenticate_hash(const std::string& sha256_hex);
 
 private:
     Store& m_store;

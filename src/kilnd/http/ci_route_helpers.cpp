@@ -177,11 +177,30 @@ Result<ListQuery> parse_list_query(const Request& req, const std::vector<std::st
             for (const auto& s : states) known = known || value == s;
             if (!known) return make_error(ErrorCode::InvalidArgument, "unknown state '" + value.substr(0, 32) + "'");
             q.state = value;
+        } else if (key == "repo") {
+            if (value.size() > 4096) return make_error(ErrorCode::InvalidArgument, "repo is over 4096 bytes");
+            q.repo = value;
+        } else if (key == "cursor") {
+            static const std::regex kCursor("^[a-z]+-[0-9a-f]{12}$");
+            if (!std::regex_match(value, kCursor))
+                return make_error(ErrorCode::InvalidArgument, "cursor must be the next_cursor of the previous page");
+            q.cursor = value;
         } else {
             return make_error(ErrorCode::InvalidArgument, "unknown parameter '" + key.substr(0, 64) + "'");
         }
     }
     return q;
+}
+
+ci::ListPage list_page_of(const ListQuery& query, const Caller& caller) {
+    return ci::ListPage{query.limit, caller.has(Scope::CiRead) ? 0 : caller.token_id, query.state.value_or(""), query.repo,
+                        query.cursor};
+}
+
+json page_json(const char* key, json items, int limit) {
+    json next = nullptr;
+    if (static_cast<int>(items.size()) >= limit && !items.empty()) next = items.back()["id"];
+    return json{{key, std::move(items)}, {"next_cursor", next}};
 }
 
 }  // namespace kiln::daemon::http

@@ -32,12 +32,19 @@ Result<ci::JobSpec> parse_submission(const std::string& body, const Caller& call
 // Refuses a submission past the caller's queued_jobs quota (docs/tenants.md).
 Status check_queued_jobs_quota(ci::JobService& jobs, const Caller& caller);
 
-// The query of a list route: limit (1..1000, default 100) and an optional state, which must be one
-// of `states` (the names of that resource's states).
+// The query of a list route: limit (1..1000, default 100), an optional state, which must be one
+// of `states` (the names of that resource's states), repo, and cursor (the next_cursor of the
+// previous page: the id of its last item).
 struct ListQuery {
     int limit = 100;
     std::optional<std::string> state;
+    std::string repo;
+    std::string cursor;
 };
 Result<ListQuery> parse_list_query(const Request& req, const std::vector<std::string>& states);
+// The page of the store a list route asks for: ci:read (and admin) list everyone's, others their own.
+ci::ListPage list_page_of(const ListQuery& query, const Caller& caller);
+// A list's answer: {<key>: items, next_cursor: the last item's id when the page is full, else null}.
+json page_json(const char* key, json items, int limit);
 
 }  // namespace kiln::daemon::http

@@ -119,7 +119,7 @@ private:
             return reject(make_error(ErrorCode::NotFound, "no route " + m_req->method + " " + m_req->path.substr(0, 200)));
         if (m_route->handler.authenticated) {
             // From the headers alone: a request without a valid token costs no body read.
-            auto caller = authenticate_bearer(m_core.auth, *m_req);
+            auto caller = authenticate_bearer(m_core.auth, *m_req, m_core.public_url);
             if (!caller.ok()) return reject(caller.error());
             if (m_route->handler.admits)
                 if (auto admitted = m_route->handler.admits(*caller); !admitted.ok()) return reject(admitted.error());

@@ -50,6 +50,7 @@ public:
     WorkPool& pool;
     TokenLimiter& limiter;
     const ServerLimits limits;
+    std::string public_url;  // kilnd's own origin for the session cookie's checks (ui_session.h)
 
     // Serves a connection the listener accepted.
     void accept(boost::asio::ip::tcp::socket socket);

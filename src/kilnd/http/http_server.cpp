@@ -18,6 +18,7 @@
 #include "daemon/api_error.h"
 #include "kilnd/http/connection.h"
 #include "kilnd/http/route_context.h"
+#include "kilnd/http/ui_session.h"
 #include "vm/jail/jail_settings.h"
 
 namespace kiln::daemon {
@@ -79,7 +80,9 @@ Status check_body_size(const Request& req, size_t limit) {
     return ok_status();
 }
 
-Result<Caller> authenticate_bearer(Authenticator& auth, const Request& req) {
+Result<Caller> authenticate_bearer(Authenticator& auth, const Request& req, const std::string& public_url) {
+    if (!req.has_header("Authorization") && cookie_value(req, kSessionCookie))
+        return authenticate_cookie(auth, req, public_url);
     std::string header = req.get_header_value("Authorization");
     static constexpr std::string_view kBearer = "Bearer ";
     // The scheme is case-insensitive (RFC 7235); the token is not.
@@ -189,6 +192,8 @@ public:
         add_job_routes(m_router, m_ctx);
         add_pipeline_routes(m_router, m_ctx);
         add_token_routes(m_router, m_ctx);
+        add_job_test_routes(m_router, m_ctx);
+        add_ui_routes(m_router, m_ctx);
         return ok_status();
     }
 
@@ -233,6 +238,7 @@ public:
         limits.keep_alive_timeout = std::chrono::seconds(std::min(m_ctx.config.client_timeout_seconds, 10));
         limits.client_timeout = std::chrono::seconds(m_ctx.config.client_timeout_seconds);
         ServerCore core(m_ioc, m_router, m_ctx.auth, m_ctx.metrics, pool, m_limiter, limits);
+        core.public_url = m_ctx.config.public_url;
         {
             std::lock_guard lock(m_mutex);
             if (m_stopped) return ok_status();

@@ -8,6 +8,7 @@
 
 #include "base/result.h"
 #include "daemon/auth/authenticator.h"
+#include "daemon/auth/session_store.h"
 #include "daemon/disk_guard.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "kilnd/metrics.h"
@@ -34,6 +35,10 @@ struct HttpConfig {
     std::string accel;                       // "kvm" | "tcg", for /healthz and /metrics
     ci::github::GithubWebhook* github_webhook = nullptr;  // POST /v1/ci/github (not owned); null: 503
     ci::JobService* jobs = nullptr;                       // /v1/jobs (not owned); null: 503
+    // How people reach kilnd (config public_url): the dashboard's links, its cookie's Secure flag
+    // (https) and the origin its session checks accept besides the request's own Host.
+    std::string public_url;
+    SessionStore* sessions = nullptr;  // the dashboard's sign-in (POST /ui/session); null: 503 (not owned)
     const DiskGuard* disk = nullptr;  // /healthz reports the data disk's free space (not owned)
 };
 

@@ -81,16 +81,12 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         }();
         auto query = parse_list_query(req, kStates);
         if (!query.ok()) return send_error(res, query.error());
-        // ci:read (and admin) list every job; the others their own.
-        auto all = ctx.jobs->list(1000, caller.has(Scope::CiRead) ? 0 : caller.token_id);
-        if (!all.ok()) return send_error(res, all.error());
+        // One page from the store (ListPage: filtered and ordered there, never the whole table).
+        auto page = ctx.jobs->list_page(list_page_of(*query, caller));
+        if (!page.ok()) return send_error(res, page.error());
         json items = json::array();
-        for (const auto& j : *all) {
-            if (query->state && *query->state != ci::job_state_name(j.state)) continue;
-            items.push_back(render_job(j));
-            if (static_cast<int>(items.size()) >= query->limit) break;
-        }
-        send_json(res, 200, json{{"jobs", items}});
+        for (const auto& j : *page) items.push_back(render_job(j));
+        send_json(res, 200, page_json("jobs", std::move(items), query->limit));
     }));
 
     const std::string one = std::string("/v1/jobs/") + kId;

@@ -16,7 +16,8 @@ json render(const SandboxInfo& s) {
               {"metadata", s.metadata},
               {"vcpus", s.vcpus},
               {"memory_mib", s.memory_mib},
-              {"network", net::to_json(s.network)}};
+              {"network", net::to_json(s.network)},
+              {"create_ms", s.create_ms}};  // how long the create took (the dashboard's chart)
     if (s.ended_at_ms) j["ended_at"] = rfc3339_ms(s.ended_at_ms);
     if (!s.parent_id.empty()) j["parent_id"] = s.parent_id;
     if (!s.error.empty()) j["error"] = without_host_logs(s.error);

@@ -37,16 +37,12 @@ void add_pipeline_routes(Router& server, RouteContext& ctx) {
         }();
         auto query = parse_list_query(req, kStates);
         if (!query.ok()) return send_error(res, query.error());
-        // ci:read (and admin) list every pipeline; the others their own.
-        auto all = ctx.jobs->list_pipelines(1000, caller.has(Scope::CiRead) ? 0 : caller.token_id);
-        if (!all.ok()) return send_error(res, all.error());
+        // One page from the store (ListPage: filtered and ordered there, never the whole table).
+        auto page = ctx.jobs->list_pipelines_page(list_page_of(*query, caller));
+        if (!page.ok()) return send_error(res, page.error());
         json items = json::array();
-        for (const auto& p : *all) {
-            if (query->state && *query->state != ci::pipeline_state_name(p.state)) continue;
-            items.push_back(render_pipeline(p));
-            if (static_cast<int>(items.size()) >= query->limit) break;
-        }
-        send_json(res, 200, json{{"pipelines", items}});
+        for (const auto& p : *page) items.push_back(render_pipeline(p));
+        send_json(res, 200, page_json("pipelines", std::move(items), query->limit));
     }));
 
     const std::string one = std::string("/v1/pipelines/") + kId;

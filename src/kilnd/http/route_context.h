@@ -44,6 +44,8 @@ void add_github_routes(Router& server, RouteContext& ctx);  // POST /v1/ci/githu
 void add_job_routes(Router& server, RouteContext& ctx);     // /v1/jobs (job_routes.cpp)
 void add_pipeline_routes(Router& server, RouteContext& ctx);  // /v1/pipelines (pipeline_routes.cpp)
 void add_token_routes(Router& server, RouteContext& ctx);   // GET /v1/token (token_routes.cpp)
+void add_job_test_routes(Router& server, RouteContext& ctx);  // GET /v1/jobs/{id}/tests (job_test_routes.cpp)
+void add_ui_routes(Router& server, RouteContext& ctx);      // /ui/: the dashboard (ui_routes.cpp)
 
 // A handler that takes a bearer token: the server authenticates it from the headers before it
 // reads the body (401 JSON without a valid one) and counts it against max_requests_per_token.
@@ -54,8 +56,9 @@ Handler authed(RouteContext& ctx, ScopeSet any_of, AuthedHandler handler);
 inline constexpr ScopeSet kSandboxScope = static_cast<ScopeSet>(Scope::Sandboxes);
 inline constexpr ScopeSet kCiScopes =
     static_cast<ScopeSet>(Scope::CiSubmit) | static_cast<ScopeSet>(Scope::CiTrusted) | static_cast<ScopeSet>(Scope::CiRead);
-// The Caller of an "Authorization: Bearer <token>" header, or Unauthorized.
-Result<Caller> authenticate_bearer(Authenticator& auth, const Request& req);
+// The Caller of an "Authorization: Bearer <token>" header, or, without one, of the dashboard's
+// session cookie (ui_session.h: with its CSRF and origin checks), or Unauthorized.
+Result<Caller> authenticate_bearer(Authenticator& auth, const Request& req, const std::string& public_url = "");
 // A fresh id for a request (X-Request-Id, error bodies, the log).
 std::string new_request_id();
 // The body, or an error (413) when it is larger than `limit`. The server already refused bodies

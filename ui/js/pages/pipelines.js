@@ -1,0 +1,52 @@
+// The pipelines list: newest first, filtered by repository and state, paged by cursor, redrawn
+// every few seconds while one on the page is still queued or running.
+import { api } from '../api.js';
+import { h, clear, badge, duration, elapsed, shortSha, when, FINAL } from '../dom.js';
+import { jobChips, every, showError, triggerOf } from './common.js';
+
+const PAGE = 25;
+const STATES = ['', 'queued', 'running', 'passed', 'failed', 'error', 'cancelled'];
+
+export function pipelinesPage(el, _id, params) {
+  const repo = params.get('repo') || '';
+  const state = params.get('state') || '';
+  const cursor = params.get('cursor') || '';
+  const repoInput = h('input#filter-repo', { type: 'search', name: 'repo', value: repo, placeholder: 'repository', size: 40 });
+  const stateSelect = h('select#filter-state', { name: 'state' }, STATES.map((s) => h('option', { value: s, selected: s === state }, s || 'any state')));
+  const form = h('form.filters', { method: 'get', action: '/ui/pipelines' }, repoInput, stateSelect, h('button', { type: 'submit' }, 'Filter'));
+  const body = h('div');
+  clear(el, h('h1', 'Pipelines'), form, body);
+
+  const query = new URLSearchParams({ limit: PAGE });
+  if (repo) query.set('repo', repo);
+  if (state) query.set('state', state);
+  if (cursor) query.set('cursor', cursor);
+
+  return every(3000, async () => {
+    let data;
+    try { data = await api('/v1/pipelines?' + query); } catch (e) { showError(body, e); return true; }
+    const rows = data.pipelines.map((p) => h('tr', { 'data-id': p.id },
+      h('td', h('a', { href: '/ui/pipelines/' + p.id }, p.repo.replace(/^https?:\/\//, ''))),
+      h('td.mono', { title: p.sha }, shortSha(p.sha) || p.ref),
+      h('td', triggerOf(p)),
+      h('td', p.trusted ? 'trusted' : h('span.untrusted', 'untrusted')),
+      h('td', badge(p.state)),
+      h('td', jobChips(p.jobs)),
+      h('td.num', duration(elapsed(p))),
+      h('td', when(p.created_at))));
+    const next = new URLSearchParams(params);
+    if (data.next_cursor) next.set('cursor', data.next_cursor);
+    const first = new URLSearchParams(params);
+    first.delete('cursor');
+    clear(body,
+      rows.length ? h('table.list#pipelines',
+        h('thead', h('tr', ['Repository', 'Commit', 'Trigger', 'Trust', 'State', 'Jobs', 'Duration', 'When'].map((t) => h('th', t)))),
+        h('tbody', rows)) : h('p.muted', 'No pipelines' + (repo || state ? ' match these filters.' : ' yet.')),
+      h('nav.pager', cursor ? h('a', { href: '/ui/pipelines?' + first }, '« Newest') : null,
+        data.next_cursor ? h('a#older', { href: '/ui/pipelines?' + next }, 'Older »') : null));
+    // The first page follows what runs (every 2 s while something on it does, else every 10 s
+    // for new ones); older pages do not change.
+    if (cursor) return false;
+    return data.pipelines.some((p) => !FINAL.has(p.state)) ? 2000 : 10000;
+  });
+}
