@@ -374,7 +374,7 @@ std::string page_where(const char* table) {
            " WHERE id = ?5)) ORDER BY created_at_ms DESC, rowid DESC LIMIT ?1";
 }
 void bind_page(SqliteStatement& st, const ListPage& page) {
-    st.bind(1, int64_t(std::clamp(page.limit, 1, 1000))).bind(2, page.owner_token_id).bind(3, page.state);
+    st.bind(1, int64_t(std::clamp(page.limit, 1, 1001))).bind(2, page.owner_token_id).bind(3, page.state);
     st.bind(4, page.repo).bind(5, page.before_id);
 }
 }  // namespace

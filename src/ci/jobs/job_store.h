@@ -64,7 +64,8 @@ public:
     Result<std::optional<JobInfo>> get(const std::string& id);
     // Newest first; owner 0 means every owner.
     Result<std::vector<JobInfo>> list(int limit, int64_t owner_token_id = 0);
-    // One page of each list (job_service.h ListPage); limit clamped to 1..1000.
+    // One page of each list (job_service.h ListPage); limit clamped to 1..1001 (a route asks for
+    // one more than it shows, to know whether there is a next page).
     Result<std::vector<JobInfo>> list_page(const ListPage& page);
     Result<std::vector<PipelineInfo>> list_pipelines_page(const ListPage& page);
     Result<int64_t> count_unfinished(int64_t owner_token_id);  // queued, waiting or running

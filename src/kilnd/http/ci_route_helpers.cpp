@@ -193,13 +193,17 @@ Result<ListQuery> parse_list_query(const Request& req, const std::vector<std::st
 }
 
 ci::ListPage list_page_of(const ListQuery& query, const Caller& caller) {
-    return ci::ListPage{query.limit, caller.has(Scope::CiRead) ? 0 : caller.token_id, query.state.value_or(""), query.repo,
+    // One more than the page shows: whether it is there says whether a next page is.
+    return ci::ListPage{query.limit + 1, caller.has(Scope::CiRead) ? 0 : caller.token_id, query.state.value_or(""), query.repo,
                         query.cursor};
 }
 
 json page_json(const char* key, json items, int limit) {
     json next = nullptr;
-    if (static_cast<int>(items.size()) >= limit && !items.empty()) next = items.back()["id"];
+    if (static_cast<int>(items.size()) > limit) {
+        items.erase(items.begin() + limit, items.end());
+        next = items.back()["id"];
+    }
     return json{{key, std::move(items)}, {"next_cursor", next}};
 }
 

@@ -44,7 +44,8 @@ struct ListQuery {
 Result<ListQuery> parse_list_query(const Request& req, const std::vector<std::string>& states);
 // The page of the store a list route asks for: ci:read (and admin) list everyone's, others their own.
 ci::ListPage list_page_of(const ListQuery& query, const Caller& caller);
-// A list's answer: {<key>: items, next_cursor: the last item's id when the page is full, else null}.
+// A list's answer: {<key>: the first `limit` items, next_cursor: the last shown item's id when
+// there are more (list_page_of asked the store for one more than the limit), else null}.
 json page_json(const char* key, json items, int limit);
 
 }  // namespace kiln::daemon::http
