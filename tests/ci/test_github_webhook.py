@@ -324,7 +324,7 @@ def test_push_runs_once_with_secrets_and_posts_statuses(gh_kilnd, examples, test
     posts = wait_until(final_posts, 30)
     assert posts, statuses.for_sha(sha)
     assert {p["body"]["context"] for p in posts} == {"kiln", "kiln/job"}, posts
-    targets = {"kiln": f"{PUBLIC_URL}/v1/pipelines/{answer['pipeline_id']}", "kiln/job": f"{PUBLIC_URL}/v1/jobs/{job_id}"}
+    targets = {"kiln": f"{PUBLIC_URL}/ui/pipelines/{answer['pipeline_id']}", "kiln/job": f"{PUBLIC_URL}/ui/jobs/{job_id}"}
     for context, target in targets.items():
         states = [p["body"]["state"] for p in posts if p["body"]["context"] == context]
         assert states[0] == "pending" and states[-1] == "success", (context, states)

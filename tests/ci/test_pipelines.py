@@ -154,8 +154,8 @@ def test_independent_jobs_overlap_and_the_dependent_one_sees_their_artifacts(kil
         assert states[0] == "pending" and states[-1] == "success" and "success" not in states[:-1], (context, states)
         for post in posts:
             assert post["path"] == f"/api/v3/repos/{FULL_NAME}/statuses/{sha}" and post["auth"] == f"Bearer {GH_TOKEN}"
-            target = (f"{PUBLIC_URL}/v1/pipelines/{p['id']}" if context == "kiln"
-                      else f"{PUBLIC_URL}/v1/jobs/{jobs[context[len('kiln/'):]]['id']}")
+            target = (f"{PUBLIC_URL}/ui/pipelines/{p['id']}" if context == "kiln"
+                      else f"{PUBLIC_URL}/ui/jobs/{jobs[context[len('kiln/'):]]['id']}")
             assert post["body"]["target_url"] == target, post
     assert by_context["kiln"][-1]["body"]["description"] == "passed: 4 of 4 jobs passed"
 

@@ -310,7 +310,7 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     EXPECT_EQ(posts[0]["context"], "kiln");
     EXPECT_EQ(posts[0]["state"], "pending");
     EXPECT_EQ(posts[0]["description"], "queued in kiln");
-    EXPECT_EQ(posts[0]["target_url"], "http://kiln.example:7070/v1/pipelines/pipeline-000000000001");
+    EXPECT_EQ(posts[0]["target_url"], "http://kiln.example:7070/ui/pipelines/pipeline-000000000001");
 
     // Planned as one job ("job": a file with top-level steps), which runs and passes: pending,
     // then success under kiln/job linking to the job; then the pipeline passes.
@@ -339,7 +339,7 @@ TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
     EXPECT_EQ(posts[2]["description"], "passed: 3 tests, 0 failures, 0 errors");
     for (int i : {1, 2}) {
         EXPECT_EQ(posts[i]["context"], "kiln/job");
-        EXPECT_EQ(posts[i]["target_url"], "http://kiln.example:7070/v1/jobs/" + job_id);
+        EXPECT_EQ(posts[i]["target_url"], "http://kiln.example:7070/ui/jobs/" + job_id);
     }
     EXPECT_EQ(posts[3]["context"], "kiln");
     EXPECT_EQ(posts[3]["state"], "success");

@@ -145,11 +145,11 @@ std::string api_url(const std::string& public_url, const std::string& path) {
 }  // namespace
 
 std::string job_url(const std::string& public_url, const std::string& job_id) {
-    return api_url(public_url, "/v1/jobs/" + job_id);
+    return api_url(public_url, "/ui/jobs/" + job_id);  // the dashboard's page (signing in first if need be)
 }
 
 std::string pipeline_url(const std::string& public_url, const std::string& pipeline_id) {
-    return api_url(public_url, "/v1/pipelines/" + pipeline_id);
+    return api_url(public_url, "/ui/pipelines/" + pipeline_id);
 }
 
 std::string job_context(const JobInfo& info) { return std::string(kPipelineContext) + "/" + info.name; }

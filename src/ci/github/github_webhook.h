@@ -67,7 +67,8 @@ std::optional<StatusFor> status_for_job(const JobInfo& info);
 std::optional<StatusFor> status_for_pipeline(const PipelineInfo& info);
 // "3 of 4 jobs passed, 1 skipped": the jobs by state (those not ended as "not done").
 std::string pipeline_counts(const PipelineInfo& info);
-// <public_url>/v1/jobs/<id>, <public_url>/v1/pipelines/<id>
+// The "Details" links of statuses: the dashboard's pages, <public_url>/ui/jobs/<id> and
+// <public_url>/ui/pipelines/<id> (a person not signed in signs in and lands there).
 std::string job_url(const std::string& public_url, const std::string& job_id);
 std::string pipeline_url(const std::string& public_url, const std::string& pipeline_id);
 // The pipeline's status has the context "kiln"; each (planned, so named) job "kiln/<job name>".

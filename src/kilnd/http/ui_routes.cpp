@@ -73,6 +73,16 @@ void add_ui_routes(Router& server, RouteContext& ctx) {
         res.set_content(std::string(reinterpret_cast<const char*>(asset->data), asset->size), asset->content_type);
     });
 
+    // Browsers ask for it on any page, the API's JSON answers included.
+    server.Get("/favicon.ico", [](const Request&, Response& res) {
+        const UiAsset* icon = ui_assets().find("favicon.svg");
+        if (!icon) return send_error(res, make_error(ErrorCode::NotFound, "no icon"));
+        set_page_headers(res);
+        res.set_header("Cache-Control", "public, max-age=86400");
+        res.status = 200;
+        res.set_content(std::string(reinterpret_cast<const char*>(icon->data), icon->size), icon->content_type);
+    });
+
     // Sign in: a token for a session cookie. Anyone may try; only kilnd's own pages may (Origin).
     server.Post("/ui/session", [&ctx](const Request& req, Response& res) {
         set_page_headers(res);
