@@ -2,7 +2,8 @@
 # demo.sh BUILD_DIR: Kiln's main job on the embedded default: start kilnd (SQLite in the local data
 # dir), get a token, create a sandbox from the built-in `tiny` template (restored from its baked
 # snapshot), run a command in it, delete it; then run the CI pipeline of examples/widget
-# (`kiln ci run`) in a fresh VM from the `base` template and print its result; stop kilnd.
+# (`kiln ci run`) in a fresh VM from the `base` template and print its result; stop kilnd. It prints
+# the dashboard's address and where the token to sign in with is.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 build=${1:-build/release}
@@ -38,6 +39,12 @@ curl -sf "$KILN_URL/healthz" >/dev/null || die "kilnd did not answer /healthz wi
 
 KILN_TOKEN=$("$kilnd" token create --name "demo-$(date +%s)" --scope admin)
 export KILN_TOKEN
+# The dashboard (docs/dashboard.md): the token goes to a file only its owner reads, not the log.
+token_file=$(mktemp /tmp/kiln-demo-token.XXXXXX)
+chmod 600 "$token_file"
+printf '%s\n' "$KILN_TOKEN" >"$token_file"
+log "demo: the dashboard is at $KILN_URL/ui/ while the demo runs (KILN_DEMO_KEEP=1 keeps kilnd up after it);"
+log "demo: sign in with the token in $token_file (or make your own: $kilnd token create --name me --scope admin)"
 
 log "demo: creating a sandbox from the tiny template (the first run bakes the template: boot + snapshot)"
 start=$(date +%s%N)
@@ -58,6 +65,10 @@ case $status in
   1) log "demo: the widget's pipeline FAILED (its tests failed)" ;;
   *) log "demo: the widget's pipeline could not run (status $status; kilnd log: $logfile)" ;;
 esac
+if [[ ${KILN_DEMO_KEEP:-0} == 1 ]]; then
+  log "demo: kilnd keeps running for the dashboard at $KILN_URL/ui/ (token in $token_file); Ctrl-C stops it"
+  wait "$kilnd_pid" || true
+fi
 log "demo: stopping kilnd"
 trap - EXIT
 stop_kilnd

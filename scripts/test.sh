@@ -64,6 +64,8 @@ step "CI job tests (real kilnd, real VMs from the base template)" env KILN_BUILD
   tests/ci/test_pipeline_shards.py tests/ci/test_pipelines.py
 step "GitHub webhook and GitLab executor tests (real kilnd)" env KILN_BUILD="$build" "$py" -m pytest -q \
   tests/ci/test_github_webhook.py tests/ci/test_gitlab_executor.py
+# The dashboard in headless Debian Chromium (docs/dashboard.md); screenshots in $build/test-output/ui.
+step "dashboard tests (real browser, real kilnd and VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/ui
 
 if ((${#failed[@]})); then
   log "FAILED: ${failed[*]}"

@@ -192,6 +192,8 @@ Result<int> run_prepare(ApiClient& client, const ExecutorOptions& o) {
                                          ? done.value("stderr", std::string())
                                          : std::string("(its stderr is binary)")));
     std::printf("Running in kiln sandbox %s (template %s)\n", sandbox_id.c_str(), tmpl.c_str());
+    // Where a person watches it: the dashboard's sandboxes page, this sandbox marked (docs/dashboard.md).
+    std::printf("Kiln dashboard: %s/ui/sandboxes?id=%s\n", client.url().c_str(), sandbox_id.c_str());
     return 0;
 }
 

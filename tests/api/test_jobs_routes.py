@@ -14,7 +14,10 @@ def _repo(root: Path) -> str:
     root.mkdir()
     (root / ".kiln.yml").write_text(
         "template: base\nsteps:\n  - name: make\n    run: mkdir -p out && echo hello | tee out/hello.txt\n"
-        "artifacts: [out/hello.txt]\n")
+        "  - name: report\n"
+        "    run: printf '<testsuite><testcase name=\"a\"/><testcase name=\"b\"><skipped message=\"later\"/></testcase>"
+        "</testsuite>' > out/junit.xml\n"
+        "artifacts: [out/hello.txt]\njunit: [out/junit.xml]\n")
     for args in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "one"]):
         subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, check=True, capture_output=True,
@@ -43,3 +46,15 @@ def test_job_routes_answer_as_the_spec_says(api, api_bob, tmp_path):
     cancel = api.post(f"/v1/jobs/{job_id}/cancel")
     assert cancel.status == 200 and not cancel.errors and cancel.json()["state"] == "passed"
     assert api_bob.get(f"/v1/jobs/{job_id}").status == 404
+    # Its test cases (skipped before passed), one page at a time.
+    tests = api.get(f"/v1/jobs/{job_id}/tests?limit=1")
+    assert tests.status == 200 and not tests.errors, tests
+    page = tests.json()
+    assert page["count"] == 2 and [c["name"] for c in page["cases"]] == ["b"] and page["cases"][0]["message"] == "later"
+    rest = api.get(f"/v1/jobs/{job_id}/tests?cursor={page['next_cursor']}")
+    assert rest.status == 200 and [c["name"] for c in rest.json()["cases"]] == ["a"] and rest.json()["next_cursor"] is None
+    assert api_bob.get(f"/v1/jobs/{job_id}/tests").status == 404
+    # Lists page by cursor: the next page starts after the last one shown.
+    first = api.get("/v1/jobs?limit=1")
+    assert first.status == 200 and not first.errors and first.json()["jobs"][0]["id"] == job_id
+    assert api.get(f"/v1/jobs?limit=1&repo={tmp_path / 'repo'}").json()["jobs"][0]["id"] == job_id

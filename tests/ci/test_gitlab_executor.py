@@ -132,6 +132,8 @@ def test_a_whole_job_runs_in_one_fresh_sandbox_and_cleanup_deletes_it(gl_kilnd, 
     assert prep.returncode == 0, prep.stdout + prep.stderr
     sandbox_id = runner.state()["sandbox_id"]
     assert sandbox_id in prep.stdout
+    # The job log links the dashboard's page of it.
+    assert f"Kiln dashboard: {gl_kilnd.url}/ui/sandboxes?id={sandbox_id}" in prep.stdout, prep.stdout
     sb = get_sandbox(gl_kilnd, sandbox_id)
     assert sb["state"] == "running"
     assert sb["template"] == "tiny"

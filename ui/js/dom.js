@@ -16,7 +16,8 @@ function build(el, spec, attrs, children, svg = false) {
   for (const m of spec.matchAll(/([.#])([^.#]+)/g)) {
     if (m[1] === '.') el.classList.add(m[2]); else el.id = m[2];
   }
-  if (attrs && (typeof attrs !== 'object' || attrs instanceof Node || Array.isArray(attrs))) {
+  // A first argument that is not a plain object is a child (0 and '' too).
+  if (attrs !== null && attrs !== undefined && (typeof attrs !== 'object' || attrs instanceof Node || Array.isArray(attrs))) {
     children.unshift(attrs);
     attrs = null;
   }

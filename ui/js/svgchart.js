@@ -67,7 +67,7 @@ export function stackedOverTime(id, label, buckets, keys, from, to, bucketMs) {
   const bw = ((W - L - R) * bucketMs) / (to - from);
   for (const b of buckets) {
     let y = H - B;
-    const x = L + ((b.t - from) / (to - from)) * (W - L - R);
+    const x = Math.min(W - R - bw, L + ((b.t - from) / (to - from)) * (W - L - R));
     for (const k of keys) {
       const n = b.counts[k] || 0;
       if (!n) continue;

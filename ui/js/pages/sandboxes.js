@@ -12,7 +12,8 @@ function countdown(expiresAt) {
   return m >= 60 ? `${Math.floor(m / 60)}h ${m % 60}m` : `${m}:${String(s % 60).padStart(2, '0')}`;
 }
 
-export function sandboxesPage(el) {
+// ?id=<sandbox> (the GitLab executor's link) marks that sandbox's row.
+export function sandboxesPage(el, _id, params) {
   if (!can('sandboxes')) return clear(el, h('h1', 'Sandboxes'), h('p', 'This token has no sandboxes scope.'));
   const body = h('div');
   clear(el, h('h1', 'Sandboxes'), body);
@@ -30,7 +31,7 @@ export function sandboxesPage(el) {
     if (!list.length) return clear(body, h('p.muted', 'No live sandboxes.'));
     clear(body, h('table.list#sandbox-list',
       h('thead', h('tr', ['Sandbox', 'Template', 'State', 'Metadata', 'Age', 'TTL left', 'Create time', ''].map((t) => h('th', t)))),
-      h('tbody', list.map((sb) => h('tr', { 'data-id': sb.id },
+      h('tbody', list.map((sb) => h('tr', { 'data-id': sb.id, class: sb.id === params.get('id') ? 'selected' : null },
         h('td.mono', sb.id),
         h('td', sb.template),
         h('td', badge(sb.state)),
