@@ -3,7 +3,7 @@
 import { api, streamNdjson } from '../api.js';
 import { h, clear, badge, duration, elapsed, when, bytes, FINAL } from '../dom.js';
 import { can, navigate } from '../app.js';
-import { every, showError } from './common.js';
+import { every, runButtons, showError } from './common.js';
 import { LogView } from '../logview.js';
 
 export function jobPage(el, id) {
@@ -44,17 +44,9 @@ export function jobPage(el, id) {
 }
 
 function drawHead(el, j) {
-  const actions = h('div.actions');
-  if (can('ci:submit') && !FINAL.has(j.state) && j.state !== 'skipped')
-    actions.append(h('button#cancel.danger', { type: 'button', onclick: async (ev) => {
-      ev.target.disabled = true;
-      await api(`/v1/jobs/${j.id}/cancel`, { method: 'POST' }).catch((e) => alert(e.message));
-    } }, 'Cancel'));
-  if (can('ci:submit') && FINAL.has(j.state))
-    actions.append(h('button#rerun', { type: 'button', onclick: async () => {
-      const again = await api('/v1/pipelines', { method: 'POST', body: { repo: j.repo, sha: j.sha } }).catch((e) => alert(e.message));
-      if (again) navigate('/ui/pipelines/' + again.id);
-    } }, 'Re-run pipeline'));
+  // Re-running a job runs its pipeline again (the commit's .kiln.yml as a whole).
+  const actions = runButtons(can('ci:submit'), FINAL.has(j.state), `/v1/jobs/${j.id}/cancel`,
+    { repo: j.repo, sha: j.sha }, (again) => navigate('/ui/pipelines/' + again.id));
   clear(el,
     h('p.crumbs', h('a', { href: '/ui/' }, 'Pipelines'), ' / ',
       j.pipeline ? h('a', { href: '/ui/pipelines/' + j.pipeline }, j.pipeline) : '–', ' / ', j.id),

@@ -1,25 +1,15 @@
 // Every job, newest first, filtered by repository and state, paged by cursor.
 import { api } from '../api.js';
 import { h, clear, badge, duration, elapsed, shortSha, when, FINAL } from '../dom.js';
-import { every, showError } from './common.js';
+import { every, listFilters, showError } from './common.js';
 
 const PAGE = 50;
 const STATES = ['', 'queued', 'waiting', 'running', 'passed', 'failed', 'error', 'cancelled', 'skipped'];
 
 export function jobsPage(el, _id, params) {
-  const repo = params.get('repo') || '';
-  const state = params.get('state') || '';
-  const cursor = params.get('cursor') || '';
-  const form = h('form.filters', { method: 'get', action: '/ui/jobs' },
-    h('input', { type: 'search', name: 'repo', value: repo, placeholder: 'repository', size: 40 }),
-    h('select', { name: 'state' }, STATES.map((s) => h('option', { value: s, selected: s === state }, s || 'any state'))),
-    h('button', { type: 'submit' }, 'Filter'));
+  const { form, query, repo, state, cursor } = listFilters('/ui/jobs', STATES, params, PAGE);
   const body = h('div');
   clear(el, h('h1', 'Jobs'), form, body);
-  const query = new URLSearchParams({ limit: PAGE });
-  if (repo) query.set('repo', repo);
-  if (state) query.set('state', state);
-  if (cursor) query.set('cursor', cursor);
   return every(3000, async () => {
     let data;
     try { data = await api('/v1/jobs?' + query); } catch (e) { showError(body, e); return false; }

@@ -3,7 +3,7 @@
 import { api } from '../api.js';
 import { h, clear, badge, duration, elapsed, shortSha, when, FINAL } from '../dom.js';
 import { can, navigate } from '../app.js';
-import { every, showError, triggerOf } from './common.js';
+import { every, runButtons, showError, triggerOf } from './common.js';
 import { needsGraph } from './graph.js';
 
 export function pipelinePage(el, id) {
@@ -12,17 +12,8 @@ export function pipelinePage(el, id) {
   return every(2000, async () => {
     let p;
     try { p = await api('/v1/pipelines/' + encodeURIComponent(id)); } catch (e) { showError(body, e); return false; }
-    const actions = h('div.actions');
-    if (can('ci:submit') && !FINAL.has(p.state))
-      actions.append(h('button#cancel.danger', { type: 'button', onclick: async (ev) => {
-        ev.target.disabled = true;
-        await api(`/v1/pipelines/${p.id}/cancel`, { method: 'POST' }).catch((e) => alert(e.message));
-      } }, 'Cancel pipeline'));
-    if (can('ci:submit') && FINAL.has(p.state))
-      actions.append(h('button#rerun', { type: 'button', onclick: async () => {
-        const again = await api('/v1/pipelines', { method: 'POST', body: { repo: p.repo, sha: p.sha } }).catch((e) => alert(e.message));
-        if (again) navigate('/ui/pipelines/' + again.id);
-      } }, 'Re-run'));
+    const actions = runButtons(can('ci:submit'), FINAL.has(p.state), `/v1/pipelines/${p.id}/cancel`,
+      { repo: p.repo, sha: p.sha }, (again) => navigate('/ui/pipelines/' + again.id));
     clear(body,
       h('h1', p.repo.replace(/^https?:\/\//, ''), ' ', badge(p.state)),
       h('dl.facts',

@@ -2,25 +2,15 @@
 // every few seconds while one on the page is still queued or running.
 import { api } from '../api.js';
 import { h, clear, badge, duration, elapsed, shortSha, when, FINAL } from '../dom.js';
-import { jobChips, every, showError, triggerOf } from './common.js';
+import { jobChips, every, listFilters, showError, triggerOf } from './common.js';
 
 const PAGE = 25;
 const STATES = ['', 'queued', 'running', 'passed', 'failed', 'error', 'cancelled'];
 
 export function pipelinesPage(el, _id, params) {
-  const repo = params.get('repo') || '';
-  const state = params.get('state') || '';
-  const cursor = params.get('cursor') || '';
-  const repoInput = h('input#filter-repo', { type: 'search', name: 'repo', value: repo, placeholder: 'repository', size: 40 });
-  const stateSelect = h('select#filter-state', { name: 'state' }, STATES.map((s) => h('option', { value: s, selected: s === state }, s || 'any state')));
-  const form = h('form.filters', { method: 'get', action: '/ui/pipelines' }, repoInput, stateSelect, h('button', { type: 'submit' }, 'Filter'));
+  const { form, query, repo, state, cursor } = listFilters('/ui/pipelines', STATES, params, PAGE);
   const body = h('div');
   clear(el, h('h1', 'Pipelines'), form, body);
-
-  const query = new URLSearchParams({ limit: PAGE });
-  if (repo) query.set('repo', repo);
-  if (state) query.set('state', state);
-  if (cursor) query.set('cursor', cursor);
 
   return every(3000, async () => {
     let data;
