@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import json
+import re
 import shutil
 import subprocess
 import threading
@@ -91,6 +93,25 @@ steps:
     return {"job": first_job(api, pipeline)}
 
 
+@pytest.fixture(scope="module")
+def ticker_run(api_for, tmp_path_factory) -> dict:
+    """A job printing one line a second, to time how soon each reaches the page."""
+    api = api_for("alice")
+    repo = tmp_path_factory.mktemp("ticker") / "ticker"
+    repo.mkdir()
+    (repo / ".kiln.yml").write_text("""\
+template: base
+timeout_seconds: 300
+steps:
+  - name: wait
+    run: sleep 3
+  - name: ticks
+    run: for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 1; done
+""")
+    pipeline = submit(api, repo, commit_tree(repo))
+    return {"job": first_job(api, pipeline)}
+
+
 def test_sign_in_refuses_a_wrong_token_and_sign_out_ends_the_session(browser, ui_kilnd):
     browser.open("/ui/")
     browser.find("#signin")
@@ -161,6 +182,39 @@ def test_widget_pipeline_log_grows_live_and_junit_shows_six_tests(browser, ui_ki
     assert "miss" in browser.text("#bake") or "hit" in browser.text("#bake")
     assert browser.text("#log-state") == "complete"
     browser.shot("2-passed-with-junit")
+
+
+def test_each_log_line_reaches_the_page_within_a_second(browser, ui_kilnd, api_for, ticker_run):
+    api = api_for("alice")
+    job_id = ticker_run["job"]
+    browser.open(f"/ui/jobs/{job_id}")
+    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.find(".log-window")
+    # When each "tick N" is first drawn (the view follows the end while the job runs).
+    browser.driver.execute_script("""
+        window.__ticks = {};
+        const win = document.querySelector('.log-window');
+        new MutationObserver(() => {
+          for (const m of win.textContent.matchAll(/tick (\\d+)/g)) if (!(m[1] in window.__ticks)) window.__ticks[m[1]] = Date.now();
+        }).observe(win, {childList: true, subtree: true, characterData: true});""")
+    status, job = api.json("GET", f"/v1/jobs/{job_id}")
+    assert job["state"] not in FINAL, "the page must be open before the ticks are written"
+    job = wait_job(api, job_id, 300)
+    assert job["state"] == "passed", job
+    seen = browser.driver.execute_script("return window.__ticks")
+    status, raw, _ = api.call("GET", f"/v1/jobs/{job_id}/logs?follow=false")
+    written = {}
+    for line in raw.decode().splitlines():
+        e = json.loads(line)
+        if e.get("type") == "output":
+            for n in re.findall(r"tick (\d+)", e.get("data", "")):
+                written.setdefault(n, e["ts"])
+    assert sorted(written, key=int) == [str(i) for i in range(1, 9)], written
+    lags = {n: seen[n] - written[n] for n in written if n in seen}
+    assert len(lags) == 8, f"ticks never drawn: {set(written) - set(seen)}"
+    print(f"log line to page: {lags} ms")
+    assert max(lags.values()) < 1000, f"a line took a second or more to reach the page: {lags} ms"
+    browser.shot("1-ticks")
 
 
 def test_a_failing_test_is_shown_first_with_its_message(browser, ui_kilnd, api_for, tmp_path):

@@ -64,7 +64,7 @@ using ChunkedProvider = std::function<bool(size_t offset, DataSink& sink)>;
 using SizedProvider = std::function<bool(size_t offset, size_t length, DataSink& sink)>;
 // A producer that never blocks, called on the server's event loop: it writes what is ready now
 // (write() only queues) and returns; it is called again right after its bytes went out, or after
-// a pause (100 ms, growing to 1 s) when it wrote nothing. For tails of files (a job's log).
+// a pause (100 ms, growing to 500 ms) when it wrote nothing. For tails of files (a job's log).
 using TailProvider = std::function<bool(DataSink& sink)>;
 
 struct Response {
