@@ -3,6 +3,7 @@
 
 #include <cstdio>
 
+#include "base/clock.h"
 #include "vm/jail/jail_settings.h"
 
 namespace kiln::daemon {
@@ -10,6 +11,7 @@ namespace kiln::daemon {
 namespace {
 // Seconds: restores are tens of ms here, cold bakes seconds; execs from ms to minutes.
 const std::vector<double> kCreateBounds = {0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 30};
+constexpr int64_t kHourMs = 3600 * 1000;
 const std::vector<double> kExecBounds = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300};
 
 std::string number(double v) {
@@ -53,8 +55,21 @@ Metrics::Metrics(std::string accel) : m_accel(std::move(accel)) {
 }
 
 void Metrics::observe_create_ms(double ms) {
+    const int64_t now = now_unix_ms();
     std::lock_guard lock(m_mutex);
     m_create.observe(ms / 1000.0);
+    m_recent_creates.push_back(Create{now, ms});
+    while (!m_recent_creates.empty() &&
+           (m_recent_creates.size() > kMaxRecentCreates || m_recent_creates.front().at_ms < now - kHourMs))
+        m_recent_creates.pop_front();
+}
+
+std::vector<Metrics::Create> Metrics::recent_creates(int64_t since_ms) const {
+    std::lock_guard lock(m_mutex);
+    std::vector<Create> out;
+    for (const auto& c : m_recent_creates)
+        if (c.at_ms >= since_ms) out.push_back(c);
+    return out;
 }
 
 void Metrics::count_create_failure() {

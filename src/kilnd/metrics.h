@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <string>
@@ -13,11 +14,19 @@ namespace kiln::daemon {
 class Metrics {
 public:
     explicit Metrics(std::string accel);
-    void observe_create_ms(double ms);      // kiln_sandbox_create_seconds histogram
+    void observe_create_ms(double ms);      // kiln_sandbox_create_seconds histogram, and recent_creates
     void count_create_failure();            // kiln_sandbox_create_failures_total
     void count_restore_failure();           // kiln_restore_failures_total
     void observe_exec_ms(double ms);        // kiln_exec_total + kiln_exec_seconds histogram
     void count_http_request(int status);    // kiln_http_requests_total{code}
+    // The creates of the last hour (since kilnd started), oldest first, at most kMaxRecentCreates:
+    // the dashboard's create-time chart (GET /v1/stats/creates).
+    struct Create {
+        int64_t at_ms;  // unix ms
+        double ms;
+    };
+    static constexpr size_t kMaxRecentCreates = 10000;
+    std::vector<Create> recent_creates(int64_t since_ms) const;
     // Everything, plus kiln_sandboxes{state} from the given counts and kiln_accel_info{accel}.
     std::string render(const std::map<std::string, int64_t>& sandboxes_by_state) const;
 
@@ -36,6 +45,7 @@ private:
     uint64_t m_create_failures = 0;
     uint64_t m_restore_failures = 0;
     std::map<int, uint64_t> m_http_by_status;
+    std::deque<Create> m_recent_creates;
 };
 
 }  // namespace kiln::daemon

@@ -70,6 +70,12 @@ def test_full_lifecycle(api, kilnd):
     assert abs(parse_ts(sb["created_at"]).timestamp() - t0) < 120
 
     try:
+        # the create is in kilnd's record of the last hour's creates (the dashboard's chart)
+        r = api.get("/v1/stats/creates")
+        assert r.status == 200 and not r.errors, r
+        creates = r.json()["creates"]
+        assert creates and creates[-1]["ms"] > 0 and abs(parse_ts(creates[-1]["at"]).timestamp() - time.time()) < 300, creates[-3:]
+
         # get
         r = api.get(f"/v1/sandboxes/{sid}")
         assert r.status == 200 and r.json()["id"] == sid and r.json()["state"] == "running", r

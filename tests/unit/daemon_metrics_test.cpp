@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/clock.h"
 #include "kilnd/metrics.h"
 
 using namespace kiln::daemon;
@@ -138,4 +139,15 @@ TEST(DaemonMetrics, ThreadSafe) {
         });
     for (auto& t : threads) t.join();
     EXPECT_EQ(parse(m.render({})).samples["kiln_exec_total"], 4000);
+}
+
+TEST(Metrics, RecentCreatesAreTheLastHoursBounded) {
+    kiln::daemon::Metrics m("tcg");
+    const int64_t before = kiln::now_unix_ms();
+    for (size_t i = 0; i < kiln::daemon::Metrics::kMaxRecentCreates + 5; ++i) m.observe_create_ms(double(i));
+    auto all = m.recent_creates(0);
+    ASSERT_EQ(all.size(), kiln::daemon::Metrics::kMaxRecentCreates) << "the oldest beyond the cap are dropped";
+    EXPECT_EQ(all.front().ms, 5.0);
+    EXPECT_GE(all.back().at_ms, before);
+    EXPECT_TRUE(m.recent_creates(kiln::now_unix_ms() + 1000).empty()) << "since a time after them: none";
 }

@@ -193,6 +193,7 @@ public:
         add_pipeline_routes(m_router, m_ctx);
         add_token_routes(m_router, m_ctx);
         add_job_test_routes(m_router, m_ctx);
+        add_stats_routes(m_router, m_ctx);
         add_ui_routes(m_router, m_ctx);
         return ok_status();
     }
