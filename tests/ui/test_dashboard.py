@@ -419,6 +419,63 @@ def test_a_long_coloured_log_stays_usable(browser, ui_kilnd, api_for, big_log_ru
     browser.shot("1-100k-lines-middle")
 
 
+MULTI_JOB = """\
+jobs:
+  lint:
+    template: base
+    steps:
+      - name: lint
+        run: echo lint
+  test:
+    template: base
+    matrix:
+      py: ["3.11", "3.12"]
+    steps:
+      - name: test
+        run: echo "test $KILN_MATRIX_PY"
+  deploy:
+    template: base
+    needs: [lint, test]
+    steps:
+      - name: deploy
+        run: echo deploy
+"""
+
+
+def test_a_pipelines_jobs_are_a_graph_of_needs_and_grouped_chips(browser, ui_kilnd, api_for, tmp_path):
+    api = api_for("alice")
+    repo = tmp_path / "multi"
+    repo.mkdir()
+    (repo / ".kiln.yml").write_text(MULTI_JOB)
+    pipeline = submit(api, repo, commit_tree(repo))
+
+    def planned():
+        status, p = api.json("GET", f"/v1/pipelines/{pipeline['id']}")
+        assert status == 200, p
+        assert not (p["state"] in FINAL and len(p["jobs"]) < 4), p
+        return p if len(p["jobs"]) == 4 else None
+    p = wait_for(planned, 120, "the pipeline's four jobs")
+    names = {j["id"]: j["name"] for j in p["jobs"]}
+    assert sorted(names.values()) == ["deploy", "lint", "test (3.11)", "test (3.12)"], names
+    browser.open(f"/ui/pipelines/{p['id']}")
+    browser.sign_in(ui_kilnd.tokens["alice"])
+    graph = browser.find("#needs-graph")
+    nodes = {a.get_attribute("data-job") for a in graph.find_elements("css selector", "a[data-job]")}
+    assert nodes == set(names)
+    assert len(graph.find_elements("css selector", "path.edge")) == sum(len(j["needs"]) for j in p["jobs"]) == 3
+    browser.shot("1-graph")
+    # The list groups a matrix job's combinations under its key.
+    browser.open(f"/ui/pipelines?repo={repo}")
+    row = browser.find(f"#pipelines tr[data-id='{p['id']}']")
+    groups = row.find_elements("css selector", ".chip-group")
+    assert sorted((g.get_attribute("title"), len(g.find_elements("css selector", ".chip"))) for g in groups) == \
+        [("deploy", 1), ("lint", 1), ("test", 2)]
+    browser.shot("2-list-with-grouped-chips")
+    status, ended = api.json("GET", f"/v1/pipelines/{p['id']}")
+    if ended["state"] not in FINAL:
+        api.json("POST", f"/v1/pipelines/{p['id']}/cancel")
+
+
 def test_every_page_draws_without_console_errors(browser, ui_kilnd, api_for, widget_run):
     api = api_for("alice")
     wait_job(api, widget_run["job"])
