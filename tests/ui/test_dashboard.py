@@ -302,15 +302,10 @@ def test_a_ci_submit_token_sees_no_other_sandboxes_and_no_delete_button(new_brow
         api_for("bob").call("DELETE", f"/v1/sandboxes/{bobs}")
 
 
-class EvilSite:
-    """Another site (localhost, where kilnd is 127.0.0.1) whose page posts a form to kilnd."""
+class OtherSite:
+    """A page on another site (localhost, where kilnd is 127.0.0.1)."""
 
-    def __init__(self, target: str):
-        page = f"""<!doctype html><html><body><h1>Win a prize</h1>
-<form id="f" method="POST" action="{target}" enctype="text/plain">
-<input type="hidden" name='{{"template":"tiny","metadata":{{"who":"evil"}},"x":"' value='"}}'></form>
-<script>document.getElementById('f').submit();</script></body></html>""".encode()
-
+    def __init__(self, page: bytes):
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 self.send_response(200)
@@ -328,6 +323,25 @@ class EvilSite:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class LinkPage(OtherSite):
+    """A pull request's page with a status's Details link."""
+
+    def __init__(self, target: str):
+        super().__init__(f'<!doctype html><html><body><a id="details" href="{target}">Details</a></body></html>'.encode())
+
+
+class EvilSite(OtherSite):
+    """Another site (localhost, where kilnd is 127.0.0.1) whose page posts a form to kilnd."""
+
+    """Its page posts a form to kilnd as soon as it loads."""
+
+    def __init__(self, target: str):
+        super().__init__(f"""<!doctype html><html><body><h1>Win a prize</h1>
+<form id="f" method="POST" action="{target}" enctype="text/plain">
+<input type="hidden" name='{{"template":"tiny","metadata":{{"who":"evil"}},"x":"' value='"}}'></form>
+<script>document.getElementById('f').submit();</script></body></html>""".encode())
 
 
 def test_a_cross_site_form_post_is_refused(browser, ui_kilnd, api_for):
@@ -391,6 +405,20 @@ def test_a_commit_status_link_opens_the_job_page_after_sign_in(browser, ui_kilnd
     assert job_id in browser.text(".crumbs")
     browser.find("#job-state")
     browser.shot("2-landed-on-the-job")
+
+    # Signed in, the link clicked on another site (the pull request's page) opens the job at once:
+    # the SameSite=Strict cookie is not sent with that navigation, but it is with the page's own
+    # calls after it.
+    pull_request = LinkPage(url)
+    try:
+        browser.open(pull_request.url)
+        browser.find("#details").click()
+        wait_for(lambda: browser.driver.current_url == url, 20, "the link to be followed")
+        browser.find("#job-state")
+        assert not browser.all("#signin")
+        browser.shot("3-followed-from-another-site")
+    finally:
+        pull_request.close()
 
 
 def test_a_long_coloured_log_stays_usable(browser, ui_kilnd, api_for, big_log_run):
