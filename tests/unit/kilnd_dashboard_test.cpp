@@ -22,6 +22,7 @@
 #include "daemon_test_dir.h"
 #include "kilnd/http/http_server.h"
 #include "kilnd/http/ui_assets.h"
+#include "kilnd/http/ui_session.h"
 #include "kilnd/kilnd_db.h"
 
 using namespace kiln;
@@ -416,6 +417,44 @@ TEST_F(Dashboard, ListsPageFromTheStoreAndTheFirstPageOf10000JobsIsFast) {
     auto bad = c.Get("/v1/jobs?cursor=DROP%20TABLE", auth);
     ASSERT_TRUE(bad);
     EXPECT_EQ(bad->status, 422);
+}
+
+}  // namespace
+
+namespace {
+
+using kiln::daemon::http::cookie_value;
+using kiln::daemon::http::from_own_origin;
+using kiln::daemon::http::Request;
+
+Request request_with(std::initializer_list<std::pair<std::string, std::string>> headers) {
+    Request r;
+    r.method = "POST";
+    for (const auto& [k, v] : headers) r.headers.emplace(k, v);
+    return r;
+}
+
+TEST(UiSession, TheCookieIsFoundAmongOthersAndNotByPrefix) {
+    EXPECT_EQ(cookie_value(request_with({{"Cookie", "a=1; kiln_session=kses_x;b=2"}}), "kiln_session"), "kses_x");
+    EXPECT_EQ(cookie_value(request_with({{"Cookie", "a=1"}, {"cookie", " kiln_session = v "}}), "kiln_session"), "v");
+    EXPECT_FALSE(cookie_value(request_with({{"Cookie", "xkiln_session=v; kiln_session_old=w"}}), "kiln_session"));
+    EXPECT_FALSE(cookie_value(request_with({{"Cookie", "kiln_session"}}), "kiln_session"));
+    EXPECT_FALSE(cookie_value(request_with({}), "kiln_session"));
+}
+
+TEST(UiSession, OwnOriginIsTheHostOrPublicUrl) {
+    EXPECT_TRUE(from_own_origin(request_with({{"Host", "127.0.0.1:7070"}, {"Origin", "http://127.0.0.1:7070"}}), ""));
+    EXPECT_TRUE(from_own_origin(request_with({{"Host", "CI.Example.com"}, {"Origin", "https://ci.example.com"}}), ""));
+    EXPECT_FALSE(from_own_origin(request_with({{"Host", "127.0.0.1:7070"}, {"Origin", "http://127.0.0.1:7071"}}), ""));
+    EXPECT_FALSE(from_own_origin(request_with({{"Host", "127.0.0.1:7070"}, {"Origin", "null"}}), ""));
+    EXPECT_TRUE(from_own_origin(request_with({{"Host", "10.0.0.5:7070"}, {"Origin", "https://ci.example.com"}}),
+                                "https://ci.example.com/"));
+    EXPECT_FALSE(from_own_origin(request_with({{"Host", "10.0.0.5:7070"}, {"Origin", "https://ci.example.com.evil"}}),
+                                 "https://ci.example.com"));
+    EXPECT_FALSE(from_own_origin(request_with({{"Host", "h"}, {"Referer", "https://evil.example/page"}}), ""));
+    EXPECT_TRUE(from_own_origin(request_with({{"Host", "h"}, {"Referer", "http://h/ui/jobs/x"}}), ""));
+    EXPECT_FALSE(from_own_origin(request_with({{"Host", "h"}, {"Sec-Fetch-Site", "cross-site"}}), ""));
+    EXPECT_TRUE(from_own_origin(request_with({{"Host", "h"}}), "")) << "a client that is not a browser names no origin";
 }
 
 }  // namespace
