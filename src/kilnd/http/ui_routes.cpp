@@ -107,13 +107,13 @@ void add_ui_routes(Router& server, RouteContext& ctx) {
     server.Get("/ui/session", [&ctx](const Request& req, Response& res) {
         set_page_headers(res);
         res.set_header("Cache-Control", "no-store");
+        const json signed_out{{"signed_in", false}};
         auto id = cookie_value(req, kSessionCookie);
-        auto session = id ? ctx.auth.authenticate_session(*id) : Result<SessionCaller>(make_error(ErrorCode::Unauthorized, ""));
-        if (!session.ok()) {
-            if (session.error().code != ErrorCode::Unauthorized) return send_error(res, session.error());
-            return send_json(res, 200, json{{"signed_in", false}});
-        }
-        send_json(res, 200, session_json(session->caller, session->csrf, session->expires_at_ms));
+        if (!id) return send_json(res, 200, signed_out);
+        auto session = ctx.auth.authenticate_session(*id);
+        if (session.ok()) return send_json(res, 200, session_json(session->caller, session->csrf, session->expires_at_ms));
+        if (session.error().code == ErrorCode::Unauthorized) return send_json(res, 200, signed_out);  // ended, expired, revoked
+        send_error(res, session.error());
     });
 
     // Sign out: the session ends on the server; the cookie is cleared (a copy kept elsewhere no
