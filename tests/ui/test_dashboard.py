@@ -504,6 +504,45 @@ def test_a_pipelines_jobs_are_a_graph_of_needs_and_grouped_chips(browser, ui_kil
         api.json("POST", f"/v1/pipelines/{p['id']}/cancel")
 
 
+SHARDED = """\
+jobs:
+  suite:
+    template: base
+    parallel: 2
+    fork_after: prepare
+    steps:
+      - name: prepare
+        run: echo prepared
+      - name: test
+        run: |
+          mkdir -p out
+          printf '<testsuite name="s"><testcase name="case-of-shard-%s"/></testsuite>' "$KILN_SHARD_INDEX" > out/junit.xml
+    junit: [out/junit.xml]
+"""
+
+
+def test_a_sharded_jobs_steps_name_their_shard_and_its_tests_come_from_every_shard(browser, ui_kilnd, api_for,
+                                                                                    tmp_path):
+    api = api_for("alice")
+    repo = tmp_path / "sharded"
+    repo.mkdir()
+    (repo / ".kiln.yml").write_text(SHARDED)
+    job_id = first_job(api, submit(api, repo, commit_tree(repo)))
+    job = wait_job(api, job_id)
+    assert job["state"] == "passed" and job["junit"]["tests"] == 2, job
+    browser.open(f"/ui/jobs/{job_id}")
+    browser.sign_in(ui_kilnd.tokens["alice"])
+    wait_for(lambda: len(browser.all("#test-cases tbody tr")) == 2, 30, "both shards' test cases")
+    assert {"case-of-shard-0", "case-of-shard-1"} <= set(browser.text("#test-cases").split())
+    headers = [th.text for th in browser.all("#steps thead th")]
+    assert "Shard" in headers, headers
+    shards = {r.find_elements("css selector", "td")[1].text for r in browser.all("#steps tbody tr")}
+    assert {"–", "0", "1"} <= shards, shards  # prepare in the job's own VM, then each shard's steps
+    browser.driver.execute_script("const l = document.querySelector('.log'); l.scrollTop = 0; l.dispatchEvent(new Event('scroll'));")
+    wait_for(lambda: {t.text for t in browser.all(".log-shard")} >= {"s0", "s1"}, 10, "the log's lines to name their shard")
+    browser.shot("1-sharded-job")
+
+
 def test_every_page_draws_without_console_errors(browser, ui_kilnd, api_for, widget_run):
     api = api_for("alice")
     wait_job(api, widget_run["job"])

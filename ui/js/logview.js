@@ -7,11 +7,16 @@ import { h } from './dom.js';
 const LINE_PX = 18;
 const OVERSCAN = 30;
 
+// The shard (0-based) an event came from; null for the job's own VM.
+function shardOf(e) { return typeof e.shard === 'number' && e.shard >= 0 ? e.shard : null; }
+
 export class LogView {
   constructor() {
-    this.lines = [];          // {text, st, kind, step}
-    this.state = new Map();   // per "step/stream": the ANSI state its next line starts in
-    this.partial = new Map(); // per "step/stream": an unfinished last line
+    this.lines = [];          // {text, st, kind, step, shard}
+    // Per source (step, stream and shard: shards run at once, their output interleaves): the ANSI
+    // state its next line starts in, and its unfinished last line.
+    this.state = new Map();
+    this.partial = new Map();
     this.follow = true;
     this.scheduled = false;
     this.spacer = h('div.log-spacer');
@@ -30,21 +35,21 @@ export class LogView {
   // Events of the job's NDJSON log (output chunks and the job's own events).
   addEvents(events) {
     for (const e of events) {
-      if (e.type === 'output') this.addOutput(e.step || '', e.stream || 'stdout', String(e.data ?? ''));
+      if (e.type === 'output') this.addOutput(e.step || '', e.stream || 'stdout', String(e.data ?? ''), shardOf(e));
       else this.addMeta(e);
     }
     this.schedule();
   }
 
-  addOutput(step, stream, data) {
-    const key = step + '/' + stream;
+  addOutput(step, stream, data, shard) {
+    const key = JSON.stringify([step, stream, shard]);
     let st = this.state.get(key) || PLAIN;
     const text = (this.partial.get(key) || '') + data;
     const parts = text.split('\n');
     const rest = parts.pop();
     for (const raw of parts) {
       const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
-      this.lines.push({ text: line, st, kind: stream === 'stderr' ? 'stderr' : 'stdout', step });
+      this.lines.push({ text: line, st, kind: stream === 'stderr' ? 'stderr' : 'stdout', step, shard });
       st = advance(st, line);
     }
     this.state.set(key, st);
@@ -54,8 +59,8 @@ export class LogView {
   flushPartials() {
     for (const [key, rest] of this.partial) {
       if (!rest) continue;
-      const [step, stream] = key.split('/');
-      this.lines.push({ text: rest, st: this.state.get(key) || PLAIN, kind: stream === 'stderr' ? 'stderr' : 'stdout', step });
+      const [step, stream, shard] = JSON.parse(key);
+      this.lines.push({ text: rest, st: this.state.get(key) || PLAIN, kind: stream === 'stderr' ? 'stderr' : 'stdout', step, shard });
       this.partial.set(key, '');
     }
   }
@@ -68,7 +73,7 @@ export class LogView {
     else if (type === 'step_finished') text = `■ step ${rest.step ?? ''}: ${rest.state ?? ''}${rest.exit_code !== undefined ? ' (exit ' + rest.exit_code + ')' : ''}`;
     else if (type === 'end') text = `● job ended: ${rest.state ?? ''}${rest.error ? ' – ' + rest.error : ''}`;
     else text = `· ${type}` + (Object.keys(rest).length ? ' ' + JSON.stringify(rest) : '');
-    this.lines.push({ text, st: PLAIN, kind: type === 'warning' ? 'warn' : 'meta', step: rest.step || '' });
+    this.lines.push({ text, st: PLAIN, kind: type === 'warning' ? 'warn' : 'meta', step: rest.step || '', shard: shardOf(e) });
   }
 
   finish() {
@@ -103,10 +108,19 @@ export class LogView {
       const num = document.createElement('span');
       num.className = 'log-num';
       num.textContent = String(i + 1);
+      if (l.shard !== null) {
+        const tag = document.createElement('span');
+        tag.className = 'log-shard';
+        tag.textContent = 's' + l.shard;
+        tag.title = 'shard ' + l.shard;
+        row.append(num, tag);
+      } else {
+        row.append(num);
+      }
       const text = document.createElement('span');
       text.className = 'log-text';
       render(text, l.text, l.st);
-      row.append(num, text);
+      row.append(text);
       frag.append(row);
     }
     this.window.style.transform = `translateY(${first * LINE_PX}px)`;

@@ -65,12 +65,14 @@ function drawHead(el, j) {
 
 function drawSteps(el, j) {
   if (!j.steps.length) return clear(el, h('p.muted', 'No steps yet.'));
-  const sharded = j.steps.some((s) => s.shard !== null && s.shard !== undefined && s.shard >= 0);
+  // shard: a number from 0, or null for the job's own VM (before any fan-out).
+  const shardOf = (s) => (typeof s.shard === 'number' && s.shard >= 0 ? s.shard : null);
+  const sharded = j.steps.some((s) => shardOf(s) !== null);
   clear(el, h('table.list#steps',
     h('thead', h('tr', ['Step', sharded ? 'Shard' : null, 'State', 'Exit', 'Duration', 'Started'].filter(Boolean).map((t) => h('th', t)))),
     h('tbody', j.steps.map((s) => h('tr',
       h('td', s.name),
-      sharded ? h('td', s.shard >= 0 ? String(s.shard) : '–') : null,
+      sharded ? h('td', shardOf(s) === null ? '–' : String(shardOf(s))) : null,
       h('td', badge(s.state)),
       h('td.num', s.exit_code ?? '–'),
       h('td.num', s.state === 'running' && s.started_at ? duration(Date.now() - Date.parse(s.started_at)) : duration(s.duration_ms)),
