@@ -54,24 +54,23 @@ def gh_repo(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("gh") / "Hello-World"
 
 
+class SelfLinkingKilnd(Kilnd):
+    """public_url is its own address: the links in its commit statuses can be followed."""
+
+    def __init__(self, extra_env=None, name: str = "test"):
+        super().__init__(extra_env, name)
+        self.extra_env["KILN_PUBLIC_URL"] = self.url
+
+
 @pytest.fixture(scope="session")
 def ui_kilnd(statuses, gh_repo):
-    instance = Kilnd(name="ui", extra_env={
+    instance = SelfLinkingKilnd.launched({
         "KILN_CI_WORKERS": "2",
         "KILN_CI_REPOS": str(gh_repo),
         "KILN_GITHUB_WEBHOOK_SECRET": gh.SECRET,
         "KILN_GITHUB_API_URL": statuses.api_url,
         "KILN_GITHUB_TOKEN": gh.GH_TOKEN,
-    })
-    # Links in statuses name kilnd itself, so the browser can follow one.
-    instance.extra_env["KILN_PUBLIC_URL"] = instance.url
-    try:
-        for name, scope in TOKENS.items():
-            instance.create_token(name, scope)
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
+    }, "ui", TOKENS)
     yield instance
     leftover = instance.cleanup()
     assert not leftover, f"kilnd left QEMU processes behind: {leftover}"

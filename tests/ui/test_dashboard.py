@@ -76,30 +76,29 @@ def widget_run(api_for, tmp_path_factory) -> dict:
     return {"pipeline": pipeline["id"], "job": first_job(api, pipeline), "sha": sha}
 
 
+def queue_kiln_yml(api: Api, folder: Path, kiln_yml: str) -> str:
+    """A repository of just this .kiln.yml, its pipeline queued; the first job's id."""
+    folder.mkdir(parents=True)
+    (folder / ".kiln.yml").write_text(kiln_yml)
+    return first_job(api, submit(api, folder, commit_tree(folder)))
+
+
 @pytest.fixture(scope="module")
 def big_log_run(api_for, tmp_path_factory) -> dict:
-    """A job printing 100,000 coloured lines, then one line a second for a while."""
-    api = api_for("alice")
-    repo = tmp_path_factory.mktemp("biglog") / "big"
-    repo.mkdir()
-    (repo / ".kiln.yml").write_text("""\
+    """A job printing 100,000 coloured lines."""
+    return {"job": queue_kiln_yml(api_for("alice"), tmp_path_factory.mktemp("biglog") / "big", """\
 template: base
 timeout_seconds: 600
 steps:
   - name: colours
     run: awk 'BEGIN { for (i = 1; i <= 100000; i++) printf "\\033[3%dmline %d\\033[0m plain\\n", i % 7 + 1, i }'
-""")
-    pipeline = submit(api, repo, commit_tree(repo))
-    return {"job": first_job(api, pipeline)}
+""")}
 
 
 @pytest.fixture(scope="module")
 def ticker_run(api_for, tmp_path_factory) -> dict:
     """A job printing one line a second, to time how soon each reaches the page."""
-    api = api_for("alice")
-    repo = tmp_path_factory.mktemp("ticker") / "ticker"
-    repo.mkdir()
-    (repo / ".kiln.yml").write_text("""\
+    return {"job": queue_kiln_yml(api_for("alice"), tmp_path_factory.mktemp("ticker") / "ticker", """\
 template: base
 timeout_seconds: 300
 steps:
@@ -107,9 +106,7 @@ steps:
     run: sleep 3
   - name: ticks
     run: for i in 1 2 3 4 5 6 7 8; do echo "tick $i"; sleep 1; done
-""")
-    pipeline = submit(api, repo, commit_tree(repo))
-    return {"job": first_job(api, pipeline)}
+""")}
 
 
 def test_sign_in_refuses_a_wrong_token_and_sign_out_ends_the_session(browser, ui_kilnd):
@@ -473,9 +470,7 @@ jobs:
 def test_a_pipelines_jobs_are_a_graph_of_needs_and_grouped_chips(browser, ui_kilnd, api_for, tmp_path):
     api = api_for("alice")
     repo = tmp_path / "multi"
-    repo.mkdir()
-    (repo / ".kiln.yml").write_text(MULTI_JOB)
-    pipeline = submit(api, repo, commit_tree(repo))
+    pipeline = {"id": api.json("GET", f"/v1/jobs/{queue_kiln_yml(api, repo, MULTI_JOB)}")[1]["pipeline"]}
 
     def planned():
         status, p = api.json("GET", f"/v1/pipelines/{pipeline['id']}")
@@ -524,10 +519,7 @@ jobs:
 def test_a_sharded_jobs_steps_name_their_shard_and_its_tests_come_from_every_shard(browser, ui_kilnd, api_for,
                                                                                     tmp_path):
     api = api_for("alice")
-    repo = tmp_path / "sharded"
-    repo.mkdir()
-    (repo / ".kiln.yml").write_text(SHARDED)
-    job_id = first_job(api, submit(api, repo, commit_tree(repo)))
+    job_id = queue_kiln_yml(api, tmp_path / "sharded", SHARDED)
     job = wait_job(api, job_id)
     assert job["state"] == "passed" and job["junit"]["tests"] == 2, job
     browser.open(f"/ui/jobs/{job_id}")
