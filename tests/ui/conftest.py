@@ -152,6 +152,11 @@ class Browser:
     def text(self, css: str, timeout: float = 20) -> str:
         return self.find(css, timeout).text
 
+    def open_as(self, path: str, who: str) -> None:
+        """Opens a page, which asks to sign in first, and signs in with `who`'s token."""
+        self.open(path)
+        self.sign_in(self.kilnd.tokens[who])
+
     def sign_in(self, token: str) -> None:
         self.find("#token").send_keys(token)
         self.find("#signin-submit").click()

@@ -145,8 +145,7 @@ def test_sign_in_refuses_a_wrong_token_and_sign_out_ends_the_session(browser, ui
 def test_widget_pipeline_log_grows_live_and_junit_shows_six_tests(browser, ui_kilnd, api_for, widget_run):
     api = api_for("alice")
     job_id = widget_run["job"]
-    browser.open(f"/ui/jobs/{job_id}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/jobs/{job_id}", "alice")
     browser.find("#job-state")
 
     # Watch the line count while the API says the job has not ended.
@@ -184,8 +183,7 @@ def test_widget_pipeline_log_grows_live_and_junit_shows_six_tests(browser, ui_ki
 def test_each_log_line_reaches_the_page_within_a_second(browser, ui_kilnd, api_for, ticker_run):
     api = api_for("alice")
     job_id = ticker_run["job"]
-    browser.open(f"/ui/jobs/{job_id}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/jobs/{job_id}", "alice")
     browser.find(".log-window")
     # When each "tick N" is first drawn (the view follows the end while the job runs).
     browser.driver.execute_script("""
@@ -218,8 +216,7 @@ def test_a_failing_test_is_shown_first_with_its_message(browser, ui_kilnd, api_f
     api = api_for("alice")
     repo, sha = widget_copy(tmp_path / "broken", broken=True)
     job_id = first_job(api, submit(api, repo, sha))
-    browser.open(f"/ui/jobs/{job_id}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/jobs/{job_id}", "alice")
     job = wait_job(api, job_id)
     assert job["state"] == "failed", job
     first = wait_for(lambda: (browser.all("#test-cases tbody tr") or [None])[0], 30, "the test table")
@@ -239,8 +236,7 @@ def test_an_artifact_downloads_with_its_bytes(browser, ui_kilnd, api_for, widget
     assert job["artifacts"] == ["reports/junit.xml"], job
     status, expected, _ = api.call("GET", f"/v1/jobs/{job['id']}/artifacts/reports/junit.xml")
     assert status == 200 and expected.startswith(b"<?xml")
-    browser.open(f"/ui/jobs/{job['id']}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/jobs/{job['id']}", "alice")
     link = browser.find("#artifacts a")
     browser.shot("1-artifacts")
     link.click()
@@ -258,8 +254,7 @@ def create_sandbox(api: Api, label: str) -> str:
 def test_deleting_a_sandbox_from_the_page_removes_it(browser, ui_kilnd, api_for):
     api = api_for("alice")
     sb = create_sandbox(api, "delete-me")
-    browser.open("/ui/sandboxes")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as("/ui/sandboxes", "alice")
     row = browser.find(f"#sandbox-list tr[data-id='{sb}']")
     assert "tiny" in row.text and "who=delete-me" in row.text
     browser.shot("1-before-delete")
@@ -278,8 +273,7 @@ def test_a_ci_submit_token_sees_no_other_sandboxes_and_no_delete_button(new_brow
     bobs = create_sandbox(api_for("bob"), "bob")
     try:
         carol = new_browser("carol")
-        carol.open("/ui/sandboxes")
-        carol.sign_in(ui_kilnd.tokens["carol"])
+        carol.open_as("/ui/sandboxes", "carol")
         carol.find("main h1")
         assert all(not a.is_displayed() for a in carol.all("#nav a[data-nav='sandboxes']"))
         assert "no sandboxes scope" in carol.text("main")
@@ -288,8 +282,7 @@ def test_a_ci_submit_token_sees_no_other_sandboxes_and_no_delete_button(new_brow
         carol.shot("1-carol-ci-submit-only")
 
         bob = new_browser("bob")
-        bob.open("/ui/sandboxes")
-        bob.sign_in(ui_kilnd.tokens["bob"])
+        bob.open_as("/ui/sandboxes", "bob")
         bob.find(f"#sandbox-list tr[data-id='{bobs}']")
         assert alices not in bob.driver.page_source
         assert [b.get_attribute("data-id") for b in bob.all("button.delete")] == [bobs]
@@ -343,8 +336,7 @@ class EvilSite(OtherSite):
 
 def test_a_cross_site_form_post_is_refused(browser, ui_kilnd, api_for):
     api = api_for("alice")
-    browser.open("/ui/sandboxes")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as("/ui/sandboxes", "alice")
     cookie = browser.driver.get_cookie("kiln_session")
     status, before = api.json("GET", "/v1/sandboxes")
     evil = EvilSite(f"{ui_kilnd.url}/v1/sandboxes")
@@ -422,8 +414,7 @@ def test_a_long_coloured_log_stays_usable(browser, ui_kilnd, api_for, big_log_ru
     api = api_for("alice")
     job = wait_job(api, big_log_run["job"])
     assert job["state"] == "passed", job
-    browser.open(f"/ui/jobs/{job['id']}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/jobs/{job['id']}", "alice")
     start = time.monotonic()
     wait_for(lambda: int(browser.text(".log-count").split()[0].replace(",", "")) >= 100000, 120, "100,000 lines on the page")
     loaded_s = time.monotonic() - start
@@ -480,8 +471,7 @@ def test_a_pipelines_jobs_are_a_graph_of_needs_and_grouped_chips(browser, ui_kil
     p = wait_for(planned, 120, "the pipeline's four jobs")
     names = {j["id"]: j["name"] for j in p["jobs"]}
     assert sorted(names.values()) == ["deploy", "lint", "test (3.11)", "test (3.12)"], names
-    browser.open(f"/ui/pipelines/{p['id']}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/pipelines/{p['id']}", "alice")
     graph = browser.find("#needs-graph")
     nodes = {a.get_attribute("data-job") for a in graph.find_elements("css selector", "a[data-job]")}
     assert nodes == set(names)
@@ -522,8 +512,7 @@ def test_a_sharded_jobs_steps_name_their_shard_and_its_tests_come_from_every_sha
     job_id = queue_kiln_yml(api, tmp_path / "sharded", SHARDED)
     job = wait_job(api, job_id)
     assert job["state"] == "passed" and job["junit"]["tests"] == 2, job
-    browser.open(f"/ui/jobs/{job_id}")
-    browser.sign_in(ui_kilnd.tokens["alice"])
+    browser.open_as(f"/ui/jobs/{job_id}", "alice")
     wait_for(lambda: len(browser.all("#test-cases tbody tr")) == 2, 30, "both shards' test cases")
     assert {"case-of-shard-0", "case-of-shard-1"} <= set(browser.text("#test-cases").split())
     headers = [th.text for th in browser.all("#steps thead th")]
@@ -540,8 +529,7 @@ def test_every_page_draws_without_console_errors(browser, ui_kilnd, api_for, wid
     wait_job(api, widget_run["job"])
     sb = create_sandbox(api, "pages")
     try:
-        browser.open("/ui/")
-        browser.sign_in(ui_kilnd.tokens["alice"])
+        browser.open_as("/ui/", "alice")
         pages = {
             "pipelines": ("/ui/", "#pipelines tr[data-id]"),
             "pipelines-filtered": ("/ui/pipelines?state=passed", "#pipelines"),
