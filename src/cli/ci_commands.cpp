@@ -236,6 +236,8 @@ Result<int> ci_run(ApiClient& client, const CiRunOptions& o) {
     json pipeline = TRY(checked_pipeline(TRY(client.call("POST", "/v1/pipelines", body))));
     std::string id = pipeline["id"];
     print_error("pipeline " + id + " queued (" + pipeline.value("sha", "") + ")");
+    // The same page a commit status links to (docs/dashboard.md).
+    print_error("dashboard: " + client.url() + "/ui/pipelines/" + id);
 
     // Ctrl-C cancels the pipeline (every job of it; their VMs are destroyed); we then watch it end.
     SignalWatcher signals;

@@ -6,6 +6,7 @@ bad input (kill -9 of kilnd in the middle of a job: test_disk_hygiene.py)."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -444,6 +445,8 @@ def test_kiln_ci_run_follows_the_log_and_exits_with_the_result(kilnd, repo, tmp_
     ok = run(str(repo.path), "--sha", good)
     assert ok.returncode == 0, ok.stderr
     assert "hello-from-the-job" in ok.stdout and "passed" in ok.stderr
+    # It names the pipeline's page on the dashboard, as a commit status does.
+    assert re.search(rf"dashboard: {re.escape(kilnd.url)}/ui/pipelines/pipeline-[0-9a-f]{{12}}\n", ok.stderr), ok.stderr
     failed = run(str(repo.path), "--sha", bad)
     assert failed.returncode == 1, failed.stderr
     assert "JUnit: 2 tests, 1 failures, 0 errors, 0 skipped" in failed.stderr
