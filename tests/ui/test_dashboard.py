@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Api, REPO, gh, wait_for
+from ui_harness import Api, REPO, gh, wait_for
 
 JOB_TIMEOUT = 900  # seconds: under TCG the first job bakes the base template
 FINAL = {"passed", "failed", "error", "cancelled", "skipped"}
@@ -255,10 +255,10 @@ def test_deleting_a_sandbox_from_the_page_removes_it(browser, ui_kilnd, api_for)
     api = api_for("alice")
     sb = create_sandbox(api, "delete-me")
     browser.open_as("/ui/sandboxes", "alice")
-    row = browser.find(f"#sandbox-list tr[data-id='{sb}']")
-    assert "tiny" in row.text and "who=delete-me" in row.text
+    row = browser.text(f"#sandbox-list tr[data-id='{sb}']")
+    assert "tiny" in row and "who=delete-me" in row
     browser.shot("1-before-delete")
-    browser.find(f"button.delete[data-id='{sb}']").click()
+    browser.click(f"button.delete[data-id='{sb}']")
     wait_for(lambda: not browser.all(f"#sandbox-list tr[data-id='{sb}']"), 60, "the row to go")
     browser.shot("2-after-delete")
 
@@ -285,7 +285,7 @@ def test_a_ci_submit_token_sees_no_other_sandboxes_and_no_delete_button(new_brow
         bob.open_as("/ui/sandboxes", "bob")
         bob.find(f"#sandbox-list tr[data-id='{bobs}']")
         assert alices not in bob.driver.page_source
-        assert [b.get_attribute("data-id") for b in bob.all("button.delete")] == [bobs]
+        assert bob.read(lambda: [b.get_attribute("data-id") for b in bob.all("button.delete")]) == [bobs]
         bob.shot("2-bob-sees-only-his")
     finally:
         api_for("alice").call("DELETE", f"/v1/sandboxes/{alices}")
@@ -472,17 +472,18 @@ def test_a_pipelines_jobs_are_a_graph_of_needs_and_grouped_chips(browser, ui_kil
     names = {j["id"]: j["name"] for j in p["jobs"]}
     assert sorted(names.values()) == ["deploy", "lint", "test (3.11)", "test (3.12)"], names
     browser.open_as(f"/ui/pipelines/{p['id']}", "alice")
-    graph = browser.find("#needs-graph")
-    nodes = {a.get_attribute("data-job") for a in graph.find_elements("css selector", "a[data-job]")}
+    browser.find("#needs-graph")
+    nodes = browser.read(lambda: {a.get_attribute("data-job") for a in browser.all("#needs-graph a[data-job]")})
     assert nodes == set(names)
-    assert len(graph.find_elements("css selector", "path.edge")) == sum(len(j["needs"]) for j in p["jobs"]) == 3
+    assert len(browser.all("#needs-graph path.edge")) == sum(len(j["needs"]) for j in p["jobs"]) == 3
     browser.shot("1-graph")
     # The list groups a matrix job's combinations under its key.
     browser.open(f"/ui/pipelines?repo={repo}")
-    row = browser.find(f"#pipelines tr[data-id='{p['id']}']")
-    groups = row.find_elements("css selector", ".chip-group")
-    assert sorted((g.get_attribute("title"), len(g.find_elements("css selector", ".chip"))) for g in groups) == \
-        [("deploy", 1), ("lint", 1), ("test", 2)]
+    row = f"#pipelines tr[data-id='{p['id']}']"
+    browser.find(row)
+    groups = browser.read(lambda: sorted((g.get_attribute("title"), len(g.find_elements("css selector", ".chip")))
+                                         for g in browser.all(row + " .chip-group")))
+    assert groups == [("deploy", 1), ("lint", 1), ("test", 2)], groups
     browser.shot("2-list-with-grouped-chips")
     status, ended = api.json("GET", f"/v1/pipelines/{p['id']}")
     if ended["state"] not in FINAL:
@@ -546,8 +547,8 @@ def test_every_page_draws_without_console_errors(browser, ui_kilnd, api_for, wid
             time.sleep(0.5)
             browser.shot(name)
         browser.open(f"/ui/pipelines/{widget_run['pipeline']}")
-        graph = browser.find("#needs-graph")
-        assert len(graph.find_elements("css selector", "rect.node")) >= 1
+        browser.find("#needs-graph")
+        assert len(browser.all("#needs-graph rect.node")) >= 1
         browser.open("/ui/charts")
         browser.find("#chart-creates", 30)
         browser.find("#chart-passfail", 30)
