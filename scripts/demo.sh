@@ -19,7 +19,10 @@ logfile=$(mktemp /tmp/kilnd-demo.XXXXXX.log)
 log "demo: starting kilnd on $listen (data dir $KILN_DATA_DIR, log $logfile)"
 KILN_LISTEN=$listen "$kilnd" serve 2>"$logfile" &
 kilnd_pid=$!
+token_file=""
 stop_kilnd() {
+  # The token's file goes with the demo: an admin token must not lie about in /tmp.
+  [[ -n $token_file ]] && rm -f "$token_file"
   if kill -0 "$kilnd_pid" 2>/dev/null; then
     kill -TERM "$kilnd_pid"
     wait "$kilnd_pid" || true
