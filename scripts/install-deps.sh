@@ -21,8 +21,9 @@ PACKAGES=(
   # the dashboard's browser tests (tests/ui): Debian's Chromium, its driver and Selenium, headless
   chromium chromium-driver python3-selenium
 )
-# npm fetches GitHub's recorded webhook payloads for the tests (scripts/fetch-webhook-examples.sh);
-# a Node.js install that brings its own npm already has it.
+# npm fetches GitHub's recorded webhook payloads and GitHub's webhook signing code for the tests
+# (scripts/fetch-webhook-examples.sh, scripts/fetch-webhook-methods.sh), and node runs the signer
+# (tests/ci/sign_webhook.mjs); Debian's npm brings nodejs, and a Node.js install brings its own npm.
 command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()

@@ -62,8 +62,10 @@ step "Python SDK tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m 
 step "CI job tests (real kilnd, real VMs from the base template)" env KILN_BUILD="$build" "$py" -m pytest -q \
   tests/ci/test_jobs.py tests/ci/test_tenancy.py tests/ci/test_code_sources.py tests/ci/test_disk_hygiene.py \
   tests/ci/test_pipeline_shards.py tests/ci/test_pipelines.py
+# The webhook tests sign with @octokit/webhooks-methods (fetched on first use by
+# scripts/fetch-webhook-methods.sh); test_webhook_signature.py checks that signer against hmac first.
 step "GitHub webhook and GitLab executor tests (real kilnd)" env KILN_BUILD="$build" "$py" -m pytest -q \
-  tests/ci/test_github_webhook.py tests/ci/test_gitlab_executor.py
+  tests/ci/test_webhook_signature.py tests/ci/test_github_webhook.py tests/ci/test_gitlab_executor.py
 # The dashboard in headless Debian Chromium (docs/dashboard.md); screenshots in $build/test-output/ui.
 step "dashboard tests (real browser, real kilnd and VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/ui
 

@@ -2,9 +2,8 @@
 200 ping, 503 without a secret). Jobs from webhooks are tested in tests/ci/test_github_webhook.py."""
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
+import sys
 import uuid
 from pathlib import Path
 
@@ -12,13 +11,16 @@ import pytest
 from api_client import ApiClient
 from kilnd_fixture import Kilnd
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "ci"))
+from webhook_signature import github_signature  # noqa: E402  (signs with @octokit/webhooks-methods)
+
 FIXTURES = Path(__file__).resolve().parents[1] / "ci" / "fixtures" / "github"
 SECRET = "route-secret-" + uuid.uuid4().hex
 
 
 def send(client: ApiClient, event: str, body: bytes, secret: str = SECRET, signature: str | None = None):
     if signature is None:
-        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        signature = github_signature(body, secret)
     return client.request("POST", "/v1/ci/github", body, headers={
         "Content-Type": "application/json", "X-GitHub-Event": event, "X-GitHub-Delivery": str(uuid.uuid4()),
         "X-Hub-Signature-256": signature})

@@ -1,7 +1,7 @@
 """POST /v1/ci/github against a real kilnd: payloads recorded by GitHub (npm package
 @octokit/webhooks-examples, fetched and cached by scripts/fetch-webhook-examples.sh) with their
-repository and commit fields pointed at a local test repository, signed like GitHub signs them,
-and a local HTTP server in place of api.github.com that records the commit statuses."""
+repository and commit fields pointed at a local test repository, signed by GitHub's own signing
+code (@octokit/webhooks-methods, through webhook_signature.py), and a local HTTP server in place of api.github.com that records the commit statuses."""
 from __future__ import annotations
 
 import copy
@@ -20,8 +20,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from kilnd_fixture import Kilnd, serving, wait_until  # noqa: E402
+from webhook_signature import github_signature  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "webhook-secret-" + uuid.uuid4().hex
@@ -205,7 +207,7 @@ def post_webhook(kilnd: Kilnd, event: str, payload, delivery: str | None = None,
     headers = {"Content-Type": "application/json", "X-GitHub-Event": event, "User-Agent": "GitHub-Hookshot/test",
                "X-GitHub-Delivery": delivery or str(uuid.uuid4())}
     if signature is None:
-        signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        signature = github_signature(body, secret)
     if signature:
         headers["X-Hub-Signature-256"] = signature
     conn = http.client.HTTPConnection("127.0.0.1", kilnd.port, timeout=60)
@@ -255,10 +257,11 @@ def job_log(kilnd: Kilnd, job_id: str) -> str:
 def test_a_bad_or_missing_signature_is_401(gh_kilnd, examples, test_repo):
     payload = point_at(example(examples, "push", deleted=False), test_repo["path"], test_repo["trusted"])
     body = json.dumps(payload).encode()
-    good = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    good = github_signature(body, SECRET)
+    # octokit signs only sha256: the old X-Hub-Signature header's sha1 scheme is made with hmac here.
     for signature in ["",                                                     # missing
                       "sha256=" + "0" * 64,                                   # wrong
-                      "sha256=" + hmac.new(b"other", body, hashlib.sha256).hexdigest(),  # another secret
+                      github_signature(body, "other"),                        # another secret
                       "sha1=" + hmac.new(SECRET.encode(), body, hashlib.sha1).hexdigest(),  # the old header's scheme
                       good[:-1],                                              # truncated
                       good.upper()]:                                          # "SHA256=": not the format
