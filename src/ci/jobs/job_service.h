@@ -87,6 +87,16 @@ struct PipelineInfo {
     std::vector<JobInfo> jobs;  // in plan order (file order); get_pipeline and list_pipelines fill it
 };
 
+// A bake in the cache (GET /v1/bakes, the dashboard's templates page): its key and snapshot, when it
+// was made and last used, and how many of the jobs still kept ran on it as a hit or baked it (miss).
+struct BakeInfo {
+    std::string key;
+    std::string template_name;
+    std::string snapshot_id;
+    int64_t created_at_ms = 0, used_at_ms = 0;
+    int64_t hits = 0, misses = 0;
+};
+
 // One page of a list (GET /v1/jobs, /v1/pipelines with a cursor): newest first, after the row
 // `before_id` (the last of the previous page; "" for the first), filtered by owner (0: every
 // owner's), state name and repository ("": any).
@@ -123,6 +133,8 @@ public:
     // Pages (ListPage): the store's own queries in LocalJobService; this service keeps none.
     virtual Result<std::vector<JobInfo>> list_page(const ListPage& /*page*/) { return no_pipelines(); }
     virtual Result<std::vector<PipelineInfo>> list_pipelines_page(const ListPage& /*page*/) { return no_pipelines(); }
+    // The bake cache, most recently used first (at most `limit`).
+    virtual Result<std::vector<BakeInfo>> list_bakes(int /*limit*/) { return no_pipelines(); }
     // Called whenever a pipeline changes state; runs on a worker (or HTTP) thread.
     virtual void on_pipeline_change(std::function<void(const PipelineInfo&)> /*listener*/) {}
     // Where the job's NDJSON log and its artifacts (by index in JobInfo::artifacts) are on the

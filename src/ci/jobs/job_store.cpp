@@ -526,6 +526,30 @@ Result<bool> JobStore::evict_bake(const BakeEntry& entry, int64_t used_before_ms
     return db.changes() == 1;
 }
 
+Result<std::vector<BakeInfo>> JobStore::list_bakes(int limit) {
+    auto db = m_db->session();
+    // One pass over ci_jobs for the counts (bounded by retention), joined to the few bake rows.
+    auto st = TRY(db.prepare(
+        "SELECT b.key, b.template, b.snapshot_id, b.created_at_ms, b.used_at_ms, "
+        "COALESCE(u.hits, 0), COALESCE(u.runs, 0) - COALESCE(u.hits, 0) FROM ci_bake_cache b LEFT JOIN "
+        "(SELECT template_key, SUM(bake_hit) AS hits, COUNT(*) AS runs FROM ci_jobs WHERE template_key != '' "
+        "GROUP BY template_key) u ON u.template_key = b.key ORDER BY b.used_at_ms DESC, b.key LIMIT ?"));
+    st.bind(1, static_cast<int64_t>(limit));
+    std::vector<BakeInfo> out;
+    while (TRY(st.step())) {
+        BakeInfo b;
+        b.key = st.column_text(0);
+        b.template_name = st.column_text(1);
+        b.snapshot_id = st.column_text(2);
+        b.created_at_ms = st.column_int(3);
+        b.used_at_ms = st.column_int(4);
+        b.hits = st.column_int(5);
+        b.misses = st.column_int(6);
+        out.push_back(std::move(b));
+    }
+    return out;
+}
+
 Result<std::vector<std::string>> JobStore::baked_snapshot_ids() {
     auto db = m_db->session();
     auto st = TRY(db.prepare("SELECT snapshot_id FROM ci_bake_cache"));

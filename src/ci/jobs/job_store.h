@@ -92,6 +92,8 @@ public:
     // Deletes the bake's row only if it was still last used before `used_before_ms` and still names
     // `snapshot_id`: false when a job found it (or a rebake replaced it) since it was chosen.
     Result<bool> evict_bake(const BakeEntry& entry, int64_t used_before_ms);
+    // The bake rows, most recently used first, each with its hit and miss counts over the jobs kept.
+    Result<std::vector<BakeInfo>> list_bakes(int limit);
     // The snapshot ids the bake rows name.
     Result<std::vector<std::string>> baked_snapshot_ids();
 

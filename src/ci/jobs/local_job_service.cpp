@@ -192,6 +192,12 @@ Result<std::vector<PipelineInfo>> LocalJobService::list_pipelines(int limit, int
     return std::move(*l);
 }
 
+Result<std::vector<BakeInfo>> LocalJobService::list_bakes(int limit) {
+    auto l = m_store->list_bakes(std::clamp(limit, 1, 1000));
+    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    return std::move(*l);
+}
+
 Result<std::vector<JobInfo>> LocalJobService::list_page(const ListPage& page) {
     auto l = m_store->list_page(page);
     if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);

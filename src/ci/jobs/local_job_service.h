@@ -66,6 +66,7 @@ public:
     Result<std::vector<PipelineInfo>> list_pipelines_page(const ListPage& page) override;
     Status cancel_pipeline(const std::string& id) override;
     void on_pipeline_change(std::function<void(const PipelineInfo&)> listener) override;
+    Result<std::vector<BakeInfo>> list_bakes(int limit) override;
 
     // For the log route: the job's log file (it may not exist yet while queued).
     std::string log_path(const std::string& id) const override { return m_runner.log_path(id); }

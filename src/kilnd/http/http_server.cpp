@@ -194,6 +194,7 @@ public:
         add_token_routes(m_router, m_ctx);
         add_job_test_routes(m_router, m_ctx);
         add_stats_routes(m_router, m_ctx);
+        add_bake_routes(m_router, m_ctx);
         add_ui_routes(m_router, m_ctx);
         return ok_status();
     }

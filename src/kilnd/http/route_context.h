@@ -45,7 +45,8 @@ void add_job_routes(Router& server, RouteContext& ctx);     // /v1/jobs (job_rou
 void add_pipeline_routes(Router& server, RouteContext& ctx);  // /v1/pipelines (pipeline_routes.cpp)
 void add_token_routes(Router& server, RouteContext& ctx);   // GET /v1/token (token_routes.cpp)
 void add_job_test_routes(Router& server, RouteContext& ctx);  // GET /v1/jobs/{id}/tests (job_test_routes.cpp)
-void add_stats_routes(Router& server, RouteContext& ctx);   // GET /v1/stats/creates (stats_routes.cpp)
+void add_stats_routes(Router& server, RouteContext& ctx);
+void add_bake_routes(Router& server, RouteContext& ctx);    // GET /v1/bakes (bake_routes.cpp)   // GET /v1/stats/creates (stats_routes.cpp)
 void add_ui_routes(Router& server, RouteContext& ctx);      // /ui/: the dashboard (ui_routes.cpp)
 
 // A handler that takes a bearer token: the server authenticates it from the headers before it

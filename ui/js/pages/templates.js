@@ -1,7 +1,9 @@
-// Templates (GET /v1/templates) and CI bakes: each template key the recent jobs ran on, how often
-// it was a hit (restored from a baked snapshot) or a miss, and when it was last used.
+// Templates (GET /v1/templates) and CI bakes. An admin sees the bake cache itself (GET /v1/bakes):
+// each bake's key, size on disk, hits and misses, when it was made and last used. Other CI tokens
+// cannot list kilnd's bakes; they see each template key the recent jobs ran on, how often it was a
+// hit (restored from a baked snapshot) or a miss, and when it was last used.
 import { api } from '../api.js';
-import { h, clear, when } from '../dom.js';
+import { h, clear, when, bytes } from '../dom.js';
 import { can } from '../app.js';
 import { showError } from './common.js';
 
@@ -10,7 +12,8 @@ export function templatesPage(el) {
   const bakes = h('div');
   clear(el, h('h1', 'Templates'), templates, h('h2', 'CI bakes'), bakes);
   if (can('sandboxes')) loadTemplates(templates); else clear(templates, h('p.muted', 'Listing templates needs the sandboxes scope.'));
-  if (can('ci')) loadBakes(bakes); else clear(bakes, h('p.muted', 'Bakes are read from jobs: that needs a CI scope.'));
+  if (can('admin')) loadBakeCache(bakes);
+  else if (can('ci')) loadBakes(bakes); else clear(bakes, h('p.muted', 'Bakes are read from jobs: that needs a CI scope.'));
 }
 
 async function loadTemplates(el) {
@@ -20,6 +23,21 @@ async function loadTemplates(el) {
     h('thead', h('tr', ['Template', 'Kind', 'Ready', 'vCPUs', 'Memory'].map((t) => h('th', t)))),
     h('tbody', data.templates.map((t) => h('tr',
       h('td.mono', t.id), h('td', t.kind), h('td', t.ready ? 'yes' : 'baking'), h('td.num', t.vcpus), h('td.num', t.memory_mib + ' MiB'))))));
+}
+
+async function loadBakeCache(el) {
+  let data;
+  try { data = await api('/v1/bakes'); } catch (e) { return showError(el, e); }
+  if (!data.bakes.length) return clear(el, h('p.muted', 'The bake cache is empty.'));
+  const total = data.bakes.reduce((n, b) => n + (b.size_bytes || 0), 0);
+  clear(el, h('p.muted', `${data.bakes.length} bakes, ${bytes(total)} on disk. Hits and misses count the jobs still kept.`),
+    h('table.list#bake-list',
+      h('thead', h('tr', ['Key', 'Template', 'Size', 'Hits', 'Misses', 'Baked', 'Last use'].map((t) => h('th', t)))),
+      h('tbody', data.bakes.map((b) => h('tr', { 'data-key': b.key },
+        h('td.mono', { title: b.key }, b.key.slice(0, 16)), h('td.mono', b.template),
+        h('td.num.bake-size', { 'data-bytes': b.size_bytes ?? '' }, b.size_bytes === null ? 'gone' : bytes(b.size_bytes)),
+        h('td.num.bake-hits', b.hits), h('td.num.bake-misses', b.misses),
+        h('td', when(b.created_at)), h('td', when(b.used_at)))))));
 }
 
 async function loadBakes(el) {
