@@ -1,4 +1,6 @@
 // Small SVG charts drawn from API data: points over time, a histogram, stacked bars over time.
+// Each mark carries what it stands for in data-* attributes (data-value, data-count, data-state)
+// and each chart its totals, so a test can check the picture against the API.
 import { s, h } from './dom.js';
 
 const W = 640, H = 220, L = 56, R = 12, T = 12, B = 28;
@@ -21,6 +23,8 @@ function axes(svg, x0, x1, y1, fmtX, fmtY) {
 }
 
 const hhmm = (t) => new Date(t).toTimeString().slice(0, 5);
+// A count's axis labels whole numbers only (a top of 2 has grid lines at 0.5 and 1.5: unlabelled).
+const wholeCount = (v) => (Number.isInteger(v) ? String(v) : '');
 
 // series: [{name, points: [[t, v], ...]}]; time on x from `from` to `to`.
 export function scatterOverTime(id, label, series, from, to, fmtY) {
@@ -32,11 +36,12 @@ export function scatterOverTime(id, label, series, from, to, fmtY) {
   series.forEach((se, i) => {
     const colour = PALETTE[i % PALETTE.length];
     for (const [t, v] of se.points) {
-      const c = s('circle.point', { cx: sx(t), cy: sy(v), r: 3.5, fill: colour });
+      const c = s('circle.point', { cx: sx(t), cy: sy(v), r: 3.5, fill: colour, 'data-series': se.name, 'data-t': t, 'data-value': v });
       c.append(s('title', `${se.name}: ${fmtY(v)} at ${new Date(t).toLocaleTimeString()}`));
       svg.append(c);
     }
   });
+  svg.setAttribute('data-count', series.reduce((n, se) => n + se.points.length, 0));
   return h('figure', svg, legend(series.map((se) => se.name)));
 }
 
@@ -48,14 +53,16 @@ export function histogram(id, label, values, bins, fmtX) {
   const counts = new Array(bins).fill(0);
   for (const v of values) counts[Math.min(bins - 1, Math.floor(v / width))]++;
   const top = Math.max(1, ...counts);
-  axes(svg, 0, max, top, fmtX, (v) => String(Math.round(v)));
+  axes(svg, 0, max, top, fmtX, wholeCount);
   const bw = (W - L - R) / bins;
   counts.forEach((c, i) => {
     const hgt = (c / top) * (H - B - T);
-    const r = s('rect.bar', { x: L + i * bw + 1, y: H - B - hgt, width: Math.max(1, bw - 2), height: hgt });
+    const r = s('rect.bar', { x: L + i * bw + 1, y: H - B - hgt, width: Math.max(1, bw - 2), height: hgt,
+      'data-from': i * width, 'data-to': (i + 1) * width, 'data-count': c });
     r.append(s('title', `${fmtX(i * width)}–${fmtX((i + 1) * width)}: ${c}`));
     svg.append(r);
   });
+  svg.setAttribute('data-count', values.length);
   return h('figure', svg);
 }
 
@@ -63,7 +70,7 @@ export function histogram(id, label, values, bins, fmtX) {
 export function stackedOverTime(id, label, buckets, keys, from, to, bucketMs) {
   const svg = frame(id, label);
   const top = Math.max(1, ...buckets.map((b) => keys.reduce((n, k) => n + (b.counts[k] || 0), 0)));
-  axes(svg, from, to, top, hhmm, (v) => String(Math.round(v)));
+  axes(svg, from, to, top, hhmm, wholeCount);
   const bw = ((W - L - R) * bucketMs) / (to - from);
   for (const b of buckets) {
     let y = H - B;
@@ -73,11 +80,13 @@ export function stackedOverTime(id, label, buckets, keys, from, to, bucketMs) {
       if (!n) continue;
       const hgt = (n / top) * (H - B - T);
       y -= hgt;
-      const r = s('rect.bar.state-' + k, { x: x + 1, y, width: Math.max(1, bw - 2), height: hgt });
+      const r = s('rect.bar.state-' + k, { x: x + 1, y, width: Math.max(1, bw - 2), height: hgt, 'data-t': b.t, 'data-state': k, 'data-count': n });
       r.append(s('title', `${hhmm(b.t)}: ${n} ${k}`));
       svg.append(r);
     }
   }
+  const totals = Object.fromEntries(keys.map((k) => [k, buckets.reduce((n, b) => n + (b.counts[k] || 0), 0)]));
+  svg.setAttribute('data-totals', JSON.stringify(totals));
   return h('figure', svg, legend(keys, keys.map((k) => 'state-' + k)));
 }
 

@@ -9,7 +9,7 @@ import { showError } from './common.js';
 
 export function templatesPage(el) {
   const templates = h('div');
-  const bakes = h('div');
+  const bakes = h('div#bakes');
   clear(el, h('h1', 'Templates'), templates, h('h2', 'CI bakes'), bakes);
   if (can('sandboxes')) loadTemplates(templates); else clear(templates, h('p.muted', 'Listing templates needs the sandboxes scope.'));
   if (can('admin')) loadBakeCache(bakes);
