@@ -157,6 +157,43 @@ TEST_F(CiJobStoreTest, BakeCache) {
     EXPECT_FALSE(*store->find_bake("k1", 4));
 }
 
+// The bake list (GET /v1/bakes): most recently used first, with the hits and misses of the jobs
+// kept that ran on each key; a bake no kept job names counts none; jobs of other keys do not count.
+TEST_F(CiJobStoreTest, ListBakesCountsHitsAndMissesPerKey) {
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001"}, 10).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k2", "tiny", "snap-000000000002"}, 20).ok());
+    ASSERT_TRUE(store->find_bake("k1", 30).ok());  // k1 used last
+    const std::pair<const char*, bool> runs[] = {{"k1", false}, {"k1", true}, {"k1", true}, {"other", false}, {"", false}};
+    int n = 0;
+    for (const auto& [key, hit] : runs) {
+        ++n;
+        JobInfo j = job("job-00000000000" + std::to_string(n), n);
+        j.template_key = key;
+        j.bake_hit = hit;
+        ASSERT_TRUE(store->insert(j).ok());
+        ASSERT_TRUE(store->update(j).ok());
+    }
+    auto listed = store->list_bakes(10);
+    ASSERT_TRUE(listed.ok()) << listed.error().to_string();
+    ASSERT_EQ(listed->size(), 2u);
+    const BakeInfo& k1 = listed->at(0);
+    EXPECT_EQ(k1.key, "k1");
+    EXPECT_EQ(k1.template_name, "base");
+    EXPECT_EQ(k1.snapshot_id, "snap-000000000001");
+    EXPECT_EQ(k1.created_at_ms, 10);
+    EXPECT_EQ(k1.used_at_ms, 30);
+    EXPECT_EQ(k1.hits, 2);
+    EXPECT_EQ(k1.misses, 1);
+    const BakeInfo& k2 = listed->at(1);
+    EXPECT_EQ(k2.key, "k2");
+    EXPECT_EQ(k2.hits, 0);
+    EXPECT_EQ(k2.misses, 0);
+    auto one = store->list_bakes(1);
+    ASSERT_TRUE(one.ok());
+    ASSERT_EQ(one->size(), 1u);
+    EXPECT_EQ(one->at(0).key, "k1");
+}
+
 // Eviction picks the least recently used beyond `keep`; a find counts as a use; bakes used at or
 // after the idle cut-off are never picked.
 TEST_F(CiJobStoreTest, BakesToEvictAreTheLeastRecentlyUsedBeyondTheKeptOnes) {
