@@ -10,17 +10,9 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from test_bakes_route import KILN_YML as BAKED  # tests/api's: a bake keyed on deps.lock
 from test_dashboard import JOB_TIMEOUT, create_sandbox, git, commit_tree, first_job, submit, wait_job
 
-BAKED = """\
-template: base
-bake:
-  key_files: [deps.lock]
-  run: mkdir -p /opt/deps && cp deps.lock /opt/deps/installed
-steps:
-  - name: use
-    run: cat /opt/deps/installed
-"""
 
 FAILING = """\
 template: base
