@@ -267,6 +267,7 @@ def test_cancel_destroys_the_vm(api, repo):
     assert r.status == 200
     job = wait_job(api, job_id, timeout=30)
     assert job["state"] == "cancelled" and job["attempts"] == 1, job
+    assert job["steps"][0]["state"] == "cancelled", job  # the step did not fail by itself
     assert wait_until(lambda: running_sandboxes(api) == 0, 30)
     # Cancelling a finished job changes nothing.
     assert check(api.post(f"/v1/jobs/{job_id}/cancel")).json()["state"] == "cancelled"

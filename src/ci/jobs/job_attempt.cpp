@@ -566,7 +566,8 @@ Status JobAttempt::run_script(AttemptVm& vm, const std::string& name, const std:
         return ok_status();
     }
     if (!r.ok()) {
-        record.state = m_control.timed_out ? "timed_out" : "failed";  // the watchdog ended the job at its cap
+        // The watchdog ended the job: at its cap, or on a cancel (the step did not fail by itself).
+        record.state = m_control.timed_out ? "timed_out" : m_control.cancel ? "cancelled" : "failed";
         event(vm, {{"type", "step_finished"}, {"step", name}, {"state", record.state}, {"error", r.error().message}});
         return r.error();
     }

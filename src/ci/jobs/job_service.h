@@ -44,7 +44,7 @@ struct JunitTotals {
 
 struct StepRecord {
     std::string name;
-    std::string state;  // pending | running | passed | failed | timed_out | skipped
+    std::string state;  // pending | running | passed | failed | timed_out | cancelled | skipped
     int exit_code = -1;
     int64_t duration_ms = 0;
     int64_t started_at_ms = 0;  // unix ms; 0 while it has not started
