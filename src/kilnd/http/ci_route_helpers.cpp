@@ -37,10 +37,6 @@ bool is_local_repo(const std::string& repo) { return !repo.empty() && (repo[0] =
 
 }  // namespace
 
-bool is_final(ci::JobState s) {
-    return s != ci::JobState::Queued && s != ci::JobState::Running && s != ci::JobState::Waiting;
-}
-
 json render_job(const ci::JobInfo& j) {
     json steps = json::array();
     for (const auto& s : j.steps)

@@ -14,9 +14,6 @@ namespace kiln::daemon::http {
 json render_job(const ci::JobInfo& job);
 json render_pipeline(const ci::PipelineInfo& pipeline);
 
-// A job ends once; Waiting is not final (it has not started).
-bool is_final(ci::JobState state);
-
 // A job or pipeline the caller may see: its own; every one (webhooks' too) with ci:read or
 // admin. Others are not_found, as if they did not exist; so are ids the API cannot have issued.
 Result<ci::JobInfo> visible_job(ci::JobService& jobs, const Caller& caller, const std::string& id);

@@ -8,6 +8,7 @@
 
 #include "base/unique_fd.h"
 #include "ci/jobs/job_service.h"
+#include "ci/jobs/job_state.h"
 #include "kilnd/http/ci_route_helpers.h"
 #include "kilnd/http/route_context.h"
 
@@ -132,7 +133,7 @@ void add_job_routes(Router& server, RouteContext& ctx) {
             bool final_now = true;
             if (follower->follow) {
                 auto j = follower->jobs->get(follower->id);
-                final_now = !j.ok() || is_final(j->state);
+                final_now = !j.ok() || ci::is_final(j->state);
             }
             std::string lines;
             size_t n = follower->read_new(lines);
