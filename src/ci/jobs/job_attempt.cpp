@@ -65,13 +65,14 @@ std::string checkout_script() {
 }  // namespace
 
 JobAttempt::JobAttempt(JobRunner& runner, const JobInfo& job, const Env& spec_secrets, JobLog& log, JobControl& control,
-                       const Progress& progress)
+                       const Progress& progress, const LoadedPipeline* source)
     : m_runner(runner),
       m_job(job),
       m_spec_secrets(spec_secrets),
       m_log(log),
       m_control(control),
       m_progress(progress),
+      m_preloaded(source),
       m_job_dir(runner.m_config.jobs_dir + "/" + job.id) {}
 
 JobAttempt::~JobAttempt() { tear_down(); }
@@ -82,7 +83,10 @@ bool JobAttempt::prepare_source() {
     m_log.event({{"type", "attempt"}, {"attempt", m_job.attempts}, {"sha", m_job.sha}, {"repo", m_job.spec.repo}});
     const int64_t host_start = now_mono();  // phase timings go into the log (docs/ci.md's breakdown)
     GitCache& git = m_runner.m_git;
-    auto loaded = load_pipeline(git, m_job.spec, m_job.sha);
+    // The pipeline's first job: its worker loaded the file a moment ago to plan the pipeline, and
+    // the commit is in the cache repository; the other jobs load it here.
+    auto loaded = m_preloaded ? std::variant<LoadedPipeline, PipelineLoadError>(*m_preloaded)
+                              : load_pipeline(git, m_job.spec, m_job.sha);
     if (auto* problem = std::get_if<PipelineLoadError>(&loaded))
         return fail(JobState::Error, problem->message, problem->retryable);
     auto& source = std::get<LoadedPipeline>(loaded);

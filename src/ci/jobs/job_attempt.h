@@ -25,6 +25,7 @@
 
 #include "ci/jobs/checkout_tar.h"
 #include "ci/jobs/job_runner.h"
+#include "ci/jobs/pipeline_source.h"
 #include "ci/pipeline/pipeline.h"
 
 namespace kiln::ci {
@@ -45,8 +46,9 @@ public:
     using Progress = std::function<void(const RunOutcome&)>;
 
     // Everything passed by reference must outlive the attempt (JobRunner::run's arguments).
+    // `source`: .kiln.yml already loaded for this commit (JobRunner::run), or null.
     JobAttempt(JobRunner& runner, const JobInfo& job, const Env& spec_secrets, JobLog& log, JobControl& control,
-               const Progress& progress);
+               const Progress& progress, const LoadedPipeline* source = nullptr);
     // Tears down if tear_down() was not reached (a phase threw): the VMs go on every path.
     ~JobAttempt();
     JobAttempt(const JobAttempt&) = delete;
@@ -167,6 +169,7 @@ private:
     JobLog& m_log;  // thread-safe
     JobControl& m_control;  // shared with the watchdog: cancel, the cap, the VMs it destroys to stop the job
     const Progress& m_progress;
+    const LoadedPipeline* m_preloaded;  // the planner's load of .kiln.yml, or null
     const std::string m_job_dir;  // <jobs_dir>/<id>: the tars while the job starts, artifacts
 
     // What it has come to: the record so far, and its end once a phase ended it. Shard threads

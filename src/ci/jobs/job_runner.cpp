@@ -64,8 +64,9 @@ std::string JobRunner::log_path(const std::string& job_id) const {
 }
 
 RunOutcome JobRunner::run(const JobInfo& job, const std::map<std::string, std::string>& spec_secrets, JobLog& log,
-                          JobControl& control, const std::function<void(const RunOutcome&)>& progress) {
-    JobAttempt attempt(*this, job, spec_secrets, log, control, progress);
+                          JobControl& control, const std::function<void(const RunOutcome&)>& progress,
+                          const LoadedPipeline* source) {
+    JobAttempt attempt(*this, job, spec_secrets, log, control, progress, source);
     // The phases in the order they run; one that ends the attempt (an error, a failed bake, a
     // cancel, the cap) has set its outcome, and the rest are skipped.
     if (attempt.prepare_source()) {

@@ -16,6 +16,7 @@
 
 #include "base/clock.h"
 #include "ci/jobs/job_service.h"
+#include "ci/jobs/pipeline_source.h"
 #include "ci/jobs/secret_policy.h"
 #include "daemon/sandboxes/sandbox_service.h"
 
@@ -93,8 +94,11 @@ public:
     JobRunner(RunnerConfig config, daemon::SandboxService& service, JobStore& store, GitCache& git);
 
     // `progress` is called as steps start and end (to keep the stored record current).
+    // `source`: the commit's .kiln.yml as the worker that planned the pipeline just loaded it (the
+    // pipeline's first job); null: the attempt loads it (load_pipeline).
     RunOutcome run(const JobInfo& job, const std::map<std::string, std::string>& spec_secrets, JobLog& log,
-                   JobControl& control, const std::function<void(const RunOutcome&)>& progress);
+                   JobControl& control, const std::function<void(const RunOutcome&)>& progress,
+                   const LoadedPipeline* source = nullptr);
 
     // The artifact files of a job: <jobs_dir>/<id>/artifacts/<index in JobInfo::artifacts>.
     std::string artifact_path(const std::string& job_id, size_t index) const;

@@ -299,7 +299,7 @@ void LocalJobService::advance(const std::string& pipeline_id) {
     m_wake.notify_all();
 }
 
-bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out) {
+bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source) {
     auto loaded = load_pipeline(m_git, job.spec, job.sha);
     if (auto* problem = std::get_if<PipelineLoadError>(&loaded)) {
         out = RunOutcome{};
@@ -354,6 +354,7 @@ bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& ou
     p.jobs = rows;
     notify_pipeline(p);
     m_wake.notify_all();
+    source = std::move(std::get<LoadedPipeline>(loaded));
     return true;
 }
 
@@ -448,8 +449,10 @@ void LocalJobService::run_one(JobInfo job) {
     } else {
         log::info("ci: job started", {{"job", job.id}, {"attempt", job.attempts}});
         bool ready = job.sha.empty() ? resolve_sha(job, log_file->get(), out) : true;
-        // The pipeline's first job plans it: reads .kiln.yml and records every job.
-        if (ready && job.name.empty()) ready = plan_pipeline_of(job, log_file->get(), out);
+        // The pipeline's first job plans it: reads .kiln.yml and records every job; its attempt
+        // then runs from that same load.
+        std::optional<LoadedPipeline> source;
+        if (ready && job.name.empty()) ready = plan_pipeline_of(job, log_file->get(), out, source);
         if (ready)
             out = m_runner.run(job, secrets, **log_file, *control, [&](const RunOutcome& o) {
             job.steps = o.steps;
@@ -457,7 +460,7 @@ void LocalJobService::run_one(JobInfo job) {
             job.bake_hit = o.bake_hit;
             job.steps_ms = o.steps_ms;
             (void)m_store->update(job);
-        });
+        }, source ? &*source : nullptr);
     }
     bool stopping;
     {

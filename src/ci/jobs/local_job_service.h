@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -94,9 +95,10 @@ private:
     bool resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out);
     void notify(const JobInfo& job);
     void notify_pipeline(const PipelineInfo& pipeline);
-    // A pipeline's first job, claimed: its .kiln.yml read, every job of it recorded (this one
-    // named, the others queued or waiting). An error ends the job (recorded in `out`).
-    bool plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out);
+    // A pipeline's first job, claimed: its .kiln.yml read (kept in `source` for the job's
+    // attempt), every job of it recorded (this one named, the others queued or waiting). An error
+    // ends the job (recorded in `out`).
+    bool plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source);
     // After jobs of the pipeline ended: its waiting jobs queued or skipped, its own end
     // (advance_pipeline), recorded and told to the listeners.
     void advance(const std::string& pipeline_id);
