@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "base/result.h"
-#include "base/sqlite_db.h"
-#include "base/sqlite_migrations.h"
+#include "base/db.h"
+#include "base/db_migrations.h"
 
 namespace kiln::daemon {
 
@@ -19,6 +19,6 @@ std::vector<Migrations> kilnd_migrations();
 
 // Opens (creating) `path` and brings its schema up to date: every module's migrations that the
 // file does not record yet, in version order. A file from a newer kilnd is refused.
-Result<std::shared_ptr<SqliteDb>> open_kilnd_db(const std::string& path);
+Result<std::shared_ptr<Db>> open_kilnd_db(const std::string& path);
 
 }  // namespace kiln::daemon

@@ -26,7 +26,7 @@
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon/templates/template_baker.h"
 #include "kilnd/http/http_server.h"
 #include "kilnd/kilnd_db.h"
@@ -73,7 +73,7 @@ Result<DaemonConfig> load(const CommandContext& ctx) {
 
 // The token commands' store: the configured kilnd.db, migrated as serve migrates it. Null once
 // it has logged why not (the config, or the store).
-std::unique_ptr<SqliteStore> open_token_store(const CommandContext& ctx) {
+std::unique_ptr<DbStore> open_token_store(const CommandContext& ctx) {
     auto config = load(ctx);
     if (!config.ok()) {
         fail("config", config.error());
@@ -84,7 +84,7 @@ std::unique_ptr<SqliteStore> open_token_store(const CommandContext& ctx) {
         fail("store", db.error());
         return nullptr;
     }
-    return std::make_unique<SqliteStore>(std::move(*db));
+    return std::make_unique<DbStore>(std::move(*db));
 }
 
 }  // namespace
@@ -130,7 +130,7 @@ int run_serve(const CommandContext& ctx) {
     jail.memory_limit_mib = static_cast<uint32_t>(config->vm_memory_limit_mib);
     vm::jail::set_jail_settings(jail);
     if (auto c = vm::jail::confinement(); !c.problem.empty()) log::warn("VM confinement", {{"problem", c.problem}});
-    SqliteStore store(*db);
+    DbStore store(*db);
     if (auto r = reconcile(store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
     // The cgroups of this data dir's VMs that a crash left (their QEMUs were killed just above;
     // anything still in them is killed now). Other kilnds' VMs carry other prefixes.

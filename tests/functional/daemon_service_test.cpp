@@ -17,7 +17,7 @@
 #include "daemon/data_dir.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon/templates/template_baker.h"
 #include "vm/snapshot.h"
 #include "vm/spare_pool.h"
@@ -54,7 +54,7 @@ protected:
         char tmpl[] = "/tmp/kilnd-svc-XXXXXX";
         s_dir = ::mkdtemp(tmpl);
         s_data = prepare_data_dir(s_dir).value();  // sets KILN_DATA_DIR for the VM layer
-        s_store = SqliteStore::open(s_data + "/kilnd.db").value().release();
+        s_store = DbStore::open(s_data + "/kilnd.db").value().release();
         s_spares = new vm::SparePool;
         s_baker = new TemplateBaker(s_data + "/templates", vm::AccelMode::Auto, s_spares);
     }
@@ -99,7 +99,7 @@ protected:
     std::string run_dir_of(const std::string& id) { return s_store->get_sandbox(id).value()->run_dir; }
 
     static inline std::string s_dir, s_data, s_old_data_dir;
-    static inline SqliteStore* s_store = nullptr;
+    static inline DbStore* s_store = nullptr;
     static inline vm::SparePool* s_spares = nullptr;
     static inline TemplateBaker* s_baker = nullptr;
     static inline int s_tokens = 0;

@@ -12,7 +12,7 @@
 #include <sstream>
 #include <thread>
 
-#include "base/sqlite_migrations.h"
+#include "base/db_migrations.h"
 #include "ci/github/delivery_log.h"
 #include "ci/github/github_webhook.h"
 #include "ci/github/status_poster.h"
@@ -134,7 +134,7 @@ constexpr const char* kSecret = "It's a Secret to Everybody";
 
 // The delivery log in `path` on a connection of its own, as a kilnd start opens it.
 std::unique_ptr<DeliveryLog> open_deliveries(const std::string& path) {
-    auto db = SqliteDb::open(path);
+    auto db = Db::open(path);
     EXPECT_TRUE(db.ok()) << db.error().to_string();
     if (!db.ok()) return nullptr;
     auto migrated = run_migrations(**db, {delivery_migrations()});

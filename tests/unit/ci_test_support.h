@@ -6,8 +6,8 @@
 #include <string>
 
 #include "base/child_process.h"
-#include "base/sqlite_db.h"
-#include "base/sqlite_migrations.h"
+#include "base/db.h"
+#include "base/db_migrations.h"
 #include "ci/jobs/job_store.h"
 
 namespace kiln::ci::fixtures {
@@ -22,7 +22,7 @@ inline Status sh(const std::string& script) {
 
 // A JobStore over `dir`/kilnd.db, created with CI's migrations.
 inline Result<std::unique_ptr<JobStore>> open_job_store(const std::string& dir) {
-    auto db = TRY(SqliteDb::open(dir + "/kilnd.db"));
+    auto db = TRY(Db::open(dir + "/kilnd.db"));
     TRY(run_migrations(*db, {job_migrations()}));
     return JobStore::open(db);
 }

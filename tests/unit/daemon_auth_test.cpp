@@ -4,7 +4,7 @@
 #include "base/file_util.h"
 #include "base/sha256.h"
 #include "daemon/auth/token_store.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
 
 using namespace kiln;
@@ -23,7 +23,7 @@ constexpr ScopeSet kAdminScope = static_cast<ScopeSet>(Scope::Admin);
 TEST(DaemonAuth, CreateAuthenticateRevoke) {
     test::TempDir dir;
     std::string db = dir.path() + "/kilnd.db";
-    auto store = SqliteStore::open(db);
+    auto store = DbStore::open(db);
     ASSERT_TRUE(store.ok());
     TokenStore tokens(**store);
     auto a = tokens.create(TokenSpec{"ci", kAdminScope, {}});
@@ -70,7 +70,7 @@ TEST(DaemonAuth, CreateAuthenticateRevoke) {
 // without scopes is refused; the config's defaults fill what the token does not set.
 TEST(DaemonAuth, ScopesAndQuotasRoundTrip) {
     test::TempDir dir;
-    auto store = SqliteStore::open(dir.path() + "/kilnd.db");
+    auto store = DbStore::open(dir.path() + "/kilnd.db");
     ASSERT_TRUE(store.ok());
     TokenQuota defaults;
     defaults.sandboxes = 64;

@@ -9,7 +9,7 @@
 
 #include "base/file_util.h"
 #include "daemon/sandboxes/reconcile.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
 
 using namespace kiln;
@@ -60,7 +60,7 @@ TEST(DaemonReconcile, KillsOnlyOurQemusAndRemovesOrphans) {
                             "/snapshots/snap-00000000000b", "/snapshots/snap-00000000000c.partial", "/templates/tiny-k.partial",
                             "/templates/tiny-k2"})
         ASSERT_TRUE(make_dirs(data + sub).ok());
-    auto store = SqliteStore::open(data + "/kilnd.db");
+    auto store = DbStore::open(data + "/kilnd.db");
     ASSERT_TRUE(store.ok());
     int64_t t = *(*store)->insert_token("a", std::string(64, 'a'), 0);
 

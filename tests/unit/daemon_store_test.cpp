@@ -1,8 +1,8 @@
-// SqliteStore against a real SQLite file: schema versions, tokens, sandbox and snapshot records.
+// DbStore against a real SQLite file: schema versions, tokens, sandbox and snapshot records.
 #include <gtest/gtest.h>
 
 #include "daemon/store/migrations.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
 
 using namespace kiln;
@@ -34,7 +34,7 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
     std::string path = dir.path() + "/kilnd.db";
     int64_t token = 0;
     {
-        auto store = SqliteStore::open(path);
+        auto store = DbStore::open(path);
         ASSERT_TRUE(store.ok()) << store.error().to_string();
         auto t = (*store)->insert_token("ci", std::string(64, 'a'), 1000);
         ASSERT_TRUE(t.ok()) << t.error().to_string();
@@ -42,7 +42,7 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
         ASSERT_TRUE((*store)->insert_sandbox(sample("sb-000000000001", token, SandboxState::Running, 5)).ok());
         (*store)->close();
     }
-    auto db = SqliteDb::open(path);
+    auto db = Db::open(path);
     ASSERT_TRUE(db.ok());
     auto version = schema_version(**db);
     ASSERT_TRUE(version.ok());
@@ -56,7 +56,7 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
     }
     (*db)->close();
 
-    auto store = SqliteStore::open(path);
+    auto store = DbStore::open(path);
     ASSERT_TRUE(store.ok());
     auto got = (*store)->get_sandbox("sb-000000000001");
     ASSERT_TRUE(got.ok() && got->has_value());
@@ -73,19 +73,19 @@ TEST(DaemonStore, RefusesADatabaseFromANewerKilnd) {
     test::TempDir dir;
     std::string path = dir.path() + "/kilnd.db";
     {
-        auto db = SqliteDb::open(path);
+        auto db = Db::open(path);
         ASSERT_TRUE(db.ok());
         ASSERT_TRUE(run_migrations(**db, {migrations()}).ok());
         ASSERT_TRUE((*db)->session().exec("INSERT INTO schema_version VALUES (999, 0)").ok());
     }
-    auto store = SqliteStore::open(path);
+    auto store = DbStore::open(path);
     ASSERT_FALSE(store.ok());
     EXPECT_NE(store.error().message.find("newer"), std::string::npos) << store.error().message;
 }
 
 TEST(DaemonStore, TokensByHashAndRevocation) {
     test::TempDir dir;
-    auto store = SqliteStore::open(dir.path() + "/kilnd.db");
+    auto store = DbStore::open(dir.path() + "/kilnd.db");
     ASSERT_TRUE(store.ok());
     auto a = (*store)->insert_token("ci", std::string(64, 'a'), 1);
     auto b = (*store)->insert_token("dev", std::string(64, 'b'), 2);
@@ -107,7 +107,7 @@ TEST(DaemonStore, TokensByHashAndRevocation) {
 
 TEST(DaemonStore, SandboxesListCountAndUpdate) {
     test::TempDir dir;
-    auto store = SqliteStore::open(dir.path() + "/kilnd.db");
+    auto store = DbStore::open(dir.path() + "/kilnd.db");
     ASSERT_TRUE(store.ok());
     int64_t t1 = *(*store)->insert_token("a", std::string(64, '1'), 0);
     int64_t t2 = *(*store)->insert_token("b", std::string(64, '2'), 0);
@@ -148,7 +148,7 @@ TEST(DaemonStore, SandboxesListCountAndUpdate) {
 
 TEST(DaemonStore, Snapshots) {
     test::TempDir dir;
-    auto store = SqliteStore::open(dir.path() + "/kilnd.db");
+    auto store = DbStore::open(dir.path() + "/kilnd.db");
     ASSERT_TRUE(store.ok());
     int64_t t1 = *(*store)->insert_token("a", std::string(64, '1'), 0);
     SnapshotRecord s;
@@ -168,7 +168,7 @@ TEST(DaemonStore, Snapshots) {
 
 TEST(DaemonStore, ClosedStoreFailsCleanly) {
     test::TempDir dir;
-    auto store = SqliteStore::open(dir.path() + "/kilnd.db");
+    auto store = DbStore::open(dir.path() + "/kilnd.db");
     ASSERT_TRUE(store.ok());
     (*store)->close();
     (*store)->close();

@@ -7,7 +7,7 @@
 
 #include "daemon/sandboxes/local_sandbox_service.h"
 #include "daemon/sandboxes/reconcile.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon/templates/template_baker.h"
 #include "daemon_test_dir.h"
 
@@ -45,7 +45,7 @@ std::string sqlite3(const std::string& db, const std::string& sql) {
 class UnreadableRow : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto opened = SqliteStore::open(db());
+        auto opened = DbStore::open(db());
         ASSERT_TRUE(opened.ok()) << opened.error().to_string();
         store = std::move(*opened);
         owner = *store->insert_token("alice", std::string(64, 'a'), 0);
@@ -59,7 +59,7 @@ protected:
     std::string stored_state() { return sqlite3(db(), std::string("SELECT state FROM sandboxes WHERE id = '") + kBad + "'"); }
 
     test::TempDir dir;
-    std::unique_ptr<SqliteStore> store;
+    std::unique_ptr<DbStore> store;
     int64_t owner = 0;
 };
 

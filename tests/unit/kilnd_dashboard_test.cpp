@@ -18,7 +18,7 @@
 #include "ci/jobs/job_store.h"
 #include "daemon/auth/session_store.h"
 #include "daemon/auth/token_store.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
 #include "kilnd/http/http_server.h"
 #include "kilnd/http/ui_assets.h"
@@ -87,7 +87,7 @@ protected:
         auto db = open_kilnd_db(m_dir.path() + "/kilnd.db");
         ASSERT_TRUE(db.ok()) << db.error().to_string();
         m_db = *db;
-        m_store = std::make_unique<SqliteStore>(m_db);
+        m_store = std::make_unique<DbStore>(m_db);
         m_tokens = std::make_unique<TokenStore>(*m_store);
         m_sessions = std::make_unique<SessionStore>(m_db, *m_tokens);
         auto admin = m_tokens->create(TokenSpec{"alice", static_cast<ScopeSet>(Scope::Admin), {}});
@@ -174,8 +174,8 @@ INSERT INTO ci_pipelines (id, owner_token_id, state, spec_json, sha, created_at_
     }
 
     test::TempDir m_dir;
-    std::shared_ptr<SqliteDb> m_db;
-    std::unique_ptr<SqliteStore> m_store;
+    std::shared_ptr<Db> m_db;
+    std::unique_ptr<DbStore> m_store;
     std::unique_ptr<TokenStore> m_tokens;
     std::unique_ptr<SessionStore> m_sessions;
     std::unique_ptr<ci::JobStore> m_job_store;
@@ -336,7 +336,7 @@ TEST(SessionStore, SessionsExpire) {
     test::TempDir dir;
     auto db = open_kilnd_db(dir.path() + "/kilnd.db");
     ASSERT_TRUE(db.ok());
-    SqliteStore store(*db);
+    DbStore store(*db);
     TokenStore tokens(store);
     auto token = tokens.create(TokenSpec{"alice", static_cast<ScopeSet>(Scope::Admin), {}});
     ASSERT_TRUE(token.ok());

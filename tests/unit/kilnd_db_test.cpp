@@ -8,10 +8,10 @@
 #include <thread>
 
 #include "base/clock.h"
-#include "base/sqlite_migrations.h"
+#include "base/db_migrations.h"
 #include "ci/github/delivery_log.h"
 #include "ci/jobs/job_store.h"
-#include "daemon/store/sqlite_store.h"
+#include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
 #include "kilnd/kilnd_db.h"
 
@@ -108,7 +108,7 @@ CREATE TABLE IF NOT EXISTS github_deliveries (
 );
 )sql";
 
-std::set<int> recorded_versions(SqliteDb& db) {
+std::set<int> recorded_versions(Db& db) {
     auto s = db.session();
     auto q = s.prepare("SELECT version FROM schema_version");
     EXPECT_TRUE(q.ok());
@@ -119,7 +119,7 @@ std::set<int> recorded_versions(SqliteDb& db) {
 
 // A kilnd.db as the old kilnd left it: its schema, its version rows, and rows in every table.
 void make_old_database(const std::string& path, int64_t now) {
-    auto db = SqliteDb::open(path);
+    auto db = Db::open(path);
     ASSERT_TRUE(db.ok()) << db.error().to_string();
     auto s = (*db)->session();
     ASSERT_TRUE(s.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)").ok());
@@ -175,7 +175,7 @@ TEST(KilndDb, ANewFileGetsEveryModulesTables) {
     ASSERT_TRUE(db.ok()) << db.error().to_string();
     EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10}));
     EXPECT_EQ(*schema_version(**db), 10);
-    SqliteStore store(*db);
+    DbStore store(*db);
     EXPECT_TRUE(store.list_tokens().ok());
     EXPECT_TRUE(ci::JobStore::open(*db).ok());
     EXPECT_TRUE(ci::github::DeliveryLog::open(*db).ok());
@@ -193,7 +193,7 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
         EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10})) << "round " << round;
         EXPECT_EQ(*schema_version(**db), 10);
 
-        SqliteStore store(*db);
+        DbStore store(*db);
         auto tokens = store.list_tokens();
         ASSERT_TRUE(tokens.ok());
         ASSERT_EQ(tokens->size(), 2u);
@@ -312,7 +312,7 @@ TEST(KilndDb, OneConnectionServesEveryThread) {
     test::TempDir dir;
     auto db = open_kilnd_db(dir.path() + "/kilnd.db");
     ASSERT_TRUE(db.ok()) << db.error().to_string();
-    SqliteStore store(*db);
+    DbStore store(*db);
     auto jobs = ci::JobStore::open(*db).value();
     auto deliveries = ci::github::DeliveryLog::open(*db).value();
     int64_t owner = *store.insert_token("t", std::string(64, 'f'), 0);

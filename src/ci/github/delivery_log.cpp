@@ -2,7 +2,7 @@
 #include "ci/github/delivery_log.h"
 
 #include "base/clock.h"
-#include "base/sqlite_table.h"
+#include "base/db_table.h"
 
 namespace kiln::ci::github {
 namespace {
@@ -15,9 +15,9 @@ struct DeliveryRow {
     std::string body_sha256;  // "" in rows from before migration 7
 };
 
-const SqliteTable<DeliveryRow>& deliveries() {
+const DbTable<DeliveryRow>& deliveries() {
     using D = DeliveryRow;
-    static const SqliteTable<D> table("github_deliveries",
+    static const DbTable<D> table("github_deliveries",
                                       {column<D>("delivery_id", &D::delivery_id), column<D>("event", &D::event),
                                        column<D>("received_at_ms", &D::received_at_ms), column<D>("job_id", &D::job_id),
                                        column<D>("body_sha256", &D::body_sha256)});
@@ -49,7 +49,7 @@ CREATE UNIQUE INDEX github_deliveries_body ON github_deliveries (body_sha256) WH
     return list;
 }
 
-Result<std::unique_ptr<DeliveryLog>> DeliveryLog::open(std::shared_ptr<SqliteDb> db) {
+Result<std::unique_ptr<DeliveryLog>> DeliveryLog::open(std::shared_ptr<Db> db) {
     {
         auto s = db->session();
         // GitHub redelivers for days, not months: ids older than 90 days cannot come back.

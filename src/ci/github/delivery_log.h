@@ -7,8 +7,8 @@
 #include <string>
 
 #include "base/result.h"
-#include "base/sqlite_db.h"
-#include "base/sqlite_migrations.h"
+#include "base/db.h"
+#include "base/db_migrations.h"
 
 namespace kiln::ci::github {
 
@@ -26,7 +26,7 @@ struct DeliveryClaim {
 class DeliveryLog {
 public:
     // `db` must have delivery_migrations() run. Forgets ids older than 90 days.
-    static Result<std::unique_ptr<DeliveryLog>> open(std::shared_ptr<SqliteDb> db);
+    static Result<std::unique_ptr<DeliveryLog>> open(std::shared_ptr<Db> db);
 
     // Records the id and the body's hash atomically (INSERT OR IGNORE over two unique keys): of
     // two concurrent deliveries with the same id or the same body one is first.
@@ -37,8 +37,8 @@ public:
     Status release(const std::string& delivery_id);
 
 private:
-    explicit DeliveryLog(std::shared_ptr<SqliteDb> db) : m_db(std::move(db)) {}
-    std::shared_ptr<SqliteDb> m_db;  // shared: its Session serializes every thread's use
+    explicit DeliveryLog(std::shared_ptr<Db> db) : m_db(std::move(db)) {}
+    std::shared_ptr<Db> m_db;  // shared: its Session serializes every thread's use
 };
 
 }  // namespace kiln::ci::github

@@ -4,8 +4,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "base/sqlite_db.h"
-#include "base/sqlite_table.h"
+#include "base/db.h"
+#include "base/db_table.h"
 #include "ci/jobs/job_state.h"
 
 namespace kiln::ci {
@@ -95,9 +95,9 @@ std::vector<std::string> parse_strings(const std::string& text) {
     return out;
 }
 
-const SqliteTable<JobInfo>& jobs() {
+const DbTable<JobInfo>& jobs() {
     using J = JobInfo;
-    static const SqliteTable<J> table(
+    static const DbTable<J> table(
         "ci_jobs",
         {column<J>("id", &J::id),
          column<J>("owner_token_id", &J::spec, &JobSpec::owner_token_id),
@@ -133,9 +133,9 @@ const SqliteTable<JobInfo>& jobs() {
     return table;
 }
 
-const SqliteTable<PipelineInfo>& pipelines() {
+const DbTable<PipelineInfo>& pipelines() {
     using P = PipelineInfo;
-    static const SqliteTable<P> table(
+    static const DbTable<P> table(
         "ci_pipelines",
         {column<P>("id", &P::id),
          column<P>("owner_token_id", &P::spec, &JobSpec::owner_token_id),
@@ -158,7 +158,7 @@ const SqliteTable<PipelineInfo>& pipelines() {
 
 // A job's or a pipeline's row, by id, in a session (inside a transaction or not).
 template <class Row>
-Status write_row(SqliteDb::Session& db, const SqliteTable<Row>& table, const Row& row, bool insert) {
+Status write_row(Db::Session& db, const DbTable<Row>& table, const Row& row, bool insert) {
     auto st = TRY(db.prepare(insert ? table.insert() : table.update()));
     table.bind(st, row);
     return st.run();
@@ -171,9 +171,9 @@ struct BakeRow {
     int64_t used_at_ms = 0;
 };
 
-const SqliteTable<BakeRow>& bakes() {
+const DbTable<BakeRow>& bakes() {
     using B = BakeRow;
-    static const SqliteTable<B> table("ci_bake_cache", {column<B>("key", &B::entry, &BakeEntry::key),
+    static const DbTable<B> table("ci_bake_cache", {column<B>("key", &B::entry, &BakeEntry::key),
                                                         column<B>("template", &B::entry, &BakeEntry::template_name),
                                                         column<B>("snapshot_id", &B::entry, &BakeEntry::snapshot_id),
                                                         column<B>("created_at_ms", &B::created_at_ms),
@@ -182,7 +182,7 @@ const SqliteTable<BakeRow>& bakes() {
 }
 
 template <class Row>
-Result<std::vector<Row>> read_all(const SqliteTable<Row>& table, SqliteStatement& st) {
+Result<std::vector<Row>> read_all(const DbTable<Row>& table, DbStatement& st) {
     std::vector<Row> out;
     while (TRY(st.step())) out.push_back(TRY(table.read(st)));
     return out;
@@ -258,10 +258,10 @@ CREATE INDEX ci_jobs_pipeline ON ci_jobs(pipeline_id, plan_index);
     return list;
 }
 
-JobStore::JobStore(std::shared_ptr<SqliteDb> db) : m_db(std::move(db)) {}
+JobStore::JobStore(std::shared_ptr<Db> db) : m_db(std::move(db)) {}
 JobStore::~JobStore() = default;
 
-Result<std::unique_ptr<JobStore>> JobStore::open(std::shared_ptr<SqliteDb> db) {
+Result<std::unique_ptr<JobStore>> JobStore::open(std::shared_ptr<Db> db) {
     {
         // Fails clearly if the migration that makes the tables has not run.
         auto s = db->session();
@@ -373,7 +373,7 @@ std::string page_where(const char* table) {
                        " AND (?5 = '' OR (created_at_ms, rowid) < (SELECT created_at_ms, rowid FROM ") + table +
            " WHERE id = ?5)) ORDER BY created_at_ms DESC, rowid DESC LIMIT ?1";
 }
-void bind_page(SqliteStatement& st, const ListPage& page) {
+void bind_page(DbStatement& st, const ListPage& page) {
     st.bind(1, int64_t(std::clamp(page.limit, 1, 1001))).bind(2, page.owner_token_id).bind(3, page.state);
     st.bind(4, page.repo).bind(5, page.before_id);
 }

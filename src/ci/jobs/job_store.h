@@ -8,8 +8,8 @@
 #include <vector>
 
 #include "base/result.h"
-#include "base/sqlite_db.h"
-#include "base/sqlite_migrations.h"
+#include "base/db.h"
+#include "base/db_migrations.h"
 #include "ci/jobs/job_service.h"
 
 namespace kiln::ci {
@@ -43,7 +43,7 @@ struct JobAge {
 class JobStore {
 public:
     // `db` must have job_migrations() run (fails clearly if its tables are missing).
-    static Result<std::unique_ptr<JobStore>> open(std::shared_ptr<SqliteDb> db);
+    static Result<std::unique_ptr<JobStore>> open(std::shared_ptr<Db> db);
     ~JobStore();
 
     Status insert(const JobInfo& job);
@@ -98,8 +98,8 @@ public:
     Result<std::vector<std::string>> baked_snapshot_ids();
 
 private:
-    explicit JobStore(std::shared_ptr<SqliteDb> db);
-    std::shared_ptr<SqliteDb> m_db;  // shared: its Session serializes every thread's use
+    explicit JobStore(std::shared_ptr<Db> db);
+    std::shared_ptr<Db> m_db;  // shared: its Session serializes every thread's use
 };
 
 }  // namespace kiln::ci

@@ -10,8 +10,8 @@
 #include <string_view>
 
 #include "base/result.h"
-#include "base/sqlite_db.h"
-#include "base/sqlite_migrations.h"
+#include "base/db.h"
+#include "base/db_migrations.h"
 #include "daemon/auth/authenticator.h"
 #include "daemon/auth/token_store.h"
 
@@ -33,7 +33,7 @@ class SessionStore final : public Authenticator {
 public:
     static constexpr int64_t kDefaultLifetimeMs = int64_t(12) * 3600 * 1000;
 
-    SessionStore(std::shared_ptr<SqliteDb> db, TokenStore& tokens, int64_t lifetime_ms = kDefaultLifetimeMs)
+    SessionStore(std::shared_ptr<Db> db, TokenStore& tokens, int64_t lifetime_ms = kDefaultLifetimeMs)
         : m_db(std::move(db)), m_tokens(tokens), m_lifetime_ms(lifetime_ms) {}
 
     Result<Caller> authenticate(std::string_view bearer_token) override { return m_tokens.authenticate(bearer_token); }
@@ -47,7 +47,7 @@ public:
     Status prune(int64_t now_ms);
 
 private:
-    std::shared_ptr<SqliteDb> m_db;
+    std::shared_ptr<Db> m_db;
     TokenStore& m_tokens;
     int64_t m_lifetime_ms;
 };

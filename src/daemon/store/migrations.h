@@ -1,10 +1,10 @@
 // The daemon's part of kilnd.db's schema: tokens, sandboxes and snapshots, as numbered migrations
-// (base/sqlite_migrations.h). Versions are global across kilnd.db's modules: the daemon has 1 and
+// (base/db_migrations.h). Versions are global across kilnd.db's modules: the daemon has 1 and
 // 3 and 5; CI's jobs have 2 and 8 (ci/jobs/job_store.h), GitHub's deliveries 4 and 7 (ci/github/delivery_log.h).
 // kilnd runs them all in one list (src/kilnd/kilnd_db.cpp).
 #pragma once
 
-#include "base/sqlite_migrations.h"
+#include "base/db_migrations.h"
 
 namespace kiln::daemon {
 

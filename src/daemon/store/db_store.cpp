@@ -1,13 +1,13 @@
-// SqliteStore: tokens, sandboxes and snapshots as SQLite rows (see sqlite_store.h). Each table's
-// columns are listed once (SqliteTable); every statement's column list and binding comes from it.
-#include "daemon/store/sqlite_store.h"
+// DbStore: tokens, sandboxes and snapshots as SQLite rows (see sqlite_store.h). Each table's
+// columns are listed once (DbTable); every statement's column list and binding comes from it.
+#include "daemon/store/db_store.h"
 
 #include <charconv>
 
 #include <nlohmann/json.hpp>
 
 #include "base/json_log.h"
-#include "base/sqlite_table.h"
+#include "base/db_table.h"
 #include "daemon/store/migrations.h"
 
 namespace kiln::daemon {
@@ -42,10 +42,10 @@ Status read_state(SandboxRecord& r, const std::string& text) {
     return ok_status();
 }
 
-const SqliteTable<SandboxRecord>& sandboxes() {
+const DbTable<SandboxRecord>& sandboxes() {
     using R = SandboxRecord;
     using I = SandboxInfo;
-    static const SqliteTable<R> table(
+    static const DbTable<R> table(
         "sandboxes",
         {column<R>("id", &R::info, &I::id),
          column<R>("owner_token_id", &R::info, &I::owner_token_id),
@@ -71,10 +71,10 @@ const SqliteTable<SandboxRecord>& sandboxes() {
     return table;
 }
 
-const SqliteTable<SnapshotRecord>& snapshots() {
+const DbTable<SnapshotRecord>& snapshots() {
     using R = SnapshotRecord;
     using I = SnapshotInfo;
-    static const SqliteTable<R> table("snapshots", {column<R>("id", &R::info, &I::id),
+    static const DbTable<R> table("snapshots", {column<R>("id", &R::info, &I::id),
                                                     column<R>("name", &R::info, &I::name),
                                                     column<R>("owner_token_id", &R::info, &I::owner_token_id),
                                                     column<R>("sandbox_id", &R::info, &I::sandbox_id),
@@ -96,16 +96,16 @@ Status read_scopes(TokenRecord& r, const std::string& text) {
     return ok_status();
 }
 
-const SqliteTable<TokenRecord>& tokens() {
+const DbTable<TokenRecord>& tokens() {
     using R = TokenRecord;
-    static const SqliteTable<R> table("tokens",
+    static const DbTable<R> table("tokens",
                                       {column<R>("id", &R::id), column<R>("name", &R::name),
                                        column<R>("sha256", &R::sha256_hex), column<R>("created_at_ms", &R::created_at_ms),
                                        column<R>("revoked", &R::revoked),
                                        computed_column<R>("scopes", [](const R& r) { return scope_list(r.scopes); }, read_scopes),
                                        computed_column<R>("quota_json", [](const R& r) { return quota_json(r.quota); },
                                                           [](R& r, const std::string& v) { r.quota = parse_quota_json(v); })},
-                                      SqliteTable<R>::Key::Generated);
+                                      DbTable<R>::Key::Generated);
     return table;
 }
 
@@ -114,7 +114,7 @@ void log_unreadable(const Error& e) { log::error("store: unreadable row", {{"err
 
 // One row (get): an unreadable one is the caller's error, naming the row.
 template <class Row>
-Result<std::optional<Row>> read_one(const SqliteTable<Row>& table, SqliteStatement& s) {
+Result<std::optional<Row>> read_one(const DbTable<Row>& table, DbStatement& s) {
     if (!TRY(s.step())) return std::optional<Row>();
     auto row = table.read(s);
     if (!row.ok()) {
@@ -127,7 +127,7 @@ Result<std::optional<Row>> read_one(const SqliteTable<Row>& table, SqliteStateme
 // Every row (list): an unreadable one is logged and skipped, so the others stay usable (and the
 // row itself stays in the table untouched, for someone to look at).
 template <class Row>
-Result<std::vector<Row>> read_all(const SqliteTable<Row>& table, SqliteStatement& s) {
+Result<std::vector<Row>> read_all(const DbTable<Row>& table, DbStatement& s) {
     std::vector<Row> out;
     while (TRY(s.step())) {
         auto row = table.read(s);
@@ -139,15 +139,15 @@ Result<std::vector<Row>> read_all(const SqliteTable<Row>& table, SqliteStatement
 
 }  // namespace
 
-Result<std::unique_ptr<SqliteStore>> SqliteStore::open(const std::string& path) {
-    auto db = TRY(SqliteDb::open(path));
+Result<std::unique_ptr<DbStore>> DbStore::open(const std::string& path) {
+    auto db = TRY(Db::open(path));
     TRY(run_migrations(*db, {migrations()}));
-    return std::make_unique<SqliteStore>(std::move(db));
+    return std::make_unique<DbStore>(std::move(db));
 }
 
-void SqliteStore::close() { m_db->close(); }
+void DbStore::close() { m_db->close(); }
 
-Result<int64_t> SqliteStore::insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) {
+Result<int64_t> DbStore::insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(tokens().insert()));
     tokens().bind(s, TokenRecord{0, spec.name, sha256_hex, created_at_ms, false, spec.scopes, spec.quota});
@@ -155,20 +155,20 @@ Result<int64_t> SqliteStore::insert_token(const TokenSpec& spec, const std::stri
     return db.last_insert_rowid();
 }
 
-Result<std::optional<TokenRecord>> SqliteStore::find_token_by_hash(const std::string& sha256_hex) {
+Result<std::optional<TokenRecord>> DbStore::find_token_by_hash(const std::string& sha256_hex) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(tokens().select() + " WHERE sha256 = ?"));
     s.bind(1, sha256_hex);
     return read_one(tokens(), s);
 }
 
-Result<std::vector<TokenRecord>> SqliteStore::list_tokens() {
+Result<std::vector<TokenRecord>> DbStore::list_tokens() {
     auto db = m_db->session();
     auto s = TRY(db.prepare(tokens().select() + " ORDER BY id"));
     return read_all(tokens(), s);
 }
 
-Result<int> SqliteStore::revoke_token(const std::string& id_or_name) {
+Result<int> DbStore::revoke_token(const std::string& id_or_name) {
     auto db = m_db->session();
     int64_t id = 0;
     auto [end, ec] = std::from_chars(id_or_name.data(), id_or_name.data() + id_or_name.size(), id);
@@ -181,14 +181,14 @@ Result<int> SqliteStore::revoke_token(const std::string& id_or_name) {
     return db.changes();
 }
 
-Status SqliteStore::insert_sandbox(const SandboxRecord& record) {
+Status DbStore::insert_sandbox(const SandboxRecord& record) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(sandboxes().insert()));
     sandboxes().bind(s, record);
     return s.run();
 }
 
-Status SqliteStore::update_sandbox(const SandboxRecord& record) {
+Status DbStore::update_sandbox(const SandboxRecord& record) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(sandboxes().update()));
     sandboxes().bind(s, record);
@@ -197,14 +197,14 @@ Status SqliteStore::update_sandbox(const SandboxRecord& record) {
     return ok_status();
 }
 
-Result<std::optional<SandboxRecord>> SqliteStore::get_sandbox(const std::string& id) {
+Result<std::optional<SandboxRecord>> DbStore::get_sandbox(const std::string& id) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(sandboxes().select() + " WHERE id = ?"));
     s.bind(1, id);
     return read_one(sandboxes(), s);
 }
 
-Result<std::vector<SandboxRecord>> SqliteStore::list_sandboxes(int64_t owner_token_id, bool live_only) {
+Result<std::vector<SandboxRecord>> DbStore::list_sandboxes(int64_t owner_token_id, bool live_only) {
     auto db = m_db->session();
     std::string sql = sandboxes().select() + " WHERE (?1 = 0 OR owner_token_id = ?1)";
     if (live_only) sql += " AND state IN ('creating', 'running')";
@@ -214,7 +214,7 @@ Result<std::vector<SandboxRecord>> SqliteStore::list_sandboxes(int64_t owner_tok
     return read_all(sandboxes(), s);
 }
 
-Result<std::map<std::string, int64_t>> SqliteStore::count_sandboxes_by_state() {
+Result<std::map<std::string, int64_t>> DbStore::count_sandboxes_by_state() {
     auto db = m_db->session();
     std::map<std::string, int64_t> out;
     for (auto st : kAllSandboxStates) out[state_name(st)] = 0;
@@ -228,28 +228,28 @@ Result<std::map<std::string, int64_t>> SqliteStore::count_sandboxes_by_state() {
     return out;
 }
 
-Status SqliteStore::insert_snapshot(const SnapshotRecord& r) {
+Status DbStore::insert_snapshot(const SnapshotRecord& r) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(snapshots().insert()));
     snapshots().bind(s, r);
     return s.run();
 }
 
-Result<std::optional<SnapshotRecord>> SqliteStore::get_snapshot(const std::string& id) {
+Result<std::optional<SnapshotRecord>> DbStore::get_snapshot(const std::string& id) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(snapshots().select() + " WHERE id = ?"));
     s.bind(1, id);
     return read_one(snapshots(), s);
 }
 
-Result<std::vector<SnapshotRecord>> SqliteStore::list_snapshots(int64_t owner_token_id) {
+Result<std::vector<SnapshotRecord>> DbStore::list_snapshots(int64_t owner_token_id) {
     auto db = m_db->session();
     auto s = TRY(db.prepare(snapshots().select() + " WHERE (?1 = 0 OR owner_token_id = ?1) ORDER BY created_at_ms DESC, id DESC"));
     s.bind(1, owner_token_id);
     return read_all(snapshots(), s);
 }
 
-Status SqliteStore::delete_snapshot(const std::string& id) {
+Status DbStore::delete_snapshot(const std::string& id) {
     auto db = m_db->session();
     auto s = TRY(db.prepare("DELETE FROM snapshots WHERE id = ?"));
     s.bind(1, id);

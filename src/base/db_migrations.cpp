@@ -1,5 +1,5 @@
 // run_migrations: one version table for every module's migrations (see sqlite_migrations.h).
-#include "base/sqlite_migrations.h"
+#include "base/db_migrations.h"
 
 #include <algorithm>
 #include <set>
@@ -14,7 +14,7 @@ namespace {
 constexpr const char* kVersionTable =
     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at_ms INTEGER NOT NULL)";
 
-Result<std::set<int>> applied_versions(SqliteDb::Session& s) {
+Result<std::set<int>> applied_versions(Db::Session& s) {
     TRY(s.exec(kVersionTable));
     auto select = TRY(s.prepare("SELECT version FROM schema_version"));
     std::set<int> out;
@@ -24,13 +24,13 @@ Result<std::set<int>> applied_versions(SqliteDb::Session& s) {
 
 }  // namespace
 
-Result<int> schema_version(SqliteDb& db) {
+Result<int> schema_version(Db& db) {
     auto s = db.session();
     auto applied = TRY(applied_versions(s));
     return applied.empty() ? 0 : *applied.rbegin();
 }
 
-Status run_migrations(SqliteDb& db, const std::vector<Migrations>& modules) {
+Status run_migrations(Db& db, const std::vector<Migrations>& modules) {
     Migrations all;
     for (const auto& module : modules) all.insert(all.end(), module.begin(), module.end());
     std::sort(all.begin(), all.end(), [](const Migration& a, const Migration& b) { return a.version < b.version; });

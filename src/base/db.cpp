@@ -1,52 +1,52 @@
-// SqliteDb: the sqlite3 C API behind Result (see sqlite_db.h).
-#include "base/sqlite_db.h"
+// Db: the sqlite3 C API behind Result (see sqlite_db.h).
+#include "base/db.h"
 
 #include <sqlite3.h>
 
 namespace kiln {
 
-SqliteStatement::~SqliteStatement() {
+DbStatement::~DbStatement() {
     if (m_stmt) sqlite3_finalize(m_stmt);
 }
 
-SqliteStatement& SqliteStatement::bind(int index, int64_t value) {
+DbStatement& DbStatement::bind(int index, int64_t value) {
     sqlite3_bind_int64(m_stmt, index, value);
     return *this;
 }
 
-SqliteStatement& SqliteStatement::bind(int index, std::string_view value) {
+DbStatement& DbStatement::bind(int index, std::string_view value) {
     sqlite3_bind_text(m_stmt, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
     return *this;
 }
 
-SqliteStatement& SqliteStatement::bind(int index, double value) {
+DbStatement& DbStatement::bind(int index, double value) {
     sqlite3_bind_double(m_stmt, index, value);
     return *this;
 }
 
-Result<bool> SqliteStatement::step() {
+Result<bool> DbStatement::step() {
     int rc = sqlite3_step(m_stmt);
     if (rc == SQLITE_ROW) return true;
     if (rc == SQLITE_DONE) return false;
     return make_error(ErrorCode::StoreFailed, std::string("sqlite: ") + sqlite3_errmsg(m_db));
 }
 
-Status SqliteStatement::run() {
+Status DbStatement::run() {
     for (;;) {
         bool row = TRY(step());
         if (!row) return ok_status();
     }
 }
 
-int64_t SqliteStatement::column_int(int index) const { return sqlite3_column_int64(m_stmt, index); }
-double SqliteStatement::column_double(int index) const { return sqlite3_column_double(m_stmt, index); }
-std::string SqliteStatement::column_text(int index) const {
+int64_t DbStatement::column_int(int index) const { return sqlite3_column_int64(m_stmt, index); }
+double DbStatement::column_double(int index) const { return sqlite3_column_double(m_stmt, index); }
+std::string DbStatement::column_text(int index) const {
     const unsigned char* text = sqlite3_column_text(m_stmt, index);
     int n = sqlite3_column_bytes(m_stmt, index);
     return text ? std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(n)) : std::string();
 }
 
-Result<std::shared_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
+Result<std::shared_ptr<Db>> Db::open(const std::string& path) {
     sqlite3* raw = nullptr;
     int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
     if (rc != SQLITE_OK) {
@@ -54,7 +54,7 @@ Result<std::shared_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
         if (raw) sqlite3_close(raw);
         return make_error(ErrorCode::StoreFailed, "open " + path + ": " + msg);
     }
-    std::shared_ptr<SqliteDb> db(new SqliteDb(raw));
+    std::shared_ptr<Db> db(new Db(raw));
     sqlite3_busy_timeout(raw, 5000);
     auto s = db->session();
     TRY(s.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
@@ -65,9 +65,9 @@ Result<std::shared_ptr<SqliteDb>> SqliteDb::open(const std::string& path) {
     return db;
 }
 
-SqliteDb::~SqliteDb() { close(); }
+Db::~Db() { close(); }
 
-void SqliteDb::close() {
+void Db::close() {
     std::lock_guard lock(m_mutex);
     if (!m_db) return;
     sqlite3_wal_checkpoint_v2(m_db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
@@ -75,11 +75,11 @@ void SqliteDb::close() {
     m_db = nullptr;
 }
 
-Error SqliteDb::error(const std::string& what) const {
+Error Db::error(const std::string& what) const {
     return make_error(ErrorCode::StoreFailed, what + ": " + (m_db ? sqlite3_errmsg(m_db) : "the store is closed"));
 }
 
-Status SqliteDb::Session::exec(const std::string& sql) {
+Status Db::Session::exec(const std::string& sql) {
     sqlite3* db = m_db->m_db;
     if (!db) return m_db->error("exec");
     char* msg = nullptr;
@@ -92,16 +92,16 @@ Status SqliteDb::Session::exec(const std::string& sql) {
     return ok_status();
 }
 
-Result<SqliteStatement> SqliteDb::Session::prepare(const std::string& sql) {
+Result<DbStatement> Db::Session::prepare(const std::string& sql) {
     sqlite3* db = m_db->m_db;
     if (!db) return m_db->error("prepare");
     sqlite3_stmt* stmt = nullptr;
     if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
         return m_db->error("prepare");
-    return SqliteStatement(db, stmt);
+    return DbStatement(db, stmt);
 }
 
-int64_t SqliteDb::Session::last_insert_rowid() const { return m_db->m_db ? sqlite3_last_insert_rowid(m_db->m_db) : 0; }
-int SqliteDb::Session::changes() const { return m_db->m_db ? sqlite3_changes(m_db->m_db) : 0; }
+int64_t Db::Session::last_insert_rowid() const { return m_db->m_db ? sqlite3_last_insert_rowid(m_db->m_db) : 0; }
+int Db::Session::changes() const { return m_db->m_db ? sqlite3_changes(m_db->m_db) : 0; }
 
 }  // namespace kiln

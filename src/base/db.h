@@ -1,4 +1,4 @@
-// SqliteDb: one sqlite3 connection, shared by every store of a database file (kilnd.db holds the
+// Db: one sqlite3 connection, shared by every store of a database file (kilnd.db holds the
 // daemon's tables, CI's and GitHub's) and by every thread that uses them.
 //
 // All work on the connection goes through a Session, which holds the connection's mutex for as
@@ -22,20 +22,20 @@ struct sqlite3_stmt;
 
 namespace kiln {
 
-class SqliteDb;
+class Db;
 
 // One prepared statement; bind by 1-based index, step, read columns by 0-based index. Use it
 // only while the Session that prepared it lives (declare the Session first).
-class SqliteStatement {
+class DbStatement {
 public:
-    ~SqliteStatement();
-    SqliteStatement(SqliteStatement&& other) noexcept : m_db(other.m_db), m_stmt(other.m_stmt) { other.m_stmt = nullptr; }
-    SqliteStatement(const SqliteStatement&) = delete;
-    SqliteStatement& operator=(const SqliteStatement&) = delete;
+    ~DbStatement();
+    DbStatement(DbStatement&& other) noexcept : m_db(other.m_db), m_stmt(other.m_stmt) { other.m_stmt = nullptr; }
+    DbStatement(const DbStatement&) = delete;
+    DbStatement& operator=(const DbStatement&) = delete;
 
-    SqliteStatement& bind(int index, int64_t value);
-    SqliteStatement& bind(int index, std::string_view value);
-    SqliteStatement& bind(int index, double value);
+    DbStatement& bind(int index, int64_t value);
+    DbStatement& bind(int index, std::string_view value);
+    DbStatement& bind(int index, double value);
     // A row is ready (true), done (false), or an error.
     Result<bool> step();
     Status run();  // steps to the end, expecting no rows
@@ -45,27 +45,27 @@ public:
     std::string column_text(int index) const;
 
 private:
-    friend class SqliteDb;
-    SqliteStatement(sqlite3* db, sqlite3_stmt* stmt) : m_db(db), m_stmt(stmt) {}
+    friend class Db;
+    DbStatement(sqlite3* db, sqlite3_stmt* stmt) : m_db(db), m_stmt(stmt) {}
     sqlite3* m_db;
     sqlite3_stmt* m_stmt;
 };
 
-class SqliteDb {
+class Db {
 public:
     // Opens (creating) `path` with WAL, a 5 s busy timeout (for other processes on the same file,
     // e.g. `kilnd token create` beside a running kilnd), foreign keys and synchronous=NORMAL.
-    static Result<std::shared_ptr<SqliteDb>> open(const std::string& path);
-    ~SqliteDb();
-    SqliteDb(const SqliteDb&) = delete;
-    SqliteDb& operator=(const SqliteDb&) = delete;
+    static Result<std::shared_ptr<Db>> open(const std::string& path);
+    ~Db();
+    Db(const Db&) = delete;
+    Db& operator=(const Db&) = delete;
 
     // The connection held by one thread for one unit of work (see the file comment).
     class Session {
     public:
         Session(Session&&) = default;
         Status exec(const std::string& sql);  // one or more statements, no results
-        Result<SqliteStatement> prepare(const std::string& sql);
+        Result<DbStatement> prepare(const std::string& sql);
         int64_t last_insert_rowid() const;
         int changes() const;  // rows changed by the last statement
         // BEGIN IMMEDIATE, body(), COMMIT; ROLLBACK instead when body (or the COMMIT) fails.
@@ -74,9 +74,9 @@ public:
         auto transaction(Body&& body) -> decltype(body());
 
     private:
-        friend class SqliteDb;
-        explicit Session(SqliteDb& db) : m_db(&db), m_lock(db.m_mutex) {}
-        SqliteDb* m_db;
+        friend class Db;
+        explicit Session(Db& db) : m_db(&db), m_lock(db.m_mutex) {}
+        Db* m_db;
         std::unique_lock<std::mutex> m_lock;
     };
 
@@ -87,7 +87,7 @@ public:
     void close();
 
 private:
-    explicit SqliteDb(sqlite3* db) : m_db(db) {}
+    explicit Db(sqlite3* db) : m_db(db) {}
     Error error(const std::string& what) const;
 
     std::mutex m_mutex;  // held by the live Session
@@ -95,7 +95,7 @@ private:
 };
 
 template <class Body>
-auto SqliteDb::Session::transaction(Body&& body) -> decltype(body()) {
+auto Db::Session::transaction(Body&& body) -> decltype(body()) {
     TRY(exec("BEGIN IMMEDIATE"));
     auto result = body();
     if (!result.ok()) {

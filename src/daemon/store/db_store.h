@@ -1,23 +1,23 @@
-// SqliteStore: the Store over kilnd.db's tokens, sandboxes and snapshots tables, on a connection
-// it shares with the file's other stores (CI's; see base/sqlite_db.h for the locking).
+// DbStore: the Store over kilnd.db's tokens, sandboxes and snapshots tables, on a connection
+// it shares with the file's other stores (CI's; see base/db.h for the locking).
 #pragma once
 
 #include <memory>
 #include <string>
 
-#include "base/sqlite_db.h"
+#include "base/db.h"
 #include "daemon/store/store.h"
 
 namespace kiln::daemon {
 
-class SqliteStore final : public Store {
+class DbStore final : public Store {
 public:
     // `db` must have the daemon's migrations (migrations.h) run; kilnd runs every module's at once
     // (src/kilnd/kilnd_db.h).
-    explicit SqliteStore(std::shared_ptr<SqliteDb> db) : m_db(std::move(db)) {}
+    explicit DbStore(std::shared_ptr<Db> db) : m_db(std::move(db)) {}
     // Opens `path` on a connection of its own and runs the daemon's migrations only: for tests and
     // tools that need nothing else of kilnd.db.
-    static Result<std::unique_ptr<SqliteStore>> open(const std::string& path);
+    static Result<std::unique_ptr<DbStore>> open(const std::string& path);
 
     using Store::insert_token;
     Result<int64_t> insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) override;
@@ -39,7 +39,7 @@ public:
     void close() override;
 
 private:
-    std::shared_ptr<SqliteDb> m_db;
+    std::shared_ptr<Db> m_db;
 };
 
 }  // namespace kiln::daemon

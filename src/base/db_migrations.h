@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "base/result.h"
-#include "base/sqlite_db.h"
+#include "base/db.h"
 
 namespace kiln {
 
@@ -24,9 +24,9 @@ using Migrations = std::vector<Migration>;
 // Applies, in version order, every migration of `modules` that schema_version does not record.
 // Refuses a file that records a version none of `modules` declares (it was written by a newer
 // program: not written to), and a version declared twice (a numbering mistake).
-Status run_migrations(SqliteDb& db, const std::vector<Migrations>& modules);
+Status run_migrations(Db& db, const std::vector<Migrations>& modules);
 
 // The highest version schema_version records (0 for a new file).
-Result<int> schema_version(SqliteDb& db);
+Result<int> schema_version(Db& db);
 
 }  // namespace kiln

@@ -1,7 +1,7 @@
-// SqliteTable<Row>: one table's columns, listed once, and everything made from that one list: the
+// DbTable<Row>: one table's columns, listed once, and everything made from that one list: the
 // column lists of SELECT, INSERT and UPDATE, the binding of a row's values to ?1..?n, and the
 // reading of a result row back into a Row, all in the same order. A store declares each of its
-// tables once (see daemon/store/sqlite_store.cpp) instead of numbering parameters by hand in every
+// tables once (see daemon/store/db_store.cpp) instead of numbering parameters by hand in every
 // statement.
 #pragma once
 
@@ -13,24 +13,24 @@
 #include <vector>
 
 #include "base/result.h"
-#include "base/sqlite_db.h"
+#include "base/db.h"
 
 namespace kiln {
 
 // One column: its name, how a Row's value is bound to a parameter, and how it is read back
 // (a read may refuse a stored value that does not parse).
 template <class Row>
-struct SqliteColumn {
+struct DbColumn {
     std::string name;
-    std::function<void(SqliteStatement&, int index, const Row&)> bind;
-    std::function<Status(const SqliteStatement&, int index, Row&)> read;
+    std::function<void(DbStatement&, int index, const Row&)> bind;
+    std::function<Status(const DbStatement&, int index, Row&)> read;
 };
 
-namespace sqlite_detail {
+namespace db_detail {
 
 // How a C++ value is stored: bool and integers as INTEGER, floating point as REAL, strings as TEXT.
 template <class V>
-void bind_value(SqliteStatement& s, int index, const V& value) {
+void bind_value(DbStatement& s, int index, const V& value) {
     if constexpr (std::is_same_v<V, bool>) s.bind(index, int64_t(value ? 1 : 0));
     else if constexpr (std::is_integral_v<V>) s.bind(index, static_cast<int64_t>(value));
     else if constexpr (std::is_floating_point_v<V>) s.bind(index, static_cast<double>(value));
@@ -41,24 +41,24 @@ void bind_value(SqliteStatement& s, int index, const V& value) {
 }
 
 template <class V>
-V read_value(const SqliteStatement& s, int index) {
+V read_value(const DbStatement& s, int index) {
     if constexpr (std::is_same_v<V, bool>) return s.column_int(index) != 0;
     else if constexpr (std::is_integral_v<V>) return static_cast<V>(s.column_int(index));
     else if constexpr (std::is_floating_point_v<V>) return static_cast<V>(s.column_double(index));
     else return s.column_text(index);
 }
 
-}  // namespace sqlite_detail
+}  // namespace db_detail
 
 // A column that stores a field of Row as it is, reached through member pointers:
 //   column<SandboxRecord>("vcpus", &SandboxRecord::info, &SandboxInfo::vcpus)
 template <class Row, class... Members>
-SqliteColumn<Row> column(std::string name, Members... path) {
+DbColumn<Row> column(std::string name, Members... path) {
     using V = std::remove_cvref_t<decltype((std::declval<Row&>() .* ... .* path))>;
     return {std::move(name),
-            [=](SqliteStatement& s, int index, const Row& row) { sqlite_detail::bind_value<V>(s, index, (row .* ... .* path)); },
-            [=](const SqliteStatement& s, int index, Row& row) -> Status {
-                (row .* ... .* path) = sqlite_detail::read_value<V>(s, index);
+            [=](DbStatement& s, int index, const Row& row) { db_detail::bind_value<V>(s, index, (row .* ... .* path)); },
+            [=](const DbStatement& s, int index, Row& row) -> Status {
+                (row .* ... .* path) = db_detail::read_value<V>(s, index);
                 return ok_status();
             }};
 }
@@ -67,28 +67,28 @@ SqliteColumn<Row> column(std::string name, Members... path) {
 // number or a std::string; set(Row&, that value) puts it back, returning void, or a Status to
 // refuse a stored value that does not parse.
 template <class Row, class Get, class Set>
-SqliteColumn<Row> computed_column(std::string name, Get get, Set set) {
+DbColumn<Row> computed_column(std::string name, Get get, Set set) {
     using V = std::remove_cvref_t<std::invoke_result_t<Get, const Row&>>;
     return {std::move(name),
-            [get](SqliteStatement& s, int index, const Row& row) { sqlite_detail::bind_value<V>(s, index, get(row)); },
-            [set](const SqliteStatement& s, int index, Row& row) -> Status {
+            [get](DbStatement& s, int index, const Row& row) { db_detail::bind_value<V>(s, index, get(row)); },
+            [set](const DbStatement& s, int index, Row& row) -> Status {
                 if constexpr (std::is_void_v<std::invoke_result_t<Set, Row&, V>>) {
-                    set(row, sqlite_detail::read_value<V>(s, index));
+                    set(row, db_detail::read_value<V>(s, index));
                     return ok_status();
                 } else {
-                    return set(row, sqlite_detail::read_value<V>(s, index));
+                    return set(row, db_detail::read_value<V>(s, index));
                 }
             }};
 }
 
 template <class Row>
-class SqliteTable {
+class DbTable {
 public:
     // Whether the key (the first column) is given by the Row or generated by SQLite on insert
     // (INTEGER PRIMARY KEY AUTOINCREMENT; INSERT leaves it out, last_insert_rowid() tells it).
     enum class Key { Given, Generated };
 
-    SqliteTable(std::string name, std::vector<SqliteColumn<Row>> columns, Key key = Key::Given)
+    DbTable(std::string name, std::vector<DbColumn<Row>> columns, Key key = Key::Given)
         : m_name(std::move(name)), m_columns(std::move(columns)), m_key(key) {
         for (size_t i = 0; i < m_columns.size(); ++i) m_list += (i ? ", " : "") + m_columns[i].name;
     }
@@ -116,12 +116,12 @@ public:
         return "UPDATE " + m_name + " SET " + sets + " WHERE " + key() + " = ?1";
     }
     // Binds the row's values to ?1..?n, the columns in order (for insert() and update()).
-    void bind(SqliteStatement& s, const Row& row) const {
+    void bind(DbStatement& s, const Row& row) const {
         for (size_t i = 0; i < m_columns.size(); ++i) m_columns[i].bind(s, static_cast<int>(i + 1), row);
     }
     // The current result row of a select() (columns() in order). A stored value a column refuses
     // is an error naming the table, the row's key and the column.
-    Result<Row> read(const SqliteStatement& s) const {
+    Result<Row> read(const DbStatement& s) const {
         Row row{};
         for (size_t i = 0; i < m_columns.size(); ++i) {
             if (auto st = m_columns[i].read(s, static_cast<int>(i), row); !st.ok())
@@ -135,7 +135,7 @@ private:
     size_t first_inserted() const { return m_key == Key::Generated ? 1 : 0; }
 
     std::string m_name;
-    std::vector<SqliteColumn<Row>> m_columns;
+    std::vector<DbColumn<Row>> m_columns;
     Key m_key;
     std::string m_list;
 };

@@ -2,8 +2,8 @@
 // read back in the same order), and the migration runner's rules.
 #include <gtest/gtest.h>
 
-#include "base/sqlite_migrations.h"
-#include "base/sqlite_table.h"
+#include "base/db_migrations.h"
+#include "base/db_table.h"
 #include "daemon_test_dir.h"
 
 using namespace kiln;
@@ -23,8 +23,8 @@ struct Thing {
     std::string upper;  // stored lower case
 };
 
-const SqliteTable<Thing>& things(SqliteTable<Thing>::Key key = SqliteTable<Thing>::Key::Given) {
-    static const SqliteTable<Thing> given("things", {column<Thing>("id", &Thing::id), column<Thing>("name", &Thing::name),
+const DbTable<Thing>& things(DbTable<Thing>::Key key = DbTable<Thing>::Key::Given) {
+    static const DbTable<Thing> given("things", {column<Thing>("id", &Thing::id), column<Thing>("name", &Thing::name),
                                                      column<Thing>("flag", &Thing::flag), column<Thing>("small", &Thing::small),
                                                      column<Thing>("ratio", &Thing::inner, &Inner::ratio),
                                                      computed_column<Thing>(
@@ -40,14 +40,14 @@ const SqliteTable<Thing>& things(SqliteTable<Thing>::Key key = SqliteTable<Thing
                                                              for (auto& c : t.upper) c = static_cast<char>(std::toupper(c));
                                                              return ok_status();
                                                          })});
-    static const SqliteTable<Thing> generated("things", {column<Thing>("id", &Thing::id), column<Thing>("name", &Thing::name)},
-                                              SqliteTable<Thing>::Key::Generated);
-    return key == SqliteTable<Thing>::Key::Given ? given : generated;
+    static const DbTable<Thing> generated("things", {column<Thing>("id", &Thing::id), column<Thing>("name", &Thing::name)},
+                                              DbTable<Thing>::Key::Generated);
+    return key == DbTable<Thing>::Key::Given ? given : generated;
 }
 
 }  // namespace
 
-TEST(SqliteTable, MakesEveryStatementFromOneColumnList) {
+TEST(DbTable, MakesEveryStatementFromOneColumnList) {
     const auto& t = things();
     EXPECT_EQ(t.columns(), "id, name, flag, small, ratio, lower");
     EXPECT_EQ(t.select(), "SELECT id, name, flag, small, ratio, lower FROM things");
@@ -55,13 +55,13 @@ TEST(SqliteTable, MakesEveryStatementFromOneColumnList) {
     EXPECT_EQ(t.insert("INSERT OR REPLACE"),
               "INSERT OR REPLACE INTO things (id, name, flag, small, ratio, lower) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
     EXPECT_EQ(t.update(), "UPDATE things SET name = ?2, flag = ?3, small = ?4, ratio = ?5, lower = ?6 WHERE id = ?1");
-    const auto& g = things(SqliteTable<Thing>::Key::Generated);
+    const auto& g = things(DbTable<Thing>::Key::Generated);
     EXPECT_EQ(g.insert(), "INSERT INTO things (name) VALUES (?2)") << "a generated key is left to SQLite";
 }
 
-TEST(SqliteTable, BindsAndReadsBackInTheSameOrder) {
+TEST(DbTable, BindsAndReadsBackInTheSameOrder) {
     test::TempDir dir;
-    auto db = SqliteDb::open(dir.path() + "/t.db");
+    auto db = Db::open(dir.path() + "/t.db");
     ASSERT_TRUE(db.ok());
     auto s = (*db)->session();
     ASSERT_TRUE(s.exec("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT, flag INTEGER, small INTEGER, ratio REAL, lower TEXT)").ok());
@@ -99,9 +99,9 @@ TEST(SqliteTable, BindsAndReadsBackInTheSameOrder) {
     EXPECT_EQ(back->upper, "MIXED");
 }
 
-TEST(SqliteTable, AValueAColumnRefusesNamesTheTableRowAndColumn) {
+TEST(DbTable, AValueAColumnRefusesNamesTheTableRowAndColumn) {
     test::TempDir dir;
-    auto db = SqliteDb::open(dir.path() + "/t.db");
+    auto db = Db::open(dir.path() + "/t.db");
     ASSERT_TRUE(db.ok());
     auto s = (*db)->session();
     ASSERT_TRUE(s.exec("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT, flag INTEGER, small INTEGER, ratio REAL, lower TEXT);"
@@ -115,7 +115,7 @@ TEST(SqliteTable, AValueAColumnRefusesNamesTheTableRowAndColumn) {
 
 TEST(SqliteMigrations, RunsWhatIsMissingInVersionOrderAcrossModules) {
     test::TempDir dir;
-    auto db = SqliteDb::open(dir.path() + "/m.db");
+    auto db = Db::open(dir.path() + "/m.db");
     ASSERT_TRUE(db.ok());
     // Module b's 2 comes between module a's 1 and 3: it sees a's table 1 and a's 3 sees its own.
     Migrations a = {{1, "CREATE TABLE one (x INTEGER)"}, {3, "INSERT INTO two VALUES (3)"}};
@@ -134,7 +134,7 @@ TEST(SqliteMigrations, RunsWhatIsMissingInVersionOrderAcrossModules) {
 
 TEST(SqliteMigrations, RefusesDuplicatesAndUnknownVersions) {
     test::TempDir dir;
-    auto db = SqliteDb::open(dir.path() + "/m.db");
+    auto db = Db::open(dir.path() + "/m.db");
     ASSERT_TRUE(db.ok());
     auto dup = run_migrations(**db, {{{1, "SELECT 1"}}, {{1, "SELECT 2"}}});
     ASSERT_FALSE(dup.ok());
