@@ -68,6 +68,8 @@ step "GitHub webhook and GitLab executor tests (real kilnd)" env KILN_BUILD="$bu
   tests/ci/test_webhook_signature.py tests/ci/test_github_webhook.py tests/ci/test_gitlab_executor.py
 # The dashboard in headless Debian Chromium (docs/dashboard.md); screenshots in $build/test-output/ui.
 step "dashboard tests (real browser, real kilnd and VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/ui
+# Several kilnd hosts on one PostgreSQL of the tests' own (initdb/pg_ctl as postgres; docs/fleet.md).
+step "fleet tests (real PostgreSQL, several kilnd hosts, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/fleet
 
 if ((${#failed[@]})); then
   log "FAILED: ${failed[*]}"
