@@ -1,35 +1,60 @@
-// Db: the sqlite3 C API behind Result (see sqlite_db.h).
+// Db: the engine-neutral front (see db.h); the engines are db_sqlite.cpp and db_postgres.cpp.
 #include "base/db.h"
 
-#include <sqlite3.h>
+#include "base/db_connection.h"
 
 namespace kiln {
 
-DbStatement::~DbStatement() {
-    if (m_stmt) sqlite3_finalize(m_stmt);
+const char* db_engine_name(DbEngine engine) {
+    switch (engine) {
+        case DbEngine::Sqlite: return "sqlite";
+        case DbEngine::Postgres: return "postgresql";
+    }
+    return "unknown";
 }
 
+bool is_postgres_url(std::string_view spec) {
+    return spec.starts_with("postgresql://") || spec.starts_with("postgres://");
+}
+
+std::string redact_store_spec(std::string_view spec) {
+    if (!is_postgres_url(spec)) return std::string(spec);
+    // scheme://user:password@host...: the password is everything between the first ':' after the
+    // scheme and the '@' that ends the user info.
+    size_t start = spec.find("://") + 3;
+    size_t at = spec.find('@', start);
+    size_t slash = spec.find('/', start);
+    if (at == std::string_view::npos || (slash != std::string_view::npos && slash < at)) return std::string(spec);
+    size_t colon = spec.find(':', start);
+    if (colon == std::string_view::npos || colon > at) return std::string(spec);
+    return std::string(spec.substr(0, colon + 1)) + "***" + std::string(spec.substr(at));
+}
+
+Error store_error(const Error& error) {
+    if (error.code == ErrorCode::StoreUnavailable) return error;
+    return make_error(ErrorCode::Internal, "store: " + error.message);
+}
+
+DbStatement::DbStatement(std::unique_ptr<db_detail::StatementImpl> impl) : m_impl(std::move(impl)) {}
+DbStatement::DbStatement(DbStatement&& other) noexcept = default;
+DbStatement::~DbStatement() = default;
+
 DbStatement& DbStatement::bind(int index, int64_t value) {
-    sqlite3_bind_int64(m_stmt, index, value);
+    m_impl->bind(index, value);
     return *this;
 }
 
 DbStatement& DbStatement::bind(int index, std::string_view value) {
-    sqlite3_bind_text(m_stmt, index, value.data(), static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    m_impl->bind(index, value);
     return *this;
 }
 
 DbStatement& DbStatement::bind(int index, double value) {
-    sqlite3_bind_double(m_stmt, index, value);
+    m_impl->bind(index, value);
     return *this;
 }
 
-Result<bool> DbStatement::step() {
-    int rc = sqlite3_step(m_stmt);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    return make_error(ErrorCode::StoreFailed, std::string("sqlite: ") + sqlite3_errmsg(m_db));
-}
+Result<bool> DbStatement::step() { return m_impl->step(); }
 
 Status DbStatement::run() {
     for (;;) {
@@ -38,70 +63,39 @@ Status DbStatement::run() {
     }
 }
 
-int64_t DbStatement::column_int(int index) const { return sqlite3_column_int64(m_stmt, index); }
-double DbStatement::column_double(int index) const { return sqlite3_column_double(m_stmt, index); }
-std::string DbStatement::column_text(int index) const {
-    const unsigned char* text = sqlite3_column_text(m_stmt, index);
-    int n = sqlite3_column_bytes(m_stmt, index);
-    return text ? std::string(reinterpret_cast<const char*>(text), static_cast<size_t>(n)) : std::string();
-}
+int64_t DbStatement::column_int(int index) const { return m_impl->column_int(index); }
+double DbStatement::column_double(int index) const { return m_impl->column_double(index); }
+std::string DbStatement::column_text(int index) const { return m_impl->column_text(index); }
 
-Result<std::shared_ptr<Db>> Db::open(const std::string& path) {
-    sqlite3* raw = nullptr;
-    int rc = sqlite3_open_v2(path.c_str(), &raw, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-        std::string msg = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
-        if (raw) sqlite3_close(raw);
-        return make_error(ErrorCode::StoreFailed, "open " + path + ": " + msg);
+Db::Db(DbEngine engine, std::unique_ptr<db_detail::Connection> connection)
+    : m_engine(engine), m_connection(std::move(connection)) {}
+
+Result<std::shared_ptr<Db>> Db::open(const std::string& spec) {
+    if (is_postgres_url(spec)) {
+        auto connection = TRY(db_detail::open_postgres(spec));
+        return std::shared_ptr<Db>(new Db(DbEngine::Postgres, std::move(connection)));
     }
-    std::shared_ptr<Db> db(new Db(raw));
-    sqlite3_busy_timeout(raw, 5000);
-    auto s = db->session();
-    TRY(s.exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"));
-    // journal_mode answers with the mode it got: a file system without shared memory refuses WAL.
-    auto check = TRY(s.prepare("PRAGMA journal_mode"));
-    if (TRY(check.step()) && check.column_text(0) != "wal")
-        return make_error(ErrorCode::StoreFailed, path + ": SQLite could not enable WAL (journal_mode is " + check.column_text(0) + ")");
-    return db;
+    auto connection = TRY(db_detail::open_sqlite(spec));
+    return std::shared_ptr<Db>(new Db(DbEngine::Sqlite, std::move(connection)));
 }
 
 Db::~Db() { close(); }
 
 void Db::close() {
     std::lock_guard lock(m_mutex);
-    if (!m_db) return;
-    sqlite3_wal_checkpoint_v2(m_db, nullptr, SQLITE_CHECKPOINT_TRUNCATE, nullptr, nullptr);
-    sqlite3_close_v2(m_db);
-    m_db = nullptr;
+    m_connection->close();
 }
 
-Error Db::error(const std::string& what) const {
-    return make_error(ErrorCode::StoreFailed, what + ": " + (m_db ? sqlite3_errmsg(m_db) : "the store is closed"));
-}
-
-Status Db::Session::exec(const std::string& sql) {
-    sqlite3* db = m_db->m_db;
-    if (!db) return m_db->error("exec");
-    char* msg = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg);
-    if (rc != SQLITE_OK) {
-        std::string text = msg ? msg : sqlite3_errstr(rc);
-        sqlite3_free(msg);
-        return make_error(ErrorCode::StoreFailed, "sqlite: " + text);
-    }
-    return ok_status();
-}
+Status Db::Session::exec(const std::string& sql) { return m_db->m_connection->exec(sql); }
 
 Result<DbStatement> Db::Session::prepare(const std::string& sql) {
-    sqlite3* db = m_db->m_db;
-    if (!db) return m_db->error("prepare");
-    sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), static_cast<int>(sql.size()), &stmt, nullptr) != SQLITE_OK)
-        return m_db->error("prepare");
-    return DbStatement(db, stmt);
+    return DbStatement(TRY(m_db->m_connection->prepare(sql)));
 }
 
-int64_t Db::Session::last_insert_rowid() const { return m_db->m_db ? sqlite3_last_insert_rowid(m_db->m_db) : 0; }
-int Db::Session::changes() const { return m_db->m_db ? sqlite3_changes(m_db->m_db) : 0; }
+int64_t Db::Session::last_insert_rowid() const { return m_db->m_connection->last_insert_rowid(); }
+int Db::Session::changes() const { return m_db->m_connection->changes(); }
+Status Db::Session::begin() { return m_db->m_connection->begin(); }
+Status Db::Session::commit() { return m_db->m_connection->commit(); }
+void Db::Session::rollback() { m_db->m_connection->rollback(); }
 
 }  // namespace kiln

@@ -28,6 +28,7 @@ const char* code_name(ErrorCode code) {
         case ErrorCode::OutOfMemory: return "out_of_memory";
         case ErrorCode::ResourceExhausted: return "resource_exhausted";
         case ErrorCode::StoreFailed: return "store_failed";
+        case ErrorCode::StoreUnavailable: return "store_unavailable";
         case ErrorCode::ProtocolError: return "protocol_error";
         case ErrorCode::VmGone: return "vm_gone";
         case ErrorCode::QmpError: return "qmp_error";

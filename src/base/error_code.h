@@ -40,6 +40,7 @@ enum class ErrorCode {
     OutOfMemory,
     ResourceExhausted,
     StoreFailed,
+    StoreUnavailable,  // the database cannot be reached now (PostgreSQL down or restarting): retry later
 
     // VMs: QEMU, QMP, the agent connection, boot.
     ProtocolError,  // a peer (agent, QMP, kilnd) sent something that does not parse

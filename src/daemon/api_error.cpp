@@ -27,6 +27,8 @@ Mapping mapping_for(ErrorCode code) {
     case ErrorCode::Conflict: return {409, ErrorCode::Conflict};
     case ErrorCode::QuotaExceeded: return {429, ErrorCode::QuotaExceeded};
     case ErrorCode::Unavailable: return {503, ErrorCode::Unavailable};
+    // The database is down or restarting: the caller may retry; the message says why.
+    case ErrorCode::StoreUnavailable: return {503, ErrorCode::Unavailable};
     case ErrorCode::Internal: return {500, ErrorCode::Internal};
 
     // The request itself: its own statuses, shown as invalid_argument.

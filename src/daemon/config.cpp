@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "base/db.h"
 #include "base/file_util.h"
 #include "daemon/net/address_pool.h"
 
@@ -56,6 +57,10 @@ const std::map<std::string, std::string>& config_keys() {
     static const std::map<std::string, std::string> keys = {
         {"data_dir", "where kilnd keeps kilnd.db, vms/, templates/ and snapshots/"},
         {"listen", "host:port of the REST API"},
+        {"store", "where records are kept: sqlite (data_dir/kilnd.db, the default) or a postgresql:// URL shared by a fleet"},
+        {"fleet_secret", "the fleet's shared secret, which hosts authenticate to each other with (deprecated as a plain "
+                         "key: use fleet_secret_file); a postgresql:// store needs one"},
+        {"fleet_secret_file", "a file (mode 0600, owned by root) holding fleet_secret"},
         {"max_sandboxes", "live sandboxes at most (429 beyond)"},
         {"max_memory_mib", "committed guest memory of live sandboxes at most, MiB (429 beyond)"},
         {"max_ttl_seconds", "the largest ttl_seconds a create or PATCH accepts"},
@@ -239,6 +244,15 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.network_egress.new_connections_per_second = static_cast<uint32_t>(TRY(parse_int(key, value, 0, 1000000)));
     } else if (key == "network_new_connection_burst") {
         c.network_egress.new_connection_burst = static_cast<uint32_t>(TRY(parse_int(key, value, 1, 1000000)));
+    } else if (key == "store") {
+        if (value != "sqlite" && !is_postgres_url(value))
+            return bad(key, "'" + redact_store_spec(value) + "' is neither sqlite nor a postgresql:// URL");
+        c.store = value;
+    } else if (key == "fleet_secret") {
+        c.fleet_secret = value;
+    } else if (key == "fleet_secret_file") {
+        if (!value.empty() && value[0] != '/') return bad(key, "must be an absolute path");
+        c.fleet_secret_file = value;
     } else if (key == "github_webhook_secret") {
         c.github_webhook_secret = value;
     } else if (key == "github_token") {
@@ -337,6 +351,8 @@ Status validate_config(const DaemonConfig& c) {
                                                   ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");
     return ok_status();
 }
+
+std::string store_spec(const DaemonConfig& c) { return c.store == "sqlite" ? c.data_dir + "/kilnd.db" : c.store; }
 
 Result<DaemonConfig> load_config(const std::string& file_path, char** envp,
                                  const std::map<std::string, std::string>& flags) {

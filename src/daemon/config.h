@@ -18,6 +18,14 @@ enum class OnShutdown { Destroy, Keep };
 struct DaemonConfig {
     std::string data_dir = "/var/lib/kiln";   // data_dir, KILN_DATA_DIR, --data-dir
     std::string listen = "127.0.0.1:7070";    // listen, KILN_LISTEN, --listen
+    // Where kilnd keeps its records (docs/kilnd.md, "Store"): "sqlite" ($DATA/kilnd.db), or a
+    // postgresql:// (postgres://) URL that a fleet of kilnds shares (docs/fleet.md).
+    std::string store = "sqlite";
+    // The fleet's shared secret (hosts authenticate to each other with it; a postgresql:// store
+    // needs one): the value (env KILN_FLEET_SECRET; deprecated as a plain key, as every secret) or
+    // a 0600 file holding it.
+    std::string fleet_secret;
+    std::string fleet_secret_file;
     int64_t max_sandboxes = 64;               // live sandboxes (creating + running)
     int64_t max_memory_mib = 16384;           // sum of the live sandboxes' memory_mib
     int64_t max_ttl_seconds = 86400;
@@ -107,6 +115,9 @@ std::map<std::string, std::string> config_from_env(char** envp);
 
 // Checks the combination (default_ttl <= max_ttl, and so on).
 Status validate_config(const DaemonConfig& config);
+
+// What Db::open takes for the configured store: $data_dir/kilnd.db for "sqlite", else the URL.
+std::string store_spec(const DaemonConfig& config);
 
 // defaults, then `file_path` (if not empty), then env, then flags.
 Result<DaemonConfig> load_config(const std::string& file_path, char** envp,

@@ -71,8 +71,9 @@ Status add_ci_secret(DaemonSecrets& secrets, const std::string& name, const std:
     return SecretSlot("CI secret " + name, &secrets.ci[name], secrets).set(source, std::move(value));
 }
 
-// GitHub's webhook secret or token: the config's value, its _file key, or the credential.
-Status load_github_secret(DaemonSecrets& secrets, std::string* out, const std::string& key, const std::string& value,
+// One named secret (GitHub's webhook secret or token, the fleet secret): the config's value,
+// its _file key, or the credential of its name.
+Status load_named_secret(DaemonSecrets& secrets, std::string* out, const std::string& key, const std::string& value,
                           const std::string& file, const std::string& credentials_dir, char** envp) {
     SecretSlot slot(key, out, secrets);
     if (!value.empty()) {
@@ -95,10 +96,12 @@ Status load_github_secret(DaemonSecrets& secrets, std::string* out, const std::s
 Result<DaemonSecrets> load_secrets(const DaemonConfig& config, char** envp) {
     DaemonSecrets secrets;
     const std::string credentials_dir = env_value(envp, "CREDENTIALS_DIRECTORY");
-    TRY(load_github_secret(secrets, &secrets.github_webhook_secret, kWebhookSecretCredential, config.github_webhook_secret,
+    TRY(load_named_secret(secrets, &secrets.github_webhook_secret, kWebhookSecretCredential, config.github_webhook_secret,
                            config.github_webhook_secret_file, credentials_dir, envp));
-    TRY(load_github_secret(secrets, &secrets.github_token, kTokenCredential, config.github_token, config.github_token_file,
+    TRY(load_named_secret(secrets, &secrets.github_token, kTokenCredential, config.github_token, config.github_token_file,
                            credentials_dir, envp));
+    TRY(load_named_secret(secrets, &secrets.fleet_secret, kFleetSecretCredential, config.fleet_secret,
+                          config.fleet_secret_file, credentials_dir, envp));
 
     if (!config.github_webhook_secrets_dir.empty()) {
         const std::string& dir = config.github_webhook_secrets_dir;

@@ -1,4 +1,4 @@
-// kilnd's secrets (the GitHub webhook secret and token, CI jobs' secrets), gathered from where the
+// kilnd's secrets (the GitHub webhook secret and token, the fleet secret, CI jobs' secrets), gathered from where the
 // config points: files first (docs/kilnd.md "Secrets"), the environment only as a deprecated
 // fallback. No value is ever logged or put in an error.
 #pragma once
@@ -15,6 +15,7 @@ namespace kiln::daemon {
 struct DaemonSecrets {
     std::string github_webhook_secret;       // empty: the webhook answers 503
     std::string github_token;                // empty: no commit statuses
+    std::string fleet_secret;                // hosts of a fleet authenticate to each other with it
     std::map<std::string, std::string> ci;   // NAME -> value, what trusted jobs may ask for
     // owner/repo (lowercase) -> that repository's own webhook secret (github_webhook_secrets_dir).
     std::map<std::string, std::string> github_repo_webhook_secrets;
@@ -29,14 +30,15 @@ struct DaemonSecrets {
 // secret (LoadCredential=ci_secret:/DIR loads each file of DIR as ci_secret_<file name>).
 inline constexpr const char* kWebhookSecretCredential = "github_webhook_secret";
 inline constexpr const char* kTokenCredential = "github_token";
+inline constexpr const char* kFleetSecretCredential = "fleet_secret";
 inline constexpr const char* kCiSecretCredentialPrefix = "ci_secret_";
 inline constexpr const char* kCiSecretEnvPrefix = "KILN_CI_SECRET_";
 
 // Each secret from at most one source; two for the same secret are an error naming both (a
 // silent precedence would hide which value is in use):
-//  - GitHub's two: `github_webhook_secret` / `github_token` (config file, environment or flag),
-//    or `github_webhook_secret_file` / `github_token_file`, or else, when it holds one,
-//    $CREDENTIALS_DIRECTORY/github_webhook_secret / github_token;
+//  - GitHub's two and the fleet's: `github_webhook_secret` / `github_token` / `fleet_secret`
+//    (config file, environment or flag), or `github_webhook_secret_file` / `github_token_file` /
+//    `fleet_secret_file`, or else, when it holds one, $CREDENTIALS_DIRECTORY/<the plain key>;
 //  - per-repository webhook secrets: the files <owner>/<repo> of `github_webhook_secrets_dir`
 //    (the folder and each owner's folder checked as ci_secrets_dir is);
 //  - CI secrets: the files of `ci_secrets_dir` (file name = secret name), the

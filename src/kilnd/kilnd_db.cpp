@@ -12,8 +12,8 @@ std::vector<Migrations> kilnd_migrations() {
     return {migrations(), ci::job_migrations(), ci::github::delivery_migrations(), session_migrations()};
 }
 
-Result<std::shared_ptr<Db>> open_kilnd_db(const std::string& path) {
-    auto db = TRY(Db::open(path));
+Result<std::shared_ptr<Db>> open_kilnd_db(const std::string& spec) {
+    auto db = TRY(Db::open(spec));
     TRY(run_migrations(*db, kilnd_migrations()));
     return db;
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/clock.h"
+#include "base/db.h"
 #include "base/json_log.h"
 #include "base/random.h"
 #include "base/sha256.h"
@@ -71,15 +72,15 @@ Result<DaemonConfig> load(const CommandContext& ctx) {
     return config;
 }
 
-// The token commands' store: the configured kilnd.db, migrated as serve migrates it. Null once
-// it has logged why not (the config, or the store).
+// The token commands' store: the configured store (kilnd.db or the fleet's PostgreSQL), migrated
+// as serve migrates it. Null once it has logged why not (the config, or the store).
 std::unique_ptr<DbStore> open_token_store(const CommandContext& ctx) {
     auto config = load(ctx);
     if (!config.ok()) {
         fail("config", config.error());
         return nullptr;
     }
-    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    auto db = open_kilnd_db(store_spec(*config));
     if (!db.ok()) {
         fail("store", db.error());
         return nullptr;
@@ -108,18 +109,24 @@ int run_serve(const CommandContext& ctx) {
     for (const auto& [name, source] : secrets->sources) log::info("secret loaded", {{"secret", name}, {"from", source}});
     for (const auto& variable : secrets->from_environment)
         log::warn("secret from the environment (deprecated: use a file, see docs/kilnd.md)", {{"variable", variable}});
+    // A shared store makes a fleet, whose hosts talk to each other: only with the fleet's secret.
+    if (is_postgres_url(config->store) && secrets->fleet_secret.empty())
+        return fail("config", make_error(ErrorCode::InvalidArgument,
+                                         "store is a postgresql:// URL (a fleet's shared store), which needs the fleet "
+                                         "secret: set fleet_secret_file (or KILN_FLEET_SECRET, or the fleet_secret credential)"));
     auto accel_mode = vm::parse_accel_mode(config->accel);
     if (!accel_mode.ok()) return fail("config", accel_mode.error());
     auto accel = vm::choose_accel(*accel_mode);
     if (!accel.ok()) return fail("accelerator", accel.error());
-    log::info("starting", {{"version", KILN_VERSION}, {"data_dir", config->data_dir}, {"accel", vm::accel_name(accel->accel)},
+    log::info("starting", {{"version", KILN_VERSION}, {"data_dir", config->data_dir},
+                           {"store", redact_store_spec(config->store)}, {"accel", vm::accel_name(accel->accel)},
                            {"accel_reason", accel->reason}, {"max_sandboxes", config->max_sandboxes},
                            {"max_memory_mib", config->max_memory_mib}, {"max_ttl_seconds", config->max_ttl_seconds}});
 
-    // 3. store: kilnd.db opened once, every module's migrations run, one connection for the
-    //    daemon's store, CI's jobs and GitHub's deliveries  4. reconcile (before anything of ours
-    //    starts a QEMU)
-    auto db = open_kilnd_db(config->data_dir + "/kilnd.db");
+    // 3. store: kilnd.db (or the fleet's PostgreSQL) opened once, every module's migrations run,
+    //    one connection for the daemon's store, CI's jobs and GitHub's deliveries  4. reconcile
+    //    (before anything of ours starts a QEMU)
+    auto db = open_kilnd_db(store_spec(*config));
     if (!db.ok()) return fail("store", db.error());
     // The VM jail's settings, before anything starts a QEMU (docs/security.md).
     vm::jail::JailSettings jail = vm::jail::jail_settings();

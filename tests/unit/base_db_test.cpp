@@ -1,10 +1,11 @@
-// The SQLite helpers under every store: a table's column list made into statements (and bound and
+// The database helpers under every store (on SQLite and PostgreSQL): a table's column list made into statements (and bound and
 // read back in the same order), and the migration runner's rules.
 #include <gtest/gtest.h>
 
 #include "base/db_migrations.h"
 #include "base/db_table.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 
 using namespace kiln;
 
@@ -45,6 +46,13 @@ const DbTable<Thing>& things(DbTable<Thing>::Key key = DbTable<Thing>::Key::Give
     return key == DbTable<Thing>::Key::Given ? given : generated;
 }
 
+// Types both engines take as they are (a test's own table, not a migration).
+const std::string kThingsTable =
+    "CREATE TABLE things (id BIGINT PRIMARY KEY, name TEXT, flag BIGINT, small BIGINT, ratio DOUBLE PRECISION, lower TEXT)";
+
+class DbTableStore : public test::EngineTest {};
+class DbMigrations : public test::EngineTest {};
+
 }  // namespace
 
 TEST(DbTable, MakesEveryStatementFromOneColumnList) {
@@ -52,19 +60,20 @@ TEST(DbTable, MakesEveryStatementFromOneColumnList) {
     EXPECT_EQ(t.columns(), "id, name, flag, small, ratio, lower");
     EXPECT_EQ(t.select(), "SELECT id, name, flag, small, ratio, lower FROM things");
     EXPECT_EQ(t.insert(), "INSERT INTO things (id, name, flag, small, ratio, lower) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
-    EXPECT_EQ(t.insert("INSERT OR REPLACE"),
-              "INSERT OR REPLACE INTO things (id, name, flag, small, ratio, lower) VALUES (?1, ?2, ?3, ?4, ?5, ?6)");
+    EXPECT_EQ(t.upsert(),
+              "INSERT INTO things (id, name, flag, small, ratio, lower) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO "
+              "UPDATE SET name = excluded.name, flag = excluded.flag, small = excluded.small, ratio = excluded.ratio, "
+              "lower = excluded.lower");
     EXPECT_EQ(t.update(), "UPDATE things SET name = ?2, flag = ?3, small = ?4, ratio = ?5, lower = ?6 WHERE id = ?1");
     const auto& g = things(DbTable<Thing>::Key::Generated);
-    EXPECT_EQ(g.insert(), "INSERT INTO things (name) VALUES (?2)") << "a generated key is left to SQLite";
+    EXPECT_EQ(g.insert(), "INSERT INTO things (name) VALUES (?2)") << "a generated key is left to the database";
 }
 
-TEST(DbTable, BindsAndReadsBackInTheSameOrder) {
-    test::TempDir dir;
-    auto db = Db::open(dir.path() + "/t.db");
+TEST_P(DbTableStore, BindsAndReadsBackInTheSameOrder) {
+    auto db = Db::open(store_spec());
     ASSERT_TRUE(db.ok());
     auto s = (*db)->session();
-    ASSERT_TRUE(s.exec("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT, flag INTEGER, small INTEGER, ratio REAL, lower TEXT)").ok());
+    ASSERT_TRUE(s.exec(kThingsTable).ok());
     const auto& t = things();
     Thing a{7, "seven", true, 4000000000u, {0.25}, "MiXed"};
     {
@@ -99,13 +108,12 @@ TEST(DbTable, BindsAndReadsBackInTheSameOrder) {
     EXPECT_EQ(back->upper, "MIXED");
 }
 
-TEST(DbTable, AValueAColumnRefusesNamesTheTableRowAndColumn) {
-    test::TempDir dir;
-    auto db = Db::open(dir.path() + "/t.db");
+TEST_P(DbTableStore, AValueAColumnRefusesNamesTheTableRowAndColumn) {
+    auto db = Db::open(store_spec());
     ASSERT_TRUE(db.ok());
     auto s = (*db)->session();
-    ASSERT_TRUE(s.exec("CREATE TABLE things (id INTEGER PRIMARY KEY, name TEXT, flag INTEGER, small INTEGER, ratio REAL, lower TEXT);"
-                       "INSERT INTO things VALUES (9, 'n', 0, 0, 0, 'bad')").ok());
+    ASSERT_TRUE(s.exec(kThingsTable + std::string(";"
+                       "INSERT INTO things VALUES (9, 'n', 0, 0, 0, 'bad')")).ok());
     auto sel = s.prepare(things().select());
     ASSERT_TRUE(sel.ok() && *sel->step());
     auto row = things().read(*sel);
@@ -113,9 +121,8 @@ TEST(DbTable, AValueAColumnRefusesNamesTheTableRowAndColumn) {
     EXPECT_EQ(row.error().message, "table things, row id '9', column lower: not this");
 }
 
-TEST(SqliteMigrations, RunsWhatIsMissingInVersionOrderAcrossModules) {
-    test::TempDir dir;
-    auto db = Db::open(dir.path() + "/m.db");
+TEST_P(DbMigrations, RunsWhatIsMissingInVersionOrderAcrossModules) {
+    auto db = Db::open(store_spec());
     ASSERT_TRUE(db.ok());
     // Module b's 2 comes between module a's 1 and 3: it sees a's table 1 and a's 3 sees its own.
     Migrations a = {{1, "CREATE TABLE one (x INTEGER)"}, {3, "INSERT INTO two VALUES (3)"}};
@@ -132,9 +139,8 @@ TEST(SqliteMigrations, RunsWhatIsMissingInVersionOrderAcrossModules) {
     EXPECT_EQ(q->column_int(2), 3);
 }
 
-TEST(SqliteMigrations, RefusesDuplicatesAndUnknownVersions) {
-    test::TempDir dir;
-    auto db = Db::open(dir.path() + "/m.db");
+TEST_P(DbMigrations, RefusesDuplicatesAndUnknownVersions) {
+    auto db = Db::open(store_spec());
     ASSERT_TRUE(db.ok());
     auto dup = run_migrations(**db, {{{1, "SELECT 1"}}, {{1, "SELECT 2"}}});
     ASSERT_FALSE(dup.ok());
@@ -144,3 +150,6 @@ TEST(SqliteMigrations, RefusesDuplicatesAndUnknownVersions) {
     ASSERT_FALSE(older.ok()) << "a file that ran 2 is not for a program that knows only 1";
     EXPECT_NE(older.error().message.find("newer"), std::string::npos) << older.error().message;
 }
+
+INSTANTIATE_ENGINE_TESTS(DbMigrations);
+INSTANTIATE_ENGINE_TESTS(DbTableStore);

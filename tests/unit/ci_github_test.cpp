@@ -19,6 +19,7 @@
 #include "ci/github/webhook_event.h"
 #include "ci/github/webhook_signature.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 
 using namespace kiln;
 using namespace kiln::ci;
@@ -132,9 +133,9 @@ private:
 
 constexpr const char* kSecret = "It's a Secret to Everybody";
 
-// The delivery log in `path` on a connection of its own, as a kilnd start opens it.
-std::unique_ptr<DeliveryLog> open_deliveries(const std::string& path) {
-    auto db = Db::open(path);
+// The delivery log in the store `spec` on a connection of its own, as a kilnd start opens it.
+std::unique_ptr<DeliveryLog> open_deliveries(const std::string& spec) {
+    auto db = Db::open(spec);
     EXPECT_TRUE(db.ok()) << db.error().to_string();
     if (!db.ok()) return nullptr;
     auto migrated = run_migrations(**db, {delivery_migrations()});
@@ -144,15 +145,17 @@ std::unique_ptr<DeliveryLog> open_deliveries(const std::string& path) {
     return log.ok() ? std::move(*log) : nullptr;
 }
 
+// One webhook over the delivery log in the store `spec` names (see pg_test_server.h).
 struct Rig {
-    test::TempDir dir;
+    explicit Rig(std::string store_spec) : spec(std::move(store_spec)) {}
+    std::string spec;
     StatusServer statuses;
     FakeJobs jobs;
     std::unique_ptr<GithubWebhook> hook;
     GithubConfig config{kSecret, statuses.api_url(), "ghs_test", "http://kiln.example:7070/", {}, {}};
 
     void open() {
-        auto made = GithubWebhook::create(config, jobs, open_deliveries(dir.path() + "/kilnd.db"));
+        auto made = GithubWebhook::create(config, jobs, open_deliveries(spec));
         ASSERT_TRUE(made.ok()) << made.error().to_string();
         hook = std::move(*made);
     }
@@ -160,6 +163,8 @@ struct Rig {
         return hook->handle({event, delivery, signature_header(kSecret, body), body});
     }
 };
+
+class GithubWebhookFlow : public test::EngineTest {};
 
 }  // namespace
 
@@ -268,8 +273,8 @@ TEST(GithubPayload, GitHost) {
     EXPECT_EQ(git_host_of("file:///srv/git/r"), "");
 }
 
-TEST(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
-    Rig rig;
+TEST_P(GithubWebhookFlow, SignatureDedupTrustAndStatuses) {
+    Rig rig(store_spec());
     rig.open();
     std::string body = fixture("pull_request.opened.json");
 
@@ -441,8 +446,8 @@ TEST(GithubStatuses, PipelineDescriptionsCountTheJobs) {
     EXPECT_EQ(status_for_pipeline(broken)->description, "kiln error: .kiln.yml: jobs.deploy.needs: no job 'tset'");
 }
 
-TEST(GithubWebhookFlow, DeliveriesSurviveARestartAndFailedSubmitsCanBeRedelivered) {
-    Rig rig;
+TEST_P(GithubWebhookFlow, DeliveriesSurviveARestartAndFailedSubmitsCanBeRedelivered) {
+    Rig rig(store_spec());
     rig.open();
     std::string body = fixture("push.json");
     rig.jobs.fail_next = true;
@@ -461,8 +466,8 @@ TEST(GithubWebhookFlow, DeliveriesSurviveARestartAndFailedSubmitsCanBeRedelivere
     EXPECT_EQ(rig.jobs.count(), 1u);
 }
 
-TEST(GithubWebhookFlow, TheSameBodyUnderANewDeliveryIdIsAReplay) {
-    Rig rig;
+TEST_P(GithubWebhookFlow, TheSameBodyUnderANewDeliveryIdIsAReplay) {
+    Rig rig(store_spec());
     rig.open();
     std::string body = fixture("push.json");
     auto r = rig.send("push", "d-20", body);
@@ -486,8 +491,8 @@ TEST(GithubWebhookFlow, TheSameBodyUnderANewDeliveryIdIsAReplay) {
     EXPECT_EQ(rig.jobs.count(), 2u);
 }
 
-TEST(GithubWebhookFlow, RepositorySecretsAndAllowlist) {
-    Rig rig;
+TEST_P(GithubWebhookFlow, RepositorySecretsAndAllowlist) {
+    Rig rig(store_spec());
     const std::string own = "hello-world's own secret";
     rig.config.repo_webhook_secrets["codertocat/hello-world"] = own;
     rig.open();
@@ -507,7 +512,7 @@ TEST(GithubWebhookFlow, RepositorySecretsAndAllowlist) {
     EXPECT_EQ(rig.jobs.count(), 2u);
 
     // github_repos: a signed delivery of a repository not on it is refused, naming it.
-    Rig listed;
+    Rig listed(another_store());
     listed.config.repos = parse_repo_allowlist("acme/*, Codertocat/Other");
     listed.open();
     r = listed.send("push", "d-32", body);
@@ -521,8 +526,8 @@ TEST(GithubWebhookFlow, RepositorySecretsAndAllowlist) {
     EXPECT_FALSE(repo_allowed(parse_repo_allowlist("acme/app"), "acme/app2"));
 }
 
-TEST(GithubWebhookFlow, IgnoredEventsPingsAndBadInput) {
-    Rig rig;
+TEST_P(GithubWebhookFlow, IgnoredEventsPingsAndBadInput) {
+    Rig rig(store_spec());
     rig.open();
     auto r = rig.send("pull_request", "d-3", fixture("pull_request.closed.json"));
     EXPECT_EQ(r.status, 202);
@@ -538,13 +543,15 @@ TEST(GithubWebhookFlow, IgnoredEventsPingsAndBadInput) {
 
     // Without a configured secret nothing is accepted, whatever the signature.
     FakeJobs jobs;
-    auto unconfigured = GithubWebhook::create(GithubConfig{}, jobs, open_deliveries(rig.dir.path() + "/kilnd.db"));
+    auto unconfigured = GithubWebhook::create(GithubConfig{}, jobs, open_deliveries(rig.spec));
     ASSERT_TRUE(unconfigured.ok());
     std::string body = fixture("push.json");
     EXPECT_EQ((*unconfigured)->handle({"push", "d-10", signature_header("", body), body}).status, 503);
 }
 
 #include "daemon/config.h"
+
+INSTANTIATE_ENGINE_TESTS(GithubWebhookFlow);
 
 TEST(GithubConfigKeys, FileAndEnvironment) {
     test::TempDir dir;

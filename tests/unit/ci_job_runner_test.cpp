@@ -102,7 +102,7 @@ using fixtures::sh;
 class CiJobRunnerTest : public ::testing::Test {
 protected:
     void SetUp() override {
-        auto s = fixtures::open_job_store(dir.path());
+        auto s = fixtures::open_job_store(dir.path() + "/kilnd.db");
         ASSERT_TRUE(s.ok()) << s.error().to_string();
         store = std::move(*s);
         RunnerConfig config;

@@ -7,6 +7,7 @@
 #include "ci/jobs/pipeline_schedule.h"
 #include "ci_test_support.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 
 namespace kiln::ci {
 namespace {
@@ -137,9 +138,10 @@ TEST(PipelineSchedule, FinalStates) {
     EXPECT_EQ(ended({JobState::Passed, JobState::Running}).state, PipelineState::Running);
 }
 
-TEST(PipelineSchedule, StoreKeepsPipelinesAndTheirJobsInPlanOrder) {
-    test::TempDir dir;
-    auto opened = fixtures::open_job_store(dir.path());
+class PipelineScheduleStore : public test::EngineTest {};
+
+TEST_P(PipelineScheduleStore, StoreKeepsPipelinesAndTheirJobsInPlanOrder) {
+    auto opened = fixtures::open_job_store(store_spec());
     ASSERT_TRUE(opened.ok()) << opened.error().to_string();
     auto& store = **opened;
     JobInfo first = first_job();
@@ -196,6 +198,8 @@ TEST(PipelineSchedule, StoreKeepsPipelinesAndTheirJobsInPlanOrder) {
     ASSERT_TRUE(open_ones.ok());
     EXPECT_EQ(*open_ones, std::vector<std::string>{p.id});
 }
+
+INSTANTIATE_ENGINE_TESTS(PipelineScheduleStore);
 
 }  // namespace
 }  // namespace kiln::ci

@@ -10,6 +10,7 @@
 #include "ci/jobs/startup_sweep.h"
 #include "ci_test_support.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 
 namespace kiln::ci {
 namespace {
@@ -62,9 +63,10 @@ TEST(CiRetention, TiesAreBrokenByNameNotListingOrder) {
     EXPECT_EQ(choose_prunable(c, kNow, 1, 0).expired, (Names{"x", "y"}));
 }
 
-TEST(CiRetention, StoreListsAgesAndDeletesOnlyOldFinishedRows) {
-    test::TempDir dir;
-    auto store = fixtures::open_job_store(dir.path());
+class CiRetentionStore : public test::EngineTest {};
+
+TEST_P(CiRetentionStore, StoreListsAgesAndDeletesOnlyOldFinishedRows) {
+    auto store = fixtures::open_job_store(store_spec());
     ASSERT_TRUE(store.ok()) << store.error().to_string();
     auto job = [](const std::string& id, JobState state, int64_t finished) {
         JobInfo j;
@@ -98,6 +100,8 @@ TEST(CiRetention, StoreListsAgesAndDeletesOnlyOldFinishedRows) {
     EXPECT_TRUE(*(*store)->get("job-00000000000c"));
     EXPECT_TRUE(*(*store)->get("job-00000000000d"));
 }
+
+INSTANTIATE_ENGINE_TESTS(CiRetentionStore);
 
 TEST(CiStartupSweep, RemovesInterruptedCheckoutsTarsPartialsAndGitLeftoversOnly) {
     test::TempDir dir;

@@ -1,5 +1,5 @@
 // What the CI unit tests share: a shell step for setting up git fixtures, and a JobStore over a
-// fresh kilnd.db in a test folder with CI's migrations (as kilnd runs them).
+// fresh store (a SQLite file in a test folder or a PostgreSQL database) with CI's migrations (as kilnd runs them).
 #pragma once
 
 #include <memory>
@@ -20,9 +20,10 @@ inline Status sh(const std::string& script) {
     return ok_status();
 }
 
-// A JobStore over `dir`/kilnd.db, created with CI's migrations.
-inline Result<std::unique_ptr<JobStore>> open_job_store(const std::string& dir) {
-    auto db = TRY(Db::open(dir + "/kilnd.db"));
+// A JobStore over the store `spec` names (a SQLite file, or a PostgreSQL URL: see
+// pg_test_server.h), created with CI's migrations.
+inline Result<std::unique_ptr<JobStore>> open_job_store(const std::string& spec) {
+    auto db = TRY(Db::open(spec));
     TRY(run_migrations(*db, {job_migrations()}));
     return JobStore::open(db);
 }

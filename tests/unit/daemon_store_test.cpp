@@ -1,9 +1,11 @@
-// DbStore against a real SQLite file: schema versions, tokens, sandbox and snapshot records.
+// DbStore against a real SQLite file and a real PostgreSQL database: schema versions, tokens,
+// sandbox and snapshot records.
 #include <gtest/gtest.h>
 
 #include "daemon/store/migrations.h"
 #include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 
 using namespace kiln;
 using namespace kiln::daemon;
@@ -27,11 +29,12 @@ SandboxRecord sample(const std::string& id, int64_t owner, SandboxState state, i
     return r;
 }
 
+class DaemonStore : public test::EngineTest {};
+
 }  // namespace
 
-TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
-    test::TempDir dir;
-    std::string path = dir.path() + "/kilnd.db";
+TEST_P(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
+    std::string path = store_spec();
     int64_t token = 0;
     {
         auto store = DbStore::open(path);
@@ -47,7 +50,7 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
     auto version = schema_version(**db);
     ASSERT_TRUE(version.ok());
     EXPECT_EQ(*version, migrations().back().version);
-    {
+    if (engine() == test::Engine::Sqlite) {
         auto session = (*db)->session();
         auto mode = session.prepare("PRAGMA journal_mode");
         ASSERT_TRUE(mode.ok());
@@ -69,9 +72,8 @@ TEST(DaemonStore, CreatesSchemaAndKeepsDataAcrossReopen) {
     EXPECT_EQ(r.run_dir, "/data/vms/abc");
 }
 
-TEST(DaemonStore, RefusesADatabaseFromANewerKilnd) {
-    test::TempDir dir;
-    std::string path = dir.path() + "/kilnd.db";
+TEST_P(DaemonStore, RefusesADatabaseFromANewerKilnd) {
+    std::string path = store_spec();
     {
         auto db = Db::open(path);
         ASSERT_TRUE(db.ok());
@@ -83,9 +85,8 @@ TEST(DaemonStore, RefusesADatabaseFromANewerKilnd) {
     EXPECT_NE(store.error().message.find("newer"), std::string::npos) << store.error().message;
 }
 
-TEST(DaemonStore, TokensByHashAndRevocation) {
-    test::TempDir dir;
-    auto store = DbStore::open(dir.path() + "/kilnd.db");
+TEST_P(DaemonStore, TokensByHashAndRevocation) {
+    auto store = DbStore::open(store_spec());
     ASSERT_TRUE(store.ok());
     auto a = (*store)->insert_token("ci", std::string(64, 'a'), 1);
     auto b = (*store)->insert_token("dev", std::string(64, 'b'), 2);
@@ -105,9 +106,8 @@ TEST(DaemonStore, TokensByHashAndRevocation) {
     EXPECT_TRUE((*list)[0].revoked && (*list)[1].revoked);
 }
 
-TEST(DaemonStore, SandboxesListCountAndUpdate) {
-    test::TempDir dir;
-    auto store = DbStore::open(dir.path() + "/kilnd.db");
+TEST_P(DaemonStore, SandboxesListCountAndUpdate) {
+    auto store = DbStore::open(store_spec());
     ASSERT_TRUE(store.ok());
     int64_t t1 = *(*store)->insert_token("a", std::string(64, '1'), 0);
     int64_t t2 = *(*store)->insert_token("b", std::string(64, '2'), 0);
@@ -146,9 +146,8 @@ TEST(DaemonStore, SandboxesListCountAndUpdate) {
     EXPECT_EQ(counts->at("running"), 0);
 }
 
-TEST(DaemonStore, Snapshots) {
-    test::TempDir dir;
-    auto store = DbStore::open(dir.path() + "/kilnd.db");
+TEST_P(DaemonStore, Snapshots) {
+    auto store = DbStore::open(store_spec());
     ASSERT_TRUE(store.ok());
     int64_t t1 = *(*store)->insert_token("a", std::string(64, '1'), 0);
     SnapshotRecord s;
@@ -166,11 +165,12 @@ TEST(DaemonStore, Snapshots) {
     EXPECT_FALSE((*store)->get_snapshot("snap-00000000000a")->has_value());
 }
 
-TEST(DaemonStore, ClosedStoreFailsCleanly) {
-    test::TempDir dir;
-    auto store = DbStore::open(dir.path() + "/kilnd.db");
+TEST_P(DaemonStore, ClosedStoreFailsCleanly) {
+    auto store = DbStore::open(store_spec());
     ASSERT_TRUE(store.ok());
     (*store)->close();
     (*store)->close();
     EXPECT_FALSE((*store)->list_tokens().ok());
 }
+
+INSTANTIATE_ENGINE_TESTS(DaemonStore);

@@ -20,6 +20,7 @@
 #include "daemon/auth/token_store.h"
 #include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 #include "kilnd/http/http_server.h"
 #include "kilnd/http/ui_assets.h"
 #include "kilnd/http/ui_session.h"
@@ -81,10 +82,12 @@ private:
     ci::JobStore& m_store;
 };
 
-class Dashboard : public ::testing::Test {
+class Dashboard : public test::EngineTest {
 protected:
     void SetUp() override {
-        auto db = open_kilnd_db(m_dir.path() + "/kilnd.db");
+        test::EngineTest::SetUp();
+        if (IsSkipped() || HasFailure()) return;
+        auto db = open_kilnd_db(store_spec());
         ASSERT_TRUE(db.ok()) << db.error().to_string();
         m_db = *db;
         m_store = std::make_unique<DbStore>(m_db);
@@ -159,21 +162,33 @@ protected:
         p.state = ci::PipelineState::Passed;
         p.created_at_ms = 1000;
         ASSERT_TRUE(m_job_store->insert_pipeline(p, first).ok());
+        // The copies are made by SQL of each engine's own (the store's SQL is shared; a test's
+        // bulk insert need not be): ids, times, states and repositories from a counter.
         auto s = m_db->session();
-        std::string copies = R"sql(
-WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < )sql" + std::to_string(n - 1) + R"sql()
-INSERT INTO ci_jobs (id, owner_token_id, state, spec_json, sha, created_at_ms, pipeline_id, name)
+        const std::string last = std::to_string(n - 1);
+        std::string copies = m_db->engine() == DbEngine::Sqlite ? R"sql(
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < )sql" + last + R"sql()
+INSERT INTO ci_jobs (id, owner_token_id, state, spec_json, sha, created_at_ms, pipeline_id, name, repo)
   SELECT printf('job-%012x', i), owner_token_id, CASE i % 3 WHEN 0 THEN 'failed' ELSE 'passed' END,
          json_set(spec_json, '$.repo', 'https://git.example.com/r' || (i % 4)), sha, 1000 + i,
-         printf('pipeline-%012x', i), name
+         printf('pipeline-%012x', i), name, 'https://git.example.com/r' || (i % 4)
   FROM n, ci_jobs WHERE ci_jobs.id = 'job-000000000000';
-INSERT INTO ci_pipelines (id, owner_token_id, state, spec_json, sha, created_at_ms)
-  SELECT pipeline_id, owner_token_id, state, spec_json, sha, created_at_ms FROM ci_jobs WHERE id <> 'job-000000000000';
+INSERT INTO ci_pipelines (id, owner_token_id, state, spec_json, sha, created_at_ms, repo)
+  SELECT pipeline_id, owner_token_id, state, spec_json, sha, created_at_ms, repo FROM ci_jobs WHERE id <> 'job-000000000000';
+)sql"
+                                                                      : R"sql(
+INSERT INTO ci_jobs (id, owner_token_id, state, spec_json, sha, created_at_ms, pipeline_id, name, repo)
+  SELECT 'job-' || lpad(to_hex(i), 12, '0'), owner_token_id, CASE i % 3 WHEN 0 THEN 'failed' ELSE 'passed' END,
+         jsonb_set(spec_json::jsonb, '{repo}', to_jsonb('https://git.example.com/r' || (i % 4)))::text, sha, 1000 + i,
+         'pipeline-' || lpad(to_hex(i), 12, '0'), name, 'https://git.example.com/r' || (i % 4)
+  FROM generate_series(1, )sql" + last + R"sql() AS i, ci_jobs WHERE ci_jobs.id = 'job-000000000000';
+INSERT INTO ci_pipelines (id, owner_token_id, state, spec_json, sha, created_at_ms, repo)
+  SELECT pipeline_id, owner_token_id, state, spec_json, sha, created_at_ms, repo FROM ci_jobs
+  WHERE id <> 'job-000000000000' ORDER BY seq;
 )sql";
         ASSERT_TRUE(s.exec(copies).ok());
     }
 
-    test::TempDir m_dir;
     std::shared_ptr<Db> m_db;
     std::unique_ptr<DbStore> m_store;
     std::unique_ptr<TokenStore> m_tokens;
@@ -187,7 +202,7 @@ INSERT INTO ci_pipelines (id, owner_token_id, state, spec_json, sha, created_at_
     std::string m_admin, m_tenant;
 };
 
-TEST_F(Dashboard, ThePagesAreServedWithAStrictPolicyAndContentHashedFiles) {
+TEST_P(Dashboard, ThePagesAreServedWithAStrictPolicyAndContentHashedFiles) {
     auto c = client();
     auto shell = c.Get("/ui/jobs/job-0123456789ab");
     ASSERT_TRUE(shell);
@@ -235,7 +250,7 @@ TEST_F(Dashboard, ThePagesAreServedWithAStrictPolicyAndContentHashedFiles) {
     EXPECT_NE(outside->status, 200);
 }
 
-TEST_F(Dashboard, ASessionActsAsItsTokenUntilSignOut) {
+TEST_P(Dashboard, ASessionActsAsItsTokenUntilSignOut) {
     auto c = client();
     auto wrong = c.Post("/ui/session", httplib::Headers{{"Origin", origin()}}, json{{"token", "kiln_not-a-token"}}.dump(),
                         "application/json");
@@ -312,7 +327,7 @@ TEST_F(Dashboard, ASessionActsAsItsTokenUntilSignOut) {
     EXPECT_EQ(json::parse(state_after->body)["signed_in"], false);
 }
 
-TEST_F(Dashboard, SignInOnlyFromKilndsOwnPagesAndARevokedTokenEndsItsSessions) {
+TEST_P(Dashboard, SignInOnlyFromKilndsOwnPagesAndARevokedTokenEndsItsSessions) {
     auto c = client();
     auto cross = c.Post("/ui/session", httplib::Headers{{"Origin", "https://evil.example"}}, json{{"token", m_admin}}.dump(),
                         "application/json");
@@ -332,9 +347,12 @@ TEST_F(Dashboard, SignInOnlyFromKilndsOwnPagesAndARevokedTokenEndsItsSessions) {
     EXPECT_EQ(revoked->status, 401);
 }
 
-TEST(SessionStore, SessionsExpire) {
-    test::TempDir dir;
-    auto db = open_kilnd_db(dir.path() + "/kilnd.db");
+INSTANTIATE_ENGINE_TESTS(Dashboard);
+
+class SessionStoreEngines : public test::EngineTest {};
+
+TEST_P(SessionStoreEngines, SessionsExpire) {
+    auto db = open_kilnd_db(store_spec());
     ASSERT_TRUE(db.ok());
     DbStore store(*db);
     TokenStore tokens(store);
@@ -355,7 +373,9 @@ TEST(SessionStore, SessionsExpire) {
     EXPECT_FALSE(sessions.create("kiln_wrong", now_unix_ms()).ok());
 }
 
-TEST_F(Dashboard, ListsPageFromTheStoreAndTheFirstPageOf10000JobsIsFast) {
+INSTANTIATE_ENGINE_TESTS(SessionStoreEngines);
+
+TEST_P(Dashboard, ListsPageFromTheStoreAndTheFirstPageOf10000JobsIsFast) {
     insert_jobs(10000);
     auto c = client();
     httplib::Headers auth{{"Authorization", "Bearer " + m_admin}};

@@ -1,5 +1,5 @@
-// kilnd.db as kilnd opens it (kilnd_db.h): one connection, every module's migrations in one
-// order. A file made by the kilnd before the modules declared their own migrations (its schema
+// kilnd's store as kilnd opens it (kilnd_db.h), on SQLite and PostgreSQL: one connection, every
+// module's migrations in one order. A file made by the kilnd before the modules declared their own migrations (its schema
 // copied below as it shipped) opens with nothing lost; the shared connection serializes threads.
 #include <gtest/gtest.h>
 
@@ -13,6 +13,7 @@
 #include "ci/jobs/job_store.h"
 #include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 #include "kilnd/kilnd_db.h"
 
 using namespace kiln;
@@ -155,6 +156,8 @@ INSERT INTO ci_bake_cache (key, template, snapshot_id, created_at_ms, used_at_ms
     ASSERT_TRUE(delivery->bind(1, now).run().ok());
 }
 
+class KilndDbEngines : public test::EngineTest {};
+
 }  // namespace
 
 TEST(KilndDb, ModulesDeclareDistinctVersionsInOneOrder) {
@@ -166,15 +169,14 @@ TEST(KilndDb, ModulesDeclareDistinctVersionsInOneOrder) {
             ++count;
         }
     EXPECT_EQ(versions.size(), count) << "a version is declared twice";
-    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10}));
+    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 13}));
 }
 
-TEST(KilndDb, ANewFileGetsEveryModulesTables) {
-    test::TempDir dir;
-    auto db = open_kilnd_db(dir.path() + "/kilnd.db");
+TEST_P(KilndDbEngines, ANewFileGetsEveryModulesTables) {
+    auto db = open_kilnd_db(store_spec());
     ASSERT_TRUE(db.ok()) << db.error().to_string();
-    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10}));
-    EXPECT_EQ(*schema_version(**db), 10);
+    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 13}));
+    EXPECT_EQ(*schema_version(**db), 13);
     DbStore store(*db);
     EXPECT_TRUE(store.list_tokens().ok());
     EXPECT_TRUE(ci::JobStore::open(*db).ok());
@@ -190,8 +192,8 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
     for (int round = 0; round < 2; ++round) {  // the second open finds nothing to do
         auto db = open_kilnd_db(path);
         ASSERT_TRUE(db.ok()) << db.error().to_string();
-        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10})) << "round " << round;
-        EXPECT_EQ(*schema_version(**db), 10);
+        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 13})) << "round " << round;
+        EXPECT_EQ(*schema_version(**db), 13);
 
         DbStore store(*db);
         auto tokens = store.list_tokens();
@@ -264,6 +266,14 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
         EXPECT_EQ((*pipeline)->finished_at_ms, 7900);
         ASSERT_EQ((*pipeline)->jobs.size(), 1u);
         EXPECT_EQ((*pipeline)->jobs[0].id, "job-00000000000a");
+        // Migration 13 copied each spec's repo into a column of its own, which pages filter by.
+        ci::ListPage by_repo;
+        by_repo.repo = "/srv/acme";
+        auto page = (*jobs)->list_page(by_repo);
+        ASSERT_TRUE(page.ok()) << page.error().to_string();
+        EXPECT_EQ(page->size(), 2u);
+        by_repo.repo = "/srv/other";
+        EXPECT_EQ((*jobs)->list_page(by_repo)->size(), 0u);
         auto listed = (*jobs)->list(10);
         ASSERT_TRUE(listed.ok());
         EXPECT_EQ(listed->size(), 2u);
@@ -291,9 +301,8 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
     EXPECT_EQ((*next)->attempts, 1);
 }
 
-TEST(KilndDb, AFileFromANewerKilndIsRefused) {
-    test::TempDir dir;
-    std::string path = dir.path() + "/kilnd.db";
+TEST_P(KilndDbEngines, AFileFromANewerKilndIsRefused) {
+    std::string path = store_spec();
     {
         auto db = open_kilnd_db(path);
         ASSERT_TRUE(db.ok());
@@ -308,9 +317,8 @@ TEST(KilndDb, AFileFromANewerKilndIsRefused) {
 // interleave with another thread's statements, so every job is claimed exactly once and no call
 // fails (without the Session's mutex, a BEGIN meets another BEGIN: "cannot start a transaction
 // within a transaction").
-TEST(KilndDb, OneConnectionServesEveryThread) {
-    test::TempDir dir;
-    auto db = open_kilnd_db(dir.path() + "/kilnd.db");
+TEST_P(KilndDbEngines, OneConnectionServesEveryThread) {
+    auto db = open_kilnd_db(store_spec());
     ASSERT_TRUE(db.ok()) << db.error().to_string();
     DbStore store(*db);
     auto jobs = ci::JobStore::open(*db).value();
@@ -368,3 +376,5 @@ TEST(KilndDb, OneConnectionServesEveryThread) {
     ASSERT_TRUE(live.ok());
     EXPECT_EQ(live->size(), static_cast<size_t>(kJobs));
 }
+
+INSTANTIATE_ENGINE_TESTS(KilndDbEngines);

@@ -1,4 +1,4 @@
-// DeliveryLog over SQLite: table github_deliveries in kilnd.db (see delivery_log.h).
+// DeliveryLog: table github_deliveries in kilnd's store (see delivery_log.h).
 #include "ci/github/delivery_log.h"
 
 #include "base/clock.h"
@@ -62,7 +62,7 @@ Result<std::unique_ptr<DeliveryLog>> DeliveryLog::open(std::shared_ptr<Db> db) {
 Result<DeliveryClaim> DeliveryLog::claim(const std::string& delivery_id, const std::string& event,
                                          const std::string& body_sha256, int64_t now_ms) {
     auto db = m_db->session();
-    auto insert = TRY(db.prepare(deliveries().insert("INSERT OR IGNORE")));
+    auto insert = TRY(db.prepare(deliveries().insert() + " ON CONFLICT DO NOTHING"));
     deliveries().bind(insert, DeliveryRow{delivery_id, event, now_ms, "", body_sha256});
     TRY(insert.run());
     DeliveryClaim claim;

@@ -28,7 +28,7 @@ public:
     // `db` must have delivery_migrations() run. Forgets ids older than 90 days.
     static Result<std::unique_ptr<DeliveryLog>> open(std::shared_ptr<Db> db);
 
-    // Records the id and the body's hash atomically (INSERT OR IGNORE over two unique keys): of
+    // Records the id and the body's hash atomically (INSERT .. ON CONFLICT DO NOTHING over two unique keys): of
     // two concurrent deliveries with the same id or the same body one is first.
     Result<DeliveryClaim> claim(const std::string& delivery_id, const std::string& event, const std::string& body_sha256,
                                 int64_t now_ms);

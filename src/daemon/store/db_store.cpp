@@ -1,4 +1,4 @@
-// DbStore: tokens, sandboxes and snapshots as SQLite rows (see sqlite_store.h). Each table's
+// DbStore: tokens, sandboxes and snapshots as rows of the store (see db_store.h). Each table's
 // columns are listed once (DbTable); every statement's column list and binding comes from it.
 #include "daemon/store/db_store.h"
 
@@ -149,10 +149,10 @@ void DbStore::close() { m_db->close(); }
 
 Result<int64_t> DbStore::insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) {
     auto db = m_db->session();
-    auto s = TRY(db.prepare(tokens().insert()));
+    auto s = TRY(db.prepare(tokens().insert() + " RETURNING id"));
     tokens().bind(s, TokenRecord{0, spec.name, sha256_hex, created_at_ms, false, spec.scopes, spec.quota});
-    TRY(s.run());
-    return db.last_insert_rowid();
+    if (!TRY(s.step())) return make_error(ErrorCode::StoreFailed, "insert into tokens returned no id");
+    return s.column_int(0);
 }
 
 Result<std::optional<TokenRecord>> DbStore::find_token_by_hash(const std::string& sha256_hex) {
