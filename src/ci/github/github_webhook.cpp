@@ -9,6 +9,7 @@
 #include <set>
 #include <optional>
 
+#include "base/db.h"
 #include "base/json_log.h"
 #include "base/sha256.h"
 #include "ci/github/delivery_log.h"
@@ -281,7 +282,7 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
         return error_response(make_error(ErrorCode::InvalidArgument, "repository.full_name is ambiguous in the body"));
 
     auto claim = m_deliveries->claim(req.delivery, req.event, sha256_hex(std::string(req.body)), now_ms());
-    if (!claim.ok()) return error_response(make_error(ErrorCode::Internal, "delivery log: " + claim.error().message));
+    if (!claim.ok()) return error_response(store_error(claim.error()));  // down: 503, GitHub redelivers
     if (!claim->first) {
         WebhookResponse r = result(200, false, claim->first_delivery == req.delivery
                                                    ? "delivery " + req.delivery + " was handled already"

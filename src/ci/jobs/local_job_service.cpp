@@ -9,6 +9,7 @@
 #include <set>
 
 #include "base/clock.h"
+#include "base/db.h"
 #include "base/file_util.h"
 #include "base/json_log.h"
 #include "base/random.h"
@@ -168,7 +169,7 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
     if (auto st = m_store->insert_pipeline(pipeline, job); !st.ok()) {
         std::lock_guard lock(m_mutex);
         m_secrets.erase(pipeline.id);
-        return make_error(ErrorCode::Internal, "store: " + st.error().message);
+        return store_error(st.error());
     }
     log::info("ci: pipeline queued", {{"pipeline", pipeline.id}, {"job", job.id}, {"repo", job.spec.repo}, {"sha", job.sha},
                                       {"source", job.spec.source}, {"trusted", job.spec.trusted}});
@@ -181,32 +182,32 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
 
 Result<PipelineInfo> LocalJobService::get_pipeline(const std::string& id) {
     auto p = m_store->get_pipeline(id);
-    if (!p.ok()) return make_error(ErrorCode::Internal, "store: " + p.error().message);
+    if (!p.ok()) return store_error(p.error());
     if (!*p) return make_error(ErrorCode::NotFound, "no pipeline '" + id.substr(0, 80) + "'");
     return std::move(**p);
 }
 
 Result<std::vector<PipelineInfo>> LocalJobService::list_pipelines(int limit, int64_t owner_token_id) {
     auto l = m_store->list_pipelines(std::clamp(limit, 1, 1000), owner_token_id);
-    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    if (!l.ok()) return store_error(l.error());
     return std::move(*l);
 }
 
 Result<std::vector<BakeInfo>> LocalJobService::list_bakes(int limit) {
     auto l = m_store->list_bakes(std::clamp(limit, 1, 1000));
-    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    if (!l.ok()) return store_error(l.error());
     return std::move(*l);
 }
 
 Result<std::vector<JobInfo>> LocalJobService::list_page(const ListPage& page) {
     auto l = m_store->list_page(page);
-    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    if (!l.ok()) return store_error(l.error());
     return std::move(*l);
 }
 
 Result<std::vector<PipelineInfo>> LocalJobService::list_pipelines_page(const ListPage& page) {
     auto l = m_store->list_pipelines_page(page);
-    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    if (!l.ok()) return store_error(l.error());
     return std::move(*l);
 }
 
@@ -231,7 +232,7 @@ Status LocalJobService::cancel_pipeline(const std::string& id) {
     {
         std::lock_guard lock(m_mutex);
         auto got = m_store->get_pipeline(id);
-        if (!got.ok()) return make_error(ErrorCode::Internal, "store: " + got.error().message);
+        if (!got.ok()) return store_error(got.error());
         if (!*got) return make_error(ErrorCode::NotFound, "no pipeline '" + id.substr(0, 80) + "'");
         p = std::move(**got);
         if (is_final(p.state)) return ok_status();  // ended: nothing to do
@@ -250,7 +251,7 @@ Status LocalJobService::cancel_pipeline(const std::string& id) {
             }
         }
         if (auto st = m_store->save_progress(p, ended); !st.ok())
-            return make_error(ErrorCode::Internal, "store: " + st.error().message);
+            return store_error(st.error());
     }
     log::info("ci: pipeline cancelled", {{"pipeline", id}, {"jobs_not_started", ended.size()}});
     for (size_t i : ended) {
@@ -262,7 +263,22 @@ Status LocalJobService::cancel_pipeline(const std::string& id) {
     return ok_status();
 }
 
+bool LocalJobService::wait_for_store(const Error& error) {
+    if (error.code != ErrorCode::StoreUnavailable) return false;
+    std::unique_lock lock(m_mutex);
+    if (m_stopping) return false;
+    m_wake.wait_for(lock, std::chrono::seconds(1));
+    return !m_stopping;
+}
+
 void LocalJobService::advance(const std::string& pipeline_id) {
+    for (;;) {
+        auto st = advance_once(pipeline_id);
+        if (st.ok() || !wait_for_store(st.error())) return;
+    }
+}
+
+Status LocalJobService::advance_once(const std::string& pipeline_id) {
     PipelineInfo p;
     PipelineAdvance moved;
     {
@@ -272,14 +288,14 @@ void LocalJobService::advance(const std::string& pipeline_id) {
         if (!got.ok() || !*got) {
             log::error("ci: reading a pipeline to move it on failed",
                        {{"pipeline", pipeline_id}, {"error", got.ok() ? "not found" : got.error().to_string()}});
-            return;
+            return got.ok() ? ok_status() : Status(got.error());
         }
         p = std::move(**got);
         moved = advance_pipeline(p, now_unix_ms());
-        if (moved.changed_jobs.empty() && !moved.pipeline_changed) return;
+        if (moved.changed_jobs.empty() && !moved.pipeline_changed) return ok_status();
         if (auto st = m_store->save_progress(p, moved.changed_jobs); !st.ok()) {
             log::error("ci: recording a pipeline failed", {{"pipeline", pipeline_id}, {"error", st.error().to_string()}});
-            return;
+            return st;
         }
         if (moved.pipeline_changed) m_secrets.erase(pipeline_id);
     }
@@ -297,6 +313,7 @@ void LocalJobService::advance(const std::string& pipeline_id) {
         notify_pipeline(p);
     }
     m_wake.notify_all();
+    return ok_status();
 }
 
 bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source) {
@@ -360,20 +377,20 @@ bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& ou
 
 Result<JobInfo> LocalJobService::get(const std::string& id) {
     auto j = m_store->get(id);
-    if (!j.ok()) return make_error(ErrorCode::Internal, "store: " + j.error().message);
+    if (!j.ok()) return store_error(j.error());
     if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
     return std::move(**j);
 }
 
 Result<std::vector<JobInfo>> LocalJobService::list(int limit, int64_t owner_token_id) {
     auto l = m_store->list(std::clamp(limit, 1, 1000), owner_token_id);
-    if (!l.ok()) return make_error(ErrorCode::Internal, "store: " + l.error().message);
+    if (!l.ok()) return store_error(l.error());
     return std::move(*l);
 }
 
 Result<int64_t> LocalJobService::unfinished_jobs(int64_t owner_token_id) {
     auto n = m_store->count_unfinished(owner_token_id);
-    if (!n.ok()) return make_error(ErrorCode::Internal, "store: " + n.error().message);
+    if (!n.ok()) return store_error(n.error());
     return *n;
 }
 
@@ -387,14 +404,14 @@ Status LocalJobService::cancel(const std::string& id) {
     }
     // Queued (or finished): decided under the lock, so a worker cannot claim it meanwhile.
     auto j = m_store->get(id);
-    if (!j.ok()) return make_error(ErrorCode::Internal, "store: " + j.error().message);
+    if (!j.ok()) return store_error(j.error());
     if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
     JobInfo job = **j;
     if (job.state != JobState::Queued && job.state != JobState::Waiting) return ok_status();  // finished: nothing to do
     job.state = JobState::Cancelled;
     job.error = "cancelled before it started";
     job.finished_at_ms = now_unix_ms();
-    if (auto st = m_store->update(job); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
+    if (auto st = m_store->update(job); !st.ok()) return store_error(st.error());
     lock.unlock();
     log_end(job);
     notify(job);
@@ -497,8 +514,14 @@ void LocalJobService::run_one(JobInfo job) {
                                                                      {"skipped", job.junit->skipped}}
                                                     : nlohmann::json(nullptr)}});
     }
-    if (auto st = m_store->update(job); !st.ok())
-        log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()}});
+    for (bool logged = false;;) {
+        auto st = m_store->update(job);
+        if (st.ok()) break;
+        if (!logged) log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()},
+                                                              {"waiting_for_the_store", st.error().code == ErrorCode::StoreUnavailable}});
+        logged = true;
+        if (!wait_for_store(st.error())) break;
+    }
     log::info("ci: job ended", {{"job", job.id}, {"state", job_state_name(job.state)}, {"attempt", job.attempts},
                                 {"error", job.error.substr(0, 300)}});
     notify(job);

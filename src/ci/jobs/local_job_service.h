@@ -102,6 +102,12 @@ private:
     // After jobs of the pipeline ended: its waiting jobs queued or skipped, its own end
     // (advance_pipeline), recorded and told to the listeners.
     void advance(const std::string& pipeline_id);
+    Status advance_once(const std::string& pipeline_id);  // a store failure is logged and returned
+    // After a store call failed: true when it failed because the store is down (PostgreSQL
+    // restarting) and kilnd is not stopping, having waited a second to try again. What a worker
+    // writes at a job's end must reach the store: a job recorded as running would be run again
+    // by the next start's recovery.
+    bool wait_for_store(const Error& error);
     // The "end" line of a job that ended without running (cancelled, skipped).
     void log_end(const JobInfo& job);
 

@@ -6,6 +6,7 @@
 #include <chrono>
 
 #include "base/base64.h"
+#include "base/db.h"
 #include "base/random.h"
 #include "base/sha256.h"
 
@@ -56,7 +57,7 @@ Result<Caller> TokenStore::authenticate(std::string_view bearer_token) {
 
 Result<Caller> TokenStore::authenticate_hash(const std::string& hash) {
     auto found = m_store.find_token_by_hash(hash);
-    if (!found.ok()) return make_error(ErrorCode::Internal, "token store: " + found.error().message);
+    if (!found.ok()) return store_error(found.error());  // a store that is down: 503, not 401
     if (!*found) return unauthorized();
     const TokenRecord& record = **found;
     // The lookup matched on the hash; compare the full hashes again in constant time so that no

@@ -7,6 +7,7 @@
 #include <future>
 
 #include "base/clock.h"
+#include "base/db.h"
 #include "base/file_util.h"
 #include "base/json_log.h"
 #include "daemon/net/egress_options.h"
@@ -89,9 +90,26 @@ LocalSandboxService::LocalSandboxService(ServiceConfig config, Store& store, Tem
 LocalSandboxService::~LocalSandboxService() { shutdown(true); }
 
 Status LocalSandboxService::save(const SandboxRecord& record) {
+    std::lock_guard lock(m_unsaved_mutex);
     auto st = m_store.update_sandbox(record);
-    if (!st.ok()) log::error("store update failed", {{"sandbox", record.info.id}, {"error", st.error().to_string()}});
+    if (st.ok()) {
+        m_unsaved.erase(record.info.id);
+        return st;
+    }
+    log::error("store update failed", {{"sandbox", record.info.id}, {"error", st.error().to_string()}, {"retried", true}});
+    m_unsaved[record.info.id] = record;
     return st;
+}
+
+void LocalSandboxService::save_unsaved() {
+    std::lock_guard lock(m_unsaved_mutex);
+    for (auto it = m_unsaved.begin(); it != m_unsaved.end();) {
+        auto st = m_store.update_sandbox(it->second);
+        if (!st.ok() && st.error().code == ErrorCode::StoreUnavailable) return;  // still down: the next pass
+        if (st.ok()) log::info("store: a sandbox record written late", {{"sandbox", it->first}, {"state", state_name(it->second.info.state())}});
+        else log::error("store: a sandbox record could not be written", {{"sandbox", it->first}, {"error", st.error().to_string()}});
+        it = m_unsaved.erase(it);
+    }
 }
 
 Result<int64_t> LocalSandboxService::checked_ttl(std::optional<int64_t> ttl_seconds) const {
@@ -106,7 +124,7 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
     if (const BuiltinTemplate* b = m_baker.find(id)) return Source{b->name, "", true, false, b->vcpus, b->memory_mib};
     if (is_snapshot_id(id)) {
         auto rec = m_store.get_snapshot(id);
-        if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
+        if (!rec.ok()) return store_error(rec.error());
         if (*rec && caller.may_touch((*rec)->info.owner_token_id)) {
             // Whether it has a NIC is in its manifest; an unreadable one fails the restore later,
             // with the VM layer's own clear error.
@@ -146,7 +164,7 @@ Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(c
                                                      " MiB, over the limit of " + std::to_string(m_config.max_memory_mib) + " MiB");
     // 1. The record exists (creating) before any QEMU starts: a crash from here on is reconciled.
     if (auto st = m_store.insert_sandbox(record); !st.ok())
-        return make_error(ErrorCode::Internal, "store: " + st.error().message);
+        return store_error(st.error());
     entry->record = std::move(record);
     entry->ttl_deadline_ms = m_config.clock.deadline_of(entry->record.info.expires_at_ms);
     m_live[entry->record.info.id] = entry;
@@ -356,7 +374,7 @@ Result<SandboxRecord> LocalSandboxService::owned_record(const Caller& caller, co
         }
     }
     auto rec = m_store.get_sandbox(id);
-    if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
+    if (!rec.ok()) return store_error(rec.error());
     if (!*rec || !caller.may_touch((*rec)->info.owner_token_id)) return not_found("sandbox", id);
     return std::move(**rec);
 }
@@ -371,7 +389,7 @@ Result<std::vector<SandboxInfo>> LocalSandboxService::list(const Caller& caller,
     if (filter.every_owner && !caller.is_admin())
         return make_error(ErrorCode::Forbidden, "owner=all lists every token's sandboxes and needs the admin scope");
     auto records = m_store.list_sandboxes(filter.every_owner ? 0 : caller.token_id, live_only);
-    if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
+    if (!records.ok()) return store_error(records.error());
     std::vector<SandboxInfo> out;
     for (auto& r : *records) {
         if (filter.state && r.info.state() != *filter.state) continue;
@@ -394,7 +412,7 @@ Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std
     TRY(check_lifetime(caller, r.info.created_at_ms, expires_at_ms));
     r.info.expires_at_ms = expires_at_ms;
     it->second->ttl_deadline_ms = m_config.clock.deadline_of(r.info.expires_at_ms);
-    if (auto st = save(r); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
+    if (auto st = save(r); !st.ok()) return store_error(st.error());
     m_changed.notify_all();
     return r.info;
 }
@@ -517,7 +535,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     snap.info.size_bytes = allocated_bytes(snap.dir);
     if (auto st = m_store.insert_snapshot(snap); !st.ok()) {
         (void)remove_tree(snap.dir);
-        return make_error(ErrorCode::Internal, "store: " + st.error().message);
+        return store_error(st.error());
     }
     log::info("snapshot taken", {{"sandbox", id}, {"snapshot", snap.info.id}, {"bytes", snap.info.size_bytes}});
     return snap.info;
@@ -526,7 +544,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
 Status LocalSandboxService::check_snapshot_quota(const Caller& caller) {
     if (!caller.quota.snapshots && !caller.quota.snapshot_mib) return ok_status();
     auto records = m_store.list_snapshots(caller.token_id);
-    if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
+    if (!records.ok()) return store_error(records.error());
     int64_t bytes = 0;
     for (const auto& r : *records) bytes += r.info.size_bytes;
     if (caller.quota.snapshots && static_cast<int64_t>(records->size()) >= *caller.quota.snapshots)
@@ -614,7 +632,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
 
 Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Caller& caller) {
     auto records = m_store.list_snapshots(caller.token_id);
-    if (!records.ok()) return make_error(ErrorCode::Internal, "store: " + records.error().message);
+    if (!records.ok()) return store_error(records.error());
     std::vector<SnapshotInfo> out;
     for (auto& r : *records) out.push_back(std::move(r.info));
     return out;
@@ -623,7 +641,7 @@ Result<std::vector<SnapshotInfo>> LocalSandboxService::list_snapshots(const Call
 Result<SnapshotInfo> LocalSandboxService::get_snapshot(const Caller& caller, const std::string& id) {
     if (!is_snapshot_id(id)) return not_found("snapshot", id);
     auto rec = m_store.get_snapshot(id);
-    if (!rec.ok()) return make_error(ErrorCode::Internal, "store: " + rec.error().message);
+    if (!rec.ok()) return store_error(rec.error());
     if (!*rec || !caller.may_touch((*rec)->info.owner_token_id)) return not_found("snapshot", id);
     return (*rec)->info;
 }
@@ -633,7 +651,7 @@ Status LocalSandboxService::remove_snapshot(const Caller& caller, const std::str
     auto rec = m_store.get_snapshot(id);
     if (!rec.ok() || !*rec) return not_found("snapshot", id);
     // The record goes first: a crash between the two leaves a directory the reconcile removes.
-    if (auto st = m_store.delete_snapshot(id); !st.ok()) return make_error(ErrorCode::Internal, "store: " + st.error().message);
+    if (auto st = m_store.delete_snapshot(id); !st.ok()) return store_error(st.error());
     if (m_config.spares) m_config.spares->discard((*rec)->dir);
     (void)remove_tree((*rec)->dir);
     log::info("snapshot deleted", {{"snapshot", id}});
@@ -743,6 +761,7 @@ void LocalSandboxService::reaper_loop() {
         if (m_stopping) break;
         lock.unlock();
         reap_once();
+        save_unsaved();
         lock.lock();
     }
 }
@@ -782,6 +801,7 @@ void LocalSandboxService::shutdown(bool destroy_sandboxes) {
         std::lock_guard lock(m_mutex);
         m_live.clear();
     }
+    save_unsaved();  // a last try for what a store outage left unwritten
     if (m_config.spares) m_config.spares->discard();
     m_network_remover->wait_idle();  // the networks of the sandboxes ended above, and of earlier deletes
     log::info("sandboxes on shutdown", {{"count", n}, {"action", destroy_sandboxes ? "destroyed" : "kept"}});

@@ -124,7 +124,11 @@ private:
                                        const nlohmann::json& log_fields);
     // The namespace, tap, veth and rules of a sandbox with a NIC (see docs/network.md).
     Result<std::unique_ptr<net::SandboxNetwork>> setup_network(const std::string& id, const net::NetworkPolicy& policy);
-    Status save(const SandboxRecord& record);  // logs failures; the in-memory state stays the truth
+    // Writes the record; a failure is logged and the record kept to be written again by the
+    // reaper (a store that is down, say PostgreSQL restarting: the VM's state changed anyway, and
+    // the store must catch up, not stay behind until the next start's reconcile).
+    Status save(const SandboxRecord& record);
+    void save_unsaved();  // the reaper's retry of what save() could not write
     Result<SandboxRecord> owned_record(const Caller& caller, const std::string& id);
     // Token quotas (docs/tenants.md): 429 quota_exceeded naming the quota.
     Status check_snapshot_quota(const Caller& caller);
@@ -142,6 +146,11 @@ private:
     bool m_stopping = false;
     bool m_shut_down = false;
     std::thread m_reaper;
+    // Records save() could not write, newest per sandbox. The mutex is held across the store call
+    // in save() and save_unsaved(), so an older record never overwrites a newer one (taken after
+    // m_mutex, never before it).
+    std::mutex m_unsaved_mutex;
+    std::map<std::string, SandboxRecord> m_unsaved;
     // Networks of ended sandboxes, removed off the caller's path (a DELETE does not wait for the
     // veth's removal). Shared with each VmBox, whose last holder may be a lease.
     const std::shared_ptr<net::NetworkRemover> m_network_remover = std::make_shared<net::NetworkRemover>();
