@@ -18,10 +18,11 @@ bool is_postgres_url(std::string_view spec) {
 }
 
 std::string redact_store_spec(std::string_view spec) {
-    if (!is_postgres_url(spec)) return std::string(spec);
     // scheme://user:password@host...: the password is everything between the first ':' after the
-    // scheme and the '@' that ends the user info.
-    size_t start = spec.find("://") + 3;
+    // scheme and the '@' that ends the user info. (Any scheme: a mistyped one is shown in errors.)
+    size_t scheme = spec.find("://");
+    if (scheme == std::string_view::npos) return std::string(spec);
+    size_t start = scheme + 3;
     size_t at = spec.find('@', start);
     size_t slash = spec.find('/', start);
     if (at == std::string_view::npos || (slash != std::string_view::npos && slash < at)) return std::string(spec);

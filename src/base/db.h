@@ -41,7 +41,7 @@ const char* db_engine_name(DbEngine engine);  // "sqlite", "postgresql"
 // SQLite file.
 bool is_postgres_url(std::string_view spec);
 
-// `spec` for a log or an error: a URL's password replaced by "***".
+// `spec` for a log or an error: a URL's password (any scheme) replaced by "***".
 std::string redact_store_spec(std::string_view spec);
 
 // A store call's error as a service returns it: StoreUnavailable as it is (the API answers 503

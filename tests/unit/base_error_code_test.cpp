@@ -114,4 +114,9 @@ TEST(ApiError, TheStatusesTheApiHasAlwaysAnswered) {
     EXPECT_EQ(boot.code, ErrorCode::Internal);
     EXPECT_EQ(boot.message, "boot_failed: no agent");
     EXPECT_EQ(kiln::daemon::to_api_error(kiln::make_error(ErrorCode::Internal, "x")).message, "x");
+    // A store that is down (PostgreSQL restarting) is 503 with its reason, as it is.
+    auto down = kiln::daemon::to_api_error(kiln::make_error(ErrorCode::StoreUnavailable, "the store is unavailable: why"));
+    EXPECT_EQ(down.http_status, 503);
+    EXPECT_EQ(down.code, ErrorCode::Unavailable);
+    EXPECT_EQ(down.message, "the store is unavailable: why");
 }

@@ -1,6 +1,7 @@
 // kilnd's config: file formats, env, flags, their precedence, and refusals.
 #include <gtest/gtest.h>
 
+#include "base/db.h"
 #include "base/file_util.h"
 #include "daemon/config.h"
 #include "daemon_test_dir.h"
@@ -85,4 +86,35 @@ TEST(DaemonConfig, RefusesBadValuesNamingTheKey) {
     auto bad = load_config("", env, {});
     ASSERT_FALSE(bad.ok()) << "default TTL above the maximum";
     EXPECT_FALSE(load_config("/nonexistent/kilnd.conf", nullptr, {}).ok());
+}
+
+TEST(DaemonConfig, TheStoreIsSqliteInTheDataDirOrAPostgresqlUrl) {
+    DaemonConfig c;
+    c.data_dir = "/srv/kiln";
+    EXPECT_EQ(c.store, "sqlite");
+    EXPECT_EQ(store_spec(c), "/srv/kiln/kilnd.db");
+    for (const char* url : {"postgresql://kiln:pw@db.internal:5432/kiln", "postgres://db/kiln?sslmode=require"}) {
+        ASSERT_TRUE(apply_config_value(c, "store", url).ok()) << url;
+        EXPECT_EQ(store_spec(c), url);
+    }
+    for (const char* bad : {"mysql://db/kiln", "/srv/kiln/other.db", "", "postgresql:/db"}) {
+        auto st = apply_config_value(c, "store", bad);
+        ASSERT_FALSE(st.ok()) << bad;
+        EXPECT_NE(st.error().message.find("store"), std::string::npos) << st.error().message;
+    }
+    // A URL's password never reaches an error or a log.
+    auto st = apply_config_value(c, "store", "mysql://kiln:hunter2@db/kiln");
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().message.find("hunter2"), std::string::npos) << st.error().message;
+    EXPECT_EQ(redact_store_spec("postgresql://kiln:hunter2@db:5432/kiln"), "postgresql://kiln:***@db:5432/kiln");
+    EXPECT_EQ(redact_store_spec("postgresql://kiln@db/kiln"), "postgresql://kiln@db/kiln");
+    EXPECT_EQ(redact_store_spec("postgresql:///kiln?host=/run/pg"), "postgresql:///kiln?host=/run/pg");
+    ASSERT_TRUE(apply_config_value(c, "fleet_secret_file", "/etc/kiln/fleet").ok());
+    EXPECT_FALSE(apply_config_value(c, "fleet_secret_file", "fleet").ok()) << "absolute paths only";
+    std::string e1 = "KILN_STORE=postgresql://db/kiln", e2 = "KILN_FLEET_SECRET=s3cret";
+    char* env[] = {e1.data(), e2.data(), nullptr};
+    auto loaded = load_config("", env, {});
+    ASSERT_TRUE(loaded.ok()) << loaded.error().to_string();
+    EXPECT_EQ(loaded->store, "postgresql://db/kiln");
+    EXPECT_EQ(loaded->fleet_secret, "s3cret");
 }
