@@ -2,9 +2,11 @@
 #include "pg_test_server.h"
 
 #include <pwd.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -37,6 +39,24 @@ Status as_postgres(const std::vector<std::string>& args, const std::string& what
     return ok_status();
 }
 
+// Servers of earlier test runs that died before stopping theirs (a crash, an abort): each root
+// records its test process's pid; a root whose process is gone has its server stopped (pg_ctl, by
+// its data dir) and is removed. Nothing else is touched.
+void sweep_orphans() {
+    std::error_code ec;
+    for (const auto& entry : std::filesystem::directory_iterator("/tmp", ec)) {
+        const std::string root = entry.path().string();
+        if (entry.path().filename().string().rfind("kiln-unit-pg-", 0) != 0) continue;
+        auto owner = read_file(root + "/owner.pid");
+        if (!owner.ok()) continue;
+        const pid_t pid = static_cast<pid_t>(std::atol(owner->c_str()));
+        if (pid <= 0 || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+        (void)as_postgres({std::string(kBinDir) + "/pg_ctl", "-D", root + "/data", "-m", "immediate", "-w", "stop"},
+                          "pg_ctl stop");
+        (void)remove_tree(root);
+    }
+}
+
 }  // namespace
 
 PgTestServer* PgTestServer::get() {
@@ -59,9 +79,11 @@ Status PgTestServer::init() {
         return make_error(ErrorCode::Internal, std::string("no PostgreSQL 15 at ") + kBinDir + " (scripts/install-deps.sh)");
     const passwd* pg = ::getpwnam("postgres");
     if (!pg) return make_error(ErrorCode::Internal, "no postgres user");
+    sweep_orphans();
     char tmpl[] = "/tmp/kiln-unit-pg-XXXXXX";
     if (!::mkdtemp(tmpl)) return make_error(ErrorCode::Internal, "mkdtemp failed");
     m_root = tmpl;
+    TRY(write_file(m_root + "/owner.pid", std::to_string(::getpid())));
     m_bin = kBinDir;
     m_data = m_root + "/data";
     m_socket_dir = m_root + "/run";
