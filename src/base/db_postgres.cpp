@@ -270,9 +270,13 @@ Result<bool> PgStatement::step() {
 }  // namespace
 
 Result<std::unique_ptr<Connection>> open_postgres(const std::string& url) {
-    // The URL's own settings win over these defaults (they come after them).
-    const char* keys[] = {"connect_timeout", "application_name", "dbname", nullptr};
-    const char* values[] = {"5", "kilnd", url.c_str(), nullptr};
+    // The URL's own settings win over these defaults (they come after them). Over TCP, a server
+    // that vanished without closing the connection (a partition, a dead machine) is noticed by
+    // keepalives and the TCP user timeout within about 30 s, not by the kernel's hours: a
+    // statement in flight then fails (StoreUnavailable) instead of holding the connection.
+    const char* keys[] = {"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
+                          "keepalives_count", "tcp_user_timeout", "dbname", nullptr};
+    const char* values[] = {"5", "kilnd", "10", "5", "3", "30000", url.c_str(), nullptr};
     PGconn* conn = PQconnectdbParams(keys, values, 1);
     if (!conn) return make_error(ErrorCode::StoreFailed, "postgresql: out of memory");
     std::string where = redact_store_spec(url);
