@@ -130,9 +130,14 @@ public:
             const bool resend = !m_in_transaction && safe_to_resend(sql);
             log::warn("store: the connection to PostgreSQL broke", {{"where", m_where}, {"resend", resend}});
             if (!resend) {
-                if (m_in_transaction) m_transaction_lost = true;
-                return unavailable("the connection broke while a statement ran (" + one_line(PQerrorMessage(m_conn)) +
-                                   "); it was not sent again, as it may have been applied");
+                const std::string why = one_line(PQerrorMessage(m_conn));
+                if (!m_in_transaction)
+                    return unavailable("the connection broke while a write ran (" + why +
+                                       "); it was not sent again, as it may have been applied");
+                m_transaction_lost = true;
+                // A COMMIT's outcome is unknown; any other statement's transaction is gone.
+                return unavailable("the connection broke during a transaction (" + why + "); " +
+                                   (sql == "COMMIT" ? "whether it committed is unknown" : "it was rolled back"));
             }
             TRY(reconnect());
             result = send(sql, n, types, values);

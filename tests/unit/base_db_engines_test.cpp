@@ -201,3 +201,38 @@ TEST(PgRestart, AWriteAfterAnIdleRestartGoesThrough) {
     auto st = insert_row(**db, "x");
     ASSERT_TRUE(st.ok()) << st.error().to_string();
 }
+
+// A restart in the middle of a transaction: the transaction is reported unavailable (never
+// resumed on the new connection), nothing of it is kept, and the Db works once the server is back.
+TEST(PgRestart, ATransactionCutByARestartIsRolledBackAndReported) {
+    auto* pg = test::PgTestServer::get();
+    if (!pg) GTEST_SKIP() << test::PgTestServer::start_error();
+    auto url = pg->fresh_database();
+    ASSERT_TRUE(url.ok());
+    auto db = Db::open(*url);
+    ASSERT_TRUE(db.ok());
+    ASSERT_TRUE((*db)->session().exec("CREATE TABLE kv (k TEXT PRIMARY KEY)").ok());
+    {
+        auto s = (*db)->session();
+        Status cut = s.transaction([&]() -> Status {
+            TRY(TRY(s.prepare("INSERT INTO kv (k) VALUES ('in-the-transaction')")).run());
+            if (auto st = pg->stop(); !st.ok()) return st;
+            return TRY(s.prepare("INSERT INTO kv (k) VALUES ('after-the-stop')")).run();
+        });
+        ASSERT_FALSE(cut.ok());
+        EXPECT_EQ(cut.error().code, ErrorCode::StoreUnavailable) << cut.error().to_string();
+        EXPECT_NE(cut.error().message.find("rolled back"), std::string::npos) << cut.error().message;
+    }
+    ASSERT_TRUE(pg->start().ok());
+    Status back = select_one(**db);
+    for (int i = 0; i < 30 && !back.ok(); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+        back = select_one(**db);
+    }
+    ASSERT_TRUE(back.ok()) << back.error().to_string();
+    auto s = (*db)->session();
+    auto q = s.prepare("SELECT COUNT(*) FROM kv");
+    ASSERT_TRUE(q.ok() && *q->step());
+    EXPECT_EQ(q->column_int(0), 0) << "nothing of the cut transaction is kept";
+    ASSERT_TRUE(s.transaction([&]() -> Status { return TRY(s.prepare("INSERT INTO kv (k) VALUES ('later')")).run(); }).ok());
+}
