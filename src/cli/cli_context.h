@@ -46,6 +46,7 @@ void add_vm_commands(CLI::App& app, CliContext& ctx);
 void add_doctor_command(CLI::App& app, CliContext& ctx);
 void add_sandbox_commands(CLI::App& app, CliContext& ctx);   // kilnd's API: sandbox_commands.cpp
 void add_template_commands(CLI::App& app, CliContext& ctx);  // kilnd's API: template_commands.cpp
+void add_host_commands(CLI::App& app, CliContext& ctx);      // kilnd's API: host_commands.cpp
 void add_whoami_command(CLI::App& app, CliContext& ctx);     // GET /v1/token: whoami_command.cpp
 void add_ci_commands(CLI::App& app, CliContext& ctx);        // kiln ci run: ci_commands.cpp
 void add_gitlab_executor_command(CLI::App& app, CliContext& ctx);  // gitlab_executor.cpp

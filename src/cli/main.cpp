@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
     add_doctor_command(app, ctx);
     add_sandbox_commands(app, ctx);
     add_template_commands(app, ctx);
+    add_host_commands(app, ctx);
     add_whoami_command(app, ctx);
     add_ci_commands(app, ctx);
     add_gitlab_executor_command(app, ctx);

@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstring>
 
+#include <unistd.h>
+
 #include <nlohmann/json.hpp>
 
 #include "base/db.h"
@@ -48,6 +50,15 @@ Status check_listen(const std::string& text) {
     if (colon == std::string::npos || colon == 0) return bad("listen", "'" + text + "' is not host:port");
     auto port = parse_int("listen", text.substr(colon + 1), 0, 65535);
     if (!port.ok()) return bad("listen", "'" + text + "' has no valid port");
+    return ok_status();
+}
+
+// A host name is a key in the store and a label in /metrics: a short, plain word.
+Status check_host_name(const std::string& name) {
+    if (name.empty() || name.size() > 63) return bad("host_name", "must be 1-63 characters");
+    for (char ch : name)
+        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
+            return bad("host_name", "'" + name + "' may hold only letters, digits, '.', '_' and '-'");
     return ok_status();
 }
 
@@ -130,6 +141,12 @@ const std::map<std::string, std::string>& config_keys() {
         {"network_max_connections", "connections one sandbox may have tracked at once (default 512; 0: no limit)"},
         {"network_new_connections_per_second", "new connections one sandbox may open per second (default 100; 0: no limit)"},
         {"network_new_connection_burst", "new connections one sandbox may open at once above that rate (default 200)"},
+        {"host_name", "this kilnd's name in the fleet's store, unique per kilnd (default: the machine's hostname; "
+                      "letters, digits, '.', '_', '-', at most 63)"},
+        {"advertise_url", "the URL other hosts of the fleet reach this kilnd at (default http://<listen>)"},
+        {"host_heartbeat_seconds", "how often this kilnd records that it is alive in the store (default 2)"},
+        {"host_timeout_seconds", "a host whose heartbeat is older than this is dead: another host marks its live "
+                                 "sandboxes lost (default 15)"},
     };
     return keys;
 }
@@ -253,6 +270,17 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
     } else if (key == "fleet_secret_file") {
         if (!value.empty() && value[0] != '/') return bad(key, "must be an absolute path");
         c.fleet_secret_file = value;
+    } else if (key == "host_name") {
+        TRY(check_host_name(value));
+        c.host_name = value;
+    } else if (key == "advertise_url") {
+        if (value.rfind("http://", 0) != 0 && value.rfind("https://", 0) != 0)
+            return bad(key, "must start with http:// or https://");
+        c.advertise_url = value;
+    } else if (key == "host_heartbeat_seconds") {
+        c.host_heartbeat_seconds = TRY(parse_int(key, value, 1, 3600));
+    } else if (key == "host_timeout_seconds") {
+        c.host_timeout_seconds = TRY(parse_int(key, value, 2, 86400));
     } else if (key == "github_webhook_secret") {
         c.github_webhook_secret = value;
     } else if (key == "github_token") {
@@ -346,6 +374,9 @@ Status validate_config(const DaemonConfig& c) {
     if (c.ci_git_uid >= c.jail_uid_base && c.ci_git_uid < c.jail_uid_base + c.jail_uid_count)
         return make_error(ErrorCode::InvalidArgument, "config: ci_git_uid is inside the jail's uid range (jail_uid_base, "
                                                       "jail_uid_count): git and the VMs must not share a uid");
+    if (c.host_timeout_seconds <= c.host_heartbeat_seconds)
+        return make_error(ErrorCode::InvalidArgument, "config: host_timeout_seconds must be above host_heartbeat_seconds "
+                                                      "(a live host would be judged dead between two heartbeats)");
     if (c.default_ttl_seconds > c.max_ttl_seconds)
         return make_error(ErrorCode::InvalidArgument, "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
                                                   ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");
@@ -353,6 +384,20 @@ Status validate_config(const DaemonConfig& c) {
 }
 
 std::string store_spec(const DaemonConfig& c) { return c.store == "sqlite" ? c.data_dir + "/kilnd.db" : c.store; }
+Status resolve_host_identity(DaemonConfig& c) {
+    if (c.host_name.empty()) {
+        char name[256] = {};
+        if (::gethostname(name, sizeof name - 1) != 0) return make_error(ErrorCode::Internal, "gethostname failed; set host_name");
+        // The first label only: a short name that stays a valid host_name.
+        std::string host = name;
+        host = host.substr(0, host.find('.'));
+        if (auto st = check_host_name(host); !st.ok())
+            return make_error(ErrorCode::InvalidArgument, "the machine's hostname '" + host + "' is no host_name: set host_name");
+        c.host_name = host;
+    }
+    if (c.advertise_url.empty()) c.advertise_url = "http://" + c.listen;
+    return ok_status();
+}
 
 Result<DaemonConfig> load_config(const std::string& file_path, char** envp,
                                  const std::map<std::string, std::string>& flags) {

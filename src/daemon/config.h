@@ -95,6 +95,13 @@ struct DaemonConfig {
     // network_open_allow and the per-sandbox connection limits (network_max_connections,
     // network_new_connections_per_second, network_new_connection_burst).
     net::EgressOptions network_egress;
+    // This kilnd as a host of a fleet (docs/fleet.md): its name in the store (empty: the machine's
+    // hostname, filled in by resolve_host_identity), the URL the other hosts reach it at (empty:
+    // http://<listen>), how often it heartbeats and how old a heartbeat makes a host dead.
+    std::string host_name;
+    std::string advertise_url;
+    int64_t host_heartbeat_seconds = 2;
+    int64_t host_timeout_seconds = 15;
 };
 
 // Every key the file, env and flags accept, as written in a file (flags: --key-with-dashes,
@@ -118,6 +125,8 @@ Status validate_config(const DaemonConfig& config);
 
 // What Db::open takes for the configured store: $data_dir/kilnd.db for "sqlite", else the URL.
 std::string store_spec(const DaemonConfig& config);
+// Fills in host_name (the machine's hostname) and advertise_url (http://<listen>) where not set.
+Status resolve_host_identity(DaemonConfig& config);
 
 // defaults, then `file_path` (if not empty), then env, then flags.
 Result<DaemonConfig> load_config(const std::string& file_path, char** envp,

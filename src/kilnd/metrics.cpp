@@ -37,7 +37,63 @@ void render_counter(std::string& out, const char* name, const char* help, uint64
     out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " counter\n" + name + " " +
            std::to_string(value) + "\n";
 }
+// A label value as Prometheus reads it (host names are checked words, but rows come from other hosts).
+std::string label(const std::string& v) {
+    std::string out;
+    for (char c : v) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') out += "\\n";
+        else out += c;
+    }
+    return out;
+}
+
+void render_gauge_header(std::string& out, const char* name, const char* help) {
+    out += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " gauge\n";
+}
 }  // namespace
+
+std::string render_host_metrics(const std::vector<HostStatus>& hosts, const std::string& self) {
+    std::string out;
+    std::map<std::string, int64_t> by_state = {{"alive", 0}, {"draining", 0}, {"dead", 0}};
+    int64_t fleet_live = 0;
+    for (const auto& h : hosts) {
+        by_state[host_state_name(h.state)]++;
+        fleet_live += h.record.live_sandboxes;
+    }
+    render_gauge_header(out, "kiln_fleet_hosts", "Hosts of the fleet by state (alive, draining, dead).");
+    for (const auto& [state, n] : by_state) out += "kiln_fleet_hosts{state=\"" + state + "\"} " + std::to_string(n) + "\n";
+    render_gauge_header(out, "kiln_fleet_live_sandboxes", "Creating and running sandboxes on every host.");
+    out += "kiln_fleet_live_sandboxes " + std::to_string(fleet_live) + "\n";
+    struct Gauge {
+        const char* name;
+        const char* help;
+        double (*value)(const HostStatus&);
+    };
+    static const Gauge gauges[] = {
+        {"kiln_host_up", "1 for each host with its state (alive, draining, dead) as a label; self marks this kilnd.",
+         [](const HostStatus&) { return 1.0; }},
+        {"kiln_host_live_sandboxes", "Creating and running sandboxes on the host.",
+         [](const HostStatus& h) { return double(h.record.live_sandboxes); }},
+        {"kiln_host_memory_in_use_mib", "Guest memory of the host's live sandboxes, MiB.",
+         [](const HostStatus& h) { return double(h.record.memory_mib_in_use); }},
+        {"kiln_host_max_sandboxes", "The host's max_sandboxes.", [](const HostStatus& h) { return double(h.record.spec.max_sandboxes); }},
+        {"kiln_host_max_memory_mib", "The host's max_memory_mib.", [](const HostStatus& h) { return double(h.record.spec.max_memory_mib); }},
+        {"kiln_host_heartbeat_age_seconds", "Seconds since the host's last heartbeat, on this host's clock.",
+         [](const HostStatus& h) { return double(h.heartbeat_age_ms) / 1000.0; }},
+    };
+    for (const auto& g : gauges) {
+        render_gauge_header(out, g.name, g.help);
+        for (const auto& h : hosts) {
+            std::string labels = "host=\"" + label(h.record.spec.name) + "\"";
+            if (&g == &gauges[0])
+                labels += std::string(",state=\"") + host_state_name(h.state) + "\",self=\"" +
+                          (h.record.spec.name == self ? "true" : "false") + "\"";
+            out += std::string(g.name) + "{" + labels + "} " + number(g.value(h)) + "\n";
+        }
+    }
+    return out;
+}
 
 void Metrics::Histogram::observe(double seconds) {
     size_t i = 0;

@@ -9,7 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "daemon/fleet/host_registry.h"
+
 namespace kiln::daemon {
+
+// The fleet's gauges, from the hosts table as `self` sees it: per host (live sandboxes, memory in
+// use, capacity, heartbeat age, state) and fleet totals (hosts by state, live sandboxes).
+std::string render_host_metrics(const std::vector<HostStatus>& hosts, const std::string& self);
 
 class Metrics {
 public:

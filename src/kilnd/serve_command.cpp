@@ -23,6 +23,7 @@
 #include "daemon/config.h"
 #include "daemon/data_dir.h"
 #include "daemon/disk_guard.h"
+#include "daemon/fleet/host_registry.h"
 #include "daemon/secrets.h"
 #include "daemon/sandboxes/ids.h"
 #include "daemon/sandboxes/local_sandbox_service.h"
@@ -102,6 +103,7 @@ int run_serve(const CommandContext& ctx) {
     // 1. config  2. data dir
     auto config = load(ctx);
     if (!config.ok()) return fail("config", config.error());
+    if (auto st = resolve_host_identity(*config); !st.ok()) return fail("config", st.error());
     // Secrets: read once here, from files (or, deprecated, the environment); only their sources
     // are logged. Nothing kilnd spawns gets its environment (base/child_process.h).
     auto secrets = load_secrets(*config, ctx.envp);
@@ -118,7 +120,7 @@ int run_serve(const CommandContext& ctx) {
     if (!accel_mode.ok()) return fail("config", accel_mode.error());
     auto accel = vm::choose_accel(*accel_mode);
     if (!accel.ok()) return fail("accelerator", accel.error());
-    log::info("starting", {{"version", KILN_VERSION}, {"data_dir", config->data_dir},
+    log::info("starting", {{"version", KILN_VERSION}, {"host", config->host_name}, {"data_dir", config->data_dir},
                            {"store", redact_store_spec(config->store)}, {"accel", vm::accel_name(accel->accel)},
                            {"accel_reason", accel->reason}, {"max_sandboxes", config->max_sandboxes},
                            {"max_memory_mib", config->max_memory_mib}, {"max_ttl_seconds", config->max_ttl_seconds}});
@@ -138,7 +140,26 @@ int run_serve(const CommandContext& ctx) {
     vm::jail::set_jail_settings(jail);
     if (auto c = vm::jail::confinement(); !c.problem.empty()) log::warn("VM confinement", {{"problem", c.problem}});
     DbStore store(*db);
-    if (auto r = reconcile(store, config->data_dir); !r.ok()) return fail("reconcile", r.error());
+    // This kilnd as a host of the fleet (a one-host fleet on SQLite): registered before the
+    // reconcile, which claims the rows from before hosts existed and then sweeps only this host's.
+    // Its hooks reach the sandbox service once that exists (the heartbeat starts after it).
+    LocalSandboxService* service_for_registry = nullptr;
+    HostRegistryConfig registry_config;
+    registry_config.self = HostSpec{config->host_name, config->advertise_url, config->max_sandboxes,
+                                    static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency())),
+                                    config->max_memory_mib, vm::accel_name(accel->accel), KILN_VERSION, config->data_dir};
+    registry_config.heartbeat = Millis(config->host_heartbeat_seconds * 1000);
+    registry_config.timeout = Millis(config->host_timeout_seconds * 1000);
+    HostRegistryHooks registry_hooks;
+    registry_hooks.live_ids = [&service_for_registry] {
+        return service_for_registry ? service_for_registry->live_ids() : std::vector<std::string>{};
+    };
+    registry_hooks.fence = [&service_for_registry](const std::vector<std::string>& ids) {
+        if (service_for_registry) service_for_registry->fence(ids);
+    };
+    HostRegistry registry(*db, registry_config, registry_hooks);
+    if (auto st = registry.register_self(); !st.ok()) return fail("host registry", st.error());
+    if (auto r = reconcile(store, config->data_dir, config->host_name); !r.ok()) return fail("reconcile", r.error());
     // The cgroups of this data dir's VMs that a crash left (their QEMUs were killed just above;
     // anything still in them is killed now). Other kilnds' VMs carry other prefixes.
     if (auto swept = vm::jail::sweep_vm_cgroups(); swept.ok()) {
@@ -176,6 +197,8 @@ int run_serve(const CommandContext& ctx) {
     const DiskGuard disk(config->data_dir, DiskFloor{static_cast<uint64_t>(config->min_free_disk_mib) << 20,
                                                      static_cast<uint32_t>(config->min_free_disk_percent)});
     service_config.disk = &disk;
+    service_config.host_name = config->host_name;
+    service_config.accepting = [&registry] { return registry.check_accepting(); };
     ServiceHooks hooks;
     hooks.created = [&metrics](double ms) { metrics.observe_create_ms(ms); };
     hooks.create_failed = [&metrics](bool restore_failed) {
@@ -183,6 +206,13 @@ int run_serve(const CommandContext& ctx) {
         if (restore_failed) metrics.count_restore_failure();
     };
     LocalSandboxService service(service_config, store, baker, hooks);
+    service_for_registry = &service;
+    // On every way out the heartbeat stops before the service goes (its hooks call the service).
+    struct StopRegistry {
+        HostRegistry& registry;
+        ~StopRegistry() { registry.stop(); }
+    } stop_registry{registry};
+    registry.start();
     TokenStore tokens(store, config->token_quota);
     // The dashboard's sign-in sessions (table ui_sessions); also what checks bearer tokens.
     SessionStore sessions(*db, tokens);
@@ -266,6 +296,7 @@ int run_serve(const CommandContext& ctx) {
     http.disk = &disk;
     http.public_url = config->public_url;
     http.sessions = &sessions;
+    http.hosts = &registry;
     auto server = HttpServer::create(http, service, sessions, metrics);
     if (!server.ok()) return fail("http", server.error());
     if (auto st = (*server)->bind(); !st.ok()) {
@@ -295,6 +326,10 @@ int run_serve(const CommandContext& ctx) {
     (*jobs)->stop();  // running jobs end as error, their VMs destroyed
     baker.stop();
     service.shutdown(config->on_shutdown == OnShutdown::Destroy);
+    // Heartbeats until its sandboxes are ended above, then records the stop: dead at once, so no
+    // host waits out the timeout (with on_shutdown keep they are lost then, as on a restart).
+    registry.stop();
+    service_for_registry = nullptr;
     store.close();  // the shared connection: every store on it is done by now
     log::info("stopped", {});
     return served.ok() ? 0 : 1;

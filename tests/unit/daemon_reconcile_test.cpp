@@ -82,7 +82,7 @@ TEST(DaemonReconcile, KillsOnlyOurQemusAndRemovesOrphans) {
     snap.dir = data + "/snapshots/snap-00000000000a";
     ASSERT_TRUE((*store)->insert_snapshot(snap).ok());
 
-    auto report = reconcile(**store, data);
+    auto report = reconcile(**store, data, "");
     ASSERT_TRUE(report.ok()) << report.error().to_string();
     EXPECT_EQ(report->marked_lost, 3);
     EXPECT_EQ(report->marked_deleted, 1);
@@ -119,7 +119,7 @@ TEST(DaemonReconcile, KillsOnlyOurQemusAndRemovesOrphans) {
     EXPECT_TRUE(path_exists(data + "/templates/tiny-k2"));
 
     // A second run finds nothing to do.
-    auto again = reconcile(**store, data);
+    auto again = reconcile(**store, data, "");
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(again->marked_lost + again->qemu_killed + again->orphan_qemu_killed + again->run_dirs_removed, 0);
 }

@@ -101,7 +101,7 @@ TEST_F(UnreadableRow, ListAndCountsSkipItAndLogIt) {
 
 TEST_F(UnreadableRow, ReconcileKeepsGoingAndLeavesTheRowAlone) {
     testing::internal::CaptureStderr();
-    auto report = reconcile(*store, dir.path());
+    auto report = reconcile(*store, dir.path(), "");
     std::string log = testing::internal::GetCapturedStderr();
     ASSERT_TRUE(report.ok()) << report.error().to_string();
     EXPECT_EQ(report->marked_lost, 0);

@@ -6,17 +6,17 @@ library only.
     with k.sandboxes.create(template="tiny", ttl_seconds=600) as sb:
         print(sb.exec("echo hi").stdout)
 """
-from .client import Kiln, Sandboxes, Snapshots, Templates
+from .client import Hosts, Kiln, Sandboxes, Snapshots, Templates
 from .errors import (Conflict, ConnectionFailed, ExecTimeout, Forbidden, InvalidArgument, KilnError, NotFound,
                      QuotaExceeded, SandboxGone, ServerError, Unauthorized)
-from .models import ExecEvent, ExecResult, FileInfo, Snapshot, Template
+from .models import ExecEvent, ExecResult, FileInfo, Host, Snapshot, Template
 from .pipelines import Job, Pipeline, Pipelines, Step
 from .sandbox import Filesystem, Sandbox
 
 __version__ = "1.0.0"
 
 __all__ = [
-    "Kiln", "Sandbox", "Sandboxes", "Snapshots", "Templates", "Filesystem", "Pipelines", "Pipeline", "Job", "Step",
+    "Kiln", "Sandbox", "Sandboxes", "Snapshots", "Templates", "Hosts", "Host", "Filesystem", "Pipelines", "Pipeline", "Job", "Step",
     "ExecEvent", "ExecResult", "FileInfo", "Snapshot", "Template",
     "KilnError", "Unauthorized", "Forbidden", "NotFound", "InvalidArgument", "Conflict", "QuotaExceeded",
     "ExecTimeout", "SandboxGone", "ServerError", "ConnectionFailed",

@@ -1,11 +1,12 @@
-"""Kiln: the SDK's entry point, with the sandboxes, templates, snapshots and pipelines collections."""
+"""Kiln: the SDK's entry point, with the sandboxes, templates, snapshots, pipelines and hosts collections."""
 from __future__ import annotations
 
 import os
 from typing import Any, Mapping, Optional
+from urllib.parse import quote
 
 from ._http import Transport
-from .models import Snapshot, Template
+from .models import Host, Snapshot, Template
 from .pipelines import Pipelines
 from .sandbox import Sandbox
 
@@ -28,6 +29,7 @@ class Kiln:
         self.templates = Templates(self._t)
         self.snapshots = Snapshots(self._t)
         self.pipelines = Pipelines(self._t)
+        self.hosts = Hosts(self._t)
 
     def health(self) -> dict:
         """GET /healthz: {status, version, accel}."""
@@ -117,3 +119,20 @@ class Snapshots:
 
     def delete(self, snapshot_id: str) -> None:
         self._t.request("DELETE", f"/v1/snapshots/{snapshot_id}")
+
+
+class Hosts:
+    """``k.hosts``: the fleet's hosts (an admin token; docs/fleet.md)."""
+
+    def __init__(self, transport: Transport):
+        self._t = transport
+
+    def list(self) -> list[Host]:
+        return [Host.from_json(d) for d in self._t.json("GET", "/v1/hosts")["hosts"]]
+
+    def drain(self, name: str) -> Host:
+        """No new sandboxes go to ``name``; the ones running there finish."""
+        return Host.from_json(self._t.json("POST", f"/v1/hosts/{quote(name, safe='')}/drain", json_body={}))
+
+    def undrain(self, name: str) -> Host:
+        return Host.from_json(self._t.json("POST", f"/v1/hosts/{quote(name, safe='')}/undrain", json_body={}))

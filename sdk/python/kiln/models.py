@@ -141,3 +141,39 @@ class Snapshot:
     def delete(self) -> None:
         """Deletes the snapshot. Sandboxes restored from it keep running."""
         self._client.request("DELETE", f"/v1/snapshots/{self.id}")
+
+
+@dataclass(frozen=True)
+class Host:
+    """One kilnd of the fleet as ``k.hosts.list()`` shows it (docs/fleet.md).
+
+    ``state`` is alive, draining (no new sandboxes; running ones finish) or dead (no heartbeat
+    within kilnd's host_timeout_seconds, or stopped). ``is_self`` marks the kilnd that answered.
+    """
+
+    name: str
+    url: str
+    state: str
+    draining: bool
+    is_self: bool
+    version: str
+    accel: str
+    max_sandboxes: int
+    vcpus: int
+    max_memory_mib: int
+    live_sandboxes: int
+    memory_mib_in_use: int
+    heartbeat_age_ms: int
+    heartbeat_at: Optional[str] = None
+    started_at: Optional[str] = None
+
+    @classmethod
+    def from_json(cls, doc: dict) -> "Host":
+        cap = doc.get("capacity") or {}
+        return cls(name=doc["name"], url=doc.get("url", ""), state=doc["state"], draining=bool(doc.get("draining")),
+                   is_self=bool(doc.get("self")), version=doc.get("version", ""), accel=doc.get("accel", ""),
+                   max_sandboxes=int(cap.get("max_sandboxes", 0)), vcpus=int(cap.get("vcpus", 0)),
+                   max_memory_mib=int(cap.get("max_memory_mib", 0)), live_sandboxes=int(doc.get("live_sandboxes", 0)),
+                   memory_mib_in_use=int(doc.get("memory_mib_in_use", 0)),
+                   heartbeat_age_ms=int(doc.get("heartbeat_age_ms", 0)), heartbeat_at=doc.get("heartbeat_at"),
+                   started_at=doc.get("started_at"))

@@ -68,6 +68,7 @@ class Sandbox:
         self.vcpus: Optional[int] = doc.get("vcpus")
         self.memory_mib: Optional[int] = doc.get("memory_mib")
         self.parent_id: Optional[str] = doc.get("parent_id")
+        self.host: str = doc.get("host", "")
         self.error: Optional[str] = doc.get("error")
         self.network: dict[str, Any] = dict(doc.get("network") or {"mode": "none"})
 

@@ -21,9 +21,11 @@ private:
 
 }  // namespace
 
-std::string spare_network_prefix(const std::string& data_dir) {
-    return "spare-" + sha256_hex(data_dir).substr(0, 6) + "-";
+std::string local_network_prefix(const std::string& kind, const std::string& data_dir) {
+    return kind + "-" + sha256_hex(data_dir).substr(0, 6) + "-";
 }
+
+std::string spare_network_prefix(const std::string& data_dir) { return local_network_prefix("spare", data_dir); }
 
 vm::SpareNicSource SpareNetworks::source() {
     return [this]() -> Result<std::unique_ptr<vm::SpareNic>> {

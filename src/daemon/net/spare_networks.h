@@ -17,6 +17,10 @@ namespace kiln::daemon::net {
 // that starts so (its namespace is kiln-spare-..., its veth's alias kiln-sandbox-spare-...), so
 // that kilnd's reconcile sweeps the spare networks a crash left and no other kilnd's.
 std::string spare_network_prefix(const std::string& data_dir);
+// The same for the networks with no record that a bake ("bake") or a snapshot's helper VM
+// ("snap") makes for a moment: "<kind>-<6 hex of SHA-256(data_dir)>-", so that a kilnd's reconcile
+// sweeps the ones its own crash left and never those of another kilnd on the same machine.
+std::string local_network_prefix(const std::string& kind, const std::string& data_dir);
 
 // Feeds the SparePool the NICs of spares and takes them back for sandboxes. Thread-safe; must
 // outlive the pool's use of source() (kilnd declares it before the pool).

@@ -249,6 +249,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     TRY(validate_env(request.env));
     // No VM starts unconfined unless the operator allowed it (docs/security.md): 503, nothing made.
     TRY(vm::jail::check_confinement());
+    if (m_config.accepting) TRY(m_config.accepting());
     Source source = TRY(resolve_template(caller, request.template_id));
     if (request.vcpus && *request.vcpus != source.vcpus)
         return make_error(ErrorCode::InvalidArgument, "vcpus must be " + std::to_string(source.vcpus) + " for template " +
@@ -274,6 +275,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     SandboxRecord record;
     SandboxInfo& info = record.info;
     info.id = TRY(new_sandbox_id());
+    info.host = m_config.host_name;
     info.owner_token_id = caller.token_id;  // the state is creating, as every new record's
     info.network = policy;
     info.has_nic = nic;
@@ -504,6 +506,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     std::lock_guard op(entry->op_mutex);
     SnapshotRecord snap;
     snap.info.id = TRY(new_snapshot_id());
+    snap.info.hosts = {m_config.host_name};
     snap.info.name = name;
     snap.info.owner_token_id = caller.token_id;
     snap.info.sandbox_id = id;
@@ -522,7 +525,8 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     std::unique_ptr<net::SandboxNetwork> helper_network;
     std::optional<vm::NetDevice> helper_nic;
     if (box->network) {
-        auto made = setup_network("snap-" + snap.info.id.substr(snap.info.id.find('-') + 1), net::NetworkPolicy{});
+        auto made = setup_network(net::local_network_prefix("snap", m_config.data_dir) + snap.info.id.substr(snap.info.id.find('-') + 1),
+                                  net::NetworkPolicy{});
         if (!made.ok()) return make_error(made.error().code == ErrorCode::Unavailable ? ErrorCode::Unavailable : ErrorCode::Internal,
                                           "snapshot of " + id + ": " + made.error().message);
         helper_network = std::move(*made);
@@ -592,6 +596,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     SandboxRecord record;
     SandboxInfo& info = record.info;
     info.id = TRY(new_sandbox_id());
+    info.host = m_config.host_name;
     info.owner_token_id = caller.token_id;
     info.template_id = parent_rec.info.template_id;
     info.created_at_ms = m_config.clock.wall_ms();
@@ -720,6 +725,33 @@ std::map<std::string, int64_t> LocalSandboxService::count_by_state() {
     std::map<std::string, int64_t> zero;
     for (auto s : kAllSandboxStates) zero[state_name(s)] = 0;
     return zero;
+}
+
+std::vector<std::string> LocalSandboxService::live_ids() {
+    std::lock_guard lock(m_mutex);
+    std::vector<std::string> out;
+    for (const auto& [id, e] : m_live) out.push_back(id);
+    return out;
+}
+
+void LocalSandboxService::fence(const std::vector<std::string>& ids) {
+    std::vector<std::shared_ptr<VmBox>> boxes;
+    {
+        std::lock_guard lock(m_mutex);
+        for (const auto& id : ids) {
+            auto it = m_live.find(id);
+            // A create in flight is left to finish: the next beat fences it once it runs.
+            if (it == m_live.end() || it->second->record.info.state() != SandboxState::Running) continue;
+            // The record says lost already (another host wrote it): only the memory follows.
+            it->second->record.info.move_to(SandboxState::Lost);
+            boxes.push_back(std::move(it->second->box));
+            m_live.erase(it);
+        }
+        m_changed.notify_all();
+    }
+    for (auto& box : boxes)
+        if (box) box->vm->kill();
+    for (const auto& id : ids) log::warn("sandbox fenced: its VM ended here", {{"sandbox", id}});
 }
 
 void LocalSandboxService::reap_once() {

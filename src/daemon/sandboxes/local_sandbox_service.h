@@ -50,6 +50,11 @@ struct ServiceConfig {
     // Creates, forks and snapshots ask it first (503 on a nearly full disk); null: no floor.
     // Outlives the service.
     const DiskGuard* disk = nullptr;
+    // This kilnd's host_name: every sandbox it creates and every snapshot it takes names it.
+    std::string host_name;
+    // Asked by each create first (not by forks: a fork is its parent's host's running work):
+    // an error (the host is draining: HostRegistry::check_accepting) refuses it. Empty: always.
+    std::function<Status()> accepting;
     // TTLs: expires_at on the wall clock, the reaper's deadlines on the monotonic one (tests set
     // clocks that jump).
     TtlClock clock;
@@ -92,6 +97,12 @@ public:
     // kilnd's reconcile finds them), then waits for the networks being removed in the background.
     // Idempotent.
     void shutdown(bool destroy_sandboxes);
+
+    // Ids of the sandboxes whose VMs this service holds (creating and running).
+    std::vector<std::string> live_ids();
+    // Ends the VMs of these running sandboxes without writing their records: another host
+    // already recorded them lost (this one was judged dead: HostRegistry's fencing).
+    void fence(const std::vector<std::string>& ids);
 
     // The reaper's pass, public for tests: expires sandboxes past their TTL (on the monotonic
     // clock: ttl_clock.h) and marks dead VMs lost.

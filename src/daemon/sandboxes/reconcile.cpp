@@ -7,6 +7,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <set>
@@ -57,15 +58,15 @@ bool kill_if_cmdline_contains(pid_t pid, const std::string& needle) {
     return true;
 }
 
-Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
+Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir, const std::string& host) {
     ReconcileReport report;
     const std::string vms = data_dir + "/vms";
     int64_t now = now_unix_ms();
 
-    // 1. Live records: this kilnd has no VM yet, so each is lost (or, if it was being deleted, deleted).
-    //    A row the store cannot read (a state it does not know) is logged by the store and left
-    //    as it is: nothing here can tell what it was.
-    auto records = TRY(store.list_sandboxes(0, /*live_only=*/false));
+    // 1. This host's live records: this kilnd has no VM yet, so each is lost (or, if it was being
+    //    deleted, deleted). A row the store cannot read (a state it does not know) is logged by the
+    //    store and left as it is: nothing here can tell what it was.
+    auto records = TRY(store.list_host_sandboxes(host));
     for (auto& r : records) {
         SandboxInfo& i = r.info;
         if (!is_live(i.state()) && i.state() != SandboxState::Deleting) continue;
@@ -114,16 +115,22 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir) {
         }
     }
 
-    // 5. Networks: the namespaces and veths of this store's sandboxes with a NIC, none of which
-    //    is live now. Only ours: kiln-* names of another kilnd on this host are not touched.
+    // 5. Networks: the namespaces and veths of this host's sandboxes with a NIC, none of which
+    //    is live now (those another host recorded lost while this one was away included). Only
+    //    ours: kiln-* names of another kilnd on this machine are not touched.
     std::vector<std::string> networked;
     for (const auto& r : records)
         if (r.info.has_nic) networked.push_back(r.info.id);
-    // Template bakes and snapshot helpers name theirs bake-* and snap-*; they have no records.
+    // Template bakes and snapshot helpers have no records: theirs are named bake-<tag>-* and
+    // snap-<tag>-* after this data dir (net::local_network_prefix). Names from before the tag
+    // (bake-<8 hex>, snap-<12 hex>: one dash) were made by an older kilnd and are swept too.
     const std::string netns_prefix = net::kNetnsPrefix;
+    const std::string bake_prefix = net::local_network_prefix("bake", data_dir);
+    const std::string snap_prefix = net::local_network_prefix("snap", data_dir);
     for (const auto& name : net::list_named_netns(netns_prefix)) {
         std::string id = name.substr(netns_prefix.size());
-        if (id.rfind("bake-", 0) == 0 || id.rfind("snap-", 0) == 0) networked.push_back(std::move(id));
+        bool legacy = (id.rfind("bake-", 0) == 0 || id.rfind("snap-", 0) == 0) && std::count(id.begin(), id.end(), '-') == 1;
+        if (legacy || id.rfind(bake_prefix, 0) == 0 || id.rfind(snap_prefix, 0) == 0) networked.push_back(std::move(id));
     }
     net::OrphanSweep sweep = net::NetworkManager::cleanup_sandboxes(networked);
     report.netns_removed = sweep.netns_removed;

@@ -1,6 +1,8 @@
-// Reconcile at kilnd start: no VM survives a restart, so every live record is marked lost, its
-// QEMU killed (only if the pid's command line names its run dir), orphan QEMUs and files removed,
-// and the networks (namespace, veth) of this store's sandboxes that a crash left behind deleted.
+// Reconcile at kilnd start: no VM survives a restart, so every live record of this host is marked
+// lost, its QEMU killed (only if the pid's command line names its run dir), orphan QEMUs and files
+// removed, and the networks (namespace, veth) of this host's sandboxes that a crash left behind
+// deleted. Another host's records, QEMUs and networks (a fleet on one store, two kilnds on one
+// machine) are never touched: records by their host, everything else by this data dir's names.
 #pragma once
 
 #include <string>
@@ -26,8 +28,9 @@ struct ReconcileReport {
     int spare_veths_removed = 0;  // and their host veths
 };
 
-// Must run before anything of this kilnd starts a QEMU (the bake, spares, creates).
-Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir);
+// Must run before anything of this kilnd starts a QEMU (the bake, spares, creates). `host` is this
+// kilnd's host_name (its rows from before hosts existed are claimed first: HostRegistry).
+Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir, const std::string& host);
 
 // The NUL-separated command line of `pid` ("" if gone).
 std::string read_cmdline(pid_t pid);

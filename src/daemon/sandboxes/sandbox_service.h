@@ -61,6 +61,7 @@ using Labels = std::map<std::string, std::string>;
 // The record of one sandbox, as the API shows it (see Sandbox in api/openapi.yaml).
 struct SandboxInfo {
     std::string id;  // sb-<12 hex>
+    std::string host;  // the kilnd whose VM this is (its host_name; docs/fleet.md)
     int64_t owner_token_id = 0;
     std::string template_id;
     int64_t created_at_ms = 0;  // unix ms
@@ -104,6 +105,7 @@ struct SnapshotInfo {
     uint64_t size_bytes = 0;
     uint32_t vcpus = 1;
     uint32_t memory_mib = 256;
+    std::vector<std::string> hosts;  // the hosts holding a copy: the one that took it, then copies'
 };
 
 struct TemplateInfo {

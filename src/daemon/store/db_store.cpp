@@ -28,6 +28,21 @@ Labels parse_labels(const std::string& text) {
     return out;
 }
 
+std::string host_list_json(const std::vector<std::string>& hosts) {
+    nlohmann::json j = hosts;
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+// Anything but a list of strings reads as no hosts (the snapshot is then found on none).
+std::vector<std::string> parse_host_list(const std::string& text) {
+    std::vector<std::string> out;
+    auto j = nlohmann::json::parse(text, nullptr, false);
+    if (!j.is_array()) return out;
+    for (const auto& e : j)
+        if (e.is_string()) out.push_back(e.get<std::string>());
+    return out;
+}
+
 // A stored policy was valid when written; a row from before migration 3 (or damaged) reads as none.
 net::NetworkPolicy parse_stored_policy(const std::string& text) {
     auto policy = net::parse_network_policy_text(text);
@@ -67,7 +82,8 @@ const DbTable<SandboxRecord>& sandboxes() {
          column<R>("run_dir", &R::run_dir),
          computed_column<R>("network_json", [](const R& r) { return net::to_json(r.info.network).dump(); },
                             [](R& r, const std::string& v) { r.info.network = parse_stored_policy(v); }),
-         column<R>("has_nic", &R::info, &I::has_nic)});
+         column<R>("has_nic", &R::info, &I::has_nic),
+         column<R>("host", &R::info, &I::host)});
     return table;
 }
 
@@ -83,7 +99,9 @@ const DbTable<SnapshotRecord>& snapshots() {
                                                     column<R>("size_bytes", &R::info, &I::size_bytes),
                                                     column<R>("vcpus", &R::info, &I::vcpus),
                                                     column<R>("memory_mib", &R::info, &I::memory_mib),
-                                                    column<R>("dir", &R::dir)});
+                                                    column<R>("dir", &R::dir),
+                                                    computed_column<R>("hosts_json", [](const R& r) { return host_list_json(r.info.hosts); },
+                                                                       [](R& r, const std::string& v) { r.info.hosts = parse_host_list(v); })});
     return table;
 }
 
@@ -211,6 +229,13 @@ Result<std::vector<SandboxRecord>> DbStore::list_sandboxes(int64_t owner_token_i
     sql += " ORDER BY created_at_ms DESC, id DESC";
     auto s = TRY(db.prepare(sql));
     s.bind(1, owner_token_id);
+    return read_all(sandboxes(), s);
+}
+
+Result<std::vector<SandboxRecord>> DbStore::list_host_sandboxes(const std::string& host) {
+    auto db = m_db->session();
+    auto s = TRY(db.prepare(sandboxes().select() + " WHERE host = ?1 ORDER BY created_at_ms DESC, id DESC"));
+    s.bind(1, host);
     return read_all(sandboxes(), s);
 }
 

@@ -29,6 +29,7 @@ public:
     Status update_sandbox(const SandboxRecord& record) override;
     Result<std::optional<SandboxRecord>> get_sandbox(const std::string& id) override;
     Result<std::vector<SandboxRecord>> list_sandboxes(int64_t owner_token_id, bool live_only) override;
+    Result<std::vector<SandboxRecord>> list_host_sandboxes(const std::string& host) override;
     Result<std::map<std::string, int64_t>> count_sandboxes_by_state() override;
 
     Status insert_snapshot(const SnapshotRecord& record) override;

@@ -63,6 +63,30 @@ ALTER TABLE sandboxes ADD COLUMN has_nic INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT 'admin';
 ALTER TABLE tokens ADD COLUMN quota_json TEXT NOT NULL DEFAULT '{}';
 )sql"},
+        // 7-10 are CI's, GitHub's and the dashboard's sessions'.
+        // 11: a fleet of hosts on one store (docs/fleet.md). Each kilnd registers a row in hosts and
+        // heartbeats it; every sandbox names the host its VM runs on (rows from before: '', which the
+        // first kilnd to start claims as its own), every snapshot the hosts holding a copy (a JSON
+        // list of names; '[]' before, claimed likewise).
+        {11, R"sql(
+CREATE TABLE hosts (
+  name TEXT PRIMARY KEY,
+  advertise_url TEXT NOT NULL,
+  max_sandboxes INTEGER NOT NULL,
+  vcpus INTEGER NOT NULL,
+  max_memory_mib INTEGER NOT NULL,
+  accel TEXT NOT NULL,
+  version TEXT NOT NULL,
+  data_dir TEXT NOT NULL DEFAULT '',
+  started_at_ms INTEGER NOT NULL,
+  heartbeat_at_ms INTEGER NOT NULL,
+  stopped_at_ms INTEGER NOT NULL DEFAULT 0,
+  draining INTEGER NOT NULL DEFAULT 0
+);
+ALTER TABLE sandboxes ADD COLUMN host TEXT NOT NULL DEFAULT '';
+CREATE INDEX sandboxes_host ON sandboxes(host, state);
+ALTER TABLE snapshots ADD COLUMN hosts_json TEXT NOT NULL DEFAULT '[]';
+)sql"},
     };
     return list;
 }

@@ -64,6 +64,8 @@ public:
     // Newest first. live_only: creating and running only. owner 0: every owner. Records that
     // cannot be read are logged and left out (the others stay usable).
     virtual Result<std::vector<SandboxRecord>> list_sandboxes(int64_t owner_token_id, bool live_only) = 0;
+    // One host's sandboxes in every state (its reconcile's), newest first; unreadable rows as above.
+    virtual Result<std::vector<SandboxRecord>> list_host_sandboxes(const std::string& host) = 0;
     // Every known state, zero included; rows in a state this kilnd does not know are logged, not counted.
     virtual Result<std::map<std::string, int64_t>> count_sandboxes_by_state() = 0;
 

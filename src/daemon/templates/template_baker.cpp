@@ -153,7 +153,9 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
     std::unique_ptr<net::SandboxNetwork> network;
     if (nic) {
         if (!m_networks) return make_error(ErrorCode::Unavailable, "sandbox networking is not configured in this kilnd");
-        auto made = m_networks->setup("bake-" + TRY(random_hex(4)), net::NetworkPolicy{});
+        // Named after this kilnd's data dir (the templates dir's parent), so only its reconcile sweeps it.
+        std::string data_dir = std::filesystem::path(m_templates_dir).parent_path().string();
+        auto made = m_networks->setup(net::local_network_prefix("bake", data_dir) + TRY(random_hex(4)), net::NetworkPolicy{});
         if (!made.ok()) {
             log::error("template bake failed", {{"template", variant}, {"step", "network"}, {"error", made.error().to_string()}});
             return std::move(made).error();

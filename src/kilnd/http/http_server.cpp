@@ -2,6 +2,8 @@
 // auth and error mapping, and the route groups. One connection's work is connection.cpp.
 #include "kilnd/http/http_server.h"
 
+#include "daemon/fleet/host_registry.h"
+
 #include <strings.h>
 
 #include <atomic>
@@ -181,8 +183,13 @@ public:
         });
         m_router.Get("/metrics", authed(m_ctx, [this](const Caller&, const Request&, Response& res) {
                          res.status = 200;
-                         res.set_content(m_ctx.metrics.render(m_ctx.service.count_by_state()),
-                                         "text/plain; version=0.0.4");
+                         std::string text = m_ctx.metrics.render(m_ctx.service.count_by_state());
+                         if (m_ctx.config.hosts) {
+                             // The fleet as this host sees it; a store that does not answer leaves it out.
+                             if (auto hosts = m_ctx.config.hosts->hosts(); hosts.ok())
+                                 text += render_host_metrics(*hosts, m_ctx.config.hosts->name());
+                         }
+                         res.set_content(text, "text/plain; version=0.0.4");
                      }));
         add_sandbox_routes(m_router, m_ctx);
         add_exec_routes(m_router, m_ctx);
@@ -195,6 +202,7 @@ public:
         add_job_test_routes(m_router, m_ctx);
         add_stats_routes(m_router, m_ctx);
         add_bake_routes(m_router, m_ctx);
+        add_host_routes(m_router, m_ctx);
         add_ui_routes(m_router, m_ctx);
         return ok_status();
     }

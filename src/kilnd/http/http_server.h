@@ -22,6 +22,8 @@ class JobService;
 
 namespace kiln::daemon {
 
+class HostRegistry;
+
 struct HttpConfig {
     std::string listen = "127.0.0.1:7070";   // host:port (port 0: any free port, see port())
     size_t max_json_body = 1 << 20;          // JSON request bodies
@@ -40,6 +42,8 @@ struct HttpConfig {
     std::string public_url;
     SessionStore* sessions = nullptr;  // the dashboard's sign-in (POST /ui/session); null: 503 (not owned)
     const DiskGuard* disk = nullptr;  // /healthz reports the data disk's free space (not owned)
+    // The fleet's hosts: /v1/hosts and /metrics' per-host gauges (not owned); null: /v1/hosts 503.
+    HostRegistry* hosts = nullptr;
 };
 
 class HttpServer {

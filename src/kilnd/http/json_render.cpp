@@ -16,6 +16,7 @@ json render(const SandboxInfo& s) {
               {"metadata", s.metadata},
               {"vcpus", s.vcpus},
               {"memory_mib", s.memory_mib},
+              {"host", s.host},
               {"network", net::to_json(s.network)},
               {"create_ms", s.create_ms}};  // how long the create took (the dashboard's chart)
     if (s.ended_at_ms) j["ended_at"] = rfc3339_ms(s.ended_at_ms);

@@ -47,6 +47,7 @@ void add_token_routes(Router& server, RouteContext& ctx);   // GET /v1/token (to
 void add_job_test_routes(Router& server, RouteContext& ctx);  // GET /v1/jobs/{id}/tests (job_test_routes.cpp)
 void add_stats_routes(Router& server, RouteContext& ctx);
 void add_bake_routes(Router& server, RouteContext& ctx);    // GET /v1/bakes (bake_routes.cpp)   // GET /v1/stats/creates (stats_routes.cpp)
+void add_host_routes(Router& server, RouteContext& ctx);    // /v1/hosts (host_routes.cpp)
 void add_ui_routes(Router& server, RouteContext& ctx);      // /ui/: the dashboard (ui_routes.cpp)
 
 // A handler that takes a bearer token: the server authenticates it from the headers before it
