@@ -157,6 +157,9 @@ int run_serve(const CommandContext& ctx) {
     registry_hooks.fence = [&service_for_registry](const std::vector<std::string>& ids) {
         if (service_for_registry) service_for_registry->fence(ids);
     };
+    if (config->advertise_url.find("://0.0.0.0") != std::string::npos || config->advertise_url.find("://[::]") != std::string::npos)
+        log::warn("advertise_url names no address another host can reach: set advertise_url (docs/fleet.md)",
+                  {{"advertise_url", config->advertise_url}});
     HostRegistry registry(*db, registry_config, registry_hooks);
     if (auto st = registry.register_self(); !st.ok()) return fail("host registry", st.error());
     if (auto r = reconcile(store, config->data_dir, config->host_name); !r.ok()) return fail("reconcile", r.error());
