@@ -169,13 +169,13 @@ TEST(KilndDb, ModulesDeclareDistinctVersionsInOneOrder) {
             ++count;
         }
     EXPECT_EQ(versions.size(), count) << "a version is declared twice";
-    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 13}));
+    EXPECT_EQ(versions, (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13}));
 }
 
 TEST_P(KilndDbEngines, ANewFileGetsEveryModulesTables) {
     auto db = open_kilnd_db(store_spec());
     ASSERT_TRUE(db.ok()) << db.error().to_string();
-    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 13}));
+    EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13}));
     EXPECT_EQ(*schema_version(**db), 13);
     DbStore store(*db);
     EXPECT_TRUE(store.list_tokens().ok());
@@ -192,7 +192,7 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
     for (int round = 0; round < 2; ++round) {  // the second open finds nothing to do
         auto db = open_kilnd_db(path);
         ASSERT_TRUE(db.ok()) << db.error().to_string();
-        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 13})) << "round " << round;
+        EXPECT_EQ(recorded_versions(**db), (std::set<int>{1, 2, 3, 4, 5, 7, 8, 9, 10, 11, 13})) << "round " << round;
         EXPECT_EQ(*schema_version(**db), 13);
 
         DbStore store(*db);
@@ -224,6 +224,7 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
         EXPECT_EQ((*a)->run_dir, "/data/vms/a");
         EXPECT_EQ(i.network.mode, net::NetworkMode::Allowlist);
         EXPECT_TRUE(i.has_nic);
+        EXPECT_EQ(i.host, "");  // migration 11: no host until a kilnd claims it (HostRegistry::register_self)
         auto all = store.list_sandboxes(0, false);
         ASSERT_TRUE(all.ok());
         ASSERT_EQ(all->size(), 2u);
@@ -234,6 +235,7 @@ TEST(KilndDb, AFileOfTheOldLayoutOpensWithNothingLost) {
         ASSERT_TRUE(snap.ok() && snap->has_value());
         EXPECT_EQ((*snap)->info.size_bytes, 4096u);
         EXPECT_EQ((*snap)->dir, "/data/snapshots/snap-00000000000a");
+        EXPECT_TRUE((*snap)->info.hosts.empty());
 
         auto jobs = ci::JobStore::open(*db);
         ASSERT_TRUE(jobs.ok()) << jobs.error().to_string();
