@@ -12,6 +12,7 @@
 
 #include "base/db.h"
 #include "base/file_util.h"
+#include "daemon/fleet/host_store.h"
 #include "daemon/net/address_pool.h"
 
 namespace kiln::daemon {
@@ -53,12 +54,8 @@ Status check_listen(const std::string& text) {
     return ok_status();
 }
 
-// A host name is a key in the store and a label in /metrics: a short, plain word.
 Status check_host_name(const std::string& name) {
-    if (name.empty() || name.size() > 63) return bad("host_name", "must be 1-63 characters");
-    for (char ch : name)
-        if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '_' && ch != '-')
-            return bad("host_name", "'" + name + "' may hold only letters, digits, '.', '_' and '-'");
+    if (!valid_host_name(name)) return bad("host_name", "'" + name.substr(0, 100) + "' is not 1-63 letters, digits, '.', '_' and '-'");
     return ok_status();
 }
 

@@ -1,5 +1,9 @@
 // kilnd's config: file formats, env, flags, their precedence, and refusals.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+#include <vector>
 
 #include "base/db.h"
 #include "base/file_util.h"
@@ -117,4 +121,37 @@ TEST(DaemonConfig, TheStoreIsSqliteInTheDataDirOrAPostgresqlUrl) {
     ASSERT_TRUE(loaded.ok()) << loaded.error().to_string();
     EXPECT_EQ(loaded->store, "postgresql://db/kiln");
     EXPECT_EQ(loaded->fleet_secret, "s3cret");
+}
+
+TEST(DaemonConfig, HostIdentityAndHeartbeat) {
+    auto c = load_config("", nullptr, {});
+    ASSERT_TRUE(c.ok());
+    EXPECT_EQ(c->host_heartbeat_seconds, 2);
+    EXPECT_EQ(c->host_timeout_seconds, 15);
+    // Unset: the machine's hostname (its first label) and http://<listen>.
+    ASSERT_TRUE(resolve_host_identity(*c).ok());
+    char name[256] = {};
+    ASSERT_EQ(::gethostname(name, sizeof name - 1), 0);
+    EXPECT_EQ(c->host_name, std::string(name).substr(0, std::string(name).find('.')));
+    EXPECT_EQ(c->advertise_url, "http://127.0.0.1:7070");
+
+    auto set = load_config("", nullptr, {{"host_name", "kiln-b.2"}, {"advertise_url", "https://b.internal:7070"},
+                                         {"host_heartbeat_seconds", "1"}, {"host_timeout_seconds", "5"}});
+    ASSERT_TRUE(set.ok()) << set.error().to_string();
+    ASSERT_TRUE(resolve_host_identity(*set).ok());
+    EXPECT_EQ(set->host_name, "kiln-b.2");
+    EXPECT_EQ(set->advertise_url, "https://b.internal:7070");
+    EXPECT_EQ(set->host_timeout_seconds, 5);
+
+    // A name that could not be a path segment or a metrics label, a URL that is not one, and a
+    // timeout a live host could pass between two heartbeats are refused, naming the key.
+    for (const std::string& bad : std::vector<std::string>{"", "a b", "a/b", "host\"x", std::string(64, 'a')}) {
+        auto r = load_config("", nullptr, {{"host_name", bad}});
+        ASSERT_FALSE(r.ok()) << bad;
+        EXPECT_NE(r.error().message.find("host_name"), std::string::npos);
+    }
+    EXPECT_FALSE(load_config("", nullptr, {{"advertise_url", "b.internal:7070"}}).ok());
+    auto slow = load_config("", nullptr, {{"host_heartbeat_seconds", "10"}, {"host_timeout_seconds", "10"}});
+    ASSERT_FALSE(slow.ok());
+    EXPECT_NE(slow.error().message.find("host_timeout_seconds"), std::string::npos);
 }

@@ -1,6 +1,8 @@
 // HostStore (see host_store.h).
 #include "daemon/fleet/host_store.h"
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 namespace kiln::daemon {
@@ -10,6 +12,13 @@ namespace {
 constexpr const char* kHostLost = "host lost";
 
 }  // namespace
+
+bool valid_host_name(const std::string& name) {
+    if (name.empty() || name.size() > 63) return false;
+    for (char c : name)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
+    return true;
+}
 
 Status HostStore::upsert(const HostSpec& spec, int64_t now_ms) {
     auto db = m_db->session();

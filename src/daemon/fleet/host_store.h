@@ -13,6 +13,10 @@
 
 namespace kiln::daemon {
 
+// A host name is a key in the store, a path segment of /v1/hosts/{name} and a label in /metrics:
+// 1-63 letters, digits, '.', '_' and '-'.
+bool valid_host_name(const std::string& name);
+
 // What a kilnd says about itself when it registers.
 struct HostSpec {
     std::string name;           // config host_name

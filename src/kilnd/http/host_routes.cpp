@@ -28,18 +28,11 @@ json render_host(const HostStatus& h, const std::string& self) {
 
 Error no_registry() { return make_error(ErrorCode::Unavailable, "this kilnd keeps no host registry"); }
 
-// Host names are checked words (config host_name); anything else names no host.
-bool plausible_host_name(const std::string& name) {
-    if (name.empty() || name.size() > 63) return false;
-    for (char c : name)
-        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-') return false;
-    return true;
-}
-
 void set_draining(RouteContext& ctx, const Request& req, Response& res, bool draining) {
     if (!ctx.config.hosts) return send_error(res, no_registry());
     std::string name = path_id(req);
-    if (!plausible_host_name(name)) return send_error(res, make_error(ErrorCode::NotFound, "no host '" + name.substr(0, 64) + "'"));
+    // Host names are checked words (config host_name); anything else names no host.
+    if (!valid_host_name(name)) return send_error(res, make_error(ErrorCode::NotFound, "no host '" + name.substr(0, 64) + "'"));
     if (auto st = ctx.config.hosts->set_draining(name, draining); !st.ok()) return send_error(res, st.error());
     auto host = ctx.config.hosts->host(name);
     if (!host.ok()) return send_error(res, host.error());
