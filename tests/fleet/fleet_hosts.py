@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import subprocess
 from typing import Callable, Optional
 
 from kilnd_fixture import Kilnd, kilnd_binary
@@ -21,7 +22,9 @@ def host_env(index: int, name: str, timeout_seconds: int) -> dict[str, str]:
     """One host's own resources, apart from every other host's on this machine."""
     return {
         "KILN_HOST_NAME": name,
-        "KILN_NETWORK_POOL": f"10.{210 + index}.0.0/16",
+        # Pools no other test uses (test_network's server is on 10.211/16, net_isolation's 10.209
+        # and 10.207, the default 10.201).
+        "KILN_NETWORK_POOL": f"10.{230 + index}.0.0/16",
         "KILN_JAIL_UID_BASE": str(2_100_000_000 + index * 100_000),
         "KILN_JAIL_UID_COUNT": "1000",
         "KILN_HOST_HEARTBEAT_SECONDS": "1",
@@ -67,3 +70,7 @@ class Fleet:
     def cleanup(self) -> None:
         for host in reversed(self.hosts):
             host.cleanup()
+        # kilnd leaves its host table in place when it stops (for its next start); these hosts
+        # will not start again, and their rules must not outlive the test.
+        for pool in {h.extra_env["KILN_NETWORK_POOL"] for h in self.hosts}:
+            subprocess.run(["nft", "delete", "table", "ip", host_table(pool)], capture_output=True)
