@@ -1,5 +1,5 @@
-// HostRegistry and HostStore against a real kilnd.db shared by several connections (as several
-// kilnd processes share one store): registration, drain, the states, the live counts, and the
+// HostRegistry and HostStore against a real store shared by several connections (as several
+// kilnd processes share one), on SQLite and on PostgreSQL: registration, drain, the states, the live counts, and the
 // sweep of a dead host's sandboxes, which must change each row exactly once however many hosts
 // run it at the same moment.
 #include <gtest/gtest.h>
@@ -12,6 +12,7 @@
 #include "daemon/sandboxes/reconcile.h"
 #include "daemon/store/db_store.h"
 #include "daemon_test_dir.h"
+#include "pg_test_server.h"
 #include "kilnd/kilnd_db.h"
 #include "kilnd/metrics.h"
 
@@ -67,23 +68,25 @@ HostStatus find(HostRegistry& r, const std::string& name) {
     return h.ok() ? *h : HostStatus{};
 }
 
-class HostRegistryTest : public ::testing::Test {
+// On both engines: SQLite (one file, several connections) and PostgreSQL (pg_test_server.h).
+class HostRegistryTest : public test::EngineTest {
 protected:
     void SetUp() override {
-        path = dir.path() + "/kilnd.db";
+        EngineTest::SetUp();
+        if (IsSkipped() || HasFatalFailure()) return;
+        path = store_spec();
         auto db = open_kilnd_db(path);
         ASSERT_TRUE(db.ok());
         DbStore store(*db);
         owner = *store.insert_token("t", std::string(64, 'a'), 0);
     }
-    test::TempDir dir;
     std::string path;
     int64_t owner = 0;
 };
 
 }  // namespace
 
-TEST_F(HostRegistryTest, RegistersCountsAndDrains) {
+TEST_P(HostRegistryTest, RegistersCountsAndDrains) {
     Host a = open_host(path, "host-a");
     Host b = open_host(path, "host-b");
     ASSERT_TRUE(a.store->insert_sandbox(sandbox("sb-00000000000a", "host-a", SandboxState::Running, owner, 512)).ok());
@@ -127,7 +130,7 @@ TEST_F(HostRegistryTest, RegistersCountsAndDrains) {
     EXPECT_NE(text.find("kiln_host_up{host=\"host-a\",state=\"alive\",self=\"true\"} 1"), std::string::npos) << text;
 }
 
-TEST_F(HostRegistryTest, DeadHostsSandboxesBecomeLostExactlyOnce) {
+TEST_P(HostRegistryTest, DeadHostsSandboxesBecomeLostExactlyOnce) {
     Host a = open_host(path, "host-a");
     Host b = open_host(path, "host-b");
     Host c = open_host(path, "host-c");
@@ -178,7 +181,7 @@ TEST_F(HostRegistryTest, DeadHostsSandboxesBecomeLostExactlyOnce) {
     EXPECT_EQ(find(*a.registry, "host-b").record.live_sandboxes, 0);
 }
 
-TEST_F(HostRegistryTest, ConcurrentSweepsChangeEachRowOnce) {
+TEST_P(HostRegistryTest, ConcurrentSweepsChangeEachRowOnce) {
     Host a = open_host(path, "host-a");
     Host c = open_host(path, "host-c");
     {
@@ -209,7 +212,7 @@ TEST_F(HostRegistryTest, ConcurrentSweepsChangeEachRowOnce) {
     EXPECT_TRUE(again->empty());
 }
 
-TEST_F(HostRegistryTest, AHostJudgedDeadFencesItsOwnVms) {
+TEST_P(HostRegistryTest, AHostJudgedDeadFencesItsOwnVms) {
     std::vector<std::string> fenced;
     HostRegistryHooks hooks;
     hooks.live_ids = [] { return std::vector<std::string>{"sb-0000000000b1", "sb-0000000000b2"}; };
@@ -229,7 +232,7 @@ TEST_F(HostRegistryTest, AHostJudgedDeadFencesItsOwnVms) {
     EXPECT_EQ(find(*a.registry, "host-b").state, HostState::Alive);  // and it is alive again
 }
 
-TEST_F(HostRegistryTest, FirstHostClaimsRowsFromBeforeHostsAndReconcilesOnlyItsOwn) {
+TEST_P(HostRegistryTest, FirstHostClaimsRowsFromBeforeHostsAndReconcilesOnlyItsOwn) {
     {
         auto db = open_kilnd_db(path);
         DbStore store(*db);
@@ -238,7 +241,7 @@ TEST_F(HostRegistryTest, FirstHostClaimsRowsFromBeforeHostsAndReconcilesOnlyItsO
         SnapshotRecord snap;
         snap.info.id = "snap-000000000001";
         snap.info.owner_token_id = owner;
-        snap.dir = dir.path() + "/snapshots/snap-000000000001";
+        snap.dir = dir() + "/snapshots/snap-000000000001";
         ASSERT_TRUE(store.insert_snapshot(snap).ok());
     }
     Host a = open_host(path, "host-a");
@@ -248,10 +251,34 @@ TEST_F(HostRegistryTest, FirstHostClaimsRowsFromBeforeHostsAndReconcilesOnlyItsO
     ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-000000000002", "host-b", SandboxState::Running, owner)).ok());
 
     // B restarts on its own data dir: its reconcile ends its own record, never A's.
-    std::string b_data = dir.path() + "/b";
+    std::string b_data = dir() + "/b";
     auto report = reconcile(*b.store, b_data, "host-b");
     ASSERT_TRUE(report.ok()) << report.error().message;
     EXPECT_EQ(report->marked_lost, 1);
     EXPECT_EQ((*b.store->get_sandbox("sb-000000000002"))->info.state(), SandboxState::Lost);
     EXPECT_EQ((*b.store->get_sandbox("sb-000000000001"))->info.state(), SandboxState::Running);
 }
+
+// After a store outage every host's heartbeat is old at once: the first host back must not take
+// the others for dead. A host judges others only once its own heartbeats have been landing for a
+// whole timeout (here: a host that has just registered).
+TEST_P(HostRegistryTest, AHostJudgesOthersOnlyAfterATimeoutInContact) {
+    {
+        Host b = open_host(path, "host-b");
+        ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000c1", "host-b", SandboxState::Running, owner)).ok());
+        // B's last heartbeat is its registration; it never beats again (as if the store went away).
+        b.registry.release();  // no graceful stop recorded: a host cut off, not one that stopped
+    }
+    std::this_thread::sleep_for(kTimeout + Millis(100));
+    Host a = open_host(path, "host-a");  // A (back) sees B's heartbeat old, but has just come in contact
+    a.registry->beat_once();
+    EXPECT_EQ(find(*a.registry, "host-b").state, HostState::Dead);
+    EXPECT_EQ((*a.store->get_sandbox("sb-0000000000c1"))->info.state(), SandboxState::Running)
+        << "judged after less than a timeout in contact";
+    // B does not come back: after a whole timeout in contact A ends B's sandbox.
+    std::this_thread::sleep_for(kTimeout + Millis(50));
+    a.registry->beat_once();
+    EXPECT_EQ((*a.store->get_sandbox("sb-0000000000c1"))->info.state(), SandboxState::Lost);
+}
+
+INSTANTIATE_ENGINE_TESTS(HostRegistryTest);

@@ -26,6 +26,10 @@ HostRegistry::~HostRegistry() { stop(); }
 
 Status HostRegistry::register_self() {
     TRY(m_store.upsert(m_config.self, now_unix_ms()));
+    {
+        std::lock_guard lock(m_contact_mutex);
+        if (!m_contact_since) m_contact_since = Clock::now();
+    }
     int claimed = TRY(m_store.claim_unowned(m_config.self.name));
     auto me = TRY(host(m_config.self.name));
     m_draining = me.record.draining;
@@ -67,6 +71,16 @@ void HostRegistry::beat_once() {
     const int64_t now = now_unix_ms();
     // 1. The heartbeat. A row that vanished (an operator deleted it) is written again.
     auto beat = m_store.heartbeat(self, now);
+    bool in_contact_long_enough = false;
+    {
+        std::lock_guard lock(m_contact_mutex);
+        if (!beat.ok()) {
+            m_contact_since.reset();
+        } else {
+            if (!m_contact_since) m_contact_since = Clock::now();
+            in_contact_long_enough = Clock::now() - *m_contact_since >= m_config.timeout;
+        }
+    }
     if (!beat.ok()) {
         // The store is unreachable: nothing else here can work either. Others will judge this
         // host dead after the timeout; fencing (3) ends its VMs once the store answers again.
@@ -77,8 +91,10 @@ void HostRegistry::beat_once() {
         if (auto st = m_store.upsert(m_config.self, now); !st.ok())
             log::warn("host registration failed", {{"host", self}, {"error", st.error().message}});
     }
-    // 2. Other hosts' sandboxes, if those hosts are dead.
-    auto lost = m_store.end_sandboxes_of_dead_hosts(self, now - m_config.timeout.count(), now);
+    // 2. Other hosts' sandboxes, if those hosts are dead (and this one has been beating long
+    //    enough to tell: see m_contact_since).
+    auto lost = in_contact_long_enough ? m_store.end_sandboxes_of_dead_hosts(self, now - m_config.timeout.count(), now)
+                                       : Result<std::vector<LostSandbox>>(std::vector<LostSandbox>{});
     if (!lost.ok()) {
         log::warn("dead host sweep failed", {{"error", lost.error().message}});
     } else if (!lost->empty()) {

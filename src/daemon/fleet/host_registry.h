@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -91,6 +92,12 @@ private:
     const HostRegistryConfig m_config;
     const HostRegistryHooks m_hooks;
     std::atomic<bool> m_draining{false};
+    // Since when this host's heartbeats have been landing without a failure (its register_self
+    // counts); unset after a failed one. Only a host in contact with the store for a whole
+    // timeout judges others: after a store outage every heartbeat is old, and the first host back
+    // must not take the others, which were cut off just as it was, for dead.
+    std::mutex m_contact_mutex;
+    std::optional<Clock::time_point> m_contact_since;
     std::mutex m_mutex;  // guards m_stopping and the thread's start/stop
     std::condition_variable m_wake;
     bool m_stopping = false;
