@@ -96,6 +96,8 @@ public:
 
     const std::string& name() const { return m_name; }
     const std::string& key() const { return m_columns.front().name; }
+    // How many columns: a statement that appends parameters of its own numbers them from size() + 1.
+    int size() const { return static_cast<int>(m_columns.size()); }
     // "a, b, c": every column, in order (a result row read by read() must have exactly these).
     const std::string& columns() const { return m_list; }
     // "SELECT a, b, c FROM t" (append WHERE, ORDER BY...).

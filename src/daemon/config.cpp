@@ -112,6 +112,9 @@ const std::map<std::string, std::string>& config_keys() {
                          "owner/*; empty: every repository (docs/github.md)"},
         {"public_url", "kilnd's URL as people reach it, for links in commit statuses"},
         {"ci_workers", "CI jobs run at once (each in its own VM)"},
+        {"ci_lease_renew_seconds", "how often the host running a CI job renews the job's lease (default 3)"},
+        {"ci_lease_timeout_seconds", "a CI job whose lease was not renewed for this long lost its host: another host "
+                                     "queues it again, once (default 15; at least 2 x ci_lease_renew_seconds)"},
         {"ci_repos", "repository URL prefixes (comma or space separated) that jobs of non-admin tokens and webhooks may "
                      "come from, e.g. https://github.com/acme/; empty (default): only admin tokens may queue jobs"},
         {"ci_git_uid", "uid (and gid) git runs as when kilnd fetches a URL for a job (default 1999999999, a uid of its own)"},
@@ -208,6 +211,10 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.max_streams_per_token = static_cast<int>(TRY(parse_int(key, value, 1, 100000)));
     } else if (key == "ci_workers") {
         c.ci_workers = static_cast<int>(TRY(parse_int(key, value, 1, 64)));
+    } else if (key == "ci_lease_renew_seconds") {
+        c.ci_lease_renew_seconds = TRY(parse_int(key, value, 1, 3600));
+    } else if (key == "ci_lease_timeout_seconds") {
+        c.ci_lease_timeout_seconds = TRY(parse_int(key, value, 2, 86400));
     } else if (key == "ci_repos") {
         c.ci_repos = value;  // checked where it is used: ci::RepoAllowlist::parse, at start-up
     } else if (key == "ci_git_uid") {
@@ -377,6 +384,11 @@ Status validate_config(const DaemonConfig& c) {
     if (c.default_ttl_seconds > c.max_ttl_seconds)
         return make_error(ErrorCode::InvalidArgument, "config: default_ttl_seconds (" + std::to_string(c.default_ttl_seconds) +
                                                   ") is above max_ttl_seconds (" + std::to_string(c.max_ttl_seconds) + ")");
+    // A lease must outlive a missed renewal or two, or a busy host loses jobs it still runs.
+    if (c.ci_lease_timeout_seconds < 2 * c.ci_lease_renew_seconds)
+        return make_error(ErrorCode::InvalidArgument, "config: ci_lease_timeout_seconds (" + std::to_string(c.ci_lease_timeout_seconds) +
+                                                  ") must be at least twice ci_lease_renew_seconds (" +
+                                                  std::to_string(c.ci_lease_renew_seconds) + ")");
     return ok_status();
 }
 

@@ -64,6 +64,10 @@ struct DaemonConfig {
     int ci_bakes_kept = 16;              // CI bakes kept; the least recently used beyond are deleted
     int64_t ci_bake_min_idle_seconds = 600;  // a bake used this recently is never evicted
     int ci_workers = 2;      // CI jobs run at once (docs/ci.md)
+    // A running CI job's lease is renewed this often and lasts ci_lease_timeout_seconds: a job
+    // whose host stopped renewing it for that long is re-queued by another host (once).
+    int64_t ci_lease_renew_seconds = 3;
+    int64_t ci_lease_timeout_seconds = 15;
     std::string ci_secrets_dir;  // one 0600 file per CI secret, named after it (daemon/secrets.h)
     std::string ci_secrets_policy;  // which repositories each CI secret goes to (ci/jobs/secret_policy.h)
     std::string github_webhook_secrets_dir;  // <dir>/<owner>/<repo>: a repository's own webhook secret

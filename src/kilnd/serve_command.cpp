@@ -245,6 +245,9 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.runner.bake_min_idle_ms = config->ci_bake_min_idle_seconds * 1000;
     jobs_config.runner.untrusted_network = config->ci_network_untrusted;
     jobs_config.workers = config->ci_workers;
+    jobs_config.host = config->host_name;  // filled in by resolve_host_identity; the leases' holder
+    jobs_config.lease_renew_ms = config->ci_lease_renew_seconds * 1000;
+    jobs_config.lease_timeout_ms = config->ci_lease_timeout_seconds * 1000;
     jobs_config.git.dir = config->data_dir + "/ci/git";
     jobs_config.git.max_repo_bytes = uint64_t(config->ci_repo_max_mib) << 20;
     jobs_config.git.fetch_timeout = Millis(config->ci_git_timeout_seconds * 1000);

@@ -162,7 +162,8 @@ TEST_P(PipelineScheduleStore, StoreKeepsPipelinesAndTheirJobsInPlanOrder) {
     int n = 1;
     auto rows = plan_rows(**claimed, plan, [&n] { return "job-00000000020" + std::to_string(n++); });
     p.state = PipelineState::Running;
-    ASSERT_TRUE(store.save_plan(p, rows, first.id).ok());
+    auto saved = store.save_plan(p.id, first.sha, rows, first.id, 250, nullptr);
+    ASSERT_TRUE(saved.ok() && *saved);
     auto got = store.get_pipeline(p.id);
     ASSERT_TRUE(got.ok() && *got);
     ASSERT_EQ((*got)->jobs.size(), 2u);

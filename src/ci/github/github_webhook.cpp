@@ -70,6 +70,8 @@ JobSpec job_spec(const WebhookEvent& ev, const WebhookRequest& req) {
     spec.trusted = ev.trusted;
     spec.source = "github";
     spec.labels[kLabelDelivery] = req.delivery;
+    // One pipeline per delivery however many hosts submit it (the store's unique submit_key).
+    spec.submit_key = "github-delivery:" + req.delivery;
     spec.labels["github_event"] = req.event;
     spec.labels[kLabelRepo] = ev.repo_full_name;
     if (!ev.ref.empty()) spec.labels["github_ref"] = ev.ref;
@@ -283,7 +285,12 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
 
     auto claim = m_deliveries->claim(req.delivery, req.event, sha256_hex(std::string(req.body)), now_ms());
     if (!claim.ok()) return error_response(store_error(claim.error()));  // down: 503, GitHub redelivers
-    if (!claim->first) {
+    // The same delivery id with no job recorded yet: the host that recorded it first is still
+    // submitting, or died before it could. Submitted here too: the delivery's submit_key makes the
+    // store keep one pipeline, so either way the delivery has exactly one job (a redelivery after
+    // a crash makes the job the crash lost).
+    const bool in_flight = !claim->first && claim->first_delivery == req.delivery && claim->job_id.empty();
+    if (!claim->first && !in_flight) {
         WebhookResponse r = result(200, false, claim->first_delivery == req.delivery
                                                    ? "delivery " + req.delivery + " was handled already"
                                                    : "this body was delivered before, as delivery " + claim->first_delivery);
@@ -295,7 +302,7 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
     auto job = m_jobs.submit(job_spec(ev, req));
     if (!job.ok()) {
         // Forget the delivery so that GitHub's redelivery of it can still make the job.
-        (void)m_deliveries->release(req.delivery);
+        if (claim->first) (void)m_deliveries->release(req.delivery);
         log::warn("github: job not submitted", {{"delivery", req.delivery}, {"error", job.error().to_string()}});
         // The route's contract (api/openapi.yaml) answers the sender's mistakes and the service's
         // limits as themselves; anything else is kilnd's own failure: a plain 500 internal.
@@ -306,6 +313,12 @@ WebhookResponse GithubWebhook::handle(const WebhookRequest& req) {
     }
     if (auto st = m_deliveries->set_job(req.delivery, job->id); !st.ok())
         log::warn("github: delivery log", {{"delivery", req.delivery}, {"error", st.error().message}});
+    if (in_flight) {
+        WebhookResponse r = result(200, false, "delivery " + req.delivery + " was handled already");
+        r.body["duplicate"] = true;
+        r.body["job_id"] = job->id;
+        return r;
+    }
     log::info("github: job queued", {{"delivery", req.delivery}, {"event", req.event}, {"repo", ev.repo_full_name},
                                      {"sha", ev.sha}, {"job", job->id}, {"pipeline", job->pipeline_id}, {"trusted", ev.trusted}});
     WebhookResponse r = result(201, true, ev.trusted ? "job queued" : "job queued untrusted: " + ev.untrusted_reason);

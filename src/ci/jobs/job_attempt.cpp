@@ -80,7 +80,10 @@ JobAttempt::~JobAttempt() { tear_down(); }
 // ---- the phases, in the order they run ----------------------------------------------------------
 
 bool JobAttempt::prepare_source() {
-    m_log.event({{"type", "attempt"}, {"attempt", m_job.attempts}, {"sha", m_job.sha}, {"repo", m_job.spec.repo}});
+    // attempt: the claim; host: where it runs; reason: why a run after an interruption exists
+    // ("attempt 2: host b lost ..."), so the log says it on whichever host runs it.
+    m_log.event({{"type", "attempt"}, {"attempt", m_job.attempts}, {"sha", m_job.sha}, {"repo", m_job.spec.repo},
+                 {"host", m_job.host}, {"run", m_job.attempt}, {"reason", m_job.attempt_reason}});
     const int64_t host_start = now_mono();  // phase timings go into the log (docs/ci.md's breakdown)
     GitCache& git = m_runner.m_git;
     // The pipeline's first job: its worker loaded the file a moment ago to plan the pipeline, and

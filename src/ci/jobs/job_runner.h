@@ -56,6 +56,9 @@ struct JobControl {
     std::atomic<bool> cancel{false};
     std::atomic<bool> timed_out{false};
     std::atomic<int64_t> deadline_ms{0};  // monotonic_ms(); 0: none yet
+    // The job's lease went to another attempt (this host was taken for lost): its VMs are
+    // destroyed and nothing more of this attempt is written to the job.
+    std::atomic<bool> lease_lost{false};
 
     // A VM of the job, from its create or fork until it is removed.
     void add_sandbox(const std::string& id) {
@@ -70,7 +73,7 @@ struct JobControl {
         std::lock_guard lock(mutex);
         return {sandbox_ids.begin(), sandbox_ids.end()};
     }
-    bool stopped() const { return cancel || timed_out; }
+    bool stopped() const { return cancel || timed_out || lease_lost; }
 
 private:
     std::mutex mutex;

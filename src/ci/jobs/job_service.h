@@ -35,6 +35,9 @@ struct JobSpec {
     std::map<std::string, std::string> secrets;  // values for the pipeline's secret names (trusted only)
     std::string source;        // "cli" | "github" | "gitlab"
     std::map<std::string, std::string> labels;   // e.g. github delivery, PR number, repo full name
+    // Not "": a second submit with the same key makes no pipeline and returns the first's job (a
+    // webhook delivery received by several hosts, or redelivered after a crash, makes one job).
+    std::string submit_key;
     int64_t owner_token_id = 0;
 };
 
@@ -61,10 +64,19 @@ struct JobInfo {
     std::string name;
     std::vector<std::string> needs;  // ids of the jobs of the same pipeline it runs after
     std::string sha;  // resolved; "" while a job queued with a ref waits for a worker
+    // Claims of the job so far (an infrastructure error's retry is one more). With `host`, the
+    // fence of every write the running host makes: a write names the claim it belongs to.
     int attempts = 0;
-    // kilnd restarts that interrupted the job while it ran: the first puts it back in the queue
-    // (the next attempt runs), a second ends it as error (LocalJobService::start).
+    // Interruptions of a run (a kilnd restart on its host, or its host lost: the lease expired):
+    // the first puts it back in the queue (the next attempt runs), a second ends it as error.
     int restarts = 0;
+    // 1, or 2 once an interruption put it back in the queue; `attempt_reason` says why
+    // ("attempt 2: host b lost (its lease expired)"), "" for attempt 1.
+    int attempt = 1;
+    std::string attempt_reason;
+    // The kilnd host (host_name) holding the job's lease while it runs; once ended, the host that
+    // ran it; "" while queued.
+    std::string host;
     std::string error;
     std::string template_key;  // the baked template used (cache key)
     bool bake_hit = false;

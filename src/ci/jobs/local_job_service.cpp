@@ -43,7 +43,8 @@ LocalJobService::~LocalJobService() { stop(); }
 Status LocalJobService::start() {
     // Nothing runs yet: whatever an attempt was writing when kilnd stopped is a leftover.
     sweep_interrupted_work(m_config.runner.jobs_dir, m_config.git.dir);
-    report_interrupted(TRY(m_store->recover_interrupted(now_unix_ms(), m_config.max_restarts)));
+    // Only this host's jobs: another host's running jobs are alive (or theirs to re-queue by lease).
+    report_interrupted(TRY(m_store->recover_interrupted(now_unix_ms(), m_config.max_restarts, m_config.host)));
     m_runner.collect_bakes();
     // A kilnd that stopped between a job's end and its pipeline's move on left it behind.
     auto pipelines = m_store->unfinished_pipelines();
@@ -54,18 +55,30 @@ Status LocalJobService::start() {
     for (int i = 0; i < n; ++i) m_threads.emplace_back([this] { worker_loop(); });
     m_threads.emplace_back([this] { watchdog_loop(); });
     m_threads.emplace_back([this] { retention_loop(); });
-    log::info("ci: job workers started", {{"workers", n}});
+    m_threads.emplace_back([this] { lease_loop(); });
+    log::info("ci: job workers started", {{"workers", n}, {"host", m_config.host}, {"lease_renew_ms", m_config.lease_renew_ms},
+                                         {"lease_timeout_ms", m_config.lease_timeout_ms}});
     return ok_status();
 }
 
 void LocalJobService::report_interrupted(const std::vector<InterruptedJob>& jobs) {
-    for (const auto& [job, attempt, requeued] : jobs) {
+    for (const auto& [job, attempt, requeued, lost_host] : jobs) {
         // The log goes on, appended: the interrupted attempt's lines stay (what it printed is
         // worth reading), and this line separates them from the next attempt's, which begins
         // with its own "attempt" event.
         (void)make_dirs(m_config.runner.jobs_dir + "/" + job.id, 0700);
         auto log_file = JobLog::open(m_runner.log_path(job.id));
-        if (requeued) {
+        if (!lost_host.empty()) {
+            // Another host's job: the line goes to this host's copy of its log; the attempt that
+            // runs next says the same in its "attempt" event (attempt_reason), wherever it runs.
+            log::warn(requeued ? "ci: a lost host's job queued again" : "ci: a lost host's job recorded as error",
+                      {{"job", job.id}, {"lost_host", lost_host}, {"interrupted_attempt", attempt}, {"attempt", job.attempt}});
+            if (log_file.ok()) {
+                (*log_file)->event({{"type", "interrupted"}, {"attempt", attempt}, {"requeued", requeued}, {"host", lost_host},
+                                    {"message", requeued ? job.attempt_reason : job.error}});
+                if (!requeued) (*log_file)->event({{"type", "end"}, {"state", "error"}, {"message", job.error}});
+            }
+        } else if (requeued) {
             log::warn("ci: job was running when kilnd stopped; queued again",
                       {{"job", job.id}, {"interrupted_attempt", attempt}, {"restarts", job.restarts}});
             if (log_file.ok())
@@ -166,10 +179,17 @@ Result<JobInfo> LocalJobService::submit(const JobSpec& spec) {
         if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
         if (!spec.secrets.empty()) m_secrets[pipeline.id] = spec.secrets;
     }
-    if (auto st = m_store->insert_pipeline(pipeline, job); !st.ok()) {
+    auto stored = m_store->insert_pipeline(pipeline, job);
+    if (!stored.ok() || stored->id != job.id) {
         std::lock_guard lock(m_mutex);
         m_secrets.erase(pipeline.id);
-        return store_error(st.error());
+    }
+    if (!stored.ok()) return store_error(stored.error());
+    if (stored->id != job.id) {
+        // The same submit_key was submitted before (on this host or another): that job stands.
+        log::info("ci: submit repeated; the first pipeline stands",
+                  {{"job", stored->id}, {"pipeline", stored->pipeline_id}, {"submit_key", spec.submit_key.substr(0, 100)}});
+        return std::move(*stored);
     }
     log::info("ci: pipeline queued", {{"pipeline", pipeline.id}, {"job", job.id}, {"repo", job.spec.repo}, {"sha", job.sha},
                                       {"source", job.spec.source}, {"trusted", job.spec.trusted}});
@@ -227,36 +247,44 @@ void LocalJobService::log_end(const JobInfo& job) {
 }
 
 Status LocalJobService::cancel_pipeline(const std::string& id) {
-    PipelineInfo p;
-    std::vector<size_t> ended;
+    PipelineChange applied;
+    std::optional<PipelineInfo> p;
     {
         std::lock_guard lock(m_mutex);
-        auto got = m_store->get_pipeline(id);
+        // In the store, under the pipeline's lock: a job queued is cancelled unless a host claimed
+        // it meanwhile; a running one, here or on another host, is asked to stop (its lease).
+        auto got = m_store->change_pipeline(id, [](PipelineInfo& pipeline) {
+            PipelineChange change;
+            if (is_final(pipeline.state)) return change;  // ended: nothing to do
+            pipeline.cancel_requested = true;
+            change.pipeline_changed = true;
+            const int64_t now = now_unix_ms();
+            for (size_t i = 0; i < pipeline.jobs.size(); ++i) {
+                JobInfo& j = pipeline.jobs[i];
+                if (j.state == JobState::Queued || j.state == JobState::Waiting) {
+                    j.state = JobState::Cancelled;
+                    j.error = "cancelled with its pipeline before it started";
+                    j.finished_at_ms = now;
+                    change.changed_jobs.push_back(i);
+                } else if (j.state == JobState::Running) {
+                    change.cancel_running.push_back(i);
+                }
+            }
+            return change;
+        }, &applied);
         if (!got.ok()) return store_error(got.error());
         if (!*got) return make_error(ErrorCode::NotFound, "no pipeline '" + id.substr(0, 80) + "'");
-        p = std::move(**got);
-        if (is_final(p.state)) return ok_status();  // ended: nothing to do
-        p.cancel_requested = true;
-        const int64_t now = now_unix_ms();
-        for (size_t i = 0; i < p.jobs.size(); ++i) {
-            JobInfo& j = p.jobs[i];
-            if (j.state == JobState::Queued || j.state == JobState::Waiting) {
-                // Decided under the lock: no worker can claim it meanwhile.
-                j.state = JobState::Cancelled;
-                j.error = "cancelled with its pipeline before it started";
-                j.finished_at_ms = now;
-                ended.push_back(i);
-            } else if (auto it = m_active.find(j.id); it != m_active.end()) {
-                it->second->cancel = true;  // the watchdog destroys its VMs; its worker records the end
-            }
-        }
-        if (auto st = m_store->save_progress(p, ended); !st.ok())
-            return store_error(st.error());
+        p = std::move(*got);
+        // This host's own running jobs stop now, not at the next renewal.
+        for (size_t i : applied.cancel_running)
+            if (auto it = m_active.find(p->jobs[i].id); it != m_active.end()) it->second->cancel = true;
     }
-    log::info("ci: pipeline cancelled", {{"pipeline", id}, {"jobs_not_started", ended.size()}});
-    for (size_t i : ended) {
-        log_end(p.jobs[i]);
-        notify(p.jobs[i]);
+    if (!applied.pipeline_changed) return ok_status();
+    log::info("ci: pipeline cancelled", {{"pipeline", id}, {"jobs_not_started", applied.changed_jobs.size()},
+                                         {"jobs_asked_to_stop", applied.cancel_running.size()}});
+    for (size_t i : applied.changed_jobs) {
+        log_end(p->jobs[i]);
+        notify(p->jobs[i]);
     }
     advance(id);  // ends it now if no job of it was running
     m_wake.notify_all();
@@ -279,27 +307,28 @@ void LocalJobService::advance(const std::string& pipeline_id) {
 }
 
 Status LocalJobService::advance_once(const std::string& pipeline_id) {
-    PipelineInfo p;
-    PipelineAdvance moved;
-    {
-        // Under the lock: no worker claims, and no cancel changes, a job of it meanwhile.
-        std::lock_guard lock(m_mutex);
-        auto got = m_store->get_pipeline(pipeline_id);
-        if (!got.ok() || !*got) {
-            log::error("ci: reading a pipeline to move it on failed",
-                       {{"pipeline", pipeline_id}, {"error", got.ok() ? "not found" : got.error().to_string()}});
-            return got.ok() ? ok_status() : Status(got.error());
-        }
-        p = std::move(**got);
-        moved = advance_pipeline(p, now_unix_ms());
-        if (moved.changed_jobs.empty() && !moved.pipeline_changed) return ok_status();
-        if (auto st = m_store->save_progress(p, moved.changed_jobs); !st.ok()) {
-            log::error("ci: recording a pipeline failed", {{"pipeline", pipeline_id}, {"error", st.error().to_string()}});
-            return st;
-        }
-        if (moved.pipeline_changed) m_secrets.erase(pipeline_id);
+    PipelineChange applied;
+    // In the store, under the pipeline's lock: two hosts that end jobs of one pipeline at once
+    // move it on one after the other, the second from what the first wrote.
+    auto got = m_store->change_pipeline(pipeline_id, [](PipelineInfo& pipeline) {
+        PipelineAdvance moved = advance_pipeline(pipeline, now_unix_ms());
+        PipelineChange change;
+        change.changed_jobs = std::move(moved.changed_jobs);
+        change.pipeline_changed = moved.pipeline_changed;
+        return change;
+    }, &applied);
+    if (!got.ok() || !*got) {
+        log::error("ci: moving a pipeline on failed",
+                   {{"pipeline", pipeline_id}, {"error", got.ok() ? "not found" : got.error().to_string()}});
+        return got.ok() ? ok_status() : Status(got.error());
     }
-    for (size_t i : moved.changed_jobs) {
+    const PipelineInfo& p = **got;
+    if (applied.changed_jobs.empty() && !applied.pipeline_changed) return;
+    if (applied.pipeline_changed) {
+        std::lock_guard lock(m_mutex);
+        m_secrets.erase(pipeline_id);
+    }
+    for (size_t i : applied.changed_jobs) {
         const JobInfo& j = p.jobs[i];
         if (j.state == JobState::Skipped) {
             log_end(j);
@@ -307,7 +336,7 @@ Status LocalJobService::advance_once(const std::string& pipeline_id) {
         }
         notify(j);
     }
-    if (moved.pipeline_changed) {
+    if (applied.pipeline_changed) {
         log::info("ci: pipeline ended", {{"pipeline", p.id}, {"state", pipeline_state_name(p.state)},
                                          {"jobs", p.jobs.size()}, {"error", p.error.substr(0, 300)}});
         notify_pipeline(p);
@@ -316,7 +345,8 @@ Status LocalJobService::advance_once(const std::string& pipeline_id) {
     return ok_status();
 }
 
-bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source) {
+bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source,
+                                       JobControl& control) {
     auto loaded = load_pipeline(m_git, job.spec, job.sha);
     if (auto* problem = std::get_if<PipelineLoadError>(&loaded)) {
         out = RunOutcome{};
@@ -333,32 +363,22 @@ bool LocalJobService::plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& ou
         return hex.ok() ? "job-" + *hex : std::string();
     });
     PipelineInfo p;
-    {
-        std::lock_guard lock(m_mutex);
-        auto got = m_store->get_pipeline(job.pipeline_id);
-        if (ids_ok && got.ok() && *got) {
-            p = std::move(**got);
-            p.state = PipelineState::Running;
-            p.sha = job.sha;
-            if (p.started_at_ms == 0) p.started_at_ms = now_unix_ms();
-            // Cancelled while this worker read the file: the other jobs never start.
-            if (p.cancel_requested)
-                for (auto& row : rows)
-                    if (row.id != job.id) {
-                        row.state = JobState::Cancelled;
-                        row.error = "cancelled with its pipeline before it started";
-                        row.finished_at_ms = now_unix_ms();
-                    }
-            if (auto st = m_store->save_plan(p, rows, job.id); !st.ok()) got = st.error();
-        }
-        if (!ids_ok || !got.ok() || !*got) {
-            out = RunOutcome{};
-            out.state = JobState::Error;
-            out.error = "recording the pipeline's jobs: " + (got.ok() ? std::string("no random ids or no pipeline row")
-                                                                      : got.error().message);
-            out.retryable = true;
-            return false;
-        }
+    Result<bool> saved = ids_ok ? m_store->save_plan(job.pipeline_id, job.sha, rows, job.id, now_unix_ms(), &p)
+                                : Result<bool>(make_error(ErrorCode::Internal, "no random ids"));
+    if (!saved.ok()) {
+        out = RunOutcome{};
+        out.state = JobState::Error;
+        out.error = "recording the pipeline's jobs: " + saved.error().message;
+        out.retryable = true;
+        return false;
+    }
+    if (!*saved) {
+        // Another host re-queued the job (this one was taken for lost): its plan is not ours to write.
+        control.lease_lost = true;
+        out = RunOutcome{};
+        out.state = JobState::Error;
+        out.error = "this host lost the job's lease";
+        return false;
     }
     nlohmann::json names = nlohmann::json::array();
     for (auto& row : rows) {
@@ -395,27 +415,27 @@ Result<int64_t> LocalJobService::unfinished_jobs(int64_t owner_token_id) {
 }
 
 Status LocalJobService::cancel(const std::string& id) {
-    std::unique_lock lock(m_mutex);
-    if (auto it = m_active.find(id); it != m_active.end()) {
-        it->second->cancel = true;  // the watchdog destroys the VM; the worker records the state
-        lock.unlock();
-        m_wake.notify_all();
-        return ok_status();
+    {
+        std::lock_guard lock(m_mutex);
+        if (auto it = m_active.find(id); it != m_active.end()) {
+            it->second->cancel = true;  // the watchdog destroys the VM; the worker records the state
+            m_wake.notify_all();
+            return ok_status();
+        }
     }
-    // Queued (or finished): decided under the lock, so a worker cannot claim it meanwhile.
-    auto j = m_store->get(id);
-    if (!j.ok()) return store_error(j.error());
-    if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
-    JobInfo job = **j;
-    if (job.state != JobState::Queued && job.state != JobState::Waiting) return ok_status();  // finished: nothing to do
-    job.state = JobState::Cancelled;
-    job.error = "cancelled before it started";
-    job.finished_at_ms = now_unix_ms();
-    if (auto st = m_store->update(job); !st.ok()) return store_error(st.error());
-    lock.unlock();
-    log_end(job);
-    notify(job);
-    advance(job.pipeline_id);  // its dependents are skipped; the pipeline may end
+    // Queued or waiting: ended in the store unless a host claimed it meanwhile; running on another
+    // host: that host is asked to (it sees the request when it renews the lease).
+    auto ended = m_store->cancel_job(id, "cancelled before it started", now_unix_ms());
+    if (!ended.ok()) return store_error(ended.error());
+    if (!*ended) {
+        auto j = m_store->get(id);
+        if (!j.ok()) return store_error(j.error());
+        if (!*j) return make_error(ErrorCode::NotFound, "no job '" + id.substr(0, 80) + "'");
+        return ok_status();  // running elsewhere (asked to stop) or finished: nothing more here
+    }
+    log_end(**ended);
+    notify(**ended);
+    advance((*ended)->pipeline_id);  // its dependents are skipped; the pipeline may end
     return ok_status();
 }
 
@@ -431,12 +451,13 @@ void LocalJobService::worker_loop() {
                 m_wake.wait_for(lock, std::chrono::seconds(5));
                 continue;
             }
-            auto claimed = m_store->claim_next(now_unix_ms());
+            auto claimed = m_store->claim_next(now_unix_ms(), m_config.host, m_config.lease_timeout_ms);
             if (!claimed.ok()) {
                 log::error("ci: claiming a job failed", {{"error", claimed.error().to_string()}});
             } else if (*claimed) {
                 next = std::move(**claimed);
                 m_active[next->id] = std::make_shared<JobControl>();
+                m_leases[next->id] = *next;
             }
             if (!next) {
                 m_wake.wait_for(lock, std::chrono::seconds(2));
@@ -465,18 +486,18 @@ void LocalJobService::run_one(JobInfo job) {
         out.retryable = true;
     } else {
         log::info("ci: job started", {{"job", job.id}, {"attempt", job.attempts}});
-        bool ready = job.sha.empty() ? resolve_sha(job, log_file->get(), out) : true;
+        bool ready = job.sha.empty() ? resolve_sha(job, log_file->get(), out, *control) : true;
         // The pipeline's first job plans it: reads .kiln.yml and records every job; its attempt
         // then runs from that same load.
         std::optional<LoadedPipeline> source;
-        if (ready && job.name.empty()) ready = plan_pipeline_of(job, log_file->get(), out, source);
+        if (ready && job.name.empty()) ready = plan_pipeline_of(job, log_file->get(), out, source, *control);
         if (ready)
             out = m_runner.run(job, secrets, **log_file, *control, [&](const RunOutcome& o) {
             job.steps = o.steps;
             job.template_key = o.template_key;
             job.bake_hit = o.bake_hit;
             job.steps_ms = o.steps_ms;
-            (void)m_store->update(job);
+            record_running(job, control.get());
         }, source ? &*source : nullptr);
     }
     bool stopping;
@@ -484,6 +505,17 @@ void LocalJobService::run_one(JobInfo job) {
         std::lock_guard lock(m_mutex);
         stopping = m_stopping;
         m_active.erase(job.id);
+        m_leases.erase(job.id);
+    }
+    if (control->lease_lost) {
+        // Another host re-queued the job while this one was taken for lost: the job's record is
+        // the new attempt's. Nothing of this one is written (the store would refuse it too).
+        log::warn("ci: job's lease lost; its attempt here was stopped and not recorded",
+                  {{"job", job.id}, {"attempt", job.attempts}, {"host", m_config.host}});
+        if (log_file.ok())
+            (*log_file)->event({{"type", "lease_lost"}, {"attempt", job.attempts}, {"host", m_config.host},
+                                {"message", "host " + m_config.host + " lost the job's lease: this attempt was stopped"}});
+        return;
     }
     job.steps = out.steps;
     job.template_key = out.template_key;
@@ -514,13 +546,21 @@ void LocalJobService::run_one(JobInfo job) {
                                                                      {"skipped", job.junit->skipped}}
                                                     : nlohmann::json(nullptr)}});
     }
+    Result<bool> recorded = false;
     for (bool logged = false;;) {
-        auto st = m_store->update(job);
-        if (st.ok()) break;
-        if (!logged) log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()},
-                                                              {"waiting_for_the_store", st.error().code == ErrorCode::StoreUnavailable}});
+        recorded = m_store->update_leased(job);
+        if (recorded.ok()) break;
+        if (!logged) log::error("ci: recording a job failed", {{"job", job.id}, {"error", recorded.error().to_string()},
+                                                              {"waiting_for_the_store", recorded.error().code == ErrorCode::StoreUnavailable}});
         logged = true;
-        if (!wait_for_store(st.error())) break;
+        if (!wait_for_store(recorded.error())) break;
+    }
+    if (recorded.ok() && !*recorded) {
+        // Its lease expired before the end was written (this host was cut off from the store for
+        // longer than the lease): another host has re-queued it; its outcome here is not the job's.
+        log::warn("ci: job's lease lost before its end was recorded; not recorded",
+                  {{"job", job.id}, {"attempt", job.attempts}, {"state", job_state_name(job.state)}});
+        return;
     }
     log::info("ci: job ended", {{"job", job.id}, {"state", job_state_name(job.state)}, {"attempt", job.attempts},
                                 {"error", job.error.substr(0, 300)}});
@@ -529,7 +569,7 @@ void LocalJobService::run_one(JobInfo job) {
     else advance(job.pipeline_id);  // the jobs that need it, and the pipeline's end
 }
 
-bool LocalJobService::resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out) {
+bool LocalJobService::resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out, JobControl& control) {
     auto sha = m_git.resolve_ref(job.spec.repo, job.spec.ref);
     if (!sha.ok()) {
         out = RunOutcome{};
@@ -539,10 +579,79 @@ bool LocalJobService::resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out) {
     }
     job.sha = *sha;
     if (log) log->event({{"type", "resolved"}, {"ref", job.spec.ref}, {"sha", job.sha}});
-    if (auto st = m_store->update(job); !st.ok())
-        log::error("ci: recording a job failed", {{"job", job.id}, {"error", st.error().to_string()}});
+    if (!record_running(job, &control)) {
+        out = RunOutcome{};
+        out.state = JobState::Error;
+        out.error = "recording the resolved commit failed";
+        out.retryable = true;
+        return false;
+    }
     notify(job);
     return true;
+}
+
+bool LocalJobService::record_running(const JobInfo& job, JobControl* control) {
+    auto written = m_store->update_leased(job);
+    if (!written.ok()) {
+        log::error("ci: recording a job failed", {{"job", job.id}, {"error", written.error().to_string()}});
+        return false;
+    }
+    if (!*written && control && !control->lease_lost.exchange(true))
+        log::warn("ci: job's lease lost: stopping it here", {{"job", job.id}, {"attempt", job.attempts}});
+    return *written;
+}
+
+void LocalJobService::lease_loop() {
+    std::unique_lock lock(m_mutex);
+    int64_t next_sweep = 0;
+    while (!m_stopping) {
+        lock.unlock();
+        renew_leases();
+        // Jobs of lost hosts; every host looks, one takes each (the store's conditions decide).
+        const int64_t now = monotonic_ms();
+        if (now >= next_sweep) {
+            next_sweep = now + m_config.lease_renew_ms;
+            auto requeued = m_store->requeue_expired(now_unix_ms(), m_config.max_restarts);
+            if (!requeued.ok()) {
+                log::warn("ci: re-queuing the jobs of lost hosts failed", {{"error", requeued.error().to_string()}});
+            } else if (!requeued->empty()) {
+                report_interrupted(*requeued);
+                for (const auto& r : *requeued)
+                    if (!r.requeued) advance(r.job.pipeline_id);
+                m_wake.notify_all();
+            }
+        }
+        lock.lock();
+        m_wake.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(100, m_config.lease_renew_ms)),
+                        [this] { return m_stopping; });
+    }
+}
+
+void LocalJobService::renew_leases() {
+    std::vector<std::pair<JobInfo, std::shared_ptr<JobControl>>> held;
+    {
+        std::lock_guard lock(m_mutex);
+        for (const auto& [id, claim] : m_leases)
+            if (auto it = m_active.find(id); it != m_active.end()) held.emplace_back(claim, it->second);
+    }
+    for (auto& [claim, control] : held) {
+        auto renewed = m_store->renew_lease(claim, now_unix_ms(), m_config.lease_timeout_ms);
+        if (!renewed.ok()) {
+            // The store is unreachable: the lease runs on; if it expires first, another host
+            // re-queues the job and this attempt's writes are refused.
+            log::warn("ci: renewing a job's lease failed", {{"job", claim.id}, {"error", renewed.error().to_string()}});
+            continue;
+        }
+        if (!renewed->held) {
+            if (!control->lease_lost.exchange(true))
+                log::warn("ci: job's lease lost (another host re-queued it): stopping it here",
+                          {{"job", claim.id}, {"attempt", claim.attempts}});
+            m_wake.notify_all();
+        } else if (renewed->cancel_requested && !control->cancel.exchange(true)) {
+            log::info("ci: job cancelled from another host", {{"job", claim.id}});
+            m_wake.notify_all();
+        }
+    }
 }
 
 bool LocalJobService::disk_too_full() {
@@ -695,7 +804,7 @@ void LocalJobService::watchdog_loop() {
                 if (!destroyed.insert(sb).second) continue;
                 if (m_service.remove(m_config.runner.caller, sb).ok())
                     log::info("ci: job VM destroyed", {{"job", id}, {"sandbox", sb},
-                                                      {"why", c->cancel ? "cancel" : "timeout"}});
+                                                      {"why", c->lease_lost ? "lease lost" : c->cancel ? "cancel" : "timeout"}});
             }
         }
         lock.lock();

@@ -34,6 +34,12 @@ struct JobServiceConfig {
     // A job interrupted by a kilnd restart runs again this many times; the next restart that
     // interrupts it ends it as error.
     int max_restarts = 1;
+    // This kilnd's name in the fleet (host_name): the lease holder of the jobs it runs.
+    std::string host;
+    // A running job's lease is renewed every lease_renew_ms and lasts lease_timeout_ms; a job
+    // whose lease expired is re-queued by any host (ci_lease_renew_seconds, ci_lease_timeout_seconds).
+    int64_t lease_renew_ms = 3000;
+    int64_t lease_timeout_ms = 15000;
     RetentionConfig retention;
     // Submits are refused (503) and queued jobs wait while the disk is nearly full; null: no
     // floor. Outlives the service.
@@ -82,23 +88,31 @@ private:
     LocalJobService(JobServiceConfig config, daemon::SandboxService& service, std::unique_ptr<JobStore> store);
     void worker_loop();
     void watchdog_loop();
+    // Renews the leases of the jobs this host runs (a lost one stops its job; a cancel asked on
+    // another host reaches it here) and re-queues the jobs of lost hosts (requeue_expired).
+    void lease_loop();
+    void renew_leases();
+    // A write of a running job's row under its lease (JobStore::update_leased); a lost lease
+    // stops the job (JobControl::lease_lost). False: not written.
+    bool record_running(const JobInfo& job, JobControl* control);
     void retention_loop();
     // True while the disk guard says the disk is nearly full (logged when that changes).
     bool disk_too_full();
     void prune_jobs(int64_t now_ms);
     void prune_mirrors(int64_t now_ms);
-    // Writes the end (or requeue) of the jobs a restart interrupted to their logs.
+    // Writes the end (or requeue) of the jobs a restart (or a lost host) interrupted to their logs.
     void report_interrupted(const std::vector<InterruptedJob>& jobs);
     void run_one(JobInfo job);
     // A job queued with a ref: its commit, found now on the worker (never on an HTTP thread).
     // An error ends the job (recorded in `out`); not retried, as it is the repository's.
-    bool resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out);
+    bool resolve_sha(JobInfo& job, JobLog* log, RunOutcome& out, JobControl& control);
     void notify(const JobInfo& job);
     void notify_pipeline(const PipelineInfo& pipeline);
     // A pipeline's first job, claimed: its .kiln.yml read (kept in `source` for the job's
     // attempt), every job of it recorded (this one named, the others queued or waiting). An error
     // ends the job (recorded in `out`).
-    bool plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source);
+    bool plan_pipeline_of(JobInfo& job, JobLog* log, RunOutcome& out, std::optional<LoadedPipeline>& source,
+                          JobControl& control);
     // After jobs of the pipeline ended: its waiting jobs queued or skipped, its own end
     // (advance_pipeline), recorded and told to the listeners.
     void advance(const std::string& pipeline_id);
@@ -122,6 +136,7 @@ private:
     bool m_stopping = false;
     bool m_disk_short = false;  // workers leave the queue alone while the disk is nearly full
     std::map<std::string, std::shared_ptr<JobControl>> m_active;      // running jobs
+    std::map<std::string, JobInfo> m_leases;  // running jobs' claims (host, attempts): what renew_lease names
     std::map<std::string, std::map<std::string, std::string>> m_secrets;  // by pipeline: secret values given at submit
     std::vector<std::function<void(const JobInfo&)>> m_listeners;
     std::vector<std::function<void(const PipelineInfo&)>> m_pipeline_listeners;

@@ -58,7 +58,10 @@ function drawHead(el, j) {
       h('dt', 'Bake'), h('dd#bake', j.template_key ? (j.bake_hit ? 'hit (restored from a baked snapshot)' : 'miss (baked for this job)') : '–'),
       h('dt', 'Duration'), h('dd', duration(elapsed(j))),
       h('dt', 'Created'), h('dd', when(j.created_at)),
-      h('dt', 'Attempts'), h('dd', String(j.attempts) + (j.restarts ? ` (${j.restarts} restart)` : ''))),
+      h('dt', 'Host'), h('dd#job-host', j.host || '–'),
+      h('dt', 'Attempts'), h('dd', String(j.attempts) + (j.restarts ? ` (${j.restarts} restart)` : '')),
+      // Attempt 2: its run was interrupted (its host lost, or kilnd restarted); the reason says which.
+      h('dt', 'Attempt'), h('dd#job-attempt', String(j.attempt || 1) + (j.attempt_reason ? ` — ${j.attempt_reason}` : ''))),
     j.error ? h('p.error#job-error', j.error) : null,
     actions);
 }
