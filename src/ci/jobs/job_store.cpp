@@ -677,13 +677,15 @@ namespace {
 // host that re-queued it first, wins.
 Result<bool> write_interrupted(Db::Session& db, const JobInfo& j, const std::string& held_by, int claim, int64_t expires) {
     const int n = jobs().size();
+    // One statement per case (no "?N < 0 OR ..."): PostgreSQL types a parameter by its first use.
     auto st = TRY(db.prepare("UPDATE ci_jobs SET " + std::string("lease_expires_at_ms = 0, cancel_requested = 0, ") +
                              jobs().update().substr(std::string("UPDATE ci_jobs SET ").size()) +
                              " AND state = 'running' AND lease_host = ?" + std::to_string(n + 1) + " AND attempts = ?" +
-                             std::to_string(n + 2) + " AND (?" + std::to_string(n + 3) + " < 0 OR lease_expires_at_ms = ?" +
-                             std::to_string(n + 3) + ")"));
+                             std::to_string(n + 2) +
+                             (expires >= 0 ? " AND lease_expires_at_ms = ?" + std::to_string(n + 3) : std::string())));
     jobs().bind(st, j);
-    st.bind(n + 1, held_by).bind(n + 2, int64_t(claim)).bind(n + 3, expires);
+    st.bind(n + 1, held_by).bind(n + 2, int64_t(claim));
+    if (expires >= 0) st.bind(n + 3, expires);
     TRY(st.run());
     return db.changes() == 1;
 }
