@@ -176,6 +176,16 @@ std::string lock_rows(const Db& db, bool skip_locked) {
     return "";
 }
 
+// Wakes every host's workers once the transaction commits (NOTIFY is delivered then; see
+// kQueueChannel). SQLite has no other host to wake: the queue wakes its own workers in process.
+Status notify_queue(const Db& owner, Db::Session& db) {
+    switch (owner.engine()) {
+        case DbEngine::Sqlite: return ok_status();
+        case DbEngine::Postgres: return db.exec(std::string("NOTIFY ") + kQueueChannel);
+    }
+    return ok_status();
+}
+
 // A job's or a pipeline's row, by id, in a session (inside a transaction or not).
 template <class Row>
 Status write_row(Db::Session& db, const DbTable<Row>& table, const Row& row, bool insert) {
@@ -354,6 +364,7 @@ Result<JobInfo> JobStore::insert_pipeline(const PipelineInfo& p, const JobInfo& 
         TRY(st.run());
         if (db.changes() == 1) {
             TRY(write_row(db, jobs(), first, true));
+            TRY(notify_queue(*m_db, db));
             return first;
         }
         auto existing = TRY(db.prepare(jobs().select() + " WHERE pipeline_id = (SELECT id FROM ci_pipelines WHERE "
@@ -430,6 +441,8 @@ Result<bool> JobStore::save_plan(const std::string& pipeline_id, const std::stri
         if (!TRY(write_leased(db, *first))) return false;
         for (const auto& row : rows)
             if (row.id != first_id) TRY(write_row(db, jobs(), row, true));
+        if (std::any_of(rows.begin(), rows.end(), [](const JobInfo& r) { return r.state == JobState::Queued; }))
+            TRY(notify_queue(*m_db, db));
         if (!is_final(p->state)) p->state = PipelineState::Running;
         p->sha = sha;
         if (p->started_at_ms == 0) p->started_at_ms = now_ms;
@@ -482,6 +495,11 @@ Result<std::optional<PipelineInfo>> JobStore::change_pipeline(const std::string&
                 done.cancel_running.push_back(i);
             }
         if (wanted.pipeline_changed) TRY(write_row(db, pipelines(), *p, false));
+        for (size_t i : done.changed_jobs)
+            if (p->jobs[i].state == JobState::Queued) {
+                TRY(notify_queue(*m_db, db));
+                break;
+            }
         if (applied) *applied = std::move(done);
         return p;
     });
@@ -629,7 +647,9 @@ Result<LeaseRenewal> JobStore::renew_lease(const JobInfo& job, int64_t now_ms, i
 
 Result<bool> JobStore::update_leased(const JobInfo& job) {
     auto db = m_db->session();
-    return write_leased(db, job);
+    const bool written = TRY(write_leased(db, job));
+    if (written && job.state == JobState::Queued) TRY(notify_queue(*m_db, db));  // a retry: any host may take it
+    return written;
 }
 
 namespace {
@@ -713,6 +733,8 @@ Result<std::vector<InterruptedJob>> JobStore::requeue_expired(int64_t now_ms, in
             const bool requeued = j.state == JobState::Queued;
             out.push_back(InterruptedJob{std::move(j), claim, requeued, lost});
         }
+        if (std::any_of(out.begin(), out.end(), [](const InterruptedJob& i) { return i.requeued; }))
+            TRY(notify_queue(*m_db, db));
         return out;
     });
 }

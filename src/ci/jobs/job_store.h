@@ -15,6 +15,11 @@
 
 namespace kiln::ci {
 
+// The PostgreSQL channel every host's workers LISTEN on (PgListener): the store NOTIFYs it in the
+// transaction that queues a job (a submit, a pipeline's move on, a retry, a lost host's job), so a
+// job queued through any host wakes the workers of all. SQLite: no channel (one host).
+inline constexpr const char* kQueueChannel = "kiln_ci_queue";
+
 // CI's part of kilnd.db's schema (version 2; versions are global across the file, see
 // daemon/store/migrations.h). kilnd runs it with the other modules' (src/kilnd/kilnd_db.cpp).
 const Migrations& job_migrations();

@@ -50,6 +50,8 @@ Status LocalJobService::start() {
     auto pipelines = m_store->unfinished_pipelines();
     if (!pipelines.ok()) return pipelines.error();
     for (const auto& id : *pipelines) advance(id);
+    if (!m_config.listen_url.empty())
+        m_listener = TRY(PgListener::start(m_config.listen_url, kQueueChannel, [this] { m_wake.notify_all(); }));
     std::lock_guard lock(m_mutex);
     int n = std::max(1, m_config.workers);
     for (int i = 0; i < n; ++i) m_threads.emplace_back([this] { worker_loop(); });
@@ -110,6 +112,7 @@ void LocalJobService::stop() {
     m_wake.notify_all();
     for (auto& t : threads)
         if (t.joinable()) t.join();
+    m_listener.reset();  // its callback wakes this service's workers: gone before the service
 }
 
 void LocalJobService::on_state_change(std::function<void(const JobInfo&)> listener) {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/pg_listener.h"
 #include "ci/jobs/git_source.h"
 #include "ci/jobs/job_retention.h"
 #include "ci/jobs/job_runner.h"
@@ -40,6 +41,10 @@ struct JobServiceConfig {
     // whose lease expired is re-queued by any host (ci_lease_renew_seconds, ci_lease_timeout_seconds).
     int64_t lease_renew_ms = 3000;
     int64_t lease_timeout_ms = 15000;
+    // The store's postgresql:// URL: the workers LISTEN on kQueueChannel over a connection of
+    // their own and wake on any host's NOTIFY (their 2 s poll stays, the fallback). "" (SQLite):
+    // woken in process only.
+    std::string listen_url;
     RetentionConfig retention;
     // Submits are refused (503) and queued jobs wait while the disk is nearly full; null: no
     // floor. Outlives the service.
@@ -141,6 +146,7 @@ private:
     std::vector<std::function<void(const JobInfo&)>> m_listeners;
     std::vector<std::function<void(const PipelineInfo&)>> m_pipeline_listeners;
     std::vector<std::thread> m_threads;
+    std::unique_ptr<PgListener> m_listener;  // with listen_url: other hosts' NOTIFYs wake m_wake
 };
 
 }  // namespace kiln::ci
