@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "ci/jobs/job_store.h"
+#include "ci/jobs/pipeline_schedule.h"
 #include "ci_test_support.h"
 #include "daemon_test_dir.h"
 
@@ -253,6 +254,96 @@ TEST_F(CiJobLeaseTest, HostsClaimingAtOnceNeverTakeOneJobTwice) {
     EXPECT_EQ(failures.load(), 0);
     EXPECT_EQ(claims.size(), size_t(kJobs));
     for (const auto& [id, n] : claims) EXPECT_EQ(n, 1) << id << " was claimed " << n << " times";
+}
+
+// A pipeline: `build` (running on host b) and `deploy`, waiting for it.
+class CiPipelineFleetTest : public CiJobLeaseTest {
+protected:
+    void SetUp() override {
+        CiJobLeaseTest::SetUp();
+        JobInfo build = job("job-00000000000b", 10);
+        build.pipeline_id = "pipeline-000000000001";
+        PipelineInfo p;
+        p.id = build.pipeline_id;
+        p.spec = build.spec;
+        p.created_at_ms = 10;
+        ASSERT_TRUE(a->insert_pipeline(p, build).ok());
+        JobInfo deploy = job("job-00000000000d", 10);
+        deploy.pipeline_id = p.id;
+        deploy.name = "deploy";
+        deploy.plan_index = 1;
+        deploy.state = JobState::Waiting;
+        deploy.needs = {build.id};
+        ASSERT_TRUE(a->insert(deploy).ok());
+        auto claimed = b->claim_next(1000, "b", kLeaseMs);
+        ASSERT_TRUE(claimed.ok() && *claimed);
+        running = **claimed;
+    }
+    static PipelineChange advance(PipelineInfo& p) {
+        PipelineAdvance moved = advance_pipeline(p, 5000);
+        return PipelineChange{moved.changed_jobs, {}, moved.pipeline_changed};
+    }
+    JobInfo running;
+};
+
+TEST_F(CiPipelineFleetTest, HostsMovingOnOnePipelineAtOnceQueueItsNextJobOnce) {
+    running.state = JobState::Passed;
+    running.finished_at_ms = 4000;
+    auto ended = b->update_leased(running);
+    ASSERT_TRUE(ended.ok() && *ended);
+    // Every host moves the pipeline on at once (each saw a job of it end): one of them queues deploy.
+    std::vector<std::unique_ptr<JobStore>> hosts;
+    for (int h = 0; h < 4; ++h) hosts.push_back(host_store());
+    std::atomic<int> queued_it{0}, failures{0};
+    std::vector<std::thread> threads;
+    for (auto& h : hosts)
+        threads.emplace_back([&, store = h.get()] {
+            PipelineChange applied;
+            auto p = store->change_pipeline("pipeline-000000000001", advance, &applied);
+            if (!p.ok() || !*p) {
+                ++failures;
+                return;
+            }
+            for (size_t i : applied.changed_jobs)
+                if ((*p)->jobs[i].id == "job-00000000000d" && (*p)->jobs[i].state == JobState::Queued) ++queued_it;
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(queued_it.load(), 1) << "deploy was queued by more than one host";
+    EXPECT_EQ(stored("job-00000000000d").state, JobState::Queued);
+}
+
+TEST_F(CiPipelineFleetTest, ACancelOnOneHostEndsWhatWaitsAndAsksTheRunningHostToStop) {
+    PipelineChange applied;
+    auto p = a->change_pipeline("pipeline-000000000001", [](PipelineInfo& pipeline) {
+        PipelineChange change;
+        pipeline.cancel_requested = true;
+        change.pipeline_changed = true;
+        for (size_t i = 0; i < pipeline.jobs.size(); ++i) {
+            if (pipeline.jobs[i].state == JobState::Waiting) {
+                pipeline.jobs[i].state = JobState::Cancelled;
+                change.changed_jobs.push_back(i);
+            } else if (pipeline.jobs[i].state == JobState::Running) {
+                change.cancel_running.push_back(i);
+            }
+        }
+        return change;
+    }, &applied);
+    ASSERT_TRUE(p.ok() && *p) << (p.ok() ? "no pipeline" : p.error().to_string());
+    EXPECT_EQ(applied.changed_jobs.size(), 1u);
+    EXPECT_EQ(applied.cancel_running.size(), 1u);
+    EXPECT_EQ(stored("job-00000000000d").state, JobState::Cancelled);
+    auto renewed = b->renew_lease(running, 2000, kLeaseMs);
+    ASSERT_TRUE(renewed.ok());
+    EXPECT_TRUE(renewed->held);
+    EXPECT_TRUE(renewed->cancel_requested) << "host b must learn of the cancel through its lease";
+    // b ends its job cancelled; the pipeline then ends, moved on by any host.
+    running.state = JobState::Cancelled;
+    auto ended = b->update_leased(running);
+    ASSERT_TRUE(ended.ok() && *ended);
+    p = a->change_pipeline("pipeline-000000000001", advance, &applied);
+    ASSERT_TRUE(p.ok() && *p);
+    EXPECT_EQ((*p)->state, PipelineState::Cancelled);
 }
 
 }  // namespace

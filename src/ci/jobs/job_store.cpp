@@ -478,15 +478,17 @@ Result<std::optional<PipelineInfo>> JobStore::change_pipeline(const std::string&
             if (i >= p->jobs.size()) continue;
             if (TRY(write_if_state(db, p->jobs[i], before[i].state))) {
                 done.changed_jobs.push_back(i);
-            } else {
-                // A host claimed it after the read (only a queued job can be taken without the
-                // pipeline's lock): it runs now, so a cancel reaches it through its lease.
-                if (p->jobs[i].state == JobState::Cancelled) {
-                    TRY(ask_cancel(db, p->jobs[i].id));
-                    done.cancel_running.push_back(i);
-                }
-                p->jobs[i] = before[i];
-                p->jobs[i].state = JobState::Running;
+                continue;
+            }
+            // Changed since the read without the pipeline's lock: claimed by a host (a queued
+            // job) or cancelled on its own (cancel_job). Its row as it is now stands.
+            const bool wanted_cancel = p->jobs[i].state == JobState::Cancelled;
+            auto now = TRY(db.prepare(jobs().select() + " WHERE id = ?1"));
+            now.bind(1, p->jobs[i].id);
+            p->jobs[i] = TRY(now.step()) ? TRY(jobs().read(now)) : before[i];
+            if (wanted_cancel && p->jobs[i].state == JobState::Running) {
+                TRY(ask_cancel(db, p->jobs[i].id));  // it runs now: the cancel reaches it through its lease
+                done.cancel_running.push_back(i);
             }
         }
         for (size_t i : wanted.cancel_running)
