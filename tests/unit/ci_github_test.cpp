@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/db_migrations.h"
+#include "base/sha256.h"
 #include "ci/github/delivery_log.h"
 #include "ci/github/github_webhook.h"
 #include "ci/github/status_poster.h"
@@ -582,4 +583,27 @@ TEST(GithubConfigKeys, FileAndEnvironment) {
     auto refused = daemon::load_config("", nullptr, {{"public_url", "s3cr3t-value"}});
     ASSERT_FALSE(refused.ok());
     EXPECT_EQ(refused.error().message.find("s3cr3t-value"), std::string::npos);
+}
+
+TEST(GithubWebhookFlow, ADeliveryRecordedByAHostThatDiedBeforeSubmittingStillMakesItsJob) {
+    Rig rig;
+    rig.open();
+    std::string body = fixture("push.json");
+    // Another host recorded delivery d-30, then died before it queued the job (no job_id).
+    auto other_host = open_deliveries(rig.dir.path() + "/kilnd.db");
+    auto claimed = other_host->claim("d-30", "push", sha256_hex(body), 1000);
+    ASSERT_TRUE(claimed.ok() && claimed->first);
+    // GitHub's redelivery (or the same delivery reaching this host) submits it, with the delivery
+    // as the pipeline's submit_key: the store keeps one pipeline per key, whichever host inserts.
+    auto r = rig.send("push", "d-30", body);
+    EXPECT_EQ(r.status, 200) << r.body.dump();
+    EXPECT_EQ(r.body["duplicate"], true);
+    ASSERT_TRUE(r.body.contains("job_id")) << r.body.dump();
+    ASSERT_EQ(rig.jobs.count(), 1u);
+    EXPECT_EQ(rig.jobs.submitted[0].submit_key, "github-delivery:d-30");
+    // Once its job is recorded, a further delivery is a plain duplicate: no submit at all.
+    r = rig.send("push", "d-30", body);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.body["job_id"], "job-000000000001");
+    EXPECT_EQ(rig.jobs.count(), 1u);
 }
