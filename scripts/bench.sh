@@ -8,6 +8,8 @@ for b in "$build"/bench/*_bench; do
   log "bench: $(basename "$b")"
   "$b"
 done
+log "bench: fleet_queue_bench.py (the CI queue with simulated hosts on a PostgreSQL of its own)"
+KILN_BUILD="$build" /usr/bin/python3 bench/fleet_queue_bench.py
 log "bench: ci_bench.py (CI jobs on a real kilnd; needs the base image)"
 KILN_BUILD="$build" /usr/bin/python3 bench/ci_bench.py
 log "bench: pipeline_bench.py (a 4-shard suite: fork fan-out, fresh VMs, a bake, one VM; needs the base image)"

@@ -48,10 +48,6 @@ std::string redact_store_spec(std::string_view spec);
 // with its reason; the caller may retry), anything else Internal, "store: <message>".
 Error store_error(const Error& error);
 
-// Which database a Db speaks to. The stores' SQL is written once for both; the few statements that
-// must differ (row locks with SKIP LOCKED, LISTEN/NOTIFY) ask Db::engine().
-enum class DbEngine { Sqlite, Postgres };
-
 // One prepared statement; bind by 1-based index, step, read columns by 0-based index. Use it
 // only while the Session that prepared it lives (declare the Session first). A parameter left
 // unbound is NULL.

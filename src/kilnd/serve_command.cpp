@@ -248,6 +248,8 @@ int run_serve(const CommandContext& ctx) {
     jobs_config.host = config->host_name;  // filled in by resolve_host_identity; the leases' holder
     jobs_config.lease_renew_ms = config->ci_lease_renew_seconds * 1000;
     jobs_config.lease_timeout_ms = config->ci_lease_timeout_seconds * 1000;
+    // A fleet's workers wake on any host's NOTIFY (a job queued through another host).
+    if (is_postgres_url(config->store)) jobs_config.listen_url = config->store;
     jobs_config.git.dir = config->data_dir + "/ci/git";
     jobs_config.git.max_repo_bytes = uint64_t(config->ci_repo_max_mib) << 20;
     jobs_config.git.fetch_timeout = Millis(config->ci_git_timeout_seconds * 1000);

@@ -585,12 +585,12 @@ TEST(GithubConfigKeys, FileAndEnvironment) {
     EXPECT_EQ(refused.error().message.find("s3cr3t-value"), std::string::npos);
 }
 
-TEST(GithubWebhookFlow, ADeliveryRecordedByAHostThatDiedBeforeSubmittingStillMakesItsJob) {
-    Rig rig;
+TEST_P(GithubWebhookFlow, ADeliveryRecordedByAHostThatDiedBeforeSubmittingStillMakesItsJob) {
+    Rig rig(store_spec());
     rig.open();
     std::string body = fixture("push.json");
     // Another host recorded delivery d-30, then died before it queued the job (no job_id).
-    auto other_host = open_deliveries(rig.dir.path() + "/kilnd.db");
+    auto other_host = open_deliveries(store_spec());
     auto claimed = other_host->claim("d-30", "push", sha256_hex(body), 1000);
     ASSERT_TRUE(claimed.ok() && claimed->first);
     // GitHub's redelivery (or the same delivery reaching this host) submits it, with the delivery

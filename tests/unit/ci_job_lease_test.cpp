@@ -1,5 +1,6 @@
-// The CI queue's leases (migration 12, docs/fleet.md): several kilnd hosts on one store, each a
-// JobStore over its own connection to one real database file, as separate processes would be.
+// The CI queue's leases (migration 12, docs/ci.md): several kilnd hosts on one store, each a
+// JobStore over its own connection to one real database, as separate processes would have; every
+// test on both engines (SQLite, and a real PostgreSQL of the tests' own: pg_test_server.h).
 // Claims, renewals, the re-queue of a lost host's job (once), the fence on a lost host's writes,
 // the start-up reconcile that touches only the host's own jobs, a cancel asked on another host,
 // and a submit_key that makes one pipeline however often it is submitted.
@@ -12,25 +13,30 @@
 
 #include "ci/jobs/job_store.h"
 #include "ci/jobs/pipeline_schedule.h"
-#include "ci_test_support.h"
-#include "daemon_test_dir.h"
+#include "base/db_migrations.h"
+#include "pg_test_server.h"
 
 namespace kiln::ci {
 namespace {
 
 constexpr int64_t kLeaseMs = 15000;
 
-class CiJobLeaseTest : public ::testing::Test {
+class CiJobLeaseTest : public test::EngineTest {
 protected:
     void SetUp() override {
-        auto first = fixtures::open_job_store(dir.path());  // migrates
+        EngineTest::SetUp();
+        if (IsSkipped()) return;
+        auto db = Db::open(store_spec());
+        ASSERT_TRUE(db.ok()) << db.error().to_string();
+        ASSERT_TRUE(run_migrations(**db, {job_migrations()}).ok());
+        auto first = JobStore::open(*db);
         ASSERT_TRUE(first.ok()) << first.error().to_string();
         a = std::move(*first);
         b = host_store();
     }
     // Another host: its own connection to the same database.
     std::unique_ptr<JobStore> host_store() {
-        auto db = Db::open(dir.path() + "/kilnd.db");
+        auto db = Db::open(store_spec());
         EXPECT_TRUE(db.ok());
         auto store = JobStore::open(*db);
         EXPECT_TRUE(store.ok());
@@ -51,11 +57,10 @@ protected:
         EXPECT_TRUE(j.ok() && *j);
         return j.ok() && *j ? **j : JobInfo{};
     }
-    test::TempDir dir;
     std::unique_ptr<JobStore> a, b;
 };
 
-TEST_F(CiJobLeaseTest, ClaimLeasesTheJobToItsHost) {
+TEST_P(CiJobLeaseTest, ClaimLeasesTheJobToItsHost) {
     ASSERT_TRUE(a->insert(job("job-000000000001", 10)).ok());
     ASSERT_TRUE(a->insert(job("job-000000000002", 20)).ok());
     auto on_a = a->claim_next(1000, "a", kLeaseMs);
@@ -71,7 +76,7 @@ TEST_F(CiJobLeaseTest, ClaimLeasesTheJobToItsHost) {
     EXPECT_FALSE(*none);
 }
 
-TEST_F(CiJobLeaseTest, ARenewedLeaseDoesNotExpire) {
+TEST_P(CiJobLeaseTest, ARenewedLeaseDoesNotExpire) {
     ASSERT_TRUE(a->insert(job("job-000000000001", 10)).ok());
     auto claimed = b->claim_next(1000, "b", kLeaseMs);
     ASSERT_TRUE(claimed.ok() && *claimed);
@@ -85,7 +90,7 @@ TEST_F(CiJobLeaseTest, ARenewedLeaseDoesNotExpire) {
     EXPECT_EQ(stored("job-000000000001").state, JobState::Running);
 }
 
-TEST_F(CiJobLeaseTest, ALostHostsJobIsQueuedAgainOnceAndItsWritesAreRefused) {
+TEST_P(CiJobLeaseTest, ALostHostsJobIsQueuedAgainOnceAndItsWritesAreRefused) {
     ASSERT_TRUE(a->insert(job("job-000000000001", 10)).ok());
     auto on_b = b->claim_next(1000, "b", kLeaseMs);
     ASSERT_TRUE(on_b.ok() && *on_b);
@@ -156,7 +161,7 @@ TEST_F(CiJobLeaseTest, ALostHostsJobIsQueuedAgainOnceAndItsWritesAreRefused) {
     EXPECT_FALSE(*after);
 }
 
-TEST_F(CiJobLeaseTest, StartUpReconcileTouchesOnlyTheHostsOwnJobs) {
+TEST_P(CiJobLeaseTest, StartUpReconcileTouchesOnlyTheHostsOwnJobs) {
     ASSERT_TRUE(a->insert(job("job-000000000001", 10)).ok());
     ASSERT_TRUE(a->insert(job("job-000000000002", 20)).ok());
     ASSERT_TRUE(a->claim_next(1000, "a", kLeaseMs).ok());
@@ -173,7 +178,7 @@ TEST_F(CiJobLeaseTest, StartUpReconcileTouchesOnlyTheHostsOwnJobs) {
     EXPECT_EQ(stored("job-000000000002").host, "b");
 }
 
-TEST_F(CiJobLeaseTest, ACancelAskedOnAnotherHostReachesTheRunningHost) {
+TEST_P(CiJobLeaseTest, ACancelAskedOnAnotherHostReachesTheRunningHost) {
     ASSERT_TRUE(a->insert(job("job-000000000001", 10)).ok());
     ASSERT_TRUE(a->insert(job("job-000000000002", 20)).ok());
     auto running = b->claim_next(1000, "b", kLeaseMs);
@@ -196,7 +201,7 @@ TEST_F(CiJobLeaseTest, ACancelAskedOnAnotherHostReachesTheRunningHost) {
     EXPECT_FALSE(*none);
 }
 
-TEST_F(CiJobLeaseTest, ASubmitKeyMakesOnePipeline) {
+TEST_P(CiJobLeaseTest, ASubmitKeyMakesOnePipeline) {
     auto pipeline_of = [](const JobInfo& first) {
         PipelineInfo p;
         p.id = first.pipeline_id;
@@ -224,7 +229,7 @@ TEST_F(CiJobLeaseTest, ASubmitKeyMakesOnePipeline) {
     EXPECT_EQ(pipelines->size(), 3u);
 }
 
-TEST_F(CiJobLeaseTest, HostsClaimingAtOnceNeverTakeOneJobTwice) {
+TEST_P(CiJobLeaseTest, HostsClaimingAtOnceNeverTakeOneJobTwice) {
     constexpr int kJobs = 120, kHosts = 4;
     for (int i = 0; i < kJobs; ++i) {
         char id[32];
@@ -261,6 +266,7 @@ class CiPipelineFleetTest : public CiJobLeaseTest {
 protected:
     void SetUp() override {
         CiJobLeaseTest::SetUp();
+        if (IsSkipped()) return;
         JobInfo build = job("job-00000000000b", 10);
         build.pipeline_id = "pipeline-000000000001";
         PipelineInfo p;
@@ -286,7 +292,7 @@ protected:
     JobInfo running;
 };
 
-TEST_F(CiPipelineFleetTest, HostsMovingOnOnePipelineAtOnceQueueItsNextJobOnce) {
+TEST_P(CiPipelineFleetTest, HostsMovingOnOnePipelineAtOnceQueueItsNextJobOnce) {
     running.state = JobState::Passed;
     running.finished_at_ms = 4000;
     auto ended = b->update_leased(running);
@@ -313,7 +319,7 @@ TEST_F(CiPipelineFleetTest, HostsMovingOnOnePipelineAtOnceQueueItsNextJobOnce) {
     EXPECT_EQ(stored("job-00000000000d").state, JobState::Queued);
 }
 
-TEST_F(CiPipelineFleetTest, ACancelOnOneHostEndsWhatWaitsAndAsksTheRunningHostToStop) {
+TEST_P(CiPipelineFleetTest, ACancelOnOneHostEndsWhatWaitsAndAsksTheRunningHostToStop) {
     PipelineChange applied;
     auto p = a->change_pipeline("pipeline-000000000001", [](PipelineInfo& pipeline) {
         PipelineChange change;
@@ -345,6 +351,9 @@ TEST_F(CiPipelineFleetTest, ACancelOnOneHostEndsWhatWaitsAndAsksTheRunningHostTo
     ASSERT_TRUE(p.ok() && *p);
     EXPECT_EQ((*p)->state, PipelineState::Cancelled);
 }
+
+INSTANTIATE_ENGINE_TESTS(CiJobLeaseTest);
+INSTANTIATE_ENGINE_TESTS(CiPipelineFleetTest);
 
 }  // namespace
 }  // namespace kiln::ci

@@ -326,7 +326,7 @@ Status LocalJobService::advance_once(const std::string& pipeline_id) {
         return got.ok() ? ok_status() : Status(got.error());
     }
     const PipelineInfo& p = **got;
-    if (applied.changed_jobs.empty() && !applied.pipeline_changed) return;
+    if (applied.changed_jobs.empty() && !applied.pipeline_changed) return ok_status();
     if (applied.pipeline_changed) {
         std::lock_guard lock(m_mutex);
         m_secrets.erase(pipeline_id);
