@@ -761,6 +761,12 @@ Result<std::vector<InterruptedJob>> JobStore::recover_interrupted(int64_t now_ms
     });
 }
 
+Status JobStore::ping() {
+    auto db = m_db->session();
+    auto st = TRY(db.prepare("SELECT 1"));
+    return st.run();
+}
+
 Result<std::optional<JobInfo>> JobStore::cancel_job(const std::string& id, const std::string& why, int64_t now_ms) {
     auto db = m_db->session();
     return db.transaction([&]() -> Result<std::optional<JobInfo>> {

@@ -135,6 +135,8 @@ public:
     // restart; with at most `max_restarts` it is queued again (its record of the interrupted
     // attempt cleared), beyond that it ends as error saying why. Other hosts' jobs are theirs.
     Result<std::vector<InterruptedJob>> recover_interrupted(int64_t now_ms, int max_restarts, const std::string& host = "");
+    // One round trip to the store (SELECT 1): whether it answers.
+    Status ping();
     // A cancel of a job on any host: queued or waiting, it is ended now (cancelled, `why`) and
     // returned; running, its host is asked to (cancel_requested, seen at its next lease renewal)
     // and nothing is returned; ended, nothing changes.

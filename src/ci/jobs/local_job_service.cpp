@@ -607,21 +607,37 @@ bool LocalJobService::record_running(const JobInfo& job, JobControl* control) {
 void LocalJobService::lease_loop() {
     std::unique_lock lock(m_mutex);
     int64_t next_sweep = 0;
+    // Since when the store has answered this host without a break (-1: it did not, last time).
+    // Other hosts' jobs are taken for lost only after a whole lease timeout of answers: when the
+    // store itself was down, every host's renewals failed alike, and the hosts that are alive get
+    // that long to renew before any of them is taken for lost. (At start, too: a host that has
+    // just started knows nothing of the others' renewals.)
+    int64_t store_ok_since = monotonic_ms();
     while (!m_stopping) {
         lock.unlock();
-        renew_leases();
-        // Jobs of lost hosts; every host looks, one takes each (the store's conditions decide).
+        const bool renewed = renew_leases();
         const int64_t now = monotonic_ms();
+        if (!renewed) store_ok_since = -1;
         if (now >= next_sweep) {
             next_sweep = now + m_config.lease_renew_ms;
-            auto requeued = m_store->requeue_expired(now_unix_ms(), m_config.max_restarts);
-            if (!requeued.ok()) {
-                log::warn("ci: re-queuing the jobs of lost hosts failed", {{"error", requeued.error().to_string()}});
-            } else if (!requeued->empty()) {
-                report_interrupted(*requeued);
-                for (const auto& r : *requeued)
-                    if (!r.requeued) advance(r.job.pipeline_id);
-                m_wake.notify_all();
+            if (store_ok_since < 0 || now - store_ok_since < m_config.lease_timeout_ms) {
+                if (m_store->ping().ok()) {
+                    if (store_ok_since < 0) store_ok_since = now;
+                } else {
+                    store_ok_since = -1;
+                }
+            } else {
+                // Jobs of lost hosts; every host looks, one takes each (the store's conditions decide).
+                auto requeued = m_store->requeue_expired(now_unix_ms(), m_config.max_restarts);
+                if (!requeued.ok()) {
+                    store_ok_since = -1;
+                    log::warn("ci: re-queuing the jobs of lost hosts failed", {{"error", requeued.error().to_string()}});
+                } else if (!requeued->empty()) {
+                    report_interrupted(*requeued);
+                    for (const auto& r : *requeued)
+                        if (!r.requeued) advance(r.job.pipeline_id);
+                    m_wake.notify_all();
+                }
             }
         }
         lock.lock();
@@ -630,19 +646,21 @@ void LocalJobService::lease_loop() {
     }
 }
 
-void LocalJobService::renew_leases() {
+bool LocalJobService::renew_leases() {
     std::vector<std::pair<JobInfo, std::shared_ptr<JobControl>>> held;
     {
         std::lock_guard lock(m_mutex);
         for (const auto& [id, claim] : m_leases)
             if (auto it = m_active.find(id); it != m_active.end()) held.emplace_back(claim, it->second);
     }
+    bool answered = true;
     for (auto& [claim, control] : held) {
         auto renewed = m_store->renew_lease(claim, now_unix_ms(), m_config.lease_timeout_ms);
         if (!renewed.ok()) {
             // The store is unreachable: the lease runs on; if it expires first, another host
             // re-queues the job and this attempt's writes are refused.
             log::warn("ci: renewing a job's lease failed", {{"job", claim.id}, {"error", renewed.error().to_string()}});
+            answered = false;
             continue;
         }
         if (!renewed->held) {
@@ -655,6 +673,7 @@ void LocalJobService::renew_leases() {
             m_wake.notify_all();
         }
     }
+    return answered;
 }
 
 bool LocalJobService::disk_too_full() {

@@ -96,7 +96,8 @@ private:
     // Renews the leases of the jobs this host runs (a lost one stops its job; a cancel asked on
     // another host reaches it here) and re-queues the jobs of lost hosts (requeue_expired).
     void lease_loop();
-    void renew_leases();
+    // False when the store did not answer one of the renewals.
+    bool renew_leases();
     // A write of a running job's row under its lease (JobStore::update_leased); a lost lease
     // stops the job (JobControl::lease_lost). False: not written.
     bool record_running(const JobInfo& job, JobControl* control);
