@@ -55,6 +55,8 @@ def test_bakes_lists_each_bake_with_its_hits_misses_and_size(api, api_bob, kilnd
     bake = bakes.get(first["template_key"])
     assert bake, f"no bake {first['template_key']} in {list(bakes)}"
     assert (bake["hits"], bake["misses"], bake["template"]) == (1, 1, "base"), bake
+    # The host that baked it: this kilnd, the only one (every host of a fleet bakes for itself).
+    assert bake["host"] == api.get("/v1/hosts").json()["hosts"][0]["name"] == first["host"], (bake, first)
     assert bake["created_at"] <= bake["used_at"], bake
     snapshot = api.get(f"/v1/snapshots/{bake['snapshot_id']}")
     assert snapshot.status == 200, snapshot

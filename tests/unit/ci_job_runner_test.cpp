@@ -107,6 +107,7 @@ protected:
         store = std::move(*s);
         RunnerConfig config;
         config.jobs_dir = dir.path() + "/jobs";
+        config.host = "runner-host";
         runner = std::make_unique<JobRunner>(config, service, *store, git);
     }
 
@@ -317,14 +318,18 @@ TEST_F(CiJobRunnerTest, ABakeThatVanishedBeforeTheCreateIsRetried) {
     EXPECT_EQ(miss.template_key.size(), 16u);
     EXPECT_FALSE(miss.retryable) << "no bake was found: the base template itself is missing";
 
-    ASSERT_TRUE(store->put_bake(BakeEntry{miss.template_key, "base", kBakeSnapshot}, now_unix_ms()).ok());
+    // Another host's bake of the key is not this host's (its files are there): still a miss.
+    ASSERT_TRUE(store->put_bake(BakeEntry{miss.template_key, "base", kBakeSnapshot, "other-host"}, now_unix_ms()).ok());
+    JobControl other_control;
+    EXPECT_FALSE(run(sha, other_control).bake_hit);
+    ASSERT_TRUE(store->put_bake(BakeEntry{miss.template_key, "base", kBakeSnapshot, "runner-host"}, now_unix_ms()).ok());
     JobControl hit_control;
     auto hit = run(sha, hit_control);
     EXPECT_TRUE(hit.bake_hit);
     EXPECT_EQ(hit.template_key, miss.template_key);
     EXPECT_EQ(hit.state, JobState::Error);
     EXPECT_TRUE(hit.retryable) << hit.error;
-    EXPECT_EQ(service.calls, (std::vector<std::string>{"create base", std::string("create ") + kBakeSnapshot}));
+    EXPECT_EQ(service.calls, (std::vector<std::string>{"create base", "create base", std::string("create ") + kBakeSnapshot}));
 }
 
 }  // namespace

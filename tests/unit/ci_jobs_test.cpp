@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
+#include <tuple>
 
 #include "base/child_process.h"
 #include "base/file_util.h"
@@ -148,25 +150,27 @@ TEST_P(CiJobStoreTest, QueueOrderClaimAndCrashReconcile) {
     }
 }
 
+constexpr const char* kHost = "host-a";  // the bakes' host in the one-host tests
+
 TEST_P(CiJobStoreTest, BakeCache) {
-    auto missing = store->find_bake("k1", 1);
+    auto missing = store->find_bake(kHost, "k1", 1);
     ASSERT_TRUE(missing.ok());
     EXPECT_FALSE(*missing);
-    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001"}, 1).ok());
-    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000002"}, 2).ok());  // a rebake replaces
-    auto hit = store->find_bake("k1", 3);
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001", kHost}, 1).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000002", kHost}, 2).ok());  // a rebake replaces
+    auto hit = store->find_bake(kHost, "k1", 3);
     ASSERT_TRUE(hit.ok() && *hit);
     EXPECT_EQ((*hit)->snapshot_id, "snap-000000000002");
-    ASSERT_TRUE(store->drop_bake("k1").ok());
-    EXPECT_FALSE(*store->find_bake("k1", 4));
+    ASSERT_TRUE(store->drop_bake(kHost, "k1").ok());
+    EXPECT_FALSE(*store->find_bake(kHost, "k1", 4));
 }
 
 // The bake list (GET /v1/bakes): most recently used first, with the hits and misses of the jobs
 // kept that ran on each key; a bake no kept job names counts none; jobs of other keys do not count.
 TEST_P(CiJobStoreTest, ListBakesCountsHitsAndMissesPerKey) {
-    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001"}, 10).ok());
-    ASSERT_TRUE(store->put_bake(BakeEntry{"k2", "tiny", "snap-000000000002"}, 20).ok());
-    ASSERT_TRUE(store->find_bake("k1", 30).ok());  // k1 used last
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-000000000001", kHost}, 10).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k2", "tiny", "snap-000000000002", kHost}, 20).ok());
+    ASSERT_TRUE(store->find_bake(kHost, "k1", 30).ok());  // k1 used last
     const std::pair<const char*, bool> runs[] = {{"k1", false}, {"k1", true}, {"k1", true}, {"other", false}, {"", false}};
     int n = 0;
     for (const auto& [key, hit] : runs) {
@@ -206,31 +210,99 @@ TEST_P(CiJobStoreTest, BakesToEvictAreTheLeastRecentlyUsedBeyondTheKeptOnes) {
         for (const auto& b : *r) out.push_back(b.key);
         return out;
     };
-    ASSERT_TRUE(store->put_bake(BakeEntry{"a", "base", "snap-00000000000a"}, 10).ok());
-    ASSERT_TRUE(store->put_bake(BakeEntry{"b", "base", "snap-00000000000b"}, 20).ok());
-    ASSERT_TRUE(store->put_bake(BakeEntry{"c", "base", "snap-00000000000c"}, 30).ok());
-    ASSERT_TRUE(store->put_bake(BakeEntry{"d", "base", "snap-00000000000d"}, 40).ok());
-    EXPECT_EQ(keys(store->bakes_to_evict(2, 1000)), (std::vector<std::string>{"a", "b"}));
-    ASSERT_TRUE(store->find_bake("a", 50).ok());  // a is now the most recently used
-    EXPECT_EQ(keys(store->bakes_to_evict(2, 1000)), (std::vector<std::string>{"b", "c"}));
-    EXPECT_EQ(keys(store->bakes_to_evict(2, 25)), (std::vector<std::string>{"b"}));  // c used at 30: too recent
-    EXPECT_TRUE(store->bakes_to_evict(4, 1000)->empty());
-    EXPECT_TRUE(store->bakes_to_evict(10, 1000)->empty());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"a", "base", "snap-00000000000a", kHost}, 10).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"b", "base", "snap-00000000000b", kHost}, 20).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"c", "base", "snap-00000000000c", kHost}, 30).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"d", "base", "snap-00000000000d", kHost}, 40).ok());
+    EXPECT_EQ(keys(store->bakes_to_evict(kHost, 2, 1000)), (std::vector<std::string>{"a", "b"}));
+    ASSERT_TRUE(store->find_bake(kHost, "a", 50).ok());  // a is now the most recently used
+    EXPECT_EQ(keys(store->bakes_to_evict(kHost, 2, 1000)), (std::vector<std::string>{"b", "c"}));
+    EXPECT_EQ(keys(store->bakes_to_evict(kHost, 2, 25)), (std::vector<std::string>{"b"}));  // c used at 30: too recent
+    EXPECT_TRUE(store->bakes_to_evict(kHost, 4, 1000)->empty());
+    EXPECT_TRUE(store->bakes_to_evict(kHost, 10, 1000)->empty());
 
     // The row goes only if nobody found it, and no rebake replaced it, since it was chosen.
-    auto chosen = store->bakes_to_evict(2, 1000);
+    auto chosen = store->bakes_to_evict(kHost, 2, 1000);
     ASSERT_TRUE(chosen.ok() && chosen->size() == 2u);
-    ASSERT_TRUE(store->find_bake("b", 2000).ok());                                                // a job found b
-    ASSERT_TRUE(store->put_bake(BakeEntry{"c", "base", "snap-0000000000c2"}, 10).ok());          // c rebaked
+    ASSERT_TRUE(store->find_bake(kHost, "b", 2000).ok());                                                // a job found b
+    ASSERT_TRUE(store->put_bake(BakeEntry{"c", "base", "snap-0000000000c2", kHost}, 10).ok());          // c rebaked
     EXPECT_FALSE(*store->evict_bake(chosen->at(0), 1000));
     EXPECT_FALSE(*store->evict_bake(chosen->at(1), 1000));
-    EXPECT_TRUE(*store->find_bake("b", 2001));
-    EXPECT_TRUE(*store->evict_bake(BakeEntry{"d", "base", "snap-00000000000d"}, 1000));
-    EXPECT_FALSE(*store->find_bake("d", 2002));
+    EXPECT_TRUE(*store->find_bake(kHost, "b", 2001));
+    EXPECT_TRUE(*store->evict_bake(BakeEntry{"d", "base", "snap-00000000000d", kHost}, 1000));
+    EXPECT_FALSE(*store->find_bake(kHost, "d", 2002));
     auto ids = store->baked_snapshot_ids();
     ASSERT_TRUE(ids.ok());
     std::sort(ids->begin(), ids->end());
     EXPECT_EQ(*ids, (std::vector<std::string>{"snap-00000000000a", "snap-00000000000b", "snap-0000000000c2"}));
+}
+
+// In a fleet each host bakes a key for itself (a bake's files are on the host that took it): a
+// host finds, drops and evicts only its own bakes; the list shows every host's, each with the
+// hits and misses of the jobs that ran there; bakes from before hosts go to the first host to ask.
+TEST_P(CiJobStoreTest, BakesArePerHost) {
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-0000000000a1", "host-a"}, 10).ok());
+    EXPECT_FALSE(*store->find_bake("host-b", "k1", 11)) << "host-b has not baked k1: it must bake it itself";
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-0000000000b1", "host-b"}, 12).ok());
+    EXPECT_EQ((*store->find_bake("host-a", "k1", 13))->snapshot_id, "snap-0000000000a1");
+    EXPECT_EQ((*store->find_bake("host-b", "k1", 14))->snapshot_id, "snap-0000000000b1");
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k2", "base", "snap-0000000000b2", "host-b"}, 15).ok());
+
+    // Keep one each: host-b's older bake goes, host-a's only one stays.
+    auto a_doomed = store->bakes_to_evict("host-a", 1, 1000);
+    ASSERT_TRUE(a_doomed.ok());
+    EXPECT_TRUE(a_doomed->empty());
+    auto b_doomed = store->bakes_to_evict("host-b", 1, 1000);
+    ASSERT_TRUE(b_doomed.ok());
+    ASSERT_EQ(b_doomed->size(), 1u);
+    EXPECT_EQ(b_doomed->at(0).key, "k1");
+    EXPECT_EQ(b_doomed->at(0).host, "host-b");
+    EXPECT_TRUE(*store->evict_bake(b_doomed->at(0), 1000));
+    EXPECT_TRUE(*store->find_bake("host-a", "k1", 16)) << "host-b's eviction left host-a's bake of the key";
+    EXPECT_FALSE(*store->find_bake("host-b", "k1", 17));
+    ASSERT_TRUE(store->drop_bake("host-a", "k2").ok());  // host-a has no k2: host-b's stays
+    EXPECT_TRUE(*store->find_bake("host-b", "k2", 18));
+
+    // Counts per host: a hit on host-a counts for host-a's bake only; a job with no host (from
+    // before hosts) counts for each.
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-0000000000b3", "host-b"}, 19).ok());
+    const std::tuple<const char*, const char*, bool> runs[] = {{"host-a", "k1", true}, {"host-b", "k1", false}, {"", "k1", true}};
+    int n = 0;
+    for (const auto& [host, key, hit] : runs) {
+        ++n;
+        JobInfo j = job("job-0000000000b" + std::to_string(n), n);
+        j.template_key = key;
+        j.bake_hit = hit;
+        j.host = host;
+        ASSERT_TRUE(store->insert(j).ok());
+        ASSERT_TRUE(store->update(j).ok());
+    }
+    auto listed = store->list_bakes(10);
+    ASSERT_TRUE(listed.ok()) << listed.error().to_string();
+    std::map<std::pair<std::string, std::string>, BakeInfo> by;
+    for (const auto& b : *listed) by[{b.host, b.key}] = b;
+    ASSERT_EQ(by.size(), 3u);
+    EXPECT_EQ(by.at({"host-a", "k1"}).snapshot_id, "snap-0000000000a1");
+    EXPECT_EQ(by.at({"host-a", "k1"}).hits, 2);
+    EXPECT_EQ(by.at({"host-a", "k1"}).misses, 0);
+    EXPECT_EQ(by.at({"host-b", "k1"}).hits, 1);
+    EXPECT_EQ(by.at({"host-b", "k1"}).misses, 1);
+    EXPECT_EQ(by.at({"host-b", "k2"}).hits + by.at({"host-b", "k2"}).misses, 0);
+
+    // A bake of no host (from before migration 12) goes to the first host that claims; where that
+    // host has the key already, the old row goes (its snapshot is then an unnamed bake, swept).
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k3", "base", "snap-0000000000c3", ""}, 20).ok());
+    ASSERT_TRUE(store->put_bake(BakeEntry{"k1", "base", "snap-0000000000c1", ""}, 20).ok());
+    auto claimed = store->claim_unowned_bakes("host-a");
+    ASSERT_TRUE(claimed.ok()) << claimed.error().to_string();
+    EXPECT_EQ(*claimed, 1);
+    EXPECT_EQ((*store->find_bake("host-a", "k3", 21))->snapshot_id, "snap-0000000000c3");
+    EXPECT_EQ((*store->find_bake("host-a", "k1", 22))->snapshot_id, "snap-0000000000a1");
+    EXPECT_FALSE(*store->find_bake("", "k1", 23));
+    EXPECT_EQ(*store->claim_unowned_bakes("host-b"), 0);
+    auto ids = store->baked_snapshot_ids();
+    ASSERT_TRUE(ids.ok());
+    EXPECT_EQ(std::count(ids->begin(), ids->end(), "snap-0000000000c1"), 0);
 }
 
 INSTANTIATE_ENGINE_TESTS(CiJobStoreTest);

@@ -197,13 +197,13 @@ bool JobAttempt::choose_template() {
         }
         m_outcome.template_key = sha256_hex(text).substr(0, 16);
         // Finding a bake counts as a use of it, so that eviction leaves it to this job's create.
-        auto entry = m_runner.m_store.find_bake(m_outcome.template_key, now_unix_ms());
+        auto entry = m_runner.m_store.find_bake(m_runner.m_config.host, m_outcome.template_key, now_unix_ms());
         if (entry.ok() && *entry && m_runner.m_service.get_snapshot(m_runner.m_config.caller, (*entry)->snapshot_id).ok()) {
             m_outcome.bake_hit = true;
             m_template_id = (*entry)->snapshot_id;
             m_template_shown = "the bake " + m_outcome.template_key;  // never the snapshot's id (docs/tenants-ci.md)
         } else if (entry.ok() && *entry) {
-            (void)m_runner.m_store.drop_bake(m_outcome.template_key);  // its snapshot is gone: bake again
+            (void)m_runner.m_store.drop_bake(m_runner.m_config.host, m_outcome.template_key);  // its snapshot is gone: bake again
         }
     } else if (m_template_is_snapshot) {
         m_outcome.template_key = "snapshot-" + sha256_hex(p.template_name).substr(0, 16);
@@ -327,7 +327,8 @@ bool JobAttempt::bake_on_miss(AttemptVm& vm) {
     auto snap = m_runner.m_service.snapshot(caller, vm.sandbox_id,
                                             bake_snapshot_prefix(canonical_repository(m_job.spec)) + m_outcome.template_key);
     if (snap.ok()) {
-        (void)m_runner.m_store.put_bake(BakeEntry{m_outcome.template_key, p.template_name, snap->id}, now_unix_ms());
+        (void)m_runner.m_store.put_bake(BakeEntry{m_outcome.template_key, p.template_name, snap->id, m_runner.m_config.host},
+                                        now_unix_ms());
         m_log.event({{"type", "baked"}, {"key", m_outcome.template_key}});  // not the snapshot's id: others' jobs read logs
         m_runner.collect_bakes();  // a new bake may push the least recently used beyond the limit
     } else if (m_control.stopped()) {

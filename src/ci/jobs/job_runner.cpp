@@ -2,6 +2,7 @@
 // job_runner.h and docs/ci.md).
 #include "ci/jobs/job_runner.h"
 
+#include <algorithm>
 #include <mutex>
 #include <set>
 
@@ -16,11 +17,17 @@ namespace kiln::ci {
 JobRunner::JobRunner(RunnerConfig config, daemon::SandboxService& service, JobStore& store, GitCache& git)
     : m_config(std::move(config)), m_service(service), m_store(store), m_git(git) {}
 
+// Whether this host holds the snapshot's files. A snapshot with no hosts listed is from a store
+// without them (a unit test's service, or before migration 11 was claimed): this host's.
+bool JobRunner::held_here(const daemon::SnapshotInfo& snap) const {
+    return snap.hosts.empty() || std::find(snap.hosts.begin(), snap.hosts.end(), m_config.host) != snap.hosts.end();
+}
+
 void JobRunner::collect_bakes() {
     std::lock_guard lock(m_eviction);
     const int64_t now = now_unix_ms();
     const int64_t cutoff = now - m_config.bake_min_idle_ms;
-    auto doomed = m_store.bakes_to_evict(m_config.bakes_kept, cutoff);
+    auto doomed = m_store.bakes_to_evict(m_config.host, m_config.bakes_kept, cutoff);
     if (!doomed.ok()) {
         log::warn("ci: listing bakes to evict failed", {{"error", doomed.error().to_string()}});
         return;
@@ -41,13 +48,15 @@ void JobRunner::collect_bakes() {
     }
     // Bake snapshots no row names: kilnd stopped between a row's deletion and its snapshot's, or
     // two jobs baked one key at once (the second row replaced the first). Only old ones: a bake
-    // just snapshotted gets its row a moment later.
+    // just snapshotted gets its row a moment later. Only this host's: another host's bake
+    // snapshots are its to keep or delete (their files are there).
     auto named = m_store.baked_snapshot_ids();
     auto owned = m_service.list_snapshots(m_config.caller);
     if (!named.ok() || !owned.ok()) return;
     std::set<std::string> live(named->begin(), named->end());
     for (const auto& snap : *owned)
-        if (snap.name.rfind(kBakeSnapshotPrefix, 0) == 0 && !live.count(snap.id) && snap.created_at_ms < now - kUnnamedBakeGraceMs)
+        if (snap.name.rfind(kBakeSnapshotPrefix, 0) == 0 && !live.count(snap.id) && snap.created_at_ms < now - kUnnamedBakeGraceMs &&
+            held_here(snap))
             remove(snap.id, "ci: bake snapshot no bake names, deleted");
 }
 

@@ -47,6 +47,9 @@ struct RunnerConfig {
     // creating its VM from it).
     int bakes_kept = 16;
     int64_t bake_min_idle_ms = 10 * 60 * 1000;
+    // This kilnd's host_name: its bakes are its own (their snapshots' files are here), found,
+    // kept and evicted apart from other hosts' (JobStore's bake rows are per host).
+    std::string host;
 };
 
 // Shared by the worker running a job and the watchdog that enforces cancel and the hard cap:
@@ -107,12 +110,14 @@ public:
     std::string artifact_path(const std::string& job_id, size_t index) const;
     std::string log_path(const std::string& job_id) const;
 
-    // Deletes the bakes beyond RunnerConfig::bakes_kept (see there), row first, and bake snapshots
-    // older than 10 minutes that no row names. Run after each new bake and at start-up.
+    // Deletes this host's bakes beyond RunnerConfig::bakes_kept (see there), row first, and bake
+    // snapshots on this host older than 10 minutes that no row names. Run after each new bake and at start-up.
     void collect_bakes();
 
 private:
     friend class JobAttempt;  // an attempt runs on its runner's configuration, services and git cache
+
+    bool held_here(const daemon::SnapshotInfo& snap) const;
 
     RunnerConfig m_config;
     daemon::SandboxService& m_service;

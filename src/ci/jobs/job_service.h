@@ -105,6 +105,7 @@ struct BakeInfo {
     std::string key;
     std::string template_name;
     std::string snapshot_id;
+    std::string host;  // the host that baked it and holds its snapshot (each host bakes a key for itself)
     int64_t created_at_ms = 0, used_at_ms = 0;
     int64_t hits = 0, misses = 0;
 };

@@ -207,7 +207,8 @@ const DbTable<BakeRow>& bakes() {
                                                         column<B>("template", &B::entry, &BakeEntry::template_name),
                                                         column<B>("snapshot_id", &B::entry, &BakeEntry::snapshot_id),
                                                         column<B>("created_at_ms", &B::created_at_ms),
-                                                        column<B>("used_at_ms", &B::used_at_ms)});
+                                                        column<B>("used_at_ms", &B::used_at_ms),
+                                                        column<B>("host", &B::entry, &BakeEntry::host)});
     return table;
 }
 
@@ -323,7 +324,10 @@ CREATE INDEX ci_pipelines_created_seq ON ci_pipelines(created_at_ms, seq);
         // many hosts receive one delivery, one pipeline is inserted. The partial indexes keep a
         // claim and the lease sweep to the rows they want: without them PostgreSQL walks the
         // created_at order through every ended job to find the oldest queued one, and claims slow
-        // down as the table grows (fleet_queue_bench: 100,000 jobs).
+        // down as the table grows (fleet_queue_bench: 100,000 jobs). Bakes become per host, keyed
+        // (host, key): a bake's snapshot files are on the host that baked it, so every host bakes a
+        // key for itself on first use (a table rebuilt: SQLite cannot change a primary key); the
+        // rows from before have host "" until the first host to start claims them.
         {12, R"sql(
 ALTER TABLE ci_jobs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE ci_jobs ADD COLUMN attempt_reason TEXT NOT NULL DEFAULT '';
@@ -335,6 +339,19 @@ ALTER TABLE ci_pipelines ADD COLUMN submit_key TEXT NOT NULL DEFAULT '';
 CREATE UNIQUE INDEX ci_pipelines_submit_key ON ci_pipelines (submit_key) WHERE submit_key <> '';
 CREATE INDEX ci_jobs_queued ON ci_jobs (created_at_ms) WHERE state = 'queued';
 CREATE INDEX ci_jobs_lease_expiry ON ci_jobs (lease_expires_at_ms) WHERE state = 'running';
+CREATE TABLE ci_bake_cache_hosts (
+  host TEXT NOT NULL,
+  key TEXT NOT NULL,
+  template TEXT NOT NULL,
+  snapshot_id TEXT NOT NULL,
+  created_at_ms INTEGER NOT NULL,
+  used_at_ms INTEGER NOT NULL,
+  PRIMARY KEY (host, key)
+);
+INSERT INTO ci_bake_cache_hosts (host, key, template, snapshot_id, created_at_ms, used_at_ms)
+  SELECT '', key, template, snapshot_id, created_at_ms, used_at_ms FROM ci_bake_cache;
+DROP TABLE ci_bake_cache;
+ALTER TABLE ci_bake_cache_hosts RENAME TO ci_bake_cache;
 )sql"},
     };
     return list;
@@ -826,45 +843,64 @@ Result<std::vector<std::string>> JobStore::delete_finished_before(int64_t before
     });
 }
 
-Result<std::optional<BakeEntry>> JobStore::find_bake(const std::string& key, int64_t now_ms) {
+Result<std::optional<BakeEntry>> JobStore::find_bake(const std::string& host, const std::string& key, int64_t now_ms) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare(bakes().select() + " WHERE key = ?"));
-    st.bind(1, key);
+    auto st = TRY(db.prepare(bakes().select() + " WHERE host = ? AND key = ?"));
+    st.bind(1, host).bind(2, key);
     if (!TRY(st.step())) return std::optional<BakeEntry>();
     BakeEntry entry = TRY(bakes().read(st)).entry;
-    auto touch = TRY(db.prepare("UPDATE ci_bake_cache SET used_at_ms = ? WHERE key = ?"));
-    TRY(touch.bind(1, now_ms).bind(2, key).run());
+    auto touch = TRY(db.prepare("UPDATE ci_bake_cache SET used_at_ms = ? WHERE host = ? AND key = ?"));
+    TRY(touch.bind(1, now_ms).bind(2, host).bind(3, key).run());
     return std::optional<BakeEntry>(std::move(entry));
 }
 
 Status JobStore::put_bake(const BakeEntry& e, int64_t now_ms) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare(bakes().upsert()));
+    // A rebake (the snapshot was gone) replaces the host's row for the key.
+    auto st = TRY(db.prepare(bakes().insert() +
+                             " ON CONFLICT (host, key) DO UPDATE SET template = excluded.template, snapshot_id = "
+                             "excluded.snapshot_id, created_at_ms = excluded.created_at_ms, used_at_ms = excluded.used_at_ms"));
     bakes().bind(st, BakeRow{e, now_ms, now_ms});
     return st.run();
 }
 
-Status JobStore::drop_bake(const std::string& key) {
+Status JobStore::drop_bake(const std::string& host, const std::string& key) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE key = ?"));
-    return st.bind(1, key).run();
+    auto st = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE host = ? AND key = ?"));
+    return st.bind(1, host).bind(2, key).run();
 }
 
 Result<bool> JobStore::evict_bake(const BakeEntry& entry, int64_t used_before_ms) {
     auto db = m_db->session();
-    auto st = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE key = ? AND snapshot_id = ? AND used_at_ms < ?"));
-    TRY(st.bind(1, entry.key).bind(2, entry.snapshot_id).bind(3, used_before_ms).run());
+    auto st = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE host = ? AND key = ? AND snapshot_id = ? AND used_at_ms < ?"));
+    TRY(st.bind(1, entry.host).bind(2, entry.key).bind(3, entry.snapshot_id).bind(4, used_before_ms).run());
     return db.changes() == 1;
+}
+
+Result<int> JobStore::claim_unowned_bakes(const std::string& host) {
+    auto db = m_db->session();
+    return db.transaction([&]() -> Result<int> {
+        // A key this host has a row for already keeps that row; the old one goes (its snapshot is
+        // then a bake no row names, which collect_bakes deletes).
+        auto taken = TRY(db.prepare("DELETE FROM ci_bake_cache WHERE host = '' AND key IN "
+                                    "(SELECT key FROM ci_bake_cache WHERE host = ?1)"));
+        TRY(taken.bind(1, host).run());
+        auto st = TRY(db.prepare("UPDATE ci_bake_cache SET host = ?1 WHERE host = ''"));
+        TRY(st.bind(1, host).run());
+        return db.changes();
+    });
 }
 
 Result<std::vector<BakeInfo>> JobStore::list_bakes(int limit) {
     auto db = m_db->session();
     // One pass over ci_jobs for the counts (bounded by retention), joined to the few bake rows.
     auto st = TRY(db.prepare(
-        "SELECT b.key, b.template, b.snapshot_id, b.created_at_ms, b.used_at_ms, "
-        "COALESCE(u.hits, 0), COALESCE(u.runs, 0) - COALESCE(u.hits, 0) FROM ci_bake_cache b LEFT JOIN "
-        "(SELECT template_key, SUM(bake_hit) AS hits, COUNT(*) AS runs FROM ci_jobs WHERE template_key != '' "
-        "GROUP BY template_key) u ON u.template_key = b.key ORDER BY b.used_at_ms DESC, b.key LIMIT ?"));
+        "SELECT b.key, b.template, b.snapshot_id, b.created_at_ms, b.used_at_ms, b.host, "
+        "COALESCE(SUM(u.hits), 0), COALESCE(SUM(u.runs), 0) - COALESCE(SUM(u.hits), 0) FROM ci_bake_cache b LEFT JOIN "
+        "(SELECT template_key, lease_host, SUM(bake_hit) AS hits, COUNT(*) AS runs FROM ci_jobs WHERE template_key != '' "
+        "GROUP BY template_key, lease_host) u ON u.template_key = b.key AND u.lease_host IN (b.host, '') "
+        "GROUP BY b.host, b.key, b.template, b.snapshot_id, b.created_at_ms, b.used_at_ms "
+        "ORDER BY b.used_at_ms DESC, b.key, b.host LIMIT ?"));
     st.bind(1, static_cast<int64_t>(limit));
     std::vector<BakeInfo> out;
     while (TRY(st.step())) {
@@ -874,8 +910,9 @@ Result<std::vector<BakeInfo>> JobStore::list_bakes(int limit) {
         b.snapshot_id = st.column_text(2);
         b.created_at_ms = st.column_int(3);
         b.used_at_ms = st.column_int(4);
-        b.hits = st.column_int(5);
-        b.misses = st.column_int(6);
+        b.host = st.column_text(5);
+        b.hits = st.column_int(6);
+        b.misses = st.column_int(7);
         out.push_back(std::move(b));
     }
     return out;
@@ -889,14 +926,14 @@ Result<std::vector<std::string>> JobStore::baked_snapshot_ids() {
     return out;
 }
 
-Result<std::vector<BakeEntry>> JobStore::bakes_to_evict(int keep, int64_t used_before_ms) {
+Result<std::vector<BakeEntry>> JobStore::bakes_to_evict(const std::string& host, int keep, int64_t used_before_ms) {
     auto db = m_db->session();
-    // All but the `keep` most recently used (a LIMIT both engines take: neither's "no limit" is
-    // the other's), then of those the ones unused since `used_before_ms`.
+    // All the host's bakes but its `keep` most recently used (a LIMIT both engines take: neither's
+    // "no limit" is the other's), then of those the ones unused since `used_before_ms`.
     auto st = TRY(db.prepare("SELECT " + bakes().columns() + " FROM (" + bakes().select() +
-                             " ORDER BY used_at_ms DESC, key LIMIT 9223372036854775807 OFFSET ?) AS older"
-                             " WHERE used_at_ms < ? ORDER BY used_at_ms, key"));
-    st.bind(1, static_cast<int64_t>(keep)).bind(2, used_before_ms);
+                             " WHERE host = ?3 ORDER BY used_at_ms DESC, key LIMIT 9223372036854775807 OFFSET ?1) AS older"
+                             " WHERE used_at_ms < ?2 ORDER BY used_at_ms, key"));
+    st.bind(1, static_cast<int64_t>(keep)).bind(2, used_before_ms).bind(3, host);
     std::vector<BakeEntry> out;
     for (auto& row : TRY(read_all(bakes(), st))) out.push_back(std::move(row.entry));
     return out;

@@ -24,10 +24,14 @@ inline constexpr const char* kQueueChannel = "kiln_ci_queue";
 // daemon/store/migrations.h). kilnd runs it with the other modules' (src/kilnd/kilnd_db.cpp).
 const Migrations& job_migrations();
 
+// A CI bake: the snapshot a template key was baked into, on the host that baked it. Each host
+// bakes a key for itself on first use (a snapshot's files are on the host that took it), so a key
+// has a row per host that baked it.
 struct BakeEntry {
     std::string key;
     std::string template_name;
     std::string snapshot_id;
+    std::string host;
 };
 
 // A job whose run was interrupted: by a restart of its own kilnd (JobStore::recover_interrupted)
@@ -148,19 +152,25 @@ public:
     // job; returns the jobs' ids.
     Result<std::vector<std::string>> delete_finished_before(int64_t before_ms);
 
+    // Bakes are per host (BakeEntry): a host finds, drops and evicts only its own.
     // A bake found is marked used now (used_at_ms), which keeps it from eviction for a while.
-    Result<std::optional<BakeEntry>> find_bake(const std::string& key, int64_t now_ms);
-    Status put_bake(const BakeEntry& entry, int64_t now_ms);
-    Status drop_bake(const std::string& key);
-    // The bakes beyond the `keep` most recently used, among those last used before `used_before_ms`
-    // (a bake just found may be on its way to a create): least recently used first.
-    Result<std::vector<BakeEntry>> bakes_to_evict(int keep, int64_t used_before_ms);
+    Result<std::optional<BakeEntry>> find_bake(const std::string& host, const std::string& key, int64_t now_ms);
+    Status put_bake(const BakeEntry& entry, int64_t now_ms);  // entry.host's row for entry.key
+    Status drop_bake(const std::string& host, const std::string& key);
+    // The host's bakes beyond its `keep` most recently used, among those last used before
+    // `used_before_ms` (a bake just found may be on its way to a create): least recently used first.
+    Result<std::vector<BakeEntry>> bakes_to_evict(const std::string& host, int keep, int64_t used_before_ms);
     // Deletes the bake's row only if it was still last used before `used_before_ms` and still names
     // `snapshot_id`: false when a job found it (or a rebake replaced it) since it was chosen.
     Result<bool> evict_bake(const BakeEntry& entry, int64_t used_before_ms);
-    // The bake rows, most recently used first, each with its hit and miss counts over the jobs kept.
+    // Bakes from before hosts (migration 12 gave them host ""): their snapshots are on the one host
+    // kilnd ran on then, which is the first to start after the upgrade (as HostStore::claim_unowned
+    // gives it the old sandboxes and snapshots). Returns how many it took.
+    Result<int> claim_unowned_bakes(const std::string& host);
+    // Every host's bake rows, most recently used first, each with its hit and miss counts over the
+    // jobs kept that this host ran (jobs from before hosts, with no host, count for every host).
     Result<std::vector<BakeInfo>> list_bakes(int limit);
-    // The snapshot ids the bake rows name.
+    // The snapshot ids the bake rows of every host name.
     Result<std::vector<std::string>> baked_snapshot_ids();
 
 private:

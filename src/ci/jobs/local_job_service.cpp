@@ -25,12 +25,20 @@ namespace kiln::ci {
 
 constexpr int64_t kCapGraceMs = 1500;
 
+namespace {
+// The runner bakes for the host the service runs as (one host_name for leases and bakes).
+RunnerConfig runner_on_host(RunnerConfig runner, const std::string& host) {
+    runner.host = host;
+    return runner;
+}
+}  // namespace
+
 LocalJobService::LocalJobService(JobServiceConfig config, daemon::SandboxService& service, std::unique_ptr<JobStore> store)
     : m_config(std::move(config)),
       m_service(service),
       m_store(std::move(store)),
       m_git(m_config.git),
-      m_runner(m_config.runner, service, *m_store, m_git) {}
+      m_runner(runner_on_host(m_config.runner, m_config.host), service, *m_store, m_git) {}
 
 Result<std::unique_ptr<LocalJobService>> LocalJobService::create(JobServiceConfig config, daemon::SandboxService& service,
                                                                  std::unique_ptr<JobStore> store) {
@@ -45,6 +53,11 @@ Status LocalJobService::start() {
     sweep_interrupted_work(m_config.runner.jobs_dir, m_config.git.dir);
     // Only this host's jobs: another host's running jobs are alive (or theirs to re-queue by lease).
     report_interrupted(TRY(m_store->recover_interrupted(now_unix_ms(), m_config.max_restarts, m_config.host)));
+    // Bakes from before hosts are the first host's to start (see claim_unowned_bakes).
+    if (auto claimed = m_store->claim_unowned_bakes(m_config.host); !claimed.ok())
+        return claimed.error();
+    else if (*claimed > 0)
+        log::info("ci: bakes from before hosts are this host's", {{"bakes", *claimed}, {"host", m_config.host}});
     m_runner.collect_bakes();
     // A kilnd that stopped between a job's end and its pipeline's move on left it behind.
     auto pipelines = m_store->unfinished_pipelines();

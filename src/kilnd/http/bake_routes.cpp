@@ -1,5 +1,5 @@
 // GET /v1/bakes (admin): the CI bake cache for the dashboard's templates page: each bake's key,
-// template, snapshot and its size on disk, when it was made and last used, and its hits and
+// template, snapshot, the host that baked it and its size on disk, when it was made and last used, and its hits and
 // misses over the jobs kept. Bakes are snapshots owned by kilnd's internal CI token, which no
 // tenant can list; the size is read as admin from the snapshot's own record.
 #include "kilnd/http/ci_route_helpers.h"
@@ -15,6 +15,7 @@ json render_bake(const ci::BakeInfo& b, const Result<SnapshotInfo>& snapshot) {
     json j = {{"key", b.key},
               {"template", b.template_name},
               {"snapshot_id", b.snapshot_id},
+              {"host", b.host},
               {"created_at", rfc3339_ms(b.created_at_ms)},
               {"used_at", rfc3339_ms(b.used_at_ms)},
               {"hits", b.hits},

@@ -32,9 +32,9 @@ async function loadBakeCache(el) {
   const total = data.bakes.reduce((n, b) => n + (b.size_bytes || 0), 0);
   clear(el, h('p.muted', `${data.bakes.length} bakes, ${bytes(total)} on disk. Hits and misses count the jobs still kept.`),
     h('table.list#bake-list',
-      h('thead', h('tr', ['Key', 'Template', 'Size', 'Hits', 'Misses', 'Baked', 'Last use'].map((t) => h('th', t)))),
-      h('tbody', data.bakes.map((b) => h('tr', { 'data-key': b.key },
-        h('td.mono', { title: b.key }, b.key.slice(0, 16)), h('td.mono', b.template),
+      h('thead', h('tr', ['Key', 'Template', 'Host', 'Size', 'Hits', 'Misses', 'Baked', 'Last use'].map((t) => h('th', t)))),
+      h('tbody', data.bakes.map((b) => h('tr', { 'data-key': b.key, 'data-host': b.host },
+        h('td.mono', { title: b.key }, b.key.slice(0, 16)), h('td.mono', b.template), h('td.mono.bake-host', b.host),
         h('td.num.bake-size', { 'data-bytes': b.size_bytes ?? '' }, b.size_bytes === null ? 'gone' : bytes(b.size_bytes)),
         h('td.num.bake-hits', b.hits), h('td.num.bake-misses', b.misses),
         h('td', when(b.created_at)), h('td', when(b.used_at)))))));
