@@ -3,7 +3,8 @@ PostgreSQL (pg_server.py), real VMs, a real git repository made here.
 
 - kill -9 of host B in the middle of a CI job: host A re-queues it when B's lease expires and runs
   it to the end, once: attempt 2, its record and its log naming B as lost; B, restarted, leaves the
-  job alone (its start-up reconcile touches only its own jobs).
+  job alone (its start-up reconcile touches only its own jobs); asked for the job's log, artifacts
+  or tests, it names the survivor, which keeps them (409), or says it is dead (503).
 - 100 concurrent signed webhook deliveries spread over three hosts, each delivery sent to every
   host: exactly one job per delivery."""
 from __future__ import annotations
@@ -128,6 +129,19 @@ def test_a_job_whose_host_is_killed_completes_on_another_host_once(store, tmp_pa
         s, again = call(hosts[lost], "GET", f"/v1/jobs/{job_id}", token)
         assert s == 200 and again["state"] == "passed" and again["attempt"] == 2, again
         assert again["host"] == survivor.extra_env["KILN_HOST_NAME"], again
+
+        # The job's log, artifacts and test reports are files on the survivor, which ran it to the
+        # end: the other host says so, naming it (409: it is alive, ask it), and serves nothing.
+        name = survivor.extra_env["KILN_HOST_NAME"]
+        for path in ("logs?follow=false", "artifacts", "artifacts/x", "tests"):
+            s, refused = call(hosts[lost], "GET", f"/v1/jobs/{job_id}/{path}", token)
+            assert s == 409 and refused["error"]["code"] == "conflict", (path, s, refused)
+            assert f"on host '{name}'" in refused["error"]["message"], (path, refused)
+        # Once the survivor is dead too, it is 503: the files come back with their host.
+        survivor.kill9()
+        wait_until(lambda: call(hosts[lost], "GET", f"/v1/jobs/{job_id}/artifacts", token)[0] == 503, 60, interval=1)
+        s, refused = call(hosts[lost], "GET", f"/v1/jobs/{job_id}/artifacts", token)
+        assert s == 503 and f"on host '{name}'" in refused["error"]["message"] and "dead" in refused["error"]["message"], refused
     finally:
         for k in hosts.values():
             k.cleanup()

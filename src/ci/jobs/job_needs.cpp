@@ -36,6 +36,14 @@ bool JobAttempt::gather_needs() {
         if (job.name.find('/') != std::string::npos || !is_plain_relative_path(job.name))
             return fail(JobState::Error, "the needed job " + id + " has no name its artifacts can be put under ('" + job.name + "')");
         folders.push_back(job.name);
+        // Artifacts are files on the host that ran the job; in a fleet that may be another host,
+        // and they are not fetched from it (yet): said in the log, not silently missing.
+        if (!job.artifacts.empty() && !job.host.empty() && job.host != m_runner.m_config.host) {
+            m_log.event({{"type", "warning"},
+                         {"message", "the artifacts of " + job.name + " are on host " + job.host + ", which ran it, not on this host (" +
+                                         m_runner.m_config.host + "): not copied"}});
+            continue;
+        }
         for (size_t i = 0; i < job.artifacts.size(); ++i) {
             // The names came from a guest's listing: one that would leave its folder is dropped.
             if (!is_plain_relative_path(job.artifacts[i])) {

@@ -6,10 +6,12 @@
 
 #include <memory>
 
+#include "base/clock.h"
 #include "base/unique_fd.h"
 #include "ci/jobs/job_service.h"
 #include "ci/jobs/job_state.h"
 #include "kilnd/http/ci_route_helpers.h"
+#include "kilnd/http/job_files_host.h"
 #include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
@@ -23,6 +25,7 @@ struct LogFollower {
     ci::JobService* jobs;
     std::string id;
     std::string path;
+    std::string self;  // this host's name ("": one host)
     bool follow = true;
     UniqueFd fd;
     std::string carry;  // an incomplete last line
@@ -117,10 +120,12 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
+        if (auto here = job_files_here(ctx, *j); !here.ok()) return send_error(res, here.error());
         auto follower = std::make_shared<LogFollower>();
         follower->jobs = ctx.jobs;
         follower->id = id;
         follower->path = ctx.jobs->log_path(id);
+        follower->self = this_host(ctx);
         std::string follow = req.get_param_value("follow");
         if (!follow.empty() && follow != "true" && follow != "false" && follow != "1" && follow != "0")
             return send_error(res, make_error(ErrorCode::InvalidArgument, "follow must be true or false"));
@@ -131,13 +136,24 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         res.set_tail_content_provider("application/x-ndjson", [follower](DataSink& sink) {
             // Read the state before the file: a job that is final now has written its last line.
             bool final_now = true;
+            std::string moved_to;  // another host claimed the job: the rest of its log is written there
             if (follower->follow) {
                 auto j = follower->jobs->get(follower->id);
                 final_now = !j.ok() || ci::is_final(j->state);
+                if (j.ok() && !follower->self.empty() && !j->host.empty() && j->host != follower->self) moved_to = j->host;
             }
             std::string lines;
             size_t n = follower->read_new(lines);
             if (!lines.empty()) return sink.write(lines.data(), lines.size());
+            if (n == 0 && !moved_to.empty()) {
+                // One last event saying where the log goes on, instead of waiting here for lines
+                // that are written on that host (docs/ci.md, "Several hosts").
+                std::string line = json{{"type", "elsewhere"}, {"ts", now_unix_ms()}, {"host", moved_to},
+                                        {"message", "the job runs on host " + moved_to + ": its log goes on there"}}.dump() + "\n";
+                sink.write(line.data(), line.size());
+                sink.done();
+                return true;
+            }
             if (n == 0 && final_now) sink.done();
             return true;
         });
@@ -149,6 +165,7 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         std::string id = path_id(req);
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
+        if (auto here = job_files_here(ctx, *j); !here.ok()) return send_error(res, here.error());
         json items = json::array();
         for (size_t i = 0; i < j->artifacts.size(); ++i) {
             struct stat st {};
@@ -165,6 +182,7 @@ void add_job_routes(Router& server, RouteContext& ctx) {
         std::string name = req.matches[2].str();
         auto j = visible_job(*ctx.jobs, caller, id);
         if (!j.ok()) return send_error(res, j.error());
+        if (auto here = job_files_here(ctx, *j); !here.ok()) return send_error(res, here.error());
         // The name is only looked up in the job's list; the file on the host is named by index.
         size_t index = j->artifacts.size();
         for (size_t i = 0; i < j->artifacts.size(); ++i)

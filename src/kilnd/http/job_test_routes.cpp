@@ -4,6 +4,7 @@
 
 #include "ci/junit/junit_cases.h"
 #include "kilnd/http/ci_route_helpers.h"
+#include "kilnd/http/job_files_host.h"
 #include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
@@ -40,6 +41,7 @@ void add_job_test_routes(Router& server, RouteContext& ctx) {
         std::string id = path_id(req);
         auto job = visible_job(*ctx.jobs, caller, id);
         if (!job.ok()) return send_error(res, job.error());
+        if (auto here = job_files_here(ctx, *job); !here.ok()) return send_error(res, here.error());
         size_t limit = 200, offset = 0;
         for (const auto& [key, value] : req.params) {
             if (key == "limit") {
