@@ -75,6 +75,15 @@ protected:
         j.created_at_ms = created;
         return j;
     }
+    // A job kept that ran on `host` from the bake `key` (a hit) or baked it (a miss).
+    void add_bake_run(const std::string& id, int64_t created, const std::string& key, bool hit, const std::string& host = "") {
+        JobInfo j = job(id, created);
+        j.template_key = key;
+        j.bake_hit = hit;
+        j.host = host;
+        ASSERT_TRUE(store->insert(j).ok());
+        ASSERT_TRUE(store->update(j).ok());
+    }
     std::unique_ptr<JobStore> store;
 };
 
@@ -175,11 +184,7 @@ TEST_P(CiJobStoreTest, ListBakesCountsHitsAndMissesPerKey) {
     int n = 0;
     for (const auto& [key, hit] : runs) {
         ++n;
-        JobInfo j = job("job-00000000000" + std::to_string(n), n);
-        j.template_key = key;
-        j.bake_hit = hit;
-        ASSERT_TRUE(store->insert(j).ok());
-        ASSERT_TRUE(store->update(j).ok());
+        add_bake_run("job-00000000000" + std::to_string(n), n, key, hit);
     }
     auto listed = store->list_bakes(10);
     ASSERT_TRUE(listed.ok()) << listed.error().to_string();
@@ -270,12 +275,7 @@ TEST_P(CiJobStoreTest, BakesArePerHost) {
     int n = 0;
     for (const auto& [host, key, hit] : runs) {
         ++n;
-        JobInfo j = job("job-0000000000b" + std::to_string(n), n);
-        j.template_key = key;
-        j.bake_hit = hit;
-        j.host = host;
-        ASSERT_TRUE(store->insert(j).ok());
-        ASSERT_TRUE(store->update(j).ok());
+        add_bake_run("job-0000000000b" + std::to_string(n), n, key, hit, host);
     }
     auto listed = store->list_bakes(10);
     ASSERT_TRUE(listed.ok()) << listed.error().to_string();
