@@ -8,7 +8,8 @@
 //   fleet_queue_bench [--hosts 100] [--jobs 100000] [--run-ms 20] [--scale 1.0] [--store DIR]
 //
 // --scale multiplies hosts and jobs (0.01 for a quick run). The store is SQLite in a temporary
-// folder (or DIR) until the PostgreSQL engine (Db over libpq) is in; then --store postgresql://...
+// folder (or DIR), or PostgreSQL with --store postgresql://... (bench/fleet_queue_bench.py starts
+// a PostgreSQL of its own and passes its URL).
 #include <unistd.h>
 
 #include <algorithm>
