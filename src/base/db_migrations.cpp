@@ -46,14 +46,20 @@ Status apply_missing(Db::Session& s, const Migrations& all, const std::set<int>&
     nlohmann::json ran = nlohmann::json::array();
     for (const auto& m : all) {
         if (applied.count(m.version)) continue;
-        auto st = s.transaction([&]() -> Status {
+        // Asked again inside the transaction: on SQLite another process (a second kilnd, `kilnd
+        // token` beside a starting kilnd) may have applied it since the list was read, and only
+        // the write lock BEGIN IMMEDIATE takes makes the check and the change one step.
+        auto did = s.transaction([&]() -> Result<bool> {
+            auto seen = TRY(s.prepare("SELECT 1 FROM schema_version WHERE version = ?"));
+            if (TRY(seen.bind(1, int64_t(m.version)).step())) return false;
             TRY(s.exec(migration_text(s.engine(), m)));
             auto row = TRY(s.prepare("INSERT INTO schema_version(version, applied_at_ms) VALUES (?, ?)"));
-            return row.bind(1, int64_t(m.version)).bind(2, now_unix_ms()).run();
+            TRY(row.bind(1, int64_t(m.version)).bind(2, now_unix_ms()).run());
+            return true;
         });
-        if (!st.ok())
-            return make_error(ErrorCode::StoreFailed, "migration " + std::to_string(m.version) + ": " + st.error().message);
-        ran.push_back(m.version);
+        if (!did.ok())
+            return make_error(ErrorCode::StoreFailed, "migration " + std::to_string(m.version) + ": " + did.error().message);
+        if (*did) ran.push_back(m.version);
     }
     if (!ran.empty()) log::info("store: migrations applied", {{"versions", ran}});
     return ok_status();

@@ -263,11 +263,14 @@ TEST_P(HostRegistryTest, FirstHostClaimsRowsFromBeforeHostsAndReconcilesOnlyItsO
 // the others for dead. A host judges others only once its own heartbeats have been landing for a
 // whole timeout (here: a host that has just registered).
 TEST_P(HostRegistryTest, AHostJudgesOthersOnlyAfterATimeoutInContact) {
+    // B's registry outlives the checks: destroying it would record a graceful stop, and B must
+    // look like a host cut off, not one that stopped.
+    std::unique_ptr<HostRegistry> cut_off;
     {
         Host b = open_host(path, "host-b");
         ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000c1", "host-b", SandboxState::Running, owner)).ok());
         // B's last heartbeat is its registration; it never beats again (as if the store went away).
-        b.registry.release();  // no graceful stop recorded: a host cut off, not one that stopped
+        cut_off = std::move(b.registry);
     }
     std::this_thread::sleep_for(kTimeout + Millis(100));
     Host a = open_host(path, "host-a");  // A (back) sees B's heartbeat old, but has just come in contact
