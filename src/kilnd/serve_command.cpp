@@ -30,6 +30,7 @@
 #include "daemon/sandboxes/reconcile.h"
 #include "daemon/store/db_store.h"
 #include "daemon/templates/template_baker.h"
+#include "kilnd/http/fleet_gateway.h"
 #include "kilnd/http/http_server.h"
 #include "kilnd/kilnd_db.h"
 #include "kilnd/metrics.h"
@@ -305,6 +306,8 @@ int run_serve(const CommandContext& ctx) {
     http.public_url = config->public_url;
     http.sessions = &sessions;
     http.hosts = &registry;
+    FleetGateway fleet_gateway(FleetConfig{config->data_dir, config->host_name, secrets->fleet_secret}, registry, store, tokens, service);
+    http.fleet = &fleet_gateway;
     auto server = HttpServer::create(http, service, sessions, metrics);
     if (!server.ok()) return fail("http", server.error());
     if (auto st = (*server)->bind(); !st.ok()) {

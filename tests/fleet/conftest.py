@@ -20,3 +20,11 @@ def pg():
     with pg.create_database()."""
     with PgServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def recorder():
+    """The API suite's OpenAPI recorder, for ApiClient (its checks are the API suite's to assert)."""
+    from openapi_check import OpenApiSpec, SpecRecorder
+
+    return SpecRecorder(OpenApiSpec.load())

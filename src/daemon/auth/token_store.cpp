@@ -69,4 +69,12 @@ Result<Caller> TokenStore::authenticate_hash(const std::string& hash) {
     return Caller{record.id, record.name, record.scopes, with_defaults(record.quota, m_defaults)};
 }
 
+Result<Caller> TokenStore::caller_by_id(int64_t id) {
+    auto found = m_store.find_token_by_id(id);
+    if (!found.ok()) return make_error(ErrorCode::Internal, "token store: " + found.error().message);
+    if (!*found || (*found)->revoked) return unauthorized();
+    const TokenRecord& record = **found;
+    return Caller{record.id, record.name, record.scopes, with_defaults(record.quota, m_defaults)};
+}
+
 }  // namespace kiln::daemon

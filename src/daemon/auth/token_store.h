@@ -37,6 +37,10 @@ public:
     // The same for a token known by its SHA-256 (a dashboard session keeps only that): revoked or
     // unknown is unauthorized.
     Result<Caller> authenticate_hash(const std::string& sha256_hex);
+    // The Caller of token `id` as the store has it now (scopes, quota): for a request another
+    // host of the fleet forwarded, signed with the fleet secret (docs/fleet.md). Revoked or
+    // unknown is unauthorized.
+    Result<Caller> caller_by_id(int64_t id);
 
 private:
     Store& m_store;

@@ -79,6 +79,8 @@ public:
     // NotFound for an unknown host.
     Result<HostStatus> host(const std::string& name);
     Status set_draining(const std::string& name, bool draining);
+    // The hosts that have baked `template_id` (HostStore::hosts_that_ran): placement's preference.
+    Result<std::vector<std::string>> hosts_that_ran(const std::string& template_id) { return m_store.hosts_that_ran(template_id); }
     // This host's drain flag as of its last beat (or its own set_draining, at once).
     bool draining() const { return m_draining.load(); }
     // Unavailable while this host is draining: what a create checks first.

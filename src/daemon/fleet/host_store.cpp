@@ -130,4 +130,13 @@ Result<std::vector<std::string>> HostStore::ended_elsewhere(const std::string& s
     return out;
 }
 
+Result<std::vector<std::string>> HostStore::hosts_that_ran(const std::string& template_id) {
+    auto db = m_db->session();
+    auto s = TRY(db.prepare("SELECT DISTINCT host FROM sandboxes WHERE template_id = ?1 AND host <> '' ORDER BY host"));
+    s.bind(1, template_id);
+    std::vector<std::string> out;
+    while (TRY(s.step())) out.push_back(s.column_text(0));
+    return out;
+}
+
 }  // namespace kiln::daemon

@@ -74,6 +74,9 @@ public:
     // This host's sandboxes that the store says ended while this process may still hold their
     // VMs (another host judged it dead): the caller stops them (fencing).
     Result<std::vector<std::string>> ended_elsewhere(const std::string& self, const std::vector<std::string>& live_ids);
+    // The hosts that have run a sandbox of `template_id` (any state), by name: each baked the
+    // template on first use, so placement prefers them (a bake costs far more than a restore).
+    Result<std::vector<std::string>> hosts_that_ran(const std::string& template_id);
 
 private:
     std::shared_ptr<Db> m_db;

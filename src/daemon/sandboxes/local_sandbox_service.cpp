@@ -129,9 +129,10 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
             // Whether it has a NIC is in its manifest; an unreadable one fails the restore later,
             // with the VM layer's own clear error.
             bool nic = false;
-            if (auto text = read_file((*rec)->dir + "/" + vm::kManifestFileName, vm::kMaxManifestBytes); text.ok())
+            const std::string dir = snapshot_dir(id);
+            if (auto text = read_file(dir + "/" + vm::kManifestFileName, vm::kMaxManifestBytes); text.ok())
                 if (auto m = vm::parse_manifest(*text); m.ok()) nic = m->nic;
-            return Source{id, (*rec)->dir, false, nic, (*rec)->info.vcpus, (*rec)->info.memory_mib};
+            return Source{id, dir, false, nic, (*rec)->info.vcpus, (*rec)->info.memory_mib};
         }
     }
     return make_error(ErrorCode::TemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
@@ -513,7 +514,7 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     snap.info.template_id = rec.info.template_id;
     snap.info.vcpus = rec.info.vcpus;
     snap.info.memory_mib = rec.info.memory_mib;
-    snap.dir = m_config.data_dir + "/snapshots/" + snap.info.id;
+    snap.dir = snapshot_dir(snap.info.id);
     TRY(make_dirs(m_config.data_dir + "/snapshots", 0700));
     vm::SnapshotRequest request;
     request.dir = snap.dir;  // written as <dir>.partial, renamed when whole: a crash leaves no half snapshot
@@ -596,7 +597,7 @@ Result<SandboxInfo> LocalSandboxService::fork(const Caller& caller, const std::s
     SandboxRecord record;
     SandboxInfo& info = record.info;
     info.id = TRY(new_sandbox_id());
-    info.host = m_config.host_name;
+    info.host = m_config.host_name;  // a fork stays on its parent's host: it shares its files
     info.owner_token_id = caller.token_id;
     info.template_id = parent_rec.info.template_id;
     info.created_at_ms = m_config.clock.wall_ms();
@@ -657,8 +658,8 @@ Status LocalSandboxService::remove_snapshot(const Caller& caller, const std::str
     if (!rec.ok() || !*rec) return not_found("snapshot", id);
     // The record goes first: a crash between the two leaves a directory the reconcile removes.
     if (auto st = m_store.delete_snapshot(id); !st.ok()) return store_error(st.error());
-    if (m_config.spares) m_config.spares->discard((*rec)->dir);
-    (void)remove_tree((*rec)->dir);
+    if (m_config.spares) m_config.spares->discard(snapshot_dir(id));
+    (void)remove_tree(snapshot_dir(id));
     log::info("snapshot deleted", {{"snapshot", id}});
     return ok_status();
 }

@@ -108,6 +108,11 @@ public:
     // clock: ttl_clock.h) and marks dead VMs lost.
     void reap_once();
 
+    // Where this host keeps snapshot `id`'s files (data_dir/snapshots/<id>): the record's `dir` is
+    // the path on the host that took it, and in a fleet a copy lives under each holder's own data
+    // dir (docs/fleet.md).
+    std::string snapshot_dir(const std::string& id) const { return m_config.data_dir + "/snapshots/" + id; }
+
 private:
     struct VmBox;
     struct Entry;

@@ -180,6 +180,13 @@ Result<std::optional<TokenRecord>> DbStore::find_token_by_hash(const std::string
     return read_one(tokens(), s);
 }
 
+Result<std::optional<TokenRecord>> DbStore::find_token_by_id(int64_t id) {
+    auto db = m_db->session();
+    auto s = TRY(db.prepare(tokens().select() + " WHERE id = ?"));
+    s.bind(1, id);
+    return read_one(tokens(), s);
+}
+
 Result<std::vector<TokenRecord>> DbStore::list_tokens() {
     auto db = m_db->session();
     auto s = TRY(db.prepare(tokens().select() + " ORDER BY id"));
@@ -279,6 +286,22 @@ Status DbStore::delete_snapshot(const std::string& id) {
     auto s = TRY(db.prepare("DELETE FROM snapshots WHERE id = ?"));
     s.bind(1, id);
     return s.run();
+}
+
+Status DbStore::add_snapshot_host(const std::string& id, const std::string& host) {
+    auto db = m_db->session();
+    return db.transaction([&]() -> Status {
+        auto read = TRY(db.prepare("SELECT hosts_json FROM snapshots WHERE id = ?1"));
+        read.bind(1, id);
+        if (!TRY(read.step())) return make_error(ErrorCode::NotFound, "no snapshot record " + id);
+        auto hosts = parse_host_list(read.column_text(0));
+        for (const auto& h : hosts)
+            if (h == host) return ok_status();
+        hosts.push_back(host);
+        auto write = TRY(db.prepare("UPDATE snapshots SET hosts_json = ?1 WHERE id = ?2"));
+        write.bind(1, host_list_json(hosts)).bind(2, id);
+        return write.run();
+    });
 }
 
 }  // namespace kiln::daemon

@@ -22,6 +22,7 @@ public:
     using Store::insert_token;
     Result<int64_t> insert_token(const TokenSpec& spec, const std::string& sha256_hex, int64_t created_at_ms) override;
     Result<std::optional<TokenRecord>> find_token_by_hash(const std::string& sha256_hex) override;
+    Result<std::optional<TokenRecord>> find_token_by_id(int64_t id) override;
     Result<std::vector<TokenRecord>> list_tokens() override;
     Result<int> revoke_token(const std::string& id_or_name) override;
 
@@ -36,6 +37,7 @@ public:
     Result<std::optional<SnapshotRecord>> get_snapshot(const std::string& id) override;
     Result<std::vector<SnapshotRecord>> list_snapshots(int64_t owner_token_id) override;
     Status delete_snapshot(const std::string& id) override;
+    Status add_snapshot_host(const std::string& id, const std::string& host) override;
 
     void close() override;
 

@@ -52,6 +52,8 @@ public:
         return insert_token(TokenSpec{name, static_cast<ScopeSet>(Scope::Admin), {}}, sha256_hex, created_at_ms);
     }
     virtual Result<std::optional<TokenRecord>> find_token_by_hash(const std::string& sha256_hex) = 0;
+    // A forwarded request names its caller's token by id (docs/fleet.md).
+    virtual Result<std::optional<TokenRecord>> find_token_by_id(int64_t id) = 0;
     virtual Result<std::vector<TokenRecord>> list_tokens() = 0;
     // Revokes the token with this id or, if `id_or_name` is not a number, every token of that name.
     // Returns how many were revoked.
@@ -73,6 +75,9 @@ public:
     virtual Result<std::optional<SnapshotRecord>> get_snapshot(const std::string& id) = 0;
     virtual Result<std::vector<SnapshotRecord>> list_snapshots(int64_t owner_token_id) = 0;  // 0: all; newest first
     virtual Status delete_snapshot(const std::string& id) = 0;
+    // Adds `host` to the snapshot's holders (hosts_json) once it holds a verified copy; in one
+    // transaction, so that two hosts copying at once both end up listed.
+    virtual Status add_snapshot_host(const std::string& id, const std::string& host) = 0;
 
     // Checkpoints the WAL and closes; later calls fail. Idempotent. In kilnd the connection is
     // shared with CI's stores (src/kilnd/kilnd_db.h), so this comes last, once they are done.

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "base/json_log.h"
+#include "kilnd/http/fleet_gateway.h"
 #include "kilnd/http/route_context.h"
 #include "kilnd/http/stream_channel.h"
 
@@ -112,6 +113,7 @@ private:
                                                                      std::to_string(m_core.limits.max_target_bytes) + " bytes"),
                           414);
         }
+        m_req->target = std::string(target);
         size_t question = target.find('?');
         m_req->path = percent_decode(target.substr(0, question), false);
         if (question != std::string_view::npos) m_req->params = parse_query(target.substr(question + 1));
@@ -119,9 +121,19 @@ private:
         m_route = m_core.router.match(m_req->method, m_req->path, m_req->matches);
         if (!m_route)
             return reject(make_error(ErrorCode::NotFound, "no route " + m_req->method + " " + m_req->path.substr(0, 200)));
+        std::optional<Caller> fleet_caller;
+        if (FleetGateway::is_fleet_request(*m_req)) {
+            // Another host's forward (fleet_gateway.h), or someone posing as one: with any fleet
+            // header present, only a valid signature gets further, whatever the route.
+            if (!m_core.fleet) return reject(make_error(ErrorCode::Unauthorized, "fleet request refused: this kilnd is in no fleet"));
+            auto caller = m_core.fleet->authenticate(*m_req);
+            if (!caller.ok()) return reject(caller.error());
+            m_req->forwarded = true;
+            fleet_caller = std::move(*caller);
+        }
         if (m_route->handler.authenticated) {
             // From the headers alone: a request without a valid token costs no body read.
-            auto caller = authenticate_bearer(m_core.auth, *m_req, m_core.public_url);
+            auto caller = fleet_caller ? Result<Caller>(*fleet_caller) : authenticate_bearer(m_core.auth, *m_req, m_core.public_url);
             if (!caller.ok()) return reject(caller.error());
             if (m_route->handler.admits)
                 if (auto admitted = m_route->handler.admits(*caller); !admitted.ok()) return reject(admitted.error());
@@ -199,6 +211,10 @@ private:
 
     void run_handler() {
         try {
+            // A sandbox that runs on another host of the fleet, or a create placed there: the
+            // owner answers (generic for every sandbox route, so none of them needs to know).
+            if (auto signed_body = FleetGateway::check_body(*m_req); !signed_body.ok()) return send_error(m_res, signed_body.error());
+            if (m_core.fleet && m_route->handler.authenticated && m_core.fleet->forward_if_elsewhere(*m_req, m_res)) return;
             m_route->handler.fn(*m_req, m_res);
         } catch (const std::exception& e) {
             m_res = Response{};

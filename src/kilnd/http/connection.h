@@ -20,6 +20,10 @@
 #include "kilnd/http/work_pool.h"
 #include "kilnd/metrics.h"
 
+namespace kiln::daemon {
+class FleetGateway;
+}
+
 namespace kiln::daemon::http {
 
 struct ServerLimits {
@@ -51,6 +55,7 @@ public:
     TokenLimiter& limiter;
     const ServerLimits limits;
     std::string public_url;  // kilnd's own origin for the session cookie's checks (ui_session.h)
+    FleetGateway* fleet = nullptr;  // forwarding and placement in a fleet; null: none (not owned)
 
     // Serves a connection the listener accepted.
     void accept(boost::asio::ip::tcp::socket socket);

@@ -31,6 +31,7 @@ using Params = std::multimap<std::string, std::string>;
 struct Request {
     std::string method;
     std::string path;  // percent-decoded, without the query
+    std::string target;  // the request target as sent (path and query, not decoded)
     Headers headers;
     Params params;     // the query, decoded ('+' is a space)
     std::string body;
@@ -39,6 +40,9 @@ struct Request {
     // Set for routes that take a bearer token: the server authenticated it from the headers,
     // before it read the body.
     std::optional<Caller> caller;
+    // Another host of the fleet forwarded it, signed (fleet_gateway.h): it is handled here, never
+    // forwarded again.
+    bool forwarded = false;
 
     bool has_header(const std::string& name) const { return headers.count(name) > 0; }
     std::string get_header_value(const std::string& name) const;

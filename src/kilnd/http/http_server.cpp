@@ -203,6 +203,7 @@ public:
         add_stats_routes(m_router, m_ctx);
         add_bake_routes(m_router, m_ctx);
         add_host_routes(m_router, m_ctx);
+        add_fleet_routes(m_router, m_ctx);
         add_ui_routes(m_router, m_ctx);
         return ok_status();
     }
@@ -249,6 +250,7 @@ public:
         limits.client_timeout = std::chrono::seconds(m_ctx.config.client_timeout_seconds);
         ServerCore core(m_ioc, m_router, m_ctx.auth, m_ctx.metrics, pool, m_limiter, limits);
         core.public_url = m_ctx.config.public_url;
+        core.fleet = m_ctx.config.fleet;
         {
             std::lock_guard lock(m_mutex);
             if (m_stopped) return ok_status();

@@ -23,6 +23,7 @@ class JobService;
 namespace kiln::daemon {
 
 class HostRegistry;
+class FleetGateway;
 
 struct HttpConfig {
     std::string listen = "127.0.0.1:7070";   // host:port (port 0: any free port, see port())
@@ -44,6 +45,9 @@ struct HttpConfig {
     const DiskGuard* disk = nullptr;  // /healthz reports the data disk's free space (not owned)
     // The fleet's hosts: /v1/hosts and /metrics' per-host gauges (not owned); null: /v1/hosts 503.
     HostRegistry* hosts = nullptr;
+    // Forwarding and placement between the hosts of a fleet (fleet_gateway.h; not owned); null:
+    // none, and requests posing as forwarded ones are refused.
+    FleetGateway* fleet = nullptr;
 };
 
 class HttpServer {

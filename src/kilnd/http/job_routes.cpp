@@ -11,6 +11,7 @@
 #include "ci/jobs/job_service.h"
 #include "ci/jobs/job_state.h"
 #include "kilnd/http/ci_route_helpers.h"
+#include "kilnd/http/file_stream.h"
 #include "kilnd/http/job_files_host.h"
 #include "kilnd/http/route_context.h"
 
@@ -189,19 +190,8 @@ void add_job_routes(Router& server, RouteContext& ctx) {
             if (j->artifacts[i] == name) index = i;
         if (index == j->artifacts.size())
             return send_error(res, make_error(ErrorCode::NotFound, "job " + id + " has no artifact '" + name.substr(0, 200) + "'"));
-        int f = ::open(ctx.jobs->artifact_path(id, index).c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (f < 0) return send_error(res, make_error(ErrorCode::NotFound, "the artifact's file is gone"));
-        auto fd = std::make_shared<UniqueFd>(f);
-        struct stat st {};
-        ::fstat(f, &st);
-        res.status = 200;
-        res.set_content_provider(static_cast<size_t>(st.st_size), "application/octet-stream",
-                                 [fd](size_t offset, size_t length, DataSink& sink) {
-                                     char buf[64 * 1024];
-                                     ssize_t n = ::pread(fd->get(), buf, std::min(length, sizeof buf), static_cast<off_t>(offset));
-                                     if (n <= 0) return false;
-                                     return sink.write(buf, static_cast<size_t>(n));
-                                 });
+        if (auto st = stream_file(res, ctx.jobs->artifact_path(id, index)); !st.ok())
+            return send_error(res, make_error(ErrorCode::NotFound, "the artifact's file is gone"));
     }));
 }
 

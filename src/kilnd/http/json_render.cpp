@@ -35,6 +35,7 @@ json render(const SnapshotInfo& s) {
               {"memory_mib", s.memory_mib}};
     if (!s.name.empty()) j["name"] = s.name;
     if (!s.template_id.empty()) j["template"] = s.template_id;
+    if (!s.hosts.empty()) j["hosts"] = s.hosts;
     return j;
 }
 

@@ -49,6 +49,7 @@ void add_stats_routes(Router& server, RouteContext& ctx);
 void add_bake_routes(Router& server, RouteContext& ctx);    // GET /v1/bakes (bake_routes.cpp)   // GET /v1/stats/creates (stats_routes.cpp)
 void add_host_routes(Router& server, RouteContext& ctx);    // /v1/hosts (host_routes.cpp)
 void add_ui_routes(Router& server, RouteContext& ctx);      // /ui/: the dashboard (ui_routes.cpp)
+void add_fleet_routes(Router& server, RouteContext& ctx);   // /v1/internal/: between fleet hosts (fleet_routes.cpp)
 
 // A handler that takes a bearer token: the server authenticates it from the headers before it
 // reads the body (401 JSON without a valid one) and counts it against max_requests_per_token.
