@@ -49,6 +49,37 @@ def hosts_by_name(api: ApiClient) -> dict[str, dict]:
     return {h["name"]: h for h in r.json()["hosts"]}
 
 
+def create_on(apis: dict[str, ApiClient], name: str, **fields) -> dict:
+    """A sandbox that placement must put on host `name` (any host places a create, preferring one
+    that has run the template): made through `name` with every other host drained for the moment,
+    each through its own API so that its flag is in force at once there too."""
+    for other, api in apis.items():
+        if other != name:
+            assert api.post(f"/v1/hosts/{other}/drain", {}).status == 200
+    try:
+        made = apis[name].create_sandbox(**fields)
+    finally:
+        for other, api in apis.items():
+            if other != name:
+                assert api.post(f"/v1/hosts/{other}/undrain", {}).status == 200
+    assert made["host"] == name, made
+    return made
+
+
+def sandbox_in_state(api: ApiClient, sandbox_id: str, state: str) -> dict | None:
+    """The sandbox if it is in `state` now; None otherwise, or while its host does not answer (503
+    naming it: the request is forwarded to the host running the sandbox), or while that host is
+    frozen (the forwarded request waits on it)."""
+    try:
+        r = api.get(f"/v1/sandboxes/{sandbox_id}", timeout=3)
+    except TimeoutError:
+        return None
+    if r.status == 503:
+        return None
+    assert r.status == 200, r
+    return r.json() if r.json()["state"] == state else None
+
+
 def kiln_netns() -> set[str]:
     return {n for n in os.listdir("/run/netns") if n.startswith("kiln-")} if os.path.isdir("/run/netns") else set()
 
@@ -74,9 +105,9 @@ def test_a_killed_host_loses_its_sandboxes_then_sweeps_and_rejoins(fleet, record
     assert hosts[name_a]["state"] == "alive" and hosts[name_b]["state"] == "alive", hosts
     assert hosts[name_a]["self"] and not hosts[name_b]["self"]
 
-    on_b = api_b.create_sandbox(ttl_seconds=600)
-    on_a = api_a.create_sandbox(ttl_seconds=600)
-    assert on_b["host"] == name_b and on_a["host"] == name_a
+    apis = {name_a: api_a, name_b: api_b}
+    on_b = create_on(apis, name_b, ttl_seconds=600)
+    on_a = create_on(apis, name_a, ttl_seconds=600)
     assert hosts_by_name(api_a)[name_b]["live_sandboxes"] == 1
     b_qemus = b.qemu_pids()
     assert b_qemus, "B runs its sandbox's QEMU"
@@ -84,8 +115,8 @@ def test_a_killed_host_loses_its_sandboxes_then_sweeps_and_rejoins(fleet, record
     b.kill9()
     killed_at = time.monotonic()
     # A (which never held B's VM) records it lost once B's heartbeat is older than the timeout.
-    lost = wait_until(lambda: (s := api_a.get(f"/v1/sandboxes/{on_b['id']}").json())["state"] == "lost" and s,
-                      fleet.timeout_seconds + 10, 0.2)
+    # Until then A forwards requests for it to B, which does not answer: 503 naming B.
+    lost = wait_until(lambda: sandbox_in_state(api_a, on_b["id"], "lost"), fleet.timeout_seconds + 10, 0.2)
     elapsed = time.monotonic() - killed_at
     assert lost, api_a.get(f"/v1/sandboxes/{on_b['id']}").json()
     assert lost["error"] == "host lost" and lost["host"] == name_b, lost
@@ -108,8 +139,7 @@ def test_a_killed_host_loses_its_sandboxes_then_sweeps_and_rejoins(fleet, record
     assert again["state"] == "lost" and again["error"] == "host lost", again
     hosts = hosts_by_name(api_a)
     assert hosts[name_b]["state"] == "alive", hosts
-    fresh = api_b.create_sandbox(ttl_seconds=600)
-    assert fresh["host"] == name_b
+    fresh = create_on(apis, name_b, ttl_seconds=600)
     assert api_b.exec(fresh["id"], "echo b")["stdout"] == "b\n"
     # Nothing of A's was swept by B's start.
     assert api_a.exec(on_a["id"], "echo a")["stdout"] == "a\n"
@@ -122,8 +152,9 @@ def test_two_hosts_on_one_machine_keep_apart_across_a_restart(fleet, recorder):
     b = fleet.add("b")
     b.tokens = a.tokens
     api_a, api_b = client(a, recorder), client(b, recorder)
-    net_a = api_a.create_sandbox(ttl_seconds=600, network={"mode": "open"})
-    net_b = api_b.create_sandbox(ttl_seconds=600, network={"mode": "open"})
+    apis = dict(zip(fleet.host_names, (api_a, api_b)))
+    net_a = create_on(apis, fleet.host_names[0], ttl_seconds=600, network={"mode": "open"})
+    net_b = create_on(apis, fleet.host_names[1], ttl_seconds=600, network={"mode": "open"})
     ns_a, ns_b = f"kiln-{net_a['id']}", f"kiln-{net_b['id']}"
     assert {ns_a, ns_b} <= kiln_netns()
     table_a = host_table(a.extra_env["KILN_NETWORK_POOL"])
@@ -162,13 +193,12 @@ def test_a_host_cut_off_past_the_timeout_ends_the_vms_others_recorded_lost(fleet
     b = fleet.add("b", extra={"KILN_KEEP_SPARE": "false"})  # its one QEMU is then the sandbox's
     b.tokens = a.tokens
     api_a, api_b = client(a, recorder), client(b, recorder)
-    on_b = api_b.create_sandbox(ttl_seconds=600)
+    on_b = create_on(dict(zip(fleet.host_names, (api_a, api_b))), fleet.host_names[1], ttl_seconds=600)
     qemu = set(b.qemu_pids())
     assert len(qemu) == 1, qemu
     os.kill(b.pid, signal.SIGSTOP)
     try:
-        lost = wait_until(lambda: api_a.get(f"/v1/sandboxes/{on_b['id']}").json()["state"] == "lost",
-                          fleet.timeout_seconds + 10, 0.2)
+        lost = wait_until(lambda: sandbox_in_state(api_a, on_b["id"], "lost"), fleet.timeout_seconds + 10, 0.2)
         assert lost
         assert set(b.qemu_pids()) == qemu, "a frozen kilnd's VMs run on"
     finally:
@@ -178,6 +208,6 @@ def test_a_host_cut_off_past_the_timeout_ends_the_vms_others_recorded_lost(fleet
     assert wait_until(lambda: not set(b.qemu_pids()) & qemu, 10), (qemu, b.qemu_pids())
     assert next(h for h in api_a.get("/v1/hosts").json()["hosts"] if h["name"] == fleet.host_names[1])["state"] == "alive"
     assert api_b.get(f"/v1/sandboxes/{on_b['id']}").json()["error"] == "host lost"
-    fresh = api_b.create_sandbox(ttl_seconds=60)
+    fresh = create_on(dict(zip(fleet.host_names, (api_a, api_b))), fleet.host_names[1], ttl_seconds=60)
     assert api_b.exec(fresh["id"], "echo back")["stdout"] == "back\n"
     api_b.delete(f"/v1/sandboxes/{fresh['id']}")

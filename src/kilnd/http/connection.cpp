@@ -13,16 +13,12 @@
 #include <thread>
 
 #include "base/json_log.h"
+#include "kilnd/http/beast_names.h"
 #include "kilnd/http/fleet_gateway.h"
 #include "kilnd/http/route_context.h"
 #include "kilnd/http/stream_channel.h"
 
 namespace kiln::daemon::http {
-
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 
 namespace {
 constexpr std::chrono::milliseconds kTailFirstPause{100};

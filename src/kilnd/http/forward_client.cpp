@@ -22,15 +22,11 @@
 #include "base/unique_fd.h"
 #include "base/json_log.h"
 #include "base/sha256.h"
+#include "kilnd/http/beast_names.h"
 #include "daemon/fleet/fleet_signature.h"
 #include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::http {
-
-namespace beast = boost::beast;
-namespace bhttp = boost::beast::http;
-namespace net = boost::asio;
-using tcp = net::ip::tcp;
 
 namespace {
 
