@@ -3,7 +3,10 @@
 // would have) run the real queue code (ci::JobStore: claim_next under a lease, renew_lease,
 // update_leased) over a real database; a host "runs" a job by sleeping. Prints claims per second,
 // claim latency p50/p99, double claims (must be 0: every job claimed once, ended once), and a
-// sweep over host counts showing where claims per second stop growing.
+// sweep over host counts showing where claims per second stop growing. Then placement: the same
+// number of hosts registered in the hosts table with sandboxes on them, and several deciding
+// hosts at once each making the real decision a create makes (HostRegistry::hosts and
+// hosts_that_ran from the store, then fleet::choose_host): decisions per second and p50/p99.
 //
 //   fleet_queue_bench [--hosts 100] [--jobs 100000] [--run-ms 20] [--scale 1.0] [--store DIR]
 //
@@ -27,6 +30,10 @@
 #include "base/db.h"
 #include "base/db_migrations.h"
 #include "ci/jobs/job_store.h"
+#include "daemon/fleet/host_registry.h"
+#include "daemon/fleet/placement.h"
+#include "daemon/store/db_store.h"
+#include "daemon/store/migrations.h"
 #include "stats.h"
 
 using namespace kiln;
@@ -153,6 +160,91 @@ Result<RunResult> run(const std::string& dir, int hosts, int jobs, int run_ms) {
     return out;
 }
 
+// Placement over `hosts` registered hosts, `per_host` live sandboxes each (some templates), by
+// `deciders` hosts at once for `seconds`: every decision reads the store as a create does.
+struct PlacementResult {
+    int hosts = 0;
+    int deciders = 0;
+    double seconds = 0;
+    std::vector<double> decision_ms;
+    int errors = 0;
+};
+
+Result<PlacementResult> placement_run(const std::string& store, int hosts, int per_host, int deciders, double seconds) {
+    // A store of the daemon's tables only (hosts, sandboxes, tokens): a new SQLite file, or the
+    // PostgreSQL database emptied.
+    const std::string spec = is_postgres_url(store) ? store : store + "-placement";
+    std::shared_ptr<Db> db;
+    if (is_postgres_url(store)) {
+        db = TRY(open_store(spec));
+        auto s = db->session();
+        TRY(s.exec("DROP SCHEMA public CASCADE; CREATE SCHEMA public"));
+    } else {
+        db = TRY(fresh_store(spec));
+    }
+    TRY(run_migrations(*db, {daemon::migrations()}));
+    daemon::DbStore records(db);
+    const int64_t owner = TRY(records.insert_token("bench", "00", unix_ms()));
+    const int64_t now = unix_ms();
+    daemon::HostStore host_rows(db);
+    for (int h = 0; h < hosts; ++h) {
+        daemon::HostSpec spec_h{"host-" + std::to_string(h), "http://127.0.0.1:1", 300, 2, 65536, "tcg", "bench", ""};
+        TRY(host_rows.upsert(spec_h, now));
+        for (int i = 0; i < per_host; ++i) {
+            daemon::SandboxRecord r;
+            char id[32];
+            std::snprintf(id, sizeof id, "sb-%05d%07d", h, i);
+            r.info = daemon::SandboxInfo::from_row(daemon::SandboxState::Running);
+            r.info.id = id;
+            r.info.owner_token_id = owner;
+            r.info.template_id = i % 4 == 0 ? "base" : "tiny";
+            r.info.created_at_ms = now;
+            r.info.expires_at_ms = now + 3600000;
+            r.info.host = spec_h.name;
+            TRY(records.insert_sandbox(r));
+        }
+    }
+    PlacementResult out;
+    out.hosts = hosts;
+    out.deciders = deciders;
+    std::vector<std::unique_ptr<daemon::HostRegistry>> registries;
+    for (int d = 0; d < deciders; ++d) {
+        daemon::HostRegistryConfig config;
+        config.self.name = "host-" + std::to_string(d % std::max(1, hosts));
+        config.timeout = Millis(3600000);  // the bench's hosts heartbeat once: alive throughout
+        registries.push_back(std::make_unique<daemon::HostRegistry>(TRY(open_store(spec)), config));
+    }
+    std::mutex mutex;
+    std::atomic<int> errors{0};
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(seconds);
+    std::vector<std::thread> threads;
+    for (int d = 0; d < deciders; ++d)
+        threads.emplace_back([&, d] {
+            std::vector<double> latencies;
+            daemon::fleet::PlacementRequest request;
+            while (Clock::now() < end) {
+                auto t0 = Clock::now();
+                auto holders = registries[d]->hosts_that_ran("tiny");
+                auto statuses = registries[d]->hosts();
+                if (!holders.ok() || !statuses.ok()) {
+                    ++errors;
+                    continue;
+                }
+                auto chosen = daemon::fleet::choose_host(daemon::fleet::host_loads(*statuses, *holders), request);
+                latencies.push_back(std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+                if (!chosen.ok()) ++errors;
+            }
+            std::lock_guard lock(mutex);
+            out.decision_ms.insert(out.decision_ms.end(), latencies.begin(), latencies.end());
+        });
+    for (auto& t : threads) t.join();
+    out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    out.errors = errors;
+    registries.clear();  // each records its graceful stop (the bench's own rows)
+    return out;
+}
+
 void print(const RunResult& r) {
     auto s = bench::summarize(r.claim_ms);
     std::printf("  hosts %4d  jobs %7d  %7.1f claims/s  claim p50 %7.2f ms  p99 %7.2f ms  double claims %d  "
@@ -183,11 +275,9 @@ int main(int argc, char** argv) {
     std::string dir = o.store.empty() ? "/tmp/kiln-fleet-queue-bench-" + std::to_string(::getpid()) : o.store;
     const bool pg = is_postgres_url(dir);
     std::printf("fleet_queue_bench: the CI queue (ci::JobStore) with simulated hosts, each on its own connection; a job "
-                "runs %d ms (a sleep)\n  store: %s; placement decisions/s: not measured (placement is not in this "
-                "build)\n",
+                "runs %d ms (a sleep); then placement (fleet::choose_host over the hosts table)\n  store: %s\n",
                 o.run_ms, pg ? ("PostgreSQL at " + redact_store_spec(dir)).c_str() : ("SQLite (WAL) at " + dir).c_str());
     bool clean = true;
-    // The sweep: claims per second as hosts are added, each step with the same jobs per host.
     // The sweep: claims per second as hosts are added (jobs in proportion). Saturated: the first
     // step whose claims per second grew by less than half of what its added hosts would give.
     std::printf("sweep (%d jobs per host):\n", std::max(1, jobs / hosts / 4));
@@ -233,8 +323,25 @@ int main(int argc, char** argv) {
         std::printf("saturation: not reached up to %d hosts (claims/s still grew with hosts: the hosts' own run time, "
                     "not the store, was the limit)\n", prev_hosts);
     std::printf("double claims: %s\n", clean ? "0 (every job claimed once and ended once)" : "FOUND (see above)");
+
+    // Placement: as many hosts as the full run, 20 live sandboxes each, 8 hosts deciding at once.
+    const int deciders = std::min(8, hosts);
+    auto placed = placement_run(dir, hosts, 20, deciders, 5.0);
+    if (!placed.ok()) {
+        std::fprintf(stderr, "fleet_queue_bench: placement: %s\n", placed.error().to_string().c_str());
+        return 1;
+    }
+    auto ps = bench::summarize(placed->decision_ms);
+    std::printf("placement: %d hosts (%d live sandboxes each), %d deciding at once: %.1f decisions/s, decision p50 "
+                "%.2f ms, p99 %.2f ms, errors %d. Each decision reads every host's row and counts its live sandboxes "
+                "(HostRegistry::hosts) and the hosts that ran the template, then chooses in memory: the store's "
+                "reads are the cost, and they grow with hosts x sandboxes\n",
+                placed->hosts, 20, placed->deciders, double(placed->decision_ms.size()) / placed->seconds, ps.p50, ps.p99,
+                placed->errors);
+    clean = clean && placed->errors == 0;
     std::error_code ec;
     if (o.store.empty()) std::filesystem::remove_all(dir, ec);
+    if (!pg) std::filesystem::remove_all(dir + "-placement", ec);
     (void)pg;
     return clean ? 0 : 1;
 }
