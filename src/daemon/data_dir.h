@@ -11,4 +11,10 @@ namespace kiln::daemon {
 // path and sets KILN_DATA_DIR to it, which is where src/vm puts run directories.
 Result<std::string> prepare_data_dir(const std::string& dir);
 
+// Where this host keeps snapshot `id`'s files: built from the id, never taken from the snapshot's
+// record, whose `dir` is the path on the host that took it (in a fleet a copy lives elsewhere).
+inline std::string snapshot_dir(const std::string& data_dir, const std::string& id) {
+    return data_dir + "/snapshots/" + id;
+}
+
 }  // namespace kiln::daemon

@@ -20,7 +20,7 @@ HostState host_state(const HostRecord& record, int64_t now_ms, int64_t timeout_m
 }
 
 HostRegistry::HostRegistry(std::shared_ptr<Db> db, HostRegistryConfig config, HostRegistryHooks hooks)
-    : m_db(db), m_store(std::move(db)), m_config(std::move(config)), m_hooks(std::move(hooks)) {}
+    : m_store(std::move(db)), m_config(std::move(config)), m_hooks(std::move(hooks)) {}
 
 HostRegistry::~HostRegistry() { stop(); }
 
@@ -99,7 +99,6 @@ void HostRegistry::beat_once() {
         log::warn("dead host sweep failed", {{"error", lost.error().message}});
     } else if (!lost->empty()) {
         for (const auto& l : *lost) log::warn("sandbox lost with its host", {{"sandbox", l.id}, {"host", l.host}});
-        if (m_hooks.lost) m_hooks.lost(*lost);
     }
     // 3. Fencing: this host's VMs that another host recorded lost (it judged this one dead).
     if (m_hooks.live_ids && m_hooks.fence) {

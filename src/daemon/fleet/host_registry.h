@@ -50,8 +50,6 @@ struct HostRegistryHooks {
     // Ends these sandboxes' VMs here: another host recorded them lost while this one was cut off
     // from the store (its heartbeats did not arrive), and nobody may reach them any more.
     std::function<void(const std::vector<std::string>&)> fence;
-    // Sandboxes of other hosts this beat recorded lost (metrics, logs).
-    std::function<void(const std::vector<LostSandbox>&)> lost;
 };
 
 // Thread-safe.
@@ -89,7 +87,6 @@ public:
 private:
     void loop();
 
-    std::shared_ptr<Db> m_db;
     HostStore m_store;
     const HostRegistryConfig m_config;
     const HostRegistryHooks m_hooks;

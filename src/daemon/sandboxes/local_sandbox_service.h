@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon/disk_guard.h"
+#include "daemon/data_dir.h"
 #include "daemon/net/lazy_network_manager.h"
 #include "daemon/net/network_remover.h"
 #include "daemon/net/spare_networks.h"
@@ -111,7 +112,7 @@ public:
     // Where this host keeps snapshot `id`'s files (data_dir/snapshots/<id>): the record's `dir` is
     // the path on the host that took it, and in a fleet a copy lives under each holder's own data
     // dir (docs/fleet.md).
-    std::string snapshot_dir(const std::string& id) const { return m_config.data_dir + "/snapshots/" + id; }
+    std::string snapshot_dir(const std::string& id) const { return daemon::snapshot_dir(m_config.data_dir, id); }
 
 private:
     struct VmBox;

@@ -16,6 +16,7 @@
 #include "base/file_util.h"
 #include "base/json_log.h"
 #include "base/unique_fd.h"
+#include "daemon/data_dir.h"
 #include "daemon/net/guest_addressing.h"
 #include "daemon/net/netns.h"
 #include "daemon/net/sandbox_network.h"
@@ -99,7 +100,7 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir, con
 
     // 4. Snapshot directories: half-written ones, and those whose record was never written.
     std::set<std::string> known;
-    for (const auto& s : TRY(store.list_snapshots(0))) known.insert(s.dir);
+    for (const auto& s : TRY(store.list_snapshots(0))) known.insert(snapshot_dir(data_dir, s.info.id));
     for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/snapshots", ec)) {
         std::string path = entry.path().string();
         if (path.size() > 8 && path.compare(path.size() - 8, 8, ".partial") == 0) {

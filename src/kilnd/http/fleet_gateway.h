@@ -11,6 +11,7 @@
 
 #include "base/result.h"
 #include "daemon/auth/token_store.h"
+#include "daemon/data_dir.h"
 #include "daemon/fleet/host_registry.h"
 #include "daemon/sandboxes/sandbox_service.h"
 #include "daemon/store/store.h"
@@ -53,7 +54,7 @@ public:
 
     const std::string& host_name() const { return m_config.host_name; }
     // Where this host keeps snapshot `id`'s files (as LocalSandboxService does).
-    std::string local_snapshot_dir(const std::string& id) const { return m_config.data_dir + "/snapshots/" + id; }
+    std::string local_snapshot_dir(const std::string& id) const { return snapshot_dir(m_config.data_dir, id); }
 
 private:
     struct Target {
