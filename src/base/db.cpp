@@ -93,7 +93,6 @@ Result<DbStatement> Db::Session::prepare(const std::string& sql) {
     return DbStatement(TRY(m_db->m_connection->prepare(sql)));
 }
 
-int64_t Db::Session::last_insert_rowid() const { return m_db->m_connection->last_insert_rowid(); }
 int Db::Session::changes() const { return m_db->m_connection->changes(); }
 Status Db::Session::begin() { return m_db->m_connection->begin(); }
 Status Db::Session::commit() { return m_db->m_connection->commit(); }

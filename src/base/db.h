@@ -95,10 +95,15 @@ public:
     public:
         Session(Session&&) = default;
         DbEngine engine() const { return m_db->m_engine; }
+        // Appended to a SELECT inside transaction(): " FOR UPDATE [SKIP LOCKED]" on PostgreSQL,
+        // where a transaction locks the rows it reads only this way (READ COMMITTED); "" on
+        // SQLite, whose write transaction (BEGIN IMMEDIATE) already excludes every other writer.
+        std::string for_update(bool skip_locked = false) const {
+            if (engine() == DbEngine::Sqlite) return "";
+            return skip_locked ? " FOR UPDATE SKIP LOCKED" : " FOR UPDATE";
+        }
         Status exec(const std::string& sql);  // one or more statements, no parameters, no results
         Result<DbStatement> prepare(const std::string& sql);
-        // Old code only: new code inserts with RETURNING. (PostgreSQL: lastval().)
-        int64_t last_insert_rowid() const;
         int changes() const;  // rows changed by the last statement
         // BEGIN (IMMEDIATE on SQLite: the write lock up front), body(), COMMIT; ROLLBACK instead
         // when body (or the COMMIT) fails. `body` returns a Status or a Result<T>; its result is

@@ -29,7 +29,6 @@ public:
     virtual ~Connection() = default;
     virtual Status exec(const std::string& sql) = 0;
     virtual Result<std::unique_ptr<StatementImpl>> prepare(const std::string& sql) = 0;
-    virtual int64_t last_insert_rowid() = 0;
     virtual int changes() const = 0;
     virtual Status begin() = 0;
     virtual Status commit() = 0;

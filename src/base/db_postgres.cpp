@@ -168,14 +168,6 @@ public:
         return std::unique_ptr<StatementImpl>(new PgStatement(*this, pg_placeholders(sql)));
     }
 
-    int64_t last_insert_rowid() override {
-        auto result = run("SELECT lastval()", 0, nullptr, nullptr);
-        if (!result.ok()) return 0;
-        int64_t id = PQntuples(*result) == 1 ? std::strtoll(PQgetvalue(*result, 0, 0), nullptr, 10) : 0;
-        PQclear(*result);
-        return id;
-    }
-
     int changes() const override { return m_changes; }
 
     Status begin() override {

@@ -66,7 +66,6 @@ public:
         return std::unique_ptr<StatementImpl>(new SqliteStatement(m_db, stmt));
     }
 
-    int64_t last_insert_rowid() override { return m_db ? sqlite3_last_insert_rowid(m_db) : 0; }
     int changes() const override { return m_db ? sqlite3_changes(m_db) : 0; }
     // IMMEDIATE: the write lock is taken at BEGIN, so two writers never deadlock upgrading.
     Status begin() override { return exec("BEGIN IMMEDIATE"); }

@@ -166,16 +166,6 @@ const DbTable<PipelineInfo>& pipelines() {
     return table;
 }
 
-// " FOR UPDATE [SKIP LOCKED]" on PostgreSQL, where a transaction locks the rows it reads this way;
-// "" on SQLite, whose write transaction (BEGIN IMMEDIATE) already excludes every other writer.
-std::string lock_rows(const Db& db, bool skip_locked) {
-    switch (db.engine()) {
-        case DbEngine::Sqlite: return "";
-        case DbEngine::Postgres: return skip_locked ? " FOR UPDATE SKIP LOCKED" : " FOR UPDATE";
-    }
-    return "";
-}
-
 // Wakes every host's workers once the transaction commits (NOTIFY is delivered then; see
 // kQueueChannel). SQLite has no other host to wake: the queue wakes its own workers in process.
 Status notify_queue(const Db& owner, Db::Session& db) {
@@ -400,9 +390,9 @@ Result<JobInfo> JobStore::insert_pipeline(const PipelineInfo& p, const JobInfo& 
 
 namespace {
 
-// The pipeline's row, locked for the rest of the transaction (see lock_rows); empty if none.
-Result<std::optional<PipelineInfo>> read_pipeline_locked(Db& owner, Db::Session& db, const std::string& id) {
-    auto st = TRY(db.prepare(pipelines().select() + " WHERE id = ?1" + lock_rows(owner, false)));
+// The pipeline's row, locked for the rest of the transaction (Session::for_update); empty if none.
+Result<std::optional<PipelineInfo>> read_pipeline_locked(Db::Session& db, const std::string& id) {
+    auto st = TRY(db.prepare(pipelines().select() + " WHERE id = ?1" + db.for_update()));
     st.bind(1, id);
     if (!TRY(st.step())) return std::optional<PipelineInfo>();
     return std::optional<PipelineInfo>(TRY(pipelines().read(st)));
@@ -447,7 +437,7 @@ Result<bool> JobStore::save_plan(const std::string& pipeline_id, const std::stri
                                  const std::string& first_id, int64_t now_ms, PipelineInfo* saved) {
     auto db = m_db->session();
     return db.transaction([&]() -> Result<bool> {
-        auto p = TRY(read_pipeline_locked(*m_db, db, pipeline_id));
+        auto p = TRY(read_pipeline_locked(db, pipeline_id));
         if (!p) return make_error(ErrorCode::StoreFailed, "no pipeline " + pipeline_id);
         // Cancelled while this worker read the file (on this host or another): the other jobs never start.
         if (p->cancel_requested)
@@ -489,7 +479,7 @@ Result<std::optional<PipelineInfo>> JobStore::change_pipeline(const std::string&
                                                               PipelineChange* applied) {
     auto db = m_db->session();
     return db.transaction([&]() -> Result<std::optional<PipelineInfo>> {
-        auto p = TRY(read_pipeline_locked(*m_db, db, id));
+        auto p = TRY(read_pipeline_locked(db, id));
         if (!p) return p;
         p->jobs = TRY(read_pipeline_jobs(db, id));
         const std::vector<JobInfo> before = p->jobs;
@@ -637,7 +627,7 @@ Result<std::optional<JobInfo>> JobStore::claim_next(int64_t now_ms, const std::s
     auto db = m_db->session();
     return db.transaction([&]() -> Result<std::optional<JobInfo>> {
         auto sel = TRY(db.prepare(jobs().select() + " WHERE state = 'queued' ORDER BY created_at_ms, seq LIMIT 1" +
-                                  lock_rows(*m_db, true)));
+                                  db.for_update(true)));
         if (!TRY(sel.step())) return std::optional<JobInfo>();
         JobInfo j = TRY(jobs().read(sel));
         j.state = JobState::Running;
@@ -743,7 +733,7 @@ Result<std::vector<InterruptedJob>> JobStore::requeue_expired(int64_t now_ms, in
         auto sel = TRY(db.prepare("SELECT " + jobs().columns() +
                                   ", lease_expires_at_ms FROM ci_jobs WHERE state = 'running' AND lease_expires_at_ms > 0"
                                   " AND lease_expires_at_ms < ?1 ORDER BY lease_expires_at_ms, id LIMIT 100" +
-                                  lock_rows(*m_db, true)));
+                                  db.for_update(true)));
         sel.bind(1, now_ms);
         std::vector<std::pair<JobInfo, int64_t>> expired;
         while (TRY(sel.step())) expired.emplace_back(TRY(jobs().read(sel)), sel.column_int(jobs().size()));
@@ -767,7 +757,7 @@ Result<std::vector<InterruptedJob>> JobStore::recover_interrupted(int64_t now_ms
     auto db = m_db->session();
     return db.transaction([&]() -> Result<std::vector<InterruptedJob>> {
         auto sel = TRY(db.prepare(jobs().select() + " WHERE state = 'running' AND (lease_host = ?1 OR lease_host = '')" +
-                                  " ORDER BY created_at_ms, seq" + lock_rows(*m_db, false)));
+                                  " ORDER BY created_at_ms, seq" + db.for_update()));
         sel.bind(1, host);
         std::vector<JobInfo> running = TRY(read_all(jobs(), sel));
         std::vector<InterruptedJob> out;

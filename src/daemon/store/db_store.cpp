@@ -291,7 +291,8 @@ Status DbStore::delete_snapshot(const std::string& id) {
 Status DbStore::add_snapshot_host(const std::string& id, const std::string& host) {
     auto db = m_db->session();
     return db.transaction([&]() -> Status {
-        auto read = TRY(db.prepare("SELECT hosts_json FROM snapshots WHERE id = ?1"));
+        // Locked (on PostgreSQL): two hosts copying at once must both end up listed.
+        auto read = TRY(db.prepare("SELECT hosts_json FROM snapshots WHERE id = ?1" + db.for_update()));
         read.bind(1, id);
         if (!TRY(read.step())) return make_error(ErrorCode::NotFound, "no snapshot record " + id);
         auto hosts = parse_host_list(read.column_text(0));
