@@ -8,34 +8,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import secrets
 import sqlite3
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
 
-from fleet_hosts import host_table  # noqa: E402
+from fleet_hosts import FLEET_SECRET, host_resources, remove_host_tables  # noqa: E402
 from kilnd_fixture import Kilnd  # noqa: E402
-
-FLEET_SECRET = "fleet-test-" + secrets.token_hex(16)
 
 
 def host_env(index: int, name: str, extra: dict[str, str]) -> dict[str, str]:
-    """Config that keeps host `index` apart from the others on this machine (and from the API
-    suite's kilnd: other pools and uid ranges)."""
-    env = {
-        "KILN_HOST_NAME": name,
-        "KILN_FLEET_SECRET": FLEET_SECRET,
-        "KILN_NETWORK_POOL": f"10.{236 + index}.0.0/16",
-        "KILN_JAIL_UID_BASE": str(2_050_000_000 + index * 100_000),
-        "KILN_JAIL_UID_COUNT": "1000",
-        "KILN_CI_WORKERS": "1",
-    }
-    env.update(extra)
-    return env
+    """Host `index`'s own resources (fleet_hosts.host_resources), one CI worker, and `extra`."""
+    return {**host_resources(index, name), "KILN_CI_WORKERS": "1", **extra}
 
 
 class Fleet:
@@ -81,9 +67,7 @@ class Fleet:
         leftover: list[int] = []
         for host in reversed(self.hosts):  # the store's own host last
             leftover += host.cleanup()
-        # kilnd leaves its nftables host table for its next start; these hosts will not start again.
-        for pool in {h.extra_env["KILN_NETWORK_POOL"] for h in self.hosts}:
-            subprocess.run(["nft", "delete", "table", "ip", host_table(pool)], capture_output=True)
+        remove_host_tables(self.hosts)
         return leftover
 
 

@@ -18,24 +18,39 @@ def kilnd_has_postgresql() -> bool:
     return b"postgresql://" in kilnd_binary().read_bytes()
 
 
-def host_env(index: int, name: str, timeout_seconds: int) -> dict[str, str]:
-    """One host's own resources, apart from every other host's on this machine."""
+# The secret every fleet test host shares (the forwarding tests also sign requests with it).
+FLEET_SECRET = "fleet-test-" + secrets.token_hex(16)
+
+
+def host_resources(index: int, name: str) -> dict[str, str]:
+    """Host `index`'s name, fleet secret, network pool and jail uids: apart from every other
+    host's on this machine and from the other suites' kilnds. Pools no other test uses
+    (test_network's server is on 10.211/16, net_isolation's 10.209 and 10.207, the default 10.201)."""
     return {
         "KILN_HOST_NAME": name,
-        # Pools no other test uses (test_network's server is on 10.211/16, net_isolation's 10.209
-        # and 10.207, the default 10.201).
+        "KILN_FLEET_SECRET": FLEET_SECRET,
         "KILN_NETWORK_POOL": f"10.{230 + index}.0.0/16",
         "KILN_JAIL_UID_BASE": str(2_100_000_000 + index * 100_000),
         "KILN_JAIL_UID_COUNT": "1000",
-        "KILN_HOST_HEARTBEAT_SECONDS": "1",
-        "KILN_HOST_TIMEOUT_SECONDS": str(timeout_seconds),
-        "KILN_FLEET_SECRET": "fleet-" + hashlib.sha256(b"kiln fleet tests").hexdigest()[:32],
     }
+
+
+def host_env(index: int, name: str, timeout_seconds: int) -> dict[str, str]:
+    """A host whose heartbeat and timeout are short enough for a test to wait out."""
+    return {**host_resources(index, name), "KILN_HOST_HEARTBEAT_SECONDS": "1",
+            "KILN_HOST_TIMEOUT_SECONDS": str(timeout_seconds)}
 
 
 def host_table(pool: str) -> str:
     """The nftables host table of a kilnd on `pool` (not the default pool): kiln_<8 hex of its SHA-256>."""
     return "kiln_" + hashlib.sha256(pool.encode()).hexdigest()[:8]
+
+
+def remove_host_tables(hosts: list[Kilnd]) -> None:
+    """kilnd leaves its nftables host table in place when it stops (for its next start); test
+    hosts will not start again, and their rules must not outlive the test."""
+    for pool in {h.extra_env["KILN_NETWORK_POOL"] for h in hosts}:
+        subprocess.run(["nft", "delete", "table", "ip", host_table(pool)], capture_output=True)
 
 
 class Fleet:
@@ -70,7 +85,4 @@ class Fleet:
     def cleanup(self) -> None:
         for host in reversed(self.hosts):
             host.cleanup()
-        # kilnd leaves its host table in place when it stops (for its next start); these hosts
-        # will not start again, and their rules must not outlive the test.
-        for pool in {h.extra_env["KILN_NETWORK_POOL"] for h in self.hosts}:
-            subprocess.run(["nft", "delete", "table", "ip", host_table(pool)], capture_output=True)
+        remove_host_tables(self.hosts)

@@ -8,9 +8,7 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from typing import Optional
 from urllib.parse import quote
 
 PG_ROOT = Path("/usr/lib/postgresql")

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from api_client import ApiClient, query
-from fleet_fixture import FLEET_SECRET, Fleet, fleet_headers
+from fleet_fixture import Fleet, fleet_headers
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -25,10 +25,10 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "api"))
 sys.path.insert(0, str(HERE.parent / "ci"))
 
+from fleet_hosts import host_resources, remove_host_tables  # noqa: E402
 from kilnd_fixture import Kilnd, wait_until  # noqa: E402
 from webhook_signature import github_signature  # noqa: E402
 
-FLEET_SECRET = secrets.token_hex(32)
 WEBHOOK_SECRET = "fleet-webhook-" + uuid.uuid4().hex
 JOB_TIMEOUT = 900  # seconds: a job under TCG, its template baked on the host that runs it
 LEASE = {"KILN_CI_LEASE_RENEW_SECONDS": "1", "KILN_CI_LEASE_TIMEOUT_SECONDS": "4"}
@@ -51,9 +51,7 @@ def make_repo(root: Path, kiln_yml: str) -> tuple[Path, str]:
 
 def host(store: str, name: str, index: int, extra: dict[str, str] | None = None) -> Kilnd:
     """A fleet host: its own data dir, port, network pool and jail uids; the shared store."""
-    env = {"KILN_STORE": store, "KILN_HOST_NAME": name, "KILN_FLEET_SECRET": FLEET_SECRET,
-           "KILN_NETWORK_POOL": f"10.{210 + index}.0.0/16", "KILN_JAIL_UID_BASE": str(1_500_000_000 + index * 10_000_000),
-           "KILN_CI_WORKERS": "1", **LEASE, **(extra or {})}
+    env = {**host_resources(index, name), "KILN_STORE": store, "KILN_CI_WORKERS": "1", **LEASE, **(extra or {})}
     return Kilnd(extra_env=env, name=f"fleet-{name}")
 
 
@@ -145,6 +143,7 @@ def test_a_job_whose_host_is_killed_completes_on_another_host_once(store, tmp_pa
     finally:
         for k in hosts.values():
             k.cleanup()
+        remove_host_tables(list(hosts.values()))
 
 
 def post_delivery(k: Kilnd, body: bytes, delivery: str, out: list, lock: threading.Lock) -> None:
@@ -206,3 +205,4 @@ def test_concurrent_deliveries_over_three_hosts_make_one_job_each(store, tmp_pat
     finally:
         for k in hosts:
             k.cleanup()
+        remove_host_tables(hosts)
