@@ -3,6 +3,7 @@
 
 #include <fcntl.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <memory>
 #include <vector>
@@ -53,6 +54,19 @@ Result<std::string> sha256_file_hex(const std::string& path, uint64_t max_bytes)
         EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<size_t>(n));
     }
     return finish(ctx);
+}
+
+bool hmac_sha256(std::string_view key, std::string_view message, unsigned char out[32]) {
+    unsigned int len = 0;
+    unsigned char* r = HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+                            reinterpret_cast<const unsigned char*>(message.data()), message.size(), out, &len);
+    return r != nullptr && len == 32;
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+    unsigned char mac[32];
+    if (!hmac_sha256(key, message, mac)) return "";
+    return to_hex(std::string(reinterpret_cast<const char*>(mac), sizeof mac));
 }
 
 }  // namespace kiln

@@ -2,21 +2,13 @@
 #include "ci/github/webhook_signature.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <cctype>
 
+#include "base/sha256.h"
+
 namespace kiln::ci::github {
 namespace {
-
-// The raw 32-byte MAC; false only if OpenSSL itself fails.
-bool hmac_sha256(std::string_view secret, std::string_view body, unsigned char out[32]) {
-    unsigned int len = 0;
-    unsigned char* r = HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-                            reinterpret_cast<const unsigned char*>(body.data()), body.size(), out, &len);
-    return r != nullptr && len == 32;
-}
 
 int hex_value(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -28,15 +20,8 @@ int hex_value(char c) {
 }  // namespace
 
 std::string signature_header(std::string_view secret, std::string_view body) {
-    unsigned char mac[32];
-    if (!hmac_sha256(secret, body, mac)) return "";
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out = "sha256=";
-    for (unsigned char b : mac) {
-        out += kHex[b >> 4];
-        out += kHex[b & 15];
-    }
-    return out;
+    std::string mac = hmac_sha256_hex(secret, body);
+    return mac.empty() ? "" : "sha256=" + mac;
 }
 
 bool verify_signature(std::string_view secret, std::string_view body, std::string_view header) {

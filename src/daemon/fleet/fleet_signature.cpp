@@ -2,10 +2,10 @@
 #include "daemon/fleet/fleet_signature.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <charconv>
+
+#include "base/sha256.h"
 
 namespace kiln::daemon::fleet {
 namespace {
@@ -28,19 +28,7 @@ std::string fleet_signature(std::string_view secret, const FleetClaim& claim, st
     std::string message = "kiln-fleet-v1\n" + std::to_string(claim.time_ms) + "\n" + claim.host + "\n" +
                           std::string(method) + "\n" + std::string(target) + "\n" + std::to_string(claim.token_id) + "\n" +
                           claim.body_sha256;
-    unsigned char mac[32];
-    unsigned int len = 0;
-    if (!HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()),
-              reinterpret_cast<const unsigned char*>(message.data()), message.size(), mac, &len) ||
-        len != sizeof mac)
-        return "";
-    static constexpr char kHex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char b : mac) {
-        out += kHex[b >> 4];
-        out += kHex[b & 15];
-    }
-    return out;
+    return hmac_sha256_hex(secret, message);
 }
 
 Result<FleetClaim> verify_fleet_request(std::string_view secret, const FleetHeaders& h, std::string_view method,
