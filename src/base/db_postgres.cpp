@@ -22,6 +22,7 @@
 #include "base/db.h"
 #include "base/db_connection.h"
 #include "base/db_pg_dialect.h"
+#include "base/db_pg_connect.h"
 #include "base/json_log.h"
 
 namespace kiln::db_detail {
@@ -32,13 +33,6 @@ namespace {
 constexpr Oid kInt8Oid = 20;
 constexpr Oid kFloat8Oid = 701;
 constexpr auto kReconnectInterval = std::chrono::seconds(1);
-
-std::string one_line(std::string text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    for (auto& c : text)
-        if (c == '\n' || c == '\t') c = ' ';
-    return text;
-}
 
 Error unavailable(const std::string& why) {
     return make_error(ErrorCode::StoreUnavailable, "the store is unavailable: PostgreSQL: " + why);
@@ -266,15 +260,27 @@ Result<bool> PgStatement::step() {
 
 }  // namespace
 
-Result<std::unique_ptr<Connection>> open_postgres(const std::string& url) {
-    // The URL's own settings win over these defaults (they come after them). Over TCP, a server
-    // that vanished without closing the connection (a partition, a dead machine) is noticed by
-    // keepalives and the TCP user timeout within about 30 s, not by the kernel's hours: a
-    // statement in flight then fails (StoreUnavailable) instead of holding the connection.
+std::string one_line(std::string text) {
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    for (auto& c : text)
+        if (c == '\n' || c == '\t') c = ' ';
+    return text;
+}
+
+PGconn* pg_connect(const std::string& url) {
+    // The URL's own settings win over these defaults (they come after them).
     const char* keys[] = {"connect_timeout", "application_name", "keepalives_idle", "keepalives_interval",
                           "keepalives_count", "tcp_user_timeout", "dbname", nullptr};
     const char* values[] = {"5", "kilnd", "10", "5", "3", "30000", url.c_str(), nullptr};
     PGconn* conn = PQconnectdbParams(keys, values, 1);
+    if (conn) PQsetNoticeProcessor(conn, ignore_notice, nullptr);
+    return conn;
+}
+
+Result<std::unique_ptr<Connection>> open_postgres(const std::string& url) {
+    // A statement in flight on a connection to a vanished server then fails (StoreUnavailable)
+    // instead of holding the connection (see pg_connect).
+    PGconn* conn = pg_connect(url);
     if (!conn) return make_error(ErrorCode::StoreFailed, "postgresql: out of memory");
     std::string where = redact_store_spec(url);
     if (PQstatus(conn) != CONNECTION_OK) {
@@ -282,7 +288,6 @@ Result<std::unique_ptr<Connection>> open_postgres(const std::string& url) {
         PQfinish(conn);
         return make_error(ErrorCode::StoreUnavailable, "the store is unavailable: cannot connect to " + where + ": " + why);
     }
-    PQsetNoticeProcessor(conn, ignore_notice, nullptr);
     return std::unique_ptr<Connection>(new PgConnection(conn, where));
 }
 

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "base/db_pg_connect.h"
 #include "base/json_log.h"
 
 namespace kiln {
@@ -53,7 +54,7 @@ void PgListener::run() {
             std::lock_guard lock(m_mutex);
             if (m_stopping) return;
         }
-        PGconn* conn = PQconnectdb(m_url.c_str());
+        PGconn* conn = db_detail::pg_connect(m_url);
         bool listening = false;
         if (PQstatus(conn) == CONNECTION_OK) {
             PGresult* r = PQexec(conn, ("LISTEN \"" + m_channel + "\"").c_str());
@@ -63,7 +64,7 @@ void PgListener::run() {
         if (!listening) {
             if (!down_logged)
                 log::warn("store: LISTEN connection failed; retrying (the queue polls meanwhile)",
-                          {{"channel", m_channel}, {"error", std::string(PQerrorMessage(conn))}});
+                          {{"channel", m_channel}, {"error", db_detail::one_line(conn ? PQerrorMessage(conn) : "out of memory")}});
             down_logged = true;
             PQfinish(conn);
             if (!pause(backoff_ms)) return;
@@ -86,7 +87,7 @@ void PgListener::run() {
             // A closed connection reads as input: consuming it fails.
             if (!PQconsumeInput(conn) || PQstatus(conn) != CONNECTION_OK) {
                 log::warn("store: LISTEN connection lost; reconnecting", {{"channel", m_channel},
-                                                                         {"error", std::string(PQerrorMessage(conn))}});
+                                                                         {"error", db_detail::one_line(PQerrorMessage(conn))}});
                 down_logged = true;
                 break;
             }
