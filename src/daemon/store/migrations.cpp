@@ -85,6 +85,8 @@ CREATE TABLE hosts (
 );
 ALTER TABLE sandboxes ADD COLUMN host TEXT NOT NULL DEFAULT '';
 CREATE INDEX sandboxes_host ON sandboxes(host, state);
+-- Placement asks which hosts have run a template (HostStore::hosts_that_ran) on every create.
+CREATE INDEX sandboxes_template_host ON sandboxes(template_id, host);
 ALTER TABLE snapshots ADD COLUMN hosts_json TEXT NOT NULL DEFAULT '[]';
 )sql"},
     };
