@@ -46,11 +46,11 @@ std::string trim(const std::string& s) {
 }
 
 // "host:port" with a numeric port 0..65535.
-Status check_listen(const std::string& text) {
+Status check_listen(const std::string& key, const std::string& text) {
     auto colon = text.rfind(':');
-    if (colon == std::string::npos || colon == 0) return bad("listen", "'" + text + "' is not host:port");
-    auto port = parse_int("listen", text.substr(colon + 1), 0, 65535);
-    if (!port.ok()) return bad("listen", "'" + text + "' has no valid port");
+    if (colon == std::string::npos || colon == 0) return bad(key, "'" + text + "' is not host:port");
+    auto port = parse_int(key, text.substr(colon + 1), 0, 65535);
+    if (!port.ok()) return bad(key, "'" + text + "' has no valid port");
     return ok_status();
 }
 
@@ -65,6 +65,7 @@ const std::map<std::string, std::string>& config_keys() {
     static const std::map<std::string, std::string> keys = {
         {"data_dir", "where kilnd keeps kilnd.db, vms/, templates/ and snapshots/"},
         {"listen", "host:port of the REST API"},
+        {"e2b_listen", "host:port of the E2B listener for E2B's SDKs (docs/e2b.md); empty: off"},
         {"store", "where records are kept: sqlite (data_dir/kilnd.db, the default) or a postgresql:// URL shared by a fleet"},
         {"fleet_secret", "the fleet's shared secret, which hosts authenticate to each other with (deprecated as a plain "
                          "key: use fleet_secret_file); a postgresql:// store needs one"},
@@ -156,8 +157,11 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         if (value.empty() || value[0] != '/') return bad(key, "must be an absolute path");
         c.data_dir = value;
     } else if (key == "listen") {
-        TRY(check_listen(value));
+        TRY(check_listen(key, value));
         c.listen = value;
+    } else if (key == "e2b_listen") {
+        if (!value.empty()) TRY(check_listen(key, value));
+        c.e2b_listen = value;
     } else if (key == "max_sandboxes") {
         c.max_sandboxes = TRY(parse_int(key, value, 0, 100000));
     } else if (key == "max_memory_mib") {

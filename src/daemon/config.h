@@ -18,6 +18,9 @@ enum class OnShutdown { Destroy, Keep };
 struct DaemonConfig {
     std::string data_dir = "/var/lib/kiln";   // data_dir, KILN_DATA_DIR, --data-dir
     std::string listen = "127.0.0.1:7070";    // listen, KILN_LISTEN, --listen
+    // host:port of the E2B listener (docs/e2b.md: E2B's control plane and envd for E2B's SDKs);
+    // empty: off. KILN_E2B_LISTEN, --e2b-listen.
+    std::string e2b_listen;
     // Where kilnd keeps its records (docs/kilnd.md, "Store"): "sqlite" ($DATA/kilnd.db), or a
     // postgresql:// (postgres://) URL that a fleet of kilnds shares (docs/fleet.md).
     std::string store = "sqlite";

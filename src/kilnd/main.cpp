@@ -43,6 +43,8 @@ int main(int argc, char** argv) {
                        "its own limits, e.g. sandboxes=4,memory_mib=4096,snapshots=10,snapshot_mib=20480,"
                        "queued_jobs=20,lifetime_seconds=86400 (others: config token_quota)");
     create->add_flag("--json", json, "print {id, name, token}");
+    create->add_flag("--e2b", create_options.e2b,
+                     "print it as an E2B API key (e2b_ + 40 hex digits) for E2B's SDKs (docs/e2b.md)");
     auto* list = token->add_subcommand("list", "list tokens (never the tokens themselves)");
     list->add_flag("--json", json, "JSON output");
     auto* revoke = token->add_subcommand("revoke", "revoke a token by id, or every token of a name");

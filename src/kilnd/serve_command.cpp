@@ -30,6 +30,7 @@
 #include "daemon/sandboxes/reconcile.h"
 #include "daemon/store/db_store.h"
 #include "daemon/templates/template_baker.h"
+#include "kilnd/e2b/e2b_listener.h"
 #include "kilnd/http/fleet_gateway.h"
 #include "kilnd/http/http_server.h"
 #include "kilnd/kilnd_db.h"
@@ -317,12 +318,41 @@ int run_serve(const CommandContext& ctx) {
     std::string host = config->listen.substr(0, config->listen.rfind(':'));
     log::info("listening", {{"host", host}, {"port", (*server)->port()}});
 
+    // 8b. The E2B listener (docs/e2b.md), when configured: the same server speaking E2B's API.
+    std::unique_ptr<HttpServer> e2b_server;
+    if (!config->e2b_listen.empty()) {
+        HttpConfig e2b_http = http;
+        e2b_http.listen = config->e2b_listen;
+        auto created = e2b::create_e2b_listener(e2b_http, config->data_dir, service, tokens, metrics);
+        if (!created.ok()) {
+            service.shutdown(true);
+            return fail("e2b listener", created.error());
+        }
+        if (auto st = (*created)->bind(); !st.ok()) {
+            service.shutdown(true);
+            return fail("e2b listener bind", st.error());
+        }
+        e2b_server = std::move(*created);
+        log::info("listening", {{"listener", "e2b"},
+                                {"host", config->e2b_listen.substr(0, config->e2b_listen.rfind(':'))},
+                                {"port", e2b_server->port()}});
+    }
+    std::thread e2b_thread;
+    if (e2b_server)
+        e2b_thread = std::thread([srv = e2b_server.get()] {
+            if (auto st = srv->serve(); !st.ok()) {
+                log::error("e2b listener serve", {{"error", st.error().to_string()}});
+                ::kill(::getpid(), SIGTERM);
+            }
+        });
+
     HttpServer* srv = server->get();
-    std::thread signal_thread([&signals, srv] {
+    std::thread signal_thread([&signals, srv, e2b = e2b_server.get()] {
         int sig = 0;
         sigwait(&signals, &sig);
         log::info("stopping", {{"signal", sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT" : "other"}});
         srv->stop();
+        if (e2b) e2b->stop();
     });
     auto served = (*server)->serve();
     if (!served.ok()) {
@@ -330,6 +360,8 @@ int run_serve(const CommandContext& ctx) {
         ::kill(::getpid(), SIGTERM);  // lets the signal thread end
     }
     signal_thread.join();
+    if (e2b_thread.joinable()) e2b_thread.join();
+    e2b_server.reset();
 
     // Stop accepting (done), then a bake in progress (creates waiting for it fail at once), then
     // the sandboxes as configured, then the store.
@@ -358,7 +390,7 @@ int run_token_create(const CommandContext& ctx, const TokenCreateOptions& option
     auto store = open_token_store(ctx);
     if (!store) return 1;
     TokenStore tokens(*store);
-    auto token = tokens.create(TokenSpec{options.name, *scopes, quota});
+    auto token = tokens.create(TokenSpec{options.name, *scopes, quota}, options.e2b ? TokenForm::E2b : TokenForm::Kiln);
     if (!token.ok()) return fail("token create", token.error());
     // The token goes to stdout once and nowhere else (never to the log).
     if (json) {
@@ -398,7 +430,7 @@ int run_token_revoke(const CommandContext& ctx, const std::string& id_or_name) {
     TokenStore tokens(*store);
     if (auto st = tokens.revoke(id_or_name); !st.ok()) return fail("token revoke", st.error());
     // Never echo something shaped like a token into the log, even one pasted here by mistake.
-    bool looks_like_token = id_or_name.rfind(kTokenPrefix, 0) == 0;
+    bool looks_like_token = id_or_name.rfind(kTokenPrefix, 0) == 0 || id_or_name.rfind(kE2bTokenPrefix, 0) == 0;
     log::info("token revoked", {{"id_or_name", looks_like_token ? std::string("(redacted)") : id_or_name}});
     return 0;
 }

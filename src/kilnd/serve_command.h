@@ -17,6 +17,7 @@ struct TokenCreateOptions {
     std::string name;
     std::string scopes;  // "sandboxes,ci:submit" (required)
     std::string quota;   // "sandboxes=4,..." (optional; unset keys take config token_quota)
+    bool e2b = false;    // the E2B API key form, e2b_ + 40 hex (docs/e2b.md)
 };
 int run_token_create(const CommandContext& ctx, const TokenCreateOptions& options, bool json);
 int run_token_list(const CommandContext& ctx, bool json);

@@ -28,14 +28,25 @@ Error unauthorized() { return make_error(ErrorCode::Unauthorized, "missing, unkn
 
 std::string base64url(const std::string& bytes) { return base64_encode(bytes, Base64Alphabet::UrlSafe, false); }
 
-Result<NewToken> TokenStore::create(const TokenSpec& spec) {
+bool token_shaped(std::string_view token) {
+    if (token.substr(0, 5) == kTokenPrefix) return token.size() >= 8 && token.size() <= 256;
+    static const std::string_view e2b = kE2bTokenPrefix;
+    if (token.size() != e2b.size() + kE2bTokenHexDigits || token.substr(0, e2b.size()) != e2b) return false;
+    for (char c : token.substr(e2b.size()))
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    return true;
+}
+
+Result<NewToken> TokenStore::create(const TokenSpec& spec, TokenForm form) {
     const std::string& name = spec.name;
     if (!valid_token_name(name))
         return make_error(ErrorCode::InvalidArgument, "token name must be 1-64 characters of A-Z a-z 0-9 . _ -");
     if (spec.scopes == 0)
         return make_error(ErrorCode::InvalidArgument,
                           "a token needs at least one scope: admin, sandboxes, ci:submit, ci:trusted, ci:read");
-    std::string token = kTokenPrefix + base64url(TRY(random_bytes(32)));
+    std::string token;
+    if (form == TokenForm::E2b) token = kE2bTokenPrefix + TRY(random_hex(kE2bTokenHexDigits / 2));
+    else token = kTokenPrefix + base64url(TRY(random_bytes(32)));
     int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::system_clock::now().time_since_epoch()).count();
     int64_t id = TRY(m_store.insert_token(spec, sha256_hex(token), now));
@@ -50,8 +61,7 @@ Status TokenStore::revoke(const std::string& id_or_name) {
 
 Result<Caller> TokenStore::authenticate(std::string_view bearer_token) {
     // Cheap shape checks first: anything that cannot be one of our tokens is not looked up.
-    if (bearer_token.size() < 8 || bearer_token.size() > 256 || bearer_token.substr(0, 5) != kTokenPrefix)
-        return unauthorized();
+    if (!token_shaped(bearer_token)) return unauthorized();
     return authenticate_hash(sha256_hex(std::string(bearer_token)));
 }
 

@@ -11,6 +11,12 @@
 namespace kiln::daemon {
 
 inline constexpr const char* kTokenPrefix = "kiln_";
+// The second form of the same tokens: an E2B API key (docs/e2b.md). E2B's SDKs take keys shaped
+// `e2b_` + 40 lowercase hex digits (the Python SDK checks it), so a Kiln token for them has it.
+inline constexpr const char* kE2bTokenPrefix = "e2b_";
+inline constexpr size_t kE2bTokenHexDigits = 40;
+
+enum class TokenForm { Kiln, E2b };
 
 struct NewToken {
     int64_t id = 0;
@@ -24,9 +30,10 @@ public:
     // `defaults`: the limits of a token that has none of its own (config key token_quota).
     explicit TokenStore(Store& store, TokenQuota defaults = {}) : m_store(store), m_defaults(std::move(defaults)) {}
 
-    // kiln_ + 43 base64url characters (32 random bytes). Names: 1-64 of [A-Za-z0-9._-]; at least
-    // one scope.
-    Result<NewToken> create(const TokenSpec& spec);
+    // kiln_ + 43 base64url characters (32 random bytes), or with TokenForm::E2b e2b_ + 40 hex
+    // digits (20 random bytes); either authenticates anywhere. Names: 1-64 of [A-Za-z0-9._-]; at
+    // least one scope.
+    Result<NewToken> create(const TokenSpec& spec, TokenForm form = TokenForm::Kiln);
     Result<std::vector<TokenRecord>> list() { return m_store.list_tokens(); }
     // By id or by name (every token of that name); not_found when nothing was revoked.
     Status revoke(const std::string& id_or_name);
@@ -46,6 +53,9 @@ private:
     Store& m_store;
     TokenQuota m_defaults;
 };
+
+// True when `token` has the shape of one of the two forms (cheap; says nothing of validity).
+bool token_shaped(std::string_view token);
 
 // Base64url without padding.
 std::string base64url(const std::string& bytes);

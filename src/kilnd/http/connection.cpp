@@ -129,7 +129,9 @@ private:
         }
         if (m_route->handler.authenticated) {
             // From the headers alone: a request without a valid token costs no body read.
-            auto caller = fleet_caller ? Result<Caller>(*fleet_caller) : authenticate_bearer(m_core.auth, *m_req, m_core.public_url);
+            auto caller = fleet_caller       ? Result<Caller>(*fleet_caller)
+                          : m_core.authenticate ? m_core.authenticate(*m_req)
+                                                : authenticate_bearer(m_core.auth, *m_req, m_core.public_url);
             if (!caller.ok()) return reject(caller.error());
             if (m_route->handler.admits)
                 if (auto admitted = m_route->handler.admits(*caller); !admitted.ok()) return reject(admitted.error());
@@ -209,17 +211,17 @@ private:
         try {
             // A sandbox that runs on another host of the fleet, or a create placed there: the
             // owner answers (generic for every sandbox route, so none of them needs to know).
-            if (auto signed_body = FleetGateway::check_body(*m_req); !signed_body.ok()) return send_error(m_res, signed_body.error());
+            if (auto signed_body = FleetGateway::check_body(*m_req); !signed_body.ok()) return fail(signed_body.error());
             if (m_core.fleet && m_route->handler.authenticated && m_core.fleet->forward_if_elsewhere(*m_req, m_res)) return;
             m_route->handler.fn(*m_req, m_res);
         } catch (const std::exception& e) {
             m_res = Response{};
             m_res.request_id = m_req->request_id;
-            send_error(m_res, make_error(ErrorCode::Internal, std::string("unexpected exception: ") + e.what()));
+            fail(make_error(ErrorCode::Internal, std::string("unexpected exception: ") + e.what()));
         } catch (...) {
             m_res = Response{};
             m_res.request_id = m_req->request_id;
-            send_error(m_res, make_error(ErrorCode::Internal, "unexpected exception"));
+            fail(make_error(ErrorCode::Internal, "unexpected exception"));
         }
     }
 
@@ -227,7 +229,7 @@ private:
         if (m_res.stream == Response::Stream::None) return write_plain();
         if (m_core.stopping()) {
             drop_stream_provider();
-            send_error(m_res, make_error(ErrorCode::Unavailable, "kilnd is stopping"));
+            fail(make_error(ErrorCode::Unavailable, "kilnd is stopping"));
             return write_plain();
         }
         if (m_token) {
@@ -237,13 +239,19 @@ private:
             if (!m_core.limiter.try_acquire(*m_token, TokenLimiter::Kind::Stream)) {
                 m_token.reset();
                 drop_stream_provider();
-                send_error(m_res, make_error(ErrorCode::QuotaExceeded,
-                                             "this token already has " + std::to_string(m_core.limiter.cap(TokenLimiter::Kind::Stream)) +
-                                                 " streams open (max_streams_per_token)"));
+                fail(make_error(ErrorCode::QuotaExceeded,
+                                "this token already has " + std::to_string(m_core.limiter.cap(TokenLimiter::Kind::Stream)) +
+                                    " streams open (max_streams_per_token)"));
                 return write_plain();
             }
         }
         start_stream();
+    }
+
+    // An error answer in the listener's dialect (Kiln's unless the server speaks another).
+    void fail(const Error& error) {
+        if (m_core.send_error) return m_core.send_error(m_res, error);
+        send_error(m_res, error);
     }
 
     void drop_stream_provider() {
@@ -267,7 +275,7 @@ private:
         m_res = Response{};
         m_res.request_id = m_req ? m_req->request_id : std::string();
         if (m_res.request_id.empty()) m_res.request_id = new_request_id();
-        send_error(m_res, error);
+        fail(error);
         if (status_override) m_res.status = status_override;
         if (m_body_unread) m_keep_alive = false;
         write_plain();

@@ -9,6 +9,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -56,6 +57,10 @@ public:
     const ServerLimits limits;
     std::string public_url;  // kilnd's own origin for the session cookie's checks (ui_session.h)
     FleetGateway* fleet = nullptr;  // forwarding and placement in a fleet; null: none (not owned)
+    // Another API's dialect (http_server.h ApiDialect); null: Kiln's bearer token or session
+    // cookie, and Kiln's error body.
+    std::function<Result<Caller>(const Request&)> authenticate;
+    std::function<void(Response&, const Error&)> send_error;
 
     // Serves a connection the listener accepted.
     void accept(boost::asio::ip::tcp::socket socket);

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include <atomic>
+#include <optional>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ip/v6_only.hpp>
@@ -138,8 +139,10 @@ constexpr int kEventLoopThreads = 2;
 
 class HttpServerImpl final : public HttpServer {
 public:
-    HttpServerImpl(HttpConfig config, SandboxService& service, Authenticator& auth, Metrics& metrics)
+    HttpServerImpl(HttpConfig config, SandboxService& service, Authenticator& auth, Metrics& metrics,
+                   std::optional<ApiDialect> dialect)
         : m_ctx{std::move(config), service, auth, metrics},
+          m_dialect(std::move(dialect)),
           m_router(m_ctx.config.max_json_body),
           m_limiter(m_ctx.config.max_requests_per_token, m_ctx.config.max_streams_per_token),
           m_acceptor(net::make_strand(m_ioc)) {
@@ -158,6 +161,10 @@ public:
             return make_error(ErrorCode::InvalidArgument, "listen address '" + m_ctx.config.listen + "' has no valid port");
         }
         if (m_host.size() > 2 && m_host.front() == '[' && m_host.back() == ']') m_host = m_host.substr(1, m_host.size() - 2);
+        if (m_dialect) {
+            m_dialect->add_routes(m_router);
+            return ok_status();
+        }
 
         // Cheap and never blocking: answered on the event loop, so a full request pool does not
         // make kilnd look dead.
@@ -250,7 +257,12 @@ public:
         limits.client_timeout = std::chrono::seconds(m_ctx.config.client_timeout_seconds);
         ServerCore core(m_ioc, m_router, m_ctx.auth, m_ctx.metrics, pool, m_limiter, limits);
         core.public_url = m_ctx.config.public_url;
-        core.fleet = m_ctx.config.fleet;
+        if (m_dialect) {
+            core.authenticate = m_dialect->authenticate;
+            core.send_error = m_dialect->send_error;
+        } else {
+            core.fleet = m_ctx.config.fleet;
+        }
         {
             std::lock_guard lock(m_mutex);
             if (m_stopped) return ok_status();
@@ -302,6 +314,7 @@ private:
     }
 
     RouteContext m_ctx;
+    std::optional<ApiDialect> m_dialect;  // none: Kiln's own API
     Router m_router;
     TokenLimiter m_limiter;
     net::io_context m_ioc;
@@ -319,7 +332,16 @@ private:
 
 Result<std::unique_ptr<HttpServer>> HttpServer::create(HttpConfig config, SandboxService& service, Authenticator& auth,
                                                        Metrics& metrics) {
-    auto server = std::make_unique<HttpServerImpl>(std::move(config), service, auth, metrics);
+    auto server = std::make_unique<HttpServerImpl>(std::move(config), service, auth, metrics, std::nullopt);
+    TRY(server->setup());
+    return std::unique_ptr<HttpServer>(std::move(server));
+}
+
+Result<std::unique_ptr<HttpServer>> HttpServer::create(HttpConfig config, SandboxService& service, Authenticator& auth,
+                                                       Metrics& metrics, ApiDialect dialect) {
+    if (!dialect.add_routes || !dialect.authenticate || !dialect.send_error)
+        return make_error(ErrorCode::Internal, "an API dialect needs its routes, authentication and error shape");
+    auto server = std::make_unique<HttpServerImpl>(std::move(config), service, auth, metrics, std::move(dialect));
     TRY(server->setup());
     return std::unique_ptr<HttpServer>(std::move(server));
 }

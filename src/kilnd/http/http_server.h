@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,20 @@ namespace kiln::daemon {
 
 class HostRegistry;
 class FleetGateway;
+namespace http {
+struct Request;
+struct Response;
+class Router;
+}  // namespace http
+
+// A listener that speaks another API than Kiln's own (E2B's, src/kilnd/e2b) over the same
+// server: its routes, how a request to a route that takes a token authenticates, and how an
+// error the server answers itself (no route, a bad key, a limit, an exception) reads.
+struct ApiDialect {
+    std::function<void(http::Router&)> add_routes;
+    std::function<Result<Caller>(const http::Request&)> authenticate;
+    std::function<void(http::Response&, const Error&)> send_error;
+};
 
 struct HttpConfig {
     std::string listen = "127.0.0.1:7070";   // host:port (port 0: any free port, see port())
@@ -54,6 +69,10 @@ class HttpServer {
 public:
     static Result<std::unique_ptr<HttpServer>> create(HttpConfig config, SandboxService& service,
                                                       Authenticator& auth, Metrics& metrics);
+    // The same server speaking `dialect` instead of Kiln's API (none of Kiln's routes, no fleet
+    // forwarding). `config` gives its listen address, limits and threads.
+    static Result<std::unique_ptr<HttpServer>> create(HttpConfig config, SandboxService& service,
+                                                      Authenticator& auth, Metrics& metrics, ApiDialect dialect);
     virtual ~HttpServer() = default;
     // Binds (fails with a clear error if the address is taken), then serves until stop().
     virtual Status bind() = 0;
