@@ -124,7 +124,7 @@ void add_process_service(http::Router& router, EnvdContext& ctx) {
         auto process = std::make_shared<RunningProcess>(call.target.sandbox_id, start.value->process, start.value->tag,
                                                         start.value->stdin);
         auto watch = process->watch();
-        launch_process(table, call.lease, process, exec_request(call, *start.value));
+        table->launch(call.lease, process, exec_request(call, *start.value));
         return follow(process, watch, stream, false, call.request_id);
     });
 

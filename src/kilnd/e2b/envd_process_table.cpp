@@ -1,12 +1,12 @@
 #include "kilnd/e2b/envd_process_table.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <poll.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <thread>
 
 #include "vm/agent_client.h"
 
@@ -156,31 +156,57 @@ std::shared_ptr<RunningProcess> ProcessTable::by_tag(const std::string& sandbox_
     return nullptr;
 }
 
-void launch_process(const std::shared_ptr<ProcessTable>& table, const std::shared_ptr<SandboxLease>& lease,
-                    const std::shared_ptr<RunningProcess>& process, proto::ExecRequest request) {
-    std::thread([table, lease, process, request = std::move(request)]() mutable {
-        auto end = [&](std::optional<proto::ExecResult> result, std::optional<Error> error) {
-            process->publish(ProcessOutput{ProcessOutput::Kind::End, {}, std::move(result), std::move(error)});
-        };
-        auto stdin_fd = process->open_stdin();
-        if (!stdin_fd.ok()) return end(std::nullopt, stdin_fd.error());
-        vm::ExecIo io;
-        io.stdin_fd = *stdin_fd;
-        io.on_started = [&](uint32_t stream, int pid) {
-            process->started(stream, pid);
-            table->add(process);
-        };
-        io.on_stdout = [&](std::string_view data) {
-            process->publish(ProcessOutput{ProcessOutput::Kind::Stdout, std::string(data), std::nullopt, std::nullopt});
-        };
-        io.on_stderr = [&](std::string_view data) {
-            process->publish(ProcessOutput{ProcessOutput::Kind::Stderr, std::string(data), std::nullopt, std::nullopt});
-        };
-        auto result = lease->agent().exec(std::move(request), io);
-        table->remove(process);
-        if (result.ok()) end(*result, std::nullopt);
-        else end(std::nullopt, result.error());
-    }).detach();
+void ProcessTable::run(std::shared_ptr<SandboxLease> lease, std::shared_ptr<RunningProcess> process,
+                       proto::ExecRequest request) {
+    auto end = [&](std::optional<proto::ExecResult> result, std::optional<Error> error) {
+        process->publish(ProcessOutput{ProcessOutput::Kind::End, {}, std::move(result), std::move(error)});
+    };
+    auto stdin_fd = process->open_stdin();
+    if (!stdin_fd.ok()) return end(std::nullopt, stdin_fd.error());
+    vm::ExecIo io;
+    io.stdin_fd = *stdin_fd;
+    io.on_started = [&](uint32_t stream, int pid) {
+        process->started(stream, pid);
+        add(process);
+    };
+    io.on_stdout = [&](std::string_view data) {
+        process->publish(ProcessOutput{ProcessOutput::Kind::Stdout, std::string(data), std::nullopt, std::nullopt});
+    };
+    io.on_stderr = [&](std::string_view data) {
+        process->publish(ProcessOutput{ProcessOutput::Kind::Stderr, std::string(data), std::nullopt, std::nullopt});
+    };
+    auto result = lease->agent().exec(std::move(request), io);
+    remove(process);
+    if (result.ok()) end(*result, std::nullopt);
+    else end(std::nullopt, result.error());
+}
+
+void ProcessTable::launch(const std::shared_ptr<SandboxLease>& lease, const std::shared_ptr<RunningProcess>& process,
+                          proto::ExecRequest request) {
+    std::lock_guard lock(m_runners_mutex);
+    std::erase_if(m_runners, [](Runner& r) {
+        if (!r.done->load()) return false;
+        r.thread.join();
+        return true;
+    });
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread thread([this, lease, process, done, request = std::move(request)]() mutable {
+        run(lease, process, std::move(request));
+        done->store(true);
+    });
+    m_runners.push_back(Runner{std::move(thread), std::move(done), lease, process});
+}
+
+ProcessTable::~ProcessTable() {
+    std::lock_guard lock(m_runners_mutex);
+    for (auto& r : m_runners) {
+        // An exec still starting has no stream to signal yet: ask again until it has ended.
+        for (int attempt = 0; !r.done->load() && attempt < 200; ++attempt) {
+            if (uint32_t stream = r.process->stream()) (void)r.lease->agent().send_signal(stream, SIGKILL);
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        r.thread.join();
+    }
 }
 
 }  // namespace kiln::daemon::e2b

@@ -5,6 +5,7 @@
 // the excess rather than growing kilnd's memory. Stdin is a pipe the exec reads until CloseStdin.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/result.h"
@@ -83,9 +85,21 @@ private:
     UniqueFd m_stdin_write;
 };
 
-// The running commands of every sandbox, by guest pid.
+// The running commands of every sandbox, by guest pid, and the threads that run them.
 class ProcessTable {
 public:
+    ProcessTable() = default;
+    ProcessTable(const ProcessTable&) = delete;
+    ProcessTable& operator=(const ProcessTable&) = delete;
+    // Kills what still runs (SIGKILL through the agent) and waits for its threads: kilnd stopping
+    // its listener leaves no thread behind that uses a sandbox.
+    ~ProcessTable();
+
+    // Runs `request` in the leased sandbox on a thread of its own, feeding `process`'s watchers
+    // and keeping it in the table from its start until its end. Returns at once.
+    void launch(const std::shared_ptr<SandboxLease>& lease, const std::shared_ptr<RunningProcess>& process,
+                proto::ExecRequest request);
+
     void add(const std::shared_ptr<RunningProcess>& process);
     void remove(const std::shared_ptr<RunningProcess>& process);
     std::vector<std::shared_ptr<RunningProcess>> list(const std::string& sandbox_id) const;
@@ -93,13 +107,19 @@ public:
     std::shared_ptr<RunningProcess> by_tag(const std::string& sandbox_id, const std::string& tag) const;
 
 private:
+    void run(std::shared_ptr<SandboxLease> lease, std::shared_ptr<RunningProcess> process, proto::ExecRequest request);
+
     mutable std::mutex m_mutex;
     std::map<std::string, std::map<int, std::shared_ptr<RunningProcess>>> m_by_sandbox;
+    // The exec threads; a finished one is joined at the next launch or at the end.
+    struct Runner {
+        std::thread thread;
+        std::shared_ptr<std::atomic<bool>> done;
+        std::shared_ptr<SandboxLease> lease;
+        std::shared_ptr<RunningProcess> process;
+    };
+    std::mutex m_runners_mutex;
+    std::vector<Runner> m_runners;
 };
-
-// Runs `request` in the leased sandbox on a thread of its own, feeding `process`'s watchers and
-// keeping it in `table` from its start until its end. Returns at once.
-void launch_process(const std::shared_ptr<ProcessTable>& table, const std::shared_ptr<SandboxLease>& lease,
-                    const std::shared_ptr<RunningProcess>& process, proto::ExecRequest request);
 
 }  // namespace kiln::daemon::e2b
