@@ -108,7 +108,9 @@ struct ChildArgs {
     int reset_signals[NSIG];
     int reset_count;
     bool reset_scheduler;
-    bool drop_groups;
+    bool set_groups;
+    int group_count;
+    const gid_t* groups;
     bool set_gid;
     bool set_uid;
     uid_t uid;
@@ -143,7 +145,8 @@ struct ChildArgs {
 
     // 4. Credentials, then the working directory as that user. Raw syscalls: glibc's wrappers
     //    would try to change the credentials of every thread of the parent.
-    if (a.drop_groups && sys(SYS_setgroups, 0, 0) != 0) die("drop supplementary groups for", a.name, errno);
+    if (a.set_groups && sys(SYS_setgroups, a.group_count, reinterpret_cast<long>(a.groups)) != 0)
+        die("set the supplementary groups for", a.name, errno);
     if (a.set_gid && sys(SYS_setgid, a.gid) != 0) die("switch group for", a.name, errno);
     if (a.set_uid && sys(SYS_setuid, a.uid) != 0) die("switch user for", a.name, errno);
     if (sys(SYS_chdir, reinterpret_cast<long>(a.cwd)) != 0) die("change directory to", a.cwd, errno);
@@ -198,7 +201,7 @@ Credentials Credentials::of_this_process() {
     return c;
 }
 
-ExecPlan::ExecPlan(const proto::ExecRequest& request, const Credentials& agent) {
+ExecPlan::ExecPlan(const proto::ExecRequest& request, const Credentials& agent, std::vector<gid_t> groups) {
     ExecPlan& plan = *this;
     if (!request.argv.empty()) {
         plan.m_argv_storage = request.argv;
@@ -221,7 +224,10 @@ ExecPlan::ExecPlan(const proto::ExecRequest& request, const Credentials& agent) 
     plan.m_gid = request.gid;
     // Credentials the child would only set to what it already has are left alone: under emulation
     // each change costs (new creds, freed after an RCU grace period).
-    plan.m_drop_groups = agent.euid == 0 && agent.supplementary_groups;
+    // Only the primary group is the same as none.
+    if (groups.size() == 1 && groups.front() == request.gid) groups.clear();
+    plan.m_groups = std::move(groups);
+    plan.m_set_groups = agent.euid == 0 && (agent.supplementary_groups || !plan.m_groups.empty());
     plan.m_set_gid = !(agent.rgid == m_gid && agent.egid == m_gid && agent.sgid == m_gid);
     plan.m_set_uid = !(agent.ruid == m_uid && agent.euid == m_uid && agent.suid == m_uid);
     plan.skip_missing_candidates(agent);
@@ -272,7 +278,9 @@ Result<Spawned> ExecPlan::spawn() {
     for (int sig : {32, 33})
         if (sig < NSIG) args.reset_signals[args.reset_count++] = sig;
     args.reset_scheduler = reset_scheduler;
-    args.drop_groups = m_drop_groups;
+    args.set_groups = m_set_groups;
+    args.group_count = static_cast<int>(m_groups.size());
+    args.groups = m_groups.data();
     args.set_gid = m_set_gid;
     args.set_uid = m_set_uid;
     args.uid = m_uid;

@@ -41,8 +41,9 @@ struct Spawned {
 class ExecPlan {
 public:
     // Builds argv (argv, or /bin/sh -c shell), the environment, the execvp search list, and which
-    // credentials to change from the agent's.
-    ExecPlan(const proto::ExecRequest& request, const Credentials& agent);
+    // credentials to change from the agent's. `groups`: the supplementary groups of the request's
+    // user (ExecRequest::user); empty: none.
+    ExecPlan(const proto::ExecRequest& request, const Credentials& agent, std::vector<gid_t> groups = {});
     ExecPlan(const ExecPlan&) = delete;  // the char* arrays point into this object's strings
     ExecPlan& operator=(const ExecPlan&) = delete;
 
@@ -79,7 +80,8 @@ private:
     std::string m_cwd;
     uid_t m_uid = 0;
     gid_t m_gid = 0;
-    bool m_drop_groups = false;  // root with supplementary groups: setgroups(0) in the child
+    std::vector<gid_t> m_groups;  // set by setgroups in the child when m_set_groups
+    bool m_set_groups = false;  // a root agent with supplementary groups, or a user's groups to take
     bool m_set_gid = true;
     bool m_set_uid = true;
 };

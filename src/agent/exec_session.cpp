@@ -64,9 +64,10 @@ std::vector<pid_t> read_cgroup_pids(const std::string& dir) {
 }  // namespace
 
 Result<std::unique_ptr<ExecSession>> ExecSession::start(const proto::ExecRequest& request,
-                                                        std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults) {
+                                                        std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults,
+                                                        std::vector<gid_t> groups) {
     std::unique_ptr<ExecSession> session(new ExecSession());
-    ExecPlan plan(request, defaults.credentials);
+    ExecPlan plan(request, defaults.credentials, std::move(groups));
 
     Pipe out = TRY(make_pipe());
     Pipe err = TRY(make_pipe());
@@ -109,23 +110,27 @@ ExecSession::~ExecSession() {
     if (!m_exited && m_pid > 0) kill_tree();
 }
 
-void ExecSession::forward(proto::FrameType type, FrameOutbox& out, uint32_t stream, const char* data, size_t size) {
+void ExecSession::forward(proto::FrameType type, FrameOutbox& out, std::span<const uint32_t> streams, const char* data,
+                          size_t size) {
+    // Output nobody is attached to (a detached kept exec) is dropped and not counted.
+    if (streams.empty()) return;
     uint64_t room = m_output_bytes < m_output_limit ? m_output_limit - m_output_bytes : 0;
     size_t send = static_cast<size_t>(std::min<uint64_t>(room, size));
     if (send > 0) {
-        out.push(type, stream, std::string_view(data, send));
+        for (uint32_t stream : streams) out.push(type, stream, std::string_view(data, send));
         m_output_bytes += send;
     }
     if (send < size) m_truncated = true;
 }
 
-void ExecSession::read_output(int fd, FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size) {
+void ExecSession::read_output(int fd, FrameOutbox& out, std::span<const uint32_t> streams, char* scratch,
+                              size_t scratch_size) {
     UniqueFd& pipe = fd == m_stdout.get() ? m_stdout : m_stderr;
     if (!pipe || pipe.get() != fd) return;
     auto type = &pipe == &m_stdout ? proto::FrameType::Stdout : proto::FrameType::Stderr;
     ssize_t n = ::read(fd, scratch, scratch_size);
     if (n > 0) {
-        forward(type, out, stream, scratch, static_cast<size_t>(n));
+        forward(type, out, streams, scratch, static_cast<size_t>(n));
     } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
         pipe.reset();  // EOF: every writer has closed it
     }
@@ -205,7 +210,8 @@ void ExecSession::set_exited(int wait_status) {
     m_pidfd.reset();
 }
 
-proto::ExecResult ExecSession::finish(FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size) {
+proto::ExecResult ExecSession::finish(FrameOutbox& out, std::span<const uint32_t> streams, char* scratch,
+                                     size_t scratch_size) {
     for (UniqueFd* pipe : {&m_stdout, &m_stderr}) {
         if (!*pipe) continue;
         auto type = pipe == &m_stdout ? proto::FrameType::Stdout : proto::FrameType::Stderr;
@@ -215,7 +221,7 @@ proto::ExecResult ExecSession::finish(FrameOutbox& out, uint32_t stream, char* s
         while (left > 0) {
             ssize_t n = ::read(pipe->get(), scratch, std::min(left, scratch_size));
             if (n <= 0) break;
-            forward(type, out, stream, scratch, static_cast<size_t>(n));
+            forward(type, out, streams, scratch, static_cast<size_t>(n));
             left -= static_cast<size_t>(n);
         }
         pipe->reset();

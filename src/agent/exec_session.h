@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 #include "agent/cgroup_leaves.h"
 #include "agent/exec_child.h"
@@ -36,8 +38,10 @@ public:
     // Spawns the request (vfork-style, see ExecPlan::spawn). `cgroup`, when set, is an empty cgroup
     // v2 leaf the child joins before exec: on success the session holds it until take_cgroup(); on
     // failure it stays with the caller.
+    // `groups`: the supplementary groups of the request's user, if it named one.
     static Result<std::unique_ptr<ExecSession>> start(const proto::ExecRequest& request,
-                                                      std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults);
+                                                      std::optional<CgroupLeaf>& cgroup, const ExecDefaults& defaults,
+                                                      std::vector<gid_t> groups = {});
     ExecSession(const ExecSession&) = delete;
     ExecSession& operator=(const ExecSession&) = delete;
     // An abandoned session (still running) has its whole tree killed.
@@ -52,8 +56,12 @@ public:
     // Output pipes, -1 once closed.
     int stdout_fd() const { return m_stdout.get(); }
     int stderr_fd() const { return m_stderr.get(); }
-    // Reads one chunk (<= scratch_size) from the pipe `fd` and forwards it as a Stdout/Stderr frame.
-    void read_output(int fd, FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size);
+    // Reads one chunk (<= scratch_size) from the pipe `fd` and forwards it as a Stdout/Stderr frame
+    // to each of `streams` (a kept exec's attachers; none: the chunk is dropped).
+    void read_output(int fd, FrameOutbox& out, std::span<const uint32_t> streams, char* scratch, size_t scratch_size);
+    void read_output(int fd, FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size) {
+        read_output(fd, out, std::span<const uint32_t>(&stream, 1), scratch, scratch_size);
+    }
 
     // Stdin from the host: buffered, written when the pipe takes it, closed after Eof once drained.
     int stdin_fd_to_poll() const { return m_stdin_backlog.empty() ? -1 : m_stdin.get(); }
@@ -79,11 +87,17 @@ public:
 
     // After the main process exited: forwards what the pipes hold right now (not waiting for EOF
     // that background processes may hold open), closes them, and returns the result.
-    proto::ExecResult finish(FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size);
+    proto::ExecResult finish(FrameOutbox& out, std::span<const uint32_t> streams, char* scratch, size_t scratch_size);
+    proto::ExecResult finish(FrameOutbox& out, uint32_t stream, char* scratch, size_t scratch_size) {
+        return finish(out, std::span<const uint32_t>(&stream, 1), scratch, scratch_size);
+    }
+
+    bool takes_stdin() const { return m_stdin_wanted; }
 
 private:
     ExecSession() = default;
-    void forward(proto::FrameType type, FrameOutbox& out, uint32_t stream, const char* data, size_t size);
+    void forward(proto::FrameType type, FrameOutbox& out, std::span<const uint32_t> streams, const char* data,
+                 size_t size);
 
     pid_t m_pid = -1;
     UniqueFd m_pidfd;

@@ -129,6 +129,7 @@ bool Server::watch_fds() {
         }
         if (exec->stdin_fd_to_poll() >= 0) watch(exec->stdin_fd_to_poll(), POLLOUT, PollKind::Stdin, stream);
     }
+    if (watch_kept_fds()) reap_by_polling = true;
     for (auto& orphan : m_orphans) {
         if (orphan.pidfd) watch(orphan.pidfd.get(), POLLIN, PollKind::ChildExit, 0);
         else reap_by_polling = true;
@@ -183,6 +184,8 @@ bool Server::handle_ready_fds(int ready) {
             if (it != m_execs.end() && it->second->stdin_fd_to_poll() == m_poll_fds[i].fd) it->second->write_stdin();
             break;
         }
+        case PollKind::KeptOutput:
+        case PollKind::KeptStdin: handle_kept_fd(tag, m_poll_fds[i].fd); break;
         }
     }
     return child_event;
@@ -193,6 +196,7 @@ void Server::advance_streams(bool child_event) {
     expire_deadlines();
     pump_file_reads();
     finish_exited_execs();
+    advance_kept_processes();
     if (!m_disconnected && !m_outbox.empty() && m_outbox.flush(m_fd) == FrameOutbox::FlushResult::Broken)
         m_disconnected = true;
 }
@@ -229,7 +233,7 @@ bool Server::port_input_paused() const {
     if (m_outbox.pending() >= kPausePortAtOutbox) return true;
     for (const auto& [stream, exec] : m_execs)
         if (exec->stdin_backlog() >= kPausePortAtStdinBacklog) return true;
-    return false;
+    return m_processes.largest_stdin_backlog() >= kPausePortAtStdinBacklog;
 }
 
 int Server::poll_timeout_ms() const {
@@ -240,6 +244,11 @@ int Server::poll_timeout_ms() const {
         auto deadline = exec->deadline();
         if (!deadline) continue;
         auto ms = std::chrono::ceil<std::chrono::milliseconds>(*deadline - now).count();
+        int t = static_cast<int>(std::clamp<int64_t>(ms, 0, 60 * 60 * 1000));
+        if (timeout < 0 || t < timeout) timeout = t;
+    }
+    if (auto wakeup = m_processes.next_wakeup()) {
+        auto ms = std::chrono::ceil<std::chrono::milliseconds>(*wakeup - now).count();
         int t = static_cast<int>(std::clamp<int64_t>(ms, 0, 60 * 60 * 1000));
         if (timeout < 0 || t < timeout) timeout = t;
     }
@@ -307,8 +316,8 @@ void Server::handle_frame(proto::Frame& frame) {
     case FrameType::Eof:
     case FrameType::Signal:
     case FrameType::Data:
-        if (auto it = m_execs.find(stream); it != m_execs.end()) {
-            handle_exec_frame(stream, *it->second, frame);
+        if (handle_process_frame(stream, frame)) {
+            // an exec or attach stream's
         } else if (auto wit = m_writers.find(stream); wit != m_writers.end()) {
             handle_write_frame(stream, *wit->second, frame);
         } else if (m_readers.count(stream)) {
@@ -317,6 +326,7 @@ void Server::handle_frame(proto::Frame& frame) {
         }
         // Otherwise the stream has ended already and this frame crossed our Result: drop it.
         return;
+    case FrameType::Detach: handle_detach(stream); return;
     default:
         end_stream_with_error(stream, invalid(std::string("the host sent a ") + proto::frame_type_name(frame.type) +
                                               " frame, which only the agent sends"));
@@ -415,7 +425,7 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
     }
     const bool needs_ready = op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite ||
                              op == proto::op::kStat || op == proto::op::kList || op == proto::op::kMkdir ||
-                             op == proto::op::kRemove;
+                             op == proto::op::kRemove || is_kept_op(op);
     if (!needs_ready) {
         m_outbox.push_error(stream, ErrorCode::UnknownOp, "unknown op '" + op + "'");
         return;
@@ -425,12 +435,14 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
                             "'" + op + "' is refused until init renews this VM's identity (after boot, restore or freeze)");
         return;
     }
-    const bool opens_stream = op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite;
+    const bool opens_stream =
+        op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite || op == proto::op::kAttach;
     if (opens_stream && active_streams() >= proto::kMaxStreams) {
         m_outbox.push_error(stream, ErrorCode::TooManyStreams,
                             "more than " + std::to_string(proto::kMaxStreams) + " streams at once");
         return;
     }
+    if (is_kept_op(op)) return handle_kept_op(stream, op, *body);
     if (op == proto::op::kExec) return started(op_exec(stream, *body));
     if (op == proto::op::kRead) return started(op_read(stream, *body));
     if (op == proto::op::kWrite) return started(op_write(stream, *body));
@@ -506,19 +518,23 @@ void Server::prepare_for_exec() {
 
 Status Server::op_exec(uint32_t stream, const json& body) {
     auto request = TRY(proto::parse_exec_request(body));
+    auto groups = TRY(apply_exec_user(request));
+    if (request.keep && m_processes.running_count() >= proto::kMaxKeptProcesses)
+        return make_error(ErrorCode::TooManyStreams,
+                          "more than " + std::to_string(proto::kMaxKeptProcesses) + " kept processes at once");
     struct stat st;
     if (stat(request.cwd.c_str(), &st) != 0) return path_error("use as the working directory", request.cwd, errno);
     if (!S_ISDIR(st.st_mode)) return invalid("the working directory '" + request.cwd + "' is not a directory");
 
     if (m_config.before_first_exec) std::exchange(m_config.before_first_exec, nullptr)();
     std::optional<CgroupLeaf> leaf = m_leaves.acquire();
-    auto session = ExecSession::start(request, leaf, m_exec_defaults);
+    auto session = ExecSession::start(request, leaf, m_exec_defaults, std::move(groups));
     if (!session.ok()) {
         if (leaf) m_leaves.release(std::move(*leaf));
         return std::move(session).error();
     }
     m_outbox.push_json(FrameType::Started, stream, json{{"pid", (*session)->pid()}});
-    m_execs.emplace(stream, std::move(*session));
+    add_exec(stream, request, std::move(*session));
     return ok_status();
 }
 
@@ -539,7 +555,7 @@ Status Server::op_write(uint32_t stream, const json& body) {
 // ---- streams ----------------------------------------------------------------------------------
 
 bool Server::is_active(uint32_t stream) const {
-    return m_execs.count(stream) || m_readers.count(stream) || m_writers.count(stream);
+    return m_execs.count(stream) || m_readers.count(stream) || m_writers.count(stream) || m_processes.has_stream(stream);
 }
 
 void Server::end_stream_with_error(uint32_t stream, const Error& error) {
@@ -558,6 +574,7 @@ void Server::abandon_stream(uint32_t stream) {
         release_cgroup(*exec);
         return;  // the session's destructor closes the pipes
     }
+    m_processes.drop_stream(stream);  // a kept exec goes on
     m_readers.erase(stream);
     m_writers.erase(stream);  // the writer's destructor unlinks its temp file
 }
@@ -568,6 +585,7 @@ void Server::abandon_all_streams() {
     for (auto& [s, r] : m_readers) streams.push_back(s);
     for (auto& [s, w] : m_writers) streams.push_back(s);
     for (uint32_t s : streams) abandon_stream(s);
+    m_processes.drop_all_streams();
 }
 
 void Server::pump_file_reads() {
@@ -602,11 +620,13 @@ void Server::reap_children() {
                     break;
                 }
             }
+            if (!known) known = m_processes.set_exited(pid, status);
             if (!known)
                 std::erase_if(m_orphans, [pid](const Orphan& o) { return o.pid == pid; });
         }
     }
     for (auto& [stream, exec] : m_execs) exec->try_reap();
+    m_processes.try_reap();
     std::erase_if(m_orphans, [](const Orphan& o) {
         int status;
         pid_t r = waitpid(o.pid, &status, WNOHANG);

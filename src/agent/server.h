@@ -21,6 +21,8 @@
 #include "agent/file_reader.h"
 #include "agent/file_writer.h"
 #include "agent/frame_outbox.h"
+#include "agent/process_table.h"
+#include "agent/user_lookup.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "proto/messages.h"
@@ -39,6 +41,8 @@ struct ServerConfig {
     std::function<void()> before_first_exec;
     // Called at every freeze, before the guest syncs (PID 1: page in what clones' first execs need).
     std::function<void()> before_freeze;
+    // Where exec's "user" is looked up (host tests point these at their own files).
+    AccountFiles accounts;
 };
 
 // Why run() returned.
@@ -67,10 +71,10 @@ private:
         pid_t pid;
         UniqueFd pidfd;
     };
-    enum class PollKind { Port, Signals, ChildExit, Stdout, Stdin };
+    enum class PollKind { Port, Signals, ChildExit, Stdout, Stdin, KeptOutput, KeptStdin };
     struct PollTag {
         PollKind kind;
-        uint32_t stream;
+        uint32_t stream;  // the pid for the Kept kinds
     };
 
     // A connection, as run() serves it: begin_connection, then turns of the loop (watch_fds,
@@ -115,8 +119,23 @@ private:
     Status op_read(uint32_t stream, const nlohmann::json& body);
     Status op_write(uint32_t stream, const nlohmann::json& body);
 
+    // The process table (server_procs.cpp): kept execs, and exec's "user".
+    // Resolves request.user into uid, gid, HOME/USER/LOGNAME and an empty cwd; returns its groups.
+    Result<std::vector<gid_t>> apply_exec_user(proto::ExecRequest& request);
+    // Files a started exec: kept ones in the table, the others in m_execs.
+    void add_exec(uint32_t stream, const proto::ExecRequest& request, std::unique_ptr<ExecSession> session);
+    bool is_kept_op(const std::string& op) const;
+    void handle_kept_op(uint32_t stream, const std::string& op, const nlohmann::json& body);
+    // Stdin/Eof/Signal/Detach on an exec or attach stream; false when `stream` is neither.
+    bool handle_process_frame(uint32_t stream, proto::Frame& frame);
+    void handle_detach(uint32_t stream);
+    bool watch_kept_fds();
+    void handle_kept_fd(const PollTag& tag, int fd);
+    void advance_kept_processes();
     // Streams.
-    size_t active_streams() const { return m_execs.size() + m_readers.size() + m_writers.size(); }
+    size_t active_streams() const {
+        return m_execs.size() + m_readers.size() + m_writers.size() + m_processes.stream_count();
+    }
     bool is_active(uint32_t stream) const;
     void abandon_stream(uint32_t stream);
     void abandon_all_streams();
@@ -146,6 +165,7 @@ private:
     FrameOutbox m_outbox;
 
     std::map<uint32_t, std::unique_ptr<ExecSession>> m_execs;
+    ProcessTable m_processes;  // outlives connections
     std::map<uint32_t, FileReader> m_readers;
     std::map<uint32_t, std::unique_ptr<FileWriter>> m_writers;
     std::vector<Orphan> m_orphans;

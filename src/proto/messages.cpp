@@ -1,6 +1,8 @@
 // JSON encoding and validating decoding of agent messages.
 #include "proto/messages.h"
 
+#include "base/base64.h"
+
 namespace kiln::proto {
 namespace {
 
@@ -57,6 +59,14 @@ Status read_path(const json& j, std::string& out) {
 }
 
 }  // namespace
+
+Status validate_user_name(const std::string& name) {
+    // Names as /etc/passwd can hold them: no ':' (the field separator), newline or NUL.
+    if (name.size() > kMaxUserNameLength) return invalid("user name is too long");
+    for (char c : name)
+        if (c == ':' || c == '\n' || c == '\0' || c == '/') return invalid("user name '" + name + "' is not valid");
+    return ok_status();
+}
 
 Status validate_path(const std::string& path) {
     if (path.empty()) return invalid("path is empty");
@@ -134,6 +144,10 @@ json to_json(const ExecRequest& r) {
     json j{{"env", r.env},       {"cwd", r.cwd},         {"uid", r.uid},
            {"gid", r.gid},       {"timeout_ms", r.timeout_ms}, {"stdin", r.stdin},
            {"output_limit", r.output_limit}};
+    // Only when set, so that a request without them reads as before to an older agent.
+    if (r.keep) j["keep"] = true;
+    if (!r.tag.empty()) j["tag"] = r.tag;
+    if (!r.user.empty()) j["user"] = r.user;
     if (!r.argv.empty()) j["argv"] = r.argv;
     else j["shell"] = r.shell;
     return j;
@@ -165,8 +179,12 @@ Result<ExecRequest> parse_exec_request(const json& j) {
             r.env[k] = v.get<std::string>();
         }
     }
+    TRY(read_string(j, "user", r.user, kMaxUserNameLength));
+    TRY(validate_user_name(r.user));
     TRY(read_string(j, "cwd", r.cwd, kMaxPathLength));
-    TRY(validate_path(r.cwd));
+    if (!(r.cwd.empty() && !r.user.empty())) TRY(validate_path(r.cwd));  // "": the user's home
+    TRY(read_bool(j, "keep", r.keep));
+    TRY(read_string(j, "tag", r.tag, kMaxTagLength));
     TRY(read_uint(j, "uid", r.uid, UINT32_MAX - 1));
     TRY(read_uint(j, "gid", r.gid, UINT32_MAX - 1));
     TRY(read_uint(j, "timeout_ms", r.timeout_ms, 365ull * 24 * 3600 * 1000));
@@ -178,7 +196,7 @@ Result<ExecRequest> parse_exec_request(const json& j) {
 json to_json(const ExecResult& r) {
     return json{{"exit_code", r.exit_code},     {"signal", r.signal},
                 {"timed_out", r.timed_out},     {"output_truncated", r.output_truncated},
-                {"duration_ms", r.duration_ms}};
+                {"duration_ms", r.duration_ms}, {"detached", r.detached}};
 }
 Result<ExecResult> parse_exec_result(const json& j) {
     TRY(require_object(j));
@@ -188,6 +206,7 @@ Result<ExecResult> parse_exec_result(const json& j) {
     TRY(read_bool(j, "timed_out", r.timed_out));
     TRY(read_bool(j, "output_truncated", r.output_truncated));
     TRY(read_uint(j, "duration_ms", r.duration_ms));
+    TRY(read_bool(j, "detached", r.detached));
     return r;
 }
 
@@ -243,6 +262,86 @@ Result<FileInfo> parse_file_info(const json& j) {
     TRY(read_uint(j, "uid", r.uid, UINT32_MAX));
     TRY(read_uint(j, "gid", r.gid, UINT32_MAX));
     TRY(read_int(j, "mtime_unix_ns", r.mtime_unix_ns));
+    return r;
+}
+
+// ---- the process table ----
+
+json to_json(const ProcessInfo& r) {
+    return json{{"pid", r.pid}, {"argv", r.argv}, {"env", r.env},   {"cwd", r.cwd},
+                {"tag", r.tag}, {"user", r.user}, {"stdin", r.stdin}};
+}
+Result<ProcessInfo> parse_process_info(const json& j) {
+    TRY(require_object(j));
+    ProcessInfo r;
+    TRY(read_int(j, "pid", r.pid));
+    if (auto it = j.find("argv"); it != j.end() && !it->is_null()) {
+        if (!it->is_array() || it->size() > kMaxArgs) return invalid("field 'argv' must be an array of strings");
+        for (const auto& a : *it) {
+            if (!a.is_string()) return invalid("field 'argv' must be an array of strings");
+            r.argv.push_back(a.get<std::string>());
+        }
+    }
+    if (auto it = j.find("env"); it != j.end() && !it->is_null()) {
+        if (!it->is_object()) return invalid("field 'env' must be an object of strings");
+        for (const auto& [k, v] : it->items()) {
+            if (!v.is_string()) return invalid("env value for '" + k + "' must be a string");
+            r.env[k] = v.get<std::string>();
+        }
+    }
+    TRY(read_string(j, "cwd", r.cwd, kMaxPathLength));
+    TRY(read_string(j, "tag", r.tag, kMaxTagLength));
+    TRY(read_string(j, "user", r.user, kMaxUserNameLength));
+    TRY(read_bool(j, "stdin", r.stdin));
+    return r;
+}
+Result<std::vector<ProcessInfo>> parse_procs_result(const json& j) {
+    TRY(require_object(j));
+    auto it = j.find("processes");
+    if (it == j.end() || !it->is_array()) return invalid("field 'processes' must be an array");
+    std::vector<ProcessInfo> processes;
+    processes.reserve(it->size());
+    for (const auto& p : *it) processes.push_back(TRY(parse_process_info(p)));
+    return processes;
+}
+
+namespace {
+Status read_pid(const json& j, int& pid) {
+    TRY(read_uint(j, "pid", pid, INT32_MAX));
+    if (pid <= 0) return invalid("field 'pid' must be a positive integer");
+    return ok_status();
+}
+}  // namespace
+
+json to_json(const PidRequest& r) { return json{{"pid", r.pid}}; }
+Result<PidRequest> parse_pid_request(const json& j) {
+    TRY(require_object(j));
+    PidRequest r;
+    TRY(read_pid(j, r.pid));
+    return r;
+}
+
+json to_json(const SignalRequest& r) { return json{{"pid", r.pid}, {"signal", r.signal}}; }
+Result<SignalRequest> parse_signal_request(const json& j) {
+    TRY(require_object(j));
+    SignalRequest r;
+    TRY(read_pid(j, r.pid));
+    TRY(read_uint(j, "signal", r.signal, 64));
+    if (r.signal < 1) return invalid("field 'signal' must be a signal number from 1 to 64");
+    return r;
+}
+
+json to_json(const InputRequest& r) { return json{{"pid", r.pid}, {"data", base64_encode(r.data)}, {"eof", r.eof}}; }
+Result<InputRequest> parse_input_request(const json& j) {
+    TRY(require_object(j));
+    InputRequest r;
+    TRY(read_pid(j, r.pid));
+    std::string encoded;
+    TRY(read_string(j, "data", encoded, (kMaxInputBytes + 2) / 3 * 4));
+    auto data = base64_decode(encoded);
+    if (!data) return invalid("field 'data' must be base64 (standard alphabet)");
+    r.data = std::move(*data);
+    TRY(read_bool(j, "eof", r.eof));
     return r;
 }
 

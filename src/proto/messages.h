@@ -34,6 +34,11 @@ inline constexpr const char* kShutdown = "shutdown"; // -> {}; then sync, remoun
 // killed, partial writes discarded). The host sends it first on every new connection: virtio-serial
 // shows the guest only whether a host is connected now, so a quick reconnect can go unnoticed.
 inline constexpr const char* kReset = "reset";
+// The process table (kept execs, docs/agent-protocol.md "Kept processes"):
+inline constexpr const char* kProcs = "procs";    // -> {"processes": [ProcessInfo...]}
+inline constexpr const char* kAttach = "attach";  // PidRequest -> Stdout/Stderr..., ExecResult
+inline constexpr const char* kSignal = "signal";  // SignalRequest -> {}
+inline constexpr const char* kInput = "input";    // InputRequest -> {}
 }  // namespace op
 
 // Error frames carry {"code": code_name(ErrorCode), "message"}: the agent's codes are the
@@ -46,6 +51,9 @@ inline constexpr uint64_t kDefaultOutputLimit = 1ull << 30;  // bytes of stdout+
 inline constexpr uint64_t kUnlimitedOutput = UINT64_MAX;     // forward it all (the host caps it)
 inline constexpr size_t kEntropyBytes = 64;
 inline constexpr size_t kMaxStreams = 256;
+inline constexpr size_t kMaxKeptProcesses = 256;  // kept execs alive at once
+inline constexpr size_t kMaxTagLength = 256;
+inline constexpr size_t kMaxUserNameLength = 256;
 
 struct PingResult {
     uint32_t wire_version = 1;
@@ -72,6 +80,13 @@ struct ExecRequest {
     uint64_t timeout_ms = 0;  // 0: none; on expiry the whole process group gets SIGKILL
     bool stdin = false;       // the host will send Stdin frames and an Eof; otherwise /dev/null
     uint64_t output_limit = kDefaultOutputLimit;
+    // Kept: in the agent's process table; it outlives its stream (Detach, abandon, reset, a
+    // dropped connection) and can be attached to, signalled and fed by pid.
+    bool keep = false;
+    std::string tag;   // the caller's name for a kept process (E2B's tag), listed by procs
+    // A user name resolved in the guest (/etc/passwd, /etc/group): replaces uid and gid, adds the
+    // user's groups and HOME/USER/LOGNAME (the env still overrides them); cwd "" is its home.
+    std::string user;
 };
 
 struct ExecResult {
@@ -80,10 +95,39 @@ struct ExecResult {
     bool timed_out = false;
     bool output_truncated = false;
     uint64_t duration_ms = 0;
+    // The stream ended by Detach while the kept process goes on: the other fields mean nothing.
+    bool detached = false;
 
     // The shell convention: the exit code, or 128 + signal.
     int shell_status() const { return signal ? 128 + signal : exit_code; }
 };
+
+// One kept process still running, as procs lists it.
+struct ProcessInfo {
+    int pid = 0;
+    std::vector<std::string> argv;  // as run: a shell command is {"/bin/sh", "-c", shell}
+    std::map<std::string, std::string> env;  // the request's env only
+    std::string cwd;
+    std::string tag;
+    std::string user;  // the request's user name, "" when it gave uid/gid
+    bool stdin = false;  // started with stdin: input can feed it
+};
+
+struct PidRequest {  // attach
+    int pid = 0;
+};
+
+struct SignalRequest {
+    int pid = 0;
+    int signal = 0;  // 1 <= signal < 65
+};
+
+struct InputRequest {
+    int pid = 0;
+    std::string data;  // raw bytes (base64 on the wire), at most kMaxInputBytes
+    bool eof = false;  // close the process's stdin after data
+};
+inline constexpr size_t kMaxInputBytes = 128 * 1024;
 
 struct PathRequest {
     std::string path;
@@ -125,6 +169,10 @@ json to_json(const WriteRequest&);
 json to_json(const MkdirRequest&);
 json to_json(const RemoveRequest&);
 json to_json(const FileInfo&);
+json to_json(const ProcessInfo&);
+json to_json(const PidRequest&);
+json to_json(const SignalRequest&);
+json to_json(const InputRequest&);
 
 // Parsers validate types, sizes and paths (absolute, no NUL, bounded length).
 Result<json> parse_json_object(const std::string& payload);
@@ -137,6 +185,11 @@ Result<WriteRequest> parse_write_request(const json&);
 Result<MkdirRequest> parse_mkdir_request(const json&);
 Result<RemoveRequest> parse_remove_request(const json&);
 Result<FileInfo> parse_file_info(const json&);
+Result<ProcessInfo> parse_process_info(const json&);
+Result<std::vector<ProcessInfo>> parse_procs_result(const json&);
+Result<PidRequest> parse_pid_request(const json&);
+Result<SignalRequest> parse_signal_request(const json&);
+Result<InputRequest> parse_input_request(const json&);
 
 // A request body: the op plus the operation's fields.
 json make_request(const char* op_name, json fields = json::object());
@@ -147,5 +200,7 @@ Error parse_error_body(const std::string& payload);
 
 // Paths from the host are hostile: absolute, no NUL, no empty components beyond '/', bounded.
 Status validate_path(const std::string& path);
+// A user name from the host: bounded, none of ':' '/' newline NUL ("" is allowed: no user).
+Status validate_user_name(const std::string& name);
 
 }  // namespace kiln::proto

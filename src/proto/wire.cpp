@@ -32,11 +32,12 @@ const char* frame_type_name(FrameType type) {
     case FrameType::Data: return "data";
     case FrameType::Signal: return "signal";
     case FrameType::Started: return "started";
+    case FrameType::Detach: return "detach";
     }
     return "unknown";
 }
 
-bool is_known_frame_type(uint8_t type) { return type >= 1 && type <= 10; }
+bool is_known_frame_type(uint8_t type) { return type >= 1 && type <= 11; }
 
 void encode_frame(std::string& out, FrameType type, uint32_t stream, std::string_view payload) {
     out.reserve(out.size() + kHeaderSize + payload.size());

@@ -14,7 +14,8 @@
 // the host picks (odd numbers; 0 is the connection itself). It ends with exactly one Result or
 // Error frame from the agent. In between, exec streams carry Stdin/Eof from the host and
 // Stdout/Stderr from the agent; file reads carry Data from the agent, file writes Data/Eof
-// from the host. Signal frames (JSON {"signal": N}) from the host signal a running exec.
+// from the host. Signal frames (JSON {"signal": N}) from the host signal a running exec; a Detach
+// frame ends an exec or attach stream while a kept exec goes on (docs/agent-protocol.md).
 //
 // A malformed frame is answered with an Error frame on stream 0 (or on its stream if the
 // header was sound); the decoder then resynchronises on the next magic.
@@ -46,6 +47,7 @@ enum class FrameType : uint8_t {
     Data = 8,     // either way, raw file content
     Signal = 9,   // host -> agent, JSON {"signal": N}: signal the exec's process group
     Started = 10, // agent -> host, JSON {"pid": N}: the exec is running
+    Detach = 11,  // host -> agent, empty: end this stream now; a kept exec goes on running
 };
 
 const char* frame_type_name(FrameType type);

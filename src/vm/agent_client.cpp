@@ -581,7 +581,9 @@ private:
 }  // namespace
 
 Result<proto::ExecResult> AgentClient::exec(proto::ExecRequest request, const ExecIo& io) {
-    request.stdin = io.stdin_data.has_value() || io.stdin_fd >= 0 || static_cast<bool>(io.stdin_source);
+    const bool io_stdin = io.stdin_data.has_value() || io.stdin_fd >= 0 || static_cast<bool>(io.stdin_source);
+    // A kept exec may ask for stdin without a source here: send_input() feeds it later.
+    request.stdin = io_stdin || (request.keep && request.stdin);
     Millis host_timeout = io.host_timeout;
     if (host_timeout.count() == 0 && request.timeout_ms > 0)
         host_timeout = Millis(request.timeout_ms) + Millis(30000);  // the agent enforces timeout_ms itself
@@ -589,16 +591,31 @@ Result<proto::ExecResult> AgentClient::exec(proto::ExecRequest request, const Ex
     auto call = TRY(open_stream(proto::make_request(proto::op::kExec, proto::to_json(request)), deadline));
 
     std::optional<StdinPump> pump;
-    if (request.stdin)
+    if (io_stdin)
         pump.emplace(io, [this, stream = call->stream, deadline](FrameType type, std::string_view data,
                                                        const std::atomic<bool>* cancel) {
             // The exec's deadline, and each frame's own (set_frame_send_timeout): a guest that
             // stops reading its stdin cannot hold this thread, nor the exec's caller, forever.
             return send_frame(type, stream, data, deadline, cancel);
         });
+    return follow_exec_stream(call, io, deadline, "exec", [&pump] {
+        if (pump) pump->stop();
+    });
+}
 
+Result<proto::ExecResult> AgentClient::attach(int pid, const ExecIo& io) {
+    auto deadline = deadline_after(io.host_timeout);
+    auto call =
+        TRY(open_stream(proto::make_request(proto::op::kAttach, proto::to_json(proto::PidRequest{pid})), deadline));
+    if (io.on_started) io.on_started(call->stream, pid);
+    return follow_exec_stream(call, io, deadline, "attach", {});
+}
+
+Result<proto::ExecResult> AgentClient::follow_exec_stream(const std::shared_ptr<Call>& call, const ExecIo& io,
+                                                          Clock::time_point deadline, const char* what,
+                                                          const std::function<void()>& on_end) {
     for (;;) {
-        auto frame = next_frame(call, deadline, "exec");
+        auto frame = next_frame(call, deadline, what);
         if (!frame.ok()) {
             if (frame.error().code == ErrorCode::Timeout) (void)send_signal(call->stream, 9);
             close_stream(call);
@@ -621,14 +638,49 @@ Result<proto::ExecResult> AgentClient::exec(proto::ExecRequest request, const Ex
         case FrameType::Result:
         case FrameType::Error: {
             close_stream(call);
-            if (pump) pump->stop();
-            json j = TRY(result_json(*frame, "exec"));
+            if (on_end) on_end();
+            json j = TRY(result_json(*frame, what));
             return proto::parse_exec_result(j);
         }
         default:
             break;
         }
     }
+}
+
+Status AgentClient::detach(uint32_t stream) {
+    Status st = send_frame(FrameType::Detach, stream, {}, deadline_after(Millis(5000)));
+    if (!st.ok()) return send_failure(st.error());
+    return ok_status();
+}
+
+Result<std::vector<proto::ProcessInfo>> AgentClient::processes(Millis timeout) {
+    json j = TRY(simple_call(proto::op::kProcs, json::object(), timeout));
+    auto list = proto::parse_procs_result(j);
+    if (!list.ok()) return protocol_error("procs: " + list.error().message);
+    return list;
+}
+
+Status AgentClient::signal_process(int pid, int signal, Millis timeout) {
+    TRY(simple_call(proto::op::kSignal, proto::to_json(proto::SignalRequest{pid, signal}), timeout));
+    return ok_status();
+}
+
+Status AgentClient::send_input(int pid, std::string_view data, Millis timeout) {
+    auto deadline = deadline_after(timeout);
+    do {
+        auto piece = data.substr(0, proto::kMaxInputBytes);
+        data.remove_prefix(piece.size());
+        auto left = std::chrono::duration_cast<Millis>(deadline - Clock::now());
+        if (left.count() <= 0) return make_error(ErrorCode::Timeout, "input: no answer from the agent in time");
+        TRY(simple_call(proto::op::kInput, proto::to_json(proto::InputRequest{pid, std::string(piece), false}), left));
+    } while (!data.empty());
+    return ok_status();
+}
+
+Status AgentClient::close_input(int pid, Millis timeout) {
+    TRY(simple_call(proto::op::kInput, proto::to_json(proto::InputRequest{pid, {}, true}), timeout));
+    return ok_status();
 }
 
 Result<ExecOutput> AgentClient::exec_collect(proto::ExecRequest request, std::optional<std::string> stdin_data,

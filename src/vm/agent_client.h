@@ -34,8 +34,10 @@ ByteSource source_from_string(std::string data);
 struct ExecIo {
     std::function<void(std::string_view)> on_stdout;
     std::function<void(std::string_view)> on_stderr;
-    std::function<void(uint32_t stream, int pid)> on_started;  // the stream id is for send_signal()
-    // Stdin, at most one of these (any of them sets ExecRequest::stdin):
+    // The stream id is for send_signal() and detach(); attach() calls it at once with the pid asked for.
+    std::function<void(uint32_t stream, int pid)> on_started;
+    // Stdin, at most one of these (any of them sets ExecRequest::stdin; a kept exec may also set
+    // ExecRequest::stdin itself and be fed with send_input()). Not used by attach():
     std::optional<std::string> stdin_data;  // sent, then Eof
     int stdin_fd = -1;       // read until EOF (not owned); abandoned as soon as the command ends
     ByteSource stdin_source; // pulled on a helper thread; exec() returns only after it returns 0 or fails
@@ -75,6 +77,7 @@ public:
     Result<proto::PingResult> ping(Millis timeout = Millis(5000));
     Status init(const proto::InitRequest& request, Millis timeout = Millis(10000));
     Status freeze(Millis timeout = Millis(30000));
+    // A kept exec (request.keep) returns a Result with `detached` once detach() ends its stream.
     Result<proto::ExecResult> exec(proto::ExecRequest request, const ExecIo& io = {});
     // exec() with stdout and stderr collected, each up to max_output bytes (the rest is dropped).
     Result<ExecOutput> exec_collect(proto::ExecRequest request, std::optional<std::string> stdin_data = std::nullopt,
@@ -95,6 +98,23 @@ public:
 
     // Sends a Signal frame to a running exec (its stream id comes from ExecIo::on_started).
     Status send_signal(uint32_t stream, int signal);
+
+    // Kept processes (the agent's process table, docs/agent-protocol.md).
+    // Ends the exec or attach call on `stream` (from ExecIo::on_started): that call returns an
+    // ExecResult with `detached`, and a kept process goes on; one not kept is killed and its
+    // call returns an error saying so.
+    Status detach(uint32_t stream);
+    // Follows a kept process from now on: its output to `io`, then its ExecResult (at once if it
+    // has exited within the last minute). NotFound for a pid the agent does not keep.
+    Result<proto::ExecResult> attach(int pid, const ExecIo& io = {});
+    // The kept processes still running.
+    Result<std::vector<proto::ProcessInfo>> processes(Millis timeout = Millis(10000));
+    // Signals a kept process's whole tree.
+    Status signal_process(int pid, int signal, Millis timeout = Millis(10000));
+    // Writes to a kept process's stdin (started with ExecRequest::stdin), in pieces of at most
+    // proto::kMaxInputBytes; close_input ends it after what was sent.
+    Status send_input(int pid, std::string_view data, Millis timeout = Millis(30000));
+    Status close_input(int pid, Millis timeout = Millis(10000));
     // Writes bytes as they are, for malformed-frame tests.
     Status send_raw(std::string_view bytes);
     // The next connection-level error: an Error frame on stream 0 or on a stream no call waits
@@ -128,6 +148,10 @@ private:
                                     const std::string& what);
     // A request whose answer is one Result frame.
     Result<proto::json> simple_call(const char* op, proto::json fields, Millis timeout);
+    // Routes an exec or attach stream's frames to `io` until its Result or Error.
+    Result<proto::ExecResult> follow_exec_stream(const std::shared_ptr<Call>& call, const ExecIo& io,
+                                                 Clock::time_point deadline, const char* what,
+                                                 const std::function<void()>& on_end);
     Status send_frame(proto::FrameType type, uint32_t stream, std::string_view payload, Clock::time_point deadline,
                       const std::atomic<bool>* cancel = nullptr);
     Status send_bytes(std::string_view bytes, Clock::time_point deadline, const std::atomic<bool>* cancel);

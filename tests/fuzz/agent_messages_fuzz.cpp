@@ -21,5 +21,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)parse_mkdir_request(*j);
     (void)parse_remove_request(*j);
     (void)parse_file_info(*j);
+    (void)parse_process_info(*j);
+    (void)parse_procs_result(*j);
+    (void)parse_pid_request(*j);
+    (void)parse_signal_request(*j);
+    (void)parse_input_request(*j);
     return 0;
 }
