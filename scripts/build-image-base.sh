@@ -155,6 +155,10 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRON
   in_root apt-get clean; } 2>&1 | progress apt || fail apt
 for m in "$root/proc" "$root/sys"; do mountpoint -q "$m" && umount -l "$m"; done
 rm -f "$root/etc/resolv.conf"
+# `user` (1000:1000, /home/user, bash) as E2B's templates have: their SDK runs commands and writes
+# files as it by default (docs/agent-protocol.md, `user` fields).
+in_root useradd --create-home --uid 1000 --user-group --shell /bin/bash user
+[ "$(stat -c %u:%g "$root/home/user")" = 1000:1000 ] || die "/home/user in the image is not owned by user"
 
 log "image base: installing the agent and trimming caches and docs"
 # Merged /usr: /sbin is a relative symlink to usr/sbin, so this stays inside $root.

@@ -54,14 +54,18 @@ while IFS= read -r applet; do
 done < <("$busybox" --list-full)
 install -m 0755 "$agent" "$root/sbin/init"
 
+# `user` (1000:1000) as in base and in E2B's templates, which run commands and write files as it.
 cat > "$root/etc/passwd" <<'PASSWD'
 root:x:0:0:root:/root:/bin/sh
+user:x:1000:1000:user:/home/user:/bin/sh
 nobody:x:65534:65534:nobody:/nonexistent:/bin/false
 PASSWD
 cat > "$root/etc/group" <<'GROUP'
 root:x:0:
+user:x:1000:
 nogroup:x:65534:
 GROUP
+install -d -m 0755 -o 1000 -g 1000 "$root/home/user"
 echo kiln > "$root/etc/hostname"
 cat > "$root/etc/hosts" <<'HOSTS'
 127.0.0.1 localhost

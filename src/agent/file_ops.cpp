@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
 #include <memory>
 #include <vector>
 
@@ -92,11 +93,88 @@ Status remove_tree(const std::string& root) {
     return ok_status();
 }
 
+// Joins a folder and a name without doubling the slash of "/".
+std::string join_path(const std::string& dir, const std::string& name) {
+    return !dir.empty() && dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+// The target of the symlink `name` in `dir_fd` (AT_FDCWD: a path), as stored; empty when unreadable.
+std::string read_link_at(int dir_fd, const std::string& name, const struct stat& st) {
+    std::string target(std::max<size_t>(static_cast<size_t>(st.st_size), 1) + 1, '\0');
+    for (int attempt = 0; attempt < 4 && target.size() <= proto::kMaxPathLength + 1; ++attempt) {
+        ssize_t n = readlinkat(dir_fd, name.c_str(), target.data(), target.size());
+        if (n < 0) return {};
+        if (static_cast<size_t>(n) < target.size()) {
+            target.resize(static_cast<size_t>(n));
+            return target;
+        }
+        target.resize(target.size() * 2);  // changed since the lstat (or /proc-style size 0)
+    }
+    return {};
+}
+
+proto::FileInfo info_at(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
+                        const UserDb& users) {
+    proto::FileInfo info = file_info_from_stat(name, path, st, users);
+    if (S_ISLNK(st.st_mode)) info.symlink_target = read_link_at(dir_fd, dir_fd == AT_FDCWD ? path : name, st);
+    return info;
+}
+
+struct ListWalk {
+    const UserDb& users;
+    std::vector<proto::FileInfo> entries;
+};
+
+// Lists the open folder `fd` (`path`) into walk.entries, and `levels_left` levels below it.
+Status list_level(ListWalk& walk, UniqueFd fd, const std::string& path, uint32_t levels_left) {
+    DIR* raw = fdopendir(fd.get());
+    if (!raw) return path_error("list", path, errno);
+    fd.release();
+    DirPtr dir(raw);
+    std::vector<std::string> subdirs;
+    for (;;) {
+        errno = 0;
+        struct dirent* entry = readdir(dir.get());
+        if (!entry) {
+            if (errno != 0) return path_error("list", path, errno);
+            break;
+        }
+        std::string name = entry->d_name;
+        if (name == "." || name == "..") continue;
+        struct stat st;
+        std::string entry_path = join_path(path, name);
+        if (fstatat(dirfd(dir.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            if (errno == ENOENT) continue;  // removed while we listed
+            return path_error("stat", entry_path, errno);
+        }
+        walk.entries.push_back(info_at(dirfd(dir.get()), name, entry_path, st, walk.users));
+        if (S_ISDIR(st.st_mode) && levels_left > 0) subdirs.push_back(name);
+    }
+    for (const auto& name : subdirs) {
+        UniqueFd child(openat(dirfd(dir.get()), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (!child) {
+            if (errno == ENOENT || errno == ENOTDIR || errno == ELOOP || errno == EACCES) continue;  // changed meanwhile
+            return path_error("list", join_path(path, name), errno);
+        }
+        TRY(list_level(walk, std::move(child), join_path(path, name), levels_left - 1));
+    }
+    return ok_status();
+}
+
+Status chown_to(const std::string& path, const std::optional<FileOwner>& owner) {
+    if (owner && lchown(path.c_str(), owner->uid, owner->gid) != 0) return path_error("change the owner of", path, errno);
+    return ok_status();
+}
+
 }  // namespace
 
-proto::FileInfo file_info_from_stat(const std::string& name, const struct stat& st) {
+proto::FileInfo file_info_from_stat(const std::string& name, const std::string& path, const struct stat& st,
+                                    const UserDb& users) {
     proto::FileInfo info;
     info.name = name;
+    info.path = path;
+    info.owner = users.user_name(st.st_uid);
+    info.group = users.group_name(st.st_gid);
     info.type = file_type_name(st.st_mode);
     info.size = static_cast<uint64_t>(st.st_size);
     info.mode = st.st_mode & 07777;
@@ -109,10 +187,13 @@ proto::FileInfo file_info_from_stat(const std::string& name, const struct stat& 
 Result<proto::FileInfo> stat_path(const std::string& path) {
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) return path_error("stat", path, errno);
-    return file_info_from_stat(path, st);
+    proto::FileInfo info = info_at(AT_FDCWD, path, path, st, UserDb::load());
+    info.path.clear();  // name is the path already
+    return info;
 }
 
-Result<nlohmann::json> list_directory(const std::string& path) {
+Result<nlohmann::json> list_directory(const proto::ListRequest& request) {
+    const std::string& path = request.path;
     UniqueFd fd(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!fd) {
         if (errno == ENOTDIR) {
@@ -121,35 +202,24 @@ Result<nlohmann::json> list_directory(const std::string& path) {
         }
         return path_error("list", path, errno);
     }
-    DIR* raw = fdopendir(fd.get());
-    if (!raw) return path_error("list", path, errno);
-    fd.release();
-    DirPtr dir(raw);
-    std::vector<proto::FileInfo> entries;
-    for (;;) {
-        errno = 0;
-        struct dirent* entry = readdir(dir.get());
-        if (!entry) {
-            if (errno != 0) return path_error("list", path, errno);
-            break;
-        }
-        std::string name = entry->d_name;
-        if (name == "." || name == "..") continue;
-        struct stat st;
-        if (fstatat(dirfd(dir.get()), entry->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
-            if (errno == ENOENT) continue;  // removed while we listed
-            return path_error("stat", path + "/" + name, errno);
-        }
-        entries.push_back(file_info_from_stat(name, st));
-    }
+    UserDb users = UserDb::load();
+    ListWalk walk{users, {}};
+    TRY(list_level(walk, std::move(fd), path, request.depth - 1));
+    auto& entries = walk.entries;
     std::sort(entries.begin(), entries.end(),
-              [](const proto::FileInfo& a, const proto::FileInfo& b) { return a.name < b.name; });
+              [](const proto::FileInfo& a, const proto::FileInfo& b) { return a.path < b.path; });
     nlohmann::json list = nlohmann::json::array();
     for (const auto& e : entries) list.push_back(proto::to_json(e));
     return nlohmann::json{{"entries", std::move(list)}};
 }
 
-Status make_parent_directories(const std::string& dir, mode_t mode) {
+Result<std::optional<FileOwner>> resolve_owner(const std::string& user) {
+    if (user.empty()) return std::optional<FileOwner>();
+    UserEntry entry = TRY(UserDb::load().find_user(user));
+    return std::optional<FileOwner>(FileOwner{entry.uid, entry.gid});
+}
+
+Status make_parent_directories(const std::string& dir, mode_t mode, const std::optional<FileOwner>& owner) {
     std::string prefix;
     size_t pos = 0;
     while (pos < dir.size()) {
@@ -166,6 +236,8 @@ Status make_parent_directories(const std::string& dir, mode_t mode) {
                 if (!S_ISDIR(st.st_mode))
                     return make_error(ErrorCode::Exists, "cannot create directory '" + prefix +
                                                                 "': a file that is not a directory is in the way");
+            } else {
+                TRY(chown_to(prefix, owner));
             }
         }
         pos = next + 1;
@@ -175,6 +247,7 @@ Status make_parent_directories(const std::string& dir, mode_t mode) {
 
 Status make_directory(const proto::MkdirRequest& request) {
     const std::string& path = request.path;
+    const std::optional<FileOwner> owner = TRY(resolve_owner(request.user));
     if (request.parents) {
         struct stat st;
         if (stat(path.c_str(), &st) == 0) {
@@ -183,7 +256,7 @@ Status make_directory(const proto::MkdirRequest& request) {
         }
         size_t slash = path.find_last_not_of('/');
         slash = slash == std::string::npos ? 0 : path.rfind('/', slash);
-        if (slash != std::string::npos && slash > 0) TRY(make_parent_directories(path.substr(0, slash), 0755));
+        if (slash != std::string::npos && slash > 0) TRY(make_parent_directories(path.substr(0, slash), 0755, owner));
     }
     if (mkdir(path.c_str(), request.mode & 07777) != 0) {
         int err = errno;
@@ -195,7 +268,7 @@ Status make_directory(const proto::MkdirRequest& request) {
     }
     // mkdir applies the umask; the caller asked for exact bits.
     if (chmod(path.c_str(), request.mode & 07777) != 0) return path_error("set the mode of", path, errno);
-    return ok_status();
+    return chown_to(path, owner);
 }
 
 Status remove_path(const proto::RemoveRequest& request) {
@@ -213,6 +286,25 @@ Status remove_path(const proto::RemoveRequest& request) {
             return make_error(ErrorCode::NotEmpty,
                               "cannot remove '" + path + "': the directory is not empty (set recursive)");
         return path_error("remove", path, err);
+    }
+    return ok_status();
+}
+
+Status move_path(const proto::MoveRequest& request) {
+    struct stat st;
+    if (lstat(request.from.c_str(), &st) != 0) return path_error("move", request.from, errno);
+    if (rename(request.from.c_str(), request.to.c_str()) != 0) {
+        int err = errno;
+        if (err == ENOTEMPTY || err == EEXIST)
+            return make_error(ErrorCode::Exists, "cannot move '" + request.from + "' to '" + request.to +
+                                                     "': a folder that is not empty is in the way");
+        if (err == EISDIR || err == ENOTDIR)
+            return make_error(ErrorCode::Exists, "cannot move '" + request.from + "' to '" + request.to +
+                                                     "': a " + (err == EISDIR ? "folder" : "file") + " is in the way");
+        if (err == EINVAL)
+            return invalid("cannot move '" + request.from + "' into itself ('" + request.to + "')");
+        return make_error(errno_code(err), "cannot move '" + request.from + "' to '" + request.to +
+                                               "': " + std::strerror(err));
     }
     return ok_status();
 }

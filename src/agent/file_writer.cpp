@@ -29,7 +29,8 @@ Result<std::unique_ptr<FileWriter>> FileWriter::create(const proto::WriteRequest
     struct stat st;
     if (stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
         return invalid("cannot write '" + path + "': it is a directory");
-    if (request.parents && !dir.empty()) TRY(make_parent_directories(dir, 0755));
+    const std::optional<FileOwner> owner = TRY(resolve_owner(request.user));
+    if (request.parents && !dir.empty()) TRY(make_parent_directories(dir, 0755, owner));
 
     // Keep the temp name within NAME_MAX however long the target's name is.
     std::string temp = dir + "/." + base.substr(0, 200) + ".kiln-tmp-XXXXXX";
@@ -39,7 +40,7 @@ Result<std::unique_ptr<FileWriter>> FileWriter::create(const proto::WriteRequest
         if (err == ENOENT) return path_error("write", path, err);
         return path_error("create a temp file for", path, err);
     }
-    return std::unique_ptr<FileWriter>(new FileWriter(UniqueFd(fd), std::move(temp), path, request.mode));
+    return std::unique_ptr<FileWriter>(new FileWriter(UniqueFd(fd), std::move(temp), path, request.mode, owner));
 }
 
 FileWriter::~FileWriter() {
@@ -60,6 +61,9 @@ Status FileWriter::append(std::string_view data) {
 }
 
 Result<uint64_t> FileWriter::commit() {
+    // Owner before mode: chown clears setuid/setgid bits the mode may ask for.
+    if (m_owner && fchown(m_fd.get(), m_owner->uid, m_owner->gid) != 0)
+        return path_error("change the owner of", m_path, errno);
     if (fchmod(m_fd.get(), m_mode & 07777) != 0) return path_error("set the mode of", m_path, errno);
     if (::close(m_fd.release()) != 0) return path_error("write", m_path, errno);
     if (rename(m_temp_path.c_str(), m_path.c_str()) != 0) {

@@ -130,6 +130,7 @@ bool Server::watch_fds() {
         if (exec->stdin_fd_to_poll() >= 0) watch(exec->stdin_fd_to_poll(), POLLOUT, PollKind::Stdin, stream);
     }
     if (watch_kept_fds()) reap_by_polling = true;
+    m_watches.for_each_fd([this](int fd, uint32_t stream) { watch(fd, POLLIN, PollKind::Watch, stream); });
     for (auto& orphan : m_orphans) {
         if (orphan.pidfd) watch(orphan.pidfd.get(), POLLIN, PollKind::ChildExit, 0);
         else reap_by_polling = true;
@@ -186,6 +187,7 @@ bool Server::handle_ready_fds(int ready) {
         }
         case PollKind::KeptOutput:
         case PollKind::KeptStdin: handle_kept_fd(tag, m_poll_fds[i].fd); break;
+        case PollKind::Watch: m_watches.on_readable(tag.stream); break;
         }
     }
     return child_event;
@@ -195,6 +197,7 @@ void Server::advance_streams(bool child_event) {
     if (child_event) reap_children();
     expire_deadlines();
     pump_file_reads();
+    m_watches.pump(m_outbox);
     finish_exited_execs();
     advance_kept_processes();
     if (!m_disconnected && !m_outbox.empty() && m_outbox.flush(m_fd) == FrameOutbox::FlushResult::Broken)
@@ -237,7 +240,7 @@ bool Server::port_input_paused() const {
 }
 
 int Server::poll_timeout_ms() const {
-    if (!m_readers.empty() && !m_outbox.congested()) return 0;
+    if ((!m_readers.empty() || m_watches.has_events()) && !m_outbox.congested()) return 0;
     int timeout = -1;
     auto now = Clock::now();
     for (const auto& [stream, exec] : m_execs) {
@@ -320,13 +323,16 @@ void Server::handle_frame(proto::Frame& frame) {
             // an exec or attach stream's
         } else if (auto wit = m_writers.find(stream); wit != m_writers.end()) {
             handle_write_frame(stream, *wit->second, frame);
-        } else if (m_readers.count(stream)) {
+        } else if (m_readers.count(stream) || m_watches.contains(stream)) {
             end_stream_with_error(stream, invalid(std::string("unexpected ") + proto::frame_type_name(frame.type) +
-                                                  " frame on a read stream"));
+                                                  (m_watches.contains(stream) ? " frame on a watch stream" : " frame on a read stream")));
         }
         // Otherwise the stream has ended already and this frame crossed our Result: drop it.
         return;
-    case FrameType::Detach: handle_detach(stream); return;
+    case FrameType::Detach:
+        if (m_watches.contains(stream)) m_watches.detach(stream, m_outbox);
+        else handle_detach(stream);
+        return;
     default:
         end_stream_with_error(stream, invalid(std::string("the host sent a ") + proto::frame_type_name(frame.type) +
                                               " frame, which only the agent sends"));
@@ -425,7 +431,8 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
     }
     const bool needs_ready = op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite ||
                              op == proto::op::kStat || op == proto::op::kList || op == proto::op::kMkdir ||
-                             op == proto::op::kRemove || is_kept_op(op);
+                             op == proto::op::kRemove || op == proto::op::kMove || op == proto::op::kWatch ||
+                             is_kept_op(op);
     if (!needs_ready) {
         m_outbox.push_error(stream, ErrorCode::UnknownOp, "unknown op '" + op + "'");
         return;
@@ -436,7 +443,8 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
         return;
     }
     const bool opens_stream =
-        op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite || op == proto::op::kAttach;
+        op == proto::op::kExec || op == proto::op::kRead || op == proto::op::kWrite || op == proto::op::kAttach ||
+        op == proto::op::kWatch;
     if (opens_stream && active_streams() >= proto::kMaxStreams) {
         m_outbox.push_error(stream, ErrorCode::TooManyStreams,
                             "more than " + std::to_string(proto::kMaxStreams) + " streams at once");
@@ -446,6 +454,7 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
     if (op == proto::op::kExec) return started(op_exec(stream, *body));
     if (op == proto::op::kRead) return started(op_read(stream, *body));
     if (op == proto::op::kWrite) return started(op_write(stream, *body));
+    if (op == proto::op::kWatch) return started(m_watches.start(stream, *body, m_outbox));
     if (op == proto::op::kStat) {
         auto request = proto::parse_path_request(*body);
         if (!request.ok()) return reply(request.error());
@@ -454,9 +463,9 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
         return reply(proto::to_json(*info));
     }
     if (op == proto::op::kList) {
-        auto request = proto::parse_path_request(*body);
+        auto request = proto::parse_list_request(*body);
         if (!request.ok()) return reply(request.error());
-        return reply(list_directory(request->path));
+        return reply(list_directory(*request));
     }
     if (op == proto::op::kMkdir) {
         auto request = proto::parse_mkdir_request(*body);
@@ -469,6 +478,13 @@ void Server::handle_request(uint32_t stream, const std::string& payload) {
         auto request = proto::parse_remove_request(*body);
         if (!request.ok()) return reply(request.error());
         auto status = remove_path(*request);
+        if (!status.ok()) return reply(status.error());
+        return reply(json::object());
+    }
+    if (op == proto::op::kMove) {
+        auto request = proto::parse_move_request(*body);
+        if (!request.ok()) return reply(request.error());
+        auto status = move_path(*request);
         if (!status.ok()) return reply(status.error());
         return reply(json::object());
     }
@@ -555,7 +571,8 @@ Status Server::op_write(uint32_t stream, const json& body) {
 // ---- streams ----------------------------------------------------------------------------------
 
 bool Server::is_active(uint32_t stream) const {
-    return m_execs.count(stream) || m_readers.count(stream) || m_writers.count(stream) || m_processes.has_stream(stream);
+    return m_execs.count(stream) || m_readers.count(stream) || m_writers.count(stream) || m_processes.has_stream(stream) ||
+           m_watches.contains(stream);
 }
 
 void Server::end_stream_with_error(uint32_t stream, const Error& error) {
@@ -577,6 +594,7 @@ void Server::abandon_stream(uint32_t stream) {
     m_processes.drop_stream(stream);  // a kept exec goes on
     m_readers.erase(stream);
     m_writers.erase(stream);  // the writer's destructor unlinks its temp file
+    m_watches.abandon(stream);
 }
 
 void Server::abandon_all_streams() {
@@ -584,6 +602,7 @@ void Server::abandon_all_streams() {
     for (auto& [s, e] : m_execs) streams.push_back(s);
     for (auto& [s, r] : m_readers) streams.push_back(s);
     for (auto& [s, w] : m_writers) streams.push_back(s);
+    m_watches.for_each_stream([&streams](uint32_t s) { streams.push_back(s); });
     for (uint32_t s : streams) abandon_stream(s);
     m_processes.drop_all_streams();
 }

@@ -23,6 +23,7 @@
 #include "agent/frame_outbox.h"
 #include "agent/process_table.h"
 #include "agent/user_lookup.h"
+#include "agent/watch_streams.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "proto/messages.h"
@@ -71,7 +72,7 @@ private:
         pid_t pid;
         UniqueFd pidfd;
     };
-    enum class PollKind { Port, Signals, ChildExit, Stdout, Stdin, KeptOutput, KeptStdin };
+    enum class PollKind { Port, Signals, ChildExit, Stdout, Stdin, KeptOutput, KeptStdin, Watch };
     struct PollTag {
         PollKind kind;
         uint32_t stream;  // the pid for the Kept kinds
@@ -134,7 +135,7 @@ private:
     void advance_kept_processes();
     // Streams.
     size_t active_streams() const {
-        return m_execs.size() + m_readers.size() + m_writers.size() + m_processes.stream_count();
+        return m_execs.size() + m_readers.size() + m_writers.size() + m_processes.stream_count() + m_watches.size();
     }
     bool is_active(uint32_t stream) const;
     void abandon_stream(uint32_t stream);
@@ -168,6 +169,7 @@ private:
     ProcessTable m_processes;  // outlives connections
     std::map<uint32_t, FileReader> m_readers;
     std::map<uint32_t, std::unique_ptr<FileWriter>> m_writers;
+    WatchStreams m_watches;
     std::vector<Orphan> m_orphans;
     std::vector<char> m_scratch;
     // The poll set of the current turn, tag i for fd i (kept between turns for their capacity).

@@ -58,6 +58,12 @@ Status read_path(const json& j, std::string& out) {
     return validate_path(out);
 }
 
+// An optional "user": absent or empty means the agent's own (root).
+Status read_user(const json& j, std::string& out) {
+    TRY(read_string(j, "user", out, kMaxUserNameLength));
+    return out.empty() ? ok_status() : validate_user_name(out);
+}
+
 }  // namespace
 
 Status validate_user_name(const std::string& name) {
@@ -218,23 +224,33 @@ Result<PathRequest> parse_path_request(const json& j) {
     return r;
 }
 
-json to_json(const WriteRequest& r) { return json{{"path", r.path}, {"mode", r.mode}, {"parents", r.parents}}; }
+json to_json(const WriteRequest& r) {
+    json j{{"path", r.path}, {"mode", r.mode}, {"parents", r.parents}};
+    if (!r.user.empty()) j["user"] = r.user;
+    return j;
+}
 Result<WriteRequest> parse_write_request(const json& j) {
     TRY(require_object(j));
     WriteRequest r;
     TRY(read_path(j, r.path));
     TRY(read_uint(j, "mode", r.mode, 07777));
     TRY(read_bool(j, "parents", r.parents));
+    TRY(read_user(j, r.user));
     return r;
 }
 
-json to_json(const MkdirRequest& r) { return json{{"path", r.path}, {"mode", r.mode}, {"parents", r.parents}}; }
+json to_json(const MkdirRequest& r) {
+    json j{{"path", r.path}, {"mode", r.mode}, {"parents", r.parents}};
+    if (!r.user.empty()) j["user"] = r.user;
+    return j;
+}
 Result<MkdirRequest> parse_mkdir_request(const json& j) {
     TRY(require_object(j));
     MkdirRequest r;
     TRY(read_path(j, r.path));
     TRY(read_uint(j, "mode", r.mode, 07777));
     TRY(read_bool(j, "parents", r.parents));
+    TRY(read_user(j, r.user));
     return r;
 }
 
@@ -249,8 +265,12 @@ Result<RemoveRequest> parse_remove_request(const json& j) {
 }
 
 json to_json(const FileInfo& r) {
-    return json{{"name", r.name}, {"type", r.type}, {"size", r.size}, {"mode", r.mode},
-                {"uid", r.uid},   {"gid", r.gid},   {"mtime_unix_ns", r.mtime_unix_ns}};
+    json j{{"name", r.name}, {"type", r.type}, {"size", r.size}, {"mode", r.mode},
+           {"uid", r.uid},   {"gid", r.gid},   {"mtime_unix_ns", r.mtime_unix_ns},
+           {"owner", r.owner}, {"group", r.group}};
+    if (!r.symlink_target.empty()) j["symlink_target"] = r.symlink_target;
+    if (!r.path.empty()) j["path"] = r.path;
+    return j;
 }
 Result<FileInfo> parse_file_info(const json& j) {
     TRY(require_object(j));
@@ -262,6 +282,10 @@ Result<FileInfo> parse_file_info(const json& j) {
     TRY(read_uint(j, "uid", r.uid, UINT32_MAX));
     TRY(read_uint(j, "gid", r.gid, UINT32_MAX));
     TRY(read_int(j, "mtime_unix_ns", r.mtime_unix_ns));
+    TRY(read_string(j, "owner", r.owner, 256));
+    TRY(read_string(j, "group", r.group, 256));
+    TRY(read_string(j, "symlink_target", r.symlink_target, kMaxPathLength));
+    TRY(read_string(j, "path", r.path, kMaxPathLength));
     return r;
 }
 
@@ -344,5 +368,48 @@ Result<InputRequest> parse_input_request(const json& j) {
     TRY(read_bool(j, "eof", r.eof));
     return r;
 }
+json to_json(const ListRequest& r) { return json{{"path", r.path}, {"depth", r.depth}}; }
+Result<ListRequest> parse_list_request(const json& j) {
+    TRY(require_object(j));
+    ListRequest r;
+    TRY(read_path(j, r.path));
+    TRY(read_uint(j, "depth", r.depth, kMaxListDepth));
+    if (r.depth == 0) return invalid("field 'depth' must be at least 1");
+    return r;
+}
+
+json to_json(const MoveRequest& r) { return json{{"from", r.from}, {"to", r.to}}; }
+Result<MoveRequest> parse_move_request(const json& j) {
+    TRY(require_object(j));
+    MoveRequest r;
+    TRY(read_string(j, "from", r.from, kMaxPathLength));
+    TRY(validate_path(r.from));
+    TRY(read_string(j, "to", r.to, kMaxPathLength));
+    TRY(validate_path(r.to));
+    if (r.from == "/" || r.to == "/") return invalid("refusing to move '/'");
+    return r;
+}
+
+json to_json(const WatchRequest& r) { return json{{"path", r.path}, {"recursive", r.recursive}}; }
+Result<WatchRequest> parse_watch_request(const json& j) {
+    TRY(require_object(j));
+    WatchRequest r;
+    TRY(read_path(j, r.path));
+    TRY(read_bool(j, "recursive", r.recursive));
+    return r;
+}
+
+json to_json(const WatchEvent& r) { return json{{"name", r.name}, {"type", r.type}}; }
+Result<WatchEvent> parse_watch_event(const json& j) {
+    TRY(require_object(j));
+    WatchEvent r;
+    TRY(read_string(j, "name", r.name, kMaxPathLength));
+    TRY(read_string(j, "type", r.type, 16));
+    for (const char* known : {watch_event::kCreate, watch_event::kWrite, watch_event::kRemove, watch_event::kRename,
+                              watch_event::kChmod, watch_event::kOverflow})
+        if (r.type == known) return r;
+    return invalid("unknown watch event type '" + r.type + "'");
+}
+
 
 }  // namespace kiln::proto

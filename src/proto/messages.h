@@ -29,6 +29,8 @@ inline constexpr const char* kStat = "stat";         // PathRequest -> FileInfo
 inline constexpr const char* kList = "list";         // PathRequest -> {"entries": [FileInfo...]}
 inline constexpr const char* kMkdir = "mkdir";       // MkdirRequest -> {}
 inline constexpr const char* kRemove = "remove";     // RemoveRequest -> {}
+inline constexpr const char* kMove = "move";         // MoveRequest -> {}
+inline constexpr const char* kWatch = "watch";       // WatchRequest -> Started, Data (WatchEvent)..., Detach -> {}
 inline constexpr const char* kShutdown = "shutdown"; // -> {}; then sync, remount / read-only, reboot
 // -> {"abandoned": N}; always allowed. Ends every active stream without a Result (exec trees are
 // killed, partial writes discarded). The host sends it first on every new connection: virtio-serial
@@ -137,12 +139,14 @@ struct WriteRequest {
     std::string path;
     uint32_t mode = 0644;
     bool parents = true;  // create missing parent folders (mode 0755)
+    std::string user;     // a guest user name: the file (and folders created for it) is chowned to it
 };
 
 struct MkdirRequest {
     std::string path;
     uint32_t mode = 0755;
     bool parents = true;
+    std::string user;  // as WriteRequest::user
 };
 
 struct RemoveRequest {
@@ -158,6 +162,42 @@ struct FileInfo {
     uint32_t uid = 0;
     uint32_t gid = 0;
     int64_t mtime_unix_ns = 0;
+    std::string owner;           // the uid's name in the guest's /etc/passwd, else the number as text
+    std::string group;           // the gid's name in /etc/group, else the number as text
+    std::string symlink_target;  // a symlink's target as stored (readlink), else empty
+    std::string path;            // list: the entry's full path; stat: empty
+};
+
+inline constexpr uint32_t kMaxListDepth = 64;
+
+struct ListRequest {
+    std::string path;
+    uint32_t depth = 1;  // 1: the folder's entries; N: also N-1 levels below (never through symlinks)
+};
+
+struct MoveRequest {
+    std::string from;
+    std::string to;
+};
+
+struct WatchRequest {
+    std::string path;
+    bool recursive = false;
+};
+
+// One change under a watched folder, sent as a Data frame's JSON.
+namespace watch_event {
+inline constexpr const char* kCreate = "create";
+inline constexpr const char* kWrite = "write";
+inline constexpr const char* kRemove = "remove";
+inline constexpr const char* kRename = "rename";
+inline constexpr const char* kChmod = "chmod";
+inline constexpr const char* kOverflow = "overflow";  // events were dropped; name is empty
+}  // namespace watch_event
+
+struct WatchEvent {
+    std::string name;  // relative to the watched path ("sub/file" when recursive)
+    std::string type;  // one of watch_event::k*
 };
 
 json to_json(const PingResult&);
@@ -173,6 +213,10 @@ json to_json(const ProcessInfo&);
 json to_json(const PidRequest&);
 json to_json(const SignalRequest&);
 json to_json(const InputRequest&);
+json to_json(const ListRequest&);
+json to_json(const MoveRequest&);
+json to_json(const WatchRequest&);
+json to_json(const WatchEvent&);
 
 // Parsers validate types, sizes and paths (absolute, no NUL, bounded length).
 Result<json> parse_json_object(const std::string& payload);
@@ -190,6 +234,10 @@ Result<std::vector<ProcessInfo>> parse_procs_result(const json&);
 Result<PidRequest> parse_pid_request(const json&);
 Result<SignalRequest> parse_signal_request(const json&);
 Result<InputRequest> parse_input_request(const json&);
+Result<ListRequest> parse_list_request(const json&);
+Result<MoveRequest> parse_move_request(const json&);
+Result<WatchRequest> parse_watch_request(const json&);
+Result<WatchEvent> parse_watch_event(const json&);
 
 // A request body: the op plus the operation's fields.
 json make_request(const char* op_name, json fields = json::object());

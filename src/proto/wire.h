@@ -47,7 +47,7 @@ enum class FrameType : uint8_t {
     Data = 8,     // either way, raw file content
     Signal = 9,   // host -> agent, JSON {"signal": N}: signal the exec's process group
     Started = 10, // agent -> host, JSON {"pid": N}: the exec is running
-    Detach = 11,  // host -> agent, empty: end this stream now; a kept exec goes on running
+    Detach = 11,  // host -> agent, empty: end this stream now; a kept exec goes on running, a watch ends with Result {}
 };
 
 const char* frame_type_name(FrameType type);

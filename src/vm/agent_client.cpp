@@ -385,7 +385,11 @@ Result<proto::FileInfo> AgentClient::stat(const std::string& path, Millis timeou
 }
 
 Result<std::vector<proto::FileInfo>> AgentClient::list(const std::string& path, Millis timeout) {
-    json j = TRY(simple_call(proto::op::kList, proto::to_json(proto::PathRequest{path}), timeout));
+    return list(proto::ListRequest{path, 1}, timeout);
+}
+
+Result<std::vector<proto::FileInfo>> AgentClient::list(const proto::ListRequest& request, Millis timeout) {
+    json j = TRY(simple_call(proto::op::kList, proto::to_json(request), timeout));
     auto it = j.find("entries");
     if (it == j.end() || !it->is_array()) return protocol_error("list: no 'entries' array");
     std::vector<proto::FileInfo> entries;
@@ -402,6 +406,68 @@ Status AgentClient::mkdir(const proto::MkdirRequest& request, Millis timeout) {
 Status AgentClient::remove(const proto::RemoveRequest& request, Millis timeout) {
     TRY(simple_call(proto::op::kRemove, proto::to_json(request), timeout));
     return ok_status();
+}
+
+Status AgentClient::move(const std::string& from, const std::string& to, Millis timeout) {
+    TRY(simple_call(proto::op::kMove, proto::to_json(proto::MoveRequest{from, to}), timeout));
+    return ok_status();
+}
+
+Status AgentClient::watch(const std::string& path, bool recursive,
+                          const std::function<void(const proto::WatchEvent&)>& on_event, const std::atomic<bool>& stop,
+                          const std::function<void()>& on_started) {
+    const std::string what = "watch " + path;
+    constexpr Millis kStopPoll(100);
+    constexpr Millis kDetachAnswer(10000);
+    auto call = TRY(open_stream(proto::make_request(proto::op::kWatch, proto::to_json(proto::WatchRequest{path, recursive})),
+                                deadline_after(Millis(10000))));
+    std::optional<Clock::time_point> detached;  // when the Detach went out
+    auto detach = [&]() -> Status {
+        detached = Clock::now();
+        Status st = send_frame(FrameType::Detach, call->stream, {}, deadline_after(Millis(5000)));
+        return st.ok() ? st : Status(send_failure(st.error()));
+    };
+    for (;;) {
+        if (!detached && stop) {
+            Status st = detach();
+            if (!st.ok()) {
+                close_stream(call);
+                return st;
+            }
+        }
+        auto frame = next_frame(call, Clock::now() + kStopPoll, what);
+        if (!frame.ok()) {
+            bool waiting = frame.error().code == ErrorCode::Timeout && (!detached || Clock::now() - *detached < kDetachAnswer);
+            if (waiting) continue;
+            close_stream(call);
+            if (detached && frame.error().code == ErrorCode::Timeout)
+                return make_error(ErrorCode::Timeout, what + ": the agent did not end the watch after Detach");
+            return std::move(frame).error();
+        }
+        switch (frame->type) {
+        case FrameType::Started:
+            if (on_started && !detached) on_started();
+            break;
+        case FrameType::Data: {
+            if (detached) break;  // the caller wants no more
+            auto event = proto::parse_json_object(frame->payload);
+            auto parsed = event.ok() ? proto::parse_watch_event(*event) : Result<proto::WatchEvent>(event.error());
+            if (!parsed.ok()) {
+                (void)detach();
+                close_stream(call);
+                return protocol_error(what + ": the agent sent a bad event: " + parsed.error().message);
+            }
+            if (on_event) on_event(*parsed);
+            break;
+        }
+        case FrameType::Result:
+        case FrameType::Error:
+            close_stream(call);
+            TRY(result_json(*frame, what));
+            return ok_status();
+        default: break;
+        }
+    }
 }
 
 Status AgentClient::send_signal(uint32_t stream, int signal) {
@@ -459,8 +525,12 @@ Result<uint64_t> AgentClient::read_file(const std::string& path, const ByteSink&
 
 Result<uint64_t> AgentClient::write_file(const std::string& path, const ByteSource& source, uint32_t mode,
                                          Millis timeout) {
+    return write_file(proto::WriteRequest{path, mode, true, {}}, source, timeout);
+}
+
+Result<uint64_t> AgentClient::write_file(const proto::WriteRequest& request, const ByteSource& source, Millis timeout) {
+    const std::string& path = request.path;
     auto deadline = deadline_after(timeout);
-    proto::WriteRequest request{path, mode, true};
     auto call = TRY(open_stream(proto::make_request(proto::op::kWrite, proto::to_json(request)), deadline));
     std::string buf(kChunk, '\0');
     uint64_t sent = 0;

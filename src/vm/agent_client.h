@@ -89,8 +89,21 @@ public:
     // Writes the guest file from `source` in chunks of at most kChunk bytes; returns the size written.
     Result<uint64_t> write_file(const std::string& path, const ByteSource& source, uint32_t mode = 0644,
                                 Millis timeout = Millis(600000));
+    // The same with every field of the request (its user, parents).
+    Result<uint64_t> write_file(const proto::WriteRequest& request, const ByteSource& source,
+                                Millis timeout = Millis(600000));
     Result<proto::FileInfo> stat(const std::string& path, Millis timeout = Millis(10000));
     Result<std::vector<proto::FileInfo>> list(const std::string& path, Millis timeout = Millis(10000));
+    // A listing request.depth levels deep; each entry carries its full path.
+    Result<std::vector<proto::FileInfo>> list(const proto::ListRequest& request, Millis timeout = Millis(30000));
+    // rename(2) in the guest.
+    Status move(const std::string& from, const std::string& to, Millis timeout = Millis(10000));
+    // Watches a guest folder: on_event for each change (on this thread, in order) until `stop` is
+    // set (checked every ~100 ms; the watch is then detached and this returns ok) or the folder
+    // goes away (its error). on_started, when given, runs once the agent watches (events from
+    // then on are seen).
+    Status watch(const std::string& path, bool recursive, const std::function<void(const proto::WatchEvent&)>& on_event,
+                 const std::atomic<bool>& stop, const std::function<void()>& on_started = {});
     Status mkdir(const proto::MkdirRequest& request, Millis timeout = Millis(10000));
     Status remove(const proto::RemoveRequest& request, Millis timeout = Millis(60000));
     // Asks the agent to sync, remount / read-only and reboot (which ends QEMU with -no-reboot).

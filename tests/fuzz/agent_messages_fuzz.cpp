@@ -26,5 +26,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     (void)parse_pid_request(*j);
     (void)parse_signal_request(*j);
     (void)parse_input_request(*j);
+    (void)parse_list_request(*j);
+    (void)parse_move_request(*j);
+    (void)parse_watch_request(*j);
+    // The host parses every watch event Data frame a (hostile) agent sends.
+    (void)parse_watch_event(*j);
     return 0;
 }

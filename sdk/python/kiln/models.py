@@ -91,11 +91,13 @@ class FileInfo:
     mode: str
     mtime: str
     target: Optional[str] = None
+    owner: Optional[str] = None  # user name in the guest (or the uid as text)
+    group: Optional[str] = None
 
     @classmethod
     def from_json(cls, doc: dict) -> "FileInfo":
         return cls(path=doc["path"], name=doc["name"], type=doc["type"], size=int(doc["size"]), mode=doc["mode"],
-                   mtime=doc["mtime"], target=doc.get("target"))
+                   mtime=doc["mtime"], target=doc.get("target"), owner=doc.get("owner"), group=doc.get("group"))
 
 
 @dataclass(frozen=True)

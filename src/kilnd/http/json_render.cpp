@@ -53,12 +53,17 @@ json render(const proto::FileInfo& f, const std::string& path) {
     std::string name = path;
     if (auto slash = path.find_last_of('/'); slash != std::string::npos && slash + 1 < path.size())
         name = path.substr(slash + 1);
-    return json{{"path", path},
-                {"name", name},
-                {"type", f.type},
-                {"size", f.size},
-                {"mode", mode},
-                {"mtime", rfc3339_ms(f.mtime_unix_ns / 1000000)}};
+    json j{{"path", path},
+           {"name", name},
+           {"type", f.type},
+           {"size", f.size},
+           {"mode", mode},
+           {"mtime", rfc3339_ms(f.mtime_unix_ns / 1000000)}};
+    // An older agent sends no names.
+    if (!f.owner.empty()) j["owner"] = f.owner;
+    if (!f.group.empty()) j["group"] = f.group;
+    if (f.type == "symlink" && !f.symlink_target.empty()) j["target"] = f.symlink_target;
+    return j;
 }
 
 namespace {
