@@ -476,6 +476,13 @@ Status AgentClient::send_signal(uint32_t stream, int signal) {
     return ok_status();
 }
 
+Status AgentClient::send_reset() {
+    std::string body = proto::make_request(proto::op::kReset).dump();
+    Status st = send_frame(FrameType::Request, kResetStream, body, deadline_after(Millis(5000)));
+    if (!st.ok()) return send_failure(st.error());
+    return ok_status();
+}
+
 Status AgentClient::send_raw(std::string_view bytes) {
     Status st = send_bytes(bytes, deadline_after(Millis(10000)), nullptr);
     if (!st.ok()) return send_failure(st.error());

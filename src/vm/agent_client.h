@@ -111,6 +111,12 @@ public:
 
     // Sends a Signal frame to a running exec (its stream id comes from ExecIo::on_started).
     Status send_signal(uint32_t stream, int signal);
+    // Sends `reset` on kResetStream without waiting for its Result (which is dropped): the first
+    // frame on a connection to a guest whose agent may still hold streams of an earlier host (a
+    // restored or forked guest). Kept processes are detached, other execs killed.
+    Status send_reset();
+    // Even: never a call's stream (those are odd), so it cannot collide with an earlier host's.
+    static constexpr uint32_t kResetStream = 2;
 
     // Kept processes (the agent's process table, docs/agent-protocol.md).
     // Ends the exec or attach call on `stream` (from ExecIo::on_started): that call returns an

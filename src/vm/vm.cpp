@@ -336,6 +336,13 @@ Status Vm::renew_identity() {
     // slow round trip is repeated: the second one finds the guest running and lands within ms.
     constexpr Millis kClockSlack{50};
     constexpr int kMaxAttempts = 4;
+    // A guest restored or forked from memory may hold the streams of the host it was saved
+    // under: the first init on a connection is preceded by a reset (no round trip: its answer
+    // is dropped), so the new host's stream ids are free and that host's execs are gone.
+    if (std::exchange(m_agent_needs_reset, false)) {
+        Status reset = m_agent->send_reset();
+        if (!reset.ok()) return make_error(ErrorCode::BootFailed, "agent reset: " + reset.error().message);
+    }
     for (int attempt = 1;; ++attempt) {
         proto::InitRequest init;
         init.sandbox_id = m_id;

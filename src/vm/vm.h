@@ -169,6 +169,7 @@ private:
     std::unique_ptr<QmpClient> m_qmp;
     std::unique_ptr<ConsoleLog> m_console;
     std::unique_ptr<AgentClient> m_agent;
+    bool m_agent_needs_reset = true;  // until renew_identity() has reset the connection's first agent
 
     std::mutex m_callback_mutex;          // console panic callback vs. destroy
     AgentClient* m_panic_target = nullptr;  // guarded by m_callback_mutex

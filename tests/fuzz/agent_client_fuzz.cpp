@@ -1,7 +1,8 @@
 // libFuzzer target: the host's agent client (src/vm/agent_client.cpp) against a hostile guest
-// agent, over a socketpair: frame routing by stream id and the per-call backpressure. Four calls
-// run at once (exec with stdin, a file read whose sink may stall or fail, ping, a file write),
-// each opened only after the previous one's Request arrived, so their stream ids are 1, 3, 5, 7.
+// agent, over a socketpair: frame routing by stream id and the per-call backpressure. Six calls
+// run at once (exec with stdin, a file read whose sink may stall or fail, ping, a file write, the
+// kept-process listing and an attach), each opened only after the previous one's Request arrived,
+// so their stream ids are 1, 3, 5, 7, 9, 11.
 // The input then scripts what the "agent" sends: frames of any type on those streams or others,
 // bulk output (up to 8 MiB, past the 4 MiB a call may queue), final frames with any payload, and
 // raw junk; then it hangs up. Checks: no crash and no exception, every call returns once the
@@ -167,13 +168,26 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     agent.wait_requests(3);
     calls.emplace_back([&] { (void)client->write_file("/w", source_from_string(std::string(100000, 'w')), 0644, Millis(10000)); });
     agent.wait_requests(4);
+    calls.emplace_back([&] {
+        auto list = client->processes(Millis(10000));
+        if (list.ok()) check(list->size() <= 1000000);
+    });
+    agent.wait_requests(5);
+    calls.emplace_back([&] {
+        size_t seen = 0;
+        ExecIo io;
+        io.on_stdout = [&](std::string_view d) { seen += d.size(); };
+        io.on_stderr = [&](std::string_view d) { seen += d.size(); };
+        (void)client->attach(42, io);
+    });
+    agent.wait_requests(6);
 
     size_t bulk = 0;
     while (!in.done()) {
         uint8_t op = in.byte();
         uint8_t selector = in.byte();
         // Mostly the calls' streams; sometimes any id (0, even ids, ids no call has).
-        uint32_t stream = selector < 0xc0 ? agent.stream_of(selector % 4) : uint32_t(selector - 0xc0) * 0x01000001u;
+        uint32_t stream = selector < 0xc0 ? agent.stream_of(selector % 6) : uint32_t(selector - 0xc0) * 0x01000001u;
         switch (op % 5) {
         case 0: {  // one frame of any type
             uint8_t type = in.byte();
