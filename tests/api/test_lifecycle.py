@@ -138,6 +138,7 @@ def test_full_lifecycle(api, kilnd):
         assert r.status == 200, r
         st = r.json()
         assert (st["type"], st["size"], st["mode"], st["name"]) == ("file", len(blob), "0600", "blob.bin"), st
+        assert (st["owner"], st["group"]) == ("root", "root"), st
         r = api.post(query(f"/v1/sandboxes/{sid}/files/mkdir", path="/work/dir/sub/deeper"))
         assert r.status == 200 and r.json()["type"] == "dir", r
         r = api.get(query(f"/v1/sandboxes/{sid}/files/list", path="/work/dir"))

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "agent/server.h"
@@ -186,6 +187,80 @@ TEST(AgentClient, FilesRoundTrip) {
     EXPECT_EQ(stopped.error().code, ErrorCode::ResourceExhausted);
     EXPECT_TRUE(agent.client->ping().ok());
     EXPECT_TRUE(agent.client->remove(proto::RemoveRequest{dir, true}).ok());
+}
+
+TEST(AgentClient, MoveListDepthAndWatchUntilStopped) {
+    InProcessAgent agent;
+    std::string dir = temp_dir();
+    proto::WriteRequest write{dir + "/a/b/f.txt", 0600, true, {}};
+    ASSERT_TRUE(agent.client->write_file(write, source_from_string("hi")).ok());
+    ASSERT_TRUE(agent.client->move(dir + "/a/b/f.txt", dir + "/a/g.txt").ok());
+    auto missing = agent.client->move(dir + "/a/b/f.txt", dir + "/x");
+    ASSERT_FALSE(missing.ok());
+    EXPECT_EQ(missing.error().code, ErrorCode::NotFound);
+    auto deep = agent.client->list(proto::ListRequest{dir, 3});
+    ASSERT_TRUE(deep.ok()) << deep.error().to_string();
+    std::vector<std::string> paths;
+    for (const auto& e : *deep) paths.push_back(e.path);
+    EXPECT_EQ(paths, (std::vector<std::string>{dir + "/a", dir + "/a/b", dir + "/a/g.txt"}));
+
+    std::atomic<bool> stop{false}, started{false};
+    std::mutex mutex;
+    std::vector<proto::WatchEvent> events;
+    Status watched = ok_status();
+    std::thread watcher([&] {
+        watched = agent.client->watch(
+            dir + "/a", true,
+            [&](const proto::WatchEvent& e) {
+                std::lock_guard lock(mutex);
+                events.push_back(e);
+            },
+            stop, [&] { started = true; });
+    });
+    for (int i = 0; i < 500 && !started; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(started);
+    ASSERT_TRUE(agent.client->write_file(dir + "/a/b/new.txt", source_from_string("x")).ok());
+    auto seen = [&] {
+        std::lock_guard lock(mutex);
+        for (const auto& e : events)
+            if (e.name == "b/new.txt" && e.type == "create") return true;
+        return false;
+    };
+    for (int i = 0; i < 500 && !seen(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(seen());
+    stop = true;
+    watcher.join();
+    EXPECT_TRUE(watched.ok()) << watched.error().to_string();
+    EXPECT_TRUE(agent.client->ping().ok());
+
+    // The folder going away ends the watch with the agent's error.
+    std::atomic<bool> never{false};
+    std::atomic<bool> live{false};
+    Status gone = ok_status();
+    std::thread ending([&] { gone = agent.client->watch(dir + "/a/b", false, {}, never, [&] { live = true; }); });
+    for (int i = 0; i < 500 && !live; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    EXPECT_TRUE(agent.client->remove(proto::RemoveRequest{dir + "/a/b", true}).ok());
+    ending.join();
+    ASSERT_FALSE(gone.ok());
+    EXPECT_EQ(gone.error().code, ErrorCode::NotFound);
+    EXPECT_TRUE(agent.client->remove(proto::RemoveRequest{dir, true}).ok());
+}
+
+TEST(AgentClient, AHostileWatchEventIsAProtocolErrorAndTheWatchIsDetached) {
+    FakePeer peer;
+    std::atomic<bool> stop{false};
+    Status result = ok_status();
+    std::thread watcher([&] { result = peer.client->watch("/w", false, {}, stop); });
+    auto request = peer.read_frame();
+    ASSERT_TRUE(request && request->type == FrameType::Request);
+    peer.send(FrameType::Data, request->stream, R"({"name":"f","type":"explode"})");
+    auto detach = peer.read_frame();
+    ASSERT_TRUE(detach);
+    EXPECT_EQ(detach->type, FrameType::Detach);
+    EXPECT_EQ(detach->stream, request->stream);
+    watcher.join();
+    ASSERT_FALSE(result.ok());
+    EXPECT_EQ(result.error().code, ErrorCode::ProtocolError);
 }
 
 TEST(AgentClient, HostTimeoutEndsTheCall) {
