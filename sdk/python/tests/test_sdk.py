@@ -85,6 +85,11 @@ def test_filesystem(sb):
     assert sb.filesystem.read("/work/d/blob") == blob
     st = sb.filesystem.stat("/work/d/blob")
     assert (st.name, st.mode, st.size) == ("blob", "0600", len(blob))
+    assert (st.owner, st.group, st.target) == ("root", "root", None)
+    sb.exec("ln -s blob /work/d/link")
+    link = sb.filesystem.stat("/work/d/link")
+    assert (link.type, link.target) == ("symlink", "blob")
+    sb.filesystem.remove("/work/d/link")
     sb.filesystem.write("/work/d/text.txt", "héllo")
     assert sb.filesystem.read("/work/d/text.txt") == "héllo".encode()
     sb.filesystem.mkdir("/work/d/sub")
