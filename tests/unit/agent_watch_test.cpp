@@ -1,6 +1,7 @@
 // The agent's watch op over a socketpair: inotify events as Data frames, recursion, Detach, the
 // watched folder going away, the bounded queue's overflow event, and hostile requests.
 #include <sys/inotify.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -170,6 +171,43 @@ TEST(AgentWatch, ADisconnectEndsTheWatch) {
         // The server outlives the connection here (as PID 1 does): its watches must not.
         EXPECT_EQ(inotify_fds(), before);
     }
+}
+
+// A host that stops reading: the agent's outbox fills to its back-pressure mark, the watch's
+// queue to kMaxQueued, and past that events are dropped and an overflow event said, once.
+TEST(AgentWatch, AHostThatDoesNotReadGetsAnOverflowEventNotUnboundedMemory) {
+    TempDir dir;
+    AgentHarness agent;
+    uint32_t stream = start_watch(agent, dir.path(), false);
+    // Each create+close is one event of ~40 bytes: enough for the outbox's 1 MiB, the socket's
+    // buffer and the 4096 queued, with room to spare.
+    constexpr int kFiles = 60000;
+    for (int i = 0; i < kFiles; ++i) {
+        int fd = open((dir / ("f" + std::to_string(i))).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        ASSERT_GE(fd, 0);
+        close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the agent takes the last events in
+    size_t creates = 0, overflows = 0;
+    for (;;) {
+        auto f = agent.next_frame(stream, std::chrono::milliseconds(overflows ? 500 : 10000));
+        if (!f) break;
+        ASSERT_EQ(f->type, FrameType::Data);
+        auto event = json::parse(f->payload);
+        if (event["type"] == "overflow") ++overflows;
+        else if (event["type"] == "create") ++creates;
+    }
+    // One per loss: on a loaded machine the kernel's own queue may overflow as well.
+    EXPECT_GE(overflows, 1u);
+    EXPECT_LE(overflows, 3u);
+    EXPECT_LT(creates, size_t(kFiles));
+    EXPECT_GT(creates, DirWatch::kMaxQueued);
+    // Still watching, and in order again.
+    make_file(dir / "after");
+    auto after = events_until(agent, stream, {{"after", "create"}});
+    EXPECT_EQ(after.front(), (Event{"after", "create"}));
+    agent.send(FrameType::Detach, stream);
+    EXPECT_TRUE(agent.collect(stream).ok());
 }
 
 // The bounded queue: past kMaxQueued, events are dropped and one overflow event comes after the
