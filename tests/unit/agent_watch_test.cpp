@@ -179,11 +179,12 @@ TEST(AgentWatch, AHostThatDoesNotReadGetsAnOverflowEventNotUnboundedMemory) {
     TempDir dir;
     AgentHarness agent;
     uint32_t stream = start_watch(agent, dir.path(), false);
-    // Each create+close is one event of ~40 bytes: enough for the outbox's 1 MiB, the socket's
-    // buffer and the 4096 queued, with room to spare.
-    constexpr int kFiles = 60000;
+    // Each create+close is one event of ~250 bytes (long names): 16000 are enough for the outbox's
+    // 1 MiB, the socket's buffer and the 4096 queued, with room to spare.
+    constexpr int kFiles = 16000;
+    const std::string padding(200, 'n');
     for (int i = 0; i < kFiles; ++i) {
-        int fd = open((dir / ("f" + std::to_string(i))).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
+        int fd = open((dir / (padding + std::to_string(i))).c_str(), O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
         ASSERT_GE(fd, 0);
         close(fd);
     }
