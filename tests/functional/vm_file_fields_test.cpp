@@ -116,7 +116,7 @@ TEST_F(VmFileFields, WritesAndFoldersAsTheUser) {
     auto unknown = agent().write_file(proto::WriteRequest{"/tmp/kiln-nouser", 0644, true, "nosuchuser"},
                                       vm::source_from_string("x"));
     ASSERT_FALSE(unknown.ok());
-    EXPECT_EQ(unknown.error().code, ErrorCode::InvalidArgument);
+    EXPECT_EQ(unknown.error().code, ErrorCode::NotFound);
     EXPECT_EQ(unknown.error().message, "no such user 'nosuchuser'");
     sh("rm -rf /home/user/kiln-new");
 }
