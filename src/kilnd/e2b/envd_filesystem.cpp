@@ -108,7 +108,8 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
         auto& agent = call.lease->agent();
         auto dir = PolledDir::open(agent, *path.value, *recursive.value);
         if (!dir.ok()) return to_connect_error(dir.error(), call.request_id);
-        if (!stream.send(json{{"event", {{"start", json::object()}}}})) return std::nullopt;
+        // WatchDirResponse's oneof is its own fields (proto3 JSON names no oneof): {"start": {}}.
+        if (!stream.send(json{{"start", json::object()}})) return std::nullopt;
         for (int tick = 1;; ++tick) {
             std::this_thread::sleep_for(kWatchPoll);
             if (stream.client_gone()) return std::nullopt;
@@ -116,9 +117,9 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
             // The folder went away, or the sandbox did: the stream ends with why.
             if (!events.ok()) return to_connect_error(events.error(), call.request_id);
             for (const auto& e : *events)
-                if (!stream.send(json{{"event", {{"filesystem", fs_event_json(e)}}}})) return std::nullopt;
+                if (!stream.send(json{{"filesystem", fs_event_json(e)}})) return std::nullopt;
             if (events->empty() && tick % kKeepAliveEveryPolls == 0 &&
-                !stream.send(json{{"event", {{"keepalive", json::object()}}}}))
+                !stream.send(json{{"keepalive", json::object()}}))
                 return std::nullopt;
         }
     });

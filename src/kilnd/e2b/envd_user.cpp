@@ -20,10 +20,10 @@ bool plausible_user_name(std::string_view name) {
 Result<std::string> user_from_authorization(std::string_view authorization) {
     if (authorization.empty()) return std::string(kDefaultEnvdUser);
     constexpr std::string_view kBasic = "basic ";
-    if (authorization.size() < kBasic.size()) return make_error(ErrorCode::Unauthorized, "the Authorization header is not Basic");
+    // Another scheme (a Bearer token meant for a proxy in front) does not name a user.
+    if (authorization.size() < kBasic.size()) return std::string(kDefaultEnvdUser);
     for (size_t i = 0; i < kBasic.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(authorization[i])) != kBasic[i])
-            return make_error(ErrorCode::Unauthorized, "the Authorization header is not Basic");
+        if (std::tolower(static_cast<unsigned char>(authorization[i])) != kBasic[i]) return std::string(kDefaultEnvdUser);
     auto decoded = base64_decode(authorization.substr(kBasic.size()));
     if (!decoded) return make_error(ErrorCode::Unauthorized, "the Basic Authorization header is not valid base64");
     std::string name = decoded->substr(0, decoded->find(':'));

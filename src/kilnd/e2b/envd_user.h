@@ -12,9 +12,9 @@ namespace kiln::daemon::e2b {
 
 inline constexpr const char* kDefaultEnvdUser = "user";
 
-// The user of an Authorization header's value ("" when the request has none): the default
-// without one, the Basic username otherwise, or an error (unauthenticated) for a header that is
-// not Basic, not base64, or names no plausible user.
+// The user of an Authorization header's value ("" when the request has none): the Basic
+// username, or the default for no header, another scheme or an empty name; an error
+// (unauthenticated) for Basic credentials that are not base64 or name no plausible user.
 Result<std::string> user_from_authorization(std::string_view authorization);
 
 // A user name as Linux tools accept it: [a-z_][a-z0-9_-]*[$]?, at most 32 characters.
