@@ -1,6 +1,6 @@
 // envd's process.Process through the unmodified e2b SDK against kilnd's E2B listener: buffered and
 // streamed commands, exit codes, background commands listed, reconnected to and killed, stdin,
-// env vars and cwd. Run by tests/e2b's harness (real kilnd, real VMs), which sets E2B_API_URL,
+// env vars and cwd, users. Run by tests/e2b's harness (real kilnd, real VMs), which sets E2B_API_URL,
 // E2B_SANDBOX_URL and E2B_API_KEY.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -88,6 +88,13 @@ test('stdin is written and closed', async () => {
 test('env vars and cwd reach the command', async () => {
   const r = await sandbox.commands.run('echo "$GREETING" && pwd', { envs: { GREETING: 'hi there' }, cwd: '/tmp' })
   assert.equal(r.stdout, 'hi there\n/tmp\n')
+})
+
+test('commands run as E2B\'s default user in its home, or as the user asked for', async () => {
+  const r = await sandbox.commands.run('id -un; pwd; echo "$HOME"')
+  assert.equal(r.stdout, 'user\n/home/user\n/home/user\n')
+  const root = await sandbox.commands.run('id -un; pwd', { user: 'root' })
+  assert.equal(root.stdout, 'root\n/root\n')
 })
 
 test('a command that cannot start is an error, and the sandbox keeps serving', async () => {

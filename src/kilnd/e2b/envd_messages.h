@@ -20,7 +20,7 @@ inline constexpr uint32_t kMaxListDepth = 64;
 
 // A refused message: the Connect error to answer with (invalid_argument, or unimplemented for
 // what Kiln does not do, such as a PTY).
-// What Start asked for, as List and Connect report it.
+// What Start asked for.
 struct ProcessConfig {
     std::string cmd;
     std::vector<std::string> args;

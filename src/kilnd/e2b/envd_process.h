@@ -1,4 +1,5 @@
-// envd's process.Process service over Kiln's agent: Start (streamed start/data/end events),
+// envd's process.Process service over the agent's kept processes (docs/agent-protocol.md): Start
+// (streamed start/data/end events; the process outlives the stream),
 // Connect, List, SendInput, CloseStdin, SendSignal; Update and StreamInput answer unimplemented
 // (Kiln has no PTY, and the SDK does not use StreamInput).
 #pragma once
