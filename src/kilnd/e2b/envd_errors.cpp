@@ -1,84 +1,55 @@
 #include "kilnd/e2b/envd_errors.h"
 
+#include <optional>
+
+#include "daemon/api_error.h"
 #include "kilnd/http/route_context.h"
 
 namespace kiln::daemon::e2b {
 
 namespace {
 
-ConnectCode connect_code(ErrorCode code) {
-    switch (code) {
-    case ErrorCode::Unauthorized: return ConnectCode::Unauthenticated;
-    case ErrorCode::Forbidden:
-    case ErrorCode::PermissionDenied: return ConnectCode::PermissionDenied;
-    case ErrorCode::NotFound:
-    case ErrorCode::TemplateNotFound: return ConnectCode::NotFound;
-    case ErrorCode::InvalidArgument:
-    case ErrorCode::MalformedBody:
-    case ErrorCode::NotEmpty: return ConnectCode::InvalidArgument;
-    case ErrorCode::Exists: return ConnectCode::AlreadyExists;
+// The codes the SDK tells apart beyond what their HTTP status says; the rest follow the status
+// Kiln's API gives them (daemon/api_error.h), so that a new ErrorCode needs no entry here.
+std::optional<ConnectCode> specific_code(ErrorCode code) {
+    if (code == ErrorCode::Exists) return ConnectCode::AlreadyExists;  // MakeDir of an existing folder: false
+    if (code == ErrorCode::PermissionDenied) return ConnectCode::PermissionDenied;
     // The SDK reads unavailable as "the sandbox is gone or timed out", which it is.
-    case ErrorCode::SandboxNotRunning:
-    case ErrorCode::VmGone:
-    case ErrorCode::NotReady:
-    case ErrorCode::Unavailable:
-    case ErrorCode::StoreUnavailable: return ConnectCode::Unavailable;
-    case ErrorCode::Conflict:
-    case ErrorCode::StreamInUse: return ConnectCode::FailedPrecondition;
-    case ErrorCode::QuotaExceeded:
-    case ErrorCode::BodyTooLarge:
-    case ErrorCode::TooLarge:
-    case ErrorCode::ResourceExhausted:
-    case ErrorCode::TooManyStreams:
-    case ErrorCode::OutOfMemory: return ConnectCode::ResourceExhausted;
-    case ErrorCode::Timeout: return ConnectCode::DeadlineExceeded;
-    case ErrorCode::Cancelled:
-    case ErrorCode::ClientGone: return ConnectCode::Canceled;
-    case ErrorCode::Internal:
-    case ErrorCode::IoError:
-    case ErrorCode::StoreFailed:
-    case ErrorCode::ProtocolError:
-    case ErrorCode::QmpError:
-    case ErrorCode::QemuError:
-    case ErrorCode::QemuFailed:
-    case ErrorCode::QemuMissing:
-    case ErrorCode::KvmUnavailable:
-    case ErrorCode::BootFailed:
-    case ErrorCode::BootTimeout:
-    case ErrorCode::KernelMissing:
-    case ErrorCode::KernelInvalid:
-    case ErrorCode::ImageMissing:
-    case ErrorCode::ImageCorrupt:
-    case ErrorCode::SnapshotFailed:
-    case ErrorCode::SnapshotIncompatible:
-    case ErrorCode::SnapshotDamaged:
-    case ErrorCode::NotSnapshottable:
-    case ErrorCode::RestoreFailed:
-    case ErrorCode::ForkFailed:
-    case ErrorCode::BakeFailed:
-    case ErrorCode::NetworkSetupFailed:
-    case ErrorCode::MalformedFrame:
-    case ErrorCode::UnknownOp:
-    case ErrorCode::InvalidPipeline:
-    case ErrorCode::InvalidJunit:
-    case ErrorCode::GitFailed:
-    case ErrorCode::CliUsage:
-    case ErrorCode::CliIo:
-    case ErrorCode::CliProtocol:
-    case ErrorCode::CliUnreachable:
-    case ErrorCode::CliGit: return ConnectCode::Internal;
+    if (code == ErrorCode::SandboxNotRunning || code == ErrorCode::VmGone || code == ErrorCode::NotReady)
+        return ConnectCode::Unavailable;
+    if (code == ErrorCode::Timeout) return ConnectCode::DeadlineExceeded;
+    if (code == ErrorCode::Cancelled || code == ErrorCode::ClientGone) return ConnectCode::Canceled;
+    if (code == ErrorCode::TooLarge || code == ErrorCode::ResourceExhausted || code == ErrorCode::TooManyStreams ||
+        code == ErrorCode::OutOfMemory)
+        return ConnectCode::ResourceExhausted;
+    if (code == ErrorCode::NotEmpty) return ConnectCode::InvalidArgument;
+    return std::nullopt;
+}
+
+ConnectCode connect_code(const Error& error) {
+    if (auto specific = specific_code(error.code)) return *specific;
+    switch (to_api_error(error).http_status) {
+    case 400:
+    case 422: return ConnectCode::InvalidArgument;
+    case 401: return ConnectCode::Unauthenticated;
+    case 403: return ConnectCode::PermissionDenied;
+    case 404: return ConnectCode::NotFound;
+    case 409: return ConnectCode::FailedPrecondition;
+    case 413:
+    case 429: return ConnectCode::ResourceExhausted;
+    case 503: return ConnectCode::Unavailable;
+    default: return ConnectCode::Internal;
     }
-    return ConnectCode::Internal;
 }
 
 }  // namespace
 
 ConnectError to_connect_error(const Error& error, const std::string& request_id) {
-    return ConnectError{connect_code(error.code), http::api_error(error, request_id).message};
+    return ConnectError{connect_code(error), http::api_error(error, request_id).message};
 }
 
 int envd_http_status(const Error& error) {
-    switch (connect_code(error.code)) {
+    switch (connect_code(error)) {
     case ConnectCode::InvalidArgument:
     case ConnectCode::FailedPrecondition:
     case ConnectCode::OutOfRange:
