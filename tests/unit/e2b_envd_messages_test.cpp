@@ -119,7 +119,22 @@ TEST(EnvdEntry, EntryInfoAsTheSdkReadsIt) {
     f.mode = 0755;
     f.size = 4096;
     f.mtime_unix_ns = 1700000000123000000;
+    f.owner = "user";
+    f.group = "user";
     json e = entry_info_json(f, "/home/user/src");
+    EXPECT_EQ(e["owner"], "user");
+    EXPECT_EQ(e["group"], "user");
+    EXPECT_FALSE(e.contains("symlinkTarget"));
+    proto::FileInfo link;
+    link.type = "symlink";
+    link.uid = 1000;
+    link.symlink_target = "../target";
+    json l = entry_info_json(link, "/tmp/l");
+    EXPECT_EQ(l["type"], "FILE_TYPE_SYMLINK");
+    EXPECT_EQ(l["symlinkTarget"], "../target");
+    EXPECT_EQ(l["owner"], "1000");  // no name: the number
+    EXPECT_EQ(join_path("/", "a"), "/a");
+    EXPECT_EQ(join_path("/tmp", "a"), "/tmp/a");
     EXPECT_EQ(e["name"], "src");
     EXPECT_EQ(e["path"], "/home/user/src");
     EXPECT_EQ(e["type"], "FILE_TYPE_DIRECTORY");

@@ -23,17 +23,23 @@ json entry_info_json(const proto::FileInfo& info, const std::string& path) {
                        : info.type == "symlink" ? "FILE_TYPE_SYMLINK"
                        : info.type == "file" ? "FILE_TYPE_FILE"
                                              : "FILE_TYPE_UNSPECIFIED";
-    // Owner and group as names need the guest's /etc/passwd; until the agent reports them, the
-    // numeric ids stand in, as `ls -n` would show them.
-    return json{{"name", base_name(path)},
+    // The agent names owner and group from the guest's /etc/passwd and /etc/group (the number
+    // as text when it has no name).
+    json entry{{"name", base_name(path)},
                 {"type", type},
                 {"path", path},
                 {"size", std::to_string(info.size)},  // int64: a string in proto3 JSON
                 {"mode", info.mode & 07777},
                 {"permissions", permissions_text(info.type, info.mode)},
-                {"owner", std::to_string(info.uid)},
-                {"group", std::to_string(info.gid)},
+                {"owner", info.owner.empty() ? std::to_string(info.uid) : info.owner},
+                {"group", info.group.empty() ? std::to_string(info.gid) : info.group},
                 {"modifiedTime", log::rfc3339_ms(info.mtime_unix_ns / 1000000)}};
+    if (!info.symlink_target.empty()) entry["symlinkTarget"] = info.symlink_target;
+    return entry;
+}
+
+std::string join_path(const std::string& dir, const std::string& name) {
+    return !dir.empty() && dir.back() == '/' ? dir + name : dir + "/" + name;
 }
 
 json upload_entry_json(const std::string& path, bool is_dir) {

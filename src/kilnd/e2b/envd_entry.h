@@ -13,6 +13,8 @@ namespace kiln::daemon::e2b {
 std::string base_name(const std::string& path);
 // Go's os.FileMode.String() form, which envd reports: "-rw-r--r--", "drwxr-xr-x", "Lrwxrwxrwx".
 std::string permissions_text(const std::string& type, uint32_t mode);
+// "dir" + "name", with one slash between.
+std::string join_path(const std::string& dir, const std::string& name);
 // filesystem.EntryInfo of the file at `path`.
 json entry_info_json(const proto::FileInfo& info, const std::string& path);
 // envd.yaml's EntryInfo: {name, type: "file" | "directory", path}.

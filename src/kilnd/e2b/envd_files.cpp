@@ -102,7 +102,10 @@ void add_files_routes(http::Router& router, EnvdContext& ctx) {
         auto& agent = call->lease->agent();
         json written = json::array();
         for (const auto& [path, data] : files) {
-            auto st = agent.write_file(path, vm::source_from_string(std::string(data)));
+            proto::WriteRequest w;
+            w.path = path;
+            w.user = call->user;  // the file, and folders made for it, are the user's
+            auto st = agent.write_file(w, vm::source_from_string(std::string(data)));
             if (!st.ok()) return send_envd_error(res, st.error(), req.request_id);
             written.push_back(upload_entry_json(path, false));
         }

@@ -1,13 +1,15 @@
 #include "kilnd/e2b/envd_filesystem.h"
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include "kilnd/e2b/connect_route.h"
 #include "kilnd/e2b/envd_entry.h"
 #include "kilnd/e2b/envd_errors.h"
 #include "kilnd/e2b/envd_messages.h"
-#include "kilnd/e2b/envd_walk.h"
 #include "kilnd/e2b/envd_watch.h"
 #include "vm/agent_client.h"
 
@@ -15,8 +17,7 @@ namespace kiln::daemon::e2b {
 
 namespace {
 
-constexpr std::chrono::milliseconds kWatchPoll{500};
-constexpr int kKeepAliveEveryPolls = 60;  // 30 s
+constexpr int kKeepAliveEverySeconds = 30;
 
 UnaryReply refused(const std::optional<ConnectError>& error) { return UnaryReply{json::object(), error}; }
 
@@ -26,16 +27,37 @@ UnaryReply entry_reply(const EnvdCall& call, const std::string& path) {
     return UnaryReply{json{{"entry", entry_info_json(*info, path)}}, std::nullopt};
 }
 
-Status move_path(vm::AgentClient& agent, const std::string& from, const std::string& to) {
-    TRY(agent.stat(from));  // not_found for a missing source, as rename(2) would say
-    // mv -T: the destination is the new name even when it is an existing folder, as rename(2).
-    proto::ExecRequest r;
-    r.argv = {"mv", "-T", "--", from, to};
-    r.timeout_ms = 60000;
-    auto out = TRY(agent.exec_collect(r, std::nullopt, 4096));
-    if (out.result.exit_code != 0 || out.result.signal)
-        return make_error(ErrorCode::InvalidArgument, "cannot move '" + from + "' to '" + to + "': " + out.stderr_data);
-    return ok_status();
+// The events of one WatchDir stream, as they come, until the client leaves: a side thread sees
+// a departed client (and sends keepalives while nothing happens), which stops the agent's watch.
+std::optional<ConnectError> stream_watch(EnvdCall& call, ConnectStream& stream, const std::string& path, bool recursive) {
+    std::atomic<bool> stop{false};
+    std::mutex mutex;
+    std::condition_variable cv;
+    bool finished = false;
+    std::thread monitor([&] {
+        std::unique_lock lock(mutex);
+        for (int tick = 1; !cv.wait_for(lock, std::chrono::seconds(1), [&] { return finished; }); ++tick) {
+            if (stream.client_gone()) stop = true;
+            else if (tick % kKeepAliveEverySeconds == 0 && !stream.send(json{{"keepalive", json::object()}})) stop = true;
+        }
+    });
+    // WatchDirResponse's oneof is its own fields (proto3 JSON names no oneof): {"start": {}}.
+    auto on_started = [&] {
+        if (!stream.send(json{{"start", json::object()}})) stop = true;
+    };
+    auto on_event = [&](const proto::WatchEvent& e) {
+        if (auto j = fs_event_json(e); j && !stream.send(json{{"filesystem", *j}})) stop = true;
+    };
+    Status st = call.lease->agent().watch(path, recursive, on_event, stop, on_started);
+    {
+        std::lock_guard lock(mutex);
+        finished = true;
+    }
+    cv.notify_all();
+    monitor.join();
+    // The folder went away, or the sandbox did: the stream ends with why.
+    if (!st.ok() && !stop) return to_connect_error(st.error(), call.request_id);
+    return std::nullopt;
 }
 
 }  // namespace
@@ -59,10 +81,13 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
         if (!info.ok()) return reply_error(info.error(), call);
         if (info->type != "dir")
             return reply_error(ConnectCode::InvalidArgument, "path '" + *path.value + "' is not a directory");
-        auto entries = walk_dir(agent, *path.value, *depth.value);
+        proto::ListRequest r;
+        r.path = *path.value;
+        r.depth = *depth.value;
+        auto entries = agent.list(r);
         if (!entries.ok()) return reply_error(entries.error(), call);
         json list = json::array();
-        for (const auto& e : *entries) list.push_back(entry_info_json(e.info, e.path));
+        for (const auto& e : *entries) list.push_back(entry_info_json(e, e.path.empty() ? join_path(r.path, e.name) : e.path));
         return UnaryReply{json{{"entries", std::move(list)}}, std::nullopt};
     });
 
@@ -76,6 +101,7 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
         proto::MkdirRequest r;
         r.path = *path.value;
         r.parents = true;
+        r.user = call.user;  // the new folders (parents too) are the user's
         if (auto st = agent.mkdir(r); !st.ok()) return reply_error(st.error(), call);
         return entry_reply(call, *path.value);
     });
@@ -85,7 +111,7 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
         if (!from.ok()) return refused(from.error);
         auto to = parse_path_field(call.message, "destination", home_of(call.user));
         if (!to.ok()) return refused(to.error);
-        if (auto st = move_path(call.lease->agent(), *from.value, *to.value); !st.ok()) return reply_error(st.error(), call);
+        if (auto st = call.lease->agent().move(*from.value, *to.value); !st.ok()) return reply_error(st.error(), call);
         return entry_reply(call, *to.value);
     });
 
@@ -105,23 +131,7 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
         if (!path.ok()) return path.error;
         auto recursive = parse_bool_field(call.message, "recursive");
         if (!recursive.ok()) return recursive.error;
-        auto& agent = call.lease->agent();
-        auto dir = PolledDir::open(agent, *path.value, *recursive.value);
-        if (!dir.ok()) return to_connect_error(dir.error(), call.request_id);
-        // WatchDirResponse's oneof is its own fields (proto3 JSON names no oneof): {"start": {}}.
-        if (!stream.send(json{{"start", json::object()}})) return std::nullopt;
-        for (int tick = 1;; ++tick) {
-            std::this_thread::sleep_for(kWatchPoll);
-            if (stream.client_gone()) return std::nullopt;
-            auto events = dir->poll(agent);
-            // The folder went away, or the sandbox did: the stream ends with why.
-            if (!events.ok()) return to_connect_error(events.error(), call.request_id);
-            for (const auto& e : *events)
-                if (!stream.send(json{{"filesystem", fs_event_json(e)}})) return std::nullopt;
-            if (events->empty() && tick % kKeepAliveEveryPolls == 0 &&
-                !stream.send(json{{"keepalive", json::object()}}))
-                return std::nullopt;
-        }
+        return stream_watch(call, stream, *path.value, *recursive.value);
     });
 
     add_unary_call(router, ctx, "/filesystem.Filesystem/CreateWatcher", [watchers](EnvdCall& call) {
@@ -129,9 +139,9 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
         if (!path.ok()) return refused(path.error);
         auto recursive = parse_bool_field(call.message, "recursive");
         if (!recursive.ok()) return refused(recursive.error);
-        auto dir = PolledDir::open(call.lease->agent(), *path.value, *recursive.value);
-        if (!dir.ok()) return reply_error(dir.error(), call);
-        auto id = watchers->add(call.target.sandbox_id, std::move(*dir));
+        auto watcher = DirWatcher::start(call.lease, *path.value, *recursive.value);
+        if (!watcher.ok()) return reply_error(watcher.error(), call);
+        auto id = watchers->add(call.target.sandbox_id, std::move(*watcher));
         if (!id.ok()) return reply_error(id.error(), call);
         return UnaryReply{json{{"watcherId", *id}}, std::nullopt};
     });
@@ -139,11 +149,15 @@ void add_filesystem_service(http::Router& router, EnvdContext& ctx) {
     add_unary_call(router, ctx, "/filesystem.Filesystem/GetWatcherEvents", [watchers](EnvdCall& call) {
         auto id = parse_string_field(call.message, "watcherId");
         if (!id.ok()) return refused(id.error);
-        auto events = watchers->events(call.target.sandbox_id, *id.value, call.lease->agent());
-        if (!events.ok()) return reply_error(events.error(), call);
-        json list = json::array();
-        for (const auto& e : *events) list.push_back(fs_event_json(e));
-        return UnaryReply{json{{"events", std::move(list)}}, std::nullopt};
+        auto watcher = watchers->find(call.target.sandbox_id, *id.value);
+        if (!watcher) return reply_error(ConnectCode::NotFound, "watcher '" + id.value->substr(0, 64) + "' not found");
+        auto events = watcher->take();
+        if (!events.ok()) {
+            // Its watch ended (the folder or the sandbox went away): said once, then it is gone.
+            (void)watchers->remove(call.target.sandbox_id, *id.value);
+            return reply_error(events.error(), call);
+        }
+        return UnaryReply{json{{"events", std::move(*events)}}, std::nullopt};
     });
 
     add_unary_call(router, ctx, "/filesystem.Filesystem/RemoveWatcher", [watchers](EnvdCall& call) {

@@ -1,47 +1,52 @@
-// Folder watching for filesystem.Filesystem's WatchDir and CreateWatcher, by polling: each poll
-// lists the folder again (envd_walk.h) and reports what changed since the last one as envd's
-// events (create, write, remove, chmod; a rename shows as a remove and a create). Changes that
-// cancel out between two polls (a file created and removed) are not seen.
+// Folder watching for filesystem.Filesystem, on the agent's inotify `watch` op: WatchDir streams
+// events as they come; CreateWatcher keeps a watch running in kilnd and GetWatcherEvents drains
+// what it queued since the last call.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "base/result.h"
+#include "daemon/sandboxes/sandbox_service.h"
 #include "kilnd/e2b/connect_codec.h"
-#include "vm/agent_client.h"
+#include "proto/messages.h"
 
 namespace kiln::daemon::e2b {
 
-struct FsEvent {
-    std::string name;  // relative to the watched folder
-    std::string type;  // EVENT_TYPE_CREATE, _WRITE, _REMOVE, _CHMOD
-};
-json fs_event_json(const FsEvent& event);  // filesystem.FilesystemEvent
+// filesystem.FilesystemEvent of an agent event; nothing for the agent's overflow notice, which
+// envd's protocol has no type for.
+std::optional<json> fs_event_json(const proto::WatchEvent& event);
 
-class PolledDir {
+// One CreateWatcher's watch: a thread in kilnd running the agent's watch, its events queued
+// (at most kMaxQueued; past that they are dropped) until GetWatcherEvents takes them.
+class DirWatcher {
 public:
-    // Lists `root` once (not_found when it is missing, invalid_argument when not a folder).
-    static Result<PolledDir> open(vm::AgentClient& agent, const std::string& root, bool recursive);
-    // What changed since the last poll.
-    Result<std::vector<FsEvent>> poll(vm::AgentClient& agent);
+    static constexpr size_t kMaxQueued = 10000;
+
+    // Starts watching and returns once the agent watches (or the watch failed).
+    static Result<std::shared_ptr<DirWatcher>> start(std::shared_ptr<SandboxLease> lease, std::string path, bool recursive);
+    ~DirWatcher();  // stops the watch and waits for its thread
+
+    // The events queued since the last call, or the error that ended the watch.
+    Result<std::vector<json>> take();
 
 private:
-    struct Seen {
-        std::string type;
-        uint64_t size = 0;
-        int64_t mtime_ns = 0;
-        uint32_t mode = 0;
-    };
-    Result<std::map<std::string, Seen>> list(vm::AgentClient& agent) const;
+    DirWatcher() = default;
 
-    std::string m_root;
-    bool m_recursive = false;
-    std::map<std::string, Seen> m_seen;
+    std::shared_ptr<SandboxLease> m_lease;
+    std::atomic<bool> m_stop{false};
+    std::thread m_thread;
+    std::mutex m_mutex;
+    std::deque<json> m_queue;
+    std::optional<Error> m_ended;  // why the watch ended, when it did
 };
 
 // CreateWatcher's watchers, by id, each bound to its sandbox: a caller reaches only its own.
@@ -49,21 +54,13 @@ class WatcherRegistry {
 public:
     static constexpr size_t kMaxPerSandbox = 64;
 
-    Result<std::string> add(const std::string& sandbox_id, PolledDir dir);
-    // The events since the last call (a poll now).
-    Result<std::vector<FsEvent>> events(const std::string& sandbox_id, const std::string& id, vm::AgentClient& agent);
+    Result<std::string> add(const std::string& sandbox_id, std::shared_ptr<DirWatcher> watcher);
+    std::shared_ptr<DirWatcher> find(const std::string& sandbox_id, const std::string& id);
     Status remove(const std::string& sandbox_id, const std::string& id);
 
 private:
-    struct Watcher {
-        std::mutex mutex;  // one poll at a time
-        PolledDir dir;
-        explicit Watcher(PolledDir d) : dir(std::move(d)) {}
-    };
-    std::shared_ptr<Watcher> find(const std::string& sandbox_id, const std::string& id);
-
     std::mutex m_mutex;
-    std::map<std::string, std::map<std::string, std::shared_ptr<Watcher>>> m_by_sandbox;
+    std::map<std::string, std::map<std::string, std::shared_ptr<DirWatcher>>> m_by_sandbox;
 };
 
 }  // namespace kiln::daemon::e2b
