@@ -1,4 +1,4 @@
-// `kiln sandbox create|list|get|snapshot|fork|rm`: sandboxes on kilnd, over its REST API.
+// `kiln sandbox create|list|get|snapshot|fork|rm` (exec, cp, pause and resume in files of their own): sandboxes on kilnd, over its REST API.
 #include "cli/sandbox_commands.h"
 
 #include <unistd.h>
@@ -51,6 +51,12 @@ void print_sandbox(const json& s) {
     rows.push_back({"metadata:", metadata_text(s)});
     if (s.contains("network") && s["network"].is_object()) rows.push_back({"network:", network_text(s["network"])});
     if (s.contains("parent_id")) rows.push_back({"parent:", field(s, "parent_id")});
+    if (s.value("auto_pause", false)) rows.push_back({"auto pause:", "yes (the end of the TTL pauses it)"});
+    if (s.contains("paused_at")) {
+        rows.push_back({"paused:", field(s, "paused_at") + " (" + relative_time(field(s, "paused_at")) + ")"});
+        rows.push_back({"ttl left:", field(s, "ttl_left_seconds") + " s (counts again from the resume)"});
+        rows.push_back({"snapshot:", field(s, "paused_bytes") + " bytes on its host's disk"});
+    }
     if (s.contains("create_ms") && s["create_ms"].is_number()) {
         char ms[32];
         std::snprintf(ms, sizeof ms, "%.1f ms", s["create_ms"].get<double>());
@@ -76,6 +82,7 @@ struct CreateOptions {
     std::vector<std::string> env;
     std::string network;             // none | open | allowlist (then --allow)
     std::vector<std::string> allow;  // allowlist entries
+    bool auto_pause = false;
 };
 
 Result<int> sandbox_create(ApiClient& client, const CreateOptions& o) {
@@ -92,6 +99,7 @@ Result<int> sandbox_create(ApiClient& client, const CreateOptions& o) {
         body["network"] = {{"mode", mode}};
         if (!o.allow.empty()) body["network"]["allow"] = o.allow;
     }
+    if (o.auto_pause) body["auto_pause"] = true;
     WaitingLine waiting("creating a sandbox from " + (o.template_id.empty() ? std::string("tiny") : o.template_id),
                         o.api.verbose);
     json sandbox = TRY(client.call("POST", "/v1/sandboxes", body));
@@ -137,9 +145,11 @@ Result<int> sandbox_list(ApiClient& client, const ListOptions& o) {
     std::vector<std::vector<std::string>> rows = {{"ID", "STATE", "TEMPLATE", "CREATED", "EXPIRES", "METADATA"}};
     for (const auto& s : answer["sandboxes"])
         rows.push_back({field(s, "id"), field(s, "state"), field(s, "template"), relative_time(field(s, "created_at")),
-                        // An ended sandbox no longer expires: say when it ended instead.
-                        s.contains("ended_at") ? "ended " + relative_time(field(s, "ended_at"))
-                                               : relative_time(field(s, "expires_at")),
+                        // An ended sandbox no longer expires: say when it ended instead; a paused
+                        // one's TTL stands still.
+                        s.contains("ended_at")    ? "ended " + relative_time(field(s, "ended_at"))
+                        : s.contains("paused_at") ? "paused"
+                                                  : relative_time(field(s, "expires_at")),
                         metadata_text(s)});
     print_out(format_table(rows));
     return 0;
@@ -218,6 +228,7 @@ void add_sandbox_commands(CLI::App& app, CliContext& ctx) {
     c->add_option("--network", create->network, "none | allowlist | open (default: kilnd's, none)")
         ->check(CLI::IsMember({"none", "allowlist", "open"}));
     c->add_option("--allow", create->allow, "A.B.C.D[/N][:PORT] the sandbox may reach (repeatable; implies allowlist)");
+    c->add_flag("--auto-pause", create->auto_pause, "At the end of the TTL pause it instead of destroying it");
     add_api_options(c, create->api);
     c->callback([create, &ctx] {
         ctx.exit_code = run_with_client(create->api, [&](ApiClient& client) { return sandbox_create(client, *create); });
@@ -227,7 +238,7 @@ void add_sandbox_commands(CLI::App& app, CliContext& ctx) {
     auto* l = group->add_subcommand("list", "List your sandboxes (live ones unless --all), newest first");
     l->alias("ls");
     l->add_option("-m,--meta", list->metadata, "Only those with label KEY=VALUE (repeatable, all must match)");
-    l->add_flag("-a,--all", list->all, "Include ended sandboxes (deleted, expired, lost, failed)");
+    l->add_flag("-a,--all", list->all, "Include ended sandboxes (deleted, expired, lost, failed); paused ones are listed anyway");
     l->add_option("--state", list->state, "Only sandboxes in this state");
     add_api_options(l, list->api);
     l->callback([list, &ctx] {
@@ -246,6 +257,8 @@ void add_sandbox_commands(CLI::App& app, CliContext& ctx) {
 
     add_sandbox_exec_command(*group, ctx);
     add_sandbox_cp_command(*group, ctx);
+    add_sandbox_pause_commands(*group, ctx);
+    add_sandbox_pause_commands(app, ctx);  // `kiln pause ID`, `kiln resume ID`
 
     struct SnapshotArgs {
         ApiOptions api;

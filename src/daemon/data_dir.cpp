@@ -17,7 +17,7 @@ Result<std::string> prepare_data_dir(const std::string& dir) {
     // QEMU option values escape commas; the reconcile matches paths in QEMU's command line as
     // written, so a data dir with one could hide a QEMU from it.
     if (path.find(',') != std::string::npos) return make_error(ErrorCode::InvalidArgument, "data_dir must not contain a comma: " + path);
-    for (const char* sub : {"vms", "templates", "snapshots"}) TRY(make_dirs(path + "/" + sub, 0700));
+    for (const char* sub : {"vms", "templates", "snapshots", "paused"}) TRY(make_dirs(path + "/" + sub, 0700));
     ::setenv("KILN_DATA_DIR", path.c_str(), 1);
     return path;
 }

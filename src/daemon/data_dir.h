@@ -7,7 +7,7 @@
 
 namespace kiln::daemon {
 
-// mkdir -p (0700) of `dir` and of vms/, templates/ and snapshots/ in it; returns its canonical
+// mkdir -p (0700) of `dir` and of vms/, templates/, snapshots/ and paused/ in it; returns its canonical
 // path and sets KILN_DATA_DIR to it, which is where src/vm puts run directories.
 Result<std::string> prepare_data_dir(const std::string& dir);
 
@@ -15,6 +15,12 @@ Result<std::string> prepare_data_dir(const std::string& dir);
 // record, whose `dir` is the path on the host that took it (in a fleet a copy lives elsewhere).
 inline std::string snapshot_dir(const std::string& data_dir, const std::string& id) {
     return data_dir + "/snapshots/" + id;
+}
+
+// Where a paused sandbox's private snapshot is kept: on the host that ran it, which is the one
+// that resumes it (docs/pause.md). Never listed as a user snapshot.
+inline std::string paused_dir(const std::string& data_dir, const std::string& sandbox_id) {
+    return data_dir + "/paused/" + sandbox_id;
 }
 
 }  // namespace kiln::daemon

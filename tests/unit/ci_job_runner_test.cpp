@@ -68,6 +68,8 @@ public:
     Result<SandboxInfo> get(const Caller&, const std::string&) override { return unused(); }
     Result<std::vector<SandboxInfo>> list(const Caller&, const daemon::ListFilter&) override { return unused(); }
     Result<SandboxInfo> set_ttl(const Caller&, const std::string&, int64_t) override { return unused(); }
+    Result<SandboxInfo> pause(const Caller&, const std::string&) override { return unused(); }
+    Result<SandboxInfo> resume(const Caller&, const std::string&, std::optional<int64_t>) override { return unused(); }
     Result<SnapshotInfo> snapshot(const Caller&, const std::string&, const std::string&) override { return unused(); }
     Result<SandboxInfo> fork(const Caller&, const std::string&, const daemon::ForkRequest&) override { return unused(); }
     Result<std::vector<SnapshotInfo>> list_snapshots(const Caller&) override { return unused(); }

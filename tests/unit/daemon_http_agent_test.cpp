@@ -98,6 +98,8 @@ public:
     Result<SandboxInfo> get(const Caller&, const std::string&) override { return none(); }
     Result<std::vector<SandboxInfo>> list(const Caller&, const ListFilter&) override { return none(); }
     Result<SandboxInfo> set_ttl(const Caller&, const std::string&, int64_t) override { return none(); }
+    Result<SandboxInfo> pause(const Caller&, const std::string&) override { return none(); }
+    Result<SandboxInfo> resume(const Caller&, const std::string&, std::optional<int64_t>) override { return none(); }
     Status remove(const Caller&, const std::string&) override { return none(); }
     Result<SnapshotInfo> snapshot(const Caller&, const std::string&, const std::string&) override { return none(); }
     Result<SandboxInfo> fork(const Caller&, const std::string&, const ForkRequest&) override { return none(); }

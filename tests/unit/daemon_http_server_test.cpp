@@ -88,6 +88,17 @@ public:
         if (ttl > 86400) return make_error(ErrorCode::InvalidArgument, "ttl_seconds over the maximum");
         return info();
     }
+    Result<SandboxInfo> pause(const Caller&, const std::string& id) override {
+        record("pause " + id);
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
+        return info();
+    }
+    Result<SandboxInfo> resume(const Caller&, const std::string& id, std::optional<int64_t> ttl) override {
+        record("resume " + id);
+        last_ttl = ttl.value_or(0);
+        if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
+        return info();
+    }
     Status remove(const Caller&, const std::string& id) override {
         record("remove " + id);
         if (id != kSandbox) return make_error(ErrorCode::NotFound, "no sandbox");
@@ -260,6 +271,8 @@ TEST_F(DaemonHttpServer, EveryOtherRouteNeedsAToken) {
         {"POST", std::string("/v1/sandboxes/") + kSandbox + "/files/tar?path=/"},
         {"POST", std::string("/v1/sandboxes/") + kSandbox + "/snapshot"},
         {"POST", std::string("/v1/sandboxes/") + kSandbox + "/fork"},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/pause"},
+        {"POST", std::string("/v1/sandboxes/") + kSandbox + "/resume"},
         {"GET", "/v1/templates"},
         {"GET", "/v1/templates/tiny"},
         {"DELETE", "/v1/templates/tiny"},
@@ -310,6 +323,28 @@ TEST_F(DaemonHttpServer, CreateGetListPatchDelete) {
     auto deleted = send("DELETE", std::string("/v1/sandboxes/") + kSandbox);
     EXPECT_EQ(deleted.status, 204);
     EXPECT_TRUE(deleted.raw.empty());
+}
+
+TEST_F(DaemonHttpServer, PauseAndResume) {
+    auto paused = send("POST", std::string("/v1/sandboxes/") + kSandbox + "/pause");
+    EXPECT_EQ(paused.status, 200) << paused.raw;
+    EXPECT_EQ(paused.body["id"], kSandbox);
+    // An empty body: the TTL left at the pause; {ttl_seconds}: that one.
+    EXPECT_EQ(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/resume").status, 200);
+    EXPECT_EQ(m_service.last_ttl, 0);
+    auto resumed = send("POST", std::string("/v1/sandboxes/") + kSandbox + "/resume", R"({"ttl_seconds":90})");
+    EXPECT_EQ(resumed.status, 200) << resumed.raw;
+    EXPECT_EQ(m_service.last_ttl, 90);
+    expect_error(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/resume", R"({"ttl_seconds":0})"), 422,
+                 "invalid_argument");
+    expect_error(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/resume", R"({"ttl":5})"), 422,
+                 "invalid_argument");
+    expect_error(send("POST", std::string("/v1/sandboxes/") + kSandbox + "/resume", "{nope"), 400, "invalid_argument");
+    expect_error(send("POST", "/v1/sandboxes/sb-0123456789ff/pause"), 404, "not_found");
+    auto created = send("POST", "/v1/sandboxes", R"({"auto_pause":true})");
+    EXPECT_EQ(created.status, 201) << created.raw;
+    EXPECT_TRUE(m_service.last_create.auto_pause);
+    expect_error(send("POST", "/v1/sandboxes", R"({"auto_pause":1})"), 422, "invalid_argument");
 }
 
 TEST_F(DaemonHttpServer, BadBodies) {

@@ -1,5 +1,6 @@
 // Reconcile at start, against a real store and real processes posing as QEMU: live records are
-// marked lost, only processes whose command line names our run dirs are killed, orphans removed.
+// marked lost, only processes whose command line names our run dirs are killed, orphans removed;
+// paused sandboxes stay paused (docs/pause.md).
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -122,4 +123,43 @@ TEST(DaemonReconcile, KillsOnlyOurQemusAndRemovesOrphans) {
     auto again = reconcile(**store, data, "");
     ASSERT_TRUE(again.ok());
     EXPECT_EQ(again->marked_lost + again->qemu_killed + again->orphan_qemu_killed + again->run_dirs_removed, 0);
+}
+
+TEST(DaemonReconcile, PausedSandboxesStayPausedWithTheirSnapshots) {
+    test::TempDir dir;
+    std::string data = dir.path();
+    // P: paused with its snapshot: untouched. Q: paused, its snapshot gone: lost. R: resuming
+    // when kilnd stopped, its snapshot intact: paused again. S: pausing: lost, its half-made
+    // snapshot removed. Stray and .partial directories in paused/ are removed.
+    for (const char* sub : {"/vms", "/paused/sb-00000000000a", "/paused/sb-00000000000c", "/paused/sb-00000000000d",
+                            "/paused/sb-0000000000ff", "/paused/sb-00000000000e.partial"})
+        ASSERT_TRUE(make_dirs(data + sub).ok());
+    auto store = DbStore::open(data + "/kilnd.db");
+    ASSERT_TRUE(store.ok());
+    int64_t t = *(*store)->insert_token("a", std::string(64, 'a'), 0);
+    ASSERT_TRUE((*store)->insert_sandbox(record("sb-00000000000a", t, SandboxState::Paused, 0, "")).ok());
+    ASSERT_TRUE((*store)->insert_sandbox(record("sb-00000000000b", t, SandboxState::Paused, 0, "")).ok());
+    ASSERT_TRUE((*store)->insert_sandbox(record("sb-00000000000c", t, SandboxState::Resuming, 0, "")).ok());
+    ASSERT_TRUE((*store)->insert_sandbox(record("sb-00000000000d", t, SandboxState::Pausing, 0, "")).ok());
+
+    auto report = reconcile(**store, data, "");
+    ASSERT_TRUE(report.ok()) << report.error().to_string();
+    EXPECT_EQ(report->kept_paused, 1);
+    EXPECT_EQ(report->marked_lost, 2);
+    auto state = [&](const char* id) { return (*(*store)->get_sandbox(id))->info.state(); };
+    EXPECT_EQ(state("sb-00000000000a"), SandboxState::Paused);
+    EXPECT_EQ(state("sb-00000000000b"), SandboxState::Lost);
+    EXPECT_NE((*(*store)->get_sandbox("sb-00000000000b"))->info.error.find("snapshot"), std::string::npos);
+    EXPECT_EQ(state("sb-00000000000c"), SandboxState::Paused);
+    EXPECT_EQ(state("sb-00000000000d"), SandboxState::Lost);
+    EXPECT_TRUE(path_exists(data + "/paused/sb-00000000000a"));
+    EXPECT_TRUE(path_exists(data + "/paused/sb-00000000000c"));
+    EXPECT_FALSE(path_exists(data + "/paused/sb-00000000000d"));
+    EXPECT_FALSE(path_exists(data + "/paused/sb-0000000000ff"));
+    EXPECT_FALSE(path_exists(data + "/paused/sb-00000000000e.partial"));
+
+    auto again = reconcile(**store, data, "");
+    ASSERT_TRUE(again.ok());
+    EXPECT_EQ(again->marked_lost + again->kept_paused + again->snapshot_dirs_removed, 0);
+    EXPECT_EQ(state("sb-00000000000a"), SandboxState::Paused);
 }

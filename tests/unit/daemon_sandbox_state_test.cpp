@@ -19,6 +19,12 @@ const std::set<std::pair<S, S>> kAllowed = {
     {S::Creating, S::Deleting}, {S::Creating, S::Deleted},  // a delete that came while creating
     {S::Running, S::Deleting}, {S::Running, S::Expired},  {S::Running, S::Lost},
     {S::Deleting, S::Deleted}, {S::Deleting, S::Lost},
+    // Pause and resume (docs/pause.md).
+    {S::Running, S::Pausing},
+    {S::Pausing, S::Paused}, {S::Pausing, S::Running}, {S::Pausing, S::Deleting}, {S::Pausing, S::Lost},
+    {S::Paused, S::Resuming}, {S::Paused, S::Deleted}, {S::Paused, S::Lost},
+    {S::Resuming, S::Running}, {S::Resuming, S::Paused}, {S::Resuming, S::Deleted}, {S::Resuming, S::Deleting},
+    {S::Resuming, S::Lost},
 };
 
 }  // namespace
@@ -63,6 +69,13 @@ TEST(SandboxLifecycle, FromRowKeepsEveryOtherField) {
     EXPECT_EQ(info.id, "sb-00000000000a");
     EXPECT_EQ(info.error, "why");
     EXPECT_EQ(info.qemu_pid, 42);
+}
+
+TEST(SandboxLifecycle, PausedIsNeitherLiveNorEnded) {
+    EXPECT_FALSE(is_live(S::Paused));
+    EXPECT_FALSE(is_ended(S::Paused));
+    for (S s : {S::Creating, S::Running, S::Pausing, S::Resuming}) EXPECT_TRUE(is_live(s)) << state_name(s);
+    for (S s : {S::Deleted, S::Expired, S::Lost, S::Failed}) EXPECT_TRUE(is_ended(s)) << state_name(s);
 }
 
 TEST(SandboxLifecycle, StateNamesRoundTrip) {

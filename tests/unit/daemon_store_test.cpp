@@ -139,11 +139,36 @@ TEST_P(DaemonStore, SandboxesListCountAndUpdate) {
 
     auto counts = (*store)->count_sandboxes_by_state();
     ASSERT_TRUE(counts.ok());
-    EXPECT_EQ(counts->size(), 7u) << "every state, zero included";
+    EXPECT_EQ(counts->size(), std::size(kAllSandboxStates)) << "every state, zero included";
     EXPECT_EQ(counts->at("expired"), 1);
     EXPECT_EQ(counts->at("deleted"), 1);
     EXPECT_EQ(counts->at("creating"), 1);
     EXPECT_EQ(counts->at("running"), 0);
+}
+
+TEST_P(DaemonStore, APausedSandboxKeepsItsPauseAndIsListedAsNotEnded) {
+    auto store = DbStore::open(store_spec());
+    ASSERT_TRUE(store.ok());
+    int64_t t1 = *(*store)->insert_token("a", std::string(64, '1'), 0);
+    auto r = sample("sb-000000000001", t1, SandboxState::Paused, 1);
+    r.info.auto_pause = true;
+    r.info.paused_at_ms = 1234;
+    r.info.ttl_left_ms = 56789;
+    r.info.paused_bytes = uint64_t(5) << 32;  // past 32 bits: a large guest's memory file
+    ASSERT_TRUE((*store)->insert_sandbox(r).ok());
+    ASSERT_TRUE((*store)->insert_sandbox(sample("sb-000000000002", t1, SandboxState::Lost, 2)).ok());
+    auto got = (*store)->get_sandbox("sb-000000000001");
+    ASSERT_TRUE(got.ok() && got->has_value());
+    EXPECT_EQ((*got)->info.state(), SandboxState::Paused);
+    EXPECT_TRUE((*got)->info.auto_pause);
+    EXPECT_EQ((*got)->info.paused_at_ms, 1234);
+    EXPECT_EQ((*got)->info.ttl_left_ms, 56789);
+    EXPECT_EQ((*got)->info.paused_bytes, uint64_t(5) << 32);
+    auto listed = (*store)->list_sandboxes(t1, true);
+    ASSERT_TRUE(listed.ok());
+    ASSERT_EQ(listed->size(), 1u) << "paused is listed by default, lost is not";
+    EXPECT_EQ((*listed)[0].info.id, "sb-000000000001");
+    EXPECT_EQ((*store)->count_sandboxes_by_state()->at("paused"), 1);
 }
 
 TEST_P(DaemonStore, Snapshots) {

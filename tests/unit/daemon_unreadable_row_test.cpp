@@ -92,7 +92,7 @@ TEST_F(UnreadableRow, ListAndCountsSkipItAndLogIt) {
     EXPECT_EQ((*all)[0].info.id, kGood);
     EXPECT_NE(log.find(kBad), std::string::npos) << log;
     ASSERT_TRUE(counts.ok());
-    EXPECT_EQ(counts->size(), 7u) << "only the states kilnd knows";
+    EXPECT_EQ(counts->size(), std::size(kAllSandboxStates)) << "only the states kilnd knows";
     EXPECT_EQ(counts->count("zombie"), 0u);
     EXPECT_EQ(counts->at("deleted"), 1);
     EXPECT_NE(log.find("zombie"), std::string::npos) << log;

@@ -55,12 +55,14 @@ class Sandboxes:
     def create(self, template: str = "tiny", *, ttl_seconds: Optional[int] = None,
                metadata: Optional[Mapping[str, str]] = None, env: Optional[Mapping[str, str]] = None,
                vcpus: Optional[int] = None, memory_mib: Optional[int] = None,
-               network: Optional[Mapping[str, Any]] = None) -> Sandbox:
+               network: Optional[Mapping[str, Any]] = None, auto_pause: bool = False) -> Sandbox:
         """Creates a sandbox from a template (``tiny``) or a snapshot id; returns once exec works.
 
         ``network`` is the egress policy, e.g. ``{"mode": "open"}`` or ``{"mode": "allowlist",
         "allow": ["192.0.2.7:443"]}``; absent: kilnd's default (``none`` unless configured).
-        Raises QuotaExceeded over kilnd's limits, NotFound for an unknown template.
+        ``auto_pause``: at the end of the TTL the sandbox is paused instead of destroyed
+        (``resume()`` brings it back). Raises QuotaExceeded over kilnd's limits, NotFound for an
+        unknown template.
         """
         body: dict[str, Any] = {"template": template}
         for key, value in (("ttl_seconds", ttl_seconds), ("vcpus", vcpus), ("memory_mib", memory_mib)):
@@ -72,14 +74,24 @@ class Sandboxes:
             body["env"] = dict(env)
         if network is not None:
             body["network"] = dict(network)
+        if auto_pause:
+            body["auto_pause"] = True
         return Sandbox(self._t, self._t.json("POST", "/v1/sandboxes", json_body=body))
 
     def get(self, sandbox_id: str) -> Sandbox:
         """One sandbox in any state (deleted and expired ones are kept for a while)."""
         return Sandbox(self._t, self._t.json("GET", f"/v1/sandboxes/{sandbox_id}"))
 
+    def pause(self, sandbox_id: str) -> Sandbox:
+        """Pauses a running sandbox (``Sandbox.pause``)."""
+        return Sandbox(self._t, {"id": sandbox_id}).pause()
+
+    def resume(self, sandbox_id: str, ttl_seconds: Optional[int] = None) -> Sandbox:
+        """Resumes a paused sandbox by id (``Sandbox.resume``); returns it once exec works."""
+        return Sandbox(self._t, {"id": sandbox_id}).resume(ttl_seconds)
+
     def list(self, metadata: Optional[Mapping[str, str]] = None, state: Optional[str] = None) -> list[Sandbox]:
-        """Your sandboxes, newest first: live ones by default; ``state`` is one state or ``all``;
+        """Your sandboxes, newest first: those not ended by default (paused ones included); ``state`` is one state or ``all``;
         every ``metadata`` pair must match."""
         params: dict[str, Any] = {"state": state}
         for key, value in (metadata or {}).items():

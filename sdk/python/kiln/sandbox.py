@@ -71,6 +71,11 @@ class Sandbox:
         self.host: str = doc.get("host", "")
         self.error: Optional[str] = doc.get("error")
         self.network: dict[str, Any] = dict(doc.get("network") or {"mode": "none"})
+        # Pause and resume (docs/pause.md): the last three are set only while paused.
+        self.auto_pause: bool = bool(doc.get("auto_pause", False))
+        self.paused_at: Optional[str] = doc.get("paused_at")
+        self.ttl_left_seconds: Optional[float] = doc.get("ttl_left_seconds")
+        self.paused_bytes: Optional[int] = doc.get("paused_bytes")
 
     def __repr__(self) -> str:
         return f"<Sandbox {self.id} {self.state} template={self.template}>"
@@ -103,6 +108,22 @@ class Sandbox:
         """Destroys the sandbox's VM and files. Deleting a finished sandbox is a no-op."""
         self._t.request("DELETE", self._path)
         self.state = "deleted"
+
+    def pause(self) -> "Sandbox":
+        """Pauses the running sandbox: its memory and disk are saved, its VM stops (no memory, no
+        slot), its TTL stands still. Pausing a paused sandbox is a no-op. Raises SandboxGone
+        (sandbox_not_running) for one that has ended."""
+        self._update(self._t.json("POST", f"{self._path}/pause"))
+        return self
+
+    def resume(self, ttl_seconds: Optional[int] = None) -> "Sandbox":
+        """Resumes the paused sandbox with the same id, files and processes; returns once exec
+        works. Its TTL is what it had left when paused, or ``ttl_seconds``. Resuming a running
+        sandbox is a no-op. Raises QuotaExceeded over kilnd's limits, as a create does, and
+        SandboxGone for one that has ended."""
+        body = {"ttl_seconds": ttl_seconds} if ttl_seconds is not None else {}
+        self._update(self._t.json("POST", f"{self._path}/resume", json_body=body))
+        return self
 
     def snapshot(self, name: Optional[str] = None) -> Snapshot:
         """Snapshots the running sandbox (it runs on). ``snap.id`` works as a template."""

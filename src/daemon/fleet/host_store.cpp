@@ -65,7 +65,7 @@ Result<std::vector<HostRecord>> HostStore::list() {
         "SELECT h.name, h.advertise_url, h.max_sandboxes, h.vcpus, h.max_memory_mib, h.accel, h.version, h.data_dir, "
         "h.started_at_ms, h.heartbeat_at_ms, h.stopped_at_ms, h.draining, COALESCE(l.n, 0), COALESCE(l.memory, 0) "
         "FROM hosts h LEFT JOIN (SELECT host, COUNT(*) AS n, SUM(memory_mib) AS memory FROM sandboxes "
-        "WHERE state IN ('creating', 'running') GROUP BY host) l ON l.host = h.name ORDER BY h.name"));
+        "WHERE state IN ('creating', 'running', 'pausing', 'resuming') GROUP BY host) l ON l.host = h.name ORDER BY h.name"));
     std::vector<HostRecord> out;
     while (TRY(s.step())) {
         HostRecord r;
@@ -105,7 +105,8 @@ Result<std::vector<LostSandbox>> HostStore::end_sandboxes_of_dead_hosts(const st
     // The state in the WHERE clause makes each row change once: a second host running the same
     // statement a moment later finds it lost already. RETURNING says which rows this one changed.
     auto s = TRY(db.prepare("UPDATE sandboxes SET state = 'lost', error = ?3, ended_at_ms = ?4, qemu_pid = 0 "
-                            "WHERE state IN ('creating', 'running') AND " + kDeadHosts + " RETURNING id, host"));
+                            "WHERE state IN ('creating', 'running', 'pausing', 'resuming') AND " + kDeadHosts +
+                            " RETURNING id, host"));
     s.bind(1, self).bind(2, dead_before_ms).bind(3, std::string(kHostLost)).bind(4, now_ms);
     while (TRY(s.step())) lost.push_back(LostSandbox{s.column_text(0), s.column_text(1)});
     // A delete the dead host had begun: its VM is gone with the host, so the delete is done.

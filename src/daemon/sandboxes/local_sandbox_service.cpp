@@ -3,6 +3,7 @@
 // never held across a VM operation (restore, snapshot, fork, destroy), only across store writes
 // so that a sandbox's records reach the store in the order they changed.
 #include "daemon/sandboxes/local_sandbox_service.h"
+#include "daemon/sandboxes/local_sandbox_parts.h"
 
 #include <future>
 
@@ -20,44 +21,6 @@
 #include "vm/vm.h"
 
 namespace kiln::daemon {
-
-// Owns a VM and its network; the last holder (the live set or a lease) destroys both, the VM
-// first (QEMU holds the tap that keeps the namespace alive), the network in the background
-// (NetworkRemover: the caller does not wait for the kernel's veth and namespace teardown).
-struct LocalSandboxService::VmBox {
-    std::unique_ptr<vm::Vm> vm;
-    std::unique_ptr<net::SandboxNetwork> network;  // null without a NIC
-    std::shared_ptr<net::NetworkRemover> network_remover;
-    std::atomic<bool> keep{false};  // shutdown with on_shutdown=keep: leave QEMU running
-    ~VmBox() {
-        if (keep) {  // deliberately not destroyed: QEMU (and its namespace) outlive kilnd
-            (void)vm.release();
-            (void)network.release();
-            return;
-        }
-        if (vm) vm->destroy();
-        if (network) network_remover->remove_later(std::move(network));
-    }
-};
-
-struct LocalSandboxService::Entry {
-    SandboxRecord record;           // guarded by the service's m_mutex
-    int64_t ttl_deadline_ms = 0;    // record.info.expires_at_ms on the monotonic clock; guarded by m_mutex
-    std::shared_ptr<VmBox> box;     // null while creating; guarded by m_mutex
-    bool cancelled = false;         // removed while creating; guarded by m_mutex
-    std::mutex op_mutex;            // one snapshot or fork at a time per sandbox
-};
-
-class LocalSandboxService::Lease final : public SandboxLease {
-public:
-    Lease(SandboxInfo info, std::shared_ptr<VmBox> box) : m_info(std::move(info)), m_box(std::move(box)) {}
-    const SandboxInfo& info() const override { return m_info; }
-    vm::AgentClient& agent() override { return m_box->vm->agent(); }
-
-private:
-    SandboxInfo m_info;
-    std::shared_ptr<VmBox> m_box;
-};
 
 namespace {
 
@@ -138,10 +101,7 @@ Result<LocalSandboxService::Source> LocalSandboxService::resolve_template(const 
     return make_error(ErrorCode::TemplateNotFound, "no template '" + id + "' (a built-in name such as tiny, or one of your snapshot ids)");
 }
 
-Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(const Caller& caller, SandboxRecord record) {
-    auto entry = std::make_shared<Entry>();
-    std::lock_guard lock(m_mutex);
-    if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
+Status LocalSandboxService::check_room(const Caller& caller, uint32_t memory_mib) const {
     int64_t memory = 0, mine = 0, my_memory = 0;
     for (const auto& [id, e] : m_live) {
         memory += e->record.info.memory_mib;
@@ -153,16 +113,24 @@ Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(c
     if (caller.quota.sandboxes && mine >= *caller.quota.sandboxes)
         return make_error(ErrorCode::QuotaExceeded, "token quota sandboxes: at most " + std::to_string(*caller.quota.sandboxes) +
                                                      " live sandboxes for this token; delete one first");
-    if (caller.quota.memory_mib && my_memory + record.info.memory_mib > *caller.quota.memory_mib)
+    if (caller.quota.memory_mib && my_memory + memory_mib > *caller.quota.memory_mib)
         return make_error(ErrorCode::QuotaExceeded, "token quota memory_mib: this token's sandboxes would hold " +
-                                                     std::to_string(my_memory + record.info.memory_mib) + " MiB, over its " +
+                                                     std::to_string(my_memory + memory_mib) + " MiB, over its " +
                                                      std::to_string(*caller.quota.memory_mib) + " MiB");
     if (static_cast<int64_t>(m_live.size()) >= m_config.max_sandboxes)
         return make_error(ErrorCode::QuotaExceeded, "max_sandboxes: at most " + std::to_string(m_config.max_sandboxes) +
                                                      " live sandboxes on this host; delete one first");
-    if (memory + record.info.memory_mib > m_config.max_memory_mib)
-        return make_error(ErrorCode::QuotaExceeded, "max_memory_mib: committed memory would be " + std::to_string(memory + record.info.memory_mib) +
+    if (memory + memory_mib > m_config.max_memory_mib)
+        return make_error(ErrorCode::QuotaExceeded, "max_memory_mib: committed memory would be " + std::to_string(memory + memory_mib) +
                                                      " MiB, over the limit of " + std::to_string(m_config.max_memory_mib) + " MiB");
+    return ok_status();
+}
+
+Result<std::shared_ptr<LocalSandboxService::Entry>> LocalSandboxService::admit(const Caller& caller, SandboxRecord record) {
+    auto entry = std::make_shared<Entry>();
+    std::lock_guard lock(m_mutex);
+    if (m_stopping) return make_error(ErrorCode::Unavailable, "kilnd is shutting down");
+    TRY(check_room(caller, record.info.memory_mib));
     // 1. The record exists (creating) before any QEMU starts: a crash from here on is reconciled.
     if (auto st = m_store.insert_sandbox(record); !st.ok())
         return store_error(st.error());
@@ -209,10 +177,15 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
     box->network_remover = m_network_remover;
     std::unique_lock lock(m_mutex);
     SandboxInfo& info = entry->record.info;
+    const bool resuming = info.state() == SandboxState::Resuming;
     if (entry->cancelled || m_stopping) {
         // Deleted (or kilnd stopping) while it was being created: the VM never becomes visible.
         // Still creating unless shutdown ended the record already (its wait for creates ran out).
-        if (info.state() == SandboxState::Creating) {
+        // A resume that kilnd's stop cut short stays paused: its snapshot is still there.
+        if (resuming && !entry->cancelled) {
+            info.move_to(SandboxState::Paused);
+            (void)save(entry->record);
+        } else if (info.state() == SandboxState::Creating || resuming) {
             info.move_to(SandboxState::Deleted);
             info.ended_at_ms = now_unix_ms();
             (void)save(entry->record);
@@ -225,22 +198,28 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
                           entry->cancelled ? "sandbox " + info.id + " was deleted while it was being created"
                                            : "kilnd is shutting down");
     }
-    // From creating: only shutdown ends a create's record early, and it sets m_stopping first.
+    // From creating or resuming: only shutdown ends such a record early, and it sets m_stopping first.
     info.move_to(SandboxState::Running);
     info.qemu_pid = box->vm->pid();
-    info.create_ms = create_ms;
+    if (resuming) {
+        info.paused_at_ms = 0;
+        info.ttl_left_ms = 0;
+        info.paused_bytes = 0;
+    } else {
+        info.create_ms = create_ms;
+    }
     entry->record.run_dir = box->vm->run_dir();
     entry->box = box;
     (void)save(entry->record);
     m_changed.notify_all();  // the reaper learns of a new deadline
     SandboxInfo out = info;
     lock.unlock();
-    if (m_hooks.created) m_hooks.created(create_ms);
-    nlohmann::json fields = {{"sandbox", out.id}, {"template", out.template_id}, {"create_ms", create_ms},
+    if (m_hooks.created && !resuming) m_hooks.created(create_ms);
+    nlohmann::json fields = {{"sandbox", out.id}, {"template", out.template_id}, {resuming ? "resume_ms" : "create_ms", create_ms},
                              {"qemu_pid", out.qemu_pid}, {"parent", out.parent_id}, {"network", net::mode_name(out.network.mode)},
                              {"nic", out.has_nic}};
     fields.update(log_fields);
-    log::info("sandbox created", fields);
+    log::info(resuming ? "sandbox resumed" : "sandbox created", fields);
     return out;
 }
 
@@ -286,6 +265,7 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     TRY(check_lifetime(caller, info.created_at_ms, info.expires_at_ms));
     info.metadata = request.metadata;
     info.env = request.env;
+    info.auto_pause = request.auto_pause;
     info.vcpus = source.vcpus;
     info.memory_mib = source.memory_mib;
     auto entry = TRY(admit(caller, std::move(record)));
@@ -408,6 +388,18 @@ Result<SandboxInfo> LocalSandboxService::set_ttl(const Caller& caller, const std
     auto rec = TRY(owned_record(caller, id));
     std::lock_guard lock(m_mutex);
     auto it = m_live.find(id);
+    if (it == m_live.end() && rec.info.state() == SandboxState::Paused) {
+        // Paused (checked again under the lock, which resume and delete take too): the TTL it
+        // will have when resumed.
+        auto stored = m_store.get_sandbox(id);
+        if (!stored.ok()) return store_error(stored.error());
+        if (*stored && (*stored)->info.state() == SandboxState::Paused) {
+            SandboxRecord& r = **stored;
+            r.info.ttl_left_ms = ttl_seconds * 1000;
+            if (auto st = m_store.update_sandbox(r); !st.ok()) return store_error(st.error());
+            return r.info;
+        }
+    }
     if (it == m_live.end() || it->second->record.info.state() != SandboxState::Running)
         return make_error(ErrorCode::SandboxNotRunning, "sandbox " + id + " is " + state_name(rec.info.state()) + ", not running");
     SandboxRecord& r = it->second->record;
@@ -462,15 +454,22 @@ void LocalSandboxService::finish(const std::shared_ptr<Entry>& entry, SandboxSta
 }
 
 Status LocalSandboxService::remove(const Caller& caller, const std::string& id) {
-    TRY(owned_record(caller, id));
+    auto rec = TRY(owned_record(caller, id));
     std::shared_ptr<Entry> entry;
     {
         std::lock_guard lock(m_mutex);
         auto it = m_live.find(id);
-        if (it == m_live.end()) return ok_status();  // finished already: a no-op
+        if (it == m_live.end()) {
+            // Paused: no VM, only its snapshot. Read again under the lock, which resume takes too.
+            if (rec.info.state() != SandboxState::Paused) return ok_status();  // finished already: a no-op
+            auto stored = m_store.get_sandbox(id);
+            if (!stored.ok()) return store_error(stored.error());
+            if (!*stored || (*stored)->info.state() != SandboxState::Paused) return ok_status();
+            return remove_paused(std::move(**stored));
+        }
         entry = it->second;
-        if (entry->record.info.state() == SandboxState::Creating) {
-            entry->cancelled = true;  // the create sees this and destroys its VM
+        if (entry->record.info.state() == SandboxState::Creating || entry->record.info.state() == SandboxState::Resuming) {
+            entry->cancelled = true;  // the create (or resume) sees this and destroys its VM
             return ok_status();
         }
     }
@@ -521,22 +520,8 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     request.id = snap.info.id;
     request.resume = true;
     request.checksums = false;
-    // A sandbox with a NIC is snapshotted through a helper VM with the same device set: it gets a
-    // network of its own that lets nothing out, for the moment it runs.
-    std::unique_ptr<net::SandboxNetwork> helper_network;
-    std::optional<vm::NetDevice> helper_nic;
-    if (box->network) {
-        auto made = setup_network(net::local_network_prefix("snap", m_config.data_dir) + snap.info.id.substr(snap.info.id.find('-') + 1),
-                                  net::NetworkPolicy{});
-        if (!made.ok()) return make_error(made.error().code == ErrorCode::Unavailable ? ErrorCode::Unavailable : ErrorCode::Internal,
-                                          "snapshot of " + id + ": " + made.error().message);
-        helper_network = std::move(*made);
-        helper_nic = helper_network->nic();
-    }
-    auto manifest = vm::snapshot_any_vm(*box->vm, request, helper_nic);
-    helper_network.reset();
-    if (!manifest.ok()) return vm_error("snapshot of " + id, manifest.error());
-    snap.info.created_at_ms = manifest->created_unix_ms;
+    auto manifest = TRY(save_vm(*box, request, "snapshot of " + id));
+    snap.info.created_at_ms = manifest.created_unix_ms;
     snap.info.size_bytes = allocated_bytes(snap.dir);
     if (auto st = m_store.insert_snapshot(snap); !st.ok()) {
         (void)remove_tree(snap.dir);
@@ -546,12 +531,34 @@ Result<SnapshotInfo> LocalSandboxService::snapshot(const Caller& caller, const s
     return snap.info;
 }
 
+Result<vm::SnapshotManifest> LocalSandboxService::save_vm(VmBox& box, const vm::SnapshotRequest& request, const std::string& what) {
+    std::unique_ptr<net::SandboxNetwork> helper_network;
+    std::optional<vm::NetDevice> helper_nic;
+    if (box.network) {
+        auto tag = TRY(new_snapshot_id());  // a fresh name: a pause's id is its sandbox's, which has a network already
+        auto made = setup_network(net::local_network_prefix("snap", m_config.data_dir) + tag.substr(tag.find('-') + 1),
+                                  net::NetworkPolicy{});
+        if (!made.ok()) return make_error(made.error().code == ErrorCode::Unavailable ? ErrorCode::Unavailable : ErrorCode::Internal,
+                                          what + ": " + made.error().message);
+        helper_network = std::move(*made);
+        helper_nic = helper_network->nic();
+    }
+    auto manifest = vm::snapshot_any_vm(*box.vm, request, helper_nic);
+    helper_network.reset();
+    if (!manifest.ok()) return vm_error(what, manifest.error());
+    return std::move(*manifest);
+}
+
 Status LocalSandboxService::check_snapshot_quota(const Caller& caller) {
     if (!caller.quota.snapshots && !caller.quota.snapshot_mib) return ok_status();
     auto records = m_store.list_snapshots(caller.token_id);
     if (!records.ok()) return store_error(records.error());
     int64_t bytes = 0;
     for (const auto& r : *records) bytes += r.info.size_bytes;
+    // A paused sandbox's snapshot is disk this token holds too (docs/pause.md).
+    auto sandboxes = m_store.list_sandboxes(caller.token_id, true);
+    if (!sandboxes.ok()) return store_error(sandboxes.error());
+    for (const auto& r : *sandboxes) bytes += static_cast<int64_t>(r.info.paused_bytes);
     if (caller.quota.snapshots && static_cast<int64_t>(records->size()) >= *caller.quota.snapshots)
         return make_error(ErrorCode::QuotaExceeded, "token quota snapshots: this token keeps " + std::to_string(records->size()) +
                                                      " snapshots, its limit is " + std::to_string(*caller.quota.snapshots) +
@@ -766,7 +773,12 @@ void LocalSandboxService::reap_once() {
         std::lock_guard lock(m_mutex);
         for (const auto& [id, e] : m_live) {
             if (e->record.info.state() != SandboxState::Running || !e->box) continue;
-            if (m_config.clock.until(e->ttl_deadline_ms) <= 0) {
+            if (m_config.clock.until(e->ttl_deadline_ms) <= 0 && e->record.info.auto_pause && !m_stopping) {
+                // auto_pause: paused instead of expired (pausing now, so the next pass skips it).
+                e->record.info.move_to(SandboxState::Pausing);
+                (void)save(e->record);
+                pause_in_background(e);
+            } else if (m_config.clock.until(e->ttl_deadline_ms) <= 0) {
                 due.push_back({e, SandboxState::Expired, ""});
             } else if (auto gone = e->box->vm->agent().gone_error()) {
                 // Why the connection ended: QEMU's exit, a guest panic, or a guest that stopped
@@ -808,10 +820,15 @@ void LocalSandboxService::shutdown(bool destroy_sandboxes) {
         m_changed.notify_all();
         // Creates in flight end on their own (become_running refuses now); wait for them briefly.
         m_changed.wait_for(lock, std::chrono::seconds(30), [&] {
-            for (const auto& [id, e] : m_live)
-                if (e->record.info.state() == SandboxState::Creating) return false;
+            for (const auto& [id, e] : m_live) {
+                SandboxState st = e->record.info.state();
+                if (st == SandboxState::Creating || st == SandboxState::Pausing || st == SandboxState::Resuming) return false;
+            }
             return true;
         });
+        // The auto-pauses' threads use this service: none may outlive it (each ends within its
+        // VM-layer timeouts).
+        m_changed.wait(lock, [&] { return m_pauses_in_flight == 0; });
     }
     if (m_reaper.joinable()) m_reaper.join();
     std::vector<std::shared_ptr<Entry>> live;

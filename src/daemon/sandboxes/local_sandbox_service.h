@@ -22,6 +22,7 @@
 #include "daemon/sandboxes/ttl_clock.h"
 #include "daemon/store/store.h"
 #include "daemon/templates/template_baker.h"
+#include "vm/snapshot.h"
 #include "vm/spare_pool.h"
 
 namespace kiln::daemon {
@@ -79,6 +80,8 @@ public:
     Result<SandboxInfo> set_ttl(const Caller& caller, const std::string& id, int64_t ttl_seconds) override;
     Status remove(const Caller& caller, const std::string& id) override;
     Result<std::shared_ptr<SandboxLease>> lease(const Caller& caller, const std::string& id) override;
+    Result<SandboxInfo> pause(const Caller& caller, const std::string& id) override;
+    Result<SandboxInfo> resume(const Caller& caller, const std::string& id, std::optional<int64_t> ttl_seconds) override;
 
     Result<SnapshotInfo> snapshot(const Caller& caller, const std::string& id, const std::string& name) override;
     Result<SandboxInfo> fork(const Caller& caller, const std::string& id, const ForkRequest& request) override;
@@ -106,7 +109,8 @@ public:
     void fence(const std::vector<std::string>& ids);
 
     // The reaper's pass, public for tests: expires sandboxes past their TTL (on the monotonic
-    // clock: ttl_clock.h) and marks dead VMs lost.
+    // clock: ttl_clock.h), or pauses them (auto_pause, on a thread of their own), and marks dead
+    // VMs lost.
     void reap_once();
 
     // Where this host keeps snapshot `id`'s files (data_dir/snapshots/<id>): the record's `dir` is
@@ -132,6 +136,8 @@ private:
     Result<int64_t> checked_ttl(std::optional<int64_t> ttl_seconds) const;
     // Reserves a live slot (limits checked) and writes the record in state creating.
     Result<std::shared_ptr<Entry>> admit(const Caller& caller, SandboxRecord record);
+    // The host's and the token's limits of live sandboxes, for one more of `memory_mib` (m_mutex held).
+    Status check_room(const Caller& caller, uint32_t memory_mib) const;
     // Ends a live sandbox: kills its VM, drops it from the live set, records the final state.
     void finish(const std::shared_ptr<Entry>& entry, SandboxState final_state, const std::string& error);
     // A creating entry whose VM start failed (or was cancelled): record it, free the slot.
@@ -139,6 +145,22 @@ private:
     Result<SandboxInfo> become_running(const std::shared_ptr<Entry>& entry, std::unique_ptr<vm::Vm> vm,
                                        std::unique_ptr<net::SandboxNetwork> network, double create_ms,
                                        const nlohmann::json& log_fields);
+    // Pause and resume (pause_resume.cpp, docs/pause.md). pause_entry: a pausing entry's VM saved
+    // to its private snapshot and ended. A failed pause leaves the VM running if it can.
+    Result<SandboxInfo> pause_entry(const std::shared_ptr<Entry>& entry);
+    Error pause_failed(const std::shared_ptr<Entry>& entry, const std::shared_ptr<VmBox>& box, const Error& error);
+    // A resuming entry whose restore failed: paused again (its snapshot is intact), or deleted if
+    // a delete came meanwhile.
+    Error resume_failed(const std::shared_ptr<Entry>& entry, const Error& error);
+    // The reaper's auto_pause of an entry whose TTL ended (moved to pausing already): on a thread
+    // of its own, counted in m_pauses_in_flight, which shutdown waits for.
+    void pause_in_background(const std::shared_ptr<Entry>& entry);
+    // A paused sandbox's delete: its record ends deleted, its snapshot goes (m_mutex held).
+    Status remove_paused(SandboxRecord record);
+    std::string paused_dir(const std::string& id) const { return daemon::paused_dir(m_config.data_dir, id); }
+    // Memory and disk of a VM into request.dir (a VM with a NIC through a helper VM that has a
+    // network of its own which lets nothing out, for the moment it runs).
+    Result<vm::SnapshotManifest> save_vm(VmBox& box, const vm::SnapshotRequest& request, const std::string& what);
     // The namespace, tap, veth and rules of a sandbox with a NIC (see docs/network.md).
     Result<std::unique_ptr<net::SandboxNetwork>> setup_network(const std::string& id, const net::NetworkPolicy& policy);
     // Writes the record; a failure is logged and the record kept to be written again by the
@@ -162,6 +184,7 @@ private:
     std::map<std::string, std::shared_ptr<Entry>> m_live;  // creating and running sandboxes
     bool m_stopping = false;
     bool m_shut_down = false;
+    int m_pauses_in_flight = 0;  // auto-pauses on their own threads (pause_in_background)
     std::thread m_reaper;
     // Records save() could not write, newest per sandbox. The mutex is held across the store call
     // in save() and save_unsaved(), so an older record never overwrites a newer one (taken after

@@ -67,18 +67,37 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir, con
     // 1. This host's live records: this kilnd has no VM yet, so each is lost (or, if it was being
     //    deleted, deleted). A row the store cannot read (a state it does not know) is logged by the
     //    store and left as it is: nothing here can tell what it was.
+    //    Paused ones have no VM: they stay paused, resumable from their snapshot (docs/pause.md),
+    //    and so does one whose resume was cut short; without its snapshot either is lost.
     auto records = TRY(store.list_host_sandboxes(host));
+    std::set<std::string> paused;  // their snapshot directories
     for (auto& r : records) {
         SandboxInfo& i = r.info;
-        if (!is_live(i.state()) && i.state() != SandboxState::Deleting) continue;
+        const std::string pause_dir = paused_dir(data_dir, i.id);
+        const bool has_snapshot = std::filesystem::is_directory(pause_dir);
+        if (i.state() == SandboxState::Paused && has_snapshot) {
+            paused.insert(pause_dir);
+            continue;
+        }
+        if (!is_live(i.state()) && i.state() != SandboxState::Deleting && i.state() != SandboxState::Paused) continue;
         if (i.qemu_pid > 0 && !r.run_dir.empty() && kill_if_cmdline_contains(i.qemu_pid, r.run_dir + "/"))
             report.qemu_killed++;
+        if (i.state() == SandboxState::Resuming && has_snapshot) {
+            if (!i.move_to(SandboxState::Paused)) continue;
+            i.qemu_pid = 0;
+            paused.insert(pause_dir);
+            report.kept_paused++;
+            TRY(store.update_sandbox(r));
+            continue;
+        }
+        const bool was_paused = i.state() == SandboxState::Paused;
         if (i.state() == SandboxState::Deleting) {
             if (!i.move_to(SandboxState::Deleted)) continue;
             report.marked_deleted++;
         } else {
             if (!i.move_to(SandboxState::Lost)) continue;
-            i.error = "kilnd restarted and did not reattach the VM";
+            i.error = was_paused ? "kilnd restarted and the paused sandbox's snapshot is gone"
+                                                         : "kilnd restarted and did not reattach the VM";
             report.marked_lost++;
         }
         i.ended_at_ms = now;
@@ -108,6 +127,11 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir, con
         } else if (!known.count(path)) {
             if (remove_tree(path).ok()) report.snapshot_dirs_removed++;
         }
+    }
+    //    Paused sandboxes' snapshots: only those of records still paused stay.
+    for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/paused", ec)) {
+        std::string path = entry.path().string();
+        if (!paused.count(path) && remove_tree(path).ok()) report.snapshot_dirs_removed++;
     }
     for (const auto& entry : std::filesystem::directory_iterator(data_dir + "/templates", ec)) {
         std::string path = entry.path().string();
@@ -158,7 +182,8 @@ Result<ReconcileReport> reconcile(Store& store, const std::string& data_dir, con
                              {"orphan_qemu_killed", report.orphan_qemu_killed},
                              {"run_dirs_removed", report.run_dirs_removed},
                              {"partial_dirs_removed", report.partial_dirs_removed},
-                             {"snapshot_dirs_removed", report.snapshot_dirs_removed}});
+                             {"snapshot_dirs_removed", report.snapshot_dirs_removed},
+                             {"kept_paused", report.kept_paused}});
     return report;
 }
 

@@ -1,5 +1,5 @@
 // Reconcile at kilnd start: no VM survives a restart, so every live record of this host is marked
-// lost, its QEMU killed (only if the pid's command line names its run dir), orphan QEMUs and files
+// lost (paused ones have no VM and stay paused: docs/pause.md), its QEMU killed (only if the pid's command line names its run dir), orphan QEMUs and files
 // removed, and the networks (namespace, veth) of this host's sandboxes that a crash left behind
 // deleted. Another host's records, QEMUs and networks (a fleet on one store, two kilnds on one
 // machine) are never touched: records by their host, everything else by this data dir's names.
@@ -15,13 +15,14 @@
 namespace kiln::daemon {
 
 struct ReconcileReport {
-    int marked_lost = 0;          // creating/running records whose VM is gone or was killed
+    int marked_lost = 0;          // live records whose VM is gone or was killed; paused ones without their snapshot
+    int kept_paused = 0;          // resuming records put back to paused (their snapshot is intact)
     int marked_deleted = 0;       // deleting records (their delete finishes now)
     int qemu_killed = 0;          // a live record's QEMU, still running
     int orphan_qemu_killed = 0;   // QEMUs in $DATA/vms/ with no record (a crash mid-create, spares)
     int run_dirs_removed = 0;
     int partial_dirs_removed = 0; // half-written snapshot and template directories
-    int snapshot_dirs_removed = 0;// snapshot directories without a record
+    int snapshot_dirs_removed = 0;// snapshot directories without a record (paused/ ones too)
     int netns_removed = 0;        // network namespaces of sandboxes of this store that ended
     int veths_removed = 0;        // and their host veths (docs/network.md)
     int spare_netns_removed = 0;  // namespaces of this kilnd's spare QEMUs (spare-<tag>-*)

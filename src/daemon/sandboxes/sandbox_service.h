@@ -46,15 +46,21 @@ struct Caller {
 
 // creating -> running -> deleting -> deleted; running -> expired (TTL); creating|running -> lost
 // (VM died, or kilnd restarted without it); creating -> failed; creating -> deleted (a delete
-// that came while it was being created). The one table of allowed moves is can_transition
-// (sandbox_state.h); SandboxInfo::move_to follows it.
-enum class SandboxState { Creating, Running, Deleting, Deleted, Expired, Lost, Failed };
-inline constexpr SandboxState kAllSandboxStates[] = {SandboxState::Creating, SandboxState::Running, SandboxState::Deleting,
+// that came while it was being created); running -> pausing -> paused -> resuming -> running
+// (docs/pause.md: a paused sandbox has no VM, only its private snapshot). The one table of
+// allowed moves is can_transition (sandbox_state.h); SandboxInfo::move_to follows it.
+enum class SandboxState { Creating, Running, Pausing, Paused, Resuming, Deleting, Deleted, Expired, Lost, Failed };
+inline constexpr SandboxState kAllSandboxStates[] = {SandboxState::Creating, SandboxState::Running, SandboxState::Pausing,
+                                                     SandboxState::Paused,   SandboxState::Resuming, SandboxState::Deleting,
                                                      SandboxState::Deleted,  SandboxState::Expired, SandboxState::Lost,
                                                      SandboxState::Failed};
 const char* state_name(SandboxState state);
 std::optional<SandboxState> parse_state(std::string_view name);
-bool is_live(SandboxState state);  // creating, running
+// Holds a VM on its host, or is making one: creating, running, pausing, resuming. These count
+// against the host's and the token's limits of live sandboxes; a paused one does not.
+bool is_live(SandboxState state);
+// Finished for good: deleted, expired, lost, failed. A paused sandbox is neither live nor ended.
+bool is_ended(SandboxState state);
 
 using Labels = std::map<std::string, std::string>;
 
@@ -79,6 +85,13 @@ struct SandboxInfo {
     // at all; otherwise it has one in its own network namespace (docs/network.md).
     net::NetworkPolicy network;
     bool has_nic = false;
+    // Pause and resume (docs/pause.md). auto_pause: the end of the TTL pauses instead of expiring.
+    // While paused: when it was paused, the TTL it had left (which counts again from the resume)
+    // and the bytes its private snapshot holds on its host's disk; all 0 otherwise.
+    bool auto_pause = false;
+    int64_t paused_at_ms = 0;
+    int64_t ttl_left_ms = 0;
+    uint64_t paused_bytes = 0;
 
     // The lifecycle state; it changes only through move_to. A new record is creating.
     SandboxState state() const { return m_state; }
@@ -127,6 +140,7 @@ struct CreateRequest {
     std::optional<uint32_t> vcpus;
     std::optional<uint32_t> memory_mib;
     std::optional<net::NetworkPolicy> network;  // nothing: kilnd's configured default
+    bool auto_pause = false;  // at the end of the TTL, pause instead of expiring
 };
 
 struct ForkRequest {
@@ -135,7 +149,7 @@ struct ForkRequest {
 };
 
 struct ListFilter {
-    bool all_states = false;                 // otherwise only live ones unless `state` is set
+    bool all_states = false;                 // otherwise only those not ended (live and paused) unless `state` is set
     std::optional<SandboxState> state;
     Labels metadata;                         // every pair must match
     bool every_owner = false;                // every token's (admin only; otherwise forbidden)
@@ -161,10 +175,19 @@ public:
     virtual Result<SandboxInfo> create(const Caller& caller, const CreateRequest& request) = 0;
     virtual Result<SandboxInfo> get(const Caller& caller, const std::string& id) = 0;
     virtual Result<std::vector<SandboxInfo>> list(const Caller& caller, const ListFilter& filter) = 0;
-    // Sets expires_at = now + ttl_seconds (running sandboxes only: else sandbox_not_running).
+    // Sets expires_at = now + ttl_seconds (running sandboxes; a paused one's TTL left becomes
+    // ttl_seconds, counted from its resume; else sandbox_not_running).
     virtual Result<SandboxInfo> set_ttl(const Caller& caller, const std::string& id, int64_t ttl_seconds) = 0;
     // Kills the VM, removes its files, marks it deleted. A finished sandbox: no-op.
     virtual Status remove(const Caller& caller, const std::string& id) = 0;
+    // Pause: the guest is frozen, its memory and disk saved to a snapshot private to the sandbox
+    // (data_dir/paused/<id>), its VM stopped and its slot, memory, network and jail freed; the TTL
+    // stops counting. Paused already: a no-op returning it. Not running: sandbox_not_running.
+    virtual Result<SandboxInfo> pause(const Caller& caller, const std::string& id) = 0;
+    // Resume: restored from that snapshot with the same id (new network namespace, identity
+    // renewed); the TTL is what was left at the pause, or ttl_seconds. Returns once exec works.
+    // Limits are checked as for a create (quota_exceeded). Running already: a no-op returning it.
+    virtual Result<SandboxInfo> resume(const Caller& caller, const std::string& id, std::optional<int64_t> ttl_seconds) = 0;
     // A running sandbox for exec and files (not_found, sandbox_not_running).
     virtual Result<std::shared_ptr<SandboxLease>> lease(const Caller& caller, const std::string& id) = 0;
 

@@ -8,6 +8,9 @@ const char* state_name(SandboxState state) {
     switch (state) {
         case SandboxState::Creating: return "creating";
         case SandboxState::Running: return "running";
+        case SandboxState::Pausing: return "pausing";
+        case SandboxState::Paused: return "paused";
+        case SandboxState::Resuming: return "resuming";
         case SandboxState::Deleting: return "deleting";
         case SandboxState::Deleted: return "deleted";
         case SandboxState::Expired: return "expired";
@@ -23,7 +26,15 @@ std::optional<SandboxState> parse_state(std::string_view name) {
     return std::nullopt;
 }
 
-bool is_live(SandboxState state) { return state == SandboxState::Creating || state == SandboxState::Running; }
+bool is_live(SandboxState state) {
+    return state == SandboxState::Creating || state == SandboxState::Running || state == SandboxState::Pausing ||
+           state == SandboxState::Resuming;
+}
+
+bool is_ended(SandboxState state) {
+    return state == SandboxState::Deleted || state == SandboxState::Expired || state == SandboxState::Lost ||
+           state == SandboxState::Failed;
+}
 
 }  // namespace kiln::daemon
 
@@ -44,7 +55,13 @@ bool can_transition(SandboxState from, SandboxState to) {
         // create still in flight when its wait for creates ends.)
         case S::Creating:
             return to == S::Running || to == S::Failed || to == S::Lost || to == S::Deleting || to == S::Deleted;
-        case S::Running: return to == S::Deleting || to == S::Expired || to == S::Lost;
+        case S::Running: return to == S::Deleting || to == S::Expired || to == S::Lost || to == S::Pausing;
+        case S::Pausing: return to == S::Paused || to == S::Running || to == S::Deleting || to == S::Lost;
+        // paused -> lost: its snapshot went missing (the reconcile finds no directory).
+        case S::Paused: return to == S::Resuming || to == S::Deleted || to == S::Lost;
+        // resuming -> deleting: shutdown's path for a resume still in flight, as for creating.
+        case S::Resuming:
+            return to == S::Running || to == S::Paused || to == S::Deleted || to == S::Deleting || to == S::Lost;
         case S::Deleting: return to == S::Deleted || to == S::Lost;
         case S::Deleted:
         case S::Expired:

@@ -1,9 +1,15 @@
 // The sandbox lifecycle's one table of allowed moves (states are declared in sandbox_service.h;
 // SandboxInfo::move_to follows this table):
 //   creating -> running | failed | lost | deleting | deleted
-//   running  -> deleting | expired | lost
+//   running  -> deleting | expired | lost | pausing
+//   pausing  -> paused | running (the pause failed, the VM runs on) | deleting | lost
+//   paused   -> resuming | deleted (its snapshot is all there is: no deleting phase) | lost
+//               (its snapshot is missing at start)
+//   resuming -> running | paused (the restore failed: the snapshot is intact) | deleted (a delete
+//               that came during the restore, as for creating) | deleting | lost
 //   deleting -> deleted | lost
 // deleted, expired, lost and failed are final: they go nowhere.
+// (docs/pause.md has the pause and resume moves.)
 #pragma once
 
 #include <string>

@@ -83,7 +83,11 @@ const DbTable<SandboxRecord>& sandboxes() {
          computed_column<R>("network_json", [](const R& r) { return net::to_json(r.info.network).dump(); },
                             [](R& r, const std::string& v) { r.info.network = parse_stored_policy(v); }),
          column<R>("has_nic", &R::info, &I::has_nic),
-         column<R>("host", &R::info, &I::host)});
+         column<R>("host", &R::info, &I::host),
+         column<R>("auto_pause", &R::info, &I::auto_pause),
+         column<R>("paused_at_ms", &R::info, &I::paused_at_ms),
+         column<R>("ttl_left_ms", &R::info, &I::ttl_left_ms),
+         column<R>("paused_bytes", &R::info, &I::paused_bytes)});
     return table;
 }
 
@@ -232,7 +236,7 @@ Result<std::optional<SandboxRecord>> DbStore::get_sandbox(const std::string& id)
 Result<std::vector<SandboxRecord>> DbStore::list_sandboxes(int64_t owner_token_id, bool live_only) {
     auto db = m_db->session();
     std::string sql = sandboxes().select() + " WHERE (?1 = 0 OR owner_token_id = ?1)";
-    if (live_only) sql += " AND state IN ('creating', 'running')";
+    if (live_only) sql += " AND state IN ('creating', 'running', 'pausing', 'paused', 'resuming')";
     sql += " ORDER BY created_at_ms DESC, id DESC";
     auto s = TRY(db.prepare(sql));
     s.bind(1, owner_token_id);

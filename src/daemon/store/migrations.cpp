@@ -89,6 +89,14 @@ CREATE INDEX sandboxes_host ON sandboxes(host, state);
 CREATE INDEX sandboxes_template_host ON sandboxes(template_id, host);
 ALTER TABLE snapshots ADD COLUMN hosts_json TEXT NOT NULL DEFAULT '[]';
 )sql"},
+        // 12 and 13 are CI's. 14: pause and resume (docs/pause.md): whether the end of the TTL
+        // pauses, and while paused, when it was paused, the TTL left and its snapshot's bytes.
+        {14, R"sql(
+ALTER TABLE sandboxes ADD COLUMN auto_pause INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sandboxes ADD COLUMN paused_at_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sandboxes ADD COLUMN ttl_left_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sandboxes ADD COLUMN paused_bytes INTEGER NOT NULL DEFAULT 0;
+)sql"},
     };
     return list;
 }

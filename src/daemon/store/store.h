@@ -63,7 +63,7 @@ public:
     virtual Status update_sandbox(const SandboxRecord& record) = 0;  // every field, by id
     // A record that cannot be read (a state this kilnd does not know) is an error naming it.
     virtual Result<std::optional<SandboxRecord>> get_sandbox(const std::string& id) = 0;
-    // Newest first. live_only: creating and running only. owner 0: every owner. Records that
+    // Newest first. live_only: those not ended only (creating, running, pausing, paused, resuming). owner 0: every owner. Records that
     // cannot be read are logged and left out (the others stay usable).
     virtual Result<std::vector<SandboxRecord>> list_sandboxes(int64_t owner_token_id, bool live_only) = 0;
     // One host's sandboxes in every state (its reconcile's), newest first; unreadable rows as above.

@@ -96,7 +96,8 @@ Result<std::optional<FleetGateway::Target>> FleetGateway::owner_of_sandbox(const
     // host), or ours.
     if (!record || record->info.host.empty() || record->info.host == m_config.host_name) return Out();
     // A finished sandbox has nothing on its host: its record answers GET and DELETE here alike.
-    if (!is_live(record->info.state())) return Out();
+    // A paused one has its snapshot there: its pause, resume and delete go to that host.
+    if (is_ended(record->info.state())) return Out();
     return Out(TRY(reachable(record->info.host, "sandbox " + id + " runs")));
 }
 

@@ -23,6 +23,12 @@ json render(const SandboxInfo& s) {
     if (!s.parent_id.empty()) j["parent_id"] = s.parent_id;
     if (!s.error.empty()) j["error"] = without_host_logs(s.error);
     if (s.create_ms > 0) j["create_ms"] = s.create_ms;
+    j["auto_pause"] = s.auto_pause;
+    if (s.state() == SandboxState::Paused) {
+        j["paused_at"] = rfc3339_ms(s.paused_at_ms);
+        j["ttl_left_seconds"] = s.ttl_left_ms / 1000.0;
+        j["paused_bytes"] = s.paused_bytes;
+    }
     return j;
 }
 

@@ -96,7 +96,7 @@ Result<std::string> string_field(const json& value, const char* name) {
 
 Result<CreateRequest> parse_create(std::string_view body) {
     json doc = TRY(parse_object(body, true));
-    TRY(only_fields(doc, {"template", "ttl_seconds", "metadata", "vcpus", "memory_mib", "env", "network"}));
+    TRY(only_fields(doc, {"template", "ttl_seconds", "metadata", "vcpus", "memory_mib", "env", "network", "auto_pause"}));
     CreateRequest r;
     if (doc.contains("template")) {
         r.template_id = TRY(string_field(doc["template"], "template"));
@@ -111,6 +111,10 @@ Result<CreateRequest> parse_create(std::string_view body) {
         auto policy = net::parse_network_policy(doc["network"]);
         if (!policy.ok()) return invalid(policy.error().message);  // it names the field already
         r.network = *policy;
+    }
+    if (doc.contains("auto_pause")) {
+        if (!doc["auto_pause"].is_boolean()) return invalid("auto_pause must be true or false");
+        r.auto_pause = doc["auto_pause"].get<bool>();
     }
     return r;
 }
@@ -178,6 +182,13 @@ Result<std::string> parse_snapshot_name(std::string_view body) {
         if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) ok = false;
     if (!ok) return invalid("name must match ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$");
     return name;
+}
+
+Result<std::optional<int64_t>> parse_resume(std::string_view body) {
+    json doc = TRY(parse_object(body, true));
+    TRY(only_fields(doc, {"ttl_seconds"}));
+    if (!doc.contains("ttl_seconds")) return std::optional<int64_t>();
+    return std::optional<int64_t>(TRY(ttl_field(doc["ttl_seconds"], "ttl_seconds")));
 }
 
 Result<ForkRequest> parse_fork(std::string_view body) {

@@ -36,6 +36,8 @@ Result<int64_t> parse_patch_ttl(std::string_view body);
 Result<ExecBody> parse_exec(std::string_view body);
 Result<std::string> parse_snapshot_name(std::string_view body);  // empty body or {}: ""
 Result<ForkRequest> parse_fork(std::string_view body);
+// POST /v1/sandboxes/{id}/resume: an empty body or {} (the TTL left at the pause), or {ttl_seconds}.
+Result<std::optional<int64_t>> parse_resume(std::string_view body);
 
 // An absolute guest path without "." or ".." components, NUL bytes or over-long names.
 Result<std::string> validate_guest_path(std::string_view path);

@@ -1,4 +1,4 @@
-// /v1/sandboxes: create, list, get, set the TTL, delete, snapshot, fork.
+// /v1/sandboxes: create, list, get, set the TTL, delete, snapshot, fork, pause, resume.
 #include <regex>
 
 #include "kilnd/http/request_parsing.h"
@@ -94,6 +94,26 @@ void add_sandbox_routes(Router& server, RouteContext& ctx) {
         auto child = ctx.service.fork(caller, id, *request);
         if (!child.ok()) return send_error(res, child.error());
         send_json(res, 201, render(*child));
+    }));
+
+    // Pause and resume (docs/pause.md). Both answer the sandbox as it is afterwards.
+    server.Post(one + "/pause", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
+        std::string id = path_id(req);
+        if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
+        auto s = ctx.service.pause(caller, id);
+        if (!s.ok()) return send_error(res, s.error());
+        send_json(res, 200, render(*s));
+    }));
+
+    server.Post(one + "/resume", authed(ctx, kSandboxScope, [&ctx](const Caller& caller, const Request& req, Response& res) {
+        std::string id = path_id(req);
+        if (!plausible_sandbox_id(id)) return send_error(res, sandbox_not_found(id));
+        if (auto st = check_body_size(req, ctx.config.max_json_body); !st.ok()) return send_error(res, st.error());
+        auto ttl = parse_resume(req.body);
+        if (!ttl.ok()) return send_error(res, ttl.error());
+        auto s = ctx.service.resume(caller, id, *ttl);
+        if (!s.ok()) return send_error(res, s.error());
+        send_json(res, 200, render(*s));
     }));
 }
 

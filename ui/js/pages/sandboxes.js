@@ -1,4 +1,5 @@
-// Live sandboxes: template, metadata, age, a TTL countdown, create time; delete.
+// Sandboxes not ended (live and paused): template, metadata, age, a TTL countdown (a paused one's
+// TTL stands still: what it has left), create time; delete.
 import { api } from '../api.js';
 import { h, clear, badge } from '../dom.js';
 import { can } from '../app.js';
@@ -7,6 +8,10 @@ import { every, showError } from './common.js';
 function countdown(expiresAt) {
   const ms = Date.parse(expiresAt) - Date.now();
   if (ms <= 0) return 'expiring';
+  return duration(ms);
+}
+
+function duration(ms) {
   const s = Math.floor(ms / 1000);
   const m = Math.floor(s / 60);
   return m >= 60 ? `${Math.floor(m / 60)}h ${m % 60}m` : `${m}:${String(s % 60).padStart(2, '0')}`;
@@ -28,7 +33,7 @@ export function sandboxesPage(el, _id, params) {
     return true;
   });
   function draw() {
-    if (!list.length) return clear(body, h('p.muted', 'No live sandboxes.'));
+    if (!list.length) return clear(body, h('p.muted', 'No live or paused sandboxes.'));
     clear(body, h('table.list#sandbox-list',
       h('thead', h('tr', ['Sandbox', 'Template', 'State', 'Metadata', 'Age', 'TTL left', 'Create time', ''].map((t) => h('th', t)))),
       h('tbody', list.map((sb) => h('tr', { 'data-id': sb.id, class: sb.id === params.get('id') ? 'selected' : null },
@@ -37,7 +42,8 @@ export function sandboxesPage(el, _id, params) {
         h('td', badge(sb.state)),
         h('td', Object.entries(sb.metadata || {}).map(([k, v]) => h('span.kv', `${k}=${v}`))),
         h('td', { 'data-created': sb.created_at }, ago(sb.created_at)),
-        h('td.num', { 'data-expires': sb.expires_at }, countdown(sb.expires_at)),
+        sb.state === 'paused' ? h('td.num', `paused, ${duration((sb.ttl_left_seconds || 0) * 1000)}`)
+          : h('td.num', { 'data-expires': sb.expires_at }, countdown(sb.expires_at)),
         h('td.num', sb.create_ms ? `${Math.round(sb.create_ms)} ms` : '–'),
         h('td', mayDelete() ? h('button.danger.delete', { type: 'button', 'data-id': sb.id, onclick: async (ev) => {
           ev.target.disabled = true;
