@@ -1,4 +1,5 @@
 """The `kiln` CLI against a real kilnd with real VMs: sandbox create/list/get/exec/cp/snapshot/fork/rm,
+pause/resume,
 template list/rm, --json, exit codes (the command's, 128+signal, 124, 125) and error messages."""
 from __future__ import annotations
 
@@ -169,6 +170,35 @@ def test_sandbox_lifecycle(cli, kilnd, tmp_path):
     p = cli("sandbox", "exec", sid, "true")
     assert p.returncode == 125 and p.stderr.decode().startswith("kiln: sandbox_not_running: "), p.stderr
     assert kilnd.healthy()
+
+
+def test_pause_and_resume(cli, kilnd):
+    """kiln pause / kiln resume (and their `kiln sandbox` forms), --auto-pause, and what get and
+    list show of a paused sandbox (docs/pause.md)."""
+    sid = ok(cli("sandbox", "create", "--auto-pause", "--ttl", "900")).strip()
+    try:
+        ok(cli("sandbox", "exec", sid, "echo kept > /tmp/kept"))
+        assert ok(cli("pause", sid)) == sid + "\n"
+        got = json.loads(ok(cli("sandbox", "get", sid, "--json")))
+        assert got["state"] == "paused" and got["auto_pause"] is True and got["paused_bytes"] > 0, got
+        text = ok(cli("sandbox", "get", sid))
+        assert "ttl left:" in text and "auto pause:" in text, text
+        row = [line for line in ok(cli("sandbox", "list")).splitlines() if line.startswith(sid)]
+        assert row and "paused" in row[0].split(), row
+        p = cli("sandbox", "exec", sid, "true")
+        assert p.returncode == 125 and b"sandbox_not_running" in p.stderr, p
+        resumed = json.loads(ok(cli("sandbox", "resume", sid, "--ttl", "300", "--json")))
+        assert resumed["state"] == "running", resumed
+        assert ok(cli("sandbox", "exec", sid, "cat /tmp/kept")) == "kept\n"
+        assert ok(cli("sandbox", "pause", sid)) == sid + "\n"
+        assert ok(cli("resume", sid)) == sid + "\n"
+        # Several ids: each is tried; a bad one fails the command (125) and names itself.
+        p = cli("pause", "sb-000000000000", sid)
+        assert p.returncode == 125 and b"not_found" in p.stderr and p.stdout.decode() == sid + "\n", p
+    finally:
+        ok(cli("sandbox", "rm", sid))
+    p = cli("resume", sid)
+    assert p.returncode == 125 and b"sandbox_not_running" in p.stderr, p
 
 
 def test_whoami_shows_the_tokens_scopes_and_quotas(cli, kilnd):
