@@ -12,5 +12,7 @@ log "bench: fleet_queue_bench.py (the CI queue with simulated hosts on a Postgre
 KILN_BUILD="$build" /usr/bin/python3 bench/fleet_queue_bench.py
 log "bench: ci_bench.py (CI jobs on a real kilnd; needs the base image)"
 KILN_BUILD="$build" /usr/bin/python3 bench/ci_bench.py
+log "bench: pause_bench.py (pause and resume of tiny and base sandboxes beside a snapshot and a create from it; needs the base image)"
+KILN_BUILD="$build" /usr/bin/python3 bench/pause_bench.py
 log "bench: pipeline_bench.py (a 4-shard suite: fork fan-out, fresh VMs, a bake, one VM; needs the base image)"
 KILN_BUILD="$build" /usr/bin/python3 bench/pipeline_bench.py

@@ -1,6 +1,7 @@
 """Placement and forwarding across two real kilnd hosts on one store (docs/fleet.md): creates go to
 a host with room, spreading; every operation on a sandbox sent to the host that does not run it
-reaches the one that does (exec buffered and streamed, files, tars, PATCH, fork, snapshot, delete),
+reaches the one that does (exec buffered and streamed, files, tars, PATCH, fork, snapshot, pause,
+resume, delete),
 with the caller's own visibility; forged fleet requests are refused; a dead owner is a 503 naming it."""
 from __future__ import annotations
 
@@ -163,6 +164,18 @@ def test_every_operation_through_a_reaches_the_sandbox_on_b(fleet, a, b, recorde
     assert restored["host"] == "fleet-b", restored
     r = a.post(f"/v1/sandboxes/{restored['id']}/exec", {"cmd": "cat /work/up/p/two.txt"})
     assert r.status == 200 and r.json()["stdout"] == "two\n", r
+
+    # pause and resume through A: done on B, whose disk holds the paused snapshot (docs/pause.md)
+    r = a.post(f"/v1/sandboxes/{sid}/pause", timeout=600)
+    assert r.status == 200 and r.json()["state"] == "paused" and r.headers.get("x-kiln-host") == "fleet-b", r
+    assert (fleet.hosts[1].data_dir / "paused" / sid).is_dir()
+    assert not (fleet.hosts[0].data_dir / "paused" / sid).exists()
+    r = a.get(f"/v1/sandboxes/{sid}")
+    assert r.status == 200 and r.json()["state"] == "paused", r
+    r = a.post(f"/v1/sandboxes/{sid}/resume", {"ttl_seconds": 600}, timeout=600)
+    assert r.status == 200 and r.json()["state"] == "running" and r.json()["host"] == "fleet-b", r
+    r = a.post(f"/v1/sandboxes/{sid}/exec", {"cmd": "cat /work/up/p/one.txt"})
+    assert r.status == 200 and r.json()["stdout"] == "one\n", r
 
     # delete through A, each on B
     for s in (restored["id"], child["id"], sid, holder["id"]):
