@@ -49,7 +49,9 @@ class Api:
         conn.close()
         if resp.status >= 300:
             raise RuntimeError(f"{method} {path}: {resp.status} {raw[:300]!r}")
-        return raw if "ndjson" in (resp.getheader("content-type") or "") else json.loads(raw)
+        if "ndjson" in (resp.getheader("content-type") or ""):
+            return raw
+        return json.loads(raw) if raw else None  # a DELETE's 204 has no body
 
 
 def git(cwd: Path, *args: str) -> str:

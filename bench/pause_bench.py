@@ -16,7 +16,6 @@ snapshots and creates. Prints the accelerator. Needs the base image.
 Run: KILN_BUILD=build/release bench/pause_bench.py"""
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -26,40 +25,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 
+from ci_bench import Api, pct  # noqa: E402  (bench/, the script's own folder)
 from kilnd_fixture import Kilnd  # noqa: E402
-import http.client  # noqa: E402
 
 TICKER = ("setsid sh -c 'while :; do date +%s%N >> /tmp/ticks; sleep 0.2; done' </dev/null >/dev/null 2>&1 &")
 
 
-class Api:
-    def __init__(self, port: int, token: str):
-        self.port, self.token = port, token
-
-    def call(self, method: str, path: str, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        headers = {"Authorization": f"Bearer {self.token}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        conn.close()
-        if resp.status >= 300:
-            raise RuntimeError(f"{method} {path}: {resp.status} {raw[:300]!r}")
-        return json.loads(raw) if raw else None
-
-    def timed(self, method: str, path: str, body=None) -> tuple[dict, float]:
-        t0 = time.monotonic()
-        doc = self.call(method, path, body)
-        return doc, (time.monotonic() - t0) * 1000
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+def timed(api: Api, method: str, path: str, body=None) -> tuple[dict, float]:
+    t0 = time.monotonic()
+    doc = api.call(method, path, body)
+    return doc, (time.monotonic() - t0) * 1000
 
 
 def rss_kib(pid: int) -> int:
@@ -84,19 +59,19 @@ def bench_template(api: Api, kilnd: Kilnd, template: str, runs: int) -> None:
     for _ in range(runs):
         qemus = kilnd.qemu_pids()
         rss_before.append(sum(rss_kib(p) for p in qemus))
-        paused, ms = api.timed("POST", f"/v1/sandboxes/{sid}/pause")
+        paused, ms = timed(api, "POST", f"/v1/sandboxes/{sid}/pause")
         pauses.append(ms)
         sizes.append(paused["paused_bytes"])
         qemu_after.append(len(kilnd.qemu_pids()))
-        _, ms = api.timed("POST", f"/v1/sandboxes/{sid}/resume")
+        _, ms = timed(api, "POST", f"/v1/sandboxes/{sid}/resume")
         resumes.append(ms)
     ticks = api.call("POST", f"/v1/sandboxes/{sid}/exec", {"cmd": "wc -l < /tmp/ticks"})["stdout"].strip()
 
     snaps, creates = [], []
     for _ in range(runs):
-        snap, ms = api.timed("POST", f"/v1/sandboxes/{sid}/snapshot", {})
+        snap, ms = timed(api, "POST", f"/v1/sandboxes/{sid}/snapshot", {})
         snaps.append(ms)
-        child, ms = api.timed("POST", "/v1/sandboxes", {"template": snap["id"], "ttl_seconds": 600})
+        child, ms = timed(api, "POST", "/v1/sandboxes", {"template": snap["id"], "ttl_seconds": 600})
         creates.append(ms)
         api.call("DELETE", f"/v1/sandboxes/{child['id']}")
         api.call("DELETE", f"/v1/snapshots/{snap['id']}")
