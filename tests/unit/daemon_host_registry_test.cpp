@@ -92,6 +92,7 @@ TEST_P(HostRegistryTest, RegistersCountsAndDrains) {
     ASSERT_TRUE(a.store->insert_sandbox(sandbox("sb-00000000000a", "host-a", SandboxState::Running, owner, 512)).ok());
     ASSERT_TRUE(a.store->insert_sandbox(sandbox("sb-00000000000b", "host-a", SandboxState::Creating, owner, 256)).ok());
     ASSERT_TRUE(a.store->insert_sandbox(sandbox("sb-00000000000c", "host-a", SandboxState::Deleted, owner, 1024)).ok());
+    ASSERT_TRUE(a.store->insert_sandbox(sandbox("sb-00000000000e", "host-a", SandboxState::Paused, owner, 2048)).ok());
     ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-00000000000d", "host-b", SandboxState::Running, owner)).ok());
 
     auto hosts = a.registry->hosts();
@@ -99,7 +100,7 @@ TEST_P(HostRegistryTest, RegistersCountsAndDrains) {
     ASSERT_EQ(hosts->size(), 2u);
     EXPECT_EQ((*hosts)[0].record.spec.name, "host-a");  // by name
     EXPECT_EQ((*hosts)[0].state, HostState::Alive);
-    EXPECT_EQ((*hosts)[0].record.live_sandboxes, 2);  // the deleted one is not live
+    EXPECT_EQ((*hosts)[0].record.live_sandboxes, 2);  // the deleted and the paused one are not live
     EXPECT_EQ((*hosts)[0].record.memory_mib_in_use, 768);
     EXPECT_EQ((*hosts)[0].record.spec.advertise_url, "http://127.0.0.1:1/host-a");
     EXPECT_EQ((*hosts)[0].record.spec.max_sandboxes, 10);
@@ -143,6 +144,11 @@ TEST_P(HostRegistryTest, DeadHostsSandboxesBecomeLostExactlyOnce) {
     }
     ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000f1", "host-b", SandboxState::Deleting, owner)).ok());
     ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000f2", "host-b", SandboxState::Expired, owner)).ok());
+    // Paused: no VM to lose, its snapshot on B's disk (resumable once B is back); pausing and
+    // resuming hold a VM, lost with the others.
+    ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000f3", "host-b", SandboxState::Paused, owner)).ok());
+    ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000f4", "host-b", SandboxState::Pausing, owner)).ok());
+    ASSERT_TRUE(b.store->insert_sandbox(sandbox("sb-0000000000f5", "host-b", SandboxState::Resuming, owner)).ok());
     ASSERT_TRUE(a.store->insert_sandbox(sandbox("sb-0000000000a1", "host-a", SandboxState::Running, owner)).ok());
 
     // B alive: nothing happens to its sandboxes.
@@ -166,6 +172,8 @@ TEST_P(HostRegistryTest, DeadHostsSandboxesBecomeLostExactlyOnce) {
     for (const auto& r : *lost) {
         if (r.info.id == "sb-0000000000f1") {
             EXPECT_EQ(r.info.state(), SandboxState::Deleted);  // its delete is done: the VM went with the host
+        } else if (r.info.id == "sb-0000000000f3") {
+            EXPECT_EQ(r.info.state(), SandboxState::Paused);
         } else if (r.info.id == "sb-0000000000f2") {
             EXPECT_EQ(r.info.state(), SandboxState::Expired);  // ended records are left as they were
             EXPECT_EQ(r.info.error, "");
@@ -176,7 +184,7 @@ TEST_P(HostRegistryTest, DeadHostsSandboxesBecomeLostExactlyOnce) {
             ++lost_n;
         }
     }
-    EXPECT_EQ(lost_n, 20);
+    EXPECT_EQ(lost_n, 22);
     EXPECT_EQ((*a.store->get_sandbox("sb-0000000000a1"))->info.state(), SandboxState::Running);  // A's own
     EXPECT_EQ(find(*a.registry, "host-b").record.live_sandboxes, 0);
 }
