@@ -1,7 +1,7 @@
 """Pause and resume through the REST API (docs/pause.md), on a real kilnd with real VMs: the guest's
 files and background processes come back, a paused sandbox holds no QEMU, memory or slot, its TTL
 stands still, auto_pause at the end of the TTL, a paused sandbox survives a kilnd restart, its
-delete removes its snapshot, and the errors."""
+delete removes its snapshot, a delete that comes mid-pause or mid-resume wins, and the errors."""
 from __future__ import annotations
 
 import time
@@ -193,3 +193,28 @@ def test_a_paused_sandbox_survives_a_kilnd_restart(kd, api):
     assert api.delete(f"/v1/sandboxes/{sid}").status == 204
     assert wait_until(lambda: kd.qemu_pids() == [], 15), kd.qemu_pids()
     assert not [p for p in kd.qemu_pids() if pid_alive(p)]
+
+
+def test_a_delete_during_a_pause_or_a_resume_wins(kd, api):
+    """A delete that comes while the sandbox is being paused or resumed ends it: deleted, no QEMU,
+    no snapshot left behind, whatever the pause or resume answered."""
+    import threading
+
+    for phase in ("pause", "resume"):
+        sid = api.create_sandbox()["id"]
+        if phase == "resume":
+            _pause(api, sid)
+        answers: list = []
+        t = threading.Thread(target=lambda: answers.append(api.post(f"/v1/sandboxes/{sid}/{phase}", timeout=180)))
+        t.start()
+        wait_until(lambda: api.get(f"/v1/sandboxes/{sid}").json()["state"] != ("running" if phase == "pause" else "paused"),
+                   30, interval=0.01)
+        seen = api.get(f"/v1/sandboxes/{sid}").json()["state"]
+        assert api.delete(f"/v1/sandboxes/{sid}").status == 204
+        t.join(180)
+        assert answers and answers[0].status in (200, 404, 409), answers
+        doc = wait_sandbox_state(api, sid, {"deleted"}, timeout=60)
+        assert doc["state"] == "deleted", (phase, seen, doc, answers[0])
+        assert wait_until(lambda: kd.qemu_pids() == [], 15), kd.qemu_pids()
+        assert wait_until(lambda: not _paused_dir(kd, sid).exists(), 10), phase
+        print(f"{phase}: the delete came while the sandbox was {seen}; the {phase} answered {answers[0].status}")

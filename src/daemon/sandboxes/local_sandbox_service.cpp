@@ -195,7 +195,7 @@ Result<SandboxInfo> LocalSandboxService::become_running(const std::shared_ptr<En
         lock.unlock();
         box.reset();
         return make_error(entry->cancelled ? ErrorCode::NotFound : ErrorCode::Unavailable,
-                          entry->cancelled ? "sandbox " + info.id + " was deleted while it was being created"
+                          entry->cancelled ? "sandbox " + info.id + " was deleted while it was being " + (resuming ? "resumed" : "created")
                                            : "kilnd is shutting down");
     }
     // From creating or resuming: only shutdown ends such a record early, and it sets m_stopping first.
