@@ -23,7 +23,8 @@ PACKAGES=(
 )
 # npm fetches GitHub's recorded webhook payloads and GitHub's webhook signing code for the tests
 # (scripts/fetch-webhook-examples.sh, scripts/fetch-webhook-methods.sh), and node runs the signer
-# (tests/ci/sign_webhook.mjs); Debian's npm brings nodejs, and a Node.js install brings its own npm.
+# (tests/ci/sign_webhook.mjs), and it installs E2B's JS SDK for tests/e2b (scripts/fetch-e2b-sdk.sh:
+# node >= 20); Debian's npm brings nodejs, and a Node.js install brings its own npm.
 command -v npm >/dev/null || PACKAGES+=(npm)
 
 missing=()

@@ -58,6 +58,9 @@ step "functional tests (real VMs, TCG here)" "$build/tests/kiln_vm_tests" --gtes
 # Debian's python3 (with python3-pytest and python3-yaml), not whatever python3 is first on PATH.
 py=/usr/bin/python3
 step "API tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/api
+# E2B's unmodified JS SDK, two releases (tests/e2b/package.json, installed into $KILN_CACHE by
+# scripts/fetch-e2b-sdk.sh), against kilnd's E2B listener under node --test (docs/e2b.md).
+step "E2B SDK tests (real kilnd with its E2B listener, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q tests/e2b
 step "Python SDK tests (real kilnd, real VMs)" env KILN_BUILD="$build" "$py" -m pytest -q sdk/python/tests
 step "CI job tests (real kilnd, real VMs from the base template)" env KILN_BUILD="$build" "$py" -m pytest -q \
   tests/ci/test_jobs.py tests/ci/test_tenancy.py tests/ci/test_code_sources.py tests/ci/test_disk_hygiene.py \
