@@ -5,9 +5,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 
-import { Sandbox, sdk, sdkName, apiKey, otherKey, ciKey, template, raw, killQuietly, sleep } from './kiln.mjs';
+import { Sandbox, sdk, sdkName, sdkVersion, otherKey, ciKey, template, raw, killQuietly, sleep } from './kiln.mjs';
 
 const run = randomUUID().slice(0, 8);  // this run's metadata, so lists see only its sandboxes
+
+test(`${sdkName}: the SDK under test is the release asked for`, () => {
+  assert.equal(sdkVersion, process.env.KILN_E2B_SDK_VERSION);
+});
 
 test(`${sdkName}: Sandbox.create() with E2B's default template, getInfo, kill`, async () => {
   let sandbox;
@@ -138,7 +142,7 @@ test(`${sdkName}: a wrong or missing API key is refused, a key without the sandb
   assert.deepEqual(Object.keys(forbidden.json).sort(), ['code', 'message']);
 });
 
-test(`${sdkName}: envd requests need the sandbox's own access token`, async (t) => {
+test(`${sdkName}: envd requests need the sandbox's own access token`, async () => {
   let sandbox, other;
   try {
     sandbox = await Sandbox.create(template, { metadata: { run }, timeoutMs: 120_000 });
@@ -147,16 +151,18 @@ test(`${sdkName}: envd requests need the sandbox's own access token`, async (t) 
     const probe = (token) => raw('POST', '/process.Process/List', {
       key: null, body: '{}', headers: { 'E2b-Sandbox-Id': id, ...(token === undefined ? {} : { 'X-Access-Token': token }) },
     });
-    const missing = await probe(undefined);
-    if (missing.status === 404 && /no route/.test(missing.json?.message ?? ''))
-      return t.skip('the envd routes are not in this build yet (e2b-envd)');
-    assert.equal(missing.status, 401);
-    const wrong = await probe('0'.repeat(64));
-    assert.equal(wrong.status, 401);
-    assert.equal(wrong.json.code, 401);
+    // A Connect call: HTTP 401 with Connect's error body {code: "unauthenticated", message}.
+    const refused = (res) => {
+      assert.equal(res.status, 401, res.text);
+      assert.equal(res.json.code, 'unauthenticated', res.text);
+    };
+    refused(await probe(undefined));
+    refused(await probe('0'.repeat(64)));
     // Another sandbox's token opens only that sandbox.
-    const theirs = await probe(other.envdAccessToken ?? (await Sandbox.connect(other.sandboxId)).envdAccessToken);
-    assert.equal(theirs.status, 401);
+    assert.ok(other.envdAccessToken);
+    refused(await probe(other.envdAccessToken));
+    const own = await probe(sandbox.envdAccessToken);
+    assert.equal(own.status, 200, own.text);
   } finally {
     await killQuietly(sandbox);
     await killQuietly(other);
