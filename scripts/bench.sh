@@ -16,3 +16,5 @@ log "bench: pause_bench.py (pause and resume of tiny and base sandboxes beside a
 KILN_BUILD="$build" /usr/bin/python3 bench/pause_bench.py
 log "bench: pipeline_bench.py (a 4-shard suite: fork fan-out, fresh VMs, a bake, one VM; needs the base image)"
 KILN_BUILD="$build" /usr/bin/python3 bench/pipeline_bench.py
+log "bench: e2b_bench.py (E2B's SDK through the E2B listener against Kiln's API; needs the base image and npm)"
+KILN_BUILD="$build" /usr/bin/python3 bench/e2b_bench.py
