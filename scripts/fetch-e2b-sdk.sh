@@ -9,21 +9,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 project="$KILN_ROOT/tests/e2b"
 key=$(cache_key "$project/package.json" "$project/package-lock.json")
 dir="$KILN_CACHE/npm/e2b-tests-$key"
-if [[ ! -f "$dir/node_modules/.kiln-complete" ]]; then
-  command -v npm >/dev/null || die "npm is needed to install E2B's SDK for tests/e2b (apt-get install npm)"
-  log "installing tests/e2b's packages (package-lock.json $key) from the npm registry"
-  mkdir -p "$KILN_CACHE/npm"
-  tmp=$(mktemp -d "$KILN_CACHE/npm/.e2b-tests.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+fill() {
+  local tmp=$1 sdk
   cp "$project/package.json" "$project/package-lock.json" "$tmp/"
   (cd "$tmp" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error >&2)
   for sdk in e2b e2b-old; do
     [[ -f "$tmp/node_modules/$sdk/package.json" ]] || die "npm ci did not install $sdk"
   done
-  touch "$tmp/node_modules/.kiln-complete"
-  rm -rf "$dir"
-  mv -T "$tmp" "$dir"
-  trap - EXIT
-fi
+}
+[[ -d "$dir/node_modules" ]] || npm_cache_fill "$dir" "tests/e2b's packages (package-lock.json $key)" fill
 ln -sfn "$dir/node_modules" "$project/node_modules"
 echo "$dir/node_modules"

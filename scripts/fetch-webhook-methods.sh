@@ -9,20 +9,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 version=${KILN_WEBHOOK_METHODS_VERSION:-6.0.0}
 dir="$KILN_CACHE/npm/octokit-webhooks-methods-$version"
 entry="$dir/package/dist-node/index.js"
-if [[ ! -f "$entry" ]]; then
-  command -v npm >/dev/null || die "npm is needed to fetch @octokit/webhooks-methods (apt-get install npm)"
-  log "fetching @octokit/webhooks-methods@$version from the npm registry"
-  mkdir -p "$KILN_CACHE/npm"
-  tmp=$(mktemp -d "$KILN_CACHE/npm/.fetch.XXXXXX")
-  trap 'rm -rf "$tmp"' EXIT
+fill() {
+  local tmp=$1
   (cd "$tmp" && npm pack --silent "@octokit/webhooks-methods@$version" >/dev/null)
   tar -xzf "$tmp"/octokit-webhooks-methods-"$version".tgz -C "$tmp"
   [[ -f "$tmp/package/dist-node/index.js" ]] || die "the package has no dist-node/index.js"
   # Imported by path with no node_modules beside it: a runtime dependency would not resolve.
   node -e 'const p = require(process.argv[1]); if (Object.keys(p.dependencies || {}).length) process.exit(1)' \
     "$tmp/package/package.json" || die "@octokit/webhooks-methods@$version has runtime dependencies"
-  rm -rf "$dir"
-  mv -T "$tmp" "$dir"
-  trap - EXIT
-fi
+}
+[[ -f "$entry" ]] || npm_cache_fill "$dir" "@octokit/webhooks-methods@$version" fill
 echo "$entry"

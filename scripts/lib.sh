@@ -35,6 +35,22 @@ point_link() {
   mv -T "$link.tmp.$$" "$link"
 }
 
+# npm_cache_fill DIR WHAT FILL: makes the folder DIR (under $KILN_CACHE/npm) once: the function
+# FILL is called with a fresh temporary folder beside it, which then replaces DIR whole, so an
+# interrupted fetch leaves nothing that looks complete. WHAT names it in messages.
+npm_cache_fill() {
+  local dir=$1 what=$2 fill=$3
+  command -v npm >/dev/null || die "npm is needed to fetch $what (apt-get install npm)"
+  log "fetching $what from the npm registry"
+  mkdir -p "$KILN_CACHE/npm"
+  npm_fill_tmp=$(mktemp -d "$KILN_CACHE/npm/.fetch.XXXXXX")
+  trap 'rm -rf "$npm_fill_tmp"' EXIT
+  "$fill" "$npm_fill_tmp"
+  rm -rf "$dir"
+  mv -T "$npm_fill_tmp" "$dir"
+  trap - EXIT
+}
+
 # fuzz_targets: the libFuzzer targets, one per tests/fuzz/NAME_fuzz.cpp, each with its corpus in
 # tests/fuzz/corpus/NAME/ (scripts/test.sh runs them briefly, scripts/fuzz.sh at length).
 fuzz_targets() {

@@ -124,12 +124,15 @@ class Kilnd:
             raise
         return instance
 
-    def create_token(self, name: str, scope: str = "admin", quota: str = "") -> str:
-        """`kilnd token create --name NAME --scope SCOPE [--quota Q]`; the token is the last
-        non-empty line of stdout. Admin by default: most tests act as the single operator."""
+    def create_token(self, name: str, scope: str = "admin", quota: str = "", e2b: bool = False) -> str:
+        """`kilnd token create --name NAME --scope SCOPE [--quota Q] [--e2b]`; the token is the last
+        non-empty line of stdout. Admin by default: most tests act as the single operator. e2b: in
+        the E2B API key form (docs/e2b.md)."""
         args = [str(self.binary), "token", "create", "--name", name, "--scope", scope]
         if quota:
             args += ["--quota", quota]
+        if e2b:
+            args.append("--e2b")
         out = subprocess.run(args, env=self.env(), capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             raise RuntimeError(f"kilnd token create failed ({out.returncode}): {out.stderr.strip()}")

@@ -29,32 +29,17 @@ def install_sdk() -> None:
         raise RuntimeError(f"scripts/fetch-e2b-sdk.sh failed:\n{out.stderr}")
 
 
-def e2b_key(instance: Kilnd, name: str, scope: str) -> str:
-    """`kilnd token create --e2b`: an E2B API key (e2b_ + 40 hex) that is a Kiln token."""
-    out = subprocess.run([str(instance.binary), "token", "create", "--e2b", "--name", name, "--scope", scope],
-                         env=instance.env(), capture_output=True, text=True, timeout=60)
-    assert out.returncode == 0, out.stderr
-    key = out.stdout.strip().splitlines()[-1]
-    assert len(key) == 44 and key.startswith("e2b_") and all(c in "0123456789abcdef" for c in key[4:]), key
-    instance.tokens[name] = key
-    return key
-
-
 @pytest.fixture(scope="module")
 def e2b_kilnd():
     install_sdk()
-    instance = Kilnd(extra_env={"KILN_E2B_LISTEN": f"127.0.0.1:{free_port()}"}, name="e2b")
+    instance = Kilnd.launched({"KILN_E2B_LISTEN": f"127.0.0.1:{free_port()}"}, name="e2b", tokens={"admin": "admin"})
     try:
-        instance.create_token("admin", "admin")
-        e2b_key(instance, "e2b-alice", "sandboxes")
-        e2b_key(instance, "e2b-bob", "sandboxes")
-        e2b_key(instance, "e2b-ci", "ci:read")
-        instance.start()
-    except Exception:
-        instance.cleanup()
-        raise
-    yield instance
-    leftover = instance.cleanup()
+        for name, scope in (("e2b-alice", "sandboxes"), ("e2b-bob", "sandboxes"), ("e2b-ci", "ci:read")):
+            key = instance.create_token(name, scope, e2b=True)
+            assert len(key) == 44 and key.startswith("e2b_") and all(c in "0123456789abcdef" for c in key[4:]), key
+        yield instance
+    finally:
+        leftover = instance.cleanup()
     assert not leftover, f"kilnd left QEMU processes behind: {leftover}"
 
 
