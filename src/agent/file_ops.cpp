@@ -114,14 +114,14 @@ std::string read_link_at(int dir_fd, const std::string& name, const struct stat&
 }
 
 proto::FileInfo info_at(int dir_fd, const std::string& name, const std::string& path, const struct stat& st,
-                        const UserDb& users) {
+                        const AccountNames& users) {
     proto::FileInfo info = file_info_from_stat(name, path, st, users);
     if (S_ISLNK(st.st_mode)) info.symlink_target = read_link_at(dir_fd, dir_fd == AT_FDCWD ? path : name, st);
     return info;
 }
 
 struct ListWalk {
-    const UserDb& users;
+    const AccountNames& users;
     std::vector<proto::FileInfo> entries;
 };
 
@@ -169,7 +169,7 @@ Status chown_to(const std::string& path, const std::optional<FileOwner>& owner) 
 }  // namespace
 
 proto::FileInfo file_info_from_stat(const std::string& name, const std::string& path, const struct stat& st,
-                                    const UserDb& users) {
+                                    const AccountNames& users) {
     proto::FileInfo info;
     info.name = name;
     info.path = path;
@@ -187,7 +187,7 @@ proto::FileInfo file_info_from_stat(const std::string& name, const std::string& 
 Result<proto::FileInfo> stat_path(const std::string& path) {
     struct stat st;
     if (lstat(path.c_str(), &st) != 0) return path_error("stat", path, errno);
-    proto::FileInfo info = info_at(AT_FDCWD, path, path, st, UserDb::load());
+    proto::FileInfo info = info_at(AT_FDCWD, path, path, st, AccountNames::load());
     info.path.clear();  // name is the path already
     return info;
 }
@@ -202,7 +202,7 @@ Result<nlohmann::json> list_directory(const proto::ListRequest& request) {
         }
         return path_error("list", path, errno);
     }
-    UserDb users = UserDb::load();
+    AccountNames users = AccountNames::load();
     ListWalk walk{users, {}};
     TRY(list_level(walk, std::move(fd), path, request.depth - 1));
     auto& entries = walk.entries;
@@ -215,8 +215,8 @@ Result<nlohmann::json> list_directory(const proto::ListRequest& request) {
 
 Result<std::optional<FileOwner>> resolve_owner(const std::string& user) {
     if (user.empty()) return std::optional<FileOwner>();
-    UserEntry entry = TRY(UserDb::load().find_user(user));
-    return std::optional<FileOwner>(FileOwner{entry.uid, entry.gid});
+    UserAccount account = TRY(lookup_user(user));
+    return std::optional<FileOwner>(FileOwner{account.uid, account.gid});
 }
 
 Status make_parent_directories(const std::string& dir, mode_t mode, const std::optional<FileOwner>& owner) {

@@ -8,15 +8,21 @@
 
 #include <nlohmann/json.hpp>
 
-#include "agent/user_db.h"
+#include "agent/user_lookup.h"
 #include "base/result.h"
 #include "proto/messages.h"
 
 namespace kiln::agent {
 
+// Owner and group that new files and folders get (chown), when a request names a user.
+struct FileOwner {
+    uid_t uid = 0;
+    gid_t gid = 0;
+};
+
 // FileInfo of `st` (an lstat of `path`): owner and group named through `users`, a symlink's target read.
 proto::FileInfo file_info_from_stat(const std::string& name, const std::string& path, const struct stat& st,
-                                    const UserDb& users);
+                                    const AccountNames& users);
 
 // lstat: a symlink is reported as itself. FileInfo::name is the path asked for.
 Result<proto::FileInfo> stat_path(const std::string& path);
@@ -26,7 +32,7 @@ Result<proto::FileInfo> stat_path(const std::string& path);
 // symlink to one is followed).
 Result<nlohmann::json> list_directory(const proto::ListRequest& request);
 
-// The owner that request.user names (not given: none), or invalid_argument "no such user 'NAME'".
+// The owner that `user` names (empty: none), or lookup_user's error (not_found "no such user 'NAME'").
 Result<std::optional<FileOwner>> resolve_owner(const std::string& user);
 
 // mkdir, or mkdir -p when request.parents (an existing directory is then fine). The new directory

@@ -7,7 +7,7 @@
 #include <string>
 #include <string_view>
 
-#include "agent/user_db.h"
+#include "agent/file_ops.h"
 #include "base/result.h"
 #include "base/unique_fd.h"
 #include "proto/messages.h"

@@ -86,4 +86,31 @@ Result<UserAccount> lookup_user(const std::string& name, const AccountFiles& fil
     return account;
 }
 
+AccountNames AccountNames::load(const AccountFiles& files) {
+    AccountNames names;
+    // name:password:id:... in both files; the first line of an id names it.
+    auto read_ids = [](const std::string& path, std::map<uint32_t, std::string>& out) {
+        const std::string text = read_small_file(path).value_or("");
+        for (std::string_view line : split(text, '\n')) {
+            auto fields = split(line, ':');
+            uint32_t id = 0;
+            if (fields.size() < 3 || fields[0].empty() || !parse_id(fields[2], id)) continue;
+            out.emplace(id, std::string(fields[0]));
+        }
+    };
+    read_ids(files.passwd, names.m_users);
+    read_ids(files.group, names.m_groups);
+    return names;
+}
+
+std::string AccountNames::user_name(uid_t uid) const {
+    auto it = m_users.find(uid);
+    return it == m_users.end() ? std::to_string(uid) : it->second;
+}
+
+std::string AccountNames::group_name(gid_t gid) const {
+    auto it = m_groups.find(gid);
+    return it == m_groups.end() ? std::to_string(gid) : it->second;
+}
+
 }  // namespace kiln::agent

@@ -6,7 +6,7 @@
 #include <fstream>
 #include <set>
 
-#include "agent/user_db.h"
+#include "agent/user_lookup.h"
 #include "agent_test_harness.h"
 
 using namespace kiln;
@@ -35,34 +35,27 @@ std::map<std::string, json> by_path(const json& listing) {
 }
 
 // The host's own user for a uid, as the agent (reading this host's /etc/passwd) names it.
-std::string host_user_name(uid_t uid) { return UserDb::load().user_name(uid); }
+std::string host_user_name(uid_t uid) { return AccountNames::load().user_name(uid); }
 
 }  // namespace
 
-TEST(AgentUserDb, ParsesPasswdAndGroupAndFallsBackToNumbers) {
-    UserDb db = UserDb::parse(
-        "root:x:0:0:root:/root:/bin/sh\n# comment\nbroken line\nuser:x:1000:1000::/home/user:/bin/bash\r\n"
-        "alias:x:1000:1000::/x:/bin/sh\nbad:x:notanumber:1::/:/bin/sh\nshort:x:5\n",
-        "root:x:0:\nuser:x:1000:\n:x:7:\n");
-    auto user = db.find_user("user");
-    ASSERT_TRUE(user.ok());
-    EXPECT_EQ(user->uid, 1000u);
-    EXPECT_EQ(user->gid, 1000u);
-    EXPECT_EQ(user->home, "/home/user");
-    EXPECT_EQ(user->shell, "/bin/bash");
-    EXPECT_EQ(db.user_name(1000), "user");  // the first line of a uid names it
-    EXPECT_EQ(db.user_name(0), "root");
-    EXPECT_EQ(db.user_name(42), "42");
-    EXPECT_EQ(db.group_name(1000), "user");
-    EXPECT_EQ(db.group_name(7), "7");
-    EXPECT_FALSE(db.find_user("bad").ok());
-    EXPECT_FALSE(db.find_user("short").ok());
-    auto missing = db.find_user("nobody-here");
-    ASSERT_FALSE(missing.ok());
-    EXPECT_EQ(missing.error().message, "no such user 'nobody-here'");
+TEST(AgentAccountNames, NamesIdsByTheirFirstLineAndFallsBackToNumbers) {
+    TempDir dir;
+    std::ofstream(dir / "passwd") << "root:x:0:0:root:/root:/bin/sh\n# comment\nbroken line\n"
+                                     "user:x:1000:1000::/home/user:/bin/bash\nalias:x:1000:1000::/x:/bin/sh\n"
+                                     "bad:x:notanumber:1::/:/bin/sh\n:x:5:5::/:/bin/sh\n";
+    std::ofstream(dir / "group") << "root:x:0:\nuser:x:1000:\nagain:x:1000:\n:x:7:\n";
+    AccountNames names = AccountNames::load(AccountFiles{dir / "passwd", dir / "group"});
+    EXPECT_EQ(names.user_name(1000), "user");  // the first line of a uid names it
+    EXPECT_EQ(names.user_name(0), "root");
+    EXPECT_EQ(names.user_name(5), "5");  // a line without a name names nothing
+    EXPECT_EQ(names.user_name(42), "42");
+    EXPECT_EQ(names.group_name(1000), "user");
+    EXPECT_EQ(names.group_name(7), "7");
 
-    UserDb empty = UserDb::load("/nonexistent/passwd", "/nonexistent/group");
-    EXPECT_EQ(empty.user_name(0), "0");
+    AccountNames none = AccountNames::load(AccountFiles{"/nonexistent/passwd", "/nonexistent/group"});
+    EXPECT_EQ(none.user_name(0), "0");
+    EXPECT_EQ(none.group_name(0), "0");
 }
 
 TEST(AgentFileFields, StatNamesOwnerAndGroupAndReportsSymlinksThemselves) {
@@ -177,7 +170,7 @@ TEST(AgentFileFields, MoveRenamesAndReportsConflicts) {
 
 TEST(AgentFileFields, WriteAndMkdirChownToTheUser) {
     if (getuid() != 0) GTEST_SKIP() << "chown needs root";
-    auto nobody = UserDb::load().find_user("nobody");
+    auto nobody = lookup_user("nobody");
     if (!nobody.ok()) GTEST_SKIP() << "this host has no user 'nobody'";
     TempDir dir;
     AgentHarness agent;
@@ -205,13 +198,13 @@ TEST(AgentFileFields, WriteAndMkdirChownToTheUser) {
     EXPECT_EQ(st.st_uid, 0u);
 
     auto unknown = write_file(agent, dir / "u.txt", "x", json{{"user", "no-such-user-here"}});
-    EXPECT_EQ(unknown.error_code(), ErrorCode::InvalidArgument);
+    EXPECT_EQ(unknown.error_code(), ErrorCode::NotFound);
     EXPECT_EQ(unknown.body["message"], "no such user 'no-such-user-here'");
     EXPECT_EQ(access((dir / "u.txt").c_str(), F_OK), -1);
     EXPECT_EQ(agent.call(proto::op::kMkdir, json{{"path", dir / "v"}, {"user", "no-such-user-here"}}).error_code(),
-              ErrorCode::InvalidArgument);
+              ErrorCode::NotFound);
     EXPECT_EQ(access((dir / "v").c_str(), F_OK), -1);
-    for (json bad : {json("a:b"), json("../x"), json(5), json(std::string(65, 'u'))})
+    for (json bad : {json("a:b"), json("../x"), json(5), json(std::string(proto::kMaxUserNameLength + 1, 'u'))})
         EXPECT_EQ(agent.call(proto::op::kMkdir, json{{"path", dir / "w"}, {"user", bad}}).error_code(),
                   ErrorCode::InvalidArgument)
             << bad.dump();
