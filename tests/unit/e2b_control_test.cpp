@@ -31,6 +31,11 @@ TEST(E2bCreateBody, MapsE2bFieldsToKilnOnes) {
     EXPECT_EQ(defaults->ttl_seconds, kDefaultTimeoutSeconds) << "E2B's own default timeout";
     EXPECT_FALSE(defaults->network) << "no network field: kilnd's configured default";
 
+    EXPECT_FALSE(defaults->auto_pause);
+    auto pausing = parse_new_sandbox(R"({"templateID":"tiny","autoPause":true,"autoPauseMemory":true,"autoResume":{"enabled":false}})");
+    ASSERT_TRUE(pausing.ok()) << pausing.error().to_string();
+    EXPECT_TRUE(pausing->auto_pause) << "onTimeout: 'pause'";
+
     auto open = parse_new_sandbox(R"({"templateID":"tiny","allow_internet_access":true})");
     ASSERT_TRUE(open.ok());
     EXPECT_EQ(open->network->mode, net::NetworkMode::Open);
@@ -69,7 +74,8 @@ TEST(E2bCreateBody, RefusesWhatKilnCannotDoAndMalformedInput) {
              {R"({"templateID":"tiny","network":{"allowOut":"1.2.3.4"}})", ErrorCode::InvalidArgument},
              {R"({"templateID":"tiny","allow_internet_access":false,"network":{"denyOut":["0.0.0.0/0"],"allowOut":["1.2.3.4"]}})",
               ErrorCode::InvalidArgument},
-             {R"({"templateID":"tiny","autoPause":true})", ErrorCode::InvalidArgument},
+             {R"({"templateID":"tiny","autoPause":true,"autoPauseMemory":false})", ErrorCode::InvalidArgument},
+             {R"({"templateID":"tiny","autoPause":true,"autoResume":{"enabled":true}})", ErrorCode::InvalidArgument},
              {R"({"templateID":"tiny","mcp":{"x":{}}})", ErrorCode::InvalidArgument},
              {R"({"templateID":"tiny","volumeMounts":[{"name":"v","path":"/v"}]})", ErrorCode::InvalidArgument},
          }) {
@@ -160,6 +166,20 @@ TEST(E2bList, PagesNewestFirstAndSurvivesAKilledCursor) {
     ListQuery none;
     none.running = false;
     EXPECT_TRUE(page_of(all, none).items.empty());
+
+    // Pausing and paused are E2B's "paused"; resuming is "running" again; deleting is gone.
+    std::vector<SandboxInfo> states = {sandbox("sb-111111111111", 1, SandboxState::Paused), sandbox("sb-222222222222", 2, SandboxState::Pausing),
+                                       sandbox("sb-333333333333", 3, SandboxState::Resuming), sandbox("sb-444444444444", 4, SandboxState::Deleting)};
+    ListQuery paused_only;
+    paused_only.running = false;
+    auto paused = page_of(states, paused_only);
+    ASSERT_EQ(paused.items.size(), 2u);
+    EXPECT_EQ(std::string(e2b_state(paused.items[0].state())), "paused");
+    ListQuery running_only;
+    running_only.paused = false;
+    auto running = page_of(states, running_only);
+    ASSERT_EQ(running.items.size(), 1u);
+    EXPECT_EQ(running.items[0].id, "sb-333333333333");
 }
 
 TEST(E2bAccessTokens, OnePerSandboxAndStableAcrossOpens) {

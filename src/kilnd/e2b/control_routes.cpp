@@ -1,7 +1,9 @@
 // E2B's control plane on Kiln's SandboxService (docs/e2b.md "Supported calls"). E2B's API knows
-// two states, running and paused; a sandbox that ended (killed, expired, lost) is not found.
+// two states, running and paused (Kiln's pausing and paused); a sandbox that ended (killed,
+// expired, lost) is not found.
 #include <chrono>
 #include <limits>
+#include <thread>
 #include <nlohmann/json.hpp>
 
 #include "kilnd/e2b/e2b_context.h"
@@ -36,6 +38,9 @@ Handler keyed(KeyedHandler fn) {
     return h;
 }
 
+// How long a connect waits for a sandbox that is being paused before it resumes it.
+constexpr std::chrono::minutes kPauseWait{5};
+
 Error not_found(const std::string& id) { return make_error(ErrorCode::NotFound, "sandbox " + id.substr(0, 64) + " not found"); }
 
 // The caller's sandbox as E2B sees it: running or paused, else not found (E2B forgets ended ones).
@@ -69,14 +74,27 @@ void create(E2bContext& ctx, const Caller& caller, const Request& req, Response&
     http::send_json(res, 201, render_sandbox(*info, ctx.access.token_for(info->id)));
 }
 
-// Connect: the sandbox as a create returns it, its timeout extended (never shortened) to the one
-// asked for. TODO(#19 pause): a paused sandbox is resumed here once SandboxService::resume is on main.
+// Connect: the sandbox as a create returns it. A paused one is resumed (201) with the timeout
+// asked for, or what it had left; a running one's timeout is extended (never shortened) to it.
 void connect(E2bContext& ctx, const Caller& caller, const Request& req, Response& res) {
     const std::string id = http::path_id(req);
     auto timeout = timeout_of(req, true);
     if (!timeout.ok()) return send_e2b_error(res, timeout.error());
     auto info = visible_sandbox(ctx, caller, id);
     if (!info.ok()) return send_e2b_error(res, info.error());
+    // Pausing (the end of an autoPause timeout, or another client's pause): E2B shows it as
+    // paused, so a connect waits for the pause to finish, then resumes it.
+    const auto pause_deadline = std::chrono::steady_clock::now() + kPauseWait;
+    while (info->state() == SandboxState::Pausing && std::chrono::steady_clock::now() < pause_deadline) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        info = visible_sandbox(ctx, caller, id);
+        if (!info.ok()) return send_e2b_error(res, info.error());
+    }
+    if (std::string(e2b_state(info->state())) == "paused") {
+        auto resumed = ctx.service.resume(caller, id, *timeout);
+        if (!resumed.ok()) return send_e2b_error(res, resumed.error());
+        return http::send_json(res, 201, render_sandbox(*resumed, ctx.access.token_for(id)));
+    }
     if (*timeout) {
         const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch()).count();
@@ -150,11 +168,15 @@ void add_control_routes(http::Router& router, E2bContext& ctx) {
                     if (!set.ok()) return send_e2b_error(res, set.error());
                     res.status = 204;
                 }));
-    // TODO(#19 pause): SandboxService::pause once it is on main (409 when already paused).
+    // Pause (docs/pause.md); 409, which the SDK reads as "already paused", when it is.
     router.Post(sandbox + "/pause", keyed([&ctx](const Caller& c, const Request& req, Response& res) {
                     auto info = visible_sandbox(ctx, c, http::path_id(req));
                     if (!info.ok()) return send_e2b_error(res, info.error());
-                    send_e2b_status(res, 501, "pause is not supported yet by this Kiln");
+                    if (std::string(e2b_state(info->state())) == "paused")
+                        return send_e2b_status(res, 409, "sandbox " + info->id + " is already paused");
+                    auto paused = ctx.service.pause(c, info->id);
+                    if (!paused.ok()) return send_e2b_error(res, paused.error());
+                    res.status = 204;
                 }));
 
     // E2B calls with no Kiln equivalent: a clear 501, not a 404 the SDK would read as "sandbox

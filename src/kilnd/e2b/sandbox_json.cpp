@@ -100,20 +100,37 @@ Result<CreateRequest> parse_new_sandbox(std::string_view text) {
     }
     request.network = TRY(parse_network(body.value("network", json()), internet));
 
-    // TODO(#19 pause): autoPause maps to CreateRequest::auto_pause once pause is on main.
-    if (truthy(body, "autoPause")) return invalid("autoPause is not supported yet by this Kiln (pausing comes with issue 19's pause)");
+    // onTimeout: 'pause' (docs/pause.md: the end of the TTL pauses). Kiln's pause always keeps
+    // memory, and resumes on connect only, never on traffic.
+    request.auto_pause = truthy(body, "autoPause");
+    if (auto m = body.find("autoPauseMemory"); m != body.end() && m->is_boolean() && !m->get<bool>())
+        return invalid("autoPauseMemory false (keepMemory: false) is not supported: Kiln's pause keeps the memory");
+    if (auto r = body.find("autoResume"); r != body.end() && r->is_object() && r->value("enabled", false) == true)
+        return invalid("autoResume is not supported: a paused Kiln sandbox resumes on connect");
     if (present(body, "mcp")) return invalid("mcp is not supported by Kiln");
     if (present(body, "volumeMounts") && !body["volumeMounts"].empty()) return invalid("volumeMounts are not supported by Kiln");
     return request;
 }
 
 const char* e2b_state(SandboxState state) {
-    // TODO(#19 pause): SandboxState::Paused is "paused" once pause is on main.
-    (void)state;
-    return "running";
+    return state == SandboxState::Pausing || state == SandboxState::Paused ? "paused" : "running";
 }
 
-bool visible_to_e2b(SandboxState state) { return state == SandboxState::Running || state == SandboxState::Creating; }
+bool visible_to_e2b(SandboxState state) {
+    switch (state) {
+        case SandboxState::Creating:
+        case SandboxState::Running:
+        case SandboxState::Pausing:
+        case SandboxState::Paused:
+        case SandboxState::Resuming: return true;
+        case SandboxState::Deleting:
+        case SandboxState::Deleted:
+        case SandboxState::Expired:
+        case SandboxState::Lost:
+        case SandboxState::Failed: return false;
+    }
+    return false;
+}
 
 json render_sandbox(const SandboxInfo& info, const std::string& access_token) {
     return json{{"sandboxID", info.id},          {"templateID", info.template_id}, {"clientID", "kiln"},

@@ -23,14 +23,16 @@ inline constexpr int64_t kDefaultTimeoutSeconds = 15;
 
 // E2B's NewSandbox body: templateID (required; `base`, E2B's default, is Kiln's `base`),
 // timeout (seconds), metadata and envVars (string maps), allow_internet_access and network
-// (allowOut / denyOut: an allowlist of addresses when denyOut is everything). What Kiln cannot
-// do (autoPause before pause exists, mcp, volume mounts, names in allowOut) is invalid_argument
-// saying so, never silently dropped. Malformed JSON: malformed_body.
+// (allowOut / denyOut: an allowlist of addresses when denyOut is everything), autoPause
+// (auto_pause). What Kiln cannot do (a pause without memory, auto-resume on traffic, mcp, volume
+// mounts, names in allowOut) is invalid_argument saying so, never silently dropped. Malformed
+// JSON: malformed_body.
 Result<CreateRequest> parse_new_sandbox(std::string_view body);
 
-// E2B's "running" or "paused" for a live state.
+// E2B's "running" or "paused" (pausing, paused) for a state visible to it.
 const char* e2b_state(SandboxState state);
-// Visible through E2B's API: what it calls running or paused. Ended sandboxes are not found there.
+// Visible through E2B's API: creating, running, pausing, paused, resuming. Ended (and deleting)
+// sandboxes are not found there.
 bool visible_to_e2b(SandboxState state);
 
 // The answer to a create or a connect.
