@@ -104,3 +104,19 @@ test('/files errors are envd\'s {code, message}', async () => {
   const health = await fetch(`${base}/health`, { headers })
   assert.equal(health.status, 204)
 })
+
+test("another port of a sandbox (code-interpreter's 49999) gets a clear 501; an unknown call a 404", async () => {
+  const jupyter = await fetch(`${base}/execute`, {
+    method: 'POST',
+    headers: { ...headers, 'E2b-Sandbox-Port': '49999', 'Content-Type': 'application/json' },
+    body: '{"code": "1+1"}',
+  })
+  assert.equal(jupyter.status, 501)
+  const body = await jupyter.json()
+  assert.match(body.message, /49999/)
+  assert.match(body.message, /code-interpreter/)
+  const unknown = await fetch(`${base}/no/such/call`, { headers })
+  assert.equal(unknown.status, 404)
+  assert.match((await unknown.json()).message, /no E2B call GET \/no\/such\/call/)
+  assert.equal((await sandbox.commands.run('echo alive')).stdout, 'alive\n')
+})

@@ -1,6 +1,6 @@
 // Pause and resume through E2B's SDK (docs/e2b.md, docs/pause.md): sandbox.pause() saves and
 // stops the sandbox, lists show it as paused, envd refuses it, Sandbox.connect() resumes it with
-// its disk and memory; onTimeout 'pause' pauses at the end of the timeout instead of killing.
+// its disk, memory and running processes; onTimeout 'pause' pauses at the end of the timeout instead of killing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -19,6 +19,10 @@ test(`${sdkName}: pause, listed as paused, connect resumes it as it was`, async 
     await sandbox.files.write('/home/user/kept.txt', 'on disk');
     // /dev/shm is tmpfs: what is there lives in the guest's memory only.
     await sandbox.commands.run('echo in memory > /dev/shm/kept');
+    // A background command (a kept process in the agent) that ticks into a file.
+    const ticker = await sandbox.commands.run('while :; do echo t >> /tmp/ticks; sleep 0.2; done', { background: true });
+    const ticks = async (s) => Number((await s.commands.run('wc -l < /tmp/ticks')).stdout.trim());
+    for (let i = 0; i < 50 && (await ticks(sandbox)) === 0; i++) await sleep(200);
 
     assert.equal(await sandbox.pause(), true);
     assert.equal(await stateOf(id), 'paused');
@@ -35,6 +39,14 @@ test(`${sdkName}: pause, listed as paused, connect resumes it as it was`, async 
     assert.equal(await resumed.files.read('/home/user/kept.txt'), 'on disk');
     assert.equal((await resumed.commands.run('cat /dev/shm/kept')).stdout, 'in memory\n', 'the memory survived the pause');
     assert.equal((await resumed.commands.run('echo hi')).stdout, 'hi\n');
+    // The background command is still running: listed under its pid, still ticking, and killable.
+    const listed = await resumed.commands.list();
+    assert.ok(listed.some((p) => p.pid === ticker.pid), `pid ${ticker.pid} is listed after the resume`);
+    const before = await ticks(resumed);
+    await sleep(1500);
+    assert.ok((await ticks(resumed)) > before, 'the background command kept ticking after the resume');
+    assert.equal(await resumed.commands.kill(ticker.pid), true);
+    assert.ok(!(await resumed.commands.list()).some((p) => p.pid === ticker.pid), 'killed, it is gone from the list');
   } finally {
     await killQuietly(sandbox);
   }

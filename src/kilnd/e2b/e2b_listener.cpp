@@ -10,6 +10,7 @@ namespace kiln::daemon::e2b {
 namespace {
 
 constexpr ScopeSet kAdmin = static_cast<ScopeSet>(Scope::Admin);
+constexpr const char* kEnvdPort = "49983";  // the port E2B's SDKs address envd at (E2b-Sandbox-Port)
 
 // E2B's SDKs send the API key as X-API-KEY; it is a Kiln token (either form, token_store.h).
 Result<Caller> authenticate_api_key(Authenticator& auth, const http::Request& req) {
@@ -20,6 +21,26 @@ Result<Caller> authenticate_api_key(Authenticator& auth, const http::Request& re
     if (!caller.ok() && caller.error().code == ErrorCode::Unauthorized)
         return make_error(ErrorCode::Unauthorized, "invalid API key: unknown, revoked or not a Kiln token");
     return caller;
+}
+
+// Last in the route table, so it answers only what nothing else matched: a request for another
+// port of a sandbox (@e2b/code-interpreter's Jupyter server is 49999; envd is 49983) gets a 501
+// that says Kiln serves envd only, instead of a 404 the SDK would report as a missing sandbox.
+void add_unserved_routes(http::Router& router) {
+    auto unserved = [](const http::Request& req, http::Response& res) {
+        const std::string port = req.get_header_value("E2b-Sandbox-Port");
+        if (!port.empty() && port != kEnvdPort)
+            return send_e2b_status(res, 501,
+                                   "port " + port.substr(0, 16) + " of a sandbox is not served: Kiln's E2B listener serves "
+                                   "envd (port " + kEnvdPort + ") only; @e2b/code-interpreter (Jupyter, 49999) is not "
+                                   "supported (docs/e2b.md)");
+        send_e2b_status(res, 404, "no E2B call " + req.method + " " + req.path.substr(0, 256) + " (docs/e2b.md lists them)");
+    };
+    router.Get("/.*", unserved);
+    router.Post("/.*", unserved);
+    router.Put("/.*", unserved);
+    router.Patch("/.*", unserved);
+    router.Delete("/.*", unserved);
 }
 
 }  // namespace
@@ -57,6 +78,7 @@ Result<std::unique_ptr<HttpServer>> create_e2b_listener(HttpConfig http, const s
     dialect.add_routes = [ctx](http::Router& router) {
         add_control_routes(router, *ctx);
         add_envd_routes(router, ctx->envd);
+        add_unserved_routes(router);
     };
     dialect.authenticate = [ctx](const http::Request& req) { return authenticate_api_key(ctx->tokens, req); };
     dialect.send_error = [](http::Response& res, const Error& error) { send_e2b_error(res, error); };
