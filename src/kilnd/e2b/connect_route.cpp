@@ -111,4 +111,22 @@ void add_stream_call(http::Router& router, EnvdContext& ctx, const std::string& 
     }, kConnectRouteMaxBody);
 }
 
+ClientWatch::ClientWatch(ConnectStream& stream, json keepalive, std::function<void()> leave)
+    : m_thread([this, &stream, keepalive = std::move(keepalive), leave = std::move(leave)] {
+          std::unique_lock lock(m_mutex);
+          for (int tick = 1; !m_cv.wait_for(lock, std::chrono::seconds(1), [this] { return m_finished; }); ++tick) {
+              if (stream.client_gone()) leave();
+              else if (tick % kKeepAliveEverySeconds == 0 && !stream.send(keepalive)) leave();
+          }
+      }) {}
+
+ClientWatch::~ClientWatch() {
+    {
+        std::lock_guard lock(m_mutex);
+        m_finished = true;
+    }
+    m_cv.notify_all();
+    m_thread.join();
+}
+
 }  // namespace kiln::daemon::e2b

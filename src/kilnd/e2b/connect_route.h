@@ -3,11 +3,13 @@
 // from the request, and the handler's answer or error written in Connect's shape.
 #pragma once
 
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "kilnd/e2b/connect_codec.h"
 #include "kilnd/e2b/envd_routes.h"
@@ -48,6 +50,25 @@ private:
     http::DataSink& m_sink;
     std::mutex m_mutex;
     bool m_gone = false;
+};
+
+// While a server stream waits on the agent: a side thread looks at the client every second, sends
+// `keepalive` every kKeepAliveEverySeconds (the SDK wants one at least every 50 s), and calls `leave` once the client is gone or a send
+// fails, so that the agent call it waits on (a watch, an attached process) can be ended. The
+// destructor stops and joins it.
+class ClientWatch {
+public:
+    static constexpr int kKeepAliveEverySeconds = 30;
+    ClientWatch(ConnectStream& stream, json keepalive, std::function<void()> leave);
+    ~ClientWatch();
+    ClientWatch(const ClientWatch&) = delete;
+    ClientWatch& operator=(const ClientWatch&) = delete;
+
+private:
+    std::mutex m_mutex;
+    std::condition_variable m_cv;
+    bool m_finished = false;
+    std::thread m_thread;
 };
 
 using UnaryHandler = std::function<UnaryReply(EnvdCall&)>;

@@ -2,9 +2,6 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 
 #include "kilnd/e2b/connect_route.h"
 #include "kilnd/e2b/envd_entry.h"
@@ -17,7 +14,6 @@ namespace kiln::daemon::e2b {
 
 namespace {
 
-constexpr int kKeepAliveEverySeconds = 30;
 
 UnaryReply refused(const std::optional<ConnectError>& error) { return UnaryReply{json::object(), error}; }
 
@@ -31,16 +27,6 @@ UnaryReply entry_reply(const EnvdCall& call, const std::string& path) {
 // a departed client (and sends keepalives while nothing happens), which stops the agent's watch.
 std::optional<ConnectError> stream_watch(EnvdCall& call, ConnectStream& stream, const std::string& path, bool recursive) {
     std::atomic<bool> stop{false};
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool finished = false;
-    std::thread monitor([&] {
-        std::unique_lock lock(mutex);
-        for (int tick = 1; !cv.wait_for(lock, std::chrono::seconds(1), [&] { return finished; }); ++tick) {
-            if (stream.client_gone()) stop = true;
-            else if (tick % kKeepAliveEverySeconds == 0 && !stream.send(json{{"keepalive", json::object()}})) stop = true;
-        }
-    });
     // WatchDirResponse's oneof is its own fields (proto3 JSON names no oneof): {"start": {}}.
     auto on_started = [&] {
         if (!stream.send(json{{"start", json::object()}})) stop = true;
@@ -48,13 +34,10 @@ std::optional<ConnectError> stream_watch(EnvdCall& call, ConnectStream& stream, 
     auto on_event = [&](const proto::WatchEvent& e) {
         if (auto j = fs_event_json(e); j && !stream.send(json{{"filesystem", *j}})) stop = true;
     };
-    Status st = call.lease->agent().watch(path, recursive, on_event, stop, on_started);
-    {
-        std::lock_guard lock(mutex);
-        finished = true;
-    }
-    cv.notify_all();
-    monitor.join();
+    Status st = [&] {
+        ClientWatch client(stream, json{{"keepalive", json::object()}}, [&stop] { stop = true; });
+        return call.lease->agent().watch(path, recursive, on_event, stop, on_started);
+    }();
     // The folder went away, or the sandbox did: the stream ends with why.
     if (!st.ok() && !stop) return to_connect_error(st.error(), call.request_id);
     return std::nullopt;

@@ -4,9 +4,6 @@
 #include <string.h>
 
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <variant>
 
 #include "base/base64.h"
@@ -18,9 +15,6 @@
 namespace kiln::daemon::e2b {
 
 namespace {
-
-// A quiet stream gets a keepalive event now and then (the SDK asks for one every 50 s).
-constexpr int kKeepAliveEverySeconds = 30;
 
 json event(const char* kind, json body) { return json{{"event", {{kind, std::move(body)}}}}; }
 
@@ -71,16 +65,6 @@ std::optional<ConnectError> stream_process(EnvdCall& call, ConnectStream& stream
     auto leave = [&] {
         if (uint32_t s = agent_stream.load(); s && !detaching.exchange(true)) (void)agent.detach(s);
     };
-    std::mutex mutex;
-    std::condition_variable cv;
-    bool finished = false;
-    std::thread monitor([&] {
-        std::unique_lock lock(mutex);
-        for (int tick = 1; !cv.wait_for(lock, std::chrono::seconds(1), [&] { return finished; }); ++tick) {
-            if (stream.client_gone()) leave();
-            else if (tick % kKeepAliveEverySeconds == 0 && !stream.send(event("keepalive", json::object()))) leave();
-        }
-    });
     vm::ExecIo io;
     io.on_started = [&](uint32_t s, int pid) {
         agent_stream = s;
@@ -92,13 +76,10 @@ std::optional<ConnectError> stream_process(EnvdCall& call, ConnectStream& stream
     io.on_stderr = [&](std::string_view data) {
         if (!stream.send(event("data", {{"stderr", base64_encode(data)}}))) leave();
     };
-    auto result = run(io);
-    {
-        std::lock_guard lock(mutex);
-        finished = true;
-    }
-    cv.notify_all();
-    monitor.join();
+    auto result = [&] {
+        ClientWatch client(stream, event("keepalive", json::object()), leave);
+        return run(io);
+    }();
     if (!result.ok()) return to_connect_error(result.error(), call.request_id);
     if (!result->detached) stream.send(end_event(*result));
     return std::nullopt;
