@@ -9,7 +9,13 @@ failed=()
 step() {
   local name=$1; shift
   log "test: $name"
-  if "$@"; then log "test: $name passed"; else log "test: $name FAILED"; failed+=("$name"); fi
+  local rc=0
+  "$@" || rc=$?
+  if [ "$rc" -eq 0 ]; then log "test: $name passed"; return; fi
+  # A test binary killed by a signal prints no summary (and loses its buffered output): say so.
+  if [ "$rc" -gt 128 ]; then log "test: $name FAILED (exit $rc: killed by signal $(kill -l $((rc - 128)) 2>/dev/null || echo $((rc - 128))))"
+  else log "test: $name FAILED (exit $rc)"; fi
+  failed+=("$name")
 }
 
 # The include direction (kilnd -> ci -> daemon -> vm -> proto -> base; agent -> proto -> base) and
@@ -17,14 +23,15 @@ step() {
 step "layering checker finds planted violations" python3 tests/layers/check_layers.py --self-test
 step "layering (includes point down, QMP only in src/vm)" python3 tests/layers/check_layers.py src
 
-step "unit tests" "$build/tests/kiln_unit_tests" --gtest_brief=1
+# Line-buffered, so that what a failing run printed is not lost if the binary then crashes.
+step "unit tests" stdbuf -oL "$build/tests/kiln_unit_tests" --gtest_brief=1
 # packaging/kilnd.service: systemd-analyze verify and security, offline (skipped without systemd-analyze).
 step "systemd unit (verify, exposure, every line explained)" env KILN_BUILD="$build" /usr/bin/python3 -m pytest -q \
   tests/packaging
 
 scripts/cmake-build.sh build/asan Debug -DKILN_SANITIZE=ON
 step "unit tests under ASan/UBSan" env ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  build/asan/tests/kiln_unit_tests --gtest_brief=1
+  stdbuf -oL build/asan/tests/kiln_unit_tests --gtest_brief=1
 
 CXX=clang++ CC=clang scripts/cmake-build.sh build/fuzz Debug -DKILN_FUZZ=ON
 # fuzz TARGET: a bounded libFuzzer run from a temp copy of the checked-in corpus (what it finds is
