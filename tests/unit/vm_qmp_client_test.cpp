@@ -94,7 +94,9 @@ public:
 private:
     static void send(int fd, const std::string& line) {
         std::string l = line + "\r\n";
-        ssize_t ignored = ::write(fd, l.data(), l.size());
+        // MSG_NOSIGNAL: a reply to a client that already closed (at a test's end) must not raise
+        // SIGPIPE, which kills the whole test binary (seen once in a fresh-clone run).
+        ssize_t ignored = ::send(fd, l.data(), l.size(), MSG_NOSIGNAL);
         (void)ignored;
     }
 
