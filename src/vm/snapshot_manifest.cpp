@@ -84,7 +84,10 @@ Result<SnapshotManifest> parse_manifest(const std::string& text) {
     if (text.size() > kMaxManifestBytes) return damaged("manifest is larger than 64 KiB");
     ordered_json j = ordered_json::parse(text, nullptr, false);
     if (j.is_discarded() || !j.is_object()) return damaged("manifest is not a JSON object");
-    if (j.value("magic", "") != kSnapshotMagic) return damaged("not a Kiln snapshot (bad magic)");
+    // Not j.value("magic", ""): it throws when "magic" is there but not a string (a fuzzer's find).
+    auto magic = j.find("magic");
+    if (magic == j.end() || !magic->is_string() || magic->get<std::string>() != kSnapshotMagic)
+        return damaged("not a Kiln snapshot (bad magic)");
     auto version = j.find("format_version");
     if (version == j.end() || !version->is_number_integer()) return damaged("manifest lacks format_version");
     if (version->get<int64_t>() != kSnapshotFormatVersion)

@@ -93,7 +93,9 @@ Status find_kernel_and_image(const BootOptions& options, BootPlan& plan) {
         plan.guest.image_name = image.name;
         if (auto m = read_file(image.manifest, 64 * 1024); m.ok()) {
             auto j = proto::json::parse(*m, nullptr, false);
-            if (j.is_object()) plan.guest.image_key = j.value("key", "");
+            // A "key" that is not a string is a damaged manifest: no key, never an exception.
+            if (auto key = j.is_object() ? j.find("key") : j.end(); key != j.end() && key->is_string())
+                plan.guest.image_key = key->get<std::string>();
         }
     } else {
         if (!path_exists(options.rootfs_path))

@@ -81,6 +81,12 @@ TEST(SnapshotManifest, GarbageAndWrongMagicAreRefused) {
     EXPECT_FALSE(parse_manifest("{not json").ok());
     EXPECT_FALSE(parse_manifest(replace(slurp(kGolden), "kiln-snapshot", "other")).ok());
     EXPECT_FALSE(parse_manifest(std::string(100000, ' ')).ok());
+    // A magic of the wrong type is refused, not thrown (the fuzzer's find).
+    for (const char* magic : {"33333333333333333333333333333333300000", "null", "[]", "{}"}) {
+        auto parsed = parse_manifest(std::string("{\"magic\": ") + magic + "}");
+        ASSERT_FALSE(parsed.ok());
+        EXPECT_NE(parsed.error().message.find("bad magic"), std::string::npos) << parsed.error().message;
+    }
 }
 
 TEST(SnapshotManifest, CompatibilityNamesWhatDiffers) {
