@@ -11,15 +11,15 @@
 
 #include "base/result.h"
 #include "kilnd/e2b/connect_codec.h"
+#include "proto/messages.h"
 
 namespace kiln::daemon::e2b {
 
 inline constexpr size_t kMaxProcessArgs = 4096;
 inline constexpr size_t kMaxProcessEnvs = 1024;
-inline constexpr uint32_t kMaxListDepth = 64;
+// ListDir's depth bound is the agent's own (list's `depth`, docs/agent-protocol.md).
+using proto::kMaxListDepth;
 
-// A refused message: the Connect error to answer with (invalid_argument, or unimplemented for
-// what Kiln does not do, such as a PTY).
 // What Start asked for.
 struct ProcessConfig {
     std::string cmd;
@@ -28,6 +28,8 @@ struct ProcessConfig {
     std::optional<std::string> cwd;
 };
 
+// A refused message: the Connect error to answer with (invalid_argument, or unimplemented for
+// what Kiln does not do, such as a PTY).
 template <typename T>
 struct Parsed {
     std::optional<T> value;
