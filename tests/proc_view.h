@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
+#include <vector>
 
 namespace kiln::test {
 
@@ -20,6 +22,14 @@ inline std::string status_field(pid_t pid, const std::string& name) {
             return start == std::string::npos ? "" : value.substr(start);
         }
     return "";
+}
+
+// The tab-separated fields of a status value ("1000\t1000\t1000\t1000" for Uid).
+inline std::vector<std::string> status_ids(const std::string& value) {
+    std::vector<std::string> ids;
+    std::istringstream in(value);
+    for (std::string id; std::getline(in, id, '\t');) ids.push_back(id);
+    return ids;
 }
 
 // "net:[4026531833]" for ("1234" or "self", "net").
