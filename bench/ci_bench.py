@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import http.client
 import json
 import os
 import uuid
@@ -28,30 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 
-from kilnd_fixture import Kilnd, wait_until  # noqa: E402
-import http.client  # noqa: E402
-
-
-class Api:
-    def __init__(self, port: int, token: str):
-        self.port, self.token = port, token
-
-    def call(self, method: str, path: str, body=None):
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        headers = {"Authorization": f"Bearer {self.token}"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=headers)
-        resp = conn.getresponse()
-        raw = resp.read()
-        conn.close()
-        if resp.status >= 300:
-            raise RuntimeError(f"{method} {path}: {resp.status} {raw[:300]!r}")
-        if "ndjson" in (resp.getheader("content-type") or ""):
-            return raw
-        return json.loads(raw) if raw else None  # a DELETE's 204 has no body
+from bench_kilnd import Api, pct, start_kilnd  # noqa: E402  (bench/, the script's own folder)
+from kilnd_fixture import wait_until  # noqa: E402
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -152,21 +131,12 @@ def print_phases(rows: list[dict[str, float]]) -> None:
             print(f"  {key:45s} {statistics.median(values):7.0f}   (p99 {pct(values, 99):.0f})")
 
 
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
 def main() -> int:
     n = int(os.environ.get("KILN_BENCH_CI_JOBS", "20"))
     batch = int(os.environ.get("KILN_BENCH_CI_BATCH", "10"))
-    kilnd = Kilnd(extra_env={"KILN_CI_WORKERS": "2", "KILN_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}, name="ci-bench")
+    kilnd, api, accel = start_kilnd("ci-bench", {"KILN_CI_WORKERS": "2", "KILN_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET})
     work = Path(tempfile.mkdtemp(prefix="kiln-ci-bench-"))
     try:
-        token = kilnd.create_token("bench")
-        kilnd.start()
-        api = Api(kilnd.port, token)
-        accel = api.call("GET", "/healthz")["accel"]
         trivial = work / "trivial"
         sha = make_repo(trivial, {".kiln.yml": "template: base\nsteps:\n  - name: noop\n    run: 'true'\n"})
         print(f"ci_bench ({accel}): warming up (bakes the base template once)", flush=True)

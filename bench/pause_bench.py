@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 
-from ci_bench import Api, pct  # noqa: E402  (bench/, the script's own folder)
+from bench_kilnd import Api, pct, start_kilnd  # noqa: E402  (bench/, the script's own folder)
 from kilnd_fixture import Kilnd  # noqa: E402
 
 TICKER = ("setsid sh -c 'while :; do date +%s%N >> /tmp/ticks; sleep 0.2; done' </dev/null >/dev/null 2>&1 &")
@@ -92,12 +92,8 @@ def main() -> int:
     runs = int(os.environ.get("KILN_BENCH_PAUSE_RUNS", "20"))
     templates = os.environ.get("KILN_BENCH_PAUSE_TEMPLATES", "tiny,base").split(",")
     # No spare QEMU: every QEMU on the data dir is the sandbox's (the RSS and the count are exact).
-    kilnd = Kilnd(extra_env={"KILN_KEEP_SPARE": "false"}, name="pause-bench")
+    kilnd, api, accel = start_kilnd("pause-bench", {"KILN_KEEP_SPARE": "false"})
     try:
-        token = kilnd.create_token("bench")
-        kilnd.start()
-        api = Api(kilnd.port, token)
-        accel = api.call("GET", "/healthz")["accel"]
         print(f"pause_bench ({accel}): {runs} pause/resume cycles per template; warming up (bakes)", flush=True)
         for template in templates:
             api.call("DELETE", f"/v1/sandboxes/{api.call('POST', '/v1/sandboxes', {'template': template})['id']}")

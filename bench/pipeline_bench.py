@@ -31,8 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ci_bench import Api, make_repo, pct, wait_job  # noqa: E402
-from kilnd_fixture import Kilnd  # noqa: E402
+from bench_kilnd import Api, pct, start_kilnd  # noqa: E402
+from ci_bench import make_repo, wait_job  # noqa: E402
 
 # The install: sources written by a shell loop, then a shared library built with gcc. The files
 # land in /work/src/deps, the checkout: a fork's children and a bake's restores both have them.
@@ -105,11 +105,9 @@ def run(api: Api, repo: Path, sha: str) -> dict:
 def main() -> int:
     runs = int(os.environ.get("KILN_BENCH_PIPELINE_RUNS", "5"))
     rounds = int(os.environ.get("KILN_BENCH_PIPELINE_ROUNDS", "1"))
-    kilnd = Kilnd.launched({"KILN_CI_WORKERS": "1"}, "pipeline-bench", {"bench": "admin"})
+    kilnd, api, accel = start_kilnd("pipeline-bench", {"KILN_CI_WORKERS": "1"})
     work = Path(tempfile.mkdtemp(prefix="kiln-pipeline-bench-"))
     try:
-        api = Api(kilnd.port, kilnd.tokens["bench"])
-        accel = api.call("GET", "/healthz")["accel"]
         repos = {}
         for kind in LABELS:
             repos[kind] = (work / kind, make_repo(work / kind, {".kiln.yml": job_file(kind, rounds)}))
