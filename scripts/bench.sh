@@ -18,3 +18,5 @@ log "bench: pipeline_bench.py (a 4-shard suite: fork fan-out, fresh VMs, a bake,
 KILN_BUILD="$build" /usr/bin/python3 bench/pipeline_bench.py
 log "bench: e2b_bench.py (E2B's SDK through the E2B listener against Kiln's API; needs the base image and npm)"
 KILN_BUILD="$build" /usr/bin/python3 bench/e2b_bench.py
+log "bench: latency_bench.py (create and first output of tiny and base beside the floor: a pre-started QEMU echoing one byte; warm and cold spares; needs the base image for base)"
+KILN_BUILD="$build" /usr/bin/python3 bench/latency_bench.py
