@@ -20,3 +20,5 @@ log "bench: e2b_bench.py (E2B's SDK through the E2B listener against Kiln's API;
 KILN_BUILD="$build" /usr/bin/python3 bench/e2b_bench.py
 log "bench: latency_bench.py (create and first output of tiny and base beside the floor: a pre-started QEMU echoing one byte; warm and cold spares; needs the base image for base)"
 KILN_BUILD="$build" /usr/bin/python3 bench/latency_bench.py
+log "bench: density_bench.py (create time and memory with 0 to 300 idle tiny sandboxes alive on one kilnd)"
+KILN_BUILD="$build" /usr/bin/python3 bench/density_bench.py
