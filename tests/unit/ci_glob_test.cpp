@@ -38,7 +38,7 @@ TEST(CiGlobLinear, PathologicalDoubleStarsFinishInMilliseconds) {
     EXPECT_TRUE(glob_match(pattern, deep + "b"));
     // Generous for a loaded 2-core machine under ASan, yet far below what backtracking takes
     // (it does not finish for hours).
-    EXPECT_LT(elapsed_ms(start), 10.0);
+    EXPECT_LT(elapsed_ms(start), 250.0);
 }
 
 TEST(CiGlobLinear, AgreesWithTheBruteForceReference) {

@@ -40,6 +40,13 @@ public:
         init.entropy_hex = std::string(128, 'a');
         EXPECT_TRUE(client->init(init).ok());
     }
+    // The connection ends under a call still running on another thread: the agent's end is shut
+    // down, so both ends see EOF and the client's pending calls fail with vm_gone. The client is
+    // destroyed only by disconnect(), once no call uses it.
+    void drop_connection() {
+        ::shutdown(m_agent_fd.get(), SHUT_RDWR);
+        if (m_thread.joinable()) m_thread.join();
+    }
     void disconnect() {
         client.reset();  // closes the host end: the server sees EOF
         if (m_thread.joinable()) m_thread.join();
@@ -132,8 +139,9 @@ TEST(AgentClientProcesses, AKeptExecSurvivesTheConnectionDroppingAndIsSignalledF
     io.on_started = [&](uint32_t stream, int pid) { started.promise.set_value({stream, pid}); };
     auto exec = std::async(std::launch::async, [&] { return agent.client->exec(kept({"sleep", "100"}), io); });
     int pid = started.future.get().second;
-    agent.disconnect();
+    agent.drop_connection();
     EXPECT_EQ(exec.get().error().code, ErrorCode::VmGone);
+    agent.disconnect();
 
     agent.connect();
     auto list = agent.client->processes();
