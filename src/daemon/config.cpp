@@ -81,6 +81,9 @@ const std::map<std::string, std::string>& config_keys() {
         {"on_shutdown", "destroy | keep: what SIGTERM does to live sandboxes"},
         {"accel", "auto | kvm | tcg"},
         {"keep_spare", "start a QEMU ahead for each template (faster creates, one idle QEMU each)"},
+        {"warm_spare", "with keep_spare: load and warm each template's spare ahead with Kiln's own commands, then stop "
+                       "it (a faster create and first command; the spare holds the pages and translated code of its "
+                       "warm-up; false: spares are QEMUs waiting for the state)"},
         {"allow_unconfined", "true: run VMs even where they cannot be jailed (not root) or QEMU's seccomp fails; "
                              "every health report then says so (default false: such VMs are refused)"},
         {"jail", "false: start QEMU without its jail even as root (the benchmarks' unjailed baseline, debugging); "
@@ -181,6 +184,8 @@ Status apply_config_value(DaemonConfig& c, const std::string& key, const std::st
         c.accel = value;
     } else if (key == "keep_spare") {
         c.keep_spare = TRY(parse_bool(key, value));
+    } else if (key == "warm_spare") {
+        c.warm_spare = TRY(parse_bool(key, value));
     } else if (key == "allow_unconfined") {
         c.allow_unconfined = TRY(parse_bool(key, value));
     } else if (key == "jail") {

@@ -39,6 +39,7 @@ struct DaemonConfig {
     OnShutdown on_shutdown = OnShutdown::Destroy;
     std::string accel = "auto";               // auto | kvm | tcg
     bool keep_spare = true;                   // a QEMU started ahead per template (faster creates)
+    bool warm_spare = true;                   // ... loaded and warmed up ahead, then stopped (vm/spare_pool.h)
     // The VM jail (docs/security.md): each QEMU runs as its own uid from this range.
     bool allow_unconfined = false;            // run VMs without jail or seccomp when the host cannot
     bool jail = true;                         // false: no jail (benchmarks' baseline); needs allow_unconfined

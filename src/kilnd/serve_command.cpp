@@ -190,7 +190,7 @@ int run_serve(const CommandContext& ctx) {
     // reconcile above sweeps the ones a crash left (docs/network.md).
     net::SpareNetworks spare_networks(networks, config->data_dir);
     std::optional<vm::SparePool> spare_pool;
-    if (config->keep_spare) spare_pool.emplace();
+    if (config->keep_spare) spare_pool.emplace(config->warm_spare);
     vm::SparePool* spares = spare_pool ? &*spare_pool : nullptr;
     TemplateBaker baker(config->data_dir + "/templates", *accel_mode, spares, &networks, &spare_networks);
     ServiceConfig service_config{config->data_dir, config->max_sandboxes, config->max_memory_mib,

@@ -8,6 +8,7 @@
 #include "base/errno_error.h"
 #include "base/file_util.h"
 #include "base/unique_fd.h"
+#include "vm/agent_client.h"
 #include "vm/disk_clone.h"
 #include "vm/qemu_version.h"
 #include "vm/sealed_memory.h"
@@ -79,5 +80,30 @@ Result<std::unique_ptr<Vm>> launch_for_snapshot(const std::string& snapshot_dir,
 }
 
 Status load_snapshot_state(Vm& vm, Millis timeout) { return VmMigration(vm).load(deadline_after(timeout)); }
+
+Status warm_up_spare(Vm& vm) {
+    constexpr Millis kTimeout{30000};
+    TRY(load_snapshot_state(vm, kTimeout));
+    TRY(vm.renew_identity());
+    // What a sandbox's first command takes: the agent's exec and output paths, the guest's fork,
+    // exec and dynamic loading, a shell. Twice, since the first run also faults pages in and a
+    // block QEMU translates once may be retranslated when its page is first written.
+    for (int round = 0; round < 2; ++round) {
+        for (bool with_shell : {true, false}) {
+            proto::ExecRequest request;
+            if (with_shell) request.shell = "echo kiln-warm-up";
+            else request.argv = {"true"};
+            request.timeout_ms = uint64_t(kTimeout.count());
+            ExecIo io;
+            io.host_timeout = kTimeout + Millis(5000);
+            auto ran = TRY(vm.agent().exec_collect(std::move(request), std::move(io), 4096));
+            if (ran.result.exit_code != 0 || ran.result.signal != 0)
+                return make_error(ErrorCode::Internal, "the warm-up command failed in the spare");
+        }
+    }
+    return VmMigration(vm).stop();
+}
+
+Status resume_warm_spare(Vm& vm) { return VmMigration(vm).resume(); }
 
 }  // namespace kiln::vm

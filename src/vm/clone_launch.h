@@ -32,4 +32,12 @@ Result<std::unique_ptr<Vm>> launch_for_snapshot(const std::string& snapshot_dir,
 // mapped file), then the vCPUs run.
 Status load_snapshot_state(Vm& vm, Millis timeout);
 
+// A warm spare (spare_pool.h), after launch_for_snapshot: the state loaded, the identity renewed
+// with the spare's own throwaway values, Kiln's warm-up commands run (a shell with output, a
+// direct exec), then the vCPUs stopped. No tenant's command has reached it.
+Status warm_up_spare(Vm& vm);
+// What a restore does to a warm spare in place of load_snapshot_state: its vCPUs run again.
+// renew_identity() follows, as after every restore.
+Status resume_warm_spare(Vm& vm);
+
 }  // namespace kiln::vm

@@ -112,7 +112,7 @@ private:
     std::string m_run_dir;
     RunPaths m_paths;
     VmConfig m_config;
-    std::string m_spare_dir;  // the snapshot whose spare the child is: its next spare starts at the end
+    std::string m_spare_dir;  // the snapshot whose (cold) spare the child is or could have been: its next starts at the end
     bool m_early_start = false;  // the child's QEMU starts before the parent stops
 
     // The child's QEMU: a spare, or the one m_launcher starts (m_launcher's until joined).
@@ -191,7 +191,9 @@ Status VmFork::choose_child_qemu() {
 // The spare of the snapshot whose memory file a restored parent maps: the same RAM backing, shape
 // and device set (no NIC), only the migration stream differs. Null without a pool, with a requested
 // id or a NIC, if the parent was not restored from a snapshot or no longer matches it, or if there
-// is none. With a spare, m_spare_dir is set: its next spare starts once this fork is over.
+// is none. m_spare_dir is set when a spare was taken, or when the pool keeps spares for that
+// snapshot (a template's) but had no cold one (a pool of warm spares has none until its first fork):
+// the snapshot's next cold spare starts once this fork is over. User snapshots get none.
 std::unique_ptr<Vm> VmFork::take_spare() {
     if (!m_request.spares || !m_request.id.empty() || m_request.net || m_shape.net) return nullptr;
     if (!m_shape.memory_file || m_shape.memory_file->share) return nullptr;
@@ -208,8 +210,9 @@ std::unique_ptr<Vm> VmFork::take_spare() {
     auto manifest = load_and_verify(dir, VerifyLevel::Sizes);
     if (!manifest.ok() || manifest->vcpus != m_shape.vcpus || manifest->memory_mib != m_shape.memory_mib || manifest->nic)
         return nullptr;
-    auto spare = m_request.spares->take(dir, *manifest);
-    if (spare) m_spare_dir = dir;
+    bool kept = m_request.spares->keeps_spares_for(dir);
+    auto spare = m_request.spares->take_cold(dir, *manifest);
+    if (spare || kept) m_spare_dir = dir;
     return spare;
 }
 
@@ -314,7 +317,7 @@ VmFork::~VmFork() {
     join_launcher();
     m_launched.reset();
     m_child.reset();
-    if (!m_spare_dir.empty()) m_request.spares->prepare(m_spare_dir);
+    if (!m_spare_dir.empty()) m_request.spares->prepare_cold(m_spare_dir);
 }
 
 }  // namespace

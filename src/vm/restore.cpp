@@ -47,7 +47,8 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     // A spare has its own id, named in its run dir and its QEMU's open paths (QEMU reopens the disk
     // by path when it activates it after the load), so it serves only restores that let Kiln pick the id.
     if (request.spares && request.id.empty() && !request.net) {
-        vm = request.spares->take(request.snapshot_dir, manifest, nic_from_spare ? request.spare_nic : nullptr);
+        vm = request.spares->take(request.snapshot_dir, manifest, nic_from_spare ? request.spare_nic : nullptr,
+                                  &t.warm_spare);
         t.spare = vm != nullptr;
         if (vm && nic_from_spare && request.on_spare_nic) request.on_spare_nic();
     }
@@ -59,8 +60,10 @@ Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, Rest
     }
     t.prepared_ms = t.launched_ms = since_ms(start);
 
-    // 4. Device state only: the RAM is the mapped file.
-    TRY(load_snapshot_state(*vm, request.timeout));
+    // 4. Device state only: the RAM is the mapped file. A warm spare loaded it already and waits
+    // stopped after its warm-up.
+    if (t.warm_spare) TRY(resume_warm_spare(*vm));
+    else TRY(load_snapshot_state(*vm, request.timeout));
     t.loaded_ms = since_ms(start);
 
     // 5. Fresh entropy, clock and identity before anything else reaches the agent.

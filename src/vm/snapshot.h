@@ -47,6 +47,7 @@ struct RestoreTimings {
     int64_t loaded_ms = 0;      // device state loaded, vCPUs running
     int64_t ready_ms = 0;       // identity renewed: exec works
     bool spare = false;         // a spare QEMU started ahead for this snapshot was used (steps 2-3 done)
+    bool warm_spare = false;    // ... a warm one (its state loaded and its paths run ahead: step 4 is a cont)
 };
 
 struct RestoreRequest {

@@ -19,18 +19,33 @@ SparePool::SnapshotFileIds SparePool::snapshot_file_ids(const std::string& dir) 
     return {file_id(dir + "/" + kStateFileName), file_id(dir + "/" + kMemoryFileName), file_id(dir + "/" + kDiskFileName)};
 }
 
-std::unique_ptr<Vm> SparePool::take(const std::string& dir, const SnapshotManifest& manifest, std::unique_ptr<SpareNic>* nic) {
+std::unique_ptr<Vm> SparePool::take(const std::string& dir, const SnapshotManifest& manifest, std::unique_ptr<SpareNic>* nic,
+                                    bool* warm) {
+    // A warm spare being started may still be a second or more from ready (it loads and runs the
+    // guest): only a cold one being started is waited for.
+    auto vm = m_warm ? take_one({dir, true}, manifest, nic, /*wait=*/false) : nullptr;
+    if (warm) *warm = vm != nullptr;
+    if (!vm) vm = take_one({dir, false}, manifest, nic, /*wait=*/true);
+    return vm;
+}
+
+std::unique_ptr<Vm> SparePool::take_cold(const std::string& dir, const SnapshotManifest& manifest) {
+    return take_one({dir, false}, manifest, nullptr, /*wait=*/true);
+}
+
+std::unique_ptr<Vm> SparePool::take_one(const Key& key, const SnapshotManifest& manifest, std::unique_ptr<SpareNic>* nic,
+                                        bool wait) {
     Spare spare;
     {
         std::unique_lock lock(m_mutex);
-        m_cv.wait_for(lock, Millis(2000), [&] { return m_starting != dir; });
-        auto it = m_spares.find(dir);
+        if (wait) m_cv.wait_for(lock, Millis(2000), [&] { return m_starting != key; });
+        auto it = m_spares.find(key);
         if (it == m_spares.end()) return nullptr;
         if ((it->second.nic != nullptr) != (nic != nullptr)) return nullptr;  // left for the right caller
         spare = std::move(it->second);
         m_spares.erase(it);
     }
-    if (spare.manifest_id != manifest.id || snapshot_file_ids(dir) != spare.files || !spare.vm->qemu_alive())
+    if (spare.manifest_id != manifest.id || snapshot_file_ids(key.first) != spare.files || !spare.vm->qemu_alive())
         return nullptr;  // stale or dead: destroyed here
     if (nic) *nic = std::move(spare.nic);
     return std::move(spare.vm);
@@ -39,10 +54,19 @@ std::unique_ptr<Vm> SparePool::take(const std::string& dir, const SnapshotManife
 void SparePool::prepare(const std::string& dir, SpareNicSource nic) {
     std::lock_guard lock(m_mutex);
     if (nic) m_nic_sources[dir] = std::move(nic);
-    if (m_spares.count(dir) || m_starting == dir) return;
+    queue({dir, m_warm});
+}
+
+void SparePool::prepare_cold(const std::string& dir) {
+    std::lock_guard lock(m_mutex);
+    queue({dir, false});
+}
+
+void SparePool::queue(Key key) {
+    if (m_spares.count(key) || m_starting == key) return;
     for (const auto& queued : m_queue)
-        if (queued == dir) return;
-    m_queue.push_back(dir);
+        if (queued == key) return;
+    m_queue.push_back(std::move(key));
     if (!m_worker.joinable()) m_worker = std::thread([this] { run_worker(); });
     m_cv.notify_all();
 }
@@ -51,12 +75,12 @@ void SparePool::discard(const std::string& dir) {
     std::vector<Spare> doomed;  // destroyed (QEMU killed, run dir removed) once the lock is released
     {
         std::unique_lock lock(m_mutex);
-        std::erase_if(m_queue, [&](const std::string& q) { return dir.empty() || q == dir; });
+        std::erase_if(m_queue, [&](const Key& q) { return dir.empty() || q.first == dir; });
         if (dir.empty()) m_nic_sources.clear();
         else m_nic_sources.erase(dir);
-        m_cv.wait(lock, [&] { return m_starting.empty() || (!dir.empty() && m_starting != dir); });
+        m_cv.wait(lock, [&] { return m_starting.first.empty() || (!dir.empty() && m_starting.first != dir); });
         for (auto it = m_spares.begin(); it != m_spares.end();) {
-            if (dir.empty() || it->first == dir) {
+            if (dir.empty() || it->first.first == dir) {
                 doomed.push_back(std::move(it->second));
                 it = m_spares.erase(it);
             } else {
@@ -64,6 +88,16 @@ void SparePool::discard(const std::string& dir) {
             }
         }
     }
+}
+
+bool SparePool::keeps_spares_for(const std::string& dir) {
+    std::lock_guard lock(m_mutex);
+    if (m_starting.first == dir) return true;
+    for (const auto& queued : m_queue)
+        if (queued.first == dir) return true;
+    for (const auto& [key, spare] : m_spares)
+        if (key.first == dir) return true;
+    return false;
 }
 
 std::vector<pid_t> SparePool::pids() {
@@ -89,16 +123,16 @@ void SparePool::run_worker() {
     for (;;) {
         m_cv.wait(lock, [&] { return m_stop || !m_queue.empty(); });
         if (m_stop) return;
-        std::string dir = std::move(m_queue.front());
+        Key key = std::move(m_queue.front());
         m_queue.pop_front();
-        m_starting = dir;
+        m_starting = key;
         SpareNicSource nic;
-        if (auto it = m_nic_sources.find(dir); it != m_nic_sources.end()) nic = it->second;
+        if (auto it = m_nic_sources.find(key.first); it != m_nic_sources.end()) nic = it->second;
         lock.unlock();
-        auto spare = start(dir, nic);
+        auto spare = start(key, nic);
         lock.lock();
-        m_starting.clear();
-        if (spare && !m_stop) m_spares[dir] = std::move(*spare);
+        m_starting = {};
+        if (spare && !m_stop) m_spares[key] = std::move(*spare);
         m_cv.notify_all();
         if (spare && m_stop) {
             lock.unlock();
@@ -108,7 +142,8 @@ void SparePool::run_worker() {
     }
 }
 
-std::optional<SparePool::Spare> SparePool::start(const std::string& dir, const SpareNicSource& nic_source) {
+std::optional<SparePool::Spare> SparePool::start(const Key& key, const SpareNicSource& nic_source) {
+    const std::string& dir = key.first;
     SnapshotFileIds files = snapshot_file_ids(dir);
     auto manifest = load_and_verify(dir, VerifyLevel::Sizes);
     if (!manifest.ok()) return std::nullopt;
@@ -127,6 +162,7 @@ std::optional<SparePool::Spare> SparePool::start(const std::string& dir, const S
     auto vm = launch_for_snapshot(dir, *manifest, *kernel, *id, device);
     if (!vm.ok()) return std::nullopt;  // the NIC made for it goes too
     spare.vm = std::move(*vm);
+    if (key.second && !warm_up_spare(*spare.vm).ok()) return std::nullopt;  // its restore loads a cold QEMU's
     if (snapshot_file_ids(dir) != files) return std::nullopt;  // changed while we started
     spare.manifest_id = manifest->id;
     spare.files = files;

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "vm/snapshot_manifest.h"
@@ -43,13 +44,25 @@ using SpareNicSource = std::function<Result<std::unique_ptr<SpareNic>>()>;
 // QEMU's start-up (~40 ms under TCG); the restore still verifies the snapshot, and a spare whose
 // snapshot files changed since it started is dropped.
 //
-// At most one spare per snapshot directory. One worker thread (started on the first prepare())
+// A warm spare (SparePool(true), kilnd's warm_spare) goes further, for restores only: its worker
+// loads the snapshot's state, renews the guest's identity with throwaway values, runs a few of
+// Kiln's own commands (never a tenant's: none has reached it) so that QEMU has translated the
+// agent's init and exec paths and the guest's fork/exec, then stops the vCPUs. A restore that
+// takes it only resumes it and renews the identity with the sandbox's own entropy, clock and name:
+// under TCG a fresh QEMU translates every guest code path again, which is most of what a first
+// command costs after a restore. It holds what that warm-up dirtied (guest pages copied from the
+// memory file) and QEMU's translated code: its cost is counted in docs/benchmarks.md. A fork's
+// child cannot use one (it loads the parent's stream): forks take a cold spare of the snapshot,
+// started on first use (prepare_cold), so a snapshot may have one of each.
+//
+// At most one spare of each kind per snapshot directory. One worker thread (started on the first prepare())
 // starts them, so a burst of restores never starts more than one QEMU at a time in the
 // background. Whoever builds the pool (kilnd's serve command, a test, a benchmark) owns it; its
 // destructor stops the worker and kills every spare's QEMU. Thread-safe.
 class SparePool {
 public:
-    SparePool() = default;
+    // warm: the spares prepare() starts are warm (see above); prepare_cold() ones never are.
+    explicit SparePool(bool warm = false) : m_warm(warm) {}
     ~SparePool();
     SparePool(const SparePool&) = delete;
     SparePool& operator=(const SparePool&) = delete;
@@ -59,15 +72,24 @@ public:
     // directory (until discard), so later prepare() calls, such as a restore's refill, need not
     // pass it again. A NIC snapshot without a source gets no spare.
     void prepare(const std::string& snapshot_dir, SpareNicSource nic = {});
-    // The spare for `snapshot_dir`, if there is one for this very snapshot (same manifest id and
-    // files) and its QEMU is alive; null otherwise. Waits up to 2 s for one being started (it is
-    // closer to ready than a new QEMU). A spare with a NIC goes only to a caller that takes its
-    // NIC (`nic` not null: it receives it), one without only to a caller that does not.
+    // The same for a cold spare, whatever the pool's kind: what a fork's child needs.
+    void prepare_cold(const std::string& snapshot_dir);
+    // A spare for a restore of `snapshot_dir`, if there is one for this very snapshot (same manifest
+    // id and files) and its QEMU is alive; null otherwise. A warm one is preferred, else a cold one.
+    // Waits up to 2 s for one being started (it is closer to ready than a new QEMU). A spare with a
+    // NIC goes only to a caller that takes its NIC (`nic` not null: it receives it), one without
+    // only to a caller that does not. `warm` (if given) says which kind it is: a warm one is running
+    // its loaded guest, stopped, and needs resume_warm_spare() instead of load_snapshot_state().
     std::unique_ptr<Vm> take(const std::string& snapshot_dir, const SnapshotManifest& manifest,
-                             std::unique_ptr<SpareNic>* nic = nullptr);
+                             std::unique_ptr<SpareNic>* nic = nullptr, bool* warm = nullptr);
+    // A cold spare of `snapshot_dir` (no NIC), for a fork's child; null if there is none.
+    std::unique_ptr<Vm> take_cold(const std::string& snapshot_dir, const SnapshotManifest& manifest);
     // Stops the spares of `snapshot_dir` (every spare if empty), drops queued starts and forgets
     // the directory's NIC source; returns when their QEMUs are gone and their NICs destroyed.
     void discard(const std::string& snapshot_dir = {});
+    // Whether `snapshot_dir` has a spare of either kind waiting, queued or starting: a snapshot the
+    // pool's owner keeps spares for (a fork queues a cold one only for such a snapshot).
+    bool keeps_spares_for(const std::string& snapshot_dir);
     // The QEMU pids of the spares waiting now.
     std::vector<pid_t> pids();
 
@@ -95,15 +117,22 @@ private:
         SnapshotFileIds files;
     };
 
+    // A snapshot directory and whether its spare is warm.
+    using Key = std::pair<std::string, bool>;
+
+    void queue(Key key);
+    std::unique_ptr<Vm> take_one(const Key& key, const SnapshotManifest& manifest, std::unique_ptr<SpareNic>* nic,
+                                 bool wait);
     void run_worker();
     // A failed start leaves no spare; the next restore starts its own QEMU and reports any error.
-    static std::optional<Spare> start(const std::string& snapshot_dir, const SpareNicSource& nic);
+    static std::optional<Spare> start(const Key& key, const SpareNicSource& nic);
 
+    const bool m_warm;
     std::mutex m_mutex;  // guards everything below
     std::condition_variable m_cv;
-    std::deque<std::string> m_queue;  // snapshot dirs whose spare is to be started
-    std::string m_starting;           // the dir whose spare the worker is starting now
-    std::map<std::string, Spare> m_spares;
+    std::deque<Key> m_queue;  // spares to be started
+    Key m_starting;           // the spare the worker is starting now (an empty dir: none)
+    std::map<Key, Spare> m_spares;
     std::map<std::string, SpareNicSource> m_nic_sources;  // by snapshot dir, for NIC snapshots
     bool m_stop = false;
     std::thread m_worker;

@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -256,6 +258,57 @@ TEST_F(SnapshotTest, RestoreTakesASpareQemuStartedAhead) {
 
     m_spares.discard(dir());
     EXPECT_TRUE(m_spares.pids().empty());
+}
+
+// A warm pool's spare has loaded the snapshot and run Kiln's warm-up, then stopped: a restore only
+// resumes it and renews its identity. The clone still gets its own entropy, name and clock (the spare
+// waited stopped meanwhile), the snapshot's tmpfs and disk as they were, and the warm-up left
+// nothing behind. A fork's child needs a cold spare: the warm one is not given to it, and the fork
+// queues a cold one for the next.
+TEST_F(SnapshotTest, RestoreTakesAWarmSpareAndAForkTakesOnlyACold) {
+    SparePool warm(/*warm=*/true);
+    warm.prepare(dir());
+    ASSERT_EQ(wait_for_spare(warm), 1u);
+    std::this_thread::sleep_for(std::chrono::seconds(3));  // the spare's guest clock stands still meanwhile
+    RestoreRequest req;
+    req.snapshot_dir = dir();
+    req.spares = &warm;
+    RestoreTimings first_t;
+    auto first = restore_snapshot(req, &first_t);
+    ASSERT_TRUE(first.ok()) << first.error().to_string();
+    EXPECT_TRUE(first_t.spare);
+    EXPECT_TRUE(first_t.warm_spare);
+    EXPECT_EQ(trim(sh(**first, "hostname")), "kiln-" + (*first)->id());
+    EXPECT_EQ(trim(sh(**first, "cat /tmp/t.txt")), "tmpfs-content");
+    EXPECT_EQ(trim(sh(**first, "cat /root/d.txt")), "disk-content");
+    long guest_now = std::stol(trim(sh(**first, "date +%s")));
+    EXPECT_LE(std::labs(guest_now - static_cast<long>(::time(nullptr))), 2L);
+
+    ASSERT_EQ(wait_for_spare(warm), 1u);  // the next warm spare
+    RestoreTimings second_t;
+    auto second = restore_snapshot(req, &second_t);
+    ASSERT_TRUE(second.ok()) << second.error().to_string();
+    EXPECT_TRUE(second_t.warm_spare);
+    EXPECT_NE(sh(**first, "head -c 32 /dev/urandom | od -An -tx1"), sh(**second, "head -c 32 /dev/urandom | od -An -tx1"));
+
+    // The warm spare stays for restores; the fork starts its child's QEMU itself, then queues a cold spare.
+    ASSERT_EQ(wait_for_spare(warm), 1u);
+    ForkRequest fork_request;
+    fork_request.spares = &warm;
+    ForkTimings fork_t;
+    auto child = fork_vm(**first, fork_request, &fork_t);
+    ASSERT_TRUE(child.ok()) << child.error().to_string();
+    EXPECT_FALSE(fork_t.spare);
+    EXPECT_EQ(trim(sh(**child, "cat /tmp/t.txt")), "tmpfs-content");
+    auto deadline = Clock::now() + std::chrono::seconds(30);
+    while (warm.pids().size() < 2 && Clock::now() < deadline) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_EQ(warm.pids().size(), 2u);  // the warm one and the cold one
+    ForkTimings second_fork_t;
+    auto second_child = fork_vm(**second, fork_request, &second_fork_t);
+    ASSERT_TRUE(second_child.ok()) << second_child.error().to_string();
+    EXPECT_TRUE(second_fork_t.spare);
+    warm.discard();
+    EXPECT_TRUE(warm.pids().empty());
 }
 
 // The agent looks up every command on its PATH before the snapshot (cache_path_lookups): a clone

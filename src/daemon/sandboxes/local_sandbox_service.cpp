@@ -343,8 +343,8 @@ Result<SandboxInfo> LocalSandboxService::create(const Caller& caller, const Crea
     }
     double ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     return become_running(entry, std::move(vm), std::move(network), ms,
-                          {{"spare", timings.spare}, {"restore_ready_ms", timings.ready_ms}, {"loaded_ms", timings.loaded_ms},
-                           {"network_ms", network_ms}});
+                          {{"spare", timings.spare}, {"warm_spare", timings.warm_spare}, {"restore_ready_ms", timings.ready_ms},
+                           {"loaded_ms", timings.loaded_ms}, {"network_ms", network_ms}});
 }
 
 Result<SandboxRecord> LocalSandboxService::owned_record(const Caller& caller, const std::string& id) {
