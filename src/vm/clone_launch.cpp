@@ -86,12 +86,13 @@ Status warm_up_spare(Vm& vm) {
     TRY(load_snapshot_state(vm, kTimeout));
     TRY(vm.renew_identity());
     // What a sandbox's first command takes: the agent's exec and output paths, the guest's fork,
-    // exec and dynamic loading, a shell. Twice, since the first run also faults pages in and a
-    // block QEMU translates once may be retranslated when its page is first written.
+    // exec and dynamic loading, a shell; and git where the image has it, since Kiln's CI runs git
+    // first in every job's VM (the checkout). Twice, since the first run also faults pages in and
+    // a block QEMU translates once may be retranslated when its page is first written.
     for (int round = 0; round < 2; ++round) {
         for (bool with_shell : {true, false}) {
             proto::ExecRequest request;
-            if (with_shell) request.shell = "echo kiln-warm-up";
+            if (with_shell) request.shell = "echo kiln-warm-up; if command -v git >/dev/null; then git --version; fi";
             else request.argv = {"true"};
             request.timeout_ms = uint64_t(kTimeout.count());
             ExecIo io;
