@@ -44,7 +44,7 @@ public:
         ::setenv("KILN_LISTEN", listen.c_str(), 1);
         ::setenv("KILN_MAX_SANDBOXES", "64", 1);
         m_log = data_dir + "/kilnd.log";
-        std::string cmd = "'" + kilnd + "' token create --name bench";
+        std::string cmd = "'" + kilnd + "' token create --name bench --scope admin";
         FILE* p = ::popen(cmd.c_str(), "r");
         if (!p) fail("cannot run kilnd token create");
         char buf[256] = {};
