@@ -90,12 +90,22 @@ class Density:
         return None
 
     def wait_for_spare(self) -> None:
-        """Waits (up to SPARE_WAIT_SECONDS) until a QEMU that is no sandbox's is up: the template's
-        spare, so that every timed create takes the same path (kilnd's default keep_spare)."""
+        """Waits (up to SPARE_WAIT_SECONDS) until a QEMU that is no sandbox's is up and idle: the
+        template's spare, so that every timed create takes the same path (kilnd's default
+        keep_spare). Idle (at most one clock tick of CPU over 0.3 s) because a warm spare
+        (warm_spare, the default) exists as a process well before its warm-up ends and it stops."""
         if not self.spare:
             return
         sandboxes = set(self.alive.values())
-        wait_until(lambda: set(self.kilnd.qemu_pids()) - sandboxes, SPARE_WAIT_SECONDS, interval=0.02)
+
+        def spare_idle() -> bool:
+            spares = set(self.kilnd.qemu_pids()) - sandboxes
+            before = {pid: proc_stats.cpu_seconds(pid) for pid in spares}
+            time.sleep(0.3)
+            return any(b is not None and (a := proc_stats.cpu_seconds(pid)) is not None
+                       and a - b <= 1 / proc_stats.CLOCK_TICKS for pid, b in before.items())
+
+        wait_until(spare_idle, SPARE_WAIT_SECONDS, interval=0.02)
 
     def fill(self, target: int) -> None:
         """Idle sandboxes up to `target`, each answering one exec; raises RuntimeError with why not."""
