@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <vector>
 
 #include "base/file_util.h"
 #include "../proc_view.h"
@@ -172,6 +173,42 @@ TEST(JailSpawn, InsideItSeesOnlyWhatItIsGivenAndCannotWidenItself) {
     EXPECT_EQ(status->exit_code, 0) << "check number " << status->exit_code << " failed";
     EXPECT_TRUE(path_exists(dir + "/mine"));
     (void)remove_tree(dir);
+}
+
+// kilnd with ~100 VMs holds more descriptors than a jailed QEMU's max_open_files: the child, a
+// copy of that table until its exec, must still set up its stdio and keep the fds it is given
+// (numbered above its limit), and run under the limit.
+TEST(JailSpawn, AParentWithMoreOpenFilesThanTheChildsLimitStillSpawns) {
+    if (::geteuid() != 0) GTEST_SKIP() << "the jail needs root";
+    constexpr int kLimit = 64;
+    std::vector<int> filler;
+    for (int i = 0; i < kLimit + 100; ++i) filler.push_back(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    ASSERT_GE(filler.back(), kLimit + 100);
+    int kept = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GT(kept, kLimit);
+    auto spec = shell_spec(3000000103u, "");
+    spec.argv = {"/usr/bin/sleep", "30"};
+    spec.max_open_files = kLimit;
+    spec.keep_fds = {kept};
+    auto child = jail::spawn_jailed(spec);
+    for (int fd : filler) ::close(fd);
+    ::close(kept);
+    ASSERT_TRUE(child.ok()) << child.error().to_string();
+    pid_t pid = (*child)->pid();
+    for (int i = 0; i < 200 && test::status_field(pid, "Name") != "sleep"; ++i) ::usleep(10000);  // exec'd
+    std::string proc = "/proc/" + std::to_string(pid);
+    EXPECT_TRUE(path_exists(proc + "/fd/" + std::to_string(kept))) << "the kept fd, above the limit";
+    EXPECT_FALSE(path_exists(proc + "/fd/" + std::to_string(filler.front()))) << "the parent's others are closed";
+    std::ifstream limits(proc + "/limits");
+    std::string line, files_line;
+    while (std::getline(limits, line))
+        if (line.rfind("Max open files", 0) == 0) files_line = line;
+    std::istringstream fields(files_line.substr(std::string("Max open files").size()));
+    std::string soft, hard;
+    fields >> soft >> hard;
+    EXPECT_EQ(soft, std::to_string(kLimit)) << files_line;
+    EXPECT_EQ(hard, std::to_string(kLimit)) << files_line;
+    (*child)->kill_and_reap();
 }
 
 TEST(JailSpawn, AFailedStepIsNamedAndLeavesNoProcess) {

@@ -181,14 +181,10 @@ void drop_privileges(const ChildPlan& plan, int pipe_fd) {
     if (::chdir("/") != 0) fail(pipe_fd, kPivotRoot);
     if (::sethostname(spec.hostname.data(), spec.hostname.size()) != 0) fail(pipe_fd, kHostname);
 
-    // 2. Limits and descriptors: 0 is /dev/null, 1 and 2 the log, the kept fds, nothing else.
-    rlimit no_core{0, 0};
-    rlimit files{spec.max_open_files, spec.max_open_files};
-    if (::setrlimit(RLIMIT_CORE, &no_core) != 0 || ::setrlimit(RLIMIT_NOFILE, &files) != 0) fail(pipe_fd, kRlimit);
-    if (spec.max_processes) {
-        rlimit procs{spec.max_processes, spec.max_processes};
-        if (::setrlimit(RLIMIT_NPROC, &procs) != 0) fail(pipe_fd, kRlimit);
-    }
+    // 2. Descriptors, then limits: 0 is /dev/null, 1 and 2 the log, the kept fds, nothing else.
+    // The descriptors first: until the exec the child holds a copy of kilnd's table, which with
+    // ~100 VMs has more entries than max_open_files, so under the lowered limit there would be no
+    // free slot to move stdio through (EMFILE). Descriptors above the limit stay valid across it.
     int out = spec.stdout_fd >= 0 ? spec.stdout_fd : plan.dev_null;
     int moved_out = ::fcntl(out, F_DUPFD_CLOEXEC, 3);
     int moved_null = ::fcntl(plan.dev_null, F_DUPFD_CLOEXEC, 3);
@@ -197,6 +193,13 @@ void drop_privileges(const ChildPlan& plan, int pipe_fd) {
     if (::syscall(SYS_close_range, 3u, ~0u, CLOSE_RANGE_CLOEXEC) != 0) fail(pipe_fd, kKeepFds);
     for (int fd : spec.keep_fds)
         if (::fcntl(fd, F_SETFD, 0) != 0) fail(pipe_fd, kKeepFds);
+    rlimit no_core{0, 0};
+    rlimit files{spec.max_open_files, spec.max_open_files};
+    if (::setrlimit(RLIMIT_CORE, &no_core) != 0 || ::setrlimit(RLIMIT_NOFILE, &files) != 0) fail(pipe_fd, kRlimit);
+    if (spec.max_processes) {
+        rlimit procs{spec.max_processes, spec.max_processes};
+        if (::setrlimit(RLIMIT_NPROC, &procs) != 0) fail(pipe_fd, kRlimit);
+    }
 
     // 3. No uid 0, no capability, no way back.
     drop_privileges(plan, pipe_fd);
