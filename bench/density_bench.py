@@ -100,10 +100,10 @@ class Density:
 
         def spare_idle() -> bool:
             spares = set(self.kilnd.qemu_pids()) - sandboxes
-            before = {pid: proc_stats.cpu_seconds(pid) for pid in spares}
+            before = {pid: proc_stats.cpu_ticks(pid) for pid in spares}
             time.sleep(0.3)
-            return any(b is not None and (a := proc_stats.cpu_seconds(pid)) is not None
-                       and a - b <= 1 / proc_stats.CLOCK_TICKS for pid, b in before.items())
+            return any(b is not None and (a := proc_stats.cpu_ticks(pid)) is not None and a - b <= 1
+                       for pid, b in before.items())
 
         wait_until(spare_idle, SPARE_WAIT_SECONDS, interval=0.02)
 

@@ -34,6 +34,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import floor_guest  # noqa: E402
+import proc_stats  # noqa: E402
 from bench_kilnd import Api, pct, start_kilnd  # noqa: E402
 from kilnd_fixture import Kilnd, kilnd_binary  # noqa: E402
 
@@ -44,25 +45,6 @@ FIRST_COMMAND = {"tiny": ("echo hi", lambda out: out == "hi\n"),
 TARGET_CREATE_MS = 30
 TARGET_FIRST_OUTPUT_MS = {"tiny": 100, "base": 150}
 KILND_MODES = ("warm", "cold")  # KILN_WARM_SPARE=true / false
-
-
-def pss_kib(pid: int) -> Optional[int]:
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def cpu_ticks(pid: int) -> Optional[int]:
-    """utime + stime of the whole process, in clock ticks."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])
-    except (OSError, IndexError, ValueError):
-        return None
 
 
 def memory_arg_mib(pid: int) -> Optional[int]:
@@ -120,7 +102,7 @@ def wait_until_spares_idle(kilnds: list[KilndUnderTest], memory_by_template: dic
             spares = k.spares(memory_by_template)
             complete &= spares.keys() == set(memory_by_template.values())
             for pid in (p for pids in spares.values() for p in pids):
-                t = cpu_ticks(pid)
+                t = proc_stats.cpu_ticks(pid)
                 if t is not None:
                     ticks[pid] = t
         now = time.monotonic()
@@ -163,7 +145,7 @@ def kiln_round(k: KilndUnderTest, template: str, memory_by_template: dict[int, s
     k.first_output.setdefault(template, []).append(output)
     qemu = qemu_pid_of(k, sid)
     k.sandbox_qemus.add(qemu)
-    pss = pss_kib(qemu)
+    pss = proc_stats.pss_kib(qemu)
     if pss is not None:
         k.sandbox_pss.setdefault(template, []).append(pss)
     k.api.call("DELETE", f"/v1/sandboxes/{sid}")
@@ -175,7 +157,7 @@ def sample_spare_pss(kilnds: list[KilndUnderTest], memory_by_template: dict[int,
     for k in kilnds:
         for template, pids in k.spares(memory_by_template).items():
             for pid in pids:
-                pss = pss_kib(pid)
+                pss = proc_stats.pss_kib(pid)
                 if pss is not None:
                     k.spare_pss.setdefault(template, []).append(pss)
 
@@ -303,7 +285,7 @@ def main() -> int:
             prepared = floor_guest.PreparedRestore(snap, scratch)
             wait_until_spares_idle(everyone, memory_by_template)
             sample_spare_pss(everyone, memory_by_template)
-            pss = pss_kib(prepared.pid())
+            pss = proc_stats.pss_kib(prepared.pid())
             if pss is not None:
                 floor_pss.append(pss)
             for step, ms in prepared.restore().items():

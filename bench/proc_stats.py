@@ -35,8 +35,8 @@ def status_field(pid: int, name: str) -> int:
     return 0
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of `pid` so far; None if it is gone."""
+def cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time of `pid` so far, in clock ticks; None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             stat = f.read()
@@ -44,7 +44,13 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     # Fields after the command name, which is in parentheses and may hold spaces.
     rest = stat[stat.rindex(")") + 2:].split()
-    return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15
+    return int(rest[11]) + int(rest[12])  # utime, stime: fields 14 and 15
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of `pid` so far, in seconds; None if it is gone."""
+    ticks = cpu_ticks(pid)
+    return None if ticks is None else ticks / CLOCK_TICKS
 
 
 def meminfo_kib() -> dict[str, int]:
@@ -57,9 +63,7 @@ def meminfo_kib() -> dict[str, int]:
 
 
 def load_average() -> tuple[float, float, float]:
-    with open("/proc/loadavg") as f:
-        one, five, fifteen = f.read().split()[:3]
-    return float(one), float(five), float(fifteen)
+    return os.getloadavg()
 
 
 @dataclass
