@@ -90,7 +90,7 @@ int main() {
         req.resume = false;
         must(take_snapshot(*vm, req), "snapshot");
     }
-    Mode modes[2] = {{"jailed", true, {}, {}, {}, {}, {}, {}, {}, {}, {}}, {"unjailed", false, {}, {}, {}, {}, {}, {}, {}, {}, {}}};
+    Mode modes[2] = {{"jailed", true, SparePool(), {}, {}, {}, {}, {}, {}, {}, {}}, {"unjailed", false, SparePool(), {}, {}, {}, {}, {}, {}, {}, {}}};
     for (int i = 0; i < 4 * rounds; ++i)
         for (Mode& m : modes) m.spawn.push_back(spawn_true(m.jailed));
 

@@ -21,7 +21,9 @@ VmConfig clone_config(const VmConfig& source, const std::string& run_dir) {
     config.run_dir = run_dir;
     config.rootfs_path = RunPaths::in(run_dir).disk;
     config.incoming_defer = true;
-    config.start_paused = false;  // run as soon as the device state is in
+    // -S: a loaded VM waits for finish_incoming's cont even when its source ran (a live fork's
+    // parent), so its disk can still be made the parent's after the load.
+    config.start_paused = true;
     config.memory_file.reset();
     config.net.reset();  // the source's tap fd is the source's: a clone gets its own
     return config;

@@ -57,9 +57,11 @@ Result<StreamChannel> make_stream_channel() {
 //   open_stream                 the socket pair the stream goes through
 //   prepare_parent_stream       the parent's migration unthrottled, capabilities set
 //   freeze_parent               the parent's agent syncs the guest and refuses work
-//   stop_parent_and_stream      vCPUs stopped, the child's disk made the parent's, the stream started
+//   stop_parent_and_stream      live: the stream started while the parent runs; otherwise vCPUs
+//                               stopped, the child's disk copied, then the stream started
 //   start_child_load            the child's QEMU joined and loading from the socket
-//   finish_parent_stream        the parent's whole state written
+//   finish_parent_stream        the parent's whole state written; live: QEMU stopped the parent
+//                               for the last pass, and the child's disk is made the parent's now
 //   resume_parent               cont; its identity renewed on a thread beside the child's load
 //   finish_child                the child loaded and its identity renewed; the parent's renewal joined
 // Threads: the calling thread runs the phases. m_launcher starts the child's QEMU (while the parent
@@ -85,11 +87,11 @@ private:
     std::unique_ptr<Vm> take_spare();
     void start_child_early();
     Status open_stream();
-    Status prepare_parent_stream() { return m_parent_migration.prepare_outgoing(/*ignore_shared=*/false); }
+    Status prepare_parent_stream();
     Status freeze_parent() { return m_parent.agent().freeze(); }
     Status stop_parent_and_stream();
     Status start_child_load();
-    Status finish_parent_stream() { return m_parent_migration.finish_outgoing(m_deadline); }
+    Status finish_parent_stream();
     void resume_parent();
     Result<std::unique_ptr<Vm>> finish_child();
 
@@ -113,7 +115,10 @@ private:
     RunPaths m_paths;
     VmConfig m_config;
     std::string m_spare_dir;  // the snapshot whose (cold) spare the child is or could have been: its next starts at the end
-    bool m_early_start = false;  // the child's QEMU starts before the parent stops
+    bool m_early_start = false;  // the child's QEMU starts before the parent stops, on a reflinked disk
+    // The parent runs while its RAM is copied (needs m_early_start: the disk is recloned in the
+    // stop QEMU makes at the end, and a copied disk would make that stop as long as the copy).
+    bool m_live = false;
 
     // The child's QEMU: a spare, or the one m_launcher starts (m_launcher's until joined).
     std::thread m_launcher;
@@ -123,8 +128,8 @@ private:
 
     UniqueFd m_write_end, m_read_end;  // the stream: parent -> child
 
-    bool m_parent_stopped = false;
-    Clock::time_point m_paused_at;
+    bool m_parent_stopped = false;  // by us, or (live) possibly by QEMU: resume_parent conts it
+    Clock::time_point m_paused_at;  // when we stopped it (or the stream ended, live): a fallback for QEMU's events
     std::thread m_parent_renewal;
     Status m_parent_renewed = ok_status();  // m_parent_renewal's until joined
 };
@@ -223,7 +228,14 @@ std::unique_ptr<Vm> VmFork::take_spare() {
 // copied after the stop and the child starts then.
 void VmFork::start_child_early() {
     m_early_start = m_launched || try_reflink(m_shape.rootfs_path, m_paths.disk);
+    m_live = m_early_start && m_request.live;
     if (m_early_start && !m_launched) start_launcher();
+}
+
+// Live, the parent's pause is QEMU's last pass (pages dirtied during the copy, device state) plus
+// the disk reclone and cont: measured under TCG, ~40 ms of RAM copying moves out of the pause.
+Status VmFork::prepare_parent_stream() {
+    return m_live ? m_parent_migration.prepare_live_outgoing() : m_parent_migration.prepare_outgoing(/*ignore_shared=*/false);
 }
 
 // The stream goes parent -> socket pair -> child: no file on disk, no copy in this process, and
@@ -235,8 +247,20 @@ Status VmFork::open_stream() {
     return ok_status();
 }
 
-// The parent's pause starts here: stop, disk, start streaming (RAM included).
+// Live, the stream starts while the parent runs. Otherwise the parent's pause starts here: stop,
+// disk, start streaming (RAM included).
 Status VmFork::stop_parent_and_stream() {
+    if (m_live) {
+        // Stopped while QEMU sets the migration up (see vm_migration.cpp, kLive), then running
+        // until QEMU stops it for the last pass.
+        m_parent_stopped = true;
+        Status saving = m_parent_migration.stop();
+        if (saving.ok()) saving = m_parent_migration.start_outgoing(m_write_end.get());
+        m_write_end.reset();
+        if (saving.ok()) saving = m_parent_migration.wait_until_active(m_deadline);
+        if (saving.ok()) saving = m_parent_migration.resume();
+        return saving;
+    }
     m_paused_at = Clock::now();
     Status saving = m_parent_migration.stop();
     m_parent_stopped = saving.ok();
@@ -262,12 +286,25 @@ Status VmFork::start_child_load() {
     return child_migration.start_incoming();
 }
 
+// Live, QEMU stops the parent for its last pass and leaves it stopped: the child's disk, a reflink
+// taken while the parent ran, becomes the parent's at that same instant, before either runs again.
+// The child's QEMU runs with -S, so it waits for finish_child's cont whatever the parent's run state.
+Status VmFork::finish_parent_stream() {
+    if (!m_live) return m_parent_migration.finish_outgoing(m_deadline);
+    TRY(m_parent_migration.finish_outgoing(m_deadline));
+    m_paused_at = Clock::now();
+    return reclone_file(m_shape.rootfs_path, m_paths.disk);
+}
+
 // Its identity renewal (guest work: ~40 ms under TCG) runs on a thread of its own, beside the
 // child's load and renewal: two guests on two cores, instead of the child waiting for the parent.
 // The parent's agent refuses exec until then, so nothing can reach it early.
 void VmFork::resume_parent() {
     Status resumed = m_parent_stopped ? m_parent_migration.resume() : ok_status();
-    if (m_timings) m_timings->parent_paused_ms = since_ms(m_paused_at);
+    if (m_timings && m_parent_stopped) {
+        auto paused = m_parent_migration.paused_ms();
+        m_timings->parent_paused_ms = paused ? *paused : double(since_ms(m_paused_at));
+    }
     m_parent_renewed = resumed;
     if (resumed.ok()) m_parent_renewal = std::thread([this] { m_parent_renewed = m_parent.renew_identity(); });
 }

@@ -85,7 +85,7 @@ struct RestoreRequest {
 Result<std::unique_ptr<Vm>> restore_snapshot(const RestoreRequest& request, RestoreTimings* timings = nullptr);
 
 struct ForkTimings {
-    int64_t parent_paused_ms = 0;
+    double parent_paused_ms = 0;    // the parent's vCPUs stopped (QEMU's STOP to RESUME events)
     int64_t child_started_ms = 0;  // the child's QEMU up (it starts while the parent still runs)
     int64_t child_loaded_ms = 0;   // the child's RAM and device state loaded, vCPUs running
     int64_t child_ready_ms = 0;    // from the start of the fork to the child's identity renewal
@@ -102,10 +102,15 @@ struct ForkRequest {
     // start-up, and the pool then starts the next spare in the background. Only with an empty id
     // and no NIC, as for restores. Null: the child's QEMU is started for this fork.
     SparePool* spares = nullptr;
+    // The parent runs while its RAM is copied and pauses only for the pages it dirtied meanwhile
+    // (a live migration, one pass). Where the child's disk cannot be a reflink the fork is never
+    // live. False: the parent pauses for the whole copy (the path before; benchmarks compare).
+    bool live = true;
 };
 
-// Forks a running VM: the parent pauses while its device state and RAM are streamed out and its
-// disk is cloned, then runs on; the child starts from that state with its own identity. The child's
+// Forks a running VM: the parent's RAM is copied while it runs (ForkRequest::live), then it pauses
+// while the rest and its device state are streamed out and its disk is cloned, then runs on; the
+// child starts from that state with its own identity. The child's
 // QEMU starts while the parent still runs, and loads the stream (through a socket pair,
 // no file) as the parent writes it. A restored parent's child maps the same snapshot memory file
 // copy-on-write.

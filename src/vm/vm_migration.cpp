@@ -22,6 +22,27 @@ const std::string kMigrateUri = std::string("fd:") + kMigrateFdName;
 // instead of ~50. Our VMs are stopped when we migrate them, so neither limit buys anything.
 const MigrationParameters kUnthrottled{int64_t(1) << 40, 100000, std::nullopt};
 
+// A live source (a fork's parent), copied in exactly one pass while the guest runs: the dirty
+// bitmap is synced only at the start, with the guest stopped, and at the end, when QEMU has stopped
+// it for the pages dirtied meanwhile. A downtime limit of 0 makes QEMU's threshold 0, so it never
+// syncs in between (it syncs only when what is left is under the threshold) and finishes once the
+// pass is done. Why no sync while the guest runs: QEMU 7.2's TCG then loses writes. Its sync clears
+// the migration bits without resetting the vCPU's TLB entries that let writes through untracked
+// (later QEMUs reset them), and the TLB flush that dirty tracking starts with is queued to the vCPU,
+// so a guest running while the first sync happens writes past it too. Measured: a busy parent
+// forked live without the stopped start gave a child whose kernel oopsed in jbd2 at once. A guest
+// that dirties much of its RAM during the pass makes the last pass (the pause) longer, never endless.
+const MigrationParameters kLive{int64_t(1) << 40, 0, std::nullopt};
+
+// A timestamped QMP event's time in ms ({"seconds", "microseconds"}, QEMU's wall clock).
+std::optional<double> event_ms(const json& event) {
+    auto ts = event.find("timestamp");
+    if (ts == event.end() || !ts->is_object()) return std::nullopt;
+    auto s = ts->find("seconds"), us = ts->find("microseconds");
+    if (s == ts->end() || us == ts->end() || !s->is_number_integer() || !us->is_number_integer()) return std::nullopt;
+    return double(s->get<int64_t>()) * 1000.0 + double(us->get<int64_t>()) / 1000.0;
+}
+
 // After loading a VM with a NIC, QEMU announces it: RARPs from the host side and, the guest's
 // virtio-net driver agreeing (GUEST_ANNOUNCE), a config interrupt that makes the guest send
 // gratuitous ARPs, in rounds from the moment it runs. A Kiln NIC's only neighbour is the tap in its
@@ -36,10 +57,21 @@ VmMigration::VmMigration(Vm& vm) : m_vm(vm), m_qmp(vm.qmp()) {}
 Status VmMigration::prepare_outgoing(bool ignore_shared) {
     TRY(m_qmp.migrate_set_parameters(kUnthrottled));
     TRY(m_qmp.migrate_set_capabilities(MigrationCapabilities{ignore_shared, /*events=*/true}));
-    // MIGRATION events left over from an earlier migration of this QEMU would end the wait early.
-    while (m_qmp.wait_event("MIGRATION", Millis(0)).ok()) {
-    }
+    drop_old_events();
     return ok_status();
+}
+
+Status VmMigration::prepare_live_outgoing() {
+    TRY(m_qmp.migrate_set_parameters(kLive));
+    TRY(m_qmp.migrate_set_capabilities(MigrationCapabilities{/*ignore_shared=*/false, /*events=*/true}));
+    drop_old_events();
+    return ok_status();
+}
+
+void VmMigration::drop_old_events() {
+    for (const char* name : {"MIGRATION", "STOP", "RESUME"})
+        while (m_qmp.wait_event(name, Millis(0)).ok()) {
+        }
 }
 
 Status VmMigration::stop() { return m_qmp.stop(); }
@@ -67,10 +99,23 @@ Status VmMigration::finish_outgoing(Clock::time_point deadline) {
         }
         return std::move(status).error();
     }
-    if (*status == "completed") return ok_status();
+    return status_error(*status);
+}
+
+Status VmMigration::wait_until_active(Clock::time_point deadline) {
+    for (;;) {
+        auto ev = TRY(m_qmp.wait_event("MIGRATION", Millis(std::max(1, remaining_ms(deadline)))));
+        std::string status = qmp_string(ev.value("data", json::object()), "status");
+        if (status == "active") return ok_status();
+        if (status == "completed" || status == "failed" || status == "cancelled") return status_error(status);
+    }
+}
+
+Status VmMigration::status_error(const std::string& status) {
+    if (status == "completed") return ok_status();
     auto info = m_qmp.query_migrate();
     std::string why = !info.ok() ? info.error().message : info->error_desc.empty() ? "no reason given" : info->error_desc;
-    return make_error(ErrorCode::SnapshotFailed, "QEMU migration " + *status + ": " + why);
+    return make_error(ErrorCode::SnapshotFailed, "QEMU migration " + status + ": " + why);
 }
 
 Status VmMigration::write_to_file(const std::string& path, bool ignore_shared, Millis timeout) {
@@ -90,6 +135,19 @@ Status VmMigration::resume() {
             Clock::now() >= deadline)
             return std::move(r).error();
         std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+}
+
+std::optional<double> VmMigration::paused_ms() {
+    std::optional<double> total;
+    for (;;) {
+        auto stop = m_qmp.wait_event("STOP", Millis(0));
+        if (!stop.ok()) return total;
+        auto resume = m_qmp.wait_event("RESUME", Millis(100));  // sent before cont's reply; the reader may lag
+        if (!resume.ok()) return std::nullopt;
+        auto from = event_ms(*stop), to = event_ms(*resume);
+        if (!from || !to || *to < *from) return std::nullopt;
+        total = total.value_or(0) + (*to - *from);
     }
 }
 

@@ -2,6 +2,7 @@
 // VM layer only: it is how the layer's snapshot code reaches a Vm's QMP.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "base/clock.h"
@@ -25,11 +26,17 @@ public:
     // Everything before an outgoing migration that need not wait for the VM to stop: no bandwidth
     // or downtime limit, capabilities set (x-ignore-shared as asked), old MIGRATION events dropped.
     Status prepare_outgoing(bool ignore_shared);
+    // The same for a live migration (a fork's parent): stop(), start_outgoing(), wait_until_active()
+    // and resume(); QEMU copies the RAM once while the guest runs, then stops it for the pages
+    // dirtied meanwhile and the device state, and leaves it stopped (postmigrate) until resume().
+    Status prepare_live_outgoing();
     Status stop();  // the vCPUs stop
     // Starts writing the migration stream into `fd`; with x-ignore-shared, shared RAM is left out.
     Status start_outgoing(int fd);
     // Waits for the migration started by start_outgoing to end; cancels it at the deadline.
     Status finish_outgoing(Clock::time_point deadline);
+    // Waits until QEMU has set the migration up (MIGRATION "active"): dirty tracking on.
+    Status wait_until_active(Clock::time_point deadline);
     // prepare_outgoing, start_outgoing and finish_outgoing into a new file at `path` (the VM is
     // expected to be stopped already).
     Status write_to_file(const std::string& path, bool ignore_shared, Millis timeout);
@@ -37,6 +44,10 @@ public:
     // finish-migrate state and refuses cont in between ("Migration is not finalized yet"), so
     // that one refusal is retried for up to 5 s.
     Status resume();
+    // How long the vCPUs were stopped, from QEMU's own STOP and RESUME events (their timestamps,
+    // in microseconds): after resume() of a source prepared here, whoever stopped it (stop(), or
+    // QEMU for a live migration's last pass). Nullopt without both events.
+    std::optional<double> paused_ms();
 
     // Destination.
     // Capabilities set and `fd` (the stream to load) handed to QEMU: all that can be done before
@@ -56,6 +67,10 @@ private:
     // The MIGRATION event that ends the current migration: its status ("completed", "failed" or
     // "cancelled"), or the QMP error (vm_gone, timeout).
     Result<std::string> wait_migration_end(Clock::time_point deadline);
+    // Drops events left over from earlier migrations and stops of this QEMU, which would end a
+    // wait early or time the wrong pause.
+    void drop_old_events();
+    Status status_error(const std::string& status);
 
     Vm& m_vm;
     QmpClient& m_qmp;

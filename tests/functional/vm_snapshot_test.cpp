@@ -29,6 +29,7 @@ namespace {
 std::string sh(Vm& vm, const std::string& cmd) {
     proto::ExecRequest req;
     req.shell = cmd;
+    req.timeout_ms = 60000;  // and 30 s more on the host: a guest that died fails the test, not hangs it
     auto out = vm.agent().exec_collect(req);
     EXPECT_TRUE(out.ok()) << (out.ok() ? "" : out.error().to_string());
     if (!out.ok()) return "";
@@ -203,6 +204,45 @@ TEST_F(SnapshotTest, TwentyConcurrentClonesHaveTheirOwnIdentityClockAndDisk) {
 }
 
 TEST_F(SnapshotTest, ForkedChildDivergesAndOutlivesItsParent) { fork_and_check_divergence(ForkRequest{}, false); }
+
+// The parent keeps running while its RAM is copied (a live migration), so it writes memory and disk
+// during the fork. The child's disk must be the parent's at the instant QEMU stopped it for the last
+// pass, the instant its RAM is from: a journal or page cache ahead of or behind the disk would show
+// as missing, repeated or zeroed lines once the child's cache is dropped, or as ext4 errors.
+TEST_F(SnapshotTest, ForkOfABusyParentTakesItsRamAndDiskFromOneInstant) {
+    RestoreRequest req;
+    req.snapshot_dir = dir();
+    auto parent = restore_snapshot(req);
+    ASSERT_TRUE(parent.ok()) << parent.error().to_string();
+    sh(**parent, "rm -f /tmp/stop /root/busy.txt; "
+                 "(i=0; while [ ! -e /tmp/stop ]; do i=$((i+1)); echo line-$i >> /root/busy.txt; echo line-$i >> /tmp/busy.txt; "
+                 "[ $((i % 10)) = 0 ] && sync; done) >/dev/null 2>&1 & "
+                 "(while [ ! -e /tmp/stop ]; do dd if=/dev/urandom of=/tmp/blob bs=64k count=64 2>/dev/null; done) "
+                 ">/dev/null 2>&1 & sleep 1");
+    ForkTimings t;
+    auto child = fork_vm(**parent, ForkRequest{}, &t);
+    ASSERT_TRUE(child.ok()) << child.error().to_string();
+    EXPECT_GT(t.parent_paused_ms, 0) << "QEMU's STOP and RESUME events were not read";
+    for (Vm* vm : {parent->get(), child->get()}) {
+        sh(*vm, "touch /tmp/stop; sleep 0.5; sync; echo 3 > /proc/sys/vm/drop_caches");
+        for (const char* file : {"/root/busy.txt", "/tmp/busy.txt"}) {  // its disk, and its RAM (tmpfs)
+            std::string lines = sh(*vm, std::string("cat ") + file);
+            ASSERT_FALSE(lines.empty()) << file;
+            EXPECT_EQ(lines.find('\0'), std::string::npos) << "zeroed blocks in " << file;
+            long expected = 1;
+            for (size_t pos = 0; pos < lines.size();) {
+                size_t end = lines.find('\n', pos);
+                if (end == std::string::npos) end = lines.size();
+                ASSERT_EQ(lines.substr(pos, end - pos), "line-" + std::to_string(expected))
+                    << file << " in the " << (vm == child->get() ? "child" : "parent");
+                ++expected;
+                pos = end + 1;
+            }
+            EXPECT_GT(expected, 10) << "the writer did not run before the fork";
+        }
+        EXPECT_EQ(trim(sh(*vm, "dmesg | grep -ci 'ext4.*error' || true")), "0") << sh(*vm, "dmesg | tail -20");
+    }
+}
 
 // With a spare pool, the child is the spare QEMU started ahead for the parent's snapshot; its disk is
 // still the parent's as of the fork, recloned onto the spare's once the parent stopped.
