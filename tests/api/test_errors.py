@@ -1,6 +1,11 @@
 """The error paths of the API: 401 (no or bad token), 404 (unknown ids, another token's things),
-409 (wrong state), 422 (values out of range) and 429 (over the sandbox count or memory limit)."""
+409 (wrong state), 422 (values out of range), 429 (over the sandbox count or memory limit) and 503
+(a guest that did not answer in time)."""
 from __future__ import annotations
+
+import os
+import signal
+import time
 
 import pytest
 
@@ -154,3 +159,53 @@ def test_429_over_committed_memory(kilnd_factory, recorder):
     r = api.post("/v1/sandboxes", {"template": "tiny"})
     assert r.status == 429 and r.error_code == "quota_exceeded", r
     assert "memory" in r.json()["error"]["message"].lower(), r
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _wait_until_idle(pids: list[int], timeout: float = 120.0) -> None:
+    """Until no QEMU in `pids` uses CPU for 0.5 s: a warm spare has finished its warm-up and waits stopped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = [_cpu_ticks(p) for p in pids]
+        time.sleep(0.5)
+        if [_cpu_ticks(p) for p in pids] == before:
+            return
+    raise AssertionError(f"the spares {pids} did not settle in {timeout} s")
+
+
+def test_a_create_whose_guest_does_not_answer_in_time_is_503_with_the_reason(kilnd_factory, recorder):
+    """An overloaded host (density_bench: past ~150 idle TCG guests on 2 cores) shows as guests that do
+    not answer in time. Here the template's spare QEMUs are frozen with SIGSTOP (processes this test's
+    kilnd started), so the create takes a spare whose QEMU never answers QMP: the answer is 503
+    unavailable saying why, not 500 internal, and kilnd serves on."""
+    k = kilnd_factory({}, name="frozen")
+    api = ApiClient(k.port, k.tokens["alice"], recorder)
+    api.delete(f"/v1/sandboxes/{api.create_sandbox()['id']}")  # the pool's spares are up after a first create
+    deadline = time.monotonic() + 120
+    while not k.qemu_pids() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    spares = k.qemu_pids()
+    assert spares, "no spare QEMU was started"
+    _wait_until_idle(spares)
+    for pid in spares:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        r = api.post("/v1/sandboxes", {"template": "tiny"}, timeout=120)
+    finally:
+        for pid in spares:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass  # the failed create's QEMU, killed by kilnd
+    assert r.status == 503 and r.error_code == "unavailable", r
+    message = r.json()["error"]["message"]
+    assert "did not answer in time" in message and "sandboxes on this host" in message, message
+    failed = [s for s in api.get(query("/v1/sandboxes", state="all")).json()["sandboxes"] if s["state"] == "failed"]
+    assert failed and "timeout" in failed[-1]["error"], failed  # the record says what happened
+    sb = api.create_sandbox()  # and the next create works
+    assert api.exec(sb["id"], "echo ok")["stdout"] == "ok\n"
