@@ -11,6 +11,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -77,6 +79,7 @@ public:
     }
 
     const std::string& log_path() const { return m_log; }
+    pid_t pid() const { return m_process->pid(); }
 
     httplib::Client client() const {
         httplib::Client c("127.0.0.1", m_port);
@@ -122,8 +125,40 @@ std::string make_snapshot(const std::string& root) {
     return dir;
 }
 
+// CPU time, in clock ticks: the whole host's busy time (/proc/stat), and one process's own and its
+// reaped children's (kilnd's QEMUs are its children once reaped: a deleted sandbox's QEMU counts).
+struct CpuTicks {
+    uint64_t host_busy = 0, host_all = 0, own = 0, children = 0;
+};
+
+CpuTicks cpu_ticks(pid_t pid) {
+    CpuTicks t;
+    std::ifstream stat("/proc/stat");
+    std::string cpu;
+    uint64_t v[8] = {};
+    stat >> cpu >> v[0] >> v[1] >> v[2] >> v[3] >> v[4] >> v[5] >> v[6] >> v[7];
+    for (uint64_t x : v) t.host_all += x;
+    t.host_busy = t.host_all - v[3] - v[4];  // idle, iowait
+    std::ifstream proc("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(proc, line);
+    auto close = line.rfind(')');
+    if (close != std::string::npos) {
+        std::istringstream fields(line.substr(close + 2));
+        std::vector<std::string> f{std::istream_iterator<std::string>(fields), {}};
+        if (f.size() > 15) {  // fields 14-17 of proc(5): utime stime cutime cstime
+            t.own = std::stoull(f[11]) + std::stoull(f[12]);
+            t.children = std::stoull(f[13]) + std::stoull(f[14]);
+        }
+    }
+    return t;
+}
+
 // `total` cycles of create, exec true, delete spread over `concurrency` threads: cycles per second.
+// Also prints where the CPU went: a rate that stops growing with concurrency while the host's
+// cores are all busy is bound by CPU, and the CPU per cycle says whose.
 double cycles_per_second(const Daemon& daemon, int concurrency, int total, int* errors) {
+    CpuTicks before = cpu_ticks(daemon.pid());
     std::atomic<int> next{0};
     std::atomic<int> failed{0};
     auto start = Clock::now();
@@ -146,8 +181,18 @@ double cycles_per_second(const Daemon& daemon, int concurrency, int total, int* 
         });
     }
     for (auto& t : threads) t.join();
+    double seconds = ms_since(start) / 1000.0;
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));  // kilnd reaps the last QEMUs
+    CpuTicks after = cpu_ticks(daemon.pid());
+    const double tick_ms = 1000.0 / double(::sysconf(_SC_CLK_TCK));
+    double busy = double(after.host_busy - before.host_busy), all = double(after.host_all - before.host_all);
+    std::printf("  concurrency %d: host CPU busy %.0f%% of %ld cores; per cycle %.0f ms of CPU: kilnd %.0f, its QEMUs %.0f, "
+                "the rest (kernel threads, this bench) %.0f\n",
+                concurrency, all > 0 ? 100.0 * busy / all : 0.0, ::sysconf(_SC_NPROCESSORS_ONLN), busy * tick_ms / total,
+                double(after.own - before.own) * tick_ms / total, double(after.children - before.children) * tick_ms / total,
+                (busy - double(after.own - before.own) - double(after.children - before.children)) * tick_ms / total);
     *errors = failed.load();
-    return total / (ms_since(start) / 1000.0);
+    return total / seconds;
 }
 
 // kilnd's "sandbox created" lines with a NIC: how many took a spare, of how many.
