@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "base/file_util.h"
+#include "base/random.h"
 #include "vm/disk_clone.h"
 #include "vm_test_env.h"
 
@@ -165,4 +166,46 @@ TEST_F(VmLifecycle, TwentyBootsLeaveNoQemuAndNoRunDir) {
         EXPECT_EQ(processes_mentioning(dir + "/"), std::vector<std::string>{}) << dir;
         EXPECT_FALSE(path_exists(dir)) << dir;
     }
+}
+
+// A template's guest ticks from its APIC timer, so its idle clones do not wake ~36 times a second
+// for the PIT (Vm::boot). The kernel's check of that timer can fail on a loaded host; the boot is
+// then repeated, at most 4 times, and the VM says which device it got.
+TEST_F(VmLifecycle, ASnapshottableBootTicksFromTheApicTimerOrSaysItCouldNot) {
+    auto options = test::test_boot_options();
+    options.snapshottable = true;
+    auto vm = vm::Vm::boot(options);
+    ASSERT_TRUE(vm.ok()) << vm.error().to_string();
+    const vm::BootTimings& t = (*vm)->timings();
+    if (t.accel != vm::Accel::Tcg) GTEST_SKIP() << "the APIC timer is a TCG boot's concern";
+    EXPECT_TRUE(t.tick_device == "lapic" || t.tick_device == "pit") << t.tick_device;
+    EXPECT_GE(t.boot_attempts, 1);
+    if (t.tick_device == "pit") EXPECT_EQ(t.boot_attempts, 4) << "the PIT kept before the last attempt";
+    else EXPECT_LE(t.boot_attempts, 4);
+}
+
+// The retry itself, made certain: with noapictimer every boot ticks from the PIT, so the boot is
+// repeated 4 times, each VM before the last destroyed, and the last one kept and working.
+TEST_F(VmLifecycle, ABootWhoseGuestKeepsThePitIsRepeatedFourTimesThenKept) {
+    auto options = test::test_boot_options();
+    options.snapshottable = true;
+    options.extra_kernel_args.push_back("noapictimer");
+    const std::string marker = "kiln.retry_test=" + random_hex(6).value();  // finds this test's QEMUs
+    options.extra_kernel_args.push_back(marker);
+    std::vector<std::string> progress;
+    options.on_progress = [&](std::string_view line) { progress.emplace_back(line); };
+    auto vm = vm::Vm::boot(options);
+    ASSERT_TRUE(vm.ok()) << vm.error().to_string();
+    if ((*vm)->timings().accel != vm::Accel::Tcg) GTEST_SKIP() << "the APIC timer is a TCG boot's concern";
+    EXPECT_EQ((*vm)->timings().tick_device, "pit");
+    EXPECT_EQ((*vm)->timings().boot_attempts, 4);
+    int retries = 0;
+    for (const auto& line : progress) retries += line.find("booting again") != std::string::npos;
+    EXPECT_EQ(retries, 3);
+    EXPECT_EQ(processes_mentioning(marker).size(), 1u) << "the VMs of the earlier attempts are gone";
+    proto::ExecRequest req;
+    req.shell = "echo ok";
+    auto out = (*vm)->agent().exec_collect(req);
+    ASSERT_TRUE(out.ok()) << out.error().to_string();
+    EXPECT_EQ(out->stdout_data, "ok\n");
 }

@@ -65,7 +65,8 @@ Result<std::string> TemplateBaker::key(const BuiltinTemplate& tmpl) {
     auto accel = TRY(vm::choose_accel(m_accel));
     std::string text = image_key + "|" + kernel.release + "|" + qemu.version.to_string() + "|" + vm::accel_name(accel.accel) +
                        "|" + std::to_string(tmpl.vcpus) + "x" + std::to_string(tmpl.memory_mib) +
-                       (vm::guest_aslr_requested() ? "|aslr" : "|norandmaps");
+                       (vm::guest_aslr_requested() ? "|aslr" : "|norandmaps") +
+                       "|apictimer";  // bakes from before templates kept the APIC timer ticked from the PIT
     std::string k = sha256_hex(text).substr(0, 16);
     std::lock_guard lock(m_mutex);
     m_key_cache[tmpl.name] = k;
@@ -190,13 +191,16 @@ Result<std::string> TemplateBaker::bake(const BuiltinTemplate& tmpl, bool nic, c
     request.resume = false;
     request.checksums = false;  // restores check sizes; hashing 256 MiB would add seconds to every bake
     auto manifest = vm::take_snapshot(**booted, request);
+    const vm::BootTimings boot = (*booted)->timings();
     (*booted)->destroy();
     if (!manifest.ok()) {
         log::error("template bake failed", {{"template", variant}, {"step", "snapshot"}, {"error", manifest.error().to_string()}});
         return std::move(manifest).error();
     }
     auto ms = std::chrono::duration_cast<Millis>(Clock::now() - start).count();
-    log::info("template baked", {{"template", variant}, {"dir", dir}, {"ms", ms}});
+    // The tick device decides what an idle clone costs under TCG (Vm::boot): "pit" is worth a look.
+    log::info("template baked", {{"template", variant}, {"dir", dir}, {"ms", ms}, {"tick_device", boot.tick_device},
+                                 {"boot_attempts", boot.boot_attempts}});
     if (m_spares && !nic) m_spares->prepare(dir);
     if (m_spares && nic && m_spare_networks) m_spares->prepare(dir, m_spare_networks->source());
     return dir;
