@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 
 from bench_kilnd import Api, pct, start_kilnd  # noqa: E402  (bench/, the script's own folder)
-from kilnd_fixture import wait_until  # noqa: E402
+from kilnd_fixture import free_port, wait_until  # noqa: E402
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -70,10 +70,10 @@ def wait_job(api: Api, job_id: str) -> dict:
 WEBHOOK_SECRET = "ci-bench-webhook-secret"
 
 
-def post_push(port: int, repo: Path, sha: str) -> str:
-    """A signed GitHub push webhook for `sha` of the local repository `repo`; returns the job id."""
+def post_push(port: int, clone_url: str, sha: str) -> str:
+    """A signed GitHub push webhook for `sha` of the repository at `clone_url`; returns the job id."""
     body = json.dumps({"ref": "refs/heads/main", "after": sha, "deleted": False,
-                       "repository": {"full_name": "bench/trivial", "clone_url": str(repo)},
+                       "repository": {"full_name": "bench/trivial", "clone_url": clone_url},
                        "sender": {"login": "bench"}}).encode()
     signature = "sha256=" + hmac.new(WEBHOOK_SECRET.encode(), body, hashlib.sha256).hexdigest()
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
@@ -134,8 +134,20 @@ def print_phases(rows: list[dict[str, float]]) -> None:
 def main() -> int:
     n = int(os.environ.get("KILN_BENCH_CI_JOBS", "20"))
     batch = int(os.environ.get("KILN_BENCH_CI_BATCH", "10"))
-    kilnd, api, accel = start_kilnd("ci-bench", {"KILN_CI_WORKERS": "2", "KILN_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET})
     work = Path(tempfile.mkdtemp(prefix="kiln-ci-bench-"))
+    # A webhook's job runs as no token, so its repository must be a URL in ci_repos (a local path
+    # needs the admin scope): `git daemon` on loopback serves the bench's repositories.
+    git_port = free_port()
+    git_daemon = subprocess.Popen(["git", "daemon", "--reuseaddr", "--listen=127.0.0.1", f"--port={git_port}", "--export-all",
+                                   f"--base-path={work}", str(work)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    git_url = f"git://127.0.0.1:{git_port}"
+    try:
+        kilnd, api, accel = start_kilnd("ci-bench", {"KILN_CI_WORKERS": "2", "KILN_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+                                                     "KILN_CI_REPOS": git_url + "/"})
+    except BaseException:
+        git_daemon.kill()
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     try:
         trivial = work / "trivial"
         sha = make_repo(trivial, {".kiln.yml": "template: base\nsteps:\n  - name: noop\n    run: 'true'\n"})
@@ -173,10 +185,15 @@ def main() -> int:
             return 0
 
         # Webhook -> first step: from the POST of a signed push to the job log's step_started event.
+        # Each push a new commit, as pushes are (kilnd takes a body it has seen before as a redelivery).
         to_first_step = []
-        for _ in range(max(5, n // 2)):
+        for i in range(max(5, n // 2)):
+            (trivial / "pushed").write_text(f"{i}\n")
+            git(trivial, "add", "-A")
+            git(trivial, "commit", "-q", "-m", f"push {i}")
+            pushed = git(trivial, "rev-parse", "HEAD")
             posted_ms = time.time() * 1000
-            job_id = post_push(kilnd.port, trivial, sha)
+            job_id = post_push(kilnd.port, f"{git_url}/trivial", pushed)
             wait_job(api, job_id)
             log = [json.loads(line) for line in api.call("GET", f"/v1/jobs/{job_id}/logs?follow=false").decode().splitlines()]
             started = next(e["ts"] for e in log if e["type"] == "step_started")
@@ -211,6 +228,8 @@ def main() -> int:
         return 0
     finally:
         kilnd.cleanup()
+        git_daemon.kill()
+        git_daemon.wait()
         shutil.rmtree(work, ignore_errors=True)
 
 
