@@ -10,7 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "api"))
 
-from kilnd_fixture import Kilnd  # noqa: E402
+from kilnd_fixture import Kilnd, wait_until  # noqa: E402
 
 
 class Api:
@@ -53,3 +53,31 @@ def start_kilnd(name: str, extra_env: dict[str, str] | None = None, quota: str =
     except BaseException:
         kilnd.cleanup()
         raise
+
+
+class KilndLog:
+    """Reads kilnd's JSON log as it grows: which QEMU each created sandbox runs in (the "sandbox
+    created" line's qemu_pid; with a spare, the QEMU's command line names the spare, not the sandbox)."""
+
+    def __init__(self, kilnd: Kilnd):
+        self.kilnd, self.offset, self.qemu_of = kilnd, 0, {}
+
+    def read(self) -> None:
+        with open(self.kilnd.log_path, "rb") as f:
+            f.seek(self.offset)
+            chunk = f.read()
+        complete = chunk.rfind(b"\n") + 1
+        self.offset += complete
+        for line in chunk[:complete].splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("msg") == "sandbox created":
+                self.qemu_of[entry["sandbox"]] = entry["qemu_pid"]
+
+    def qemu_pid(self, sandbox_id: str) -> int:
+        pid = wait_until(lambda: self.read() or self.qemu_of.get(sandbox_id), 5, interval=0.02)
+        if not pid:
+            raise RuntimeError(f"kilnd's log has no 'sandbox created' line for {sandbox_id}")
+        return pid

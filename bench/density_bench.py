@@ -14,7 +14,6 @@ error from kilnd, MemAvailable under 2 GiB) ends the run there, with what was me
 Prints the accelerator. Run: KILN_BUILD=build/release /usr/bin/python3 bench/density_bench.py"""
 from __future__ import annotations
 
-import json
 import os
 import resource
 import statistics
@@ -22,7 +21,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench_kilnd import Api, pct, start_kilnd
+from bench_kilnd import Api, KilndLog, pct, start_kilnd
 from kilnd_fixture import Kilnd, wait_until
 import proc_stats
 
@@ -46,34 +45,6 @@ class Step:
     kilnd_threads: int
     idle_cpu_percent: list[float]  # per QEMU, % of one core
     fill_seconds: float = 0.0
-
-
-class KilndLog:
-    """Reads kilnd's JSON log as it grows: which QEMU each created sandbox runs in (the "sandbox
-    created" line's qemu_pid; with a spare, the QEMU's command line names the spare, not the sandbox)."""
-
-    def __init__(self, kilnd: Kilnd):
-        self.kilnd, self.offset, self.qemu_of = kilnd, 0, {}
-
-    def read(self) -> None:
-        with open(self.kilnd.log_path, "rb") as f:
-            f.seek(self.offset)
-            chunk = f.read()
-        complete = chunk.rfind(b"\n") + 1
-        self.offset += complete
-        for line in chunk[:complete].splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if entry.get("msg") == "sandbox created":
-                self.qemu_of[entry["sandbox"]] = entry["qemu_pid"]
-
-    def qemu_pid(self, sandbox_id: str) -> int:
-        pid = wait_until(lambda: self.read() or self.qemu_of.get(sandbox_id), 5, interval=0.02)
-        if not pid:
-            raise RuntimeError(f"kilnd's log has no 'sandbox created' line for {sandbox_id}")
-        return pid
 
 
 class Density:

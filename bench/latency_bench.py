@@ -35,7 +35,7 @@ sys.path.insert(0, str(HERE))
 
 import floor_guest  # noqa: E402
 import proc_stats  # noqa: E402
-from bench_kilnd import Api, pct, start_kilnd  # noqa: E402
+from bench_kilnd import Api, KilndLog, pct, start_kilnd  # noqa: E402
 from kilnd_fixture import Kilnd, kilnd_binary  # noqa: E402
 
 # The first command per template and what its stdout must be.
@@ -71,6 +71,10 @@ class KilndUnderTest:
     spare_pss: dict[str, list[int]] = field(default_factory=dict)
     sandbox_pss: dict[str, list[int]] = field(default_factory=dict)
     timed_ids: dict[str, set[str]] = field(default_factory=dict)
+    log: Optional[KilndLog] = None  # set in __post_init__: which QEMU each sandbox runs in
+
+    def __post_init__(self) -> None:
+        self.log = KilndLog(self.kilnd)
 
     def spares(self, memory_by_template: dict[int, str]) -> dict[str, list[int]]:
         """Template -> PIDs of the QEMUs on this kilnd's data dir that are no sandbox's (its spares),
@@ -115,13 +119,6 @@ def wait_until_spares_idle(kilnds: list[KilndUnderTest], memory_by_template: dic
                        + "; ".join(f"{k.mode}: {k.spares(memory_by_template)}" for k in kilnds))
 
 
-def qemu_pid_of(k: KilndUnderTest, sandbox_id: str) -> int:
-    for line in reversed(k.kilnd.log_lines()):
-        if line.get("msg") == "sandbox created" and line.get("sandbox") == sandbox_id:
-            return int(line["qemu_pid"])
-    raise RuntimeError(f"{k.mode} kilnd logged no 'sandbox created' for {sandbox_id}")
-
-
 def create_and_first_output(k: KilndUnderTest, template: str) -> tuple[str, float, float, float]:
     """One timed create + first command; returns the sandbox id, the ms to 201 and to the output,
     and when (time.monotonic()) the create was answered: its spare had been taken by then."""
@@ -143,7 +140,7 @@ def kiln_round(k: KilndUnderTest, template: str, memory_by_template: dict[int, s
     k.timed_ids.setdefault(template, set()).add(sid)
     k.create.setdefault(template, []).append(created)
     k.first_output.setdefault(template, []).append(output)
-    qemu = qemu_pid_of(k, sid)
+    qemu = k.log.qemu_pid(sid)
     k.sandbox_qemus.add(qemu)
     pss = proc_stats.pss_kib(qemu)
     if pss is not None:
