@@ -290,8 +290,8 @@ Status VmFork::start_child_load() {
 // taken while the parent ran, becomes the parent's at that same instant, before either runs again.
 // The child's QEMU runs with -S, so it waits for finish_child's cont whatever the parent's run state.
 Status VmFork::finish_parent_stream() {
-    if (!m_live) return m_parent_migration.finish_outgoing(m_deadline);
     TRY(m_parent_migration.finish_outgoing(m_deadline));
+    if (!m_live) return ok_status();
     m_paused_at = Clock::now();
     return reclone_file(m_shape.rootfs_path, m_paths.disk);
 }

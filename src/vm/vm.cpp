@@ -132,7 +132,7 @@ std::vector<std::string> boot_kernel_args(const BootOptions& options, Accel acce
     //   the PIT's one-shot range is 27 ms, so an idle guest ticking from it wakes ~36 times a
     //   second, ~1.2% of a host core per idle clone under TCG (~12 ms of QEMU CPU per second),
     //   which made ~150 idle clones saturate 2 cores (density_bench); with the APIC timer an idle
-    //   clone's QEMU uses ~0. Its calibration is paid once per bake (see tick_device_ok).
+    //   clone's QEMU uses ~0. Its calibration is paid once per bake (see Vm::boot).
     if (vcpus == 1 && options.tcg_boot_savings) {
         if (!options.snapshottable) args.push_back("noapictimer");
         args.push_back("noreplace-smp");
@@ -185,10 +185,6 @@ Result<CloneMethod> prepare_run_dir(const BootOptions& options, const std::strin
     plan.guest.hostname = options.hostname.empty() ? "kiln-" + id : options.hostname;
     return *cloned;
 }
-
-}  // namespace
-
-namespace {
 
 // Whether a boot's guest must tick from the APIC timer (see boot_kernel_args).
 bool wants_apic_timer(const BootOptions& options, const VmConfig& config) {

@@ -65,8 +65,8 @@ public:
 
 private:
     // The MIGRATION event that ends the current migration: its status ("completed", "failed" or
-    // "cancelled"), or the QMP error (vm_gone, timeout).
-    Result<std::string> wait_migration_end(Clock::time_point deadline);
+    // "cancelled"; with or_active also "active", the set-up done), or the QMP error (vm_gone, timeout).
+    Result<std::string> wait_migration_end(Clock::time_point deadline, bool or_active = false);
     // Drops events left over from earlier migrations and stops of this QEMU, which would end a
     // wait early or time the wrong pause.
     void drop_old_events();
