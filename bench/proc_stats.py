@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "api"))
+from kilnd_fixture import cpu_ticks  # noqa: E402,F401  (the tests' reader, re-exported for the benches)
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # A smaps mapping header: "start-end perms offset dev inode [path]".
@@ -34,17 +39,6 @@ def status_field(pid: int, name: str) -> int:
         pass
     return 0
 
-
-def cpu_ticks(pid: int) -> int | None:
-    """User + system CPU time of `pid` so far, in clock ticks; None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    # Fields after the command name, which is in parentheses and may hold spaces.
-    rest = stat[stat.rindex(")") + 2:].split()
-    return int(rest[11]) + int(rest[12])  # utime, stime: fields 14 and 15
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -55,6 +55,18 @@ def qemu_pids(marker: str) -> list[int]:
     return sorted(pids)
 
 
+def cpu_ticks(pid: int) -> int | None:
+    """User + system CPU time of `pid` so far, in clock ticks; None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # Fields after the command name, which is in parentheses and may hold spaces.
+    rest = stat[stat.rindex(")") + 2:].split()
+    return int(rest[11]) + int(rest[12])  # utime, stime: fields 14 and 15
+
+
 def fd_count(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from api_client import ApiClient, query
+from kilnd_fixture import cpu_ticks
 
 PROTECTED = [
     ("GET", "/v1/sandboxes"), ("POST", "/v1/sandboxes"), ("GET", "/v1/sandboxes/sb-000000000000"),
@@ -161,19 +162,13 @@ def test_429_over_committed_memory(kilnd_factory, recorder):
     assert "memory" in r.json()["error"]["message"].lower(), r
 
 
-def _cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
-
-
 def _wait_until_idle(pids: list[int], timeout: float = 120.0) -> None:
     """Until no QEMU in `pids` uses CPU for 0.5 s: a warm spare has finished its warm-up and waits stopped."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        before = [_cpu_ticks(p) for p in pids]
+        before = [cpu_ticks(p) for p in pids]
         time.sleep(0.5)
-        if [_cpu_ticks(p) for p in pids] == before:
+        if [cpu_ticks(p) for p in pids] == before:
             return
     raise AssertionError(f"the spares {pids} did not settle in {timeout} s")
 
